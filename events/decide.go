@@ -1,0 +1,250 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Kind is a command verb: what a caller asks the ledger to record.
+type Kind string
+
+// The four command kinds, one per endpoint.
+const (
+	KindRequest Kind = "request"
+	KindGrant   Kind = "grant"
+	KindDeny    Kind = "deny"
+	KindRevoke  Kind = "revoke"
+)
+
+// Kinds lists the command kinds in the order of the contract.
+var Kinds = []Kind{KindRequest, KindGrant, KindDeny, KindRevoke}
+
+// EventType returns the event a command of this kind appends.
+func (k Kind) EventType() Type {
+	switch k {
+	case KindRequest:
+		return TypeRequested
+	case KindGrant:
+		return TypeGranted
+	case KindDeny:
+		return TypeDenied
+	case KindRevoke:
+		return TypeRevoked
+	}
+	return ""
+}
+
+// Command is the body of consent.v1.request, grant, deny and revoke.
+type Command struct {
+	Tenant         string          `json:"tenant,omitempty"`
+	SubjectID      string          `json:"subject"`
+	Purpose        string          `json:"purpose"`
+	PolicyVersion  int             `json:"policy_version,omitempty"`
+	Description    string          `json:"description,omitempty"`
+	ExpiresAt      *time.Time      `json:"expires_at,omitempty"`
+	TTL            string          `json:"ttl,omitempty"`
+	Actor          string          `json:"actor,omitempty"`
+	Method         string          `json:"method,omitempty"`
+	Evidence       json.RawMessage `json:"evidence,omitempty"`
+	Reason         string          `json:"reason,omitempty"`
+	OccurredAt     *time.Time      `json:"occurred_at,omitempty"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	ExpectedSeq    *uint64         `json:"expected_seq,omitempty"`
+}
+
+// DecodeCommand parses a command body strictly. Errors are *FieldError.
+// The command is not validated; see Command.Validate.
+func DecodeCommand(data []byte) (Command, error) {
+	var c Command
+	err := DecodeStrict(data, &c)
+	return c, err
+}
+
+// Key returns the consent the command is about, with the tenant defaulted.
+func (c *Command) Key() Key {
+	return Key{Tenant: OrDefaultTenant(c.Tenant), SubjectID: c.SubjectID, Purpose: c.Purpose}
+}
+
+// Validate checks every field of a command of the given kind, returning a
+// *FieldError for the first problem found. Fields that do not belong to the
+// kind (a ttl on a revoke, a reason on a grant) are refused rather than
+// silently dropped.
+func (c *Command) Validate(kind Kind) error {
+	if kind.EventType() == "" {
+		return &FieldError{Field: "kind", Problem: fmt.Sprintf("unknown command %q", kind)}
+	}
+	if err := c.Key().Validate(); err != nil {
+		return err
+	}
+	if c.PolicyVersion < 0 {
+		return &FieldError{Field: "policy_version", Problem: "must be at least 1"}
+	}
+	if err := checkText("description", c.Description, MaxDescriptionLen, true); err != nil {
+		return err
+	}
+	if err := checkText("reason", c.Reason, MaxReasonLen, true); err != nil {
+		return err
+	}
+	if err := checkText("actor", c.Actor, MaxNameLen, false); err != nil {
+		return err
+	}
+	if err := checkText("method", c.Method, MaxNameLen, false); err != nil {
+		return err
+	}
+	if err := checkText("idempotency_key", c.IdempotencyKey, MaxIdempotencyKeyLen, false); err != nil {
+		return err
+	}
+	if c.Description != "" && kind != KindRequest {
+		return &FieldError{Field: "description", Problem: "is only allowed on request"}
+	}
+	if c.Reason != "" && kind != KindDeny && kind != KindRevoke {
+		return &FieldError{Field: "reason", Problem: "is only allowed on deny and revoke"}
+	}
+	if (c.TTL != "" || c.ExpiresAt != nil) && kind != KindGrant {
+		field := "ttl"
+		if c.ExpiresAt != nil {
+			field = "expires_at"
+		}
+		return &FieldError{Field: field, Problem: "is only allowed on grant"}
+	}
+	if c.TTL != "" && c.ExpiresAt != nil {
+		return &FieldError{Field: "ttl", Problem: "give either ttl or expires_at, not both"}
+	}
+	if c.TTL != "" {
+		d, err := time.ParseDuration(c.TTL)
+		if err != nil {
+			return &FieldError{Field: "ttl", Problem: fmt.Sprintf("%q is not a Go duration such as 8760h", c.TTL)}
+		}
+		if d <= 0 {
+			return &FieldError{Field: "ttl", Problem: "must be positive"}
+		}
+	}
+	if c.ExpiresAt != nil && c.OccurredAt != nil && !c.ExpiresAt.After(*c.OccurredAt) {
+		return &FieldError{Field: "expires_at", Problem: "must be after occurred_at"}
+	}
+	if len(c.Evidence) > 0 {
+		if len(c.Evidence) > MaxEvidenceLen {
+			return &FieldError{Field: "evidence", Problem: fmt.Sprintf("must be at most %d bytes, got %d", MaxEvidenceLen, len(c.Evidence))}
+		}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(c.Evidence, &obj); err != nil || obj == nil {
+			return &FieldError{Field: "evidence", Problem: "must be a JSON object"}
+		}
+	}
+	return nil
+}
+
+func checkText(field, v string, max int, multiline bool) error {
+	if len(v) > max {
+		return &FieldError{Field: field, Problem: fmt.Sprintf("must be at most %d bytes, got %d", max, len(v))}
+	}
+	if !utf8.ValidString(v) {
+		return &FieldError{Field: field, Problem: "must be valid UTF-8"}
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			if multiline && (r == '\n' || r == '\t') {
+				continue
+			}
+			return &FieldError{Field: field, Problem: "must not contain control characters"}
+		}
+	}
+	return nil
+}
+
+// Decide applies the transition table to a validated command in the
+// consent's current state cur, at time now (the ledger's clock). It returns
+// the event to append, complete but for ID and Hash, with PrevHash linked to
+// cur.Hash; or a *TransitionError when the table forbids the command.
+//
+// Decide is pure: the same inputs give the same event.
+func Decide(cur Consent, kind Kind, c Command, now time.Time) (Event, error) {
+	now = now.UTC()
+	from := cur.StateAt(now)
+	policy := max(c.PolicyVersion, 1)
+	if err := checkTransition(cur, from, kind, policy); err != nil {
+		return Event{}, err
+	}
+	occurred := now
+	if c.OccurredAt != nil {
+		occurred = c.OccurredAt.UTC()
+	}
+	ev := Event{
+		V:             SchemaVersion,
+		Type:          kind.EventType(),
+		Tenant:        OrDefaultTenant(c.Tenant),
+		SubjectID:     c.SubjectID,
+		Purpose:       c.Purpose,
+		OccurredAt:    occurred,
+		RecordedAt:    now,
+		PolicyVersion: policy,
+		Description:   c.Description,
+		Actor:         c.Actor,
+		Method:        c.Method,
+		Evidence:      c.Evidence,
+		Reason:        c.Reason,
+		PrevHash:      cur.Hash,
+	}
+	switch {
+	case c.ExpiresAt != nil:
+		t := c.ExpiresAt.UTC()
+		ev.ExpiresAt = &t
+	case c.TTL != "":
+		d, _ := time.ParseDuration(c.TTL) // validated
+		t := occurred.Add(d)
+		ev.ExpiresAt = &t
+	}
+	return ev, nil
+}
+
+func checkTransition(cur Consent, from State, kind Kind, policy int) error {
+	refuse := func(reason string) error { return &TransitionError{Kind: kind, From: from, Reason: reason} }
+	switch kind {
+	case KindRequest:
+		if from == StateGranted && policy <= cur.PolicyVersion {
+			return refuse(fmt.Sprintf("it is already granted at policy version %d; a new request needs a higher policy_version", cur.PolicyVersion))
+		}
+	case KindDeny:
+		if from == StateGranted {
+			return refuse("it is granted; use revoke to withdraw a grant")
+		}
+	case KindRevoke:
+		if from != StateGranted && from != StateExpired {
+			return refuse("only a grant can be revoked")
+		}
+	}
+	return nil
+}
+
+// Evolve folds one event, stored at stream sequence seq, into the state of
+// its consent. It trusts the event (the ledger decided it); validation and
+// hash checks happen before.
+func Evolve(cur Consent, ev *Event, seq uint64) Consent {
+	next := Consent{
+		Tenant:        ev.Tenant,
+		SubjectID:     ev.SubjectID,
+		Purpose:       ev.Purpose,
+		PolicyVersion: ev.PolicyVersion,
+		UpdatedAt:     ev.OccurredAt,
+		Seq:           seq,
+		EventID:       ev.ID,
+		Hash:          ev.Hash,
+	}
+	switch ev.Type {
+	case TypeRequested:
+		next.State = StateRequested
+	case TypeGranted:
+		next.State = StateGranted
+		next.ExpiresAt = ev.ExpiresAt
+	case TypeDenied:
+		next.State = StateDenied
+	case TypeRevoked:
+		next.State = StateRevoked
+	default:
+		return cur
+	}
+	return next
+}
+

@@ -1,0 +1,38 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrInvalid is matched (with errors.Is) by every *FieldError.
+var ErrInvalid = errors.New("invalid input")
+
+// ErrForbidden is matched by every *TransitionError.
+var ErrForbidden = errors.New("transition not allowed")
+
+// FieldError reports a missing or invalid field of a command, query or event.
+type FieldError struct {
+	Field   string // the JSON name of the field
+	Problem string // what is wrong, in words a caller can act on
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+// Is makes errors.Is(err, ErrInvalid) true for every FieldError.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// TransitionError reports a command the transition table forbids in the
+// consent's current state.
+type TransitionError struct {
+	Kind   Kind  // the command that was refused
+	From   State // the state it was refused in
+	Reason string
+}
+
+func (e *TransitionError) Error() string {
+	return fmt.Sprintf("cannot %s a consent that is %s: %s", e.Kind, e.From, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrForbidden) true for every TransitionError.
+func (e *TransitionError) Is(target error) bool { return target == ErrForbidden }

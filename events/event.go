@@ -1,0 +1,158 @@
+package events
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// SchemaVersion is the version of the event schema this code writes and the
+// newest it can read.
+const SchemaVersion = 1
+
+// Type is the persisted name of an event type. Names are written out, never
+// derived from Go identifiers, and are added but never renamed.
+type Type string
+
+// The event types of the audit trail.
+const (
+	TypeRequested Type = "consent.requested"
+	TypeGranted   Type = "consent.granted"
+	TypeDenied    Type = "consent.denied"
+	TypeRevoked   Type = "consent.revoked"
+)
+
+// Known reports whether t is an event type this version understands.
+func (t Type) Known() bool {
+	switch t {
+	case TypeRequested, TypeGranted, TypeDenied, TypeRevoked:
+		return true
+	}
+	return false
+}
+
+// Header names carried by every event message.
+const (
+	HeaderMsgID     = "Nats-Msg-Id"
+	HeaderEventType = "Consent-Event-Type"
+)
+
+// Event is one entry of the audit trail. Its JSON encoding is the message
+// payload on consent.events.<tenant>.<purpose>.<subject key>.
+type Event struct {
+	V             int             `json:"v"`
+	ID            string          `json:"id"`
+	Type          Type            `json:"type"`
+	Tenant        string          `json:"tenant"`
+	SubjectID     string          `json:"subject"`
+	Purpose       string          `json:"purpose"`
+	OccurredAt    time.Time       `json:"occurred_at"`
+	RecordedAt    time.Time       `json:"recorded_at"`
+	PolicyVersion int             `json:"policy_version"`
+	Description   string          `json:"description,omitempty"`
+	ExpiresAt     *time.Time      `json:"expires_at,omitempty"`
+	Actor         string          `json:"actor,omitempty"`
+	Method        string          `json:"method,omitempty"`
+	Evidence      json.RawMessage `json:"evidence,omitempty"`
+	Reason        string          `json:"reason,omitempty"`
+	PrevHash      string          `json:"prev_hash"`
+	Hash          string          `json:"hash,omitempty"`
+}
+
+// Key returns the consent this event belongs to.
+func (e *Event) Key() Key { return Key{Tenant: e.Tenant, SubjectID: e.SubjectID, Purpose: e.Purpose} }
+
+// Seal computes the event's hash over its canonical encoding (with PrevHash
+// already set), stores it in e.Hash and returns the canonical encoding of
+// the whole event, hash included: the bytes to publish.
+func (e *Event) Seal() ([]byte, error) {
+	e.Hash = ""
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	sum, err := HashOf(raw)
+	if err != nil {
+		return nil, err
+	}
+	e.Hash = sum
+	raw, err = json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	return Canonical(raw)
+}
+
+// HashOf returns the hash an event's payload should carry: lowercase hex
+// SHA-256 over the canonical encoding (RFC 8785) of the payload without its
+// "hash" member.
+func HashOf(payload []byte) (string, error) {
+	c, err := Canonical(payload, "hash")
+	if err != nil {
+		return "", fmt.Errorf("canonical encoding: %w", err)
+	}
+	sum := sha256.Sum256(c)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// ErrBadHash is matched by errors returned from VerifyHash.
+var ErrBadHash = errors.New("event hash does not match its content")
+
+// VerifyHash recomputes the hash of a payload and compares it with the
+// decoded event's Hash. It returns an error matching ErrBadHash when they
+// differ.
+func VerifyHash(payload []byte, e *Event) error {
+	sum, err := HashOf(payload)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadHash, err)
+	}
+	if sum != e.Hash {
+		return fmt.Errorf("%w: recorded %q, computed %q", ErrBadHash, e.Hash, sum)
+	}
+	return nil
+}
+
+// ErrNewerSchema is returned by Decode for an event whose "v" is newer than
+// SchemaVersion: a reader must stop rather than misread it.
+var ErrNewerSchema = errors.New("event schema is newer than this reader")
+
+// ErrUnknownType is returned by Decode for an event type this version does
+// not know.
+var ErrUnknownType = errors.New("unknown event type")
+
+// Decode parses an event payload strictly: unknown fields, a missing or
+// invalid field give a *FieldError; a newer schema version gives an error
+// matching ErrNewerSchema; an unknown type one matching ErrUnknownType.
+// Decode does not check the hash; see VerifyHash.
+func Decode(payload []byte) (*Event, error) {
+	var e Event
+	if err := DecodeStrict(payload, &e); err != nil {
+		return nil, err
+	}
+	switch {
+	case e.V > SchemaVersion:
+		return nil, fmt.Errorf("%w: v=%d, this reader knows up to %d", ErrNewerSchema, e.V, SchemaVersion)
+	case e.V < 1:
+		return nil, &FieldError{Field: "v", Problem: "must be at least 1"}
+	case !e.Type.Known():
+		return nil, fmt.Errorf("%w: %q", ErrUnknownType, e.Type)
+	case e.ID == "":
+		return nil, &FieldError{Field: "id", Problem: "is required"}
+	case e.OccurredAt.IsZero():
+		return nil, &FieldError{Field: "occurred_at", Problem: "is required"}
+	case e.RecordedAt.IsZero():
+		return nil, &FieldError{Field: "recorded_at", Problem: "is required"}
+	case e.PolicyVersion < 1:
+		return nil, &FieldError{Field: "policy_version", Problem: "must be at least 1"}
+	case e.Hash == "":
+		return nil, &FieldError{Field: "hash", Problem: "is required"}
+	}
+	if err := e.Key().Validate(); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+

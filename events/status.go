@@ -1,0 +1,93 @@
+package events
+
+import "time"
+
+// State is where a consent stands.
+type State string
+
+// The six states of a consent. Expired is never stored by a fold of the
+// current event types: it is a grant whose expiry has passed, computed at
+// read time.
+const (
+	StateNone      State = "none"
+	StateRequested State = "requested"
+	StateGranted   State = "granted"
+	StateDenied    State = "denied"
+	StateRevoked   State = "revoked"
+	StateExpired   State = "expired"
+)
+
+// Consent is the folded state of one consent: what Evolve produces and the
+// index stores. It holds what the last event decided; read-time questions
+// (has it expired, is it allowed) are answered by View.
+type Consent struct {
+	Tenant        string     `json:"tenant"`
+	SubjectID     string     `json:"subject"`
+	Purpose       string     `json:"purpose"`
+	State         State      `json:"state"`
+	PolicyVersion int        `json:"policy_version,omitempty"`
+	UpdatedAt     time.Time  `json:"updated_at,omitzero"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	Seq           uint64     `json:"seq,omitempty"`
+	EventID       string     `json:"event_id,omitempty"`
+	Hash          string     `json:"hash,omitempty"`
+}
+
+// NewConsent returns the state of a consent that has no events yet.
+func NewConsent(k Key) Consent {
+	return Consent{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose, State: StateNone}
+}
+
+// Key returns the consent's identity.
+func (c *Consent) Key() Key { return Key{Tenant: c.Tenant, SubjectID: c.SubjectID, Purpose: c.Purpose} }
+
+// StateAt returns the state at time now: a grant whose expiry is at or
+// before now is StateExpired.
+func (c *Consent) StateAt(now time.Time) State {
+	if c.State == StateGranted && c.ExpiresAt != nil && !now.Before(*c.ExpiresAt) {
+		return StateExpired
+	}
+	return c.State
+}
+
+// Status is the answer to "may we?" for one consent, as the service returns
+// it.
+type Status struct {
+	Tenant        string     `json:"tenant"`
+	SubjectID     string     `json:"subject"`
+	Purpose       string     `json:"purpose"`
+	State         State      `json:"state"`
+	Allowed       bool       `json:"allowed"`
+	PolicyVersion int        `json:"policy_version"`
+	UpdatedAt     *time.Time `json:"updated_at"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	Seq           uint64     `json:"seq"`
+	EventID       string     `json:"event_id"`
+	IndexSeq      uint64     `json:"index_seq"`
+}
+
+// View computes the status of c at time now. Allowed is true only for a
+// grant that has not expired and whose policy version is at least
+// minPolicyVersion (0 asks for no minimum). IndexSeq is left for the caller
+// to fill in.
+func (c *Consent) View(now time.Time, minPolicyVersion int) Status {
+	st := Status{
+		Tenant:        c.Tenant,
+		SubjectID:     c.SubjectID,
+		Purpose:       c.Purpose,
+		State:         c.StateAt(now),
+		PolicyVersion: c.PolicyVersion,
+		ExpiresAt:     c.ExpiresAt,
+		Seq:           c.Seq,
+		EventID:       c.EventID,
+	}
+	if st.State == "" {
+		st.State = StateNone
+	}
+	if !c.UpdatedAt.IsZero() {
+		t := c.UpdatedAt
+		st.UpdatedAt = &t
+	}
+	st.Allowed = st.State == StateGranted && c.PolicyVersion >= minPolicyVersion
+	return st
+}

@@ -1,0 +1,112 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/consentledger/consent/events"
+)
+
+// Error is an error as it crosses the wire: one of a small closed set of
+// codes and a description a caller can act on. The service sends it in the
+// micro headers Nats-Service-Error-Code and Nats-Service-Error; the Client
+// turns those back into an *Error, so errors.Is(err, ErrConflict) works on
+// both sides.
+type Error struct {
+	Code        int
+	Description string
+	// Status is set on a 403 from Check: the status that did not allow the
+	// action.
+	Status *events.Status
+}
+
+func (e *Error) Error() string {
+	if e.Description == "" {
+		return fmt.Sprintf("consent: %d %s", e.Code, codeText(e.Code))
+	}
+	return fmt.Sprintf("consent: %s (%d)", e.Description, e.Code)
+}
+
+// Is reports whether target is the sentinel of e's code, so that
+// errors.Is(err, ErrConsentRequired) matches any 403.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Description == "" && t.Status == nil && t.Code == e.Code
+}
+
+// Sentinels, one per wire code; compare with errors.Is.
+var (
+	ErrBadRequest      = &Error{Code: 400} // malformed JSON, unknown field, missing or invalid field
+	ErrConsentRequired = &Error{Code: 403} // Check: the action is not allowed
+	ErrConflict        = &Error{Code: 409} // expected_seq mismatch or forbidden transition
+	ErrTooLarge        = &Error{Code: 413} // request over MaxRequestSize
+	ErrUnavailable     = &Error{Code: 503} // not ready, or min_seq not reached in time
+	ErrInternal        = &Error{Code: 500} // anything else
+)
+
+// Errors a StateReader returns, mapped to 503 on the wire.
+var (
+	ErrNotReady  = errors.New("index is not ready")
+	ErrNotCaught = errors.New("index has not reached min_seq in time")
+)
+
+// ErrSeqMismatch is wrapped by the error Append returns when expected_seq
+// does not match the consent's last sequence.
+var ErrSeqMismatch = errors.New("expected_seq does not match")
+
+func codeText(code int) string {
+	switch code {
+	case 400:
+		return "bad request"
+	case 403:
+		return "consent required"
+	case 409:
+		return "conflict"
+	case 413:
+		return "request too large"
+	case 503:
+		return "unavailable"
+	}
+	return "internal error"
+}
+
+// WireError maps any error to the *Error that goes on the wire. Errors the
+// caller can act on keep their description; anything else becomes a 500
+// that leaks no internals.
+func WireError(err error) *Error {
+	var we *Error
+	var fe *events.FieldError
+	var te *events.TransitionError
+	switch {
+	case errors.As(err, &we):
+		return we
+	case errors.As(err, &fe):
+		return &Error{Code: 400, Description: fe.Error()}
+	case errors.As(err, &te):
+		return &Error{Code: 409, Description: te.Error()}
+	case errors.Is(err, ErrSeqMismatch):
+		return &Error{Code: 409, Description: err.Error()}
+	case errors.Is(err, ErrNotCaught):
+		return &Error{Code: 503, Description: "index has not reached min_seq in time; retry later"}
+	case errors.Is(err, ErrNotReady), errors.Is(err, context.DeadlineExceeded):
+		return &Error{Code: 503, Description: "service not ready; retry later"}
+	}
+	return &Error{Code: 500, Description: "internal error"}
+}
+
+// FromWire builds the *Error for a code and description received in micro
+// error headers. Unknown codes become 500 with the description kept.
+func FromWire(code, description string) *Error {
+	c, err := strconv.Atoi(code)
+	switch c {
+	case 400, 403, 409, 413, 503, 500:
+	default:
+		c = 500
+	}
+	if err != nil {
+		c = 500
+	}
+	return &Error{Code: c, Description: description}
+}

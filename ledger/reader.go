@@ -1,0 +1,22 @@
+package ledger
+
+import (
+	"context"
+
+	"github.com/consentledger/consent/events"
+)
+
+// StateReader answers current-state questions from an index of the stream.
+// The projector's index implements it.
+type StateReader interface {
+	// Consent returns the folded state of one consent (State none when it has
+	// no events) and the index sequence it was read at. With minSeq > 0 it
+	// first waits until the index has applied minSeq, returning an error
+	// matching ErrNotCaught when ctx ends first. It returns ErrNotReady while
+	// the index cannot answer at all.
+	Consent(ctx context.Context, k events.Key, minSeq uint64) (events.Consent, uint64, error)
+
+	// Consents returns every consent of one person (one per purpose that has
+	// events), ordered by purpose, waiting for minSeq as Consent does.
+	Consents(ctx context.Context, tenant, subjectID string, minSeq uint64) ([]events.Consent, uint64, error)
+}

@@ -1,0 +1,120 @@
+package ledger
+
+import "github.com/consentledger/consent/events"
+
+// Request subjects of the consent service, version 1.
+const (
+	SubjectRequest = "consent.v1.request"
+	SubjectGrant   = "consent.v1.grant"
+	SubjectDeny    = "consent.v1.deny"
+	SubjectRevoke  = "consent.v1.revoke"
+	SubjectStatus  = "consent.v1.status"
+	SubjectCheck   = "consent.v1.check"
+	SubjectList    = "consent.v1.list"
+	SubjectHistory = "consent.v1.history"
+)
+
+// ServiceName is the name the micro service registers under.
+const ServiceName = "consent"
+
+// MaxRequestSize is the largest request body the service accepts; larger
+// ones get error 413.
+const MaxRequestSize = 64 << 10
+
+// Reply is the answer to a command (request, grant, deny, revoke).
+type Reply struct {
+	Seq       uint64        `json:"seq"`       // stream sequence of the event
+	Duplicate bool          `json:"duplicate"` // true when the idempotency key had been used: nothing was appended
+	Event     *events.Event `json:"event"`
+	Status    events.Status `json:"status"` // the status the event leads to; its index_seq is 0
+}
+
+// StatusQuery is the body of consent.v1.status and consent.v1.check.
+type StatusQuery struct {
+	Tenant           string `json:"tenant,omitempty"`
+	SubjectID        string `json:"subject"`
+	Purpose          string `json:"purpose"`
+	MinSeq           uint64 `json:"min_seq,omitempty"`
+	MinPolicyVersion int    `json:"min_policy_version,omitempty"`
+}
+
+// Key returns the consent asked about, with the tenant defaulted.
+func (q *StatusQuery) Key() events.Key {
+	return events.Key{Tenant: events.OrDefaultTenant(q.Tenant), SubjectID: q.SubjectID, Purpose: q.Purpose}
+}
+
+// Validate returns a *events.FieldError for the first invalid field.
+func (q *StatusQuery) Validate() error {
+	if q.MinPolicyVersion < 0 {
+		return &events.FieldError{Field: "min_policy_version", Problem: "must not be negative"}
+	}
+	return q.Key().Validate()
+}
+
+// ListQuery is the body of consent.v1.list.
+type ListQuery struct {
+	Tenant    string `json:"tenant,omitempty"`
+	SubjectID string `json:"subject"`
+	MinSeq    uint64 `json:"min_seq,omitempty"`
+}
+
+// Validate returns a *events.FieldError for the first invalid field.
+func (q *ListQuery) Validate() error {
+	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
+		return err
+	}
+	return events.ValidateSubjectID(q.SubjectID)
+}
+
+// StatusList is the reply of consent.v1.list.
+type StatusList struct {
+	Statuses []events.Status `json:"statuses"`
+}
+
+// Default and largest page sizes of a history read.
+const (
+	DefaultHistoryLimit = 100
+	MaxHistoryLimit     = 1000
+)
+
+// HistoryQuery is the body of consent.v1.history. Without a purpose it asks
+// for the person's events across all purposes.
+type HistoryQuery struct {
+	Tenant    string `json:"tenant,omitempty"`
+	SubjectID string `json:"subject"`
+	Purpose   string `json:"purpose,omitempty"`
+	AfterSeq  uint64 `json:"after_seq,omitempty"`
+	Limit     int    `json:"limit,omitempty"`
+}
+
+// Validate returns a *events.FieldError for the first invalid field.
+func (q *HistoryQuery) Validate() error {
+	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
+		return err
+	}
+	if err := events.ValidateSubjectID(q.SubjectID); err != nil {
+		return err
+	}
+	if q.Purpose != "" {
+		if err := events.ValidateName("purpose", q.Purpose); err != nil {
+			return err
+		}
+	}
+	if q.Limit < 0 || q.Limit > MaxHistoryLimit {
+		return &events.FieldError{Field: "limit", Problem: "must be between 1 and 1000 (0 means 100)"}
+	}
+	return nil
+}
+
+// Record is one event of a history with its stream sequence.
+type Record struct {
+	Seq   uint64        `json:"seq"`
+	Event *events.Event `json:"event"`
+}
+
+// History is the reply of consent.v1.history: events oldest first. A page
+// shorter than the limit is the last one; ask for the next with after_seq
+// set to the last record's seq.
+type History struct {
+	Events []Record `json:"events"`
+}
