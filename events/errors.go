@@ -36,3 +36,12 @@ func (e *TransitionError) Error() string {
 
 // Is makes errors.Is(err, ErrForbidden) true for every TransitionError.
 func (e *TransitionError) Is(target error) bool { return target == ErrForbidden }
+
+// Errors of a read model (the index) that is not current enough to answer.
+// Both mean "retry later" and are 503 on the wire.
+var (
+	// ErrNotReady: the index cannot answer at all yet (opening, or stopped).
+	ErrNotReady = errors.New("index is not ready")
+	// ErrStale: the index did not reach the requested min_seq in time.
+	ErrStale = errors.New("index has not reached min_seq in time")
+)

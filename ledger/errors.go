@@ -46,12 +46,6 @@ var (
 	ErrInternal        = &Error{Code: 500} // anything else
 )
 
-// Errors a StateReader returns, mapped to 503 on the wire.
-var (
-	ErrNotReady  = errors.New("index is not ready")
-	ErrNotCaught = errors.New("index has not reached min_seq in time")
-)
-
 // ErrSeqMismatch is wrapped by the error Append returns when expected_seq
 // does not match the consent's last sequence.
 var ErrSeqMismatch = errors.New("expected_seq does not match")
@@ -88,9 +82,9 @@ func WireError(err error) *Error {
 		return &Error{Code: 409, Description: te.Error()}
 	case errors.Is(err, ErrSeqMismatch):
 		return &Error{Code: 409, Description: err.Error()}
-	case errors.Is(err, ErrNotCaught):
+	case errors.Is(err, events.ErrStale):
 		return &Error{Code: 503, Description: "index has not reached min_seq in time; retry later"}
-	case errors.Is(err, ErrNotReady), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, events.ErrNotReady), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: 503, Description: "service not ready; retry later"}
 	}
 	return &Error{Code: 500, Description: "internal error"}

@@ -12,7 +12,7 @@ type StateReader interface {
 	// Consent returns the folded state of one consent (State none when it has
 	// no events) and the index sequence it was read at. With minSeq > 0 it
 	// first waits until the index has applied minSeq, returning an error
-	// matching ErrNotCaught when ctx ends first. It returns ErrNotReady while
+	// matching events.ErrStale when ctx ends first. It returns events.ErrNotReady while
 	// the index cannot answer at all.
 	Consent(ctx context.Context, k events.Key, minSeq uint64) (events.Consent, uint64, error)
 
