@@ -180,7 +180,6 @@ func TestCanonicalNumbersAppendixB(t *testing.T) {
 	}
 }
 
-
 func TestCanonicalRefuses(t *testing.T) {
 	deep := strings.Repeat(`{"a":`, MaxCanonicalDepth) + "1" + strings.Repeat("}", MaxCanonicalDepth)
 	deeper := strings.Repeat(`{"a":`, MaxCanonicalDepth+1) + "1" + strings.Repeat("}", MaxCanonicalDepth+1)
