@@ -46,9 +46,29 @@ var (
 	ErrInternal        = &Error{Code: 500} // anything else
 )
 
-// ErrSeqMismatch is wrapped by the error Append returns when expected_seq
-// does not match the consent's last sequence.
+// ErrSeqMismatch is matched by the error Append returns when expected_seq
+// does not match the consent's last sequence (a *SeqMismatchError).
 var ErrSeqMismatch = errors.New("expected_seq does not match")
+
+// SeqMismatchError is returned by Append when the command's expected_seq is
+// not the sequence of the consent's last event. It matches ErrSeqMismatch
+// and is a 409 on the wire.
+type SeqMismatchError struct {
+	Expected uint64 // the command's expected_seq
+	Actual   uint64 // the sequence of the consent's last event (0: none)
+}
+
+func (e *SeqMismatchError) Error() string {
+	return fmt.Sprintf("expected_seq is %d but the consent's last event is at seq %d", e.Expected, e.Actual)
+}
+
+// Is makes errors.Is(err, ErrSeqMismatch) true.
+func (e *SeqMismatchError) Is(target error) bool { return target == ErrSeqMismatch }
+
+// ErrContention is matched by the error Append returns when concurrent
+// writers kept changing the consent through all its retries. It is a 409
+// on the wire: the caller may retry.
+var ErrContention = errors.New("too many concurrent changes to this consent")
 
 func codeText(code int) string {
 	switch code {
@@ -80,7 +100,7 @@ func WireError(err error) *Error {
 		return &Error{Code: 400, Description: fe.Error()}
 	case errors.As(err, &te):
 		return &Error{Code: 409, Description: te.Error()}
-	case errors.Is(err, ErrSeqMismatch):
+	case errors.Is(err, ErrSeqMismatch), errors.Is(err, ErrContention):
 		return &Error{Code: 409, Description: err.Error()}
 	case errors.Is(err, events.ErrStale):
 		return &Error{Code: 503, Description: "index has not reached min_seq in time; retry later"}

@@ -1,57 +1,57 @@
 package ledger
 
 import (
-	"context"
-	"errors"
 	"time"
 
-	"github.com/consentledger/consent/events"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// DefaultStream is the name of the stream that holds the audit trail.
-const DefaultStream = "CONSENT"
-
-// StreamOptions configures the CONSENT stream EnsureStream creates.
-type StreamOptions struct {
-	Name       string        // default DefaultStream
-	Replicas   int           // default 1
-	Duplicates time.Duration // Nats-Msg-Id window; default 2m
-}
-
-// EnsureStream creates the stream, or checks an existing one, refusing one
-// whose settings would let events be deleted, purged, rolled up or aged out.
-// SCAFFOLD: body is being written (issue 2).
-func EnsureStream(ctx context.Context, js jetstream.JetStream, opts StreamOptions) (jetstream.Stream, error) {
-	return nil, errors.New("not implemented")
-}
+// DefaultMaxRetries is how many times Append re-reads and re-decides after
+// a concurrent writer got in first, when the command has no expected_seq.
+const DefaultMaxRetries = 5
 
 // Options configures a Ledger.
 type Options struct {
-	MaxRetries int              // conflict retries without expected_seq; default 5
-	Now        func() time.Time // clock; default time.Now
+	MaxRetries int              // conflict retries without expected_seq; default DefaultMaxRetries
+	Now        func() time.Time // clock for recorded_at, default occurred_at and expiry; default time.Now
 }
 
 // Ledger appends events to the CONSENT stream and reads histories back.
+// It is safe for concurrent use; concurrent appends to one consent are
+// ordered by the stream (optimistic concurrency on the consent's subject).
 type Ledger struct {
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	opts   Options
+	js         jetstream.JetStream
+	stream     jetstream.Stream
+	streamName string
+	// replicated: direct gets may be answered by a follower that is a few
+	// milliseconds behind the leader, so a read can be stale.
+	replicated bool
+	maxRetries int
+	now        func() time.Time
 }
 
-// New returns a Ledger over an existing stream (see EnsureStream).
+// New returns a Ledger over an existing stream (see EnsureStream). The
+// stream's cached info must be current (as EnsureStream returns it): it
+// tells whether reads go through direct get and whether it is replicated.
 func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger {
-	return &Ledger{js: js, stream: stream, opts: opts}
+	l := &Ledger{
+		js:         js,
+		stream:     stream,
+		maxRetries: opts.MaxRetries,
+		now:        opts.Now,
+	}
+	if info := stream.CachedInfo(); info != nil {
+		l.streamName = info.Config.Name
+		l.replicated = info.Config.Replicas > 1
+	}
+	if l.maxRetries <= 0 {
+		l.maxRetries = DefaultMaxRetries
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	return l
 }
 
-// Append validates a command of the given kind, decides its event and
-// appends it. SCAFFOLD: body is being written (issue 2).
-func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Command) (Reply, error) {
-	return Reply{}, errors.New("not implemented")
-}
-
-// History reads events from the stream, oldest first.
-// SCAFFOLD: body is being written (issue 2).
-func (l *Ledger) History(ctx context.Context, q HistoryQuery) (History, error) {
-	return History{}, errors.New("not implemented")
-}
+// StreamName returns the name of the stream the ledger appends to.
+func (l *Ledger) StreamName() string { return l.streamName }

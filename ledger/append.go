@@ -1,0 +1,250 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Append validates a command of the given kind, decides its event against
+// the consent's current state and appends it to the consent's subject,
+// chained to the previous event by prev_hash.
+//
+// Concurrency: the event is published with the expected last sequence of
+// the consent's subject, so it lands only if nothing was appended to the
+// consent since it was read. Without cmd.ExpectedSeq, a concurrent writer
+// that got in first makes Append re-read and re-decide, up to
+// Options.MaxRetries times with a short jittered backoff, then fail with an
+// error matching ErrContention (409). With cmd.ExpectedSeq, a consent whose
+// last event is at another sequence gives a *SeqMismatchError (matching
+// ErrSeqMismatch, 409) naming both sequences.
+//
+// Idempotency: the message carries Nats-Msg-Id = cmd.IdempotencyKey (or the
+// event id when there is none). Inside the stream's duplicate window the
+// server drops a repeated key stream-wide. Beyond the window, Append looks
+// through this consent's history for an event stored under the key before
+// deciding, so idempotency keys beyond the window are scoped to one consent:
+// a key reused for another consent after the window appends a new event.
+// Either way a repeated key appends nothing and returns the first event and
+// its seq with Duplicate set, also when the repeat would now be forbidden or
+// its expected_seq is stale.
+//
+// Errors: a *events.FieldError (400) for invalid input, before anything is
+// read or written; a *events.TransitionError (matching events.ErrForbidden,
+// 409) when the table forbids the command; context and JetStream errors as
+// they come. An error never leaves a partly written event: an event is one
+// message, stored whole or not at all.
+func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Command) (Reply, error) {
+	if err := cmd.Validate(kind); err != nil {
+		return Reply{}, err
+	}
+	key := cmd.Key()
+	for attempt := 0; ; attempt++ {
+		t, err := l.readTip(ctx, key, cmd.IdempotencyKey)
+		if err != nil {
+			return Reply{}, err
+		}
+		if t.original != nil {
+			return l.duplicateReply(t.original)
+		}
+		if exp := cmd.ExpectedSeq; exp != nil && *exp != t.cur.Seq {
+			// On a replicated stream a read behind the caller's
+			// expectation may come from a lagging follower: read again.
+			if !l.replicated || t.cur.Seq > *exp || attempt >= l.maxRetries {
+				return Reply{}, &SeqMismatchError{Expected: *exp, Actual: t.cur.Seq}
+			}
+		} else {
+			reply, err := l.publish(ctx, kind, cmd, t.cur)
+			if !isConflict(err) {
+				return reply, err
+			}
+		}
+		// Another writer got in between our read and our publish (or the
+		// read was stale): read again and decide again.
+		if attempt >= l.maxRetries {
+			return Reply{}, fmt.Errorf("%w: the consent changed under %d attempts in a row; retry", ErrContention, attempt+1)
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return Reply{}, err
+		}
+	}
+}
+
+// tip is what Append knows of a consent before deciding.
+type tip struct {
+	cur events.Consent // folded from the consent's last event
+	// original is the consent's event stored under the command's
+	// idempotency key, if there is one.
+	original *jetstream.RawStreamMsg
+}
+
+// readTip reads the consent's last event and folds it. With an idempotency
+// key it reads the whole history instead (one batched direct get that also
+// yields the last event) and looks for an event stored under the key.
+func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey string) (tip, error) {
+	t := tip{cur: events.NewConsent(key)}
+	natsSubject := key.NATSSubject()
+	var last *jetstream.RawStreamMsg
+	if idempotencyKey == "" {
+		msg, err := l.stream.GetLastMsgForSubject(ctx, natsSubject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return t, nil
+		case err != nil:
+			return tip{}, fmt.Errorf("read last event of %s: %w", natsSubject, err)
+		}
+		last = msg
+	} else {
+		for afterSeq := uint64(0); ; {
+			msgs, err := l.readMsgs(ctx, natsSubject, afterSeq, MaxHistoryLimit)
+			if err != nil {
+				return tip{}, fmt.Errorf("read history of %s: %w", natsSubject, err)
+			}
+			for _, m := range msgs {
+				if m.Header.Get(events.HeaderMsgID) == idempotencyKey {
+					t.original = m
+					return t, nil
+				}
+			}
+			if len(msgs) == 0 {
+				break
+			}
+			last = msgs[len(msgs)-1]
+			afterSeq = last.Sequence
+			if len(msgs) < MaxHistoryLimit {
+				break
+			}
+		}
+		if last == nil {
+			return t, nil
+		}
+	}
+	ev, err := decodeStored(last)
+	if err != nil {
+		return tip{}, err
+	}
+	if ev.Key() != key {
+		return tip{}, fmt.Errorf("%w: event at seq %d on %s belongs to another consent", ErrUnreadableEvent, last.Sequence, natsSubject)
+	}
+	t.cur = events.Evolve(t.cur, ev, last.Sequence)
+	return t, nil
+}
+
+// publish decides the command's event in state cur and publishes it,
+// expecting cur.Seq to be the consent's last sequence.
+func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Command, cur events.Consent) (Reply, error) {
+	now := l.now().UTC()
+	ev, err := events.Decide(cur, kind, cmd, now)
+	if err != nil {
+		return Reply{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Reply{}, fmt.Errorf("event id: %w", err)
+	}
+	ev.ID = id.String()
+	payload, err := ev.Seal()
+	if err != nil {
+		return Reply{}, err
+	}
+	msgID := cmd.IdempotencyKey
+	if msgID == "" {
+		msgID = ev.ID
+	}
+	msg := &nats.Msg{
+		Subject: cur.Key().NATSSubject(),
+		Data:    payload,
+		Header:  nats.Header{events.HeaderEventType: []string{string(ev.Type)}},
+	}
+	opts := []jetstream.PublishOpt{
+		jetstream.WithMsgID(msgID),
+		jetstream.WithExpectLastSequencePerSubject(cur.Seq),
+	}
+	if l.streamName != "" {
+		opts = append(opts, jetstream.WithExpectStream(l.streamName))
+	}
+	ack, err := l.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		return Reply{}, err
+	}
+	if ack.Duplicate {
+		// The key was used inside the duplicate window: the server kept
+		// the first message and stored nothing.
+		original, err := l.loadMsg(ctx, ack.Sequence)
+		if err != nil {
+			return Reply{}, err
+		}
+		return l.duplicateReply(original)
+	}
+	next := events.Evolve(cur, &ev, ack.Sequence)
+	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
+}
+
+// duplicateReply answers a repeated idempotency key with the event first
+// stored under it.
+func (l *Ledger) duplicateReply(msg *jetstream.RawStreamMsg) (Reply, error) {
+	ev, err := decodeStored(msg)
+	if err != nil {
+		return Reply{}, err
+	}
+	cur := events.Evolve(events.NewConsent(ev.Key()), ev, msg.Sequence)
+	return Reply{
+		Seq:       msg.Sequence,
+		Duplicate: true,
+		Event:     ev,
+		Status:    cur.View(l.now().UTC(), 0),
+	}, nil
+}
+
+// loadMsg reads the message at seq. On a replicated stream the direct get
+// may be served by a follower that has not stored it yet, so a miss is
+// retried briefly.
+func (l *Ledger) loadMsg(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
+	for attempt := 0; ; attempt++ {
+		msg, err := l.stream.GetMsg(ctx, seq)
+		if err == nil || !errors.Is(err, jetstream.ErrMsgNotFound) || !l.replicated || attempt >= l.maxRetries {
+			if err != nil {
+				return nil, fmt.Errorf("read event at seq %d: %w", seq, err)
+			}
+			return msg, nil
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// isConflict reports whether a publish was refused because the subject's
+// last sequence was not the expected one: error code 10071 on a one-replica
+// stream, 10164 on a replicated one (jetstream.ErrKeyExists matches only
+// the first).
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// backoff waits before retry number attempt+1: about 1ms, doubling up to
+// about 32ms, jittered by ±50% so that writers that collided spread out.
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Millisecond << min(attempt, 5)
+	d = d/2 + rand.N(d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,124 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+)
+
+// ErrUnreadableEvent is matched by errors about a message in the stream that
+// is not an event this version can read (malformed, newer schema, unknown
+// type, or stored on another consent's subject). It is a 500 on the wire:
+// the caller cannot fix it.
+var ErrUnreadableEvent = errors.New("stored event cannot be read")
+
+// History reads events from the stream, oldest first, with their stream
+// sequences: those of one consent when q.Purpose is set, else those of one
+// person across all purposes. It returns at most q.Limit records (default
+// DefaultHistoryLimit, at most MaxHistoryLimit) after q.AfterSeq; a page
+// shorter than the limit is the last one.
+//
+// Reads use batched direct get. On a replicated stream a direct get may be
+// served by a follower that is a few milliseconds behind the leader, so an
+// event appended a moment ago can be missing from the page.
+//
+// Errors: a *events.FieldError for an invalid query; an error matching
+// ErrUnreadableEvent for a stored message that does not decode; context and
+// JetStream errors as they come.
+func (l *Ledger) History(ctx context.Context, q HistoryQuery) (History, error) {
+	if err := q.Validate(); err != nil {
+		return History{}, err
+	}
+	tenant := events.OrDefaultTenant(q.Tenant)
+	filter := events.PersonFilter(tenant, q.SubjectID)
+	if q.Purpose != "" {
+		filter = events.Key{Tenant: tenant, SubjectID: q.SubjectID, Purpose: q.Purpose}.NATSSubject()
+	}
+	limit := q.Limit
+	if limit == 0 {
+		limit = DefaultHistoryLimit
+	}
+	msgs, err := l.readMsgs(ctx, filter, q.AfterSeq, limit)
+	if err != nil {
+		return History{}, fmt.Errorf("read history: %w", err)
+	}
+	h := History{Events: make([]Record, 0, len(msgs))}
+	for _, m := range msgs {
+		ev, err := decodeStored(m)
+		if err != nil {
+			return History{}, err
+		}
+		h.Events = append(h.Events, Record{Seq: m.Sequence, Event: ev})
+	}
+	return h, nil
+}
+
+// numPendingHeader is set by the server on every message of a batched
+// direct get: how many messages matching the filter follow it.
+const numPendingHeader = "Nats-Num-Pending"
+
+// readMsgs returns up to limit messages on filter (a subject, wildcards
+// allowed) with sequences above afterSeq, oldest first.
+//
+// It uses batched direct get (orbit.go jetstreamext.GetBatch): one request,
+// the server streams the matching messages back. For the short histories of
+// a consent this measured several times faster than an ordered consumer
+// with HeadersOnly, which costs a consumer create and delete per read (see
+// BenchmarkIdempotencyScan). The batch iterator ends silently when the
+// server stops early (max bytes) or the request times out, so the number of
+// messages pending after the last one received decides whether to ask
+// again, and a request that yields nothing at all is an error.
+func (l *Ledger) readMsgs(ctx context.Context, filter string, afterSeq uint64, limit int) ([]*jetstream.RawStreamMsg, error) {
+	var out []*jetstream.RawStreamMsg
+	for len(out) < limit && afterSeq < math.MaxUint64 {
+		batch, err := jetstreamext.GetBatch(ctx, l.js, l.streamName, limit-len(out),
+			jetstreamext.GetBatchSubject(filter), jetstreamext.GetBatchSeq(afterSeq+1))
+		if err != nil {
+			return nil, err
+		}
+		received, pending := 0, uint64(1)
+		for msg, err := range batch {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				return out, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, msg)
+			received++
+			afterSeq = msg.Sequence
+			pending, err = strconv.ParseUint(msg.Header.Get(numPendingHeader), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("batched direct get: bad %s header: %w", numPendingHeader, err)
+			}
+		}
+		if received == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("batched direct get on %s: %w", filter, nats.ErrTimeout)
+		}
+		if pending == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// decodeStored decodes a message of the stream into an event, with an
+// error matching ErrUnreadableEvent (and not the decoder's *FieldError,
+// which would read as the caller's fault) when it cannot.
+func decodeStored(m *jetstream.RawStreamMsg) (*events.Event, error) {
+	ev, err := events.Decode(m.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
+	}
+	return ev, nil
+}
