@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -55,10 +56,14 @@ type Command struct {
 }
 
 // DecodeCommand parses a command body strictly. Errors are *FieldError.
+// A member whose value is null counts as absent ("evidence": null too).
 // The command is not validated; see Command.Validate.
 func DecodeCommand(data []byte) (Command, error) {
 	var c Command
 	err := DecodeStrict(data, &c)
+	if string(c.Evidence) == "null" {
+		c.Evidence = nil
+	}
 	return c, err
 }
 
@@ -121,6 +126,16 @@ func (c *Command) Validate(kind Kind) error {
 			return &FieldError{Field: "ttl", Problem: "must be positive"}
 		}
 	}
+	if c.OccurredAt != nil {
+		if err := checkTime("occurred_at", *c.OccurredAt); err != nil {
+			return err
+		}
+	}
+	if c.ExpiresAt != nil {
+		if err := checkTime("expires_at", *c.ExpiresAt); err != nil {
+			return err
+		}
+	}
 	if c.ExpiresAt != nil && c.OccurredAt != nil && !c.ExpiresAt.After(*c.OccurredAt) {
 		return &FieldError{Field: "expires_at", Problem: "must be after occurred_at"}
 	}
@@ -128,10 +143,22 @@ func (c *Command) Validate(kind Kind) error {
 		if len(c.Evidence) > MaxEvidenceLen {
 			return &FieldError{Field: "evidence", Problem: fmt.Sprintf("must be at most %d bytes, got %d", MaxEvidenceLen, len(c.Evidence))}
 		}
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(c.Evidence, &obj); err != nil || obj == nil {
-			return &FieldError{Field: "evidence", Problem: "must be a JSON object"}
+		// The evidence becomes part of the hashed payload, so it must be
+		// something every canonicalizer reads the same way.
+		if _, err := Canonical(c.Evidence); err != nil {
+			detail := strings.TrimPrefix(err.Error(), ErrNotCanonicalizable.Error()+": ")
+			return &FieldError{Field: "evidence", Problem: "must be a JSON object (" + detail + ")"}
 		}
+	}
+	return nil
+}
+
+// checkTime refuses times an event cannot carry: the zero time (which
+// Decode reads as missing) and years outside 1..9999 in UTC (which RFC 3339
+// cannot write).
+func checkTime(field string, t time.Time) error {
+	if y := t.UTC().Year(); t.IsZero() || y < 1 || y > 9999 {
+		return &FieldError{Field: field, Problem: "must be a time between years 0001 and 9999 (UTC)"}
 	}
 	return nil
 }
@@ -157,12 +184,18 @@ func checkText(field, v string, max int, multiline bool) error {
 // Decide applies the transition table to a validated command in the
 // consent's current state cur, at time now (the ledger's clock). It returns
 // the event to append, complete but for ID and Hash, with PrevHash linked to
-// cur.Hash; or a *TransitionError when the table forbids the command.
+// cur.Hash; or a *TransitionError when the table forbids the command; or a
+// *FieldError for what only now can tell: an expires_at not after the
+// occurred_at that defaults to now, or a ttl reaching past year 9999.
 //
-// Decide is pure: the same inputs give the same event.
+// A zero cur (State "") is treated as StateNone. All times of the event are
+// in UTC. Decide is pure: the same inputs give the same event.
 func Decide(cur Consent, kind Kind, c Command, now time.Time) (Event, error) {
 	now = now.UTC()
 	from := cur.StateAt(now)
+	if from == "" {
+		from = StateNone
+	}
 	policy := max(c.PolicyVersion, 1)
 	if err := checkTransition(cur, from, kind, policy); err != nil {
 		return Event{}, err
@@ -170,6 +203,25 @@ func Decide(cur Consent, kind Kind, c Command, now time.Time) (Event, error) {
 	occurred := now
 	if c.OccurredAt != nil {
 		occurred = c.OccurredAt.UTC()
+	}
+	var expires *time.Time
+	switch {
+	case c.ExpiresAt != nil:
+		t := c.ExpiresAt.UTC()
+		if !t.After(occurred) {
+			return Event{}, &FieldError{Field: "expires_at", Problem: "must be after occurred_at (which defaults to now)"}
+		}
+		expires = &t
+	case c.TTL != "":
+		d, err := time.ParseDuration(c.TTL)
+		if err != nil || d <= 0 {
+			return Event{}, &FieldError{Field: "ttl", Problem: "must be a positive Go duration such as 8760h"}
+		}
+		t := occurred.Add(d)
+		if err := checkTime("ttl", t); err != nil {
+			return Event{}, &FieldError{Field: "ttl", Problem: "puts expires_at past year 9999"}
+		}
+		expires = &t
 	}
 	ev := Event{
 		V:             SchemaVersion,
@@ -185,16 +237,8 @@ func Decide(cur Consent, kind Kind, c Command, now time.Time) (Event, error) {
 		Method:        c.Method,
 		Evidence:      c.Evidence,
 		Reason:        c.Reason,
+		ExpiresAt:     expires,
 		PrevHash:      cur.Hash,
-	}
-	switch {
-	case c.ExpiresAt != nil:
-		t := c.ExpiresAt.UTC()
-		ev.ExpiresAt = &t
-	case c.TTL != "":
-		d, _ := time.ParseDuration(c.TTL) // validated
-		t := occurred.Add(d)
-		ev.ExpiresAt = &t
 	}
 	return ev, nil
 }
@@ -247,4 +291,3 @@ func Evolve(cur Consent, ev *Event, seq uint64) Consent {
 	}
 	return next
 }
-
