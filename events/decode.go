@@ -5,22 +5,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 )
 
 // DecodeStrict decodes one JSON object into v (a pointer to a struct),
-// refusing unknown fields and trailing data. Every failure is a *FieldError
-// naming the field at fault, or "(body)" when the JSON itself is malformed.
+// refusing unknown fields, member names that match a field only when case
+// is ignored, duplicate members, and anything but exactly one JSON object.
+// Every failure is a *FieldError naming the field at fault, or "(body)"
+// when the JSON itself is malformed or not one object.
 func DecodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err == nil {
-		if dec.More() {
-			return &FieldError{Field: "(body)", Problem: "must hold exactly one JSON object"}
-		}
-		return nil
+		// encoding/json matches names case-insensitively and keeps the
+		// last of duplicate members; refuse both so every reader of the
+		// payload sees the same event.
+		return checkMembers(data, jsonFields(reflect.TypeOf(v).Elem()), nil)
 	}
 	// The fast path failed: decode again, member by member, to name the
 	// field that is at fault.
@@ -28,34 +32,144 @@ func DecodeStrict(data []byte, v any) error {
 }
 
 func diagnose(data []byte, v any) error {
-	var members map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&members); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) || bytes.HasPrefix(bytes.TrimSpace(data), []byte("null")) {
-			return &FieldError{Field: "(body)", Problem: "must be a JSON object"}
+	var raw json.RawMessage
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
+		if err == io.EOF {
+			return &FieldError{Field: "(body)", Problem: "is empty; expected a JSON object"}
 		}
 		return &FieldError{Field: "(body)", Problem: "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
 	}
-	if dec.More() {
-		return &FieldError{Field: "(body)", Problem: "must hold exactly one JSON object"}
+	target := reflect.ValueOf(v).Elem()
+	err := checkMembers(data, jsonFields(target.Type()), func(idx int, name string, value []byte) error {
+		fv := target.Field(idx)
+		if err := json.Unmarshal(value, fv.Addr().Interface()); err != nil {
+			return &FieldError{Field: name, Problem: describe(fv.Type(), err)}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if members == nil {
+	return &FieldError{Field: "(body)", Problem: "could not be decoded"}
+}
+
+// checkMembers walks the members of the JSON object that data holds, which
+// must start with a syntactically valid JSON value: each member name must
+// be a field of fields, spelled exactly, and appear once; after the object
+// only whitespace may follow. each, when not nil, is called for every
+// member with the field index, name and raw value.
+func checkMembers(data []byte, fields map[string]int, each func(idx int, name string, value []byte) error) error {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
 		return &FieldError{Field: "(body)", Problem: "must be a JSON object"}
 	}
-	fields := jsonFields(reflect.TypeOf(v).Elem())
-	target := reflect.ValueOf(v).Elem()
-	for name, raw := range members {
+	n := 0
+	for _, idx := range fields {
+		n = max(n, idx+1)
+	}
+	seen := make([]bool, n)
+	i = skipSpace(data, i+1)
+	for i < len(data) && data[i] != '}' {
+		end := skipString(data, i)
+		name, err := unquote(data[i:end])
+		if err != nil {
+			return &FieldError{Field: "(body)", Problem: "malformed JSON: bad member name"}
+		}
 		idx, ok := fields[name]
 		if !ok {
 			return &FieldError{Field: name, Problem: "is not a known field"}
 		}
-		fv := target.Field(idx)
-		if err := json.Unmarshal(raw, fv.Addr().Interface()); err != nil {
-			return &FieldError{Field: name, Problem: describe(fv.Type(), err)}
+		if seen[idx] {
+			return &FieldError{Field: name, Problem: "appears more than once"}
+		}
+		seen[idx] = true
+		i = skipSpace(data, end)
+		i = skipSpace(data, i+1) // ':'
+		end = skipValue(data, i)
+		if each != nil {
+			if err := each(idx, name, data[i:end]); err != nil {
+				return err
+			}
+		}
+		i = skipSpace(data, end)
+		if i < len(data) && data[i] == ',' {
+			i = skipSpace(data, i+1)
 		}
 	}
-	return &FieldError{Field: "(body)", Problem: "could not be decoded"}
+	if skipSpace(data, i+1) < len(data) {
+		return &FieldError{Field: "(body)", Problem: "must hold exactly one JSON object"}
+	}
+	return nil
+}
+
+// unquote decodes a JSON string token, copying only when it has escapes.
+func unquote(tok []byte) (string, error) {
+	if len(tok) < 2 {
+		return "", errors.New("truncated string")
+	}
+	if bytes.IndexByte(tok, '\\') < 0 {
+		return string(tok[1 : len(tok)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(tok, &s)
+	return s, err
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipString returns the index just past the JSON string starting at i.
+func skipString(data []byte, i int) int {
+	for i++; i < len(data); i++ {
+		switch data[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(data)
+}
+
+// skipValue returns the index just past the JSON value starting at i, which
+// the caller knows to be valid JSON.
+func skipValue(data []byte, i int) int {
+	depth := 0
+	for i < len(data) {
+		switch data[i] {
+		case '"':
+			i = skipString(data, i)
+			if depth == 0 {
+				return i
+			}
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+		i++
+	}
+	return i
 }
 
 func describe(t reflect.Type, err error) string {
@@ -85,8 +199,13 @@ func describe(t reflect.Type, err error) string {
 	return fmt.Sprintf("is invalid: %v", err)
 }
 
+var fieldCache sync.Map // reflect.Type -> map[string]int
+
 // jsonFields maps the JSON member names of a struct type to field indexes.
 func jsonFields(t reflect.Type) map[string]int {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]int)
+	}
 	m := make(map[string]int, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -102,5 +221,6 @@ func jsonFields(t reflect.Type) map[string]int {
 		}
 		m[name] = i
 	}
+	fieldCache.Store(t, m)
 	return m
 }

@@ -123,8 +123,8 @@ var ErrNewerSchema = errors.New("event schema is newer than this reader")
 // not know.
 var ErrUnknownType = errors.New("unknown event type")
 
-// Decode parses an event payload strictly: unknown fields, a missing or
-// invalid field give a *FieldError; a newer schema version gives an error
+// Decode parses an event payload strictly: unknown fields, duplicate
+// members, a missing or invalid field give a *FieldError; a newer schema version gives an error
 // matching ErrNewerSchema; an unknown type one matching ErrUnknownType.
 // Decode does not check the hash; see VerifyHash.
 func Decode(payload []byte) (*Event, error) {
@@ -153,6 +153,10 @@ func Decode(payload []byte) (*Event, error) {
 	if err := e.Key().Validate(); err != nil {
 		return nil, err
 	}
+	if len(e.Evidence) > 0 {
+		if _, err := Canonical(e.Evidence); err != nil {
+			return nil, &FieldError{Field: "evidence", Problem: "must be a JSON object"}
+		}
+	}
 	return &e, nil
 }
-
