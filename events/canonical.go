@@ -2,10 +2,8 @@ package events
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -40,140 +38,349 @@ func Canonical(data []byte, omit ...string) ([]byte, error) {
 	if !utf8.Valid(data) {
 		return nil, fmt.Errorf("%w: invalid UTF-8", ErrNotCanonicalizable)
 	}
-	if err := checkSurrogates(data); err != nil {
+	c := canonicalizer{data: data, out: make([]byte, 0, len(data)), omit: omit}
+	c.skipSpace()
+	if c.peek() != '{' {
+		return nil, c.fail("not a JSON object")
+	}
+	if err := c.object(1); err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotCanonicalizable, err)
+	c.skipSpace()
+	if c.pos != len(data) {
+		return nil, c.fail("trailing data after the object")
 	}
-	if tok != json.Delim('{') {
-		return nil, fmt.Errorf("%w: not a JSON object", ErrNotCanonicalizable)
-	}
-	obj, err := parseObject(dec, 1)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after the object", ErrNotCanonicalizable)
-	}
-	for _, name := range omit {
-		delete(obj, name)
-	}
-	buf := make([]byte, 0, len(data))
-	return appendCanonical(buf, obj), nil
+	return c.out, nil
 }
 
-// parseObject reads the members of an object whose '{' has been read.
-func parseObject(dec *json.Decoder, depth int) (map[string]any, error) {
-	if depth > MaxCanonicalDepth {
-		return nil, fmt.Errorf("%w: nested deeper than %d", ErrNotCanonicalizable, MaxCanonicalDepth)
+// canonicalizer parses JSON and writes its canonical form in one pass.
+type canonicalizer struct {
+	data    []byte
+	pos     int    // next byte of data to read
+	out     []byte // canonical output so far
+	omit    []string
+	scratch []byte // decoded bytes of the string being read
+}
+
+func (c *canonicalizer) fail(problem string) error {
+	return fmt.Errorf("%w: %s at byte %d", ErrNotCanonicalizable, problem, c.pos)
+}
+
+// peek returns the next byte, or 0 at the end of the input.
+func (c *canonicalizer) peek() byte {
+	if c.pos < len(c.data) {
+		return c.data[c.pos]
 	}
-	obj := make(map[string]any)
+	return 0
+}
+
+func (c *canonicalizer) skipSpace() {
+	for c.pos < len(c.data) {
+		switch c.data[c.pos] {
+		case ' ', '\t', '\n', '\r':
+			c.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (c *canonicalizer) value(depth int) error {
+	c.skipSpace()
+	switch b := c.peek(); {
+	case b == '{':
+		return c.object(depth + 1)
+	case b == '[':
+		return c.array(depth + 1)
+	case b == '"':
+		if err := c.str(); err != nil {
+			return err
+		}
+		c.out = appendCanonicalString(c.out, c.scratch)
+		return nil
+	case b == '-' || (b >= '0' && b <= '9'):
+		return c.number()
+	}
+	for _, lit := range [...]string{"true", "false", "null"} {
+		if bytes.HasPrefix(c.data[c.pos:], []byte(lit)) {
+			c.pos += len(lit)
+			c.out = append(c.out, lit...)
+			return nil
+		}
+	}
+	if c.pos >= len(c.data) {
+		return c.fail("unexpected end of input")
+	}
+	return c.fail(fmt.Sprintf("unexpected character %q", c.data[c.pos]))
+}
+
+// member is one written member of the object being read: its decoded name
+// and where `"name":value` sits in out.
+type member struct {
+	name       string
+	start, end int
+}
+
+func (c *canonicalizer) object(depth int) error {
+	if depth > MaxCanonicalDepth {
+		return c.fail(fmt.Sprintf("nested deeper than %d", MaxCanonicalDepth))
+	}
+	c.pos++ // '{'
+	start := len(c.out)
+	c.out = append(c.out, '{')
+	var buf [24]member
+	members := buf[:0]
+	c.skipSpace()
+	if c.peek() == '}' {
+		c.pos++
+		c.out = append(c.out, '}')
+		return nil
+	}
 	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNotCanonicalizable, err)
+		c.skipSpace()
+		if c.peek() != '"' {
+			return c.fail("expected a member name")
 		}
-		if tok == json.Delim('}') {
-			return obj, nil
+		if err := c.str(); err != nil {
+			return err
 		}
-		name := tok.(string) // the decoder only yields strings in name position
-		if _, dup := obj[name]; dup {
-			return nil, fmt.Errorf("%w: duplicate member %q", ErrNotCanonicalizable, name)
+		m := member{name: string(c.scratch), start: len(c.out)}
+		c.out = appendCanonicalString(c.out, c.scratch)
+		c.skipSpace()
+		if c.peek() != ':' {
+			return c.fail("expected ':' after a member name")
 		}
-		v, err := parseValue(dec, depth)
-		if err != nil {
-			return nil, err
+		c.pos++
+		c.out = append(c.out, ':')
+		if err := c.value(depth); err != nil {
+			return err
 		}
-		obj[name] = v
+		m.end = len(c.out)
+		members = append(members, m)
+		c.skipSpace()
+		switch c.peek() {
+		case ',':
+			c.pos++
+			c.out = append(c.out, ',')
+			continue
+		case '}':
+			c.pos++
+		default:
+			return c.fail("expected ',' or '}' in an object")
+		}
+		break
 	}
+
+	sorted := slices.IsSortedFunc(members, compareMembers)
+	if !sorted {
+		slices.SortFunc(members, compareMembers)
+	}
+	for i := 1; i < len(members); i++ {
+		if members[i].name == members[i-1].name {
+			return c.fail(fmt.Sprintf("duplicate member %q", members[i].name))
+		}
+	}
+	omitting := depth == 1 && slices.ContainsFunc(members, func(m member) bool { return slices.Contains(c.omit, m.name) })
+	if sorted && !omitting {
+		c.out = append(c.out, '}')
+		return nil
+	}
+	// Rewrite the members in canonical order from a copy.
+	written := slices.Clone(c.out[start:])
+	c.out = append(c.out[:start], '{')
+	first := true
+	for _, m := range members {
+		if depth == 1 && slices.Contains(c.omit, m.name) {
+			continue
+		}
+		if !first {
+			c.out = append(c.out, ',')
+		}
+		first = false
+		c.out = append(c.out, written[m.start-start:m.end-start]...)
+	}
+	c.out = append(c.out, '}')
+	return nil
 }
 
-// parseValue reads one value inside a container at the given depth.
-func parseValue(dec *json.Decoder, depth int) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotCanonicalizable, err)
-	}
-	switch tok := tok.(type) {
-	case json.Delim:
-		switch tok {
-		case '{':
-			return parseObject(dec, depth+1)
-		case '[':
-			return parseArray(dec, depth+1)
-		}
-		return nil, fmt.Errorf("%w: unexpected %q", ErrNotCanonicalizable, tok)
-	case json.Number:
-		f, err := tok.Float64()
-		if err != nil || math.IsInf(f, 0) {
-			return nil, fmt.Errorf("%w: number %s is out of the float64 range", ErrNotCanonicalizable, tok)
-		}
-		return f, nil
-	default: // string, bool, nil
-		return tok, nil
-	}
-}
+func compareMembers(a, b member) int { return compareUTF16(a.name, b.name) }
 
-// parseArray reads the elements of an array whose '[' has been read.
-func parseArray(dec *json.Decoder, depth int) ([]any, error) {
+func (c *canonicalizer) array(depth int) error {
 	if depth > MaxCanonicalDepth {
-		return nil, fmt.Errorf("%w: nested deeper than %d", ErrNotCanonicalizable, MaxCanonicalDepth)
+		return c.fail(fmt.Sprintf("nested deeper than %d", MaxCanonicalDepth))
 	}
-	arr := []any{}
-	for dec.More() {
-		v, err := parseValue(dec, depth)
-		if err != nil {
-			return nil, err
+	c.pos++ // '['
+	c.out = append(c.out, '[')
+	c.skipSpace()
+	if c.peek() == ']' {
+		c.pos++
+		c.out = append(c.out, ']')
+		return nil
+	}
+	for {
+		if err := c.value(depth); err != nil {
+			return err
 		}
-		arr = append(arr, v)
+		c.skipSpace()
+		switch c.peek() {
+		case ',':
+			c.pos++
+			c.out = append(c.out, ',')
+		case ']':
+			c.pos++
+			c.out = append(c.out, ']')
+			return nil
+		default:
+			return c.fail("expected ',' or ']' in an array")
+		}
 	}
-	if _, err := dec.Token(); err != nil { // ']'
-		return nil, fmt.Errorf("%w: %v", ErrNotCanonicalizable, err)
-	}
-	return arr, nil
 }
 
-func appendCanonical(buf []byte, v any) []byte {
-	switch v := v.(type) {
-	case nil:
-		return append(buf, "null"...)
-	case bool:
-		return strconv.AppendBool(buf, v)
-	case float64:
-		return appendCanonicalNumber(buf, v)
-	case string:
-		return appendCanonicalString(buf, v)
-	case []any:
-		buf = append(buf, '[')
-		for i, e := range v {
-			if i > 0 {
-				buf = append(buf, ',')
+// str reads the string at pos into c.scratch, decoded. The input is known
+// to be valid UTF-8.
+func (c *canonicalizer) str() error {
+	c.pos++ // '"'
+	c.scratch = c.scratch[:0]
+	for {
+		run := c.pos
+		for c.pos < len(c.data) && c.data[c.pos] != '"' && c.data[c.pos] != '\\' && c.data[c.pos] >= 0x20 {
+			c.pos++
+		}
+		c.scratch = append(c.scratch, c.data[run:c.pos]...)
+		switch c.peek() {
+		case '"':
+			c.pos++
+			return nil
+		case '\\':
+			if err := c.escape(); err != nil {
+				return err
 			}
-			buf = appendCanonical(buf, e)
-		}
-		return append(buf, ']')
-	case map[string]any:
-		names := make([]string, 0, len(v))
-		for name := range v {
-			names = append(names, name)
-		}
-		slices.SortFunc(names, compareUTF16)
-		buf = append(buf, '{')
-		for i, name := range names {
-			if i > 0 {
-				buf = append(buf, ',')
+		default:
+			if c.pos >= len(c.data) {
+				return c.fail("unterminated string")
 			}
-			buf = appendCanonicalString(buf, name)
-			buf = append(buf, ':')
-			buf = appendCanonical(buf, v[name])
+			return c.fail("control character in a string")
 		}
-		return append(buf, '}')
 	}
-	panic(fmt.Sprintf("events: unexpected JSON value %T", v)) // parseValue yields only the types above
+}
+
+// escape decodes the escape sequence at pos into c.scratch.
+func (c *canonicalizer) escape() error {
+	if c.pos+1 >= len(c.data) {
+		return c.fail("unterminated string")
+	}
+	e := c.data[c.pos+1]
+	c.pos += 2
+	switch e {
+	case '"', '\\', '/':
+		c.scratch = append(c.scratch, e)
+	case 'b':
+		c.scratch = append(c.scratch, '\b')
+	case 'f':
+		c.scratch = append(c.scratch, '\f')
+	case 'n':
+		c.scratch = append(c.scratch, '\n')
+	case 'r':
+		c.scratch = append(c.scratch, '\r')
+	case 't':
+		c.scratch = append(c.scratch, '\t')
+	case 'u':
+		r, ok := c.hex4()
+		if !ok {
+			return c.fail("bad \\u escape")
+		}
+		if utf16.IsSurrogate(r) {
+			lo, ok := rune(0), r < 0xdc00 && bytes.HasPrefix(c.data[c.pos:], []byte(`\u`))
+			if ok {
+				c.pos += 2
+				lo, ok = c.hex4()
+			}
+			if r = utf16.DecodeRune(r, lo); !ok || r == utf8.RuneError {
+				return c.fail("lone UTF-16 surrogate in a \\u escape")
+			}
+		}
+		c.scratch = utf8.AppendRune(c.scratch, r)
+	default:
+		return c.fail(fmt.Sprintf("bad escape \\%c", e))
+	}
+	return nil
+}
+
+// hex4 reads four hex digits at pos.
+func (c *canonicalizer) hex4() (rune, bool) {
+	if c.pos+4 > len(c.data) {
+		return 0, false
+	}
+	var r rune
+	for _, h := range c.data[c.pos : c.pos+4] {
+		switch {
+		case h >= '0' && h <= '9':
+			r = r<<4 | rune(h-'0')
+		case h >= 'a' && h <= 'f':
+			r = r<<4 | rune(h-'a'+10)
+		case h >= 'A' && h <= 'F':
+			r = r<<4 | rune(h-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	c.pos += 4
+	return r, true
+}
+
+// number reads a number at pos (JSON grammar) and writes it canonically.
+func (c *canonicalizer) number() error {
+	start := c.pos
+	digits := func() int {
+		n := 0
+		for c.pos < len(c.data) && c.data[c.pos] >= '0' && c.data[c.pos] <= '9' {
+			c.pos++
+			n++
+		}
+		return n
+	}
+	if c.peek() == '-' {
+		c.pos++
+	}
+	intStart := c.pos
+	n := digits()
+	if n == 0 || (n > 1 && c.data[intStart] == '0') {
+		return c.fail("malformed number")
+	}
+	integer := true
+	if c.peek() == '.' {
+		c.pos++
+		integer = false
+		if digits() == 0 {
+			return c.fail("malformed number")
+		}
+	}
+	if b := c.peek(); b == 'e' || b == 'E' {
+		c.pos++
+		integer = false
+		if b := c.peek(); b == '+' || b == '-' {
+			c.pos++
+		}
+		if digits() == 0 {
+			return c.fail("malformed number")
+		}
+	}
+	lit := c.data[start:c.pos]
+	// Integers of up to 15 digits are exact in float64 and ECMAScript
+	// writes them as they are.
+	if integer && n <= 15 {
+		if string(lit) == "-0" {
+			lit = lit[1:]
+		}
+		c.out = append(c.out, lit...)
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(lit), 64)
+	if err != nil || math.IsInf(f, 0) {
+		return c.fail("number " + string(lit) + " is out of the float64 range")
+	}
+	c.out = appendCanonicalNumber(c.out, f)
+	return nil
 }
 
 // appendCanonicalNumber formats f as ECMAScript's Number.prototype.toString
@@ -197,7 +404,7 @@ func appendCanonicalNumber(buf []byte, f float64) []byte {
 	return buf
 }
 
-func appendCanonicalString(buf []byte, s string) []byte {
+func appendCanonicalString(buf []byte, s []byte) []byte {
 	const hex = "0123456789abcdef"
 	buf = append(buf, '"')
 	for i := 0; i < len(s); i++ {
@@ -241,55 +448,4 @@ func compareUTF16(a, b string) int {
 		a, b = a[na:], b[nb:]
 	}
 	return len(a) - len(b)
-}
-
-// checkSurrogates refuses \u escapes that encode a lone UTF-16 surrogate,
-// which encoding/json would silently turn into U+FFFD while other parsers
-// keep or reject them: the same bytes would hash differently.
-func checkSurrogates(data []byte) error {
-	inString := false
-	for i := 0; i < len(data); i++ {
-		c := data[i]
-		if !inString {
-			inString = c == '"'
-			continue
-		}
-		switch c {
-		case '"':
-			inString = false
-		case '\\':
-			if i+1 < len(data) && data[i+1] == 'u' {
-				u, ok := hex4(data, i+2)
-				if !ok {
-					return nil // malformed; the parser reports it
-				}
-				switch {
-				case u >= 0xdc00 && u <= 0xdfff:
-					return fmt.Errorf("%w: lone surrogate \\u%04x", ErrNotCanonicalizable, u)
-				case u >= 0xd800 && u <= 0xdbff:
-					lo, ok := uint16(0), i+11 < len(data) && data[i+6] == '\\' && data[i+7] == 'u'
-					if ok {
-						lo, ok = hex4(data, i+8)
-					}
-					if !ok || lo < 0xdc00 || lo > 0xdfff {
-						return fmt.Errorf("%w: lone surrogate \\u%04x", ErrNotCanonicalizable, u)
-					}
-					i += 6 // the low half is consumed below with the high one
-				}
-				i += 5
-			} else {
-				i++ // skip the escaped character
-			}
-		}
-	}
-	return nil
-}
-
-// hex4 decodes the four hex digits at data[i:i+4].
-func hex4(data []byte, i int) (uint16, bool) {
-	if i+4 > len(data) {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(string(data[i:i+4]), 16, 16)
-	return uint16(v), err == nil
 }
