@@ -17,10 +17,11 @@ import (
 // the consent's current state and appends it to the consent's subject,
 // chained to the previous event by prev_hash.
 //
-// Concurrency: the event is published with the expected last sequence of
-// the consent's subject, so it lands only if nothing was appended to the
-// consent since it was read. Without cmd.ExpectedSeq, a concurrent writer
-// that got in first makes Append re-read and re-decide, up to
+// Concurrency: appends to one consent through one Ledger run one at a time,
+// in arrival order. The event is published with the expected last sequence
+// of the consent's subject, so it lands only if nothing was appended to the
+// consent since it was read (by another process). Without cmd.ExpectedSeq,
+// a writer that got in first makes Append re-read and re-decide, up to
 // Options.MaxRetries times with a short jittered backoff, then fail with an
 // error matching ErrContention (409). With cmd.ExpectedSeq, a consent whose
 // last event is at another sequence gives a *SeqMismatchError (matching
@@ -46,6 +47,11 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 		return Reply{}, err
 	}
 	key := cmd.Key()
+	unlock, err := l.locks.lock(ctx, key.NATSSubject())
+	if err != nil {
+		return Reply{}, err
+	}
+	defer unlock()
 	for attempt := 0; ; attempt++ {
 		t, err := l.readTip(ctx, key, cmd.IdempotencyKey)
 		if err != nil {

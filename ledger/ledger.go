@@ -12,8 +12,14 @@ const DefaultMaxRetries = 5
 
 // Options configures a Ledger.
 type Options struct {
-	MaxRetries int              // conflict retries without expected_seq; default DefaultMaxRetries
-	Now        func() time.Time // clock for recorded_at, default occurred_at and expiry; default time.Now
+	// MaxRetries bounds the re-reads after a conflict with a writer in
+	// another process; default DefaultMaxRetries. An append can lose only
+	// to an append that landed, so when at most N processes append to one
+	// consent at once, each once, MaxRetries >= N-1 lets every one land.
+	MaxRetries int
+	// Now is the clock for recorded_at, the default occurred_at and expiry;
+	// default time.Now.
+	Now func() time.Time
 }
 
 // Ledger appends events to the CONSENT stream and reads histories back.
@@ -28,6 +34,7 @@ type Ledger struct {
 	replicated bool
 	maxRetries int
 	now        func() time.Time
+	locks      keyLocks // one append at a time per consent in this process
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The

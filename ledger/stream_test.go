@@ -115,7 +115,7 @@ func TestEnsureStreamRefusesUnsafeStreams(t *testing.T) {
 		},
 		{
 			name:   "max bytes with discard old",
-			mutate: func(c *jetstream.StreamConfig) { c.MaxBytes, c.Discard = 1 << 20, jetstream.DiscardOld },
+			mutate: func(c *jetstream.StreamConfig) { c.MaxBytes, c.Discard = 1<<20, jetstream.DiscardOld },
 			want:   "stream CONSENT limits its size with discard old (max_bytes is 1048576)",
 		},
 		{
@@ -178,9 +178,11 @@ func TestEnsureStreamRefusesUnsafeStreams(t *testing.T) {
 			want:   "stream CONSENT does not acknowledge publishes (no_ack is true)",
 		},
 		{
-			name:   "async persist",
-			mutate: func(c *jetstream.StreamConfig) { c.PersistMode, c.AllowAtomicPublish = jetstream.AsyncPersistMode, false },
-			want:   "stream CONSENT acknowledges before writing (persist_mode is async)",
+			name: "async persist",
+			mutate: func(c *jetstream.StreamConfig) {
+				c.PersistMode, c.AllowAtomicPublish = jetstream.AsyncPersistMode, false
+			},
+			want: "stream CONSENT acknowledges before writing (persist_mode is async)",
 		},
 		{
 			name:   "no direct get",

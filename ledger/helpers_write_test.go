@@ -1,0 +1,124 @@
+package ledger_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+)
+
+// manualClock is a ledger clock that moves only when told.
+type manualClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newManualClock(t time.Time) *manualClock { return &manualClock{t: t} }
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// startLedger starts an embedded server, ensures the stream and returns a
+// ledger over it.
+func startLedger(t testing.TB, sopts ledger.StreamOptions, opts ledger.Options) (*ledger.Ledger, jetstream.Stream, jetstream.JetStream) {
+	t.Helper()
+	_, _, js := natstest.Run(t)
+	stream, err := ledger.EnsureStream(context.Background(), js, sopts)
+	require.NoError(t, err)
+	return ledger.New(js, stream, opts), stream, js
+}
+
+// storedCount returns how many messages the stream holds.
+func storedCount(t testing.TB, stream jetstream.Stream) uint64 {
+	t.Helper()
+	info, err := stream.Info(context.Background())
+	require.NoError(t, err)
+	return info.State.Msgs
+}
+
+// storedEvent is one event as the stream holds it.
+type storedEvent struct {
+	Seq    uint64
+	Header nats.Header
+	Data   []byte
+	Event  *events.Event
+}
+
+// readStored reads every message on natsSubject one by one (a read path
+// independent of the ledger's batched reads), oldest first.
+func readStored(t testing.TB, stream jetstream.Stream, natsSubject string) []storedEvent {
+	t.Helper()
+	ctx := context.Background()
+	info, err := stream.Info(ctx)
+	require.NoError(t, err)
+	var out []storedEvent
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+		msg, err := stream.GetMsg(ctx, seq)
+		require.NoError(t, err)
+		if msg.Subject != natsSubject {
+			continue
+		}
+		ev, err := events.Decode(msg.Data)
+		require.NoError(t, err, "seq %d", seq)
+		out = append(out, storedEvent{Seq: seq, Header: msg.Header, Data: msg.Data, Event: ev})
+	}
+	return out
+}
+
+// requireLinearChain checks that the stored history of one consent is a
+// single hash chain: every event's hash verifies, the first has an empty
+// prev_hash and each later one links to the hash of the one before. It
+// returns the history.
+func requireLinearChain(t testing.TB, stream jetstream.Stream, natsSubject string) []storedEvent {
+	t.Helper()
+	history := readStored(t, stream, natsSubject)
+	prev := ""
+	for i, s := range history {
+		require.NoError(t, events.VerifyHash(s.Data, s.Event), "event %d (seq %d)", i, s.Seq)
+		require.Equal(t, prev, s.Event.PrevHash, "event %d (seq %d) does not link to the one before", i, s.Seq)
+		require.Equal(t, string(s.Event.Type), s.Header.Get(events.HeaderEventType), "seq %d", s.Seq)
+		prev = s.Event.Hash
+	}
+	return history
+}
+
+// faultyJetStream is a JetStream whose PublishMsg a test controls; every
+// other call goes to the real one.
+type faultyJetStream struct {
+	jetstream.JetStream
+	mu       sync.Mutex
+	calls    int
+	publishF func(call int, ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}
+
+func (f *faultyJetStream) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	f.mu.Lock()
+	f.calls++
+	call := f.calls
+	f.mu.Unlock()
+	return f.publishF(call, ctx, m, opts...)
+}
+
+func (f *faultyJetStream) Calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+func ptr[T any](v T) *T { return &v }
