@@ -1,35 +1,322 @@
 // Package projector folds the CONSENT stream into a Pebble index that
 // answers status lookups without touching the stream.
+//
+// An Index is the read model: the folded events.Consent of every consent
+// that has events, the integrity violations met on the way, and the
+// checkpoint (the last stream sequence applied), all written together in
+// one Pebble batch per commit. A Projector is its only writer: it reads the
+// stream with an ordered consumer from checkpoint+1, checks every event's
+// hash chain and folds it with events.Evolve. The index holds nothing the
+// stream does not: it can be deleted at any time and rebuilt.
 package projector
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/consentledger/consent/events"
 )
 
+// indexFormat is the version of the key and value layout. An index of
+// another format is refused with ErrFormat (rebuild it from the stream).
+const indexFormat = 1
+
+// DefaultSyncInterval is how often, at most, a commit of the index is
+// fsynced when IndexOptions.SyncInterval is zero.
+const DefaultSyncInterval = time.Second
+
 // IndexOptions configures an Index.
-type IndexOptions struct{}
+type IndexOptions struct {
+	// SyncInterval bounds how much of the index a power failure can lose:
+	// a commit is fsynced when the last fsync is older than this. Zero
+	// means DefaultSyncInterval; a negative value fsyncs every commit.
+	//
+	// Commits in between use pebble.NoSync. That is safe because the
+	// stream is the source of truth and every batch carries its
+	// checkpoint: Pebble recovers a prefix of the committed batches, so a
+	// lost tail only moves the checkpoint back and the projector applies
+	// those events again, exactly once. A process crash loses nothing
+	// (the WAL is written to the OS on every commit); only a machine
+	// crash can cost up to SyncInterval of replay.
+	SyncInterval time.Duration
 
-// Index is the Pebble-backed read model. SCAFFOLD: being written (issue 3).
-type Index struct{}
+	// ReadyOnOpen makes the index answer as soon as it is open, without a
+	// projector catching up first: for offline tools and tests. Otherwise
+	// reads return events.ErrNotReady until a projector runs on the index
+	// and has applied what the stream held when it started.
+	ReadyOnOpen bool
 
-// Open opens (or creates) the index in dir. SCAFFOLD.
-func Open(dir string, opts IndexOptions) (*Index, error) { return nil, errors.New("not implemented") }
-
-// Close closes the index.
-func (i *Index) Close() error { return nil }
-
-// Checkpoint returns the last stream sequence applied.
-func (i *Index) Checkpoint() uint64 { return 0 }
-
-// Consent implements ledger.StateReader. SCAFFOLD.
-func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (events.Consent, uint64, error) {
-	return events.Consent{}, 0, errors.New("not implemented")
+	// Logger receives Pebble's errors; default slog.Default().
+	Logger *slog.Logger
 }
 
-// Consents implements ledger.StateReader. SCAFFOLD.
+// Index is the Pebble-backed read model of the stream. It is safe for
+// concurrent use; reads never block the projector. It implements
+// ledger.StateReader.
+type Index struct {
+	opts IndexOptions
+	dir  string
+
+	// mu guards db against Close: readers and the projector's commits hold
+	// it shared, Close exclusively.
+	mu        sync.RWMutex
+	db        *pebble.DB
+	closeLock func() error // releases the directory lock
+
+	checkpoint atomic.Uint64
+	violations atomic.Uint64
+	closed     atomic.Bool
+	ready      atomic.Bool // answers reads (see IndexOptions.ReadyOnOpen)
+	running    atomic.Bool // a projector holds the index
+	failed     atomic.Bool // the last projector stopped on an error
+
+	// advanced is closed and replaced whenever the checkpoint advances or
+	// the readiness changes; waiters for min_seq select on it.
+	notifyMu sync.Mutex
+	advanced chan struct{}
+
+	// Writer-side state, touched only by the projector holding the index.
+	stream   streamIdentity
+	lastSync time.Time
+}
+
+// Open opens the index in dir, creating the directory and an empty index
+// when there is none. It fails at once with an error matching ErrLocked when
+// the directory is open elsewhere (another process or another Open), and
+// with ErrFormat for an index of an incompatible version. The caller owns
+// the Index and must Close it.
+func Open(dir string, opts IndexOptions) (*Index, error) {
+	if opts.SyncInterval == 0 {
+		opts.SyncInterval = DefaultSyncInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("projector: create index directory: %w", err)
+	}
+	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrLocked, dir, err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		Lock:               lock,
+		Logger:             pebbleLogger{opts.Logger},
+	})
+	if err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("projector: open index %s: %w", dir, err)
+	}
+	i := &Index{opts: opts, dir: dir, db: db, advanced: make(chan struct{}), lastSync: time.Now()}
+	if err := i.load(); err != nil {
+		_ = db.Close()
+		_ = lock.Close()
+		return nil, err
+	}
+	// Close (of the DB) leaves the lock held; release it with the DB.
+	i.closeLock = lock.Close
+	i.ready.Store(opts.ReadyOnOpen)
+	return i, nil
+}
+
+// load reads the meta values, stamping the format on a new index.
+func (i *Index) load() error {
+	format, ok, err := i.getMeta(metaFormat)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		empty, err := i.isEmpty()
+		if err != nil {
+			return err
+		}
+		if !empty {
+			return fmt.Errorf("%w: %s has no format stamp", ErrFormat, i.dir)
+		}
+		return i.db.Set(metaKey(metaFormat), binary.BigEndian.AppendUint64(nil, indexFormat), pebble.Sync)
+	}
+	if len(format) != 8 || binary.BigEndian.Uint64(format) != indexFormat {
+		return fmt.Errorf("%w: %s has format %x, this code reads %d; delete it to rebuild from the stream", ErrFormat, i.dir, format, indexFormat)
+	}
+	for _, m := range []struct {
+		name string
+		dst  *atomic.Uint64
+	}{{metaCheckpoint, &i.checkpoint}, {metaViolations, &i.violations}} {
+		v, ok, err := i.getMeta(m.name)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if len(v) != 8 {
+				return fmt.Errorf("%w: meta %s is %d bytes", ErrFormat, m.name, len(v))
+			}
+			m.dst.Store(binary.BigEndian.Uint64(v))
+		}
+	}
+	v, ok, err := i.getMeta(metaStream)
+	if err != nil || !ok {
+		return err
+	}
+	return i.stream.UnmarshalText(v)
+}
+
+func (i *Index) getMeta(name string) ([]byte, bool, error) {
+	v, closer, err := i.db.Get(metaKey(name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("projector: read %s: %w", name, err)
+	}
+	defer closer.Close()
+	return bytes.Clone(v), true, nil
+}
+
+func (i *Index) isEmpty() (bool, error) {
+	it, err := i.db.NewIter(nil)
+	if err != nil {
+		return false, err
+	}
+	empty := !it.First()
+	return empty, it.Close()
+}
+
+// Close closes the index. Reads then return events.ErrNotReady (waiting
+// ones are woken). Stop the projector (cancel Run's context and wait for
+// it) first: a projector still running fails its next commit with
+// ErrClosed.
+func (i *Index) Close() error {
+	i.closed.Store(true)
+	i.notify()
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.db == nil {
+		return nil
+	}
+	err := i.db.Close()
+	i.db = nil
+	if i.closeLock != nil {
+		err = errors.Join(err, i.closeLock())
+	}
+	return err
+}
+
+// Dir returns the directory the index lives in.
+func (i *Index) Dir() string { return i.dir }
+
+// Checkpoint returns the last stream sequence applied to the index (0 when
+// none has been).
+func (i *Index) Checkpoint() uint64 { return i.checkpoint.Load() }
+
+// Ready reports whether reads are answered (see IndexOptions.ReadyOnOpen).
+func (i *Index) Ready() bool { return i.ready.Load() && !i.closed.Load() }
+
+// Consent returns the folded state of the consent k (State none when it
+// has no events) and the index sequence it was read at: the state reflects
+// at least every event up to that sequence. k must have its tenant
+// defaulted; it is not validated (an invalid key has no events).
+//
+// With minSeq > 0 it first waits, without polling, until the index has
+// applied minSeq, returning an error matching events.ErrStale when ctx ends
+// first. It returns an error matching events.ErrNotReady when the index
+// cannot answer: closed, no projector running, catching up after start
+// (minSeq 0), or its projector stopped on a fatal error.
+func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (events.Consent, uint64, error) {
+	seq, err := i.Wait(ctx, minSeq)
+	if err != nil {
+		return events.Consent{}, seq, err
+	}
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	if i.db == nil {
+		return events.Consent{}, seq, notReady("closed")
+	}
+	c, _, err := i.get(appendConsentKey(nil, k), k)
+	return c, seq, err
+}
+
+// Consents returns every consent of one person that has events, one per
+// purpose, ordered by purpose (an empty, non-nil slice when there is
+// none), and the index sequence they were read at. They are read from one
+// snapshot. minSeq and the errors are as for Consent.
 func (i *Index) Consents(ctx context.Context, tenant, subjectID string, minSeq uint64) ([]events.Consent, uint64, error) {
-	return nil, 0, errors.New("not implemented")
+	seq, err := i.Wait(ctx, minSeq)
+	if err != nil {
+		return nil, seq, err
+	}
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	if i.db == nil {
+		return nil, seq, notReady("closed")
+	}
+	prefix := appendPersonPrefix(nil, tenant, subjectID)
+	it, err := i.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, seq, fmt.Errorf("projector: list: %w", err)
+	}
+	out := []events.Consent{}
+	for ok := it.First(); ok; ok = it.Next() {
+		k, err := decodeConsentKey(it.Key())
+		if err == nil {
+			var c events.Consent
+			c, err = decodeConsent(it.Value(), k)
+			out = append(out, c)
+		}
+		if err != nil {
+			_ = it.Close()
+			return nil, seq, fmt.Errorf("projector: list %q: %w", it.Key(), err)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, seq, fmt.Errorf("projector: list: %w", err)
+	}
+	return out, seq, nil
+}
+
+// get reads the stored state under key (the consent key of k), returning
+// events.NewConsent(k) and false when there is none. The caller holds mu.
+func (i *Index) get(key []byte, k events.Key) (events.Consent, bool, error) {
+	v, closer, err := i.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return events.NewConsent(k), false, nil
+	}
+	if err != nil {
+		return events.Consent{}, false, fmt.Errorf("projector: read consent: %w", err)
+	}
+	defer closer.Close()
+	c, err := decodeConsent(v, k)
+	if err != nil {
+		return events.Consent{}, false, fmt.Errorf("projector: consent %s/%s: %w", k.Tenant, k.Purpose, err)
+	}
+	return c, true, nil
+}
+
+// pebbleLogger sends Pebble's log lines to slog: info at debug level.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug("pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+
+// Fatalf is called by Pebble on unrecoverable corruption; like Pebble's
+// default logger it does not return.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := "pebble: " + fmt.Sprintf(format, args...)
+	p.l.Error(msg)
+	panic(msg)
 }

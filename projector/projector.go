@@ -3,32 +3,263 @@ package projector
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// Defaults of Options.
+const (
+	DefaultStream        = "CONSENT"
+	DefaultMaxBatch      = 1000
+	DefaultMaxBatchBytes = 4 << 20
+	DefaultMaxDelay      = 5 * time.Millisecond
+)
+
 // Options configures a Projector.
 type Options struct {
-	Stream string // default "CONSENT"
+	Stream string // default DefaultStream
+
+	// A commit is made when MaxBatch events or MaxBatchBytes of index
+	// writes are waiting, when the stream has nothing more pending, or
+	// MaxDelay after the oldest uncommitted event was applied. While
+	// catching up, many events share one commit; when live, each event is
+	// committed as soon as it is applied.
+	MaxBatch      int
+	MaxBatchBytes int
+	MaxDelay      time.Duration
+
+	Logger *slog.Logger // default slog.Default()
 }
 
-// Projector reads the stream from the index checkpoint and applies it.
-// SCAFFOLD: being written (issue 3).
-type Projector struct{}
+// Projector reads the stream from the index checkpoint and applies it. It
+// is the index's only writer.
+type Projector struct {
+	js   jetstream.JetStream
+	idx  *Index
+	opts Options
+	log  *slog.Logger
 
-// New returns a projector feeding idx from the stream.
-func New(js jetstream.JetStream, idx *Index, opts Options) *Projector { return &Projector{} }
+	streamSeq atomic.Uint64
+	running   atomic.Bool
+	mu        sync.Mutex
+	err       error // why the last Run stopped, nil while running
+}
 
-// Run projects until ctx ends or a fatal error. SCAFFOLD.
-func (p *Projector) Run(ctx context.Context) error { return errors.New("not implemented") }
+// New returns a projector feeding idx from the stream. It does nothing
+// until Run. The caller keeps ownership of idx.
+func New(js jetstream.JetStream, idx *Index, opts Options) *Projector {
+	if opts.Stream == "" {
+		opts.Stream = DefaultStream
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = DefaultMaxDelay
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Projector{js: js, idx: idx, opts: opts, log: opts.Logger}
+}
 
-// Health reports the projector's progress and problems.
+// Run projects the stream into the index until ctx ends, then commits what
+// it has applied and returns nil. The index answers reads once Run has
+// applied everything the stream held when it started.
+//
+// It returns a *StopError (matching ErrGap, ErrIndexAhead,
+// ErrStreamMismatch, events.ErrUnknownType or events.ErrNewerSchema) when
+// it meets something it must not get past, after committing everything
+// before it; ErrBusy when another Run holds the index; and other errors
+// when the stream cannot be read or the index written. Health shows the
+// error until the next Run.
+func (p *Projector) Run(ctx context.Context) (err error) {
+	if err := p.idx.claim(); err != nil {
+		return err
+	}
+	p.running.Store(true)
+	p.setErr(nil)
+	defer func() {
+		p.idx.release(err != nil)
+		p.running.Store(false)
+		if err != nil {
+			p.setErr(err)
+			p.log.Error("projector: stopped", "err", err, "index_seq", p.idx.Checkpoint())
+		}
+	}()
+
+	stream, head, err := p.open(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	f, err := newFolder(p.idx, p.log)
+	if err != nil {
+		return err
+	}
+	defer f.close()
+
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   f.next,
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("projector: ordered consumer on %s: %w", p.opts.Stream, err)
+	}
+	deliveries := make(chan delivery, 512)
+	done := make(chan struct{})
+	var consumeErr atomic.Pointer[error]
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		select {
+		case deliveries <- inspect(msg):
+		case <-done:
+		}
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		consumeErr.Store(&err)
+		p.log.Warn("projector: consumer", "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("projector: consume %s: %w", p.opts.Stream, err)
+	}
+	closed := cc.Closed()
+	defer func() {
+		close(done)
+		cc.Stop()
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+		}
+	}()
+
+	started, from := time.Now(), f.next
+	caughtUp := func() {
+		if p.idx.Checkpoint() >= head && !p.idx.Ready() {
+			p.idx.setReady()
+			p.log.Info("projector: caught up", "index_seq", p.idx.Checkpoint(), "events", p.idx.Checkpoint()+1-from,
+				"took", time.Since(started).Round(time.Millisecond))
+		}
+	}
+	caughtUp()
+
+	timer := time.NewTimer(p.opts.MaxDelay)
+	timer.Stop()
+	for {
+		select {
+		case d := <-deliveries:
+			if d.seq+d.pending > p.streamSeq.Load() {
+				p.streamSeq.Store(d.seq + d.pending)
+			}
+			if err := f.apply(&d); err != nil {
+				// Commit what came before, so a restart stops here again.
+				if ferr := f.flush(); ferr != nil {
+					return errors.Join(err, ferr)
+				}
+				return err
+			}
+			switch {
+			case d.pending == 0 || f.count >= p.opts.MaxBatch || f.batch.Len() >= p.opts.MaxBatchBytes:
+				timer.Stop()
+				if err := f.flush(); err != nil {
+					return err
+				}
+				caughtUp()
+			case f.count == 1:
+				timer.Reset(p.opts.MaxDelay)
+			}
+		case <-timer.C:
+			if err := f.flush(); err != nil {
+				return err
+			}
+			caughtUp()
+		case <-closed:
+			err := errors.New("consumer closed")
+			if e := consumeErr.Load(); e != nil {
+				err = *e
+			}
+			return errors.Join(fmt.Errorf("projector: reading %s: %w", p.opts.Stream, err), f.flush())
+		case <-ctx.Done():
+			if err := f.flush(); err != nil {
+				return err
+			}
+			return p.idx.sync()
+		}
+	}
+}
+
+// open looks the stream up, checks that the index belongs to it and
+// returns it with its last sequence.
+func (p *Projector) open(ctx context.Context) (jetstream.Stream, uint64, error) {
+	stream, err := p.js.Stream(ctx, p.opts.Stream)
+	if err != nil {
+		return nil, 0, fmt.Errorf("projector: stream %s: %w", p.opts.Stream, err)
+	}
+	info := stream.CachedInfo()
+	head := info.State.LastSeq
+	p.streamSeq.Store(head)
+	cp := p.idx.Checkpoint()
+	if err := p.idx.bindStream(streamIdentity{Name: info.Config.Name, Created: info.Created}); err != nil {
+		return nil, 0, &StopError{Seq: cp + 1, Err: err}
+	}
+	if cp > head {
+		return nil, 0, &StopError{Seq: cp, Err: fmt.Errorf("%w: checkpoint %d, the stream's last seq is %d", ErrIndexAhead, cp, head)}
+	}
+	return stream, head, nil
+}
+
+func (p *Projector) setErr(err error) {
+	p.mu.Lock()
+	p.err = err
+	p.mu.Unlock()
+}
+
+// Health is a snapshot of the projector's progress and problems.
 type Health struct {
-	IndexSeq   uint64
-	StreamSeq  uint64
-	Violations int
-	Err        string
+	IndexSeq   uint64 // last stream sequence applied to the index
+	StreamSeq  uint64 // last stream sequence known to exist
+	Violations int    // integrity violations recorded in the index
+	Running    bool   // Run is active
+	Ready      bool   // the index answers reads
+	Err        string // why the last Run stopped; "" while running or after a clean stop
 }
 
-// Health returns a snapshot of the projector's health. SCAFFOLD.
-func (p *Projector) Health() Health { return Health{} }
+// Health returns a snapshot of the projector's health. It is safe to call
+// at any time.
+func (p *Projector) Health() Health {
+	h := Health{
+		IndexSeq:   p.idx.Checkpoint(),
+		StreamSeq:  p.streamSeq.Load(),
+		Violations: int(p.idx.ViolationCount()),
+		Running:    p.running.Load(),
+		Ready:      p.idx.Ready(),
+	}
+	p.mu.Lock()
+	if p.err != nil {
+		h.Err = p.err.Error()
+	}
+	p.mu.Unlock()
+	if h.StreamSeq < h.IndexSeq {
+		h.StreamSeq = h.IndexSeq
+	}
+	return h
+}
+
+// Err returns why the last Run stopped (a *StopError for a fatal problem
+// in the stream), or nil.
+func (p *Projector) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}

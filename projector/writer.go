@@ -1,0 +1,176 @@
+package projector
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/consentledger/consent/events"
+)
+
+// The projector's side of the index: claiming it, reading states to link
+// against, and committing batches. Only the projector that claimed the
+// index calls these.
+
+// claim makes the caller the index's only writer.
+func (i *Index) claim() error {
+	if i.closed.Load() {
+		return ErrClosed
+	}
+	if !i.running.CompareAndSwap(false, true) {
+		return ErrBusy
+	}
+	i.failed.Store(false)
+	i.notify()
+	return nil
+}
+
+// release gives the index up, failed when the projector stopped on an
+// error. The index stops answering unless it was opened ReadyOnOpen:
+// nothing keeps it current any more.
+func (i *Index) release(failed bool) {
+	i.failed.Store(failed)
+	i.ready.Store(i.opts.ReadyOnOpen)
+	i.running.Store(false)
+	i.notify()
+}
+
+// setReady makes the index answer reads.
+func (i *Index) setReady() {
+	if !i.ready.Swap(true) {
+		i.notify()
+	}
+}
+
+// lookup reads the stored state of k for linking; key is its consent key.
+func (i *Index) lookup(key []byte, k events.Key) (events.Consent, error) {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	if i.db == nil {
+		return events.Consent{}, ErrClosed
+	}
+	c, _, err := i.get(key, k)
+	return c, err
+}
+
+// newBatch returns an empty batch for commit.
+func (i *Index) newBatch() (*pebble.Batch, error) {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	if i.db == nil {
+		return nil, ErrClosed
+	}
+	return i.db.NewBatch(), nil
+}
+
+// commit writes b (the new states and violation records) together with
+// the checkpoint and the violation count, then wakes the waiters. b is
+// reset for reuse.
+func (i *Index) commit(b *pebble.Batch, checkpoint, violations uint64) error {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], checkpoint)
+	if err := b.Set(metaKey(metaCheckpoint), buf[:], nil); err != nil {
+		return err
+	}
+	if violations != i.violations.Load() {
+		binary.BigEndian.PutUint64(buf[:], violations)
+		if err := b.Set(metaKey(metaViolations), buf[:], nil); err != nil {
+			return err
+		}
+	}
+	opts := pebble.NoSync
+	now := time.Now()
+	if i.opts.SyncInterval < 0 || now.Sub(i.lastSync) >= i.opts.SyncInterval {
+		opts = pebble.Sync
+	}
+	if err := i.apply(b, opts); err != nil {
+		return err
+	}
+	if opts == pebble.Sync {
+		i.lastSync = now
+	}
+	b.Reset()
+	i.violations.Store(violations)
+	i.checkpoint.Store(checkpoint)
+	i.notify()
+	return nil
+}
+
+// sync makes every commit so far durable.
+func (i *Index) sync() error {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	if i.db == nil {
+		return ErrClosed
+	}
+	if err := i.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("projector: sync index: %w", err)
+	}
+	i.lastSync = time.Now()
+	return nil
+}
+
+func (i *Index) apply(b *pebble.Batch, opts *pebble.WriteOptions) error {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	if i.db == nil {
+		return ErrClosed
+	}
+	if err := b.Commit(opts); err != nil {
+		return fmt.Errorf("projector: commit index: %w", err)
+	}
+	return nil
+}
+
+// streamIdentity names the stream an index was built from: a stream of the
+// same name created anew is another stream, whose sequences mean other
+// events.
+type streamIdentity struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+}
+
+func (s streamIdentity) MarshalText() ([]byte, error) {
+	type plain streamIdentity
+	return json.Marshal(plain(s))
+}
+
+func (s *streamIdentity) UnmarshalText(b []byte) error {
+	type plain streamIdentity
+	if err := json.Unmarshal(b, (*plain)(s)); err != nil {
+		return fmt.Errorf("%w: stream identity: %v", ErrFormat, err)
+	}
+	return nil
+}
+
+func (s streamIdentity) same(o streamIdentity) bool {
+	return s.Name == o.Name && s.Created.Equal(o.Created)
+}
+
+// bindStream records the stream the index folds, or checks it against the
+// one recorded.
+func (i *Index) bindStream(s streamIdentity) error {
+	if i.stream.Name != "" {
+		if !i.stream.same(s) {
+			return fmt.Errorf("%w: index holds %s created %s, stream is %s created %s", ErrStreamMismatch,
+				i.stream.Name, i.stream.Created.Format(time.RFC3339Nano), s.Name, s.Created.Format(time.RFC3339Nano))
+		}
+		return nil
+	}
+	v, err := s.MarshalText()
+	if err != nil {
+		return err
+	}
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	if i.db == nil {
+		return ErrClosed
+	}
+	if err := i.db.Set(metaKey(metaStream), v, pebble.Sync); err != nil {
+		return fmt.Errorf("projector: record stream: %w", err)
+	}
+	i.stream = s
+	return nil
+}
