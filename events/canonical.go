@@ -177,7 +177,7 @@ func (c *canonicalizer) object(depth int) error {
 	}
 	for i := 1; i < len(members); i++ {
 		if members[i].name == members[i-1].name {
-			return c.fail(fmt.Sprintf("duplicate member %q", members[i].name))
+			return c.fail(fmt.Sprintf("duplicate member %.40q", members[i].name))
 		}
 	}
 	omitting := depth == 1 && slices.ContainsFunc(members, func(m member) bool { return slices.Contains(c.omit, m.name) })

@@ -120,7 +120,7 @@ func (c *Command) Validate(kind Kind) error {
 	if c.TTL != "" {
 		d, err := time.ParseDuration(c.TTL)
 		if err != nil {
-			return &FieldError{Field: "ttl", Problem: fmt.Sprintf("%q is not a Go duration such as 8760h", c.TTL)}
+			return &FieldError{Field: "ttl", Problem: fmt.Sprintf("%.40q is not a Go duration such as 8760h", c.TTL)}
 		}
 		if d <= 0 {
 			return &FieldError{Field: "ttl", Problem: "must be positive"}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // DecodeStrict decodes one JSON object into v (a pointer to a struct),
@@ -77,7 +79,7 @@ func checkMembers(data []byte, fields map[string]int, each func(idx int, name st
 		}
 		idx, ok := fields[name]
 		if !ok {
-			return &FieldError{Field: name, Problem: "is not a known field"}
+			return &FieldError{Field: displayName(name), Problem: "is not a known field"}
 		}
 		if seen[idx] {
 			return &FieldError{Field: name, Problem: "appears more than once"}
@@ -100,6 +102,28 @@ func checkMembers(data []byte, fields map[string]int, each func(idx int, name st
 		return &FieldError{Field: "(body)", Problem: "must hold exactly one JSON object"}
 	}
 	return nil
+}
+
+// displayName returns a caller's member name fit to appear in an error
+// (which goes into a NATS header): plain when it is a short printable ASCII
+// name, else quoted with escapes and cut to 64 bytes.
+func displayName(name string) string {
+	const max = 64
+	plain := name != "" && len(name) <= max
+	for i := 0; plain && i < len(name); i++ {
+		plain = name[i] > ' ' && name[i] < 0x7f && name[i] != '"' && name[i] != '\\'
+	}
+	if plain {
+		return name
+	}
+	if len(name) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(name[cut]) {
+			cut--
+		}
+		return strconv.QuoteToASCII(name[:cut]) + "..."
+	}
+	return strconv.QuoteToASCII(name)
 }
 
 // unquote decodes a JSON string token, copying only when it has escapes.

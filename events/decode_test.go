@@ -71,6 +71,10 @@ func TestDecodeCommandNamesTheField(t *testing.T) {
 		{"occurred_at without zone", `{"subject":"s","occurred_at":"2026-03-01T12:00:00"}`, "occurred_at"},
 		{"ttl a number", `{"subject":"s","ttl":3600}`, "ttl"},
 		{"evidence malformed", `{"subject":"s","evidence":{"a":}}`, "(body)"},
+		{"empty member name", `{"":""}`, `""`},
+		{"member name with a newline", `{"a\nb":1}`, `"a\nb"`},
+		{"member name with a quote", `{"a\"b":1}`, `"a\"b"`},
+		{"non-ASCII member name", `{"sübject":1}`, `"s\u00fcbject"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,5 +167,40 @@ func TestDecodeEventRefuses(t *testing.T) {
 			}
 			assertFieldError(t, err, tt.field)
 		})
+	}
+}
+
+// Errors go into a NATS header (Nats-Service-Error): whatever the caller
+// sends, the text is one short line.
+func TestFieldErrorsAreHeaderSafe(t *testing.T) {
+	long := strings.Repeat("x\r\n", 20000)
+	bodies := []string{
+		`{"` + long + `":1}`,
+		`{"\r\nNats-Service-Error-Code: 200":1}`,
+		`{"subject":"s","purpose":"p","ttl":"` + long + `"}`,
+		`{"subject":"s","purpose":"` + long + `"}`,
+		`{"tenant":"` + long + `","subject":"s","purpose":"p"}`,
+		`{"subject":"` + long + `","purpose":"p"}`,
+		`{"subject":"s","purpose":"p","evidence":{"` + long + `":1,"` + long + `":1}}`,
+		`{"subject":"s","purpose":"p","occurred_at":"` + long + `"}`,
+		`{"subject":"s","purpose":"p","evidence":{"` + strings.Repeat(`\n`, 1000) + `":1,"` + strings.Repeat(`\n`, 1000) + `":2}}`,
+		"{\"subject\":\"s\",\"purpose\":\"p\"} \r\n" + long,
+	}
+	// The same with newlines escaped in JSON, so the decoded names and
+	// values really hold them.
+	esc := strings.Repeat(`x\r\n`, 20000)
+	for _, body := range bodies {
+		bodies = append(bodies, strings.ReplaceAll(body, long, esc))
+	}
+	for i, body := range bodies {
+		c, err := DecodeCommand([]byte(body))
+		if err == nil {
+			err = c.Validate(KindGrant)
+		}
+		require.Error(t, err, "body %d", i)
+		msg := err.Error()
+		assert.LessOrEqual(t, len(msg), 300, "body %d: %.80q", i, msg)
+		assert.NotContains(t, msg, "\r", "body %d", i)
+		assert.NotContains(t, msg, "\n", "body %d", i)
 	}
 }
