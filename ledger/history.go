@@ -60,6 +60,12 @@ func (l *Ledger) History(ctx context.Context, q HistoryQuery) (History, error) {
 	return h, nil
 }
 
+// batchBytes caps the bytes of one batched direct get. The server streams a
+// whole batch at once; kept well under its slow-consumer limit (max_pending,
+// 64 MiB by default but often lowered) a large page cannot get the
+// connection cut. A page larger than this takes several requests.
+const batchBytes = 1 << 20
+
 // numPendingHeader is set by the server on every message of a batched
 // direct get: how many messages matching the filter follow it.
 const numPendingHeader = "Nats-Num-Pending"
@@ -68,7 +74,7 @@ const numPendingHeader = "Nats-Num-Pending"
 // allowed) with sequences above afterSeq, oldest first.
 //
 // It uses batched direct get (orbit.go jetstreamext.GetBatch): one request,
-// the server streams the matching messages back. For the short histories of
+// the server streams the matching messages back, up to l.batchBytes. For the short histories of
 // a consent this measured several times faster than an ordered consumer
 // with HeadersOnly, which costs a consumer create and delete per read (see
 // BenchmarkIdempotencyScan). The batch iterator ends silently when the
@@ -79,7 +85,8 @@ func (l *Ledger) readMsgs(ctx context.Context, filter string, afterSeq uint64, l
 	var out []*jetstream.RawStreamMsg
 	for len(out) < limit && afterSeq < math.MaxUint64 {
 		batch, err := jetstreamext.GetBatch(ctx, l.js, l.streamName, limit-len(out),
-			jetstreamext.GetBatchSubject(filter), jetstreamext.GetBatchSeq(afterSeq+1))
+			jetstreamext.GetBatchSubject(filter), jetstreamext.GetBatchSeq(afterSeq+1),
+			jetstreamext.GetBatchMaxBytes(l.batchBytes))
 		if err != nil {
 			return nil, err
 		}

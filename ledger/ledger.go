@@ -35,6 +35,7 @@ type Ledger struct {
 	maxRetries int
 	now        func() time.Time
 	locks      keyLocks // one append at a time per consent in this process
+	batchBytes int      // byte cap of one batched read; batchBytes, lowered by tests
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
@@ -46,6 +47,7 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 		stream:     stream,
 		maxRetries: opts.MaxRetries,
 		now:        opts.Now,
+		batchBytes: batchBytes,
 	}
 	if info := stream.CachedInfo(); info != nil {
 		l.streamName = info.Config.Name
