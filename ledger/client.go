@@ -1,0 +1,143 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// DefaultClientTimeout bounds a Client call whose context has no deadline.
+const DefaultClientTimeout = 5 * time.Second
+
+// ClientOptions configures a Client. The zero value is ready to use.
+type ClientOptions struct {
+	// Timeout bounds each call whose context has no deadline of its own;
+	// default DefaultClientTimeout.
+	Timeout time.Duration
+}
+
+// Client speaks to the consent service over NATS request-reply.
+//
+// Every method returns, for an error the service answered with, an *Error
+// that matches its sentinel (errors.Is(err, ErrConflict), ...). When no
+// instance of the service is running the error matches ErrUnavailable and
+// nats.ErrNoResponders. A context that ends first gives its own error.
+//
+// A Client is safe for concurrent use. It does not own the connection.
+type Client struct {
+	nc      *nats.Conn
+	timeout time.Duration
+}
+
+// NewClient returns a Client that sends its requests on nc.
+func NewClient(nc *nats.Conn, opts ClientOptions) *Client {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultClientTimeout
+	}
+	return &Client{nc: nc, timeout: opts.Timeout}
+}
+
+// Request records that the person was asked to consent (consent.requested).
+func (c *Client) Request(ctx context.Context, cmd events.Command) (Reply, error) {
+	return c.command(ctx, SubjectRequest, cmd)
+}
+
+// Grant records that the person consented (consent.granted).
+func (c *Client) Grant(ctx context.Context, cmd events.Command) (Reply, error) {
+	return c.command(ctx, SubjectGrant, cmd)
+}
+
+// Deny records that the person declined (consent.denied). A granted
+// consent cannot be denied (ErrConflict): revoke it.
+func (c *Client) Deny(ctx context.Context, cmd events.Command) (Reply, error) {
+	return c.command(ctx, SubjectDeny, cmd)
+}
+
+// Revoke records that the person withdrew a grant (consent.revoked). Only a
+// granted or expired consent can be revoked (ErrConflict otherwise).
+func (c *Client) Revoke(ctx context.Context, cmd events.Command) (Reply, error) {
+	return c.command(ctx, SubjectRevoke, cmd)
+}
+
+func (c *Client) command(ctx context.Context, subj string, cmd events.Command) (Reply, error) {
+	var r Reply
+	err := c.call(ctx, subj, cmd, &r)
+	return r, err
+}
+
+// Status returns the status of one consent, State none when it has no
+// events. With q.MinSeq it reflects at least that stream sequence, or fails
+// with ErrUnavailable.
+func (c *Client) Status(ctx context.Context, q StatusQuery) (events.Status, error) {
+	var st events.Status
+	err := c.call(ctx, SubjectStatus, q, &st)
+	return st, err
+}
+
+// Check returns the status when the consent allows the action. Otherwise it
+// returns an *Error matching ErrConsentRequired whose Status field holds the
+// status that did not allow it; that status is also returned.
+func (c *Client) Check(ctx context.Context, q StatusQuery) (events.Status, error) {
+	var st events.Status
+	err := c.call(ctx, SubjectCheck, q, &st)
+	if we, ok := errors.AsType[*Error](err); ok && we.Status != nil {
+		st = *we.Status
+	}
+	return st, err
+}
+
+// List returns the status of every purpose the person has events for,
+// ordered by purpose.
+func (c *Client) List(ctx context.Context, q ListQuery) ([]events.Status, error) {
+	var l StatusList
+	err := c.call(ctx, SubjectList, q, &l)
+	return l.Statuses, err
+}
+
+// History returns one page of events read from the stream, oldest first.
+func (c *Client) History(ctx context.Context, q HistoryQuery) (History, error) {
+	var h History
+	err := c.call(ctx, SubjectHistory, q, &h)
+	return h, err
+}
+
+// call sends body to subj and decodes the reply into out, or returns the
+// service's error.
+func (c *Client) call(ctx context.Context, subj string, body, out any) error {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("consent: encode %s request: %w", subj, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	msg, err := c.nc.RequestWithContext(ctx, subj, data)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("%w: %w", &Error{Code: 503, Description: "no consent service is answering on " + subj + "; is consentd running?"}, err)
+		}
+		return fmt.Errorf("consent: %s: %w", subj, err)
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		we := FromWire(code, msg.Header.Get(micro.ErrorHeader))
+		if we.Code == 403 && len(msg.Data) > 0 {
+			var st events.Status
+			if json.Unmarshal(msg.Data, &st) == nil {
+				we.Status = &st
+			}
+		}
+		return we
+	}
+	if err := json.Unmarshal(msg.Data, out); err != nil {
+		return fmt.Errorf("consent: decode %s reply: %w", subj, err)
+	}
+	return nil
+}

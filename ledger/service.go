@@ -1,0 +1,510 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// ServiceVersion is the version the consent service reports in $SRV.INFO.
+const ServiceVersion = "1.0.0"
+
+// ServiceQueueGroup is the queue group every endpoint subscribes in, so
+// that several consentd instances share the requests.
+const ServiceQueueGroup = "consent"
+
+// Defaults of ServiceConfig.
+const (
+	DefaultMinSeqTimeout  = 2 * time.Second
+	DefaultCommandTimeout = 10 * time.Second
+	DefaultMaxInFlight    = 256
+)
+
+// ServiceConfig configures the consent micro service. The zero value is
+// ready to use.
+type ServiceConfig struct {
+	// Version is reported by $SRV.INFO; default ServiceVersion.
+	Version string
+	// MinSeqTimeout bounds how long status, check and list wait for the
+	// index to reach min_seq before they answer 503; default 2s.
+	MinSeqTimeout time.Duration
+	// CommandTimeout bounds one command (its append) and one history read;
+	// default 10s.
+	CommandTimeout time.Duration
+	// MaxInFlight caps the requests this instance works on concurrently
+	// outside the endpoints' own goroutines: commands, history reads and
+	// lookups that wait for min_seq. At the cap an endpoint stops taking
+	// requests until one finishes, and the rest wait in the connection.
+	// Default 256.
+	MaxInFlight int
+	// LookupWorkers is the number of goroutines answering status, check and
+	// list requests without min_seq. 0 (the default) answers them on the
+	// endpoint's own goroutine, which measured fastest: see the lookup
+	// benchmark in service_bench_test.go.
+	LookupWorkers int
+	// Health, when set, is called for $SRV.STATS and its result shown as
+	// every endpoint's data (consentd reports the projector's health).
+	Health func() any
+	// Now is the clock that decides expiry at read time; default time.Now.
+	Now func() time.Time
+	// Logger receives what callers are not told: the causes of 500s and
+	// replies that could not be sent. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c ServiceConfig) withDefaults() ServiceConfig {
+	if c.Version == "" {
+		c.Version = ServiceVersion
+	}
+	if c.MinSeqTimeout <= 0 {
+		c.MinSeqTimeout = DefaultMinSeqTimeout
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = DefaultCommandTimeout
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.LookupWorkers < 0 {
+		c.LookupWorkers = 0
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Service is the consent micro service: the endpoints of consent.v1.*
+// answered by a Ledger (commands, history) and a StateReader (status,
+// check, list).
+//
+// A micro endpoint hands its requests to one goroutine, one at a time.
+// Commands and history reads are network round trips to JetStream, so the
+// Service works on them in goroutines of their own (up to MaxInFlight) and
+// replies from there. Lookups are answered from the local index in
+// microseconds and stay on the endpoint's goroutine unless they have to wait
+// for min_seq.
+type Service struct {
+	nc     *nats.Conn
+	micro  micro.Service
+	ledger *Ledger
+	reader StateReader
+	cfg    ServiceConfig
+	log    *slog.Logger
+
+	// ctx is the parent of every request's context; cancelled when Stop
+	// gives up waiting for requests in flight.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.RWMutex // orders wg.Add against stopping
+	stopping bool
+	wg       sync.WaitGroup // requests answered outside the endpoint goroutines
+	slots    chan struct{}  // MaxInFlight
+	lookups  chan func()    // nil unless LookupWorkers > 0
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// NewService registers the consent service (ServiceName) on nc, with one
+// endpoint per subject of the contract, all in ServiceQueueGroup.
+//
+// The Service takes ownership of nc: Stop drains and closes it. Give it a
+// connection of its own, not the one the Ledger or the StateReader use.
+// l and r stay owned by the caller and must stay usable until Stop returns.
+// It returns an error when the service cannot be registered (an invalid
+// version, a closed connection).
+func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Service, error) {
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{
+		nc:     nc,
+		ledger: l,
+		reader: r,
+		cfg:    cfg,
+		log:    cfg.Logger,
+		ctx:    ctx,
+		cancel: cancel,
+		slots:  make(chan struct{}, cfg.MaxInFlight),
+	}
+	mc := micro.Config{
+		Name:        ServiceName,
+		Version:     cfg.Version,
+		Description: "Consent Ledger: record consent (request, grant, deny, revoke) and answer status, check, list and history",
+		QueueGroup:  ServiceQueueGroup,
+		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
+			s.log.Error("consent service: subscription error", "subject", e.Subject, "error", e.Description)
+		},
+	}
+	if cfg.Health != nil {
+		mc.StatsHandler = func(*micro.Endpoint) any { return cfg.Health() }
+	}
+	svc, err := micro.AddService(nc, mc)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("add consent service: %w", err)
+	}
+	s.micro = svc
+
+	endpoints := []struct {
+		name    string
+		handler micro.HandlerFunc
+	}{
+		{"request", s.handleCommand(events.KindRequest)},
+		{"grant", s.handleCommand(events.KindGrant)},
+		{"deny", s.handleCommand(events.KindDeny)},
+		{"revoke", s.handleCommand(events.KindRevoke)},
+		{"status", s.handleStatus(false)},
+		{"check", s.handleStatus(true)},
+		{"list", s.handleList},
+		{"history", s.handleHistory},
+	}
+	group := svc.AddGroup("consent.v1")
+	for _, e := range endpoints {
+		if err := group.AddEndpoint(e.name, e.handler); err != nil {
+			_ = svc.Stop()
+			cancel()
+			return nil, fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err)
+		}
+	}
+
+	// Once NewService returns, the server routes requests to the service.
+	if err := nc.Flush(); err != nil {
+		_ = svc.Stop()
+		cancel()
+		return nil, fmt.Errorf("register consent service: %w", err)
+	}
+
+	if cfg.LookupWorkers > 0 {
+		s.lookups = make(chan func())
+		for range cfg.LookupWorkers {
+			go func() {
+				for job := range s.lookups {
+					job()
+				}
+			}()
+		}
+	}
+	return s, nil
+}
+
+// Info returns the service's identity and endpoints, as $SRV.INFO shows them.
+func (s *Service) Info() micro.Info { return s.micro.Info() }
+
+// Stats returns the service's request counters, as $SRV.STATS shows them.
+// Commands and history reads are answered outside the endpoint handler, so
+// their errors and processing times are not in these counters.
+func (s *Service) Stats() micro.Stats { return s.micro.Stats() }
+
+// Stop stops taking requests and answers the ones in flight: it removes the
+// service's interest (other instances in the queue group take over), waits
+// for the commands and reads it is working on, then drains and closes the
+// connection, which answers the requests already delivered to it. When ctx
+// ends first, the remaining work is cancelled (those callers get 503) and
+// the connection is closed. Calling Stop again returns the first result.
+func (s *Service) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.stop(ctx) })
+	return s.stopErr
+}
+
+func (s *Service) stop(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopping = true // from here on, requests are answered inline
+	s.mu.Unlock()
+
+	var errs []error
+	if err := s.micro.Stop(); err != nil {
+		errs = append(errs, fmt.Errorf("stop consent service: %w", err))
+	}
+
+	idle := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		s.cancel()
+		<-idle // every request's context is now done; they finish promptly
+		errs = append(errs, fmt.Errorf("requests in flight at stop: %w", ctx.Err()))
+	}
+	if s.lookups != nil {
+		close(s.lookups)
+	}
+
+	if !s.nc.IsClosed() {
+		closed := s.nc.StatusChanged(nats.CLOSED)
+		if err := s.nc.Drain(); err != nil {
+			s.nc.Close()
+		} else {
+			select {
+			case <-closed:
+			case <-ctx.Done():
+				s.cancel()
+				s.nc.Close()
+				errs = append(errs, fmt.Errorf("draining the service connection: %w", ctx.Err()))
+			}
+		}
+	}
+	s.cancel()
+	return errors.Join(errs...)
+}
+
+// work computes the body of a reply, or the error to answer with.
+type work func(ctx context.Context) (any, error)
+
+func (s *Service) handleCommand(kind events.Kind) micro.HandlerFunc {
+	return func(req micro.Request) {
+		if s.tooLarge(req) {
+			return
+		}
+		cmd, err := events.DecodeCommand(req.Data())
+		if err == nil {
+			err = cmd.Validate(kind)
+		}
+		if err != nil {
+			s.respond(req, nil, err)
+			return
+		}
+		s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
+			return s.ledger.Append(ctx, kind, cmd)
+		})
+	}
+}
+
+func (s *Service) handleStatus(check bool) micro.HandlerFunc {
+	return func(req micro.Request) {
+		if s.tooLarge(req) {
+			return
+		}
+		var q StatusQuery
+		err := events.DecodeStrict(req.Data(), &q)
+		if err == nil {
+			err = q.Validate()
+		}
+		if err != nil {
+			s.respond(req, nil, err)
+			return
+		}
+		s.lookup(req, q.MinSeq, func(ctx context.Context) (any, error) {
+			return s.status(ctx, q, check)
+		})
+	}
+}
+
+func (s *Service) handleList(req micro.Request) {
+	if s.tooLarge(req) {
+		return
+	}
+	var q ListQuery
+	err := events.DecodeStrict(req.Data(), &q)
+	if err == nil {
+		err = q.Validate()
+	}
+	if err != nil {
+		s.respond(req, nil, err)
+		return
+	}
+	s.lookup(req, q.MinSeq, func(ctx context.Context) (any, error) {
+		return s.list(ctx, q)
+	})
+}
+
+func (s *Service) handleHistory(req micro.Request) {
+	if s.tooLarge(req) {
+		return
+	}
+	var q HistoryQuery
+	err := events.DecodeStrict(req.Data(), &q)
+	if err == nil {
+		err = q.Validate()
+	}
+	if err != nil {
+		s.respond(req, nil, err)
+		return
+	}
+	q.Tenant = events.OrDefaultTenant(q.Tenant)
+	s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
+		return s.ledger.History(ctx, q)
+	})
+}
+
+// status answers status and check. A check that is not allowed is a 403
+// carrying the status.
+func (s *Service) status(ctx context.Context, q StatusQuery, check bool) (any, error) {
+	c, indexSeq, err := s.reader.Consent(ctx, q.Key(), q.MinSeq)
+	if err != nil {
+		return nil, err
+	}
+	if c.State == "" {
+		c = events.NewConsent(q.Key())
+	}
+	st := c.View(s.cfg.Now(), q.MinPolicyVersion)
+	st.IndexSeq = indexSeq
+	if check && !st.Allowed {
+		return nil, &Error{Code: 403, Description: consentRequired(st, q.MinPolicyVersion), Status: &st}
+	}
+	return st, nil
+}
+
+// consentRequired describes why a check failed: "consent required: <state>",
+// with the policy versions when the grant is too old for the caller.
+func consentRequired(st events.Status, minPolicyVersion int) string {
+	d := "consent required: " + string(st.State)
+	if st.State == events.StateGranted {
+		d += fmt.Sprintf(" at policy version %d, but policy version %d is required", st.PolicyVersion, minPolicyVersion)
+	}
+	return d
+}
+
+func (s *Service) list(ctx context.Context, q ListQuery) (any, error) {
+	tenant := events.OrDefaultTenant(q.Tenant)
+	consents, indexSeq, err := s.reader.Consents(ctx, tenant, q.SubjectID, q.MinSeq)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	out := StatusList{Statuses: make([]events.Status, 0, len(consents))}
+	for i := range consents {
+		st := consents[i].View(now, 0)
+		st.IndexSeq = indexSeq
+		out.Statuses = append(out.Statuses, st)
+	}
+	return out, nil
+}
+
+// lookup answers a status, check or list request: inline (or on the lookup
+// workers) when it need not wait, in a goroutine of its own when it waits
+// for min_seq, so that one waiting caller does not hold up the others.
+func (s *Service) lookup(req micro.Request, minSeq uint64, w work) {
+	if minSeq > 0 {
+		s.goAsync(req, s.cfg.MinSeqTimeout, w)
+		return
+	}
+	if s.lookups != nil && s.track() {
+		s.lookups <- func() {
+			defer s.wg.Done()
+			body, err := w(s.ctx)
+			s.publish(req.Reply(), body, err)
+		}
+		return
+	}
+	body, err := w(s.ctx)
+	s.respond(req, body, err)
+}
+
+// track counts a request about to be answered outside the endpoint
+// goroutine; it returns false once Stop has begun, when requests are
+// answered inline instead.
+func (s *Service) track() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.stopping {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// goAsync runs w in a goroutine of its own (bounded by MaxInFlight) and
+// replies from there. Once Stop has begun it runs w inline.
+func (s *Service) goAsync(req micro.Request, timeout time.Duration, w work) {
+	if !s.track() {
+		ctx, cancel := context.WithTimeout(s.ctx, timeout)
+		defer cancel()
+		body, err := w(ctx)
+		s.respond(req, body, err)
+		return
+	}
+	s.slots <- struct{}{}
+	go func() {
+		defer func() {
+			<-s.slots
+			s.wg.Done()
+		}()
+		ctx, cancel := context.WithTimeout(s.ctx, timeout)
+		defer cancel()
+		body, err := w(ctx)
+		s.publish(req.Reply(), body, err)
+	}()
+}
+
+// tooLarge answers 413 for a request over MaxRequestSize.
+func (s *Service) tooLarge(req micro.Request) bool {
+	n := len(req.Data())
+	if n <= MaxRequestSize {
+		return false
+	}
+	s.respond(req, nil, &Error{Code: 413, Description: fmt.Sprintf("request is %d bytes; the limit is %d bytes (64 KiB)", n, MaxRequestSize)})
+	return true
+}
+
+// encode turns a result into the reply's payload and, for an error, the
+// micro error code and description.
+func (s *Service) encode(body any, err error) (data []byte, code, description string) {
+	if err == nil {
+		data, err = json.Marshal(body)
+		if err == nil {
+			return data, "", ""
+		}
+	}
+	we := WireError(err)
+	if we.Code == 500 {
+		s.log.Error("consent service: internal error", "error", err)
+	}
+	if we.Status != nil {
+		data, _ = json.Marshal(we.Status)
+	}
+	description = we.Description
+	if description == "" {
+		description = codeText(we.Code)
+	}
+	return data, strconv.Itoa(we.Code), description
+}
+
+// respond answers on the endpoint's goroutine, through the micro request,
+// so that errors count in the endpoint's stats.
+func (s *Service) respond(req micro.Request, body any, err error) {
+	data, code, description := s.encode(body, err)
+	if code != "" {
+		err = req.Error(code, description, data)
+	} else {
+		err = req.Respond(data)
+	}
+	if err != nil && !errors.Is(err, nats.ErrMsgNoReply) {
+		s.log.Warn("consent service: reply not sent", "subject", req.Subject(), "error", err)
+	}
+}
+
+// publish answers from another goroutine. It publishes the reply itself,
+// with the same headers micro's Request.Error sets, because the micro
+// request may only be used on the endpoint's goroutine.
+func (s *Service) publish(reply string, body any, err error) {
+	if reply == "" {
+		return // a publish, not a request: nobody waits for an answer
+	}
+	data, code, description := s.encode(body, err)
+	msg := &nats.Msg{Subject: reply, Data: data}
+	if code != "" {
+		msg.Header = nats.Header{}
+		msg.Header.Set(micro.ErrorCodeHeader, code)
+		msg.Header.Set(micro.ErrorHeader, description)
+	}
+	if err := s.nc.PublishMsg(msg); err != nil {
+		s.log.Warn("consent service: reply not sent", "reply", reply, "error", err)
+	}
+}
