@@ -1,0 +1,183 @@
+package ledger_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// stubService answers every consent.v1 subject with answer(subject, body).
+func stubService(t *testing.T, answer func(req micro.Request)) *nats.Conn {
+	t.Helper()
+	s := natstest.RunServer(t)
+	svcConn := natstest.Connect(t, s)
+	svc, err := micro.AddService(svcConn, micro.Config{
+		Name: "stub", Version: "0.0.1",
+		Endpoint: &micro.EndpointConfig{Subject: "consent.v1.*", Handler: micro.HandlerFunc(answer)},
+	})
+	require.NoError(t, err)
+	require.NoError(t, svcConn.Flush())
+	t.Cleanup(func() { _ = svc.Stop() })
+	return natstest.Connect(t, s)
+}
+
+func TestClientMapsEveryWireCodeToItsSentinel(t *testing.T) {
+	tests := []struct {
+		code string
+		want *ledger.Error
+	}{
+		{"400", ledger.ErrBadRequest},
+		{"403", ledger.ErrConsentRequired},
+		{"409", ledger.ErrConflict},
+		{"413", ledger.ErrTooLarge},
+		{"503", ledger.ErrUnavailable},
+		{"500", ledger.ErrInternal},
+		{"418", ledger.ErrInternal},
+		{"not-a-number", ledger.ErrInternal},
+	}
+	// The stub answers with the code the request names as its subject.
+	nc := stubService(t, func(req micro.Request) {
+		var q ledger.StatusQuery
+		_ = json.Unmarshal(req.Data(), &q)
+		_ = req.Error(q.SubjectID, "described "+q.SubjectID, nil)
+	})
+	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	all := []ledger.Error{*ledger.ErrBadRequest, *ledger.ErrConsentRequired, *ledger.ErrConflict, *ledger.ErrTooLarge, *ledger.ErrUnavailable, *ledger.ErrInternal}
+
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			_, err := client.Status(t.Context(), ledger.StatusQuery{SubjectID: tt.code, Purpose: "p"})
+			require.ErrorIs(t, err, tt.want)
+			for _, other := range all {
+				if other.Code != tt.want.Code {
+					assert.NotErrorIs(t, err, &other)
+				}
+			}
+			we, ok := errors.AsType[*ledger.Error](err)
+			require.True(t, ok)
+			assert.Equal(t, "described "+tt.code, we.Description)
+		})
+	}
+}
+
+func TestClientCheckCarriesTheStatusOf403(t *testing.T) {
+	denied := events.Status{Tenant: "default", SubjectID: "a", Purpose: "p", State: events.StateDenied, PolicyVersion: 1, Seq: 4, EventID: "e4", IndexSeq: 9}
+	nc := stubService(t, func(req micro.Request) {
+		body, _ := json.Marshal(denied)
+		_ = req.Error("403", "consent required: denied", body)
+	})
+	client := ledger.NewClient(nc, ledger.ClientOptions{})
+
+	st, err := client.Check(t.Context(), ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	we, ok := errors.AsType[*ledger.Error](err)
+	require.True(t, ok)
+	require.NotNil(t, we.Status)
+	assert.Equal(t, denied, *we.Status)
+	assert.Equal(t, denied, st)
+	assert.Equal(t, "consent: consent required: denied (403)", err.Error())
+}
+
+func TestClientSendsEachCallToItsSubject(t *testing.T) {
+	type seen struct {
+		subj string
+		body map[string]any
+	}
+	requests := make(chan seen, 1)
+	nc := stubService(t, func(req micro.Request) {
+		var body map[string]any
+		_ = json.Unmarshal(req.Data(), &body)
+		requests <- seen{req.Subject(), body}
+		switch req.Subject() {
+		case ledger.SubjectList:
+			_ = req.Respond([]byte(`{"statuses":[{"purpose":"p","state":"granted","allowed":true}]}`))
+		case ledger.SubjectHistory:
+			_ = req.Respond([]byte(`{"events":[{"seq":3,"event":{"type":"consent.granted"}}]}`))
+		case ledger.SubjectStatus, ledger.SubjectCheck:
+			_ = req.Respond([]byte(`{"purpose":"p","state":"granted","allowed":true,"index_seq":3}`))
+		default:
+			_ = req.Respond([]byte(`{"seq":3,"duplicate":false,"event":{"type":"consent.granted"},"status":{"state":"granted"}}`))
+		}
+	})
+	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	ctx := t.Context()
+	cmd := events.Command{Tenant: "acme", SubjectID: "a", Purpose: "p"}
+	wantCmd := map[string]any{"tenant": "acme", "subject": "a", "purpose": "p"}
+
+	for _, c := range []struct {
+		subj string
+		call func() (any, error)
+	}{
+		{ledger.SubjectRequest, func() (any, error) { return client.Request(ctx, cmd) }},
+		{ledger.SubjectGrant, func() (any, error) { return client.Grant(ctx, cmd) }},
+		{ledger.SubjectDeny, func() (any, error) { return client.Deny(ctx, cmd) }},
+		{ledger.SubjectRevoke, func() (any, error) { return client.Revoke(ctx, cmd) }},
+	} {
+		r, err := c.call()
+		require.NoError(t, err, c.subj)
+		assert.Equal(t, uint64(3), r.(ledger.Reply).Seq)
+		got := receive(t, requests)
+		assert.Equal(t, c.subj, got.subj)
+		assert.Equal(t, wantCmd, got.body)
+	}
+
+	q := ledger.StatusQuery{Tenant: "acme", SubjectID: "a", Purpose: "p", MinSeq: 2}
+	wantQuery := map[string]any{"tenant": "acme", "subject": "a", "purpose": "p", "min_seq": float64(2)}
+	st, err := client.Status(ctx, q)
+	require.NoError(t, err)
+	assert.True(t, st.Allowed)
+	assert.Equal(t, seen{ledger.SubjectStatus, wantQuery}, receive(t, requests))
+	st, err = client.Check(ctx, q)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), st.IndexSeq)
+	assert.Equal(t, seen{ledger.SubjectCheck, wantQuery}, receive(t, requests))
+
+	statuses, err := client.List(ctx, ledger.ListQuery{SubjectID: "a"})
+	require.NoError(t, err)
+	require.Len(t, statuses, 1)
+	assert.Equal(t, seen{ledger.SubjectList, map[string]any{"subject": "a"}}, receive(t, requests))
+
+	h, err := client.History(ctx, ledger.HistoryQuery{SubjectID: "a", AfterSeq: 2, Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, h.Events, 1)
+	assert.Equal(t, events.TypeGranted, h.Events[0].Event.Type)
+	assert.Equal(t, seen{ledger.SubjectHistory, map[string]any{"subject": "a", "after_seq": float64(2), "limit": float64(10)}}, receive(t, requests))
+}
+
+func TestClientWithoutAServiceIsUnavailable(t *testing.T) {
+	s := natstest.RunServer(t)
+	client := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{})
+
+	_, err := client.Status(t.Context(), ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+	require.ErrorIs(t, err, ledger.ErrUnavailable)
+	require.ErrorIs(t, err, nats.ErrNoResponders)
+	assert.Contains(t, err.Error(), "is consentd running?")
+}
+
+func TestClientBoundsCallsWithoutADeadline(t *testing.T) {
+	// A service that takes the request but never answers.
+	s := natstest.RunServer(t)
+	silent := natstest.Connect(t, s)
+	_, err := silent.Subscribe(ledger.SubjectStatus, func(*nats.Msg) {})
+	require.NoError(t, err)
+	require.NoError(t, silent.Flush())
+	client := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{Timeout: 20 * time.Millisecond})
+
+	_, err = client.Status(context.Background(), ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = client.Status(ctx, ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+	require.ErrorIs(t, err, context.Canceled)
+}
