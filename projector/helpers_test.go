@@ -142,28 +142,32 @@ func (h *history) queue(subj, eventType string, payload []byte) uint64 {
 	return h.seq
 }
 
-// publish sends every queued message and checks each landed at the
-// sequence the model gave it.
+// publish sends every queued message, in windows the client does not
+// stall on, and checks each landed at the sequence the model gave it.
 func (h *history) publish(tb testing.TB, js jetstream.JetStream) {
 	tb.Helper()
-	first := h.seq - uint64(len(h.messages)) + 1
-	acks := make([]jetstream.PubAckFuture, 0, len(h.messages))
-	for _, msg := range h.messages {
-		f, err := js.PublishMsgAsync(msg)
-		require.NoError(tb, err)
-		acks = append(acks, f)
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(30 * time.Second):
-		tb.Fatal("publish did not complete in 30s")
-	}
-	for i, f := range acks {
+	const window = 1000
+	seq := h.seq - uint64(len(h.messages))
+	for chunk := range slices.Chunk(h.messages, window) {
+		acks := make([]jetstream.PubAckFuture, 0, len(chunk))
+		for _, msg := range chunk {
+			f, err := js.PublishMsgAsync(msg)
+			require.NoError(tb, err)
+			acks = append(acks, f)
+		}
 		select {
-		case ack := <-f.Ok():
-			require.Equal(tb, first+uint64(i), ack.Sequence, "message %d", i)
-		case err := <-f.Err():
-			tb.Fatalf("publish %d: %v", i, err)
+		case <-js.PublishAsyncComplete():
+		case <-time.After(30 * time.Second):
+			tb.Fatal("publish did not complete in 30s")
+		}
+		for _, f := range acks {
+			seq++
+			select {
+			case ack := <-f.Ok():
+				require.Equal(tb, seq, ack.Sequence)
+			case err := <-f.Err():
+				tb.Fatalf("publish of seq %d: %v", seq, err)
+			}
 		}
 	}
 	h.messages = h.messages[:0]

@@ -37,17 +37,19 @@ const DefaultSyncInterval = time.Second
 
 // IndexOptions configures an Index.
 type IndexOptions struct {
-	// SyncInterval bounds how much of the index a power failure can lose:
-	// a commit is fsynced when the last fsync is older than this. Zero
-	// means DefaultSyncInterval; a negative value fsyncs every commit.
+	// SyncInterval bounds how much of the index a crash can lose: a
+	// commit is fsynced when the last fsync is older than this. Zero means
+	// DefaultSyncInterval; a negative value fsyncs every commit.
 	//
-	// Commits in between use pebble.NoSync. That is safe because the
-	// stream is the source of truth and every batch carries its
-	// checkpoint: Pebble recovers a prefix of the committed batches, so a
-	// lost tail only moves the checkpoint back and the projector applies
-	// those events again, exactly once. A process crash loses nothing
-	// (the WAL is written to the OS on every commit); only a machine
-	// crash can cost up to SyncInterval of replay.
+	// Commits in between use pebble.NoSync, which Pebble writes to its WAL
+	// in the background. That is safe because the stream is the source of
+	// truth and every batch carries its own checkpoint: after a crash
+	// Pebble recovers a prefix of the committed batches, so a lost tail
+	// only moves the checkpoint back and the projector applies those
+	// events again, exactly once (TestProjectorSurvivesSIGKILL loses a few
+	// hundred commits this way and ends equal to a clean fold). Readers
+	// see every commit at once either way; what a sync per commit would
+	// buy is only less replay after a crash, at ~0.4 ms per commit.
 	SyncInterval time.Duration
 
 	// ReadyOnOpen makes the index answer as soon as it is open, without a

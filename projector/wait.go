@@ -60,3 +60,12 @@ func (i *Index) notify() {
 func notReady(why string) error {
 	return fmt.Errorf("%w: %s", events.ErrNotReady, why)
 }
+
+// Changed returns a channel that is closed the next time the checkpoint
+// advances or the index's readiness changes, for callers that follow
+// progress (Wait is the way to wait for a sequence).
+func (i *Index) Changed() <-chan struct{} {
+	i.notifyMu.Lock()
+	defer i.notifyMu.Unlock()
+	return i.advanced
+}

@@ -1,0 +1,145 @@
+package projector
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/consentledger/consent/events"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestOpenRefusesAnIndexInUse(t *testing.T) {
+	dir := t.TempDir()
+	idx := openIndex(t, dir, IndexOptions{})
+	_, err := Open(dir, IndexOptions{})
+	require.ErrorIs(t, err, ErrLocked)
+	assert.Contains(t, err.Error(), dir)
+
+	require.NoError(t, idx.Close())
+	require.NoError(t, idx.Close(), "Close twice is harmless")
+	again := openIndex(t, dir, IndexOptions{})
+	assert.Zero(t, again.Checkpoint())
+}
+
+func TestOpenRefusesForeignData(t *testing.T) {
+	dir := t.TempDir()
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+	require.NoError(t, err)
+	require.NoError(t, db.Set([]byte("something else"), []byte("x"), pebble.Sync))
+	require.NoError(t, db.Close())
+	_, err = Open(dir, IndexOptions{})
+	require.ErrorIs(t, err, ErrFormat)
+
+	// A newer format of ours.
+	dir = t.TempDir()
+	idx := openIndex(t, dir, IndexOptions{})
+	require.NoError(t, idx.db.Set(metaKey(metaFormat), []byte{0, 0, 0, 0, 0, 0, 0, indexFormat + 1}, pebble.Sync))
+	require.NoError(t, idx.Close())
+	_, err = Open(dir, IndexOptions{})
+	require.ErrorIs(t, err, ErrFormat)
+}
+
+func TestOpenCreatesTheDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	openIndex(t, dir, IndexOptions{})
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.True(t, fi.IsDir())
+}
+
+// commitState writes one consent state and the checkpoint as the
+// projector does.
+func commitState(t *testing.T, idx *Index, c events.Consent, checkpoint uint64) {
+	t.Helper()
+	b, err := idx.newBatch()
+	require.NoError(t, err)
+	defer b.Close()
+	k := c.Key()
+	require.NoError(t, b.Set(appendConsentKey(nil, k), appendConsent(nil, &c), nil))
+	require.NoError(t, idx.commit(b, checkpoint, idx.ViolationCount()))
+}
+
+func TestIndexReadiness(t *testing.T) {
+	k := events.Key{Tenant: "t", SubjectID: "s", Purpose: "p"}
+	ctx := context.Background()
+
+	idx := openIndex(t, t.TempDir(), IndexOptions{})
+	_, _, err := idx.Consent(ctx, k, 0)
+	require.ErrorIs(t, err, events.ErrNotReady, "no projector has run")
+	_, _, err = idx.Consents(ctx, k.Tenant, k.SubjectID, 0)
+	require.ErrorIs(t, err, events.ErrNotReady)
+
+	require.NoError(t, idx.claim())
+	_, _, err = idx.Consent(ctx, k, 0)
+	require.ErrorIs(t, err, events.ErrNotReady, "catching up")
+	idx.setReady()
+	c, seq, err := idx.Consent(ctx, k, 0)
+	require.NoError(t, err)
+	assert.Equal(t, events.NewConsent(k), c)
+	assert.Zero(t, seq)
+
+	idx.release(true)
+	_, _, err = idx.Consent(ctx, k, 5)
+	require.ErrorIs(t, err, events.ErrNotReady, "a failed projector fails waiters at once")
+
+	static := openIndex(t, t.TempDir(), IndexOptions{ReadyOnOpen: true})
+	_, _, err = static.Consent(ctx, k, 0)
+	require.NoError(t, err)
+	require.NoError(t, static.Close())
+	_, _, err = static.Consent(ctx, k, 0)
+	require.ErrorIs(t, err, events.ErrNotReady)
+	_, err = static.Violations()
+	require.ErrorIs(t, err, ErrClosed)
+}
+
+func TestMinSeqWaitsForTheCommit(t *testing.T) {
+	idx := openIndex(t, t.TempDir(), IndexOptions{ReadyOnOpen: true})
+	k := events.Key{Tenant: "t", SubjectID: "s", Purpose: "p"}
+	granted := events.Consent{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose, State: events.StateGranted,
+		PolicyVersion: 1, UpdatedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Seq: 3, EventID: "e3", Hash: "h3"}
+
+	type result struct {
+		c   events.Consent
+		seq uint64
+		err error
+	}
+	results := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		c, seq, err := idx.Consent(ctx, k, 3)
+		results <- result{c, seq, err}
+	}()
+
+	commitState(t, idx, events.Consent{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose, State: events.StateRequested, Seq: 1}, 2)
+	select {
+	case r := <-results:
+		t.Fatalf("returned before seq 3 was applied: %+v", r)
+	default:
+	}
+	commitState(t, idx, granted, 3)
+	r := <-results
+	require.NoError(t, r.err)
+	assert.Equal(t, uint64(3), r.seq)
+	assert.Equal(t, granted, r.c)
+
+	short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancelShort()
+	_, seq, err := idx.Consent(short, k, 4)
+	require.ErrorIs(t, err, events.ErrStale)
+	assert.Equal(t, uint64(3), seq)
+
+	// Closing wakes a waiter with ErrNotReady.
+	errs := make(chan error, 1)
+	go func() {
+		_, _, err := idx.Consents(ctx, k.Tenant, k.SubjectID, 10)
+		errs <- err
+	}()
+	require.NoError(t, idx.Close())
+	require.ErrorIs(t, <-errs, events.ErrNotReady)
+}
