@@ -1,0 +1,171 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/consentledger/consent/ledger"
+)
+
+// Config is everything consentd can be told, by flag or by environment
+// variable (CONSENTD_ and the flag's name in upper snake case).
+type Config struct {
+	Listen  string // HOST:PORT of the embedded NATS server; port -1 picks a free one
+	DataDir string // holds LOCK, jetstream/ (embedded server) and index/ (Pebble)
+
+	// NATSURL, when set, makes consentd use an existing NATS deployment
+	// instead of embedding a server; the rest are its credentials and TLS.
+	NATSURL      string
+	NATSCreds    string
+	NATSUser     string
+	NATSPassword string
+	NATSTLSCA    string
+	NATSTLSCert  string
+	NATSTLSKey   string
+
+	Stream   string // stream name
+	Replicas int    // replicas of the stream when consentd creates it
+	Sync     string // embedded server: "always" (fsync every write) or "interval" (every 2 minutes)
+
+	LogLevel        string
+	MinSeqTimeout   time.Duration // how long status, check and list wait for min_seq
+	ShutdownTimeout time.Duration // how long Close waits for requests in flight
+}
+
+// Values of Config.Sync.
+const (
+	SyncAlways   = "always"
+	SyncInterval = "interval"
+)
+
+// DefaultConfig returns the configuration of consentd run without flags.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          "127.0.0.1:4222",
+		DataDir:         "consent-data",
+		Stream:          ledger.DefaultStream,
+		Replicas:        1,
+		Sync:            SyncAlways,
+		LogLevel:        "info",
+		MinSeqTimeout:   ledger.DefaultMinSeqTimeout,
+		ShutdownTimeout: 8 * time.Second,
+	}
+}
+
+// Embedded reports whether consentd runs its own NATS server.
+func (c *Config) Embedded() bool { return c.NATSURL == "" }
+
+// Validate checks every value, naming the flag of the first bad one.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("--data-dir must not be empty")
+	}
+	if c.Embedded() {
+		host, port, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			return fmt.Errorf("--listen %q: want HOST:PORT, such as 127.0.0.1:4222", c.Listen)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < -1 || p > 65535 || host == "" {
+			return fmt.Errorf("--listen %q: want HOST:PORT with a port from 1 to 65535 (or -1 for any free port)", c.Listen)
+		}
+		if c.Replicas != 1 {
+			return fmt.Errorf("--replicas %d needs a NATS cluster: the embedded server is a single node; use --nats-url", c.Replicas)
+		}
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return fmt.Errorf("--replicas %d: want 1 to 5 (3 is the usual choice on a cluster)", c.Replicas)
+	}
+	if c.Sync != SyncAlways && c.Sync != SyncInterval {
+		return fmt.Errorf("--sync %q: want %q or %q", c.Sync, SyncAlways, SyncInterval)
+	}
+	if c.Stream == "" || strings.ContainsAny(c.Stream, ". *>\t\r\n") {
+		return fmt.Errorf("--stream %q: want a name without spaces, dots, * or >", c.Stream)
+	}
+	if (c.NATSUser == "") != (c.NATSPassword == "") {
+		return errors.New("--nats-user and --nats-password go together")
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		return errors.New("--nats-tls-cert and --nats-tls-key go together")
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.MinSeqTimeout <= 0 {
+		return fmt.Errorf("--min-seq-timeout %s: must be positive", c.MinSeqTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("--shutdown-timeout %s: must be positive", c.ShutdownTimeout)
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// envPrefix starts the name of every environment variable consentd reads.
+const envPrefix = "CONSENTD_"
+
+// envName returns the environment variable of a flag: --nats-url is
+// CONSENTD_NATS_URL.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// embeddedOnly are the flags that configure the embedded server; they make
+// no sense with --nats-url.
+var embeddedOnly = []string{"listen", "sync"}
+
+// newFlagSet returns consentd's flags, bound to c.
+func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.StringVar(&c.Listen, "listen", c.Listen, "`HOST:PORT` the embedded NATS server listens on (-1 as port: any free port)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "`DIR` for the JetStream store (jetstream/), the index (index/) and the LOCK file")
+	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "use the NATS deployment at `URL` (comma-separated for several) instead of embedding a server")
+	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "credentials `FILE` for --nats-url")
+	fs.StringVar(&c.NATSUser, "nats-user", c.NATSUser, "`USER` name for --nats-url")
+	fs.StringVar(&c.NATSPassword, "nats-password", c.NATSPassword, "`PASSWORD` for --nats-user")
+	fs.StringVar(&c.NATSTLSCA, "nats-tls-ca", c.NATSTLSCA, "CA certificate `FILE` that signed the NATS servers' certificates")
+	fs.StringVar(&c.NATSTLSCert, "nats-tls-cert", c.NATSTLSCert, "client certificate `FILE` for NATS (with --nats-tls-key)")
+	fs.StringVar(&c.NATSTLSKey, "nats-tls-key", c.NATSTLSKey, "client key `FILE` for NATS (with --nats-tls-cert)")
+	fs.StringVar(&c.Stream, "stream", c.Stream, "`NAME` of the JetStream stream holding the audit trail")
+	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "`N` replicas of the stream when consentd creates it (needs --nats-url for more than 1)")
+	fs.StringVar(&c.Sync, "sync", c.Sync, "embedded server: `always` fsyncs every event before acknowledging it, interval every 2 minutes")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "`LEVEL` of the logs on stderr: debug, info, warn or error")
+	fs.DurationVar(&c.MinSeqTimeout, "min-seq-timeout", c.MinSeqTimeout, "how long status, check and list wait for min_seq before answering 503 (`DURATION`)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a shutdown waits for requests in flight (`DURATION`)")
+	fs.Usage = func() { printUsage(fs) }
+	return fs
+}
+
+func printUsage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprintf(w, `Usage: consentd [flags]
+
+consentd records consent in a NATS JetStream stream and answers the consent
+service on consent.v1.*. Without flags it embeds a NATS server on
+127.0.0.1:4222 and keeps its data in ./consent-data.
+
+Flags (each also read from the environment variable shown):
+`)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s %s\n    \t%s (%s", f.Name, name, usage, envName(f.Name))
+		if f.DefValue != "" {
+			fmt.Fprintf(w, ", default %s", f.DefValue)
+		}
+		fmt.Fprintln(w, ")")
+	})
+}

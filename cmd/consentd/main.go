@@ -1,0 +1,363 @@
+// Command consentd is the Consent Ledger daemon: it keeps the audit trail in
+// a NATS JetStream stream, folds it into a Pebble index and answers the
+// consent micro service on consent.v1.*.
+//
+// Without flags it embeds a NATS server (JetStream, fsync on every write)
+// on 127.0.0.1:4222 and keeps its data in ./consent-data. With --nats-url it
+// joins an existing NATS deployment instead. Run consentd --help for the
+// flags; each is also an environment variable CONSENTD_<FLAG>.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/projector"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	m := NewMain()
+	if err := m.ParseFlags(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "consentd:", err)
+		os.Exit(2)
+	}
+	if err := m.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "consentd:", err)
+		_ = m.Close()
+		os.Exit(1)
+	}
+	<-ctx.Done()
+	stop() // a second signal kills the process at once
+	m.log.Info("shutting down")
+	if err := m.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "consentd: shutdown:", err)
+		os.Exit(1)
+	}
+}
+
+// Main is the consentd program, separate from main() so that tests can run
+// the whole daemon in-process: NewMain, set Config (or ParseFlags), Run,
+// then Close.
+type Main struct {
+	Config Config
+
+	Stdout io.Writer // gets the one line saying where consentd listens; default os.Stdout
+	Stderr io.Writer // gets the logs; default os.Stderr
+	// Environ returns the environment ParseFlags reads; default os.Environ.
+	Environ func() []string
+
+	log       *slog.Logger
+	lock      *dirLock
+	server    *server.Server
+	dataConn  *nats.Conn // ledger and projector
+	svcConn   *nats.Conn // the service's own: Stop drains it
+	index     *projector.Index
+	projector *projector.Projector
+	service   *ledger.Service
+	url       string
+
+	stopProjector context.CancelFunc
+	projectorDone chan struct{}
+	closeOnce     sync.Once
+	closeErr      error
+}
+
+// NewMain returns a Main with the default configuration.
+func NewMain() *Main {
+	return &Main{
+		Config:  DefaultConfig(),
+		Stdout:  os.Stdout,
+		Stderr:  os.Stderr,
+		Environ: os.Environ,
+		log:     slog.New(slog.DiscardHandler),
+	}
+}
+
+// ParseFlags reads the command line and the CONSENTD_ environment
+// variables into m.Config; a flag given on the command line wins over its
+// variable. It refuses unknown flags, unknown CONSENTD_ variables,
+// positional arguments, flags of the embedded server used with --nats-url,
+// and invalid values, naming the flag. --help returns flag.ErrHelp.
+func (m *Main) ParseFlags(args []string) error {
+	fs := newFlagSet(&m.Config, m.Stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: consentd takes only flags (see consentd --help)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	env := map[string]string{}
+	for _, kv := range m.Environ() {
+		if name, value, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(name, envPrefix) {
+			env[name] = value
+		}
+	}
+	var errs []error
+	known := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		known[name] = true
+		value, ok := env[name]
+		if !ok || set[f.Name] {
+			return
+		}
+		if err := fs.Set(f.Name, value); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", name, value, err))
+			return
+		}
+		set[f.Name] = true
+	})
+	for name := range env {
+		if !known[name] {
+			errs = append(errs, fmt.Errorf("unknown environment variable %s (see consentd --help for the CONSENTD_ variables)", name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if m.Config.NATSURL != "" {
+		for _, name := range embeddedOnly {
+			if set[name] {
+				return fmt.Errorf("--%s configures the embedded NATS server and cannot be used with --nats-url (set sync_interval and listen in the NATS server's own configuration)", name)
+			}
+		}
+	}
+	return m.Config.Validate()
+}
+
+// Run starts consentd: it locks the data directory, starts the embedded
+// NATS server (unless Config.NATSURL is set), makes sure the stream exists,
+// opens the index, starts the projector and registers the consent service,
+// waits until the index has caught up with the stream, then prints one line
+// saying where it listens and returns. ctx bounds the start-up only
+// (waiting for NATS and for the catch-up); stop consentd with Close. On error, call Close to release what was started.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := &m.Config
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	m.log = slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level}))
+	dataDir := absDir(cfg.DataDir)
+
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return err
+	}
+	m.lock = lock
+
+	if cfg.Embedded() {
+		if m.server, err = startServer(cfg, dataDir, m.log); err != nil {
+			return err
+		}
+		m.url = m.server.ClientURL()
+	} else {
+		m.url = cfg.NATSURL
+	}
+	if m.dataConn, err = connect(ctx, cfg, m.server, "consentd", m.log); err != nil {
+		return err
+	}
+	if m.svcConn, err = connect(ctx, cfg, m.server, "consentd-service", m.log); err != nil {
+		return err
+	}
+	js, err := jetstream.New(m.dataConn)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	stream, err := m.ensureStream(ctx, js)
+	if err != nil {
+		return err
+	}
+	l := ledger.New(js, stream, ledger.Options{})
+
+	indexDir := filepath.Join(dataDir, "index")
+	if m.index, err = projector.Open(indexDir, projector.IndexOptions{Logger: m.log.With("component", "index")}); err != nil {
+		return fmt.Errorf("open the index in %s: %w", indexDir, err)
+	}
+	m.projector = projector.New(js, m.index, projector.Options{Stream: cfg.Stream, Logger: m.log.With("component", "projector")})
+	projectorCtx, stopProjector := context.WithCancel(context.Background())
+	m.stopProjector, m.projectorDone = stopProjector, make(chan struct{})
+	go m.superviseProjector(projectorCtx)
+
+	m.service, err = ledger.NewService(m.svcConn, l, m.index, ledger.ServiceConfig{
+		MinSeqTimeout: cfg.MinSeqTimeout,
+		Health:        m.health,
+		Logger:        m.log.With("component", "service"),
+	})
+	if err != nil {
+		return err
+	}
+	m.svcConn = nil // the service owns it now
+
+	// Say "listening" once lookups are answered: when the projector has
+	// caught up with what the stream held at start.
+	for {
+		changed := m.index.Changed()
+		if m.index.Ready() {
+			break
+		}
+		select {
+		case <-changed:
+		case <-m.projectorDone:
+			return fmt.Errorf("projector stopped before catching up: %w", m.projector.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the index to catch up (at seq %d): %w", m.index.Checkpoint(), ctx.Err())
+		}
+	}
+
+	if cfg.Embedded() {
+		fmt.Fprintf(m.Stdout, "consentd: listening on %s (embedded NATS with JetStream, sync %s), data in %s\n", m.url, cfg.Sync, dataDir)
+	} else {
+		fmt.Fprintf(m.Stdout, "consentd: serving through NATS at %s (stream %s, %d replicas), index in %s\n",
+			redactURL(cfg.NATSURL), cfg.Stream, stream.CachedInfo().Config.Replicas, indexDir)
+	}
+	return nil
+}
+
+// ensureStream creates or checks the stream, waiting while a NATS cluster
+// is still electing its JetStream leader. An unsafe stream is refused at
+// once.
+func (m *Main) ensureStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+	opts := ledger.StreamOptions{Name: m.Config.Stream, Replicas: m.Config.Replicas}
+	for attempt := 0; ; attempt++ {
+		attemptCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		stream, err := ledger.EnsureStream(attemptCtx, js, opts)
+		cancel()
+		if err == nil {
+			return stream, nil
+		}
+		if errors.Is(err, ledger.ErrUnsafeStream) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || ctx.Err() != nil {
+			return nil, err
+		}
+		m.log.Warn("stream not ready yet; retrying", "stream", opts.Name, "error", err)
+		if err := pause(ctx, attempt); err != nil {
+			return nil, fmt.Errorf("stream %s: %w", opts.Name, ctx.Err())
+		}
+	}
+}
+
+// superviseProjector runs the projector until ctx ends. After an error it
+// can recover from (NATS unreachable, the consumer lost) it starts it again;
+// after a problem in the stream itself (a *projector.StopError: a gap, an
+// unknown event type, a newer schema) it leaves it stopped: consentd keeps
+// serving commands and history, lookups answer 503, and $SRV.STATS shows
+// the error until an operator steps in.
+func (m *Main) superviseProjector(ctx context.Context) {
+	defer close(m.projectorDone)
+	for attempt := 0; ; attempt++ {
+		err := m.projector.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if stop, ok := errors.AsType[*projector.StopError](err); ok {
+			m.log.Error("projector stopped on a problem in the stream; lookups answer 503 until it is resolved", "error", stop)
+			return
+		}
+		m.log.Warn("projector stopped; restarting", "error", err)
+		if pause(ctx, attempt) != nil {
+			return
+		}
+	}
+}
+
+// health is the data every endpoint shows in $SRV.STATS.
+func (m *Main) health() any {
+	h := m.projector.Health()
+	return struct {
+		IndexSeq   uint64 `json:"index_seq"`
+		StreamSeq  uint64 `json:"stream_seq"`
+		Violations int    `json:"violations"`
+		Ready      bool   `json:"ready"`
+		Running    bool   `json:"projector_running"`
+		Err        string `json:"projector_error,omitempty"`
+	}{h.IndexSeq, h.StreamSeq, h.Violations, h.Ready, h.Running, h.Err}
+}
+
+// ClientURL returns the URL clients connect to: the embedded server's, or
+// Config.NATSURL. It is empty before Run.
+func (m *Main) ClientURL() string { return m.url }
+
+// Close shuts consentd down in order, waiting at most
+// Config.ShutdownTimeout for requests in flight: the service stops taking
+// requests and answers the ones in flight, the projector commits its
+// checkpoint and stops, the index closes, the connection drains, the
+// embedded server shuts down and the data directory is unlocked. It is safe
+// to call after a failed Run, and more than once.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if m.service != nil {
+		if err := m.service.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if m.svcConn != nil {
+		m.svcConn.Close()
+	}
+	if m.stopProjector != nil {
+		m.stopProjector()
+		<-m.projectorDone
+	}
+	if m.index != nil {
+		if err := m.index.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close index: %w", err))
+		}
+	}
+	if err := drain(ctx, m.dataConn); err != nil {
+		errs = append(errs, err)
+	}
+	if m.server != nil {
+		m.server.Shutdown()
+		m.server.WaitForShutdown()
+	}
+	if err := m.lock.Release(); err != nil {
+		errs = append(errs, fmt.Errorf("unlock data directory: %w", err))
+	}
+	if len(errs) == 0 && m.service != nil {
+		m.log.Info("stopped cleanly")
+	}
+	return errors.Join(errs...)
+}
+
+// redactURL hides passwords in NATS URLs before they are printed.
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		if at := strings.LastIndex(u, "@"); at >= 0 {
+			if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
+				parts[i] = u[:scheme+3] + "[redacted]" + u[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// startServer starts the embedded NATS server with JetStream, storing under
+// dataDir/jetstream, and returns it once it accepts connections.
+func startServer(cfg *Config, dataDir string, log *slog.Logger) (*server.Server, error) {
+	host, portText, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	opts := &server.Options{
+		ServerName: "consentd",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		// The server keeps its store in StoreDir/jetstream.
+		StoreDir:   dataDir,
+		SyncAlways: cfg.Sync == SyncAlways,
+		NoSigs:     true,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	s.SetLoggerV2(natsLogger{log.With("component", "nats-server")}, false, false, false)
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded NATS server did not accept connections on %s within 30s (is the port taken?)", cfg.Listen)
+	}
+	return s, nil
+}
+
+// connect opens one of consentd's connections: in-process to the embedded
+// server s, or to cfg.NATSURL when s is nil.
+func connect(ctx context.Context, cfg *Config, s *server.Server, name string, log *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected", "connection", name, "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS reconnected", "connection", name, "url", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if s != nil {
+		nc, err := nats.Connect("", append(opts, nats.InProcessServer(s))...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to the embedded NATS server: %w", err)
+		}
+		return nc, nil
+	}
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	if cfg.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	}
+	if cfg.NATSTLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATSTLSCA))
+	}
+	if cfg.NATSTLSCert != "" {
+		opts = append(opts, nats.ClientCert(cfg.NATSTLSCert, cfg.NATSTLSKey))
+	}
+	// NATS may still be starting (a cluster coming up next to consentd):
+	// try again until ctx ends.
+	for attempt := 0; ; attempt++ {
+		nc, err := nats.Connect(cfg.NATSURL, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if !retryable(err) {
+			return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
+		}
+		log.Warn("NATS not reachable yet; retrying", "url", cfg.NATSURL, "error", err)
+		if err := pause(ctx, attempt); err != nil {
+			return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, errors.Join(err, ctx.Err()))
+		}
+	}
+}
+
+// retryable reports whether a connection error may go away by itself.
+func retryable(err error) bool {
+	return errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionClosed)
+}
+
+// pause waits before attempt+1: 250ms doubling up to 5s, or until ctx ends.
+func pause(ctx context.Context, attempt int) error {
+	d := min(250*time.Millisecond<<min(attempt, 5), 5*time.Second)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drain drains nc and waits until it is closed, or until ctx ends.
+func drain(ctx context.Context, nc *nats.Conn) error {
+	if nc == nil || nc.IsClosed() {
+		return nil
+	}
+	closed := nc.StatusChanged(nats.CLOSED)
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return err
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-ctx.Done():
+		nc.Close()
+		return fmt.Errorf("drain NATS connection: %w", ctx.Err())
+	}
+}
+
+// natsLogger sends the embedded server's logs to slog. Its notices (the
+// start-up banner, mostly) are debug: consentd says itself where it listens.
+type natsLogger struct{ log *slog.Logger }
+
+func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+
+// absDir returns dir as an absolute path, for messages.
+func absDir(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}
