@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,10 @@ type Options struct {
 	MaxBatch      int
 	MaxBatchBytes int
 	MaxDelay      time.Duration
+
+	// Workers decode and hash-check events ahead of the fold, in
+	// parallel; default GOMAXPROCS.
+	Workers int
 
 	Logger *slog.Logger // default slog.Default()
 }
@@ -64,6 +69,9 @@ func New(js jetstream.JetStream, idx *Index, opts Options) *Projector {
 	}
 	if opts.MaxDelay <= 0 {
 		opts.MaxDelay = DefaultMaxDelay
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -119,24 +127,19 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("projector: ordered consumer on %s: %w", p.opts.Stream, err)
 	}
-	deliveries := make(chan delivery, 512)
-	done := make(chan struct{})
+	check := newChecker(p.opts.Workers, 512)
 	var consumeErr atomic.Pointer[error]
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		select {
-		case deliveries <- inspect(msg):
-		case <-done:
-		}
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	cc, err := cons.Consume(check.add, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		consumeErr.Store(&err)
 		p.log.Warn("projector: consumer", "err", err)
 	}))
 	if err != nil {
+		check.stop()
 		return fmt.Errorf("projector: consume %s: %w", p.opts.Stream, err)
 	}
 	closed := cc.Closed()
 	defer func() {
-		close(done)
+		check.stop()
 		cc.Stop()
 		select {
 		case <-closed:
@@ -158,7 +161,8 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 	timer.Stop()
 	for {
 		select {
-		case d := <-deliveries:
+		case slot := <-check.ordered:
+			d := check.next(slot)
 			if d.seq+d.pending > p.streamSeq.Load() {
 				p.streamSeq.Store(d.seq + d.pending)
 			}
