@@ -5,9 +5,19 @@
 // that has events, the integrity violations met on the way, and the
 // checkpoint (the last stream sequence applied), all written together in
 // one Pebble batch per commit. A Projector is its only writer: it reads the
-// stream with an ordered consumer from checkpoint+1, checks every event's
-// hash chain and folds it with events.Evolve. The index holds nothing the
-// stream does not: it can be deleted at any time and rebuilt.
+// stream with an ordered consumer from checkpoint+1, checks every event and
+// folds it with events.Evolve. The index holds nothing the stream does not:
+// it can be deleted at any time and rebuilt.
+//
+// Every message is checked before it is folded: it must decode
+// (events.Decode), carry a matching Consent-Event-Type header, come on its
+// own consent's subject (tenant, purpose and subject key), carry a hash
+// that matches its content (events.VerifyHash) and link, by prev_hash, to
+// the hash of the consent's last applied event. A message that fails is not
+// applied: it is stored as a Violation at its sequence, logged, counted in
+// Health, and projection goes on. What the projector must not get past (a
+// gap in stream sequences, an unknown event type, a newer schema version)
+// stops it with a *StopError before that message, never skipping it.
 package projector
 
 import (
