@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go"
+)
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitRequired = 1 // check: consent is required
+	exitError    = 2 // anything else, usage errors included
+)
+
+// globals are the flags every command takes, before or after its name.
+type globals struct {
+	server   string
+	creds    string
+	user     string
+	password string
+	tenant   string
+	json     bool
+	timeout  time.Duration
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.server, "server", g.server, "NATS `URL` where consentd's service runs ($NATS_URL if set)")
+	fs.StringVar(&g.creds, "creds", g.creds, "NATS credentials `FILE`")
+	fs.StringVar(&g.user, "user", g.user, "NATS `USER` name")
+	fs.StringVar(&g.password, "password", g.password, "NATS `PASSWORD`")
+	fs.StringVar(&g.tenant, "tenant", g.tenant, "`TENANT` (default \"default\")")
+	fs.BoolVar(&g.json, "json", g.json, "print the service's JSON instead of a table")
+	fs.DurationVar(&g.timeout, "timeout", g.timeout, "how long to wait for an answer (`DURATION`)")
+}
+
+// command is one subcommand: its positional arguments, its own flags, and
+// what it does once connected.
+type command struct {
+	name    string
+	args    string // positional arguments, for the usage line
+	summary string
+	nargs   [2]int                 // minimum and maximum number of positional arguments
+	flags   func(fs *flag.FlagSet) // registers the command's own flags
+	do      func(ctx context.Context, e *env, args []string) int
+}
+
+// env is what a command runs with.
+type env struct {
+	g      *globals
+	client *ledger.Client
+	stdout io.Writer
+	stderr io.Writer
+	set    map[string]bool // flags given on the command line
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	g := &globals{server: nats.DefaultURL, timeout: 5 * time.Second}
+	if u := os.Getenv("NATS_URL"); u != "" {
+		g.server = u
+	}
+	cmds := commands()
+
+	top := flag.NewFlagSet("consentctl", flag.ContinueOnError)
+	top.SetOutput(stderr)
+	g.register(top)
+	top.Usage = func() { usage(stderr, top, cmds) }
+	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitError
+	}
+	if top.NArg() == 0 {
+		usage(stderr, top, cmds)
+		return exitError
+	}
+	name := top.Arg(0)
+	var cmd *command
+	for i := range cmds {
+		if cmds[i].name == name {
+			cmd = &cmds[i]
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(stderr, "consentctl: unknown command %q (see consentctl --help)\n", name)
+		return exitError
+	}
+
+	fs := flag.NewFlagSet("consentctl "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	g.register(fs)
+	if cmd.flags != nil {
+		cmd.flags(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: consentctl %s %s [flags]\n\n%s\n\nFlags:\n", cmd.name, cmd.args, cmd.summary)
+		fs.PrintDefaults()
+	}
+	positional, err := parseInterleaved(fs, top.Args()[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitError
+	}
+	if len(positional) < cmd.nargs[0] || len(positional) > cmd.nargs[1] {
+		fmt.Fprintf(stderr, "consentctl: usage: consentctl %s %s [flags]\n", cmd.name, cmd.args)
+		return exitError
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	nc, err := connect(g)
+	if err != nil {
+		fmt.Fprintf(stderr, "consentctl: cannot reach NATS at %s: %v\n  Start consentd (it listens on %s by default), or point --server at the NATS server where it runs.\n", g.server, err, nats.DefaultURL)
+		return exitError
+	}
+	defer nc.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+	defer cancel()
+	e := &env{g: g, client: ledger.NewClient(nc, ledger.ClientOptions{Timeout: g.timeout}), stdout: stdout, stderr: stderr, set: set}
+	return cmd.do(ctx, e, positional)
+}
+
+// parseInterleaved parses flags that may come before, between and after the
+// positional arguments, which it returns.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		rest := fs.Args()
+		if len(args) > 0 && len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+func connect(g *globals) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("consentctl"), nats.Timeout(g.timeout)}
+	if g.creds != "" {
+		opts = append(opts, nats.UserCredentials(g.creds))
+	}
+	if g.user != "" {
+		opts = append(opts, nats.UserInfo(g.user, g.password))
+	}
+	return nats.Connect(g.server, opts...)
+}
+
+// fail reports an error that is not "consent required" and returns
+// exitError, with a hint when the error has an obvious remedy.
+func (e *env) fail(err error) int {
+	fmt.Fprintf(e.stderr, "consentctl: %v\n", err)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		fmt.Fprintf(e.stderr, "  Nothing answers the consent service at %s: start consentd, or point --server at the NATS server where it runs.\n", e.g.server)
+	case errors.Is(err, context.DeadlineExceeded):
+		fmt.Fprintf(e.stderr, "  No answer within %s; try again, or raise --timeout.\n", e.g.timeout)
+	case errors.Is(err, ledger.ErrUnavailable):
+		fmt.Fprintln(e.stderr, "  The service is not ready; try again in a moment.")
+	}
+	return exitError
+}
+
+func usage(w io.Writer, top *flag.FlagSet, cmds []command) {
+	fmt.Fprint(w, `Usage: consentctl [flags] <command> <arguments> [flags]
+
+consentctl records consent and asks where it stands, through the consent
+service of consentd. SUBJECT is the person as you name them (an email, a
+customer id); PURPOSE is what the consent is for (marketing_email).
+
+Commands:
+`)
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-8s %-18s %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprint(w, "\nFlags (before or after the command):\n")
+	top.PrintDefaults()
+	fmt.Fprint(w, `
+check exits 0 when the consent allows the action, 1 when consent is
+required, 2 on any other error. Run consentctl <command> --help for a
+command's own flags.
+`)
+}
