@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"strings"
 
 	"github.com/consentledger/consent/events"
 )
@@ -50,7 +51,7 @@ var errBadKey = errors.New("projector: malformed index key")
 // appendEscaped appends the escaped form of s to dst.
 func appendEscaped(dst []byte, s string) []byte {
 	for {
-		i := indexZero(s)
+		i := strings.IndexByte(s, escByte)
 		if i < 0 {
 			dst = append(dst, s...)
 			break
@@ -60,15 +61,6 @@ func appendEscaped(dst []byte, s string) []byte {
 		s = s[i+1:]
 	}
 	return append(dst, escByte, escEnd)
-}
-
-func indexZero(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == 0 {
-			return i
-		}
-	}
-	return -1
 }
 
 // decodeEscaped reads one escaped part from the front of b and returns it

@@ -47,7 +47,7 @@ func decodeConsent(b []byte, k events.Key) (events.Consent, error) {
 		return events.Consent{}, errBadValue
 	}
 	c := events.Consent{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
-	c.State = events.State(d.string())
+	c.State = d.state()
 	pv := d.varint()
 	if pv < math.MinInt32 || pv > math.MaxInt32 {
 		d.err = errBadValue
@@ -136,6 +136,26 @@ func (d *decoder) string() string {
 	d.b = d.b[n:]
 	return s
 }
+
+// state reads a state, without allocating for the known ones.
+func (d *decoder) state() events.State {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.fail()
+		return ""
+	}
+	b := d.b[:n]
+	d.b = d.b[n:]
+	for _, s := range knownStates {
+		if string(b) == string(s) {
+			return s
+		}
+	}
+	return events.State(b)
+}
+
+var knownStates = []events.State{events.StateGranted, events.StateRequested, events.StateDenied, events.StateRevoked,
+	events.StateExpired, events.StateNone}
 
 func (d *decoder) time() time.Time {
 	sec := d.varint()
