@@ -70,6 +70,15 @@ func FuzzDecode(f *testing.F) {
 		if err := VerifyHash(sealed, again); err != nil {
 			t.Fatalf("sealed event does not verify: %v", err)
 		}
+		// Re-encoded by encoding/json (as a history reply does), it still
+		// verifies: the hash covers content, not spelling.
+		reencoded, err := json.Marshal(again)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := VerifyHash(reencoded, again); err != nil {
+			t.Fatalf("re-encoded event does not verify: %v\n%s", err, reencoded)
+		}
 		resealed, err := again.Seal()
 		if err != nil || !bytes.Equal(sealed, resealed) {
 			t.Fatalf("seal is not stable: %v\n%s\n%s", err, sealed, resealed)

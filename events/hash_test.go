@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -93,6 +95,26 @@ func TestVerifyHash(t *testing.T) {
 		})
 	}
 
+	t.Run("re-encoded by encoding/json, as in a history reply", func(t *testing.T) {
+		for _, file := range []string{"requested", "denied", "granted", "revoked"} {
+			payload, err := os.ReadFile(filepath.Join("testdata", "golden", file+".v1.json"))
+			require.NoError(t, err)
+			ev, err := Decode(payload)
+			require.NoError(t, err)
+			reencoded, err := json.Marshal(struct {
+				Seq   uint64 `json:"seq"`
+				Event *Event `json:"event"`
+			}{7, ev})
+			require.NoError(t, err)
+			var record struct {
+				Event json.RawMessage `json:"event"`
+			}
+			require.NoError(t, json.Unmarshal(reencoded, &record))
+			got, err := Decode(record.Event)
+			require.NoError(t, err)
+			assert.NoError(t, VerifyHash(record.Event, got), file)
+		}
+	})
 	t.Run("a payload that is not canonicalizable", func(t *testing.T) {
 		require.ErrorIs(t, VerifyHash([]byte(`{"a":1,"a":1}`), ev), ErrBadHash)
 		require.ErrorIs(t, VerifyHash([]byte(`[]`), ev), ErrBadHash)
