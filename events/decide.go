@@ -172,7 +172,7 @@ func checkText(field, v string, max int, multiline bool) error {
 	}
 	for _, r := range v {
 		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			if multiline && (r == '\n' || r == '\t') {
+			if multiline && (r == '\n' || r == '\r' || r == '\t') {
 				continue
 			}
 			return &FieldError{Field: field, Problem: "must not contain control characters"}

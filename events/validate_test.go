@@ -52,7 +52,7 @@ func TestValidateAcceptsFullCommands(t *testing.T) {
 			c.ExpiresAt, c.OccurredAt = &expires, &occurred
 			c.Evidence = json.RawMessage(`{"pad":"` + strings.Repeat("x", MaxEvidenceLen-10) + `"}`)
 		}),
-		KindDeny:   command(func(c *Command) { c.Reason = "no" }),
+		KindDeny:   command(func(c *Command) { c.Reason = "no,\r\nnot now\r\n" }), // CRLF as browsers send a textarea
 		KindRevoke: command(func(c *Command) { c.Reason = "changed my mind"; c.ExpectedSeq = ptr(uint64(0)) }),
 	}
 	for kind, c := range tests {
