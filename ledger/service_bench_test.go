@@ -1,0 +1,193 @@
+package ledger_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/projector"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// BenchmarkStatusLookup measures consent.v1.status through the service
+// and the Go client, answered by the real projector.Index, at 1 and at 32
+// concurrent callers, against a bare echo micro service on the same kind
+// of connection (TCP loopback to an embedded server) in the same run. The
+// "inline" variant answers lookups on the endpoint goroutine, "pool"
+// hands them to 4 workers (ServiceConfig.LookupWorkers).
+//
+// Metrics: lookups/s, p50-us and p99-us for the service; echo-req/s,
+// echo-p50-us and echo-p99-us for the bare echo; and the ratios
+// x-echo-throughput (service/echo, higher is better), x-echo-p50 and
+// x-echo-p99 (service/echo, lower is better).
+func BenchmarkStatusLookup(b *testing.B) {
+	s := natstest.RunServer(b)
+	nc := natstest.Connect(b, s)
+	js := natstest.JetStream(b, nc)
+	ctx := context.Background()
+	stream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := ledger.New(js, stream, ledger.Options{})
+
+	const people = 100
+	queries := make([]ledger.StatusQuery, people)
+	var last uint64
+	for i := range queries {
+		subjectID := "person-" + strconv.Itoa(i) + "@example.com"
+		r, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: subjectID, Purpose: "marketing_email"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		last = r.Seq
+		queries[i] = ledger.StatusQuery{SubjectID: subjectID, Purpose: "marketing_email"}
+	}
+
+	quiet := slog.New(slog.DiscardHandler)
+	idx, err := projector.Open(filepath.Join(b.TempDir(), "index"), projector.IndexOptions{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	projectorCtx, stopProjector := context.WithCancel(ctx)
+	projected := make(chan error, 1)
+	go func() { projected <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(projectorCtx) }()
+	b.Cleanup(func() {
+		stopProjector()
+		<-projected
+		_ = idx.Close()
+	})
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err = idx.Wait(waitCtx, last)
+	cancel()
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	echoConn := natstest.Connect(b, s)
+	echo, err := micro.AddService(echoConn, micro.Config{
+		Name: "echo", Version: "1.0.0",
+		Endpoint: &micro.EndpointConfig{Subject: "bench.echo", Handler: micro.HandlerFunc(func(req micro.Request) { _ = req.Respond(req.Data()) })},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = echo.Stop() })
+	echoBody := []byte(`{"subject":"person-1@example.com","purpose":"marketing_email"}`)
+
+	clientConn := natstest.Connect(b, s)
+	client := ledger.NewClient(clientConn, ledger.ClientOptions{})
+	if err := echoConn.Flush(); err != nil {
+		b.Fatal(err)
+	}
+
+	for _, mode := range []struct {
+		name    string
+		workers int
+	}{{"inline", 0}, {"pool", 4}} {
+		svc, err := ledger.NewService(natstest.Connect(b, s), l, idx, ledger.ServiceConfig{LookupWorkers: mode.workers, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, callers := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/callers=%d", mode.name, callers), func(b *testing.B) {
+				b.ReportAllocs()
+				lookup := func(i int) error {
+					_, err := client.Status(ctx, queries[i%people])
+					return err
+				}
+				got := drive(b, callers, func(yield func() bool) {
+					for b.Loop() {
+						if !yield() {
+							return
+						}
+					}
+				}, lookup)
+
+				n := b.N
+				bare := drive(b, callers, func(yield func() bool) {
+					for range n {
+						if !yield() {
+							return
+						}
+					}
+				}, func(int) error {
+					_, err := clientConn.Request("bench.echo", echoBody, 5*time.Second)
+					return err
+				})
+
+				b.ReportMetric(got.rate(), "lookups/s")
+				b.ReportMetric(got.percentile(50), "p50-us")
+				b.ReportMetric(got.percentile(99), "p99-us")
+				b.ReportMetric(bare.rate(), "echo-req/s")
+				b.ReportMetric(bare.percentile(50), "echo-p50-us")
+				b.ReportMetric(bare.percentile(99), "echo-p99-us")
+				b.ReportMetric(got.rate()/bare.rate(), "x-echo-throughput")
+				b.ReportMetric(got.percentile(50)/bare.percentile(50), "x-echo-p50")
+				b.ReportMetric(got.percentile(99)/bare.percentile(99), "x-echo-p99")
+			})
+		}
+		if err := svc.Stop(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// run is the outcome of driving calls: their latencies and the wall time.
+type run struct {
+	latencies []time.Duration
+	elapsed   time.Duration
+}
+
+func (r run) rate() float64 { return float64(len(r.latencies)) / r.elapsed.Seconds() }
+
+// percentile returns the p-th percentile latency in microseconds.
+func (r run) percentile(p int) float64 {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := (len(r.latencies)*p+99)/100 - 1
+	return float64(r.latencies[max(i, 0)]) / float64(time.Microsecond)
+}
+
+// drive makes calls from `callers` goroutines, one per value the iterator
+// yields, and returns every call's latency, sorted, and the wall time from
+// the first call to the last answer.
+func drive(b *testing.B, callers int, each func(yield func() bool), call func(i int) error) run {
+	tokens := make(chan int)
+	lat := make([][]time.Duration, callers)
+	var failed sync.Once
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Go(func() {
+			for i := range tokens {
+				start := time.Now()
+				if err := call(i); err != nil {
+					failed.Do(func() { b.Error(err) })
+				}
+				lat[c] = append(lat[c], time.Since(start))
+			}
+		})
+	}
+	start := time.Now()
+	i := 0
+	each(func() bool {
+		tokens <- i
+		i++
+		return true
+	})
+	close(tokens)
+	wg.Wait()
+	r := run{latencies: slices.Concat(lat...), elapsed: time.Since(start)}
+	slices.Sort(r.latencies)
+	return r
+}
