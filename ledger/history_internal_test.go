@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -49,4 +51,21 @@ func TestReadsContinuePastBatchByteCap(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(21), last.Seq)
 	assert.Equal(t, h.Events[19].Event.Hash, last.Event.PrevHash, "the tip read in pages is the last event")
+}
+
+// Without direct get on the stream nobody answers a batched read: the
+// ledger must say so at once rather than wait for its timeout.
+func TestBatchedReadWithoutDirectGetFailsFast(t *testing.T) {
+	_, _, js := natstest.Run(t)
+	ctx := context.Background()
+	cfg := StreamOptions{}.Config()
+	cfg.AllowDirect = false
+	stream, err := js.CreateStream(ctx, cfg)
+	require.NoError(t, err)
+	l := New(js, stream, Options{})
+
+	start := time.Now()
+	_, err = l.History(ctx, HistoryQuery{SubjectID: "a"})
+	require.ErrorIs(t, err, nats.ErrNoResponders)
+	assert.Less(t, time.Since(start), time.Second)
 }
