@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Error is an error as it crosses the wire: one of a small closed set of
@@ -106,6 +108,11 @@ func WireError(err error) *Error {
 		return &Error{Code: 503, Description: "index has not reached min_seq in time; retry later"}
 	case errors.Is(err, events.ErrNotReady), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: 503, Description: "service not ready; retry later"}
+	case errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
+		// The stream did not answer (no quorum, restarting). An append may
+		// or may not have landed: a retry with the same idempotency_key is
+		// safe.
+		return &Error{Code: 503, Description: "event store unavailable; retry later"}
 	}
 	return &Error{Code: 500, Description: "internal error"}
 }

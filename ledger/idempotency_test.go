@@ -167,6 +167,7 @@ func TestIdempotencyKeyAfterLostAck(t *testing.T) {
 	_, err := l.Append(ctx, events.KindGrant, cmd)
 	require.ErrorIs(t, err, nats.ErrTimeout)
 	require.NotNil(t, firstAck, "the first publish landed")
+	assert.Equal(t, 503, ledger.WireError(err).Code, "the caller is told to retry")
 
 	again, err := l.Append(ctx, events.KindGrant, cmd)
 	require.NoError(t, err)
