@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/consentledger/consent/events"
@@ -51,8 +52,9 @@ type ServiceConfig struct {
 	// endpoint's own goroutine, which measured fastest: see the lookup
 	// benchmark in service_bench_test.go.
 	LookupWorkers int
-	// Health, when set, is called for $SRV.STATS and its result shown as
-	// every endpoint's data (consentd reports the projector's health).
+	// Health, when set, is called for $SRV.STATS and its result shown in
+	// the data of the status, check and list endpoints, as "index"
+	// (consentd reports the projector's health).
 	Health func() any
 	// Now is the clock that decides expiry at read time; default time.Now.
 	Now func() time.Time
@@ -115,6 +117,10 @@ type Service struct {
 	slots    chan struct{}  // MaxInFlight
 	lookups  chan func()    // nil unless LookupWorkers > 0
 
+	// async counts, per endpoint subject, the requests answered outside
+	// the endpoint goroutine, which micro's own counters do not see.
+	async map[string]*asyncCounters
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -125,9 +131,12 @@ type Service struct {
 // The Service takes ownership of nc: Stop drains and closes it. Give it a
 // connection of its own, not the one the Ledger or the StateReader use.
 // l and r stay owned by the caller and must stay usable until Stop returns.
-// It returns an error when the service cannot be registered (an invalid
-// version, a closed connection).
+// It returns an error when one of them is nil or the service cannot be
+// registered (an invalid version, a closed connection).
 func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Service, error) {
+	if nc == nil || l == nil || r == nil {
+		return nil, errors.New("ledger: NewService needs a connection, a Ledger and a StateReader")
+	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
@@ -140,25 +149,6 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 		cancel: cancel,
 		slots:  make(chan struct{}, cfg.MaxInFlight),
 	}
-	mc := micro.Config{
-		Name:        ServiceName,
-		Version:     cfg.Version,
-		Description: "Consent Ledger: record consent (request, grant, deny, revoke) and answer status, check, list and history",
-		QueueGroup:  ServiceQueueGroup,
-		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
-			s.log.Error("consent service: subscription error", "subject", e.Subject, "error", e.Description)
-		},
-	}
-	if cfg.Health != nil {
-		mc.StatsHandler = func(*micro.Endpoint) any { return cfg.Health() }
-	}
-	svc, err := micro.AddService(nc, mc)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("add consent service: %w", err)
-	}
-	s.micro = svc
-
 	endpoints := []struct {
 		name    string
 		handler micro.HandlerFunc
@@ -172,22 +162,12 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 		{"list", s.handleList},
 		{"history", s.handleHistory},
 	}
-	group := svc.AddGroup("consent.v1")
+	// Everything handlers and $SRV.STATS read is set before the first
+	// subscription exists.
+	s.async = make(map[string]*asyncCounters, len(endpoints))
 	for _, e := range endpoints {
-		if err := group.AddEndpoint(e.name, e.handler); err != nil {
-			_ = svc.Stop()
-			cancel()
-			return nil, fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err)
-		}
+		s.async["consent.v1."+e.name] = &asyncCounters{}
 	}
-
-	// Once NewService returns, the server routes requests to the service.
-	if err := nc.Flush(); err != nil {
-		_ = svc.Stop()
-		cancel()
-		return nil, fmt.Errorf("register consent service: %w", err)
-	}
-
 	if cfg.LookupWorkers > 0 {
 		s.lookups = make(chan func())
 		for range cfg.LookupWorkers {
@@ -198,6 +178,41 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 			}()
 		}
 	}
+	fail := func(err error) (*Service, error) {
+		if s.micro != nil {
+			_ = s.micro.Stop()
+		}
+		if s.lookups != nil {
+			close(s.lookups)
+		}
+		cancel()
+		return nil, err
+	}
+
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:         ServiceName,
+		Version:      cfg.Version,
+		Description:  "Consent Ledger: record consent (request, grant, deny, revoke) and answer status, check, list and history",
+		QueueGroup:   ServiceQueueGroup,
+		StatsHandler: func(e *micro.Endpoint) any { return s.endpointData(e.Subject) },
+		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
+			s.log.Error("consent service: subscription error", "subject", e.Subject, "error", e.Description)
+		},
+	})
+	if err != nil {
+		return fail(fmt.Errorf("add consent service: %w", err))
+	}
+	s.micro = svc
+	group := svc.AddGroup("consent.v1")
+	for _, e := range endpoints {
+		if err := group.AddEndpoint(e.name, e.handler); err != nil {
+			return fail(fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err))
+		}
+	}
+	// Once NewService returns, the server routes requests to the service.
+	if err := nc.Flush(); err != nil {
+		return fail(fmt.Errorf("register consent service: %w", err))
+	}
 	return s, nil
 }
 
@@ -205,8 +220,11 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 func (s *Service) Info() micro.Info { return s.micro.Info() }
 
 // Stats returns the service's request counters, as $SRV.STATS shows them.
-// Commands and history reads are answered outside the endpoint handler, so
-// their errors and processing times are not in these counters.
+// micro counts a request when its endpoint handler returns; commands,
+// history reads and lookups waiting for min_seq are answered later, from
+// goroutines of their own, so their errors and processing times are
+// counted apart, in each endpoint's Data (answered_async, async_errors,
+// last_async_error, in_flight).
 func (s *Service) Stats() micro.Stats { return s.micro.Stats() }
 
 // Stop stops taking requests and answers the ones in flight: it removes the
@@ -396,10 +414,13 @@ func (s *Service) lookup(req micro.Request, minSeq uint64, w work) {
 		return
 	}
 	if s.lookups != nil && s.track() {
+		c := s.async[req.Subject()]
+		c.inFlight.Add(1)
 		s.lookups <- func() {
 			defer s.wg.Done()
+			defer c.inFlight.Add(-1)
 			body, err := w(s.ctx)
-			s.publish(req.Reply(), body, err)
+			s.publish(req, c, body, err)
 		}
 		return
 	}
@@ -430,16 +451,19 @@ func (s *Service) goAsync(req micro.Request, timeout time.Duration, w work) {
 		s.respond(req, body, err)
 		return
 	}
+	c := s.async[req.Subject()]
+	c.inFlight.Add(1)
 	s.slots <- struct{}{}
 	go func() {
 		defer func() {
+			c.inFlight.Add(-1)
 			<-s.slots
 			s.wg.Done()
 		}()
 		ctx, cancel := context.WithTimeout(s.ctx, timeout)
 		defer cancel()
 		body, err := w(ctx)
-		s.publish(req.Reply(), body, err)
+		s.publish(req, c, body, err)
 	}()
 }
 
@@ -490,14 +514,22 @@ func (s *Service) respond(req micro.Request, body any, err error) {
 	}
 }
 
-// publish answers from another goroutine. It publishes the reply itself,
-// with the same headers micro's Request.Error sets, because the micro
-// request may only be used on the endpoint's goroutine.
-func (s *Service) publish(reply string, body any, err error) {
+// publish answers from another goroutine and counts the answer in c. It
+// publishes the reply itself, with the same headers micro's Request.Error
+// sets, because the micro request may only be used on the endpoint's
+// goroutine (micro reads its error state once the handler returns).
+func (s *Service) publish(req micro.Request, c *asyncCounters, body any, err error) {
+	data, code, description := s.encode(body, err)
+	c.answered.Add(1)
+	if code != "" {
+		c.errors.Add(1)
+		last := code + ":" + description
+		c.lastError.Store(&last)
+	}
+	reply := req.Reply()
 	if reply == "" {
 		return // a publish, not a request: nobody waits for an answer
 	}
-	data, code, description := s.encode(body, err)
 	msg := &nats.Msg{Subject: reply, Data: data}
 	if code != "" {
 		msg.Header = nats.Header{}
@@ -507,4 +539,40 @@ func (s *Service) publish(reply string, body any, err error) {
 	if err := s.nc.PublishMsg(msg); err != nil {
 		s.log.Warn("consent service: reply not sent", "reply", reply, "error", err)
 	}
+}
+
+// asyncCounters count the requests of one endpoint answered outside its
+// goroutine.
+type asyncCounters struct {
+	answered  atomic.Uint64
+	errors    atomic.Uint64
+	inFlight  atomic.Int64
+	lastError atomic.Pointer[string] // "code:description", as micro's LastError
+}
+
+// endpointData is the data of one endpoint in $SRV.STATS.
+type endpointData struct {
+	AnsweredAsync  uint64 `json:"answered_async"`
+	AsyncErrors    uint64 `json:"async_errors"`
+	LastAsyncError string `json:"last_async_error,omitempty"`
+	InFlight       int64  `json:"in_flight"`
+	Index          any    `json:"index,omitempty"`
+}
+
+func (s *Service) endpointData(subj string) any {
+	c, ok := s.async[subj]
+	if !ok {
+		return nil
+	}
+	d := endpointData{AnsweredAsync: c.answered.Load(), AsyncErrors: c.errors.Load(), InFlight: c.inFlight.Load()}
+	if last := c.lastError.Load(); last != nil {
+		d.LastAsyncError = *last
+	}
+	switch subj {
+	case SubjectStatus, SubjectCheck, SubjectList:
+		if s.cfg.Health != nil {
+			d.Index = s.cfg.Health()
+		}
+	}
+	return d
 }

@@ -501,3 +501,43 @@ func TestServiceHandlesConcurrentCommands(t *testing.T) {
 	}
 	assert.Equal(t, want, got, "every command appended exactly once")
 }
+
+func TestServiceStatsCountAsyncAnswersAndShowIndexHealth(t *testing.T) {
+	health := map[string]any{"index_seq": 7, "ready": true}
+	env := startService(t, newFakeReader(0), ledger.ServiceConfig{Health: func() any { return health }})
+
+	_, err := env.client.Revoke(t.Context(), events.Command{SubjectID: "a", Purpose: "p"})
+	require.ErrorIs(t, err, ledger.ErrConflict)
+	_, err = env.client.Grant(t.Context(), events.Command{SubjectID: "a", Purpose: "p"})
+	require.NoError(t, err)
+
+	// What `nats micro stats` and `nats micro info` read.
+	msg, err := env.nc.Request("$SRV.STATS."+ledger.ServiceName, nil, 5*time.Second)
+	require.NoError(t, err)
+	var stats micro.Stats
+	require.NoError(t, json.Unmarshal(msg.Data, &stats))
+	data := map[string]map[string]any{}
+	for _, e := range stats.Endpoints {
+		var d map[string]any
+		require.NoError(t, json.Unmarshal(e.Data, &d), e.Subject)
+		data[e.Subject] = d
+	}
+	assert.Equal(t, float64(1), data[ledger.SubjectRevoke]["answered_async"])
+	assert.Equal(t, float64(1), data[ledger.SubjectRevoke]["async_errors"])
+	assert.Equal(t, "409:cannot revoke a consent that is none: only a grant can be revoked", data[ledger.SubjectRevoke]["last_async_error"])
+	assert.Equal(t, float64(1), data[ledger.SubjectGrant]["answered_async"])
+	assert.Equal(t, float64(0), data[ledger.SubjectGrant]["async_errors"])
+	assert.Equal(t, float64(0), data[ledger.SubjectGrant]["in_flight"])
+	for _, subj := range []string{ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList} {
+		assert.Equal(t, map[string]any{"index_seq": float64(7), "ready": true}, data[subj]["index"], subj)
+	}
+	assert.NotContains(t, data[ledger.SubjectGrant], "index")
+}
+
+func TestNewServiceRefusesMissingParts(t *testing.T) {
+	s, nc, _ := natstest.Run(t)
+	_, err := ledger.NewService(natstest.Connect(t, s), nil, newFakeReader(0), ledger.ServiceConfig{})
+	require.Error(t, err)
+	_, err = ledger.NewService(nc, &ledger.Ledger{}, nil, ledger.ServiceConfig{})
+	require.Error(t, err)
+}
