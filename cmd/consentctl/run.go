@@ -36,7 +36,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.creds, "creds", g.creds, "NATS credentials `FILE`")
 	fs.StringVar(&g.user, "user", g.user, "NATS `USER` name")
 	fs.StringVar(&g.password, "password", g.password, "NATS `PASSWORD`")
-	fs.StringVar(&g.tenant, "tenant", g.tenant, "`TENANT` (default \"default\")")
+	fs.StringVar(&g.tenant, "tenant", g.tenant, "`TENANT` the consents belong to (default: default)")
 	fs.BoolVar(&g.json, "json", g.json, "print the service's JSON instead of a table")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "how long to wait for an answer (`DURATION`)")
 }

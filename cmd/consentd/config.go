@@ -131,8 +131,8 @@ var embeddedOnly = []string{"listen", "sync"}
 func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
 	fs.SetOutput(output)
-	fs.StringVar(&c.Listen, "listen", c.Listen, "`HOST:PORT` the embedded NATS server listens on (-1 as port: any free port)")
-	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "`DIR` for the JetStream store (jetstream/), the index (index/) and the LOCK file")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "`HOST:PORT` the embedded NATS server listens on; port -1 picks a free one")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "`DIR` holding the JetStream store (jetstream/), the index (index/) and the LOCK file")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "use the NATS deployment at `URL` (comma-separated for several) instead of embedding a server")
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "credentials `FILE` for --nats-url")
 	fs.StringVar(&c.NATSUser, "nats-user", c.NATSUser, "`USER` name for --nats-url")
@@ -142,10 +142,10 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.NATSTLSKey, "nats-tls-key", c.NATSTLSKey, "client key `FILE` for NATS (with --nats-tls-cert)")
 	fs.StringVar(&c.Stream, "stream", c.Stream, "`NAME` of the JetStream stream holding the audit trail")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "`N` replicas of the stream when consentd creates it (needs --nats-url for more than 1)")
-	fs.StringVar(&c.Sync, "sync", c.Sync, "embedded server: `always` fsyncs every event before acknowledging it, interval every 2 minutes")
+	fs.StringVar(&c.Sync, "sync", c.Sync, "`MODE` of the embedded server: always fsyncs every event before acknowledging it, interval every 2 minutes")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "`LEVEL` of the logs on stderr: debug, info, warn or error")
-	fs.DurationVar(&c.MinSeqTimeout, "min-seq-timeout", c.MinSeqTimeout, "how long status, check and list wait for min_seq before answering 503 (`DURATION`)")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a shutdown waits for requests in flight (`DURATION`)")
+	fs.DurationVar(&c.MinSeqTimeout, "min-seq-timeout", c.MinSeqTimeout, "`DURATION` that status, check and list wait for min_seq before answering 503")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "`DURATION` that a shutdown waits for requests in flight")
 	fs.Usage = func() { printUsage(fs) }
 	return fs
 }
