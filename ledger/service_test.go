@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,7 +128,7 @@ type serviceEnv struct {
 	nc     *nats.Conn // the client's connection, for raw requests
 }
 
-func startService(t *testing.T, r ledger.StateReader, cfg ledger.ServiceConfig) *serviceEnv {
+func startService(t testing.TB, r ledger.StateReader, cfg ledger.ServiceConfig) *serviceEnv {
 	t.Helper()
 	s, _, js := natstest.Run(t)
 	stream, err := ledger.EnsureStream(t.Context(), js, ledger.StreamOptions{})
@@ -540,4 +541,44 @@ func TestNewServiceRefusesMissingParts(t *testing.T) {
 	require.Error(t, err)
 	_, err = ledger.NewService(nc, &ledger.Ledger{}, nil, ledger.ServiceConfig{})
 	require.Error(t, err)
+}
+
+// FuzzServiceRequests sends arbitrary bodies to every endpoint: each gets
+// an answer, never a 500, and a 400 names the field at fault.
+func FuzzServiceRequests(f *testing.F) {
+	for _, seed := range []string{
+		`{"subject":"alice","purpose":"marketing"}`,
+		`{"subject":"alice","purpose":"marketing","min_seq":1,"min_policy_version":2}`,
+		`{"tenant":"acme","subject":"a.b*>","purpose":"p","ttl":"1h","idempotency_key":"k","expected_seq":0}`,
+		`{"subject":"alice","after_seq":3,"limit":2}`,
+		`{"subject":"","purpose":"p"}`,
+		`{"subject":"a","purpose":"p","evidence":{"ip":"192.0.2.1"},"occurred_at":"2026-01-02T15:04:05Z"}`,
+		`{"subject":"a","purpose":"p","expires_at":"yesterday"}`,
+		`[]`, `null`, `"x"`, `{`, `{}{}`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	reader := newFakeReader(1, consent("alice", "marketing", events.StateGranted, 1, 1, nil))
+	env := startService(f, reader, ledger.ServiceConfig{MinSeqTimeout: 10 * time.Millisecond})
+	subjects := []string{
+		ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke,
+		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
+	}
+	fieldProblem := regexp.MustCompile(`^.+: \S`) // "<field>: <problem>"
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, subj := range subjects {
+			msg, err := env.nc.Request(subj, body, 5*time.Second)
+			require.NoError(t, err, subj)
+			code, description := msg.Header.Get(micro.ErrorCodeHeader), msg.Header.Get(micro.ErrorHeader)
+			switch code {
+			case "":
+				assert.True(t, json.Valid(msg.Data), subj)
+			case "400":
+				assert.Regexp(t, fieldProblem, description, subj)
+			case "403", "409", "413", "503":
+			default:
+				t.Errorf("%s %q: code %s %q", subj, body, code, description)
+			}
+		}
+	})
 }
