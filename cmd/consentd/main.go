@@ -269,9 +269,13 @@ func (m *Main) ensureStream(ctx context.Context, js jetstream.JetStream) (jetstr
 func (m *Main) superviseProjector(ctx context.Context) {
 	defer close(m.projectorDone)
 	for attempt := 0; ; attempt++ {
+		started := time.Now()
 		err := m.projector.Run(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(started) > time.Minute {
+			attempt = 0 // it ran well for a while: back off from the start
 		}
 		if stop, ok := errors.AsType[*projector.StopError](err); ok {
 			m.log.Error("projector stopped on a problem in the stream; lookups answer 503 until it is resolved", "error", stop)
