@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -190,4 +192,81 @@ func drive(b *testing.B, callers int, each func(yield func() bool), call func(i 
 	r := run{latencies: slices.Concat(lat...), elapsed: time.Since(start)}
 	slices.Sort(r.latencies)
 	return r
+}
+
+// BenchmarkGrantThroughService measures grants through the service and the
+// Go client at 32 concurrent callers, one consent each, with commands
+// handled one at a time (MaxInFlight 1: what a plain micro handler does)
+// and fanned out to goroutines (MaxInFlight 256, the default), against a
+// bare JetStream publish with expected last sequence and message id (the
+// core of an append) from 32 publishers in the same run. The stream uses
+// the server's default fsync interval, so that the fsync does not hide
+// what fan-out changes.
+//
+// Metrics: grants/s, p50-us, p99-us; publish/s, publish-p50-us,
+// publish-p99-us for the bare publish; x-publish-throughput, x-publish-p50
+// and x-publish-p99 as ratios service/bare.
+func BenchmarkGrantThroughService(b *testing.B) {
+	s := natstest.RunServer(b)
+	nc := natstest.Connect(b, s)
+	js := natstest.JetStream(b, nc)
+	ctx := context.Background()
+	stream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := ledger.New(js, stream, ledger.Options{})
+	clientConn := natstest.Connect(b, s)
+	client := ledger.NewClient(clientConn, ledger.ClientOptions{})
+	quiet := slog.New(slog.DiscardHandler)
+	payload := make([]byte, 400) // about the size of a grant event
+	var unique atomic.Uint64
+	const callers = 32
+
+	for _, inFlight := range []int{1, ledger.DefaultMaxInFlight} {
+		svc, err := ledger.NewService(natstest.Connect(b, s), l, newFakeReader(0), ledger.ServiceConfig{MaxInFlight: inFlight, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("max-in-flight=%d/callers=%d", inFlight, callers), func(b *testing.B) {
+			b.ReportAllocs()
+			got := drive(b, callers, func(yield func() bool) {
+				for b.Loop() {
+					if !yield() {
+						return
+					}
+				}
+			}, func(int) error {
+				_, err := client.Grant(ctx, events.Command{SubjectID: "person-" + strconv.FormatUint(unique.Add(1), 10), Purpose: "marketing_email"})
+				return err
+			})
+
+			n := b.N
+			bare := drive(b, callers, func(yield func() bool) {
+				for range n {
+					if !yield() {
+						return
+					}
+				}
+			}, func(int) error {
+				id := strconv.FormatUint(unique.Add(1), 10)
+				_, err := js.Publish(ctx, "consent.events.bench.bare."+id, payload,
+					jetstream.WithMsgID(id), jetstream.WithExpectLastSequencePerSubject(0))
+				return err
+			})
+
+			b.ReportMetric(got.rate(), "grants/s")
+			b.ReportMetric(got.percentile(50), "p50-us")
+			b.ReportMetric(got.percentile(99), "p99-us")
+			b.ReportMetric(bare.rate(), "publish/s")
+			b.ReportMetric(bare.percentile(50), "publish-p50-us")
+			b.ReportMetric(bare.percentile(99), "publish-p99-us")
+			b.ReportMetric(got.rate()/bare.rate(), "x-publish-throughput")
+			b.ReportMetric(got.percentile(50)/bare.percentile(50), "x-publish-p50")
+			b.ReportMetric(got.percentile(99)/bare.percentile(99), "x-publish-p99")
+		})
+		if err := svc.Stop(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
