@@ -282,3 +282,16 @@ func TestConsentdShutsDownCleanlyOnSIGTERM(t *testing.T) {
 	assert.Equal(t, events.StateGranted, cons.State)
 	require.NoError(t, idx.Close())
 }
+
+func TestConsentdFailsAtOnceWhenItsPortIsTaken(t *testing.T) {
+	first := startConsentd(t, t.TempDir())
+
+	second := NewMain()
+	second.Config.Listen = strings.TrimPrefix(first.ClientURL(), "nats://")
+	second.Config.DataDir = t.TempDir()
+	second.Stdout, second.Stderr = io.Discard, io.Discard
+	err := second.Run(t.Context())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "address already in use")
+	require.NoError(t, second.Close())
+}

@@ -39,13 +39,23 @@ func startServer(cfg *Config, dataDir string, log *slog.Logger) (*server.Server,
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)
 	}
-	s.SetLoggerV2(natsLogger{log.With("component", "nats-server")}, false, false, false)
+	fatal := make(chan string, 1)
+	s.SetLoggerV2(natsLogger{log: log.With("component", "nats-server"), fatal: fatal}, false, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
+	ready := make(chan bool, 1)
+	go func() { ready <- s.ReadyForConnections(30 * time.Second) }()
+	select {
+	case ok := <-ready:
+		if ok {
+			return s, nil
+		}
 		s.Shutdown()
-		return nil, fmt.Errorf("embedded NATS server did not accept connections on %s within 30s (is the port taken?)", cfg.Listen)
+		return nil, fmt.Errorf("embedded NATS server did not accept connections on %s within 30s", cfg.Listen)
+	case msg := <-fatal:
+		// A port in use, for instance: the server cannot go on.
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded NATS server on %s: %s", cfg.Listen, msg)
 	}
-	return s, nil
 }
 
 // connect opens one of consentd's connections: in-process to the embedded
@@ -140,14 +150,26 @@ func drain(ctx context.Context, nc *nats.Conn) error {
 
 // natsLogger sends the embedded server's logs to slog. Its notices (the
 // start-up banner, mostly) are debug: consentd says itself where it listens.
-type natsLogger struct{ log *slog.Logger }
+// A fatal error (the server cannot go on) is also sent on fatal, if there
+// is room.
+type natsLogger struct {
+	log   *slog.Logger
+	fatal chan<- string
+}
 
 func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
+func (l natsLogger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 
 // absDir returns dir as an absolute path, for messages.
 func absDir(dir string) string {
