@@ -265,6 +265,13 @@ func checkTransition(cur Consent, from State, kind Kind, policy int) error {
 // Evolve folds one event, stored at stream sequence seq, into the state of
 // its consent. It trusts the event (the ledger decided it); validation and
 // hash checks happen before.
+//
+// The state after an event follows from the event alone, whatever cur was
+// (cur is returned unchanged only for a type this version does not know):
+// every event carries the policy version, and a grant and an expiry carry
+// their expires_at. So a reader that starts in the middle of the stream (a
+// watcher, a cache) knows a consent's state from the first event it sees of
+// it, without reading its history.
 func Evolve(cur Consent, ev *Event, seq uint64) Consent {
 	next := Consent{
 		Tenant:        ev.Tenant,
@@ -286,6 +293,9 @@ func Evolve(cur Consent, ev *Event, seq uint64) Consent {
 		next.State = StateDenied
 	case TypeRevoked:
 		next.State = StateRevoked
+	case TypeExpired:
+		next.State = StateExpired
+		next.ExpiresAt = ev.ExpiresAt
 	default:
 		return cur
 	}

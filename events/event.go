@@ -28,7 +28,7 @@ const (
 // Known reports whether t is an event type this version understands.
 func (t Type) Known() bool {
 	switch t {
-	case TypeRequested, TypeGranted, TypeDenied, TypeRevoked:
+	case TypeRequested, TypeGranted, TypeDenied, TypeRevoked, TypeExpired:
 		return true
 	}
 	return false
