@@ -418,7 +418,6 @@ func (s *Service) lookup(req micro.Request, minSeq uint64, w work) {
 		c.inFlight.Add(1)
 		s.lookups <- func() {
 			defer s.wg.Done()
-			defer c.inFlight.Add(-1)
 			body, err := w(s.ctx)
 			s.publish(req, c, body, err)
 		}
@@ -456,7 +455,6 @@ func (s *Service) goAsync(req micro.Request, timeout time.Duration, w work) {
 	s.slots <- struct{}{}
 	go func() {
 		defer func() {
-			c.inFlight.Add(-1)
 			<-s.slots
 			s.wg.Done()
 		}()
@@ -520,6 +518,9 @@ func (s *Service) respond(req micro.Request, body any, err error) {
 // goroutine (micro reads its error state once the handler returns).
 func (s *Service) publish(req micro.Request, c *asyncCounters, body any, err error) {
 	data, code, description := s.encode(body, err)
+	// Count the request as answered before the answer leaves, so that a
+	// caller who has its answer never sees it still in flight.
+	c.inFlight.Add(-1)
 	c.answered.Add(1)
 	if code != "" {
 		c.errors.Add(1)
