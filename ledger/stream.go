@@ -49,7 +49,7 @@ func (o StreamOptions) Config() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:               o.Name,
 		Description:        "Consent Ledger audit trail: immutable, one subject per consent",
-		Subjects:           []string{events.StreamSubjects},
+		Subjects:           CapturedSubjects(),
 		Retention:          jetstream.LimitsPolicy,
 		MaxConsumers:       -1,
 		MaxMsgs:            -1,
@@ -67,6 +67,13 @@ func (o StreamOptions) Config() jetstream.StreamConfig {
 		AllowAtomicPublish: true,
 		Metadata:           map[string]string{"consent_schema": "v1"},
 	}
+}
+
+// CapturedSubjects returns the subject filters the stream captures: the
+// consent events and the other kinds of message the ledger keeps beside
+// them (signed checkpoints). A fresh slice on every call.
+func CapturedSubjects() []string {
+	return []string{events.StreamSubjects, events.CheckpointSubjects}
 }
 
 // ErrUnsafeStream is matched by the error EnsureStream returns for an
@@ -102,8 +109,11 @@ func (e *StreamError) Is(target error) bool { return target == ErrUnsafeStream }
 // one of that name. It refuses a stream whose settings would let events be
 // deleted, purged, rolled up, aged out or lost, or that the ledger cannot
 // append to or read from, with a *StreamError (matching ErrUnsafeStream)
-// that names every offending setting. An existing stream is never changed;
-// its replica count and duplicate window are taken as they are.
+// that names every offending setting. An existing stream is never changed
+// but for one thing: a subject filter of CapturedSubjects it lacks is
+// added by an update (capturing more deletes nothing; a stream made by an
+// older version lacks the checkpoints). Its replica count and duplicate
+// window are taken as they are.
 //
 // Other errors come from JetStream (no JetStream, no permission, timeout).
 func EnsureStream(ctx context.Context, js jetstream.JetStream, opts StreamOptions) (jetstream.Stream, error) {
@@ -123,7 +133,28 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, opts StreamOption
 	if problems := CheckStreamConfig(stream.CachedInfo().Config); len(problems) > 0 {
 		return nil, &StreamError{Stream: cfg.Name, Problems: problems}
 	}
-	return stream, nil
+	return addMissingSubjects(ctx, js, stream)
+}
+
+// addMissingSubjects adds the filters of CapturedSubjects that the stream
+// lacks, by an update that changes nothing else.
+func addMissingSubjects(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream) (jetstream.Stream, error) {
+	cfg := stream.CachedInfo().Config
+	var missing []string
+	for _, subj := range CapturedSubjects() {
+		if !slices.Contains(cfg.Subjects, subj) {
+			missing = append(missing, subj)
+		}
+	}
+	if len(missing) == 0 {
+		return stream, nil
+	}
+	cfg.Subjects = append(slices.Clone(cfg.Subjects), missing...)
+	updated, err := js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: add subjects %v: %w", cfg.Name, missing, err)
+	}
+	return updated, nil
 }
 
 // CheckStreamConfig returns one line for every setting of cfg that makes it

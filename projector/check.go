@@ -12,7 +12,8 @@ import (
 
 // delivery is one stream message after the checks that need no state:
 // either a decoded, hash-verified event that came on its own consent's
-// subject, or a violation, or a reason to stop.
+// subject, or a violation, or a reason to stop; or, with none of these, a
+// message that is not an event (a checkpoint), passed over.
 type delivery struct {
 	seq     uint64 // stream sequence
 	pending uint64 // messages left in the stream after this one
@@ -33,6 +34,11 @@ func inspect(msg jetstream.Msg) delivery {
 		return delivery{stop: fmt.Errorf("message metadata: %w", err)}
 	}
 	d := delivery{seq: meta.Sequence.Stream, pending: meta.NumPending, subj: msg.Subject(), stamp: meta.Timestamp}
+	if events.IsCheckpointSubject(d.subj) {
+		// A signed checkpoint (internal/audit), not an event: nothing to
+		// fold. The audit verifier checks it; the projector passes it.
+		return d
+	}
 	ev, check, err := checkEvent(d.subj, msg.Headers().Get(events.HeaderEventType), msg.Data())
 	switch {
 	case check == "":

@@ -50,7 +50,7 @@ func (f *folder) apply(d *delivery) error {
 	if d.stop != nil {
 		return &StopError{Seq: d.seq, Subject: d.subj, Err: d.stop}
 	}
-	if d.bad == nil {
+	if d.bad == nil && d.ev != nil { // no event (a checkpoint): nothing to fold
 		cur, err := f.current(d.key, d.ev.Key())
 		if err != nil {
 			return err
