@@ -81,7 +81,7 @@ func TestDecideExpiryFillsTheEvent(t *testing.T) {
 	assert.Equal(t, Event{
 		V: SchemaVersion, Type: TypeExpired,
 		Tenant: testKey.Tenant, SubjectID: testKey.SubjectID, Purpose: testKey.Purpose,
-		OccurredAt:    t0,                      // when it lapsed
+		OccurredAt:    t0,                       // when it lapsed
 		RecordedAt:    t0.Add(90 * time.Second), // when the ledger noticed
 		PolicyVersion: 2,
 		ExpiresAt:     ptr(t0),

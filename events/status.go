@@ -5,9 +5,9 @@ import "time"
 // State is where a consent stands.
 type State string
 
-// The six states of a consent. Expired is never stored by a fold of the
-// current event types: it is a grant whose expiry has passed, computed at
-// read time.
+// The six states of a consent. Expired is a grant whose expiry has
+// passed: computed at read time from the clock (StateAt) until the
+// consent.expired event lands, and stored from then on.
 const (
 	StateNone      State = "none"
 	StateRequested State = "requested"
@@ -64,12 +64,23 @@ type Status struct {
 	Seq           uint64     `json:"seq"`
 	EventID       string     `json:"event_id"`
 	IndexSeq      uint64     `json:"index_seq"`
+	// RequiredPolicyVersion is the policy version this answer asked of a
+	// grant: the caller's min_policy_version, else the purpose's current
+	// version when the purpose is registered; 0 (omitted) for none.
+	RequiredPolicyVersion int `json:"required_policy_version,omitempty"`
+	// Outdated is true for a live grant whose policy version is older than
+	// RequiredPolicyVersion: the person agreed to an older policy and must
+	// consent again before the action is allowed.
+	Outdated bool `json:"outdated,omitempty"`
 }
 
 // View computes the status of c at time now. Allowed is true only for a
 // grant that has not expired and whose policy version is at least
-// minPolicyVersion (0 asks for no minimum). IndexSeq is left for the caller
-// to fill in.
+// minPolicyVersion (0 asks for no minimum); a live grant below it is
+// Outdated. IndexSeq is left for the caller to fill in.
+//
+// The service passes the caller's min_policy_version, or when there is
+// none the purpose's current policy version (Purpose.RequiredPolicyVersion).
 func (c *Consent) View(now time.Time, minPolicyVersion int) Status {
 	st := Status{
 		Tenant:        c.Tenant,
@@ -89,5 +100,9 @@ func (c *Consent) View(now time.Time, minPolicyVersion int) Status {
 		st.UpdatedAt = &t
 	}
 	st.Allowed = st.State == StateGranted && c.PolicyVersion >= minPolicyVersion
+	st.Outdated = st.State == StateGranted && !st.Allowed
+	if minPolicyVersion > 0 {
+		st.RequiredPolicyVersion = minPolicyVersion
+	}
 	return st
 }
