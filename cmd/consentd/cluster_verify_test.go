@@ -28,9 +28,9 @@ type storedEvent struct {
 // streamAudit is the stream read back and checked.
 type streamAudit struct {
 	lastSeq uint64
-	events  []storedEvent                  // consent events, oldest first
-	bySeq   map[uint64]storedEvent         // the same, by stream sequence
-	fold    map[events.Key]events.Consent  // a fresh fold of every consent
+	events  []storedEvent                 // consent events, oldest first
+	bySeq   map[uint64]storedEvent        // the same, by stream sequence
+	fold    map[events.Key]events.Consent // a fresh fold of every consent
 	history map[events.Key][]events.Event // each consent's events, oldest first
 }
 

@@ -55,7 +55,7 @@ type loadWriter struct {
 	name     string
 	consents []events.Key
 	granted  []bool
-	op       int            // number of the next command
+	op       int             // number of the next command
 	pending  *events.Command // the command being sent, until acknowledged
 	pendKind events.Kind
 }
