@@ -105,6 +105,8 @@ func DecodePurposeEvent(payload []byte) (*PurposeEvent, error) {
 		return nil, fmt.Errorf("%w: v=%d, this reader knows up to %d", ErrNewerSchema, e.V, SchemaVersion)
 	case e.V < 1:
 		return nil, &FieldError{Field: "v", Problem: "must be at least 1"}
+	case e.Type == "":
+		return nil, &FieldError{Field: "type", Problem: "is required"}
 	case e.Type != TypePurposeSet:
 		return nil, fmt.Errorf("%w: %q on a purpose subject", ErrUnknownType, e.Type)
 	case e.ID == "":

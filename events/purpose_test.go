@@ -193,7 +193,7 @@ func TestDecodePurposeEvent(t *testing.T) {
 		_, err := DecodePurposeEvent(mutate(func(m map[string]any) { m["type"] = string(TypeGranted) }))
 		require.ErrorIs(t, err, ErrUnknownType)
 	})
-	for field, value := range map[string]any{"policy_version": 0, "default_ttl": "soon", "id": "", "purpose": "A", "hash": ""} {
+	for field, value := range map[string]any{"policy_version": 0, "default_ttl": "soon", "id": "", "purpose": "A", "hash": "", "type": ""} {
 		t.Run(field, func(t *testing.T) {
 			_, err := DecodePurposeEvent(mutate(func(m map[string]any) { m[field] = value }))
 			assertFieldError(t, err, field)

@@ -71,9 +71,10 @@ func (o StreamOptions) Config() jetstream.StreamConfig {
 
 // CapturedSubjects returns the subject filters the stream captures: the
 // consent events and the other kinds of message the ledger keeps beside
-// them (signed checkpoints). A fresh slice on every call.
+// them (signed checkpoints, purpose registry events). A fresh slice on
+// every call.
 func CapturedSubjects() []string {
-	return []string{events.StreamSubjects, events.CheckpointSubjects}
+	return []string{events.StreamSubjects, events.CheckpointSubjects, events.PurposeSubjects}
 }
 
 // ErrUnsafeStream is matched by the error EnsureStream returns for an

@@ -21,7 +21,7 @@ func TestEnsureStreamCreatesImmutableStream(t *testing.T) {
 
 	cfg := stream.CachedInfo().Config
 	assert.Equal(t, ledger.DefaultStream, cfg.Name)
-	assert.Equal(t, []string{"consent.events.>", "consent.checkpoints.>"}, cfg.Subjects)
+	assert.Equal(t, []string{"consent.events.>", "consent.checkpoints.>", "consent.purposes.>"}, cfg.Subjects)
 	assert.Equal(t, jetstream.FileStorage, cfg.Storage)
 	assert.Equal(t, jetstream.LimitsPolicy, cfg.Retention)
 	assert.Equal(t, jetstream.DiscardNew, cfg.Discard)

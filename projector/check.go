@@ -20,9 +20,10 @@ type delivery struct {
 	subj    string
 	stamp   time.Time
 	ev      *events.Event
-	key     []byte     // consent key of ev
-	bad     *Violation // a failed check: record it, do not apply
-	stop    error      // cannot be applied or skipped: stop before it
+	key     []byte               // consent key of ev
+	bad     *Violation           // a failed check: record it, do not apply
+	stop    error                // cannot be applied or skipped: stop before it
+	purpose *events.PurposeEvent // a checked purpose registry event (purpose.go)
 }
 
 // inspect runs the stateless checks on a message. It runs on the
@@ -38,6 +39,9 @@ func inspect(msg jetstream.Msg) delivery {
 		// A signed checkpoint (internal/audit), not an event: nothing to
 		// fold. The audit verifier checks it; the projector passes it.
 		return d
+	}
+	if isPurposeSubject(d.subj) {
+		return inspectPurpose(d, msg.Headers().Get(events.HeaderEventType), msg.Data())
 	}
 	ev, check, err := checkEvent(d.subj, msg.Headers().Get(events.HeaderEventType), msg.Data())
 	switch {

@@ -21,6 +21,7 @@ type folder struct {
 	count      int                       // deliveries in the batch
 	violations uint64                    // total, including the batch
 	buf        []byte
+	purposes   map[events.PurposeKey]events.Purpose // purposes applied by this folder (purpose.go)
 }
 
 func newFolder(idx *Index, log *slog.Logger) (*folder, error) {
@@ -50,6 +51,11 @@ func (f *folder) apply(d *delivery) error {
 	if d.stop != nil {
 		return &StopError{Seq: d.seq, Subject: d.subj, Err: d.stop}
 	}
+	if d.bad == nil && d.purpose != nil {
+		if err := f.foldPurpose(d); err != nil {
+			return err
+		}
+	}
 	if d.bad == nil && d.ev != nil { // no event (a checkpoint): nothing to fold
 		cur, err := f.current(d.key, d.ev.Key())
 		if err != nil {
@@ -63,6 +69,9 @@ func (f *folder) apply(d *delivery) error {
 			f.states[string(d.key)] = next
 			f.buf = appendConsent(f.buf[:0], &next)
 			if err := f.batch.Set(d.key, f.buf, nil); err != nil {
+				return err
+			}
+			if err := f.indexExpiry(d.key, &cur, &next); err != nil {
 				return err
 			}
 		}

@@ -97,6 +97,8 @@ type Index struct {
 	notifyMu sync.Mutex
 	advanced chan struct{}
 
+	registry purposeRegistry // the purposes, in memory (purpose.go)
+
 	// Writer-side state, touched only by the projector holding the index.
 	stream   streamIdentity
 	lastSync time.Time
@@ -132,6 +134,11 @@ func Open(dir string, opts IndexOptions) (*Index, error) {
 	}
 	i := &Index{opts: opts, dir: dir, db: db, advanced: make(chan struct{}), lastSync: time.Now()}
 	if err := i.load(); err != nil {
+		_ = db.Close()
+		_ = lock.Close()
+		return nil, err
+	}
+	if err := i.openSecondary(); err != nil {
 		_ = db.Close()
 		_ = lock.Close()
 		return nil, err
