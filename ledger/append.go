@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/consentledger/consent/events"
@@ -167,16 +168,16 @@ func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Comma
 	msg := &nats.Msg{
 		Subject: cur.Key().NATSSubject(),
 		Data:    payload,
-		Header:  nats.Header{events.HeaderEventType: []string{string(ev.Type)}},
-	}
-	opts := []jetstream.PublishOpt{
-		jetstream.WithMsgID(msgID),
-		jetstream.WithExpectLastSequencePerSubject(cur.Seq),
+		Header: nats.Header{
+			events.HeaderEventType:              []string{string(ev.Type)},
+			jetstream.MsgIDHeader:               []string{msgID},
+			jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(cur.Seq, 10)},
+		},
 	}
 	if l.streamName != "" {
-		opts = append(opts, jetstream.WithExpectStream(l.streamName))
+		msg.Header.Set(jetstream.ExpectedStreamHeader, l.streamName)
 	}
-	ack, err := l.js.PublishMsg(ctx, msg, opts...)
+	ack, err := l.publishMsg(ctx, msg, msgID)
 	if err != nil {
 		return Reply{}, err
 	}

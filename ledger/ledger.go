@@ -20,6 +20,10 @@ type Options struct {
 	// Now is the clock for recorded_at, the default occurred_at and expiry;
 	// default time.Now.
 	Now func() time.Time
+	// GroupCommit, when set, gathers concurrent appends into atomic batch
+	// publishes (see GroupCommit). It is ignored for a stream that does
+	// not allow atomic publish. Nil publishes each event alone.
+	GroupCommit *GroupCommit
 }
 
 // Ledger appends events to the CONSENT stream and reads histories back.
@@ -36,6 +40,7 @@ type Ledger struct {
 	now        func() time.Time
 	locks      keyLocks // one append at a time per consent in this process
 	batchBytes int      // byte cap of one batched read; batchBytes, lowered by tests
+	group      *committer // nil without group commit
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
@@ -52,6 +57,9 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 	if info := stream.CachedInfo(); info != nil {
 		l.streamName = info.Config.Name
 		l.replicated = info.Config.Replicas > 1
+		if opts.GroupCommit != nil && info.Config.AllowAtomicPublish {
+			l.group = newCommitter(js, l.streamName, *opts.GroupCommit)
+		}
 	}
 	if l.maxRetries <= 0 {
 		l.maxRetries = DefaultMaxRetries
@@ -64,3 +72,12 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 
 // StreamName returns the name of the stream the ledger appends to.
 func (l *Ledger) StreamName() string { return l.streamName }
+
+// GroupCommitStats returns what group commit has done so far, and false
+// when the ledger publishes each event alone.
+func (l *Ledger) GroupCommitStats() (GroupCommitStats, bool) {
+	if l.group == nil {
+		return GroupCommitStats{}, false
+	}
+	return l.group.Stats(), true
+}
