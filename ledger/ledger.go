@@ -38,8 +38,8 @@ type Ledger struct {
 	replicated bool
 	maxRetries int
 	now        func() time.Time
-	locks      keyLocks // one append at a time per consent in this process
-	batchBytes int      // byte cap of one batched read; batchBytes, lowered by tests
+	locks      keyLocks   // one append at a time per consent in this process
+	batchBytes int        // byte cap of one batched read; batchBytes, lowered by tests
 	group      *committer // nil without group commit
 }
 
