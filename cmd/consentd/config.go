@@ -33,6 +33,10 @@ type Config struct {
 	Stream   string // stream name
 	Replicas int    // replicas of the stream when consentd creates it
 	Sync     string // embedded server: "always" (fsync every write) or "interval" (every 2 minutes)
+	// GroupCommit gathers concurrent appends into atomic batches, so that
+	// one fsync covers many events; only with the embedded server and
+	// Sync "always", where each event otherwise costs an fsync of its own.
+	GroupCommit bool
 
 	LogLevel        string
 	MinSeqTimeout   time.Duration // how long status, check and list wait for min_seq
@@ -53,6 +57,7 @@ func DefaultConfig() Config {
 		Stream:          ledger.DefaultStream,
 		Replicas:        1,
 		Sync:            SyncAlways,
+		GroupCommit:     true,
 		LogLevel:        "info",
 		MinSeqTimeout:   ledger.DefaultMinSeqTimeout,
 		ShutdownTimeout: 8 * time.Second,
@@ -125,7 +130,7 @@ func envName(flagName string) string {
 
 // embeddedOnly are the flags that configure the embedded server; they make
 // no sense with --nats-url.
-var embeddedOnly = []string{"listen", "sync"}
+var embeddedOnly = []string{"listen", "sync", "group-commit"}
 
 // newFlagSet returns consentd's flags, bound to c.
 func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
@@ -143,6 +148,7 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Stream, "stream", c.Stream, "`NAME` of the JetStream stream holding the audit trail")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "`N` replicas of the stream when consentd creates it (needs --nats-url for more than 1)")
 	fs.StringVar(&c.Sync, "sync", c.Sync, "`MODE` of the embedded server: always fsyncs every event before acknowledging it, interval every 2 minutes")
+	fs.BoolVar(&c.GroupCommit, "group-commit", c.GroupCommit, "with --sync always, gather concurrent appends into atomic batches so that one fsync covers many events (--group-commit=false: one fsync per event)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "`LEVEL` of the logs on stderr: debug, info, warn or error")
 	fs.DurationVar(&c.MinSeqTimeout, "min-seq-timeout", c.MinSeqTimeout, "`DURATION` that status, check and list wait for min_seq before answering 503")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "`DURATION` that a shutdown waits for requests in flight")

@@ -26,6 +26,7 @@ func TestParseFlagsWithoutFlagsIsTheDefault(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:4222", cfg.Listen)
 	assert.Equal(t, "consent-data", cfg.DataDir)
 	assert.Equal(t, SyncAlways, cfg.Sync)
+	assert.True(t, cfg.GroupCommit)
 	assert.True(t, cfg.Embedded())
 }
 
@@ -56,6 +57,10 @@ func TestParseFlagsReadsFlagsAndEnvironment(t *testing.T) {
 				assert.Equal(t, "CONSENT_TEST", cfg.Stream)
 				assert.Equal(t, 20*time.Second, cfg.ShutdownTimeout)
 			}},
+		{"group commit off", []string{"--group-commit=false"}, nil,
+			func(t *testing.T, cfg Config) { assert.False(t, cfg.GroupCommit) }},
+		{"group commit off by variable", nil, []string{"CONSENTD_GROUP_COMMIT=false"},
+			func(t *testing.T, cfg Config) { assert.False(t, cfg.GroupCommit) }},
 		{"a flag wins over its variable", []string{"--data-dir", "/from-flag"}, []string{"CONSENTD_DATA_DIR=/from-env"},
 			func(t *testing.T, cfg Config) { assert.Equal(t, "/from-flag", cfg.DataDir) }},
 		{"TLS and credentials", []string{"--nats-url", "tls://n1:4222", "--nats-creds", "/c.creds", "--nats-tls-ca", "/ca.pem", "--nats-tls-cert", "/c.pem", "--nats-tls-key", "/k.pem"}, nil,
@@ -88,6 +93,7 @@ func TestParseFlagsRefusesWhatItWouldOtherwiseIgnore(t *testing.T) {
 		{"bad variable value", nil, []string{"CONSENTD_REPLICAS=three"}, `CONSENTD_REPLICAS="three"`},
 		{"listen with nats-url", []string{"--nats-url", "nats://x", "--listen", "0.0.0.0:4222"}, nil, "--listen configures the embedded NATS server"},
 		{"sync with nats-url", []string{"--nats-url", "nats://x"}, []string{"CONSENTD_SYNC=always"}, "--sync configures the embedded NATS server"},
+		{"group commit with nats-url", []string{"--nats-url", "nats://x"}, []string{"CONSENTD_GROUP_COMMIT=true"}, "--group-commit configures the embedded NATS server"},
 		{"replicas without a cluster", []string{"--replicas", "3"}, nil, "--replicas 3 needs a NATS cluster"},
 		{"too many replicas", []string{"--nats-url", "nats://x", "--replicas", "7"}, nil, "--replicas 7"},
 		{"bad sync", []string{"--sync", "sometimes"}, nil, `--sync "sometimes"`},

@@ -192,7 +192,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l := ledger.New(js, stream, ledger.Options{})
+	var ledgerOpts ledger.Options
+	if cfg.Embedded() && cfg.Sync == SyncAlways && cfg.GroupCommit {
+		ledgerOpts.GroupCommit = &ledger.GroupCommit{}
+	}
+	l := ledger.New(js, stream, ledgerOpts)
 
 	indexDir := filepath.Join(dataDir, "index")
 	if m.index, err = projector.Open(indexDir, projector.IndexOptions{Logger: m.log.With("component", "index")}); err != nil {
