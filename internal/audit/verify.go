@@ -1,0 +1,536 @@
+package audit
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of VerifyOptions.
+const (
+	DefaultMaxProblems  = 100
+	DefaultChainHistory = 1 << 16
+)
+
+// purposeSubjectPrefix starts the subjects of the purpose registry's
+// events: hash-chained records per subject, checked like events but not
+// folded.
+const purposeSubjectPrefix = "consent.purposes."
+
+// eventSubjectPrefix starts the subjects of consent events.
+const eventSubjectPrefix = "consent.events."
+
+// VerifyOptions configures Verify.
+type VerifyOptions struct {
+	Stream string // default DefaultStream
+	// Keys are the public keys whose checkpoint signatures are trusted.
+	// Without keys, checkpoint signatures are not checked (their chains
+	// still are).
+	Keys Keyring
+	// Live, when set, returns the digest of the live index; Verify
+	// compares it with its fresh fold at the same sequence. It is called
+	// once, before the replay starts.
+	Live func(ctx context.Context) (IndexDigest, error)
+	// Anchor, when set, is a chain value the auditor kept from an earlier
+	// report: the stream must reach its sequence and hash to it there.
+	Anchor *Anchor
+	// MaxProblems bounds the problems kept in the report (all are
+	// counted); default 100.
+	MaxProblems int
+	// ChainHistory is how many recent chain values Verify keeps to check
+	// checkpoints against (a checkpoint is published a few messages after
+	// the sequence it commits to); default 65536 (2 MiB).
+	ChainHistory int
+	// Progress, when set, is called now and then with the messages
+	// checked and the number expected.
+	Progress func(done, total uint64)
+	// Idle is passed to Replay; default DefaultReplayIdle.
+	Idle time.Duration
+}
+
+// Anchor is a chain value at a sequence, kept by an auditor from an
+// earlier verification (Report.Chain and Report.ChainSeq).
+type Anchor struct {
+	Seq   uint64
+	Chain string
+}
+
+// ParseAnchor reads an anchor written as SEQ:CHAIN (Anchor.String).
+func ParseAnchor(s string) (*Anchor, error) {
+	seqText, chain, ok := strings.Cut(s, ":")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	var head [32]byte
+	if !ok || err != nil || seq == 0 || decodeHex32(chain, &head) != nil {
+		return nil, fmt.Errorf("anchor %q: want SEQ:CHAIN, a sequence and 64 hex digits, as a verify report prints them", s)
+	}
+	return &Anchor{Seq: seq, Chain: strings.ToLower(chain)}, nil
+}
+
+func (a *Anchor) String() string { return fmt.Sprintf("%d:%s", a.Seq, a.Chain) }
+
+// CheckpointRef describes a checkpoint found in the stream.
+type CheckpointRef struct {
+	Seq     uint64    `json:"seq"` // where the checkpoint itself is stored
+	UpToSeq uint64    `json:"up_to_seq"`
+	Chain   string    `json:"chain"`
+	Time    time.Time `json:"time"`
+	KeyID   string    `json:"key_id"`
+}
+
+// LiveComparison is the result of comparing the live index with the fresh
+// fold.
+type LiveComparison struct {
+	Live  IndexDigest `json:"live"`
+	Fresh IndexDigest `json:"fresh"` // the fresh fold at Live.IndexSeq
+	Match bool        `json:"match"`
+	Err   string      `json:"error,omitempty"` // why the live index could not be compared
+}
+
+// Report is what Verify found.
+type Report struct {
+	Stream       string          `json:"stream"`
+	FirstSeq     uint64          `json:"first_seq"` // the first sequence delivered
+	LastSeq      uint64          `json:"last_seq"`  // the last sequence checked (the stream's last when Verify started)
+	Messages     uint64          `json:"messages"`
+	Events       uint64          `json:"events"`   // consent events
+	Consents     uint64          `json:"consents"` // consents in the fresh fold
+	Records      uint64          `json:"records"`  // other hash-chained records (purpose registry)
+	Checkpoints  uint64          `json:"checkpoints"`
+	Chain        string          `json:"chain,omitempty"` // H(ChainSeq): keep it as the anchor of the next verification
+	ChainSeq     uint64          `json:"chain_seq,omitempty"`
+	Signed       bool            `json:"signatures_checked"`
+	Verified     uint64          `json:"checkpoints_verified"` // checkpoints whose chain (and signature, when Signed) verified
+	UpToSeq      uint64          `json:"verified_up_to_seq"`   // the highest up_to_seq among them: the last verified sequence
+	LastVerified *CheckpointRef  `json:"last_verified_checkpoint,omitempty"`
+	Live         *LiveComparison `json:"live_index,omitempty"`
+	Anchor       *Anchor         `json:"anchor,omitempty"`
+	AnchorOK     bool            `json:"anchor_ok,omitempty"`
+	Problems     []Problem       `json:"problems"`      // the first MaxProblems, by sequence
+	ProblemCount uint64          `json:"problem_count"` // all problems
+	Took         time.Duration   `json:"took_ns"`
+}
+
+// OK reports whether every check passed.
+func (r *Report) OK() bool { return r.ProblemCount == 0 }
+
+// First returns the problem at the lowest sequence, or nil.
+func (r *Report) First() *Problem {
+	if len(r.Problems) == 0 {
+		return nil
+	}
+	return &r.Problems[0]
+}
+
+// Verify replays the whole stream and checks it (see the package doc and
+// docs/audit.md). Problems in the stream are in the Report, not errors:
+// Verify returns an error only when it cannot read the stream (or ctx
+// ends), with the partial report.
+func Verify(ctx context.Context, js jetstream.JetStream, opts VerifyOptions) (*Report, error) {
+	started := time.Now()
+	if opts.Stream == "" {
+		opts.Stream = DefaultStream
+	}
+	if opts.MaxProblems <= 0 {
+		opts.MaxProblems = DefaultMaxProblems
+	}
+	if opts.ChainHistory <= 0 {
+		opts.ChainHistory = DefaultChainHistory
+	}
+	v := newVerifier(opts)
+	if opts.Live != nil {
+		live, err := opts.Live(ctx)
+		if err != nil {
+			v.report.Live = &LiveComparison{Err: err.Error()}
+		} else {
+			v.report.Live = &LiveComparison{Live: live}
+			v.liveSeq, v.liveWanted = live.IndexSeq, true
+			v.compareLiveBefore(1) // an empty live index compares at once
+		}
+	}
+	stream, err := js.Stream(ctx, opts.Stream)
+	if err != nil {
+		return v.report, fmt.Errorf("stream %s: %w", opts.Stream, err)
+	}
+	end := stream.CachedInfo().State.LastSeq
+	if v.liveWanted && v.liveSeq > end {
+		v.problem(Problem{Seq: v.liveSeq, Check: CheckIndex,
+			Reason: fmt.Sprintf("the live index has applied seq %d, but the stream ends at seq %d", v.liveSeq, end)})
+		v.liveWanted = false
+	}
+	v.total = end
+	replayed, err := Replay(ctx, js, ReplayOptions{Stream: opts.Stream, EndSeq: end, Idle: opts.Idle}, v.msg)
+	v.finish(replayed, err == nil)
+	v.report.Took = time.Since(started)
+	if opts.Progress != nil {
+		opts.Progress(v.report.Messages, v.total)
+	}
+	return v.report, err
+}
+
+// tip is what the fresh fold keeps of one consent (or record subject):
+// enough to check the next link and to keep the digest current.
+type tip struct {
+	seq   uint64
+	hash  [32]byte
+	entry [32]byte // ConsentEntry of the folded state
+}
+
+// gapRef is a run of missing sequences, kept to name the consent it
+// belonged to once a later event links to it.
+type gapRef struct {
+	from, to uint64
+	problem  int // index in report.Problems, -1 when not kept
+	named    bool
+}
+
+type verifier struct {
+	opts    VerifyOptions
+	report  *Report
+	next    uint64 // the sequence expected next
+	total   uint64
+	chain   Chain
+	broken  uint64 // the first missing sequence: chain values from here are unknown (0: intact)
+	heads   []chainHead
+	tips    map[string]tip // by consent subject
+	records map[string]tip // by record subject (entry unused)
+	digest  StateDigest
+	gaps    []gapRef
+
+	liveSeq    uint64
+	liveWanted bool
+}
+
+type chainHead struct {
+	seq  uint64
+	head [32]byte
+}
+
+func newVerifier(opts VerifyOptions) *verifier {
+	return &verifier{
+		opts:    opts,
+		report:  &Report{Stream: opts.Stream, Signed: opts.Keys != nil, Anchor: opts.Anchor, Problems: []Problem{}},
+		next:    1,
+		heads:   make([]chainHead, opts.ChainHistory),
+		tips:    make(map[string]tip),
+		records: make(map[string]tip),
+	}
+}
+
+// problem records p, keeping the first MaxProblems; it returns p's index
+// in report.Problems or -1.
+func (v *verifier) problem(p Problem) int {
+	v.report.ProblemCount++
+	if len(v.report.Problems) >= v.opts.MaxProblems {
+		return -1
+	}
+	v.report.Problems = append(v.report.Problems, p)
+	return len(v.report.Problems) - 1
+}
+
+func (v *verifier) msg(m *Msg) error {
+	r := v.report
+	if r.Messages == 0 {
+		r.FirstSeq = m.Seq
+	}
+	r.Messages++
+	if m.Seq != v.next {
+		v.gap(v.next, m.Seq-1, "the stream counts it but the server did not deliver it: the message was deleted, or its stored record is corrupt (the server skips a record that fails its checksum)")
+	}
+	v.compareLiveBefore(m.Seq)
+	v.next = m.Seq + 1
+	if v.broken == 0 {
+		_ = v.chain.Add(m.Seq, m.Subject, m.Data) // in order: checked above
+		v.heads[m.Seq%uint64(len(v.heads))] = chainHead{m.Seq, v.chain.Head}
+	}
+
+	switch {
+	case strings.HasPrefix(m.Subject, eventSubjectPrefix):
+		v.event(m)
+	case events.IsCheckpointSubject(m.Subject):
+		v.checkpoint(m)
+	case strings.HasPrefix(m.Subject, purposeSubjectPrefix):
+		v.record(m)
+	default:
+		v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckSubject, Reason: "the ledger writes nothing on this subject"})
+	}
+
+	if v.liveWanted && m.Seq == v.liveSeq {
+		v.compareLive()
+	}
+	if a := v.opts.Anchor; a != nil && m.Seq == a.Seq {
+		v.checkAnchor()
+	}
+	if v.opts.Progress != nil && r.Messages%4096 == 0 {
+		v.opts.Progress(r.Messages, v.total)
+	}
+	return nil
+}
+
+// gap records that sequences from..to were not delivered.
+func (v *verifier) gap(from, to uint64, why string) {
+	what := fmt.Sprintf("seq %d is missing", from)
+	if to > from {
+		what = fmt.Sprintf("seqs %d to %d (%d messages) are missing", from, to, to-from+1)
+	}
+	i := v.problem(Problem{Seq: from, Check: CheckGap, Reason: what + ": " + why})
+	v.gaps = append(v.gaps, gapRef{from: from, to: to, problem: i})
+	if v.broken == 0 {
+		v.broken = from
+	}
+}
+
+// event checks a consent event and folds it when it passes.
+func (v *verifier) event(m *Msg) {
+	v.report.Events++
+	fail := func(check, reason string, ev *events.Event) {
+		p := Problem{Seq: m.Seq, Subject: m.Subject, Check: check, Reason: reason}
+		if ev != nil {
+			p.Consent, p.EventID = refOf(ev.Key()), ev.ID
+		}
+		v.problem(p)
+	}
+	ev, err := events.Decode(m.Data)
+	if err != nil {
+		if errors.Is(err, events.ErrNewerSchema) || errors.Is(err, events.ErrUnknownType) || fromTheFuture(m.Data) {
+			fail(CheckSchema, fmt.Sprintf("written by a newer ledger (%v): upgrade consentctl to verify it", err), nil)
+			return
+		}
+		fail(CheckDecode, err.Error(), nil)
+		return
+	}
+	if h := m.Header.Get(events.HeaderEventType); h != string(ev.Type) {
+		fail(CheckHeader, fmt.Sprintf("header %s is %q, the event's type is %q", events.HeaderEventType, h, ev.Type), ev)
+		return
+	}
+	if want := ev.Key().NATSSubject(); m.Subject != want {
+		fail(CheckSubject, "the event belongs on "+want, ev)
+		return
+	}
+	if err := events.VerifyHash(m.Data, ev); err != nil {
+		fail(CheckHash, err.Error()+": the event was changed after it was written", ev)
+		return
+	}
+	cur, seen := v.tips[m.Subject]
+	if reason, ok := v.link(ev.PrevHash, cur, seen, m.Seq, refOf(ev.Key())); !ok {
+		fail(CheckLink, reason, ev)
+		return
+	}
+	next := events.Evolve(events.NewConsent(ev.Key()), ev, m.Seq)
+	t := tip{seq: m.Seq, entry: ConsentEntry(&next)}
+	_ = decodeHex32(ev.Hash, &t.hash) // VerifyHash passed: 64 hex digits
+	if seen {
+		v.digest.Remove(cur.entry)
+	}
+	v.digest.Add(t.entry)
+	v.tips[m.Subject] = t
+}
+
+// link checks prevHash against the previous event (or record) of the same
+// subject. When it fails after a gap, the gap is named after ref: the
+// missing message is most likely the one the link points to.
+func (v *verifier) link(prevHash string, cur tip, seen bool, seq uint64, ref *ConsentRef) (string, bool) {
+	if !seen {
+		if prevHash == "" {
+			return "", true
+		}
+		return v.blameGap(fmt.Sprintf("prev_hash is %q, but verify saw no earlier event of this consent (want \"\")", prevHash), 0, seq, ref), false
+	}
+	var prev [32]byte
+	if decodeHex32(prevHash, &prev) == nil && prev == cur.hash {
+		return "", true
+	}
+	return v.blameGap(fmt.Sprintf("prev_hash is %q, but the consent's previous event (seq %d) has hash %x", prevHash, cur.seq, cur.hash), cur.seq, seq, ref), false
+}
+
+// blameGap names the first unnamed gap between after and before (both
+// exclusive) after ref, and says so in reason.
+func (v *verifier) blameGap(reason string, after, before uint64, ref *ConsentRef) string {
+	for i := range v.gaps {
+		g := &v.gaps[i]
+		if g.named || g.from <= after || g.to >= before {
+			continue
+		}
+		g.named = true
+		if g.problem >= 0 {
+			p := &v.report.Problems[g.problem]
+			p.Consent = ref
+			p.Reason += fmt.Sprintf("; the consent's event at seq %d links to an event verify never received, so the missing message was most likely this consent's", before)
+		}
+		return reason + fmt.Sprintf("; the event it links to is most likely the missing seq %d", g.from)
+	}
+	return reason
+}
+
+// record checks a hash-chained record that is not a consent event (the
+// purpose registry): its hash and its link to the previous record on the
+// same subject.
+func (v *verifier) record(m *Msg) {
+	v.report.Records++
+	var head struct {
+		Hash     string  `json:"hash"`
+		PrevHash *string `json:"prev_hash"`
+	}
+	fail := func(check, reason string) {
+		v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: check, Reason: reason})
+	}
+	if err := json.Unmarshal(m.Data, &head); err != nil || head.Hash == "" || head.PrevHash == nil {
+		fail(CheckDecode, "not a hash-chained record (a JSON object with hash and prev_hash)")
+		return
+	}
+	sum, err := events.HashOf(m.Data)
+	if err != nil || sum != head.Hash {
+		fail(CheckHash, fmt.Sprintf("recorded hash %q, computed %q: the record was changed after it was written", head.Hash, sum))
+		return
+	}
+	cur, seen := v.records[m.Subject]
+	if reason, ok := v.link(*head.PrevHash, cur, seen, m.Seq, nil); !ok {
+		fail(CheckLink, reason)
+		return
+	}
+	t := tip{seq: m.Seq}
+	_ = decodeHex32(head.Hash, &t.hash)
+	v.records[m.Subject] = t
+}
+
+// checkpoint checks a checkpoint's form, signature and chain.
+func (v *verifier) checkpoint(m *Msg) {
+	r := v.report
+	r.Checkpoints++
+	fail := func(reason string) {
+		v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckCheckpoint, Reason: reason})
+	}
+	cp, err := DecodeCheckpoint(m.Data)
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	if v.opts.Keys != nil {
+		if err := verifyObject(v.opts.Keys, cp.KeyID, cp.Signature, m.Data, "signature"); err != nil {
+			fail(err.Error() + ": the checkpoint was not signed by a trusted key, or was changed after signing")
+			return
+		}
+	}
+	if cp.UpToSeq >= m.Seq {
+		fail(fmt.Sprintf("commits to seq %d, which is not before its own seq", cp.UpToSeq))
+		return
+	}
+	if v.broken != 0 && cp.UpToSeq >= v.broken {
+		fail(fmt.Sprintf("cannot be checked: it commits to seq %d, and the chain is broken by the gap at seq %d", cp.UpToSeq, v.broken))
+		return
+	}
+	h := v.heads[cp.UpToSeq%uint64(len(v.heads))]
+	if h.seq != cp.UpToSeq {
+		fail(fmt.Sprintf("cannot be checked: it commits to seq %d, more than %d messages before it", cp.UpToSeq, len(v.heads)))
+		return
+	}
+	var want [32]byte
+	if decodeHex32(cp.Chain, &want) != nil || want != h.head {
+		from := uint64(1)
+		if r.LastVerified != nil {
+			from = r.LastVerified.UpToSeq + 1
+		}
+		fail(fmt.Sprintf("the stream's messages 1 to %d hash to chain %x, but the checkpoint signed %s at %s: a message between seq %d and seq %d was changed, inserted or removed after the checkpoint was made, even though every event hash checks out",
+			cp.UpToSeq, h.head, cp.Chain, cp.Time.Format(time.RFC3339), from, cp.UpToSeq))
+		return
+	}
+	r.Verified++
+	if cp.UpToSeq >= r.UpToSeq {
+		r.UpToSeq = cp.UpToSeq
+		r.LastVerified = &CheckpointRef{Seq: m.Seq, UpToSeq: cp.UpToSeq, Chain: cp.Chain, Time: cp.Time, KeyID: cp.KeyID}
+	}
+}
+
+// compareLiveBefore compares the live index when the next message to
+// apply is past the live index's sequence (a gap jumped over it, or the
+// index is empty).
+func (v *verifier) compareLiveBefore(seq uint64) {
+	if v.liveWanted && seq > v.liveSeq {
+		v.compareLive()
+	}
+}
+
+func (v *verifier) compareLive() {
+	v.liveWanted = false
+	c := v.report.Live
+	c.Fresh = IndexDigest{IndexSeq: c.Live.IndexSeq, Consents: v.digest.Count(), Digest: v.digest.Sum()}
+	c.Match = c.Fresh == c.Live
+	if !c.Match {
+		v.problem(Problem{Seq: c.Live.IndexSeq, Check: CheckIndex, Reason: fmt.Sprintf(
+			"at seq %d the live index holds %d consents with digest %s, a fresh fold of the stream %d consents with digest %s: the index was changed or folded differently; rebuild it from the stream (delete the index directory and restart consentd)",
+			c.Live.IndexSeq, c.Live.Consents, c.Live.Digest, c.Fresh.Consents, c.Fresh.Digest)})
+	}
+}
+
+func (v *verifier) checkAnchor() {
+	a := v.opts.Anchor
+	switch {
+	case v.broken != 0 && a.Seq >= v.broken:
+		v.problem(Problem{Seq: a.Seq, Check: CheckAnchor, Reason: fmt.Sprintf("cannot be checked: the chain is broken by the gap at seq %d", v.broken)})
+	case v.chain.HeadHex() != a.Chain:
+		v.problem(Problem{Seq: a.Seq, Check: CheckAnchor, Reason: fmt.Sprintf("the stream's messages 1 to %d hash to chain %s, the anchor says %s: the history up to the anchor was changed since it was taken", a.Seq, v.chain.HeadHex(), a.Chain)})
+	default:
+		v.report.AnchorOK = true
+	}
+}
+
+// finish checks what the end of the replay tells and completes the report.
+func (v *verifier) finish(end ReplayEnd, complete bool) {
+	r := v.report
+	r.LastSeq = end.EndSeq
+	r.Consents = v.digest.Count()
+	if complete && end.EndSeq >= v.next {
+		v.gap(v.next, end.EndSeq, "the stream counts it but the server did not deliver it: the message was deleted, or its stored record is corrupt (the server skips a record that fails its checksum)")
+		v.compareLiveBefore(end.EndSeq + 1)
+	}
+	if complete && v.liveWanted {
+		v.compareLive()
+	}
+	if a := v.opts.Anchor; complete && a != nil && a.Seq > end.EndSeq {
+		v.problem(Problem{Seq: a.Seq, Check: CheckAnchor, Reason: fmt.Sprintf("the stream ends at seq %d, before the anchor's seq %d: messages were lost from its end", end.EndSeq, a.Seq)})
+	}
+	if v.broken == 0 && v.chain.Seq > 0 {
+		r.Chain, r.ChainSeq = v.chain.HeadHex(), v.chain.Seq
+	}
+	slices.SortStableFunc(r.Problems, func(a, b Problem) int { return cmp.Compare(a.Seq, b.Seq) })
+}
+
+// fromTheFuture reports whether a payload that failed to decode is an
+// object whose "v" is newer than events.SchemaVersion or whose "type"
+// names no type this version knows: a newer ledger wrote it.
+func fromTheFuture(payload []byte) bool {
+	var head struct {
+		V    json.RawMessage `json:"v"`
+		Type json.RawMessage `json:"type"`
+	}
+	if json.Unmarshal(payload, &head) != nil {
+		return false
+	}
+	var ver int64
+	if json.Unmarshal(head.V, &ver) == nil && ver > events.SchemaVersion {
+		return true
+	}
+	var t string
+	return json.Unmarshal(head.Type, &t) == nil && t != "" && !events.Type(t).Known()
+}
+
+// MarshalText writes the anchor as SEQ:CHAIN.
+func (a *Anchor) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// UnmarshalText reads an anchor written as SEQ:CHAIN.
+func (a *Anchor) UnmarshalText(b []byte) error {
+	p, err := ParseAnchor(string(b))
+	if err != nil {
+		return err
+	}
+	*a = *p
+	return nil
+}
