@@ -40,7 +40,9 @@ import (
 //
 // Errors: a *events.FieldError (400) for invalid input, before anything is
 // read or written; a *events.TransitionError (matching events.ErrForbidden,
-// 409) when the table forbids the command; context and JetStream errors as
+// 409) when the table forbids the command (on a replicated stream, whose
+// tip reads any replica may answer, only once the stream leader confirms
+// the tip it was decided on); context and JetStream errors as
 // they come. An error never leaves a partly written event: an event is one
 // message, stored whole or not at all.
 func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Command) (Reply, error) {
@@ -69,7 +71,19 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 			}
 		} else {
 			reply, err := l.publish(ctx, kind, cmd, t.cur)
-			if !isConflict(err) {
+			if errors.Is(err, events.ErrForbidden) {
+				// On a replicated stream the tip may come from a follower
+				// that has not applied the consent's latest event yet:
+				// unless the leader confirms the tip, read again and
+				// decide again.
+				stale, lerr := l.staleRead(ctx, key.NATSSubject(), t.cur.Seq)
+				if lerr != nil {
+					return Reply{}, lerr
+				}
+				if !stale {
+					return reply, err
+				}
+			} else if !isConflict(err) {
 				return reply, err
 			}
 		}
