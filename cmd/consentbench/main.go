@@ -1,0 +1,238 @@
+// Command consentbench measures Consent Ledger against the bare NATS and
+// Pebble operations it is built on, every comparison in one process on one
+// machine, and prints a table: each figure beside its bare counterpart and
+// the ratio, and the machine's core count. Its last lines are one
+// "name ratio" pair per comparison, for scripts.
+//
+//	go run ./cmd/consentbench          # full run (one million events; a few minutes)
+//	go run ./cmd/consentbench -quick   # CI-sized run (seconds)
+//
+// The comparisons:
+//   - durable grants (the embedded server fsyncing every write) by 64
+//     concurrent callers, with and without group commit, against bare
+//     JetStream publishes and bare atomic batches;
+//   - status and check over request-reply at 1 and 32 callers against a
+//     bare echo micro service (throughput, p50, p99);
+//   - projector catch-up against a bare ordered-consumer drain of the same
+//     stream, and the index rebuild of N events against a bare Pebble load
+//     of N keys;
+//   - resident memory of consentd holding N consents against the embedded
+//     server alone holding the same stream (measured in child processes).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/consentledger/consent/internal/perf"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "consentbench:", err)
+		os.Exit(1)
+	}
+}
+
+// config is what the flags set.
+type config struct {
+	quick    bool
+	dir      string
+	events   int
+	grants   int
+	callers  int
+	lookups  int
+	holdMode string // child process: measure memory over -hold-store
+	store    string
+}
+
+func parse(args []string, out io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("consentbench", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.BoolVar(&c.quick, "quick", false, "CI-sized run: fewer events, grants and lookups")
+	fs.StringVar(&c.dir, "dir", "", "`DIR` for the stores (default: the system's temporary directory); put it on the disk to measure")
+	fs.IntVar(&c.events, "events", 0, "`N` events (one per consent) for catch-up, rebuild and memory; default 1000000, 20000 with -quick")
+	fs.IntVar(&c.grants, "grants", 0, "`N` grants with group commit; default 12800, 1280 with -quick")
+	fs.IntVar(&c.callers, "callers", 64, "`N` concurrent callers making grants")
+	fs.IntVar(&c.lookups, "lookups", 0, "`N` lookups per endpoint and concurrency; default 40000, 4000 with -quick")
+	fs.StringVar(&c.holdMode, "hold", "", "internal: measure the memory of `MODE` (consentd or bare) over -hold-store and print it as JSON")
+	fs.StringVar(&c.store, "hold-store", "", "internal: the JetStream store `DIR` for -hold")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	def := func(v *int, full, quick int) {
+		if *v <= 0 {
+			*v = full
+			if c.quick {
+				*v = quick
+			}
+		}
+	}
+	def(&c.events, 1_000_000, 20_000)
+	def(&c.grants, 12_800, 1_280)
+	def(&c.lookups, 40_000, 4_000)
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	c, err := parse(args, out)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if c.holdMode != "" {
+		m, err := perf.Hold(ctx, c.store, perf.HoldMode(c.holdMode))
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(out).Encode(m)
+	}
+
+	t := newTable(out)
+	fmt.Fprintf(out, "consentbench: %d cores (GOMAXPROCS %d), %s %s/%s, %d events, %d grants by %d callers\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, c.events, c.grants, c.callers)
+
+	if err := grants(ctx, c, t); err != nil {
+		return fmt.Errorf("grants: %w", err)
+	}
+	if err := lookups(ctx, c, t); err != nil {
+		return fmt.Errorf("lookups: %w", err)
+	}
+	if err := catchUpAndMemory(ctx, c, t); err != nil {
+		return err
+	}
+	t.print()
+	return nil
+}
+
+func grants(ctx context.Context, c config, t *table) error {
+	r, err := perf.Grants(ctx, perf.GrantConfig{Dir: c.dir, Callers: c.callers, Grants: c.grants})
+	if err != nil {
+		return err
+	}
+	batchRate := r.BareBatch.Rate() * float64(c.callers)
+	callers := fmt.Sprintf("%d callers", c.callers)
+	t.row("grant durable, group commit vs alone", callers,
+		rate(r.Group.Rate(), "grants/s")+", "+latencies(r.Group), rate(r.Alone.Rate(), "grants/s")+", "+latencies(r.Alone),
+		"grant_group_vs_alone", r.Group.Rate()/r.Alone.Rate())
+	t.row("grant durable, group commit vs bare atomic batches", fmt.Sprintf("batches of %d", c.callers),
+		rate(r.Group.Rate(), "grants/s"), rate(batchRate, "msgs/s")+fmt.Sprintf(", batch p50 %s", ms(r.BareBatch.Percentile(50))),
+		"grant_group_vs_bare_batch", r.Group.Rate()/batchRate)
+	t.row("grant durable alone vs bare publish", callers,
+		rate(r.Alone.Rate(), "grants/s"), rate(r.Bare.Rate(), "msgs/s")+", "+latencies(r.Bare),
+		"grant_alone_vs_bare_publish", r.Alone.Rate()/r.Bare.Rate())
+	s := r.GroupStats
+	t.note(fmt.Sprintf("group commit: %d batches of %.1f grants on average, %d published alone, %d batches refused",
+		s.Batches, float64(s.Batched)/float64(max(s.Batches, 1)), s.Singles, s.Refused))
+	return nil
+}
+
+func lookups(ctx context.Context, c config, t *table) error {
+	results, err := perf.Lookups(ctx, perf.LookupConfig{Dir: c.dir, Consents: 1000, Calls: c.lookups, Callers: []int{1, 32}})
+	if err != nil {
+		return err
+	}
+	for _, r := range results {
+		name := fmt.Sprintf("%s_%d", r.Endpoint, r.Callers)
+		t.row(r.Endpoint+" vs echo, throughput", fmt.Sprintf("%d callers", r.Callers),
+			rate(r.Lookup.Rate(), "req/s"), rate(r.Echo.Rate(), "req/s"), name+"_throughput", r.Lookup.Rate()/r.Echo.Rate())
+		t.row(r.Endpoint+" vs echo, p50 latency", fmt.Sprintf("%d callers", r.Callers),
+			us(r.Lookup.Percentile(50)), us(r.Echo.Percentile(50)), name+"_p50", ratio(r.Lookup.Percentile(50), r.Echo.Percentile(50)))
+		t.row(r.Endpoint+" vs echo, p99 latency", fmt.Sprintf("%d callers", r.Callers),
+			us(r.Lookup.Percentile(99)), us(r.Echo.Percentile(99)), name+"_p99", ratio(r.Lookup.Percentile(99), r.Echo.Percentile(99)))
+	}
+	return nil
+}
+
+// catchUpAndMemory fills one store with c.events events, times the
+// catch-up and rebuild over it, then measures memory over it in child
+// processes.
+func catchUpAndMemory(ctx context.Context, c config, t *table) error {
+	dir, err := os.MkdirTemp(c.dir, "consentbench-stream-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	store := filepath.Join(dir, "store")
+	s, err := perf.StartServerAt(store, false)
+	if err != nil {
+		return err
+	}
+	js, err := s.JetStream()
+	if err != nil {
+		s.Close()
+		return err
+	}
+	if err := perf.FillStream(ctx, js, c.events); err != nil {
+		s.Close()
+		return fmt.Errorf("fill the stream: %w", err)
+	}
+	rounds := 1
+	if c.quick {
+		rounds = 3
+	}
+	r, err := perf.CatchUp(ctx, js, dir, rounds)
+	s.Close()
+	if err != nil {
+		return fmt.Errorf("catch-up: %w", err)
+	}
+	n := fmt.Sprintf("%d events", r.Events)
+	t.row("projector catch-up vs ordered-consumer drain", n,
+		rate(r.Rate(), "events/s"), rate(r.BareRate(), "msgs/s"), "catchup_vs_drain", r.Rate()/r.BareRate())
+	load, err := perf.PebbleLoad(dir, int(r.Events))
+	if err != nil {
+		return fmt.Errorf("pebble load: %w", err)
+	}
+	t.row("index rebuild vs bare Pebble load", n,
+		seconds(r.Rebuild), seconds(load), "rebuild_vs_pebble_load", load.Seconds()/r.Rebuild.Seconds())
+
+	consentd, err := holdInChild(ctx, c, store, perf.HoldConsentd)
+	if err != nil {
+		return fmt.Errorf("memory of consentd: %w", err)
+	}
+	bare, err := holdInChild(ctx, c, store, perf.HoldBare)
+	if err != nil {
+		return fmt.Errorf("memory of the bare server: %w", err)
+	}
+	t.row("resident memory, consentd vs embedded server alone", fmt.Sprintf("%d consents", r.Events),
+		mib(consentd.RSS)+fmt.Sprintf(" (peak %s)", mib(consentd.Peak)), mib(bare.RSS)+fmt.Sprintf(" (peak %s)", mib(bare.Peak)),
+		"memory_vs_bare_server", float64(consentd.RSS)/float64(bare.RSS))
+	return nil
+}
+
+// holdInChild measures memory in a fresh process running this program
+// with -hold.
+func holdInChild(ctx context.Context, c config, store string, mode perf.HoldMode) (perf.Memory, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return perf.Memory{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "-hold", string(mode), "-hold-store", store)
+	cmd.Stderr = os.Stderr
+	outb, err := cmd.Output()
+	if err != nil {
+		return perf.Memory{}, err
+	}
+	var m perf.Memory
+	if err := json.Unmarshal(outb, &m); err != nil {
+		return perf.Memory{}, fmt.Errorf("child said %q: %w", outb, err)
+	}
+	return m, nil
+}

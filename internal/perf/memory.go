@@ -1,0 +1,125 @@
+package perf
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/projector"
+)
+
+// Memory is what /proc/self/status says of the process's resident memory.
+type Memory struct {
+	RSS  uint64 // VmRSS: resident now, bytes
+	Peak uint64 // VmHWM: the most resident so far, bytes
+}
+
+// ReadMemory reads the process's resident memory (Linux only).
+func ReadMemory() (Memory, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return Memory{}, err
+	}
+	defer f.Close()
+	var m Memory
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		var dst *uint64
+		switch name {
+		case "VmRSS":
+			dst = &m.RSS
+		case "VmHWM":
+			dst = &m.Peak
+		default:
+			continue
+		}
+		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+		if err != nil {
+			return Memory{}, fmt.Errorf("/proc/self/status %s: %w", name, err)
+		}
+		*dst = kb << 10
+	}
+	return m, sc.Err()
+}
+
+// HoldMode says what a memory measurement runs over a filled store.
+type HoldMode string
+
+const (
+	// HoldConsentd runs what consentd runs: the embedded server fsyncing
+	// every write, the ledger with group commit, the projector rebuilding
+	// its index from the stream, and the consent service.
+	HoldConsentd HoldMode = "consentd"
+	// HoldBare runs the embedded server alone on the same store.
+	HoldBare HoldMode = "bare"
+)
+
+// Hold starts mode over the JetStream store at store (filled by
+// FillStream), waits until it serves every event (for consentd, until the
+// index holds them all), lets it settle and returns the process's
+// memory. Run it in a fresh process: the memory is the whole process's.
+func Hold(ctx context.Context, store string, mode HoldMode) (Memory, error) {
+	s, err := StartServerAt(store, true)
+	if err != nil {
+		return Memory{}, err
+	}
+	defer s.Close()
+	js, err := s.JetStream()
+	if err != nil {
+		return Memory{}, err
+	}
+	stream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{})
+	if err != nil {
+		return Memory{}, err
+	}
+	if mode == HoldConsentd {
+		quiet := slog.New(slog.DiscardHandler)
+		indexDir := filepath.Join(filepath.Dir(store), "hold-index")
+		_ = os.RemoveAll(indexDir)
+		defer os.RemoveAll(indexDir)
+		idx, err := projector.Open(indexDir, projector.IndexOptions{Logger: quiet})
+		if err != nil {
+			return Memory{}, err
+		}
+		defer idx.Close()
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(runCtx) }()
+		defer func() { stop(); <-done }()
+		svcConn, err := s.InProcess()
+		if err != nil {
+			return Memory{}, err
+		}
+		l := ledger.New(js, stream, ledger.Options{GroupCommit: &ledger.GroupCommit{}})
+		svc, err := ledger.NewService(svcConn, l, idx, ledger.ServiceConfig{Logger: quiet})
+		if err != nil {
+			return Memory{}, err
+		}
+		defer func() { _ = svc.Stop(context.Background()) }()
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return Memory{}, err
+		}
+		if _, err := idx.Wait(ctx, info.State.LastSeq); err != nil {
+			return Memory{}, err
+		}
+	}
+	// Settle: let background work (block loads, index flushes) finish.
+	select {
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+		return Memory{}, ctx.Err()
+	}
+	return ReadMemory()
+}
