@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/stretchr/testify/require"
+)
+
+// crashChild is consentd running as a child process (the test binary
+// re-executed with BE_CONSENTD=1, see TestMain) with its embedded NATS
+// server, so that it can be killed with SIGKILL.
+type crashChild struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	exited chan struct{}
+}
+
+// startCrashChild starts consentd on dataDir, its embedded server listening
+// on 127.0.0.1:port (the same port each time, so that clients reconnect by
+// themselves), with env added to its environment, and waits until it
+// prints that it listens: its index has caught up with its stream.
+func startCrashChild(t *testing.T, dataDir string, port int, env ...string) *crashChild {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "BE_CONSENTD=1", "CONSENTD_DATA_DIR="+dataDir,
+		fmt.Sprintf("CONSENTD_LISTEN=127.0.0.1:%d", port), "CONSENTD_LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, env...)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	c := &crashChild{t: t, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = c.stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(c.kill)
+
+	lines := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(stdout)
+		line, _ := r.ReadString('\n')
+		lines <- line
+		_, _ = io.Copy(io.Discard, r) // keep the pipe drained
+	}()
+	select {
+	case line := <-lines:
+		require.True(t, strings.HasPrefix(line, "consentd: listening on "), "consentd said %q; stderr: %s", line, c.stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("consentd did not start within 60s; stderr: %s", c.stderr)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(c.exited)
+	}()
+	return c
+}
+
+// kill sends SIGKILL and waits for the process to be gone. It is safe to
+// call more than once.
+func (c *crashChild) kill() {
+	select {
+	case <-c.exited:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.exited
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (c *crashChild) stop() {
+	c.t.Helper()
+	require.NoError(c.t, c.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-c.exited:
+	case <-time.After(30 * time.Second):
+		c.t.Fatalf("consentd did not stop within 30s of SIGTERM; stderr: %s", c.stderr)
+	}
+	require.True(c.t, c.cmd.ProcessState.Success(), "consentd exit: %s; stderr: %s", c.cmd.ProcessState, c.stderr)
+}
+
+// waitServiceIdleOverWire waits until no consent service reachable on nc
+// has a command in flight, reading the in_flight counters of $SRV.STATS.
+func waitServiceIdleOverWire(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		msg, err := nc.Request("$SRV.STATS."+ledger.ServiceName, nil, 2*time.Second)
+		if err != nil {
+			return false
+		}
+		var stats micro.Stats
+		if json.Unmarshal(msg.Data, &stats) != nil {
+			return false
+		}
+		for _, e := range stats.Endpoints {
+			var d struct {
+				InFlight int64 `json:"in_flight"`
+			}
+			if json.Unmarshal(e.Data, &d) != nil || d.InFlight != 0 {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 10*time.Millisecond, "consentd still working on commands")
+}
+
+// freeLoopbackPort returns a TCP port that was free a moment ago.
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while a process writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
