@@ -20,6 +20,9 @@ type ClientOptions struct {
 	// Timeout bounds each call whose context has no deadline of its own;
 	// default DefaultClientTimeout.
 	Timeout time.Duration
+	// Stream is the name of the stream Watch and NewChecker follow;
+	// default DefaultStream.
+	Stream string
 }
 
 // Client speaks to the consent service over NATS request-reply.
@@ -33,6 +36,7 @@ type ClientOptions struct {
 type Client struct {
 	nc      *nats.Conn
 	timeout time.Duration
+	stream  string
 }
 
 // NewClient returns a Client that sends its requests on nc.
@@ -40,7 +44,10 @@ func NewClient(nc *nats.Conn, opts ClientOptions) *Client {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultClientTimeout
 	}
-	return &Client{nc: nc, timeout: opts.Timeout}
+	if opts.Stream == "" {
+		opts.Stream = DefaultStream
+	}
+	return &Client{nc: nc, timeout: opts.Timeout, stream: opts.Stream}
 }
 
 // Request records that the person was asked to consent (consent.requested).

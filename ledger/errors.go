@@ -102,7 +102,7 @@ func WireError(err error) *Error {
 		return &Error{Code: 400, Description: fe.Error()}
 	case errors.As(err, &te):
 		return &Error{Code: 409, Description: te.Error()}
-	case errors.Is(err, ErrSeqMismatch), errors.Is(err, ErrContention):
+	case errors.Is(err, ErrSeqMismatch), errors.Is(err, ErrContention), errors.Is(err, events.ErrForbidden):
 		return &Error{Code: 409, Description: err.Error()}
 	case errors.Is(err, events.ErrStale):
 		return &Error{Code: 503, Description: "index has not reached min_seq in time; retry later"}

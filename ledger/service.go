@@ -162,6 +162,7 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 		{"list", s.handleList},
 		{"history", s.handleHistory},
 	}
+	endpoints = append(endpoints, s.purposeEndpoints()...)
 	// Everything handlers and $SRV.STATS read is set before the first
 	// subscription exists.
 	s.async = make(map[string]*asyncCounters, len(endpoints))
@@ -205,7 +206,7 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 	s.micro = svc
 	group := svc.AddGroup("consent.v1")
 	for _, e := range endpoints {
-		if err := group.AddEndpoint(e.name, e.handler); err != nil {
+		if err := addEndpoint(group, e.name, e.handler); err != nil {
 			return fail(fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err))
 		}
 	}
@@ -298,6 +299,7 @@ func (s *Service) handleCommand(kind events.Kind) micro.HandlerFunc {
 			s.respond(req, nil, err)
 			return
 		}
+		s.applyPurposeDefaults(kind, &cmd)
 		s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
 			return s.ledger.Append(ctx, kind, cmd)
 		})
@@ -371,10 +373,11 @@ func (s *Service) status(ctx context.Context, q StatusQuery, check bool) (any, e
 	if c.State == "" {
 		c = events.NewConsent(q.Key())
 	}
-	st := c.View(s.cfg.Now(), q.MinPolicyVersion)
+	required := s.requiredPolicyVersion(ctx, q.Key(), q.MinPolicyVersion, q.MinSeq)
+	st := c.View(s.cfg.Now(), required)
 	st.IndexSeq = indexSeq
 	if check && !st.Allowed {
-		return nil, &Error{Code: 403, Description: consentRequired(st, q.MinPolicyVersion), Status: &st}
+		return nil, &Error{Code: 403, Description: consentRequired(st, required), Status: &st}
 	}
 	return st, nil
 }
@@ -398,7 +401,7 @@ func (s *Service) list(ctx context.Context, q ListQuery) (any, error) {
 	now := s.cfg.Now()
 	out := StatusList{Statuses: make([]events.Status, 0, len(consents))}
 	for i := range consents {
-		st := consents[i].View(now, 0)
+		st := consents[i].View(now, s.requiredPolicyVersion(ctx, consents[i].Key(), 0, q.MinSeq))
 		st.IndexSeq = indexSeq
 		out.Statuses = append(out.Statuses, st)
 	}

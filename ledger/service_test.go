@@ -177,6 +177,7 @@ func TestServiceRegistersEveryEndpointInAQueueGroup(t *testing.T) {
 	assert.ElementsMatch(t, []string{
 		ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke,
 		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
+		ledger.SubjectPurposeSet, ledger.SubjectPurposeGet, ledger.SubjectPurposeList,
 	}, subjects)
 
 	// Discoverable the way `nats micro ls` finds it.
@@ -563,6 +564,7 @@ func FuzzServiceRequests(f *testing.F) {
 	subjects := []string{
 		ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke,
 		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
+		ledger.SubjectPurposeSet, ledger.SubjectPurposeGet, ledger.SubjectPurposeList,
 	}
 	fieldProblem := regexp.MustCompile(`^.+: \S`) // "<field>: <problem>"
 	f.Fuzz(func(t *testing.T, body []byte) {

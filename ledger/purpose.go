@@ -1,0 +1,216 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/consentledger/consent/events"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Request subjects of the purpose registry.
+const (
+	SubjectPurposeSet  = "consent.v1.purpose.set"
+	SubjectPurposeGet  = "consent.v1.purpose.get"
+	SubjectPurposeList = "consent.v1.purpose.list"
+)
+
+// PurposeReader answers purpose registry questions from an index of the
+// stream; the projector's index implements it. When the StateReader given
+// to NewService also implements PurposeReader, the service answers the
+// purpose endpoints and judges every status against the purpose's current
+// policy version.
+type PurposeReader interface {
+	// Purpose returns one purpose (Registered false when it was never set)
+	// and the index sequence it was read at, waiting for minSeq as
+	// StateReader.Consent does.
+	Purpose(ctx context.Context, k events.PurposeKey, minSeq uint64) (events.Purpose, uint64, error)
+	// Purposes returns the registered purposes of a tenant, ordered by
+	// name, waiting for minSeq.
+	Purposes(ctx context.Context, tenant string, minSeq uint64) ([]events.Purpose, uint64, error)
+}
+
+// PurposeQuery is the body of consent.v1.purpose.get.
+type PurposeQuery struct {
+	Tenant  string `json:"tenant,omitempty"`
+	Purpose string `json:"purpose"`
+	MinSeq  uint64 `json:"min_seq,omitempty"`
+}
+
+// Key returns the purpose asked about, with the tenant defaulted.
+func (q *PurposeQuery) Key() events.PurposeKey {
+	return events.PurposeKey{Tenant: events.OrDefaultTenant(q.Tenant), Purpose: q.Purpose}
+}
+
+// Validate returns a *events.FieldError for the first invalid field.
+func (q *PurposeQuery) Validate() error { return q.Key().Validate() }
+
+// PurposeListQuery is the body of consent.v1.purpose.list.
+type PurposeListQuery struct {
+	Tenant string `json:"tenant,omitempty"`
+	MinSeq uint64 `json:"min_seq,omitempty"`
+}
+
+// Validate returns a *events.FieldError for the first invalid field.
+func (q *PurposeListQuery) Validate() error {
+	return events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant))
+}
+
+// PurposeList is the reply of consent.v1.purpose.list.
+type PurposeList struct {
+	Purposes []events.Purpose `json:"purposes"`
+}
+
+// PurposeReply is the answer to consent.v1.purpose.set.
+type PurposeReply struct {
+	Seq       uint64               `json:"seq"`       // stream sequence of the event
+	Duplicate bool                 `json:"duplicate"` // the idempotency key had been used: nothing was appended
+	Event     *events.PurposeEvent `json:"event"`
+	Purpose   events.Purpose       `json:"purpose"` // the purpose as the event leaves it; its index_seq is 0
+}
+
+// SetPurpose records a change of the purpose registry: a purpose.set event
+// on consent.purposes.<tenant>.<purpose>, chained to the purpose's previous
+// event by prev_hash and appended with the expected last sequence of that
+// subject, as Append does for consents (same retries on conflict, same
+// idempotency: a repeated idempotency_key appends nothing and returns the
+// first event with Duplicate set; cmd.ExpectedSeq, when set, must be the
+// purpose's last sequence, 0 for a purpose never set).
+//
+// Errors: a *events.FieldError for invalid input; a
+// *events.PolicyDowngradeError (409) for a lower policy version than the
+// current one; a *SeqMismatchError (409) for a stale expected_seq; an
+// error matching ErrContention (409) after MaxRetries conflicts; an error
+// matching ErrUnreadableEvent when the purpose's stored history does not
+// decode; context and JetStream errors as they come.
+func (l *Ledger) SetPurpose(ctx context.Context, cmd events.PurposeCommand) (PurposeReply, error) {
+	if err := cmd.Validate(); err != nil {
+		return PurposeReply{}, err
+	}
+	key := cmd.Key()
+	natsSubject := key.NATSSubject()
+	unlock, err := l.locks.lock(ctx, natsSubject)
+	if err != nil {
+		return PurposeReply{}, err
+	}
+	defer unlock()
+	for attempt := 0; ; attempt++ {
+		cur, original, err := l.readPurpose(ctx, key, cmd.IdempotencyKey)
+		if err != nil {
+			return PurposeReply{}, err
+		}
+		if original != nil {
+			return purposeDuplicate(original)
+		}
+		if exp := cmd.ExpectedSeq; exp != nil && *exp != cur.Seq {
+			if !l.replicated || cur.Seq > *exp || attempt >= l.maxRetries {
+				return PurposeReply{}, &SeqMismatchError{Expected: *exp, Actual: cur.Seq}
+			}
+		} else {
+			reply, err := l.publishPurpose(ctx, cmd, cur)
+			if !isConflict(err) {
+				return reply, err
+			}
+		}
+		if attempt >= l.maxRetries {
+			return PurposeReply{}, fmt.Errorf("%w: the purpose changed under %d attempts in a row; retry", ErrContention, attempt+1)
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return PurposeReply{}, err
+		}
+	}
+}
+
+// readPurpose folds the purpose's history from the stream; when an event
+// of it was stored under idempotencyKey, it returns that message instead.
+// Purpose histories are short (one event per change of a policy).
+func (l *Ledger) readPurpose(ctx context.Context, key events.PurposeKey, idempotencyKey string) (events.Purpose, *jetstream.RawStreamMsg, error) {
+	cur := events.NewPurpose(key)
+	natsSubject := key.NATSSubject()
+	for afterSeq := uint64(0); ; {
+		msgs, err := l.readMsgs(ctx, natsSubject, afterSeq, MaxHistoryLimit)
+		if err != nil {
+			return cur, nil, fmt.Errorf("read purpose history of %s: %w", natsSubject, err)
+		}
+		for _, m := range msgs {
+			if idempotencyKey != "" && m.Header.Get(events.HeaderMsgID) == idempotencyKey {
+				return cur, m, nil
+			}
+			ev, err := decodeStoredPurpose(m)
+			if err != nil {
+				return cur, nil, err
+			}
+			cur = events.EvolvePurpose(cur, ev, m.Sequence)
+		}
+		if len(msgs) < MaxHistoryLimit {
+			return cur, nil, nil
+		}
+		afterSeq = msgs[len(msgs)-1].Sequence
+	}
+}
+
+func (l *Ledger) publishPurpose(ctx context.Context, cmd events.PurposeCommand, cur events.Purpose) (PurposeReply, error) {
+	ev, err := events.DecidePurpose(cur, cmd, l.now())
+	if err != nil {
+		return PurposeReply{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return PurposeReply{}, fmt.Errorf("event id: %w", err)
+	}
+	ev.ID = id.String()
+	payload, err := ev.Seal()
+	if err != nil {
+		return PurposeReply{}, err
+	}
+	msgID := cmd.IdempotencyKey
+	if msgID == "" {
+		msgID = ev.ID
+	}
+	msg := &nats.Msg{
+		Subject: cur.Key().NATSSubject(),
+		Data:    payload,
+		Header:  nats.Header{events.HeaderEventType: []string{string(ev.Type)}},
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequencePerSubject(cur.Seq)}
+	if l.streamName != "" {
+		opts = append(opts, jetstream.WithExpectStream(l.streamName))
+	}
+	ack, err := l.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		return PurposeReply{}, err
+	}
+	if ack.Duplicate {
+		original, err := l.loadMsg(ctx, ack.Sequence)
+		if err != nil {
+			return PurposeReply{}, err
+		}
+		return purposeDuplicate(original)
+	}
+	return PurposeReply{Seq: ack.Sequence, Event: &ev, Purpose: events.EvolvePurpose(cur, &ev, ack.Sequence)}, nil
+}
+
+func purposeDuplicate(m *jetstream.RawStreamMsg) (PurposeReply, error) {
+	ev, err := decodeStoredPurpose(m)
+	if err != nil {
+		return PurposeReply{}, err
+	}
+	// The state after the original event follows from it alone.
+	p := events.EvolvePurpose(events.NewPurpose(ev.Key()), ev, m.Sequence)
+	return PurposeReply{Seq: m.Sequence, Duplicate: true, Event: ev, Purpose: p}, nil
+}
+
+// decodeStoredPurpose decodes a stored purpose event, with an error
+// matching ErrUnreadableEvent when it cannot.
+func decodeStoredPurpose(m *jetstream.RawStreamMsg) (*events.PurposeEvent, error) {
+	ev, err := events.DecodePurposeEvent(m.Data)
+	if err == nil && ev.Key().NATSSubject() != m.Subject {
+		err = fmt.Errorf("it belongs on %s", ev.Key().NATSSubject())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
+	}
+	return ev, nil
+}

@@ -1,0 +1,153 @@
+package ledger
+
+import (
+	"context"
+	"strings"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// The purpose registry's side of the service: the purpose.set, get and
+// list endpoints, and what the registry changes in the consent endpoints
+// (defaults for commands, the policy version a status requires).
+
+// errNoRegistry answers the purpose endpoints of a service whose reader
+// keeps no purpose registry.
+var errNoRegistry = &Error{Code: 503, Description: "this consent service keeps no purpose registry"}
+
+// purposeEndpoints returns the purpose endpoints, named by their subject
+// under consent.v1 (the micro endpoint name has "_" for ".").
+func (s *Service) purposeEndpoints() []struct {
+	name    string
+	handler micro.HandlerFunc
+} {
+	return []struct {
+		name    string
+		handler micro.HandlerFunc
+	}{
+		{"purpose.set", s.handlePurposeSet},
+		{"purpose.get", s.handlePurposeGet},
+		{"purpose.list", s.handlePurposeList},
+	}
+}
+
+// addEndpoint registers handler on consent.v1.<subj>. A micro endpoint
+// name allows no dots, so purpose.set is named purpose_set.
+func addEndpoint(group micro.Group, subj string, handler micro.HandlerFunc) error {
+	return group.AddEndpoint(strings.ReplaceAll(subj, ".", "_"), handler, micro.WithEndpointSubject(subj))
+}
+
+// purposes returns the service's purpose registry, or nil when its reader
+// keeps none.
+func (s *Service) purposes() PurposeReader {
+	pr, _ := s.reader.(PurposeReader)
+	return pr
+}
+
+func (s *Service) handlePurposeSet(req micro.Request) {
+	if s.tooLarge(req) {
+		return
+	}
+	var cmd events.PurposeCommand
+	err := events.DecodeStrict(req.Data(), &cmd)
+	if err == nil {
+		err = cmd.Validate()
+	}
+	if err != nil {
+		s.respond(req, nil, err)
+		return
+	}
+	s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
+		return s.ledger.SetPurpose(ctx, cmd)
+	})
+}
+
+func (s *Service) handlePurposeGet(req micro.Request) {
+	if s.tooLarge(req) {
+		return
+	}
+	var q PurposeQuery
+	err := events.DecodeStrict(req.Data(), &q)
+	if err == nil {
+		err = q.Validate()
+	}
+	if err != nil {
+		s.respond(req, nil, err)
+		return
+	}
+	s.lookup(req, q.MinSeq, func(ctx context.Context) (any, error) {
+		pr := s.purposes()
+		if pr == nil {
+			return nil, errNoRegistry
+		}
+		p, indexSeq, err := pr.Purpose(ctx, q.Key(), q.MinSeq)
+		if err != nil {
+			return nil, err
+		}
+		p.IndexSeq = indexSeq
+		return p, nil
+	})
+}
+
+func (s *Service) handlePurposeList(req micro.Request) {
+	if s.tooLarge(req) {
+		return
+	}
+	var q PurposeListQuery
+	err := events.DecodeStrict(req.Data(), &q)
+	if err == nil {
+		err = q.Validate()
+	}
+	if err != nil {
+		s.respond(req, nil, err)
+		return
+	}
+	s.lookup(req, q.MinSeq, func(ctx context.Context) (any, error) {
+		pr := s.purposes()
+		if pr == nil {
+			return nil, errNoRegistry
+		}
+		list, indexSeq, err := pr.Purposes(ctx, events.OrDefaultTenant(q.Tenant), q.MinSeq)
+		if err != nil {
+			return nil, err
+		}
+		for i := range list {
+			list[i].IndexSeq = indexSeq
+		}
+		return PurposeList{Purposes: list}, nil
+	})
+}
+
+// purpose returns the registry entry of k as this instance's index knows
+// it (not registered when there is no registry or it cannot answer).
+func (s *Service) purpose(ctx context.Context, k events.PurposeKey, minSeq uint64) events.Purpose {
+	if pr := s.purposes(); pr != nil {
+		if p, _, err := pr.Purpose(ctx, k, minSeq); err == nil {
+			return p
+		}
+	}
+	return events.NewPurpose(k)
+}
+
+// requiredPolicyVersion is the policy version a status must judge grants
+// against: the caller's min_policy_version, else the purpose's current
+// version (0 for an unregistered purpose: no minimum).
+func (s *Service) requiredPolicyVersion(ctx context.Context, k events.Key, minPolicyVersion int, minSeq uint64) int {
+	if minPolicyVersion > 0 {
+		return minPolicyVersion
+	}
+	p := s.purpose(ctx, events.PurposeKey{Tenant: k.Tenant, Purpose: k.Purpose}, minSeq)
+	return p.RequiredPolicyVersion()
+}
+
+// applyPurposeDefaults fills a command's policy version (and a grant's
+// ttl) from the purpose registry, as this instance's index knows it when
+// the command arrives (see events.Purpose.ApplyDefaults).
+func (s *Service) applyPurposeDefaults(kind events.Kind, cmd *events.Command) {
+	if cmd.PolicyVersion > 0 && (kind != events.KindGrant || cmd.TTL != "" || cmd.ExpiresAt != nil) {
+		return // nothing left to default
+	}
+	p := s.purpose(s.ctx, events.PurposeKey{Tenant: events.OrDefaultTenant(cmd.Tenant), Purpose: cmd.Purpose}, 0)
+	p.ApplyDefaults(kind, cmd)
+}

@@ -1,0 +1,95 @@
+package ledger_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/projector"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+)
+
+// stack is what one consentd instance runs, in-process: ledger, projector
+// index, service; and a client connection.
+type stack struct {
+	server *server.Server
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	ledger *ledger.Ledger
+	index  *projector.Index
+	svc    *ledger.Service
+	nc     *nats.Conn // the client's
+	client *ledger.Client
+}
+
+type stackOptions struct {
+	server *server.Server // join this server instead of starting one
+	now    func() time.Time
+}
+
+// startStack starts a server (unless opts.server is set) and one instance
+// on it, all stopped at the end of the test.
+func startStack(t testing.TB, opts stackOptions) *stack {
+	t.Helper()
+	s := opts.server
+	if s == nil {
+		s = natstest.RunServer(t)
+	}
+	st := &stack{server: s}
+	dataConn := natstest.Connect(t, s)
+	st.js = natstest.JetStream(t, dataConn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var err error
+	st.stream, err = ledger.EnsureStream(ctx, st.js, ledger.StreamOptions{})
+	require.NoError(t, err)
+	st.ledger = ledger.New(st.js, st.stream, ledger.Options{Now: opts.now})
+
+	quiet := slog.New(slog.DiscardHandler)
+	st.index, err = projector.Open(filepath.Join(t.TempDir(), "index"), projector.IndexOptions{Logger: quiet})
+	require.NoError(t, err)
+	projectorCtx, stopProjector := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- projector.New(st.js, st.index, projector.Options{Logger: quiet}).Run(projectorCtx) }()
+
+	svcConn, err := nats.Connect(s.ClientURL())
+	require.NoError(t, err)
+	st.svc, err = ledger.NewService(svcConn, st.ledger, st.index, ledger.ServiceConfig{Logger: quiet, Now: opts.now})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = st.svc.Stop(context.Background())
+		stopProjector()
+		<-done
+		_ = st.index.Close()
+	})
+	st.nc = natstest.Connect(t, s)
+	st.client = ledger.NewClient(st.nc, ledger.ClientOptions{})
+	waitCtx, cancelWait := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelWait()
+	for {
+		changed := st.index.Changed()
+		if st.index.Ready() {
+			break
+		}
+		select {
+		case <-changed:
+		case <-waitCtx.Done():
+			t.Fatalf("index not ready: %v", waitCtx.Err())
+		}
+	}
+	return st
+}
+
+// ctx returns a context for one step of a test.
+func stepCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
