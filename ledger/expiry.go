@@ -1,0 +1,262 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Expiry is an event: when a grant's expires_at passes, an Expirer appends
+// consent.expired for it, so that subscribers of the stream learn of it.
+//
+// Where expirers learn what is due: from the index (ExpirySource, the
+// projector's secondary key by expires_at), which every consentd instance
+// has, scanned once per interval and again at the next known expiry. So
+// nothing is held in memory per grant, and a restarted instance knows
+// everything at once from its index.
+//
+// Exactly once with several instances: every instance tries every due
+// grant, but an expiry is published with the grant's stream sequence as
+// the expected last sequence of the consent's subject and a Nats-Msg-Id
+// derived from the grant's event id. Only one publish can land; the others
+// get a conflict (or a duplicate ack) and drop it. A grant that was renewed
+// or revoked in the meantime conflicts too: it is not expired.
+
+// ErrExpiryLost is matched by the error Expire returns when the consent is
+// no longer at the grant it was asked to expire: another instance expired
+// it first, or it was renewed or revoked. Nothing was appended.
+var ErrExpiryLost = errors.New("consent changed since the grant: expiry not appended")
+
+// Expire appends consent.expired for c, a grant as the index holds it (its
+// Seq is the grant's stream sequence), if its expires_at is at or before
+// the ledger's clock. The reply says what was appended; Duplicate is set
+// when the very same expiry had been appended by another instance within
+// the stream's duplicate window.
+//
+// Errors: a *events.TransitionError when c is not a grant that has expired
+// by now; an error matching ErrExpiryLost when the consent's last event is
+// not the grant any more; context and JetStream errors as they come.
+func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
+	now := l.now().UTC()
+	ev, err := events.DecideExpiry(c, now)
+	if err != nil {
+		return Reply{}, err
+	}
+	key := c.Key()
+	unlock, err := l.locks.lock(ctx, key.NATSSubject())
+	if err != nil {
+		return Reply{}, err
+	}
+	defer unlock()
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Reply{}, fmt.Errorf("event id: %w", err)
+	}
+	ev.ID = id.String()
+	payload, err := ev.Seal()
+	if err != nil {
+		return Reply{}, err
+	}
+	msg := &nats.Msg{
+		Subject: key.NATSSubject(),
+		Data:    payload,
+		Header:  nats.Header{events.HeaderEventType: []string{string(ev.Type)}},
+	}
+	opts := []jetstream.PublishOpt{
+		// The same id from every instance: inside the duplicate window a
+		// second publish is dropped by the server even before the
+		// sequence check.
+		jetstream.WithMsgID("expire:" + c.EventID),
+		jetstream.WithExpectLastSequencePerSubject(c.Seq),
+	}
+	if l.streamName != "" {
+		opts = append(opts, jetstream.WithExpectStream(l.streamName))
+	}
+	ack, err := l.js.PublishMsg(ctx, msg, opts...)
+	switch {
+	case isConflict(err):
+		return Reply{}, fmt.Errorf("%w: %s/%s: the grant at seq %d is not its last event", ErrExpiryLost, key.Tenant, key.Purpose, c.Seq)
+	case err != nil:
+		return Reply{}, err
+	case ack.Duplicate:
+		original, err := l.loadMsg(ctx, ack.Sequence)
+		if err != nil {
+			return Reply{}, err
+		}
+		return l.duplicateReply(original)
+	}
+	next := events.Evolve(c, &ev, ack.Sequence)
+	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
+}
+
+// ExpirySource tells an Expirer which grants are due; the projector's
+// index implements it.
+type ExpirySource interface {
+	// DueGrants returns up to limit stored grants whose expires_at is at
+	// or before now, and the expires_at of the next grant to lapse after
+	// those (zero when none). It fails with an error matching
+	// events.ErrNotReady while the index cannot answer.
+	DueGrants(ctx context.Context, now time.Time, limit int) ([]events.Consent, time.Time, error)
+	// Wait returns once the index has applied minSeq (or ctx ends, with an
+	// error matching events.ErrStale).
+	Wait(ctx context.Context, minSeq uint64) (uint64, error)
+}
+
+// Defaults of ExpirerOptions.
+const (
+	DefaultExpiryInterval = time.Second
+	DefaultExpiryBatch    = 1000
+)
+
+// ExpirerOptions configures an Expirer. The zero value is ready to use.
+type ExpirerOptions struct {
+	// Interval bounds the delay between a grant's expires_at and its
+	// consent.expired event: the index is scanned at least this often, and
+	// also at the next expiry it knows of. Default DefaultExpiryInterval.
+	Interval time.Duration
+	// Batch caps the grants expired per scan; default DefaultExpiryBatch.
+	Batch int
+	// Now is the clock deciding what is due; default time.Now. The
+	// ledger's own clock stamps the events.
+	Now func() time.Time
+	// Logger gets failures to append; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Expirer appends consent.expired for every grant whose expires_at has
+// passed, as its ExpirySource reports them. Run it in every consentd
+// instance: the appends are exactly once across instances (see Expire).
+type Expirer struct {
+	ledger *Ledger
+	source ExpirySource
+	opts   ExpirerOptions
+
+	mu    sync.Mutex
+	stats ExpiryStats
+}
+
+// ExpiryStats counts what an Expirer did since it was made.
+type ExpiryStats struct {
+	Sweeps   uint64 // scans of the index
+	Appended uint64 // consent.expired events this instance appended
+	Lost     uint64 // due grants another instance (or a renewal, a revocation) got to first
+	Failed   uint64 // appends that failed otherwise; retried at the next sweep
+}
+
+// NewExpirer returns an Expirer appending through l what src reports due.
+// It does nothing until Run or Sweep.
+func NewExpirer(l *Ledger, src ExpirySource, opts ExpirerOptions) *Expirer {
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultExpiryInterval
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = DefaultExpiryBatch
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Expirer{ledger: l, source: src, opts: opts}
+}
+
+// Stats returns the counters so far.
+func (e *Expirer) Stats() ExpiryStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats
+}
+
+// Sweep expires every grant that is due now (up to Batch of them) and
+// returns when the next known grant lapses (zero when none is known, or
+// now when more were due than one sweep takes), having waited until the
+// index applied the events it appended, so that the next sweep does not
+// see those grants again. It returns an error matching events.ErrNotReady
+// while the index cannot answer, and ctx's error when it ends.
+func (e *Expirer) Sweep(ctx context.Context) (next time.Time, err error) {
+	now := e.opts.Now()
+	due, next, err := e.source.DueGrants(ctx, now, e.opts.Batch)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var s ExpiryStats
+	s.Sweeps = 1
+	var lastSeq uint64
+	for _, c := range due {
+		reply, err := e.ledger.Expire(ctx, c)
+		switch {
+		case err == nil && !reply.Duplicate:
+			s.Appended++
+			lastSeq = max(lastSeq, reply.Seq)
+		case err == nil, errors.Is(err, ErrExpiryLost), errors.Is(err, events.ErrForbidden):
+			s.Lost++
+		case ctx.Err() != nil:
+			e.add(s)
+			return time.Time{}, ctx.Err()
+		default:
+			s.Failed++
+			e.opts.Logger.Warn("expirer: could not append consent.expired; retrying at the next sweep",
+				"tenant", c.Tenant, "purpose", c.Purpose, "seq", c.Seq, "error", err)
+		}
+	}
+	e.add(s)
+	if lastSeq > 0 {
+		waitCtx, cancel := context.WithTimeout(ctx, e.opts.Interval)
+		_, err := e.source.Wait(waitCtx, lastSeq)
+		cancel()
+		if ctx.Err() != nil {
+			return time.Time{}, ctx.Err()
+		}
+		if err != nil {
+			e.opts.Logger.Debug("expirer: index behind its own appends", "seq", lastSeq, "error", err)
+		}
+	}
+	return next, nil
+}
+
+func (e *Expirer) add(s ExpiryStats) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stats.Sweeps += s.Sweeps
+	e.stats.Appended += s.Appended
+	e.stats.Lost += s.Lost
+	e.stats.Failed += s.Failed
+}
+
+// Run sweeps until ctx ends, then returns nil: at the next known expiry,
+// and at least once per Interval (which bounds the delay for grants made
+// after a sweep). While the index is not ready it waits an Interval and
+// tries again.
+func (e *Expirer) Run(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		next, err := e.Sweep(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := e.opts.Interval
+		if err != nil {
+			if !errors.Is(err, events.ErrNotReady) {
+				e.opts.Logger.Warn("expirer: sweep failed", "error", err)
+			}
+		} else if !next.IsZero() {
+			wait = min(wait, max(next.Sub(e.opts.Now()), 0))
+		}
+		timer.Reset(wait)
+	}
+}
