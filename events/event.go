@@ -90,6 +90,9 @@ func (e *Event) Seal() ([]byte, error) {
 // SHA-256 over the canonical encoding (RFC 8785) of the payload without its
 // "hash" member.
 func HashOf(payload []byte) (string, error) {
+	if sum, ok := hashOfCanonical(payload); ok {
+		return sum, nil // already canonical, as Seal writes it
+	}
 	c, err := Canonical(payload, "hash")
 	if err != nil {
 		return "", fmt.Errorf("canonical encoding: %w", err)
@@ -128,10 +131,14 @@ var ErrUnknownType = errors.New("unknown event type")
 // matching ErrNewerSchema; an unknown type one matching ErrUnknownType.
 // Decode does not check the hash; see VerifyHash.
 func Decode(payload []byte) (*Event, error) {
-	var e Event
-	if err := DecodeStrict(payload, &e); err != nil {
-		return nil, err
+	fast, canonical := decodeCanonicalEvent(payload) // as Seal writes it
+	if !canonical {
+		fast = new(Event)
+		if err := DecodeStrict(payload, fast); err != nil {
+			return nil, err
+		}
 	}
+	e := *fast
 	switch {
 	case e.V > SchemaVersion:
 		return nil, fmt.Errorf("%w: v=%d, this reader knows up to %d", ErrNewerSchema, e.V, SchemaVersion)
@@ -153,7 +160,8 @@ func Decode(payload []byte) (*Event, error) {
 	if err := e.Key().Validate(); err != nil {
 		return nil, err
 	}
-	if len(e.Evidence) > 0 {
+	// A canonical payload's evidence is a canonical object already.
+	if len(e.Evidence) > 0 && !canonical {
 		if _, err := Canonical(e.Evidence); err != nil {
 			return nil, &FieldError{Field: "evidence", Problem: "must be a JSON object"}
 		}

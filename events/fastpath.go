@@ -1,0 +1,507 @@
+package events
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Fast paths for the payloads the ledger writes: Seal publishes the
+// canonical encoding (RFC 8785) of an event, so a stored payload has no
+// whitespace, its members are in order and its strings carry no escapes.
+// For such a payload the canonical encoding without "hash" is the payload
+// with that member cut out, and its fields can be read in one pass without
+// reflection. The fast paths recognise exactly that shape and decline
+// anything else, which then takes the general path; so they never accept
+// what the general path refuses, and return what it returns (a
+// differential fuzz test holds them to that).
+
+// canonicalHashInput returns the canonical encoding of payload without its
+// top-level "hash" member as the two pieces around that member, when
+// payload is already in canonical form; ok is false otherwise.
+func canonicalHashInput(payload []byte) (before, after []byte, ok bool) {
+	if !utf8.Valid(payload) {
+		return nil, nil, false
+	}
+	s := canonScanner{data: payload}
+	hashStart, hashEnd := -1, -1
+	if !s.object(1, func(name []byte, start, end int) {
+		if string(name) == "hash" {
+			hashStart, hashEnd = start, end
+		}
+	}) || s.pos != len(payload) {
+		return nil, nil, false
+	}
+	if hashStart < 0 {
+		return payload, nil, true
+	}
+	// Cut the member and one comma next to it.
+	switch {
+	case payload[hashStart-1] == ',':
+		hashStart--
+	case payload[hashEnd] == ',':
+		hashEnd++
+	}
+	return payload[:hashStart], payload[hashEnd:], true
+}
+
+// hashOfCanonical is HashOf for a payload in canonical form.
+func hashOfCanonical(payload []byte) (string, bool) {
+	before, after, ok := canonicalHashInput(payload)
+	if !ok {
+		return "", false
+	}
+	h := sha256.New()
+	h.Write(before)
+	h.Write(after)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])), true
+}
+
+// canonScanner checks that JSON text is in canonical form: no whitespace,
+// object member names plain ASCII without escapes in strictly increasing
+// order (UTF-16 order is byte order for ASCII), strings without escapes or
+// control characters, integers of at most 15 digits without leading zeros
+// or a negative zero, nesting within MaxCanonicalDepth. The text must be
+// valid UTF-8 (the caller checks).
+type canonScanner struct {
+	data []byte
+	pos  int
+}
+
+// object scans an object at pos; member, when not nil, is told each
+// top-level member's name and the span of `"name":value`.
+func (s *canonScanner) object(depth int, member func(name []byte, start, end int)) bool {
+	if depth > MaxCanonicalDepth || s.peek() != '{' {
+		return false
+	}
+	s.pos++
+	if s.peek() == '}' {
+		s.pos++
+		return true
+	}
+	var prev []byte
+	for {
+		start := s.pos
+		name, ok := s.name()
+		if !ok || (prev != nil && bytes.Compare(prev, name) >= 0) || s.peek() != ':' {
+			return false
+		}
+		prev = name
+		s.pos++
+		if !s.value(depth) {
+			return false
+		}
+		if member != nil {
+			member(name, start, s.pos)
+		}
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+func (s *canonScanner) peek() byte {
+	if s.pos < len(s.data) {
+		return s.data[s.pos]
+	}
+	return 0
+}
+
+// name scans a member name: a string of printable ASCII without escapes.
+func (s *canonScanner) name() ([]byte, bool) {
+	if s.peek() != '"' {
+		return nil, false
+	}
+	start := s.pos + 1
+	for i := start; i < len(s.data); i++ {
+		switch c := s.data[i]; {
+		case c == '"':
+			s.pos = i + 1
+			return s.data[start:i], true
+		case c == '\\' || c < 0x20 || c >= 0x80:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// str scans a string in canonical form (no control characters, only the
+// escapes appendCanonicalString writes) and returns its contents as
+// written, and whether they hold escapes.
+func (s *canonScanner) str() (raw []byte, escaped, ok bool) {
+	if s.peek() != '"' {
+		return nil, false, false
+	}
+	start := s.pos + 1
+	for i := start; i < len(s.data); i++ {
+		switch c := s.data[i]; {
+		case c == '"':
+			s.pos = i + 1
+			return s.data[start:i], escaped, true
+		case c < 0x20:
+			return nil, false, false
+		case c == '\\':
+			n := canonicalEscapeLen(s.data[i:])
+			if n == 0 {
+				return nil, false, false
+			}
+			escaped = true
+			i += n - 1
+		}
+	}
+	return nil, false, false
+}
+
+// canonicalEscapeLen returns the length of the escape sequence at the
+// start of b when it is one appendCanonicalString writes, else 0.
+func canonicalEscapeLen(b []byte) int {
+	if len(b) < 2 {
+		return 0
+	}
+	switch b[1] {
+	case '"', '\\', 'b', 'f', 'n', 'r', 't':
+		return 2
+	case 'u':
+		const hex = "0123456789abcdef"
+		if len(b) < 6 || b[2] != '0' || b[3] != '0' || (b[4] != '0' && b[4] != '1') {
+			return 0
+		}
+		lo := strings.IndexByte(hex, b[5])
+		if lo < 0 {
+			return 0
+		}
+		switch c := (b[4]-'0')<<4 | byte(lo); c {
+		case '\b', '\f', '\n', '\r', '\t':
+			return 0 // these have short forms
+		}
+		return 6
+	}
+	return 0
+}
+
+// unescapeCanonical decodes string contents that str accepted.
+func unescapeCanonical(raw []byte) string {
+	out := make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		switch raw[i] {
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			v, _ := strconv.ParseUint(string(raw[i+1:i+5]), 16, 8)
+			out = append(out, byte(v))
+			i += 4
+		default: // '"' or '\\'
+			out = append(out, raw[i])
+		}
+	}
+	return string(out)
+}
+
+func (s *canonScanner) value(depth int) bool {
+	switch c := s.peek(); {
+	case c == '{':
+		return s.object(depth+1, nil)
+	case c == '[':
+		return s.array(depth + 1)
+	case c == '"':
+		_, _, ok := s.str()
+		return ok
+	case c == '-' || (c >= '0' && c <= '9'):
+		return s.number()
+	}
+	for _, lit := range [...]string{"true", "false", "null"} {
+		if bytes.HasPrefix(s.data[s.pos:], []byte(lit)) {
+			s.pos += len(lit)
+			return true
+		}
+	}
+	return false
+}
+
+func (s *canonScanner) array(depth int) bool {
+	if depth > MaxCanonicalDepth {
+		return false
+	}
+	s.pos++ // '['
+	if s.peek() == ']' {
+		s.pos++
+		return true
+	}
+	for {
+		if !s.value(depth) {
+			return false
+		}
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case ']':
+			s.pos++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// number scans a number in canonical form: an integer as integer does, or
+// another number written exactly as appendCanonicalNumber writes it.
+func (s *canonScanner) number() bool {
+	start := s.pos
+	if _, ok := s.integer(); ok {
+		return true
+	}
+	s.pos = start
+	if s.peek() == '-' {
+		s.pos++
+	}
+	for s.pos < len(s.data) {
+		c := s.data[s.pos]
+		if (c < '0' || c > '9') && c != '.' && c != 'e' && c != 'E' && c != '+' && c != '-' {
+			break
+		}
+		s.pos++
+	}
+	lit := s.data[start:s.pos]
+	f, err := strconv.ParseFloat(string(lit), 64)
+	if err != nil || math.IsInf(f, 0) || f == math.Trunc(f) && math.Abs(f) < 1e15 {
+		return false // integers take the integer form above
+	}
+	var buf [32]byte
+	return bytes.Equal(appendCanonicalNumber(buf[:0], f), lit)
+}
+
+// integer scans an integer in canonical form and returns its value.
+func (s *canonScanner) integer() (int64, bool) {
+	neg := s.peek() == '-'
+	if neg {
+		s.pos++
+	}
+	start := s.pos
+	var v int64
+	for s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
+		v = v*10 + int64(s.data[s.pos]-'0')
+		s.pos++
+	}
+	n := s.pos - start
+	if n == 0 || n > 15 || (n > 1 && s.data[start] == '0') || (neg && v == 0) {
+		return 0, false
+	}
+	switch s.peek() {
+	case '.', 'e', 'E':
+		return 0, false
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+// eventField numbers the members of an event.
+type eventField int
+
+const (
+	fieldUnknown eventField = iota
+	fieldActor
+	fieldDescription
+	fieldEvidence
+	fieldExpiresAt
+	fieldHash
+	fieldID
+	fieldMethod
+	fieldOccurredAt
+	fieldPolicyVersion
+	fieldPrevHash
+	fieldPurpose
+	fieldReason
+	fieldRecordedAt
+	fieldSubject
+	fieldTenant
+	fieldType
+	fieldV
+)
+
+func lookupEventField(name []byte) eventField {
+	switch string(name) {
+	case "actor":
+		return fieldActor
+	case "description":
+		return fieldDescription
+	case "evidence":
+		return fieldEvidence
+	case "expires_at":
+		return fieldExpiresAt
+	case "hash":
+		return fieldHash
+	case "id":
+		return fieldID
+	case "method":
+		return fieldMethod
+	case "occurred_at":
+		return fieldOccurredAt
+	case "policy_version":
+		return fieldPolicyVersion
+	case "prev_hash":
+		return fieldPrevHash
+	case "purpose":
+		return fieldPurpose
+	case "reason":
+		return fieldReason
+	case "recorded_at":
+		return fieldRecordedAt
+	case "subject":
+		return fieldSubject
+	case "tenant":
+		return fieldTenant
+	case "type":
+		return fieldType
+	case "v":
+		return fieldV
+	}
+	return fieldUnknown
+}
+
+// decodeCanonicalEvent reads an event payload in canonical form whose
+// members are all event fields; ok is false for any other payload. It does
+// not validate the values (see validateDecoded).
+func decodeCanonicalEvent(payload []byte) (e *Event, ok bool) {
+	if !utf8.Valid(payload) {
+		return nil, false
+	}
+	s := canonScanner{data: payload}
+	if s.peek() != '{' {
+		return nil, false
+	}
+	s.pos++
+	e = new(Event)
+	if s.peek() == '}' {
+		s.pos++
+		return e, s.pos == len(payload)
+	}
+	var prev []byte
+	for {
+		name, ok := s.name()
+		if !ok || (prev != nil && bytes.Compare(prev, name) >= 0) || s.peek() != ':' {
+			return nil, false
+		}
+		prev = name
+		s.pos++
+		if !e.readField(&s, lookupEventField(name)) {
+			return nil, false
+		}
+		switch s.peek() {
+		case ',':
+			s.pos++
+			continue
+		case '}':
+			s.pos++
+		default:
+			return nil, false
+		}
+		return e, s.pos == len(payload)
+	}
+}
+
+// readField reads the value of field f at the scanner's position into e.
+func (e *Event) readField(s *canonScanner, f eventField) bool {
+	switch f {
+	case fieldV, fieldPolicyVersion:
+		v, ok := s.integer()
+		if !ok || v != int64(int(v)) {
+			return false
+		}
+		if f == fieldV {
+			e.V = int(v)
+		} else {
+			e.PolicyVersion = int(v)
+		}
+		return true
+	case fieldOccurredAt, fieldRecordedAt, fieldExpiresAt:
+		start := s.pos
+		if _, escaped, ok := s.str(); !ok || escaped {
+			return false
+		}
+		var t time.Time
+		// Exactly what encoding/json does with a time.Time field.
+		if t.UnmarshalJSON(s.data[start:s.pos]) != nil {
+			return false
+		}
+		switch f {
+		case fieldOccurredAt:
+			e.OccurredAt = t
+		case fieldRecordedAt:
+			e.RecordedAt = t
+		default:
+			e.ExpiresAt = &t
+		}
+		return true
+	case fieldEvidence:
+		start := s.pos
+		if !s.object(2, nil) {
+			return false
+		}
+		e.Evidence = json.RawMessage(bytes.Clone(s.data[start:s.pos]))
+		return true
+	case fieldUnknown:
+		return false
+	}
+	v, escaped, ok := s.str()
+	if !ok {
+		return false
+	}
+	str := string(v)
+	if escaped {
+		str = unescapeCanonical(v)
+	}
+	switch f {
+	case fieldActor:
+		e.Actor = str
+	case fieldDescription:
+		e.Description = str
+	case fieldHash:
+		e.Hash = str
+	case fieldID:
+		e.ID = str
+	case fieldMethod:
+		e.Method = str
+	case fieldPrevHash:
+		e.PrevHash = str
+	case fieldPurpose:
+		e.Purpose = str
+	case fieldReason:
+		e.Reason = str
+	case fieldSubject:
+		e.SubjectID = str
+	case fieldTenant:
+		e.Tenant = str
+	case fieldType:
+		e.Type = Type(str)
+	}
+	return true
+}
