@@ -105,6 +105,21 @@ func auditStream(t *testing.T, js jetstream.JetStream) *streamAudit {
 	return a
 }
 
+// consentAt returns the fold of one consent's events up to seq: the state
+// an index at index_seq seq must answer with.
+func (a *streamAudit) consentAt(k events.Key, seq uint64) events.Consent {
+	c := events.NewConsent(k)
+	for _, se := range a.events {
+		if se.seq > seq {
+			break
+		}
+		if se.event.Key() == k {
+			c = events.Evolve(c, se.event, se.seq)
+		}
+	}
+	return c
+}
+
 // assertAcknowledged checks every acknowledged reply against the stream:
 // the event is stored at the reply's seq under the idempotency key the
 // writer used, with the event id the reply carried. With the uniqueness

@@ -22,8 +22,8 @@ import (
 )
 
 // crashChild is consentd running as a child process (the test binary
-// re-executed with BE_CONSENTD=1, see TestMain) with its embedded NATS
-// server, so that it can be killed with SIGKILL.
+// re-executed with BE_CONSENTD=1, see TestMain), so that it can be killed
+// with SIGKILL or stopped with SIGSTOP.
 type crashChild struct {
 	t      *testing.T
 	cmd    *exec.Cmd
@@ -37,9 +37,16 @@ type crashChild struct {
 // prints that it listens: its index has caught up with its stream.
 func startCrashChild(t *testing.T, dataDir string, port int, env ...string) *crashChild {
 	t.Helper()
+	return startChildProcess(t, append([]string{"CONSENTD_DATA_DIR=" + dataDir,
+		fmt.Sprintf("CONSENTD_LISTEN=127.0.0.1:%d", port)}, env...)...)
+}
+
+// startChildProcess starts consentd configured by the CONSENTD_ variables
+// in env and waits until it prints its start-up line.
+func startChildProcess(t *testing.T, env ...string) *crashChild {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "BE_CONSENTD=1", "CONSENTD_DATA_DIR="+dataDir,
-		fmt.Sprintf("CONSENTD_LISTEN=127.0.0.1:%d", port), "CONSENTD_LOG_LEVEL=warn")
+	cmd.Env = append(os.Environ(), "BE_CONSENTD=1", "CONSENTD_LOG_LEVEL=warn")
 	cmd.Env = append(cmd.Env, env...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -57,7 +64,8 @@ func startCrashChild(t *testing.T, dataDir string, port int, env ...string) *cra
 	}()
 	select {
 	case line := <-lines:
-		require.True(t, strings.HasPrefix(line, "consentd: listening on "), "consentd said %q; stderr: %s", line, c.stderr)
+		require.True(t, strings.HasPrefix(line, "consentd: listening on ") || strings.HasPrefix(line, "consentd: serving through NATS at "),
+			"consentd said %q; stderr: %s", line, c.stderr)
 	case <-time.After(60 * time.Second):
 		t.Fatalf("consentd did not start within 60s; stderr: %s", c.stderr)
 	}
@@ -78,6 +86,18 @@ func (c *crashChild) kill() {
 	}
 	_ = c.cmd.Process.Signal(syscall.SIGKILL)
 	<-c.exited
+}
+
+// pause stops the process with SIGSTOP, as a frozen machine would be: its
+// connections stay open, nothing in it runs. resume sends SIGCONT.
+func (c *crashChild) pause() {
+	c.t.Helper()
+	require.NoError(c.t, c.cmd.Process.Signal(syscall.SIGSTOP))
+}
+
+func (c *crashChild) resume() {
+	c.t.Helper()
+	require.NoError(c.t, c.cmd.Process.Signal(syscall.SIGCONT))
 }
 
 // stop sends SIGTERM and waits for a clean exit.
