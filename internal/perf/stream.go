@@ -76,9 +76,17 @@ func FillStream(ctx context.Context, js jetstream.JetStream, n int) error {
 		if s.err != nil {
 			return s.err
 		}
-		for _, m := range s.msgs {
+		for i, m := range s.msgs {
 			if _, err := js.PublishMsgAsync(m); err != nil {
 				return fmt.Errorf("publish: %w", err)
+			}
+			if i%1024 == 1023 {
+				// Stay under the client's limit of outstanding acks.
+				select {
+				case <-js.PublishAsyncComplete():
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
 		}
 	}
