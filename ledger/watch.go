@@ -1,0 +1,435 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+)
+
+// A watch follows the stream itself, not the service: every change of a
+// consent (and of the purpose registry) as the ledger appended it, in
+// stream order, delivered as the event plus the status it leads to.
+//
+// The status after an event needs no history: events.Evolve gives the same
+// state whatever came before (every event carries the policy version, and
+// grants and expiries their expires_at), so a watcher that starts in the
+// middle of the stream computes each status from the event alone. Only
+// allowed and outdated depend on more: the purpose's current policy
+// version. The watcher therefore also follows the purpose registry
+// subjects of its filter, and when it starts mid-stream it first reads the
+// registry as it stood just before the first change it delivers (one
+// batched direct get of the last purpose event per subject, up to that
+// sequence).
+
+// WatchOptions says what a watch delivers and where it starts.
+type WatchOptions struct {
+	// Tenant whose changes to deliver; default "default". "*" watches
+	// every tenant.
+	Tenant string
+	// Purposes to deliver; none means every purpose of the tenant.
+	Purposes []string
+
+	// Where to start: at most one of StartSeq (the first stream sequence
+	// to deliver) and StartTime (the first change the stream stored at or
+	// after it). Neither: only changes stored after Watch returns. A
+	// durable watch uses them only when it creates its consumer; later it
+	// resumes where it was acknowledged.
+	StartSeq  uint64
+	StartTime time.Time
+
+	// Durable names a durable JetStream consumer for this watch (the
+	// subscriber's name, e.g. "mailer"): changes are delivered at least
+	// once and must be acknowledged (Change.Ack); after a restart of the
+	// subscriber or of the server, a watch with the same name resumes
+	// after the last acknowledged change (unacknowledged ones come again).
+	// Without it the watch is an ephemeral ordered consumer: exactly the
+	// stream's order, no acknowledgements, nothing kept on the server; a
+	// restarted watcher resumes by passing the last Seq it handled + 1 as
+	// StartSeq.
+	Durable string
+	// AckWait (durable only): a change not acknowledged within it is
+	// delivered again; default DefaultAckWait.
+	AckWait time.Duration
+	// MaxAckPending (durable only): at most this many changes are
+	// delivered and not yet acknowledged; default DefaultMaxAckPending.
+	// Redeliveries after AckWait can overtake newer changes: compare
+	// Change.Seq with the last one handled for that consent.
+	MaxAckPending int
+}
+
+// Defaults of WatchOptions for durable watches.
+const (
+	DefaultAckWait       = 30 * time.Second
+	DefaultMaxAckPending = 256
+)
+
+// ErrDurableMismatch is matched by the error Watch returns when a durable
+// consumer of that name exists with other filters: pick another name, or
+// delete the old consumer.
+var ErrDurableMismatch = errors.New("durable watch exists with other filters")
+
+// validate checks the options, returning a *events.FieldError.
+func (o *WatchOptions) validate() error {
+	if o.Tenant != "*" {
+		if err := events.ValidateName("tenant", events.OrDefaultTenant(o.Tenant)); err != nil {
+			return err
+		}
+	}
+	for _, p := range o.Purposes {
+		if err := events.ValidateName("purpose", p); err != nil {
+			return err
+		}
+	}
+	if o.StartSeq > 0 && !o.StartTime.IsZero() {
+		return &events.FieldError{Field: "start", Problem: "give a start sequence or a start time, not both"}
+	}
+	if o.Durable != "" && (len(o.Durable) > 64 || strings.ContainsAny(o.Durable, ".*> \t\r\n")) {
+		return &events.FieldError{Field: "durable", Problem: "must be a name of at most 64 characters without dots, spaces, * or >"}
+	}
+	if o.AckWait < 0 || o.MaxAckPending < 0 {
+		return &events.FieldError{Field: "ack_wait", Problem: "must not be negative"}
+	}
+	return nil
+}
+
+// filters returns the subject filters of the watch: the consent events and
+// the purpose registry events of its tenant and purposes.
+func (o *WatchOptions) filters() []string {
+	tenant := o.Tenant
+	if tenant != "*" {
+		tenant = events.OrDefaultTenant(tenant)
+	}
+	if len(o.Purposes) == 0 {
+		return []string{"consent.events." + tenant + ".*.*", events.PurposeSubjectPrefix + tenant + ".*"}
+	}
+	var out []string
+	for _, p := range o.Purposes {
+		out = append(out, "consent.events."+tenant+"."+p+".*", events.PurposeSubjectPrefix+tenant+"."+p)
+	}
+	return out
+}
+
+// Change is one change delivered by a watch: a consent event, or a change
+// of the purpose registry.
+type Change struct {
+	Seq  uint64    // stream sequence of the event
+	Time time.Time // when the stream stored it
+
+	// Event is the consent event, nil for a purpose change. Status is the
+	// status it leads to, judged when delivered (expiry by the clock, the
+	// policy version against the purpose's version the watch knows at
+	// that point of the stream); its IndexSeq is Seq.
+	Event  *events.Event
+	Status events.Status
+
+	// PurposeEvent is the registry event, nil for a consent change, and
+	// Purpose the purpose as it leaves it. A raised policy version makes
+	// every grant of the purpose below it outdated at once, without an
+	// event per consent: a subscriber that acts on grants must act on
+	// this too.
+	PurposeEvent *events.PurposeEvent
+	Purpose      events.Purpose
+
+	// Err is set, matching ErrUnreadableEvent, for a message of the
+	// stream that is not an event this version can read (the projector
+	// records it as an integrity violation). Event and PurposeEvent are nil.
+	Err error
+
+	// Delivered counts the deliveries of this change: above 1 for a
+	// redelivery of a durable watch.
+	Delivered uint64
+	// Pending is how many changes of the watch's filter the stream holds
+	// after this one (as the server knew when it sent it).
+	Pending uint64
+
+	msg     jetstream.Msg
+	watcher *Watcher // set on a durable watch's changes
+}
+
+// Ack acknowledges the change of a durable watch and waits until the
+// server has recorded it, so that once it returns nil a restarted watch
+// resumes after this change. On an ephemeral watch it does nothing.
+func (c *Change) Ack(ctx context.Context) error {
+	if c.watcher == nil {
+		return nil
+	}
+	if err := c.msg.DoubleAck(ctx); err != nil {
+		return err
+	}
+	c.watcher.mu.Lock()
+	delete(c.watcher.unacked, c.Seq)
+	c.watcher.mu.Unlock()
+	return nil
+}
+
+// Watcher delivers the changes of one watch. Next must be called from one
+// goroutine at a time; Stop from any.
+type Watcher struct {
+	opts     WatchOptions
+	js       jetstream.JetStream
+	stream   string
+	filters  []string
+	iter     jetstream.MessagesContext
+	durable  bool
+	mu       sync.Mutex // guards purposes and unacked
+	purposes map[events.PurposeKey]events.Purpose
+	unacked  map[uint64]jetstream.Msg // durable: delivered by Next, not acknowledged
+	loaded   bool
+	now      func() time.Time
+}
+
+// Watch starts a watch over the stream (ClientOptions.Stream, default
+// DefaultStream) with the client's connection. It needs JetStream access
+// to that stream (consumer creation and direct get), not the consent
+// service. Stop the Watcher when done.
+//
+// Errors: a *events.FieldError for invalid options; an error matching
+// ErrDurableMismatch; JetStream errors (no stream, no permission) as they
+// come.
+func (c *Client) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		return nil, fmt.Errorf("consent: watch: %w", err)
+	}
+	w := &Watcher{opts: opts, js: js, stream: c.stream, filters: opts.filters(), now: time.Now,
+		purposes: make(map[events.PurposeKey]events.Purpose), unacked: make(map[uint64]jetstream.Msg)}
+	if opts.Durable != "" {
+		err = w.startDurable(ctx)
+	} else {
+		err = w.startOrdered(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Watcher) deliverPolicy() (jetstream.DeliverPolicy, uint64, *time.Time) {
+	switch {
+	case w.opts.StartSeq > 0:
+		return jetstream.DeliverByStartSequencePolicy, w.opts.StartSeq, nil
+	case !w.opts.StartTime.IsZero():
+		t := w.opts.StartTime
+		return jetstream.DeliverByStartTimePolicy, 0, &t
+	}
+	return jetstream.DeliverNewPolicy, 0, nil
+}
+
+func (w *Watcher) startOrdered(ctx context.Context) error {
+	policy, seq, at := w.deliverPolicy()
+	cons, err := w.js.OrderedConsumer(ctx, w.stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: w.filters,
+		DeliverPolicy:  policy,
+		OptStartSeq:    seq,
+		OptStartTime:   at,
+	})
+	if err != nil {
+		return fmt.Errorf("consent: watch %s: %w", w.stream, err)
+	}
+	w.iter, err = cons.Messages()
+	if err != nil {
+		return fmt.Errorf("consent: watch %s: %w", w.stream, err)
+	}
+	return nil
+}
+
+func (w *Watcher) startDurable(ctx context.Context) error {
+	w.durable = true
+	stream, err := w.js.Stream(ctx, w.stream)
+	if err != nil {
+		return fmt.Errorf("consent: watch %s: %w", w.stream, err)
+	}
+	cons, err := stream.Consumer(ctx, w.opts.Durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		policy, seq, at := w.deliverPolicy()
+		cfg := jetstream.ConsumerConfig{
+			Durable:        w.opts.Durable,
+			Description:    "consent watch " + w.opts.Durable,
+			FilterSubjects: w.filters,
+			DeliverPolicy:  policy,
+			OptStartSeq:    seq,
+			OptStartTime:   at,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        cmp(w.opts.AckWait, DefaultAckWait),
+			MaxAckPending:  cmp(w.opts.MaxAckPending, DefaultMaxAckPending),
+		}
+		cons, err = stream.CreateConsumer(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("consent: create durable watch %s: %w", w.opts.Durable, err)
+		}
+	case err != nil:
+		return fmt.Errorf("consent: durable watch %s: %w", w.opts.Durable, err)
+	default:
+		have := slices.Clone(cons.CachedInfo().Config.FilterSubjects)
+		if len(have) == 0 && cons.CachedInfo().Config.FilterSubject != "" {
+			have = []string{cons.CachedInfo().Config.FilterSubject}
+		}
+		want := slices.Clone(w.filters)
+		slices.Sort(have)
+		slices.Sort(want)
+		if !slices.Equal(have, want) {
+			return fmt.Errorf("%w: %s filters %v, this watch %v", ErrDurableMismatch, w.opts.Durable, have, want)
+		}
+	}
+	w.iter, err = cons.Messages()
+	if err != nil {
+		return fmt.Errorf("consent: durable watch %s: %w", w.opts.Durable, err)
+	}
+	return nil
+}
+
+func cmp[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// Next waits for the next change and returns it. It returns ctx's error
+// when ctx ends first (the watch goes on: call Next again), and an error
+// matching jetstream.ErrMsgIteratorClosed after Stop.
+func (w *Watcher) Next(ctx context.Context) (*Change, error) {
+	msg, err := w.iter.Next(jetstream.NextContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return nil, fmt.Errorf("consent: watch: %w", err)
+	}
+	ch := &Change{Seq: meta.Sequence.Stream, Time: meta.Timestamp, Delivered: meta.NumDelivered,
+		Pending: meta.NumPending, msg: msg}
+	if err := w.preload(ctx, ch.Seq); err != nil {
+		if w.durable {
+			_ = msg.Nak() // deliver it again once the registry can be read
+		}
+		return nil, err
+	}
+	if w.durable {
+		ch.watcher = w
+		w.mu.Lock()
+		w.unacked[ch.Seq] = msg
+		w.mu.Unlock()
+	}
+	subj := msg.Subject()
+	if strings.HasPrefix(subj, events.PurposeSubjectPrefix) {
+		ev, err := decodeStoredPurpose(&jetstream.RawStreamMsg{Subject: subj, Sequence: ch.Seq, Data: msg.Data()})
+		if err != nil {
+			ch.Err = err
+			return ch, nil
+		}
+		ch.PurposeEvent = ev
+		ch.Purpose = w.applyPurpose(ev, ch.Seq)
+		return ch, nil
+	}
+	ev, err := events.Decode(msg.Data())
+	if err == nil && ev.Key().NATSSubject() != subj {
+		err = fmt.Errorf("it belongs on %s", ev.Key().NATSSubject())
+	}
+	if err != nil {
+		ch.Err = fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, ch.Seq, subj, err)
+		return ch, nil
+	}
+	ch.Event = ev
+	c := events.Evolve(events.NewConsent(ev.Key()), ev, ch.Seq)
+	w.mu.Lock()
+	p := w.purposes[events.PurposeKey{Tenant: ev.Tenant, Purpose: ev.Purpose}]
+	w.mu.Unlock()
+	ch.Status = c.View(w.now(), p.RequiredPolicyVersion())
+	ch.Status.IndexSeq = ch.Seq
+	return ch, nil
+}
+
+// applyPurpose folds a purpose event into the watcher's registry, unless
+// it already knows a later state (a redelivery), and returns the purpose
+// as the event leaves it.
+func (w *Watcher) applyPurpose(ev *events.PurposeEvent, seq uint64) events.Purpose {
+	next := events.EvolvePurpose(events.NewPurpose(ev.Key()), ev, seq)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cur, ok := w.purposes[ev.Key()]; !ok || cur.Seq < seq {
+		w.purposes[ev.Key()] = next
+	}
+	return next
+}
+
+// preload reads, before the first change a watch delivers, the purpose
+// registry of its filter as it stood just before that change.
+func (w *Watcher) preload(ctx context.Context, firstSeq uint64) error {
+	if w.loaded {
+		return nil
+	}
+	if firstSeq > 1 {
+		var subjects []string
+		for _, f := range w.filters {
+			if strings.HasPrefix(f, events.PurposeSubjectPrefix) {
+				subjects = append(subjects, f)
+			}
+		}
+		msgs, err := jetstreamext.GetLastMsgsFor(ctx, w.js, w.stream, subjects, jetstreamext.GetLastMsgsUpToSeq(firstSeq-1))
+		if err != nil {
+			return fmt.Errorf("consent: watch: read the purpose registry: %w", err)
+		}
+		for m, err := range msgs {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("consent: watch: read the purpose registry: %w", err)
+			}
+			if ev, err := decodeStoredPurpose(m); err == nil {
+				w.applyPurpose(ev, m.Sequence)
+			}
+		}
+	}
+	w.loaded = true
+	return nil
+}
+
+// Stop ends the watch. A durable watch's consumer stays on the server,
+// with what was acknowledged, for the next Watch of that name; Stop gives
+// back (negatively acknowledges) the changes Next returned that were not
+// acknowledged, and those the client had fetched ahead, so that the next
+// watch of that name gets them at once rather than after AckWait (which
+// is what happens when a subscriber dies without Stop).
+func (w *Watcher) Stop() {
+	if !w.durable {
+		w.iter.Stop()
+		return
+	}
+	w.iter.Drain()
+	w.mu.Lock()
+	seqs := slices.Sorted(maps.Keys(w.unacked))
+	giveBack := make([]jetstream.Msg, 0, len(seqs))
+	for _, seq := range seqs {
+		giveBack = append(giveBack, w.unacked[seq])
+	}
+	clear(w.unacked)
+	w.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for {
+		msg, err := w.iter.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			break
+		}
+		giveBack = append(giveBack, msg)
+	}
+	for _, msg := range giveBack {
+		_ = msg.Nak()
+	}
+	_ = w.js.Conn().FlushWithContext(ctx)
+}
