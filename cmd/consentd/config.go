@@ -41,6 +41,9 @@ type Config struct {
 	LogLevel        string
 	MinSeqTimeout   time.Duration // how long status, check and list wait for min_seq
 	ShutdownTimeout time.Duration // how long Close waits for requests in flight
+	// ExpiryInterval bounds how late consent.expired is appended after a
+	// grant's expires_at: the expirer scans the index at least this often.
+	ExpiryInterval time.Duration
 }
 
 // Values of Config.Sync.
@@ -61,6 +64,7 @@ func DefaultConfig() Config {
 		LogLevel:        "info",
 		MinSeqTimeout:   ledger.DefaultMinSeqTimeout,
 		ShutdownTimeout: 8 * time.Second,
+		ExpiryInterval:  ledger.DefaultExpiryInterval,
 	}
 }
 
@@ -108,6 +112,9 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout %s: must be positive", c.ShutdownTimeout)
 	}
+	if c.ExpiryInterval < 10*time.Millisecond {
+		return fmt.Errorf("--expiry-interval %s: must be at least 10ms", c.ExpiryInterval)
+	}
 	return nil
 }
 
@@ -152,6 +159,7 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "`LEVEL` of the logs on stderr: debug, info, warn or error")
 	fs.DurationVar(&c.MinSeqTimeout, "min-seq-timeout", c.MinSeqTimeout, "`DURATION` that status, check and list wait for min_seq before answering 503")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "`DURATION` that a shutdown waits for requests in flight")
+	fs.DurationVar(&c.ExpiryInterval, "expiry-interval", c.ExpiryInterval, "`DURATION` at most between a grant's expires_at and its consent.expired event (the expirer scans the index this often)")
 	fs.Usage = func() { printUsage(fs) }
 	return fs
 }

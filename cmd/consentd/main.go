@@ -75,10 +75,13 @@ type Main struct {
 	index     *projector.Index
 	projector *projector.Projector
 	service   *ledger.Service
+	expirer   *ledger.Expirer
 	url       string
 
 	stopProjector context.CancelFunc
 	projectorDone chan struct{}
+	stopExpirer   context.CancelFunc
+	expirerDone   chan struct{}
 	closeOnce     sync.Once
 	closeErr      error
 }
@@ -217,6 +220,16 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.svcConn = nil // the service owns it now
 
+	// Every instance runs an expirer: each consent.expired lands once
+	// whichever instances race for it (see ledger.Expire).
+	m.expirer = ledger.NewExpirer(l, m.index, ledger.ExpirerOptions{Interval: cfg.ExpiryInterval, Logger: m.log.With("component", "expirer")})
+	expirerCtx, stopExpirer := context.WithCancel(context.Background())
+	m.stopExpirer, m.expirerDone = stopExpirer, make(chan struct{})
+	go func() {
+		defer close(m.expirerDone)
+		_ = m.expirer.Run(expirerCtx)
+	}()
+
 	// Say "listening" once lookups are answered: when the projector has
 	// caught up with what the stream held at start.
 	for {
@@ -324,6 +337,10 @@ func (m *Main) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	if m.stopExpirer != nil {
+		m.stopExpirer()
+		<-m.expirerDone
+	}
 	if m.service != nil {
 		if err := m.service.Stop(ctx); err != nil {
 			errs = append(errs, err)
