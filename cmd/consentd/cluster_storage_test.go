@@ -135,6 +135,6 @@ func dirSize(t *testing.T, dir string) uint64 {
 
 type quietPebble struct{}
 
-func (quietPebble) Infof(string, ...any)            {}
-func (quietPebble) Errorf(string, ...any)           {}
+func (quietPebble) Infof(string, ...any)           {}
+func (quietPebble) Errorf(string, ...any)          {}
 func (quietPebble) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
