@@ -41,9 +41,12 @@ type testLedger struct {
 
 var t0 = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
 
+// newTestLedger starts a server and a ledger whose clock starts at the
+// current second and moves 10ms per reading, so that recorded_at stays
+// within a second or so of the server's storage time.
 func newTestLedger(t testing.TB) *testLedger {
 	t.Helper()
-	tl := &testLedger{t: t, dir: t.TempDir(), now: t0}
+	tl := &testLedger{t: t, dir: t.TempDir(), now: time.Now().UTC().Truncate(time.Second)}
 	tl.start(tl.dir)
 	return tl
 }
@@ -61,11 +64,11 @@ func (tl *testLedger) start(dir string) {
 	tl.l = ledger.New(tl.js, tl.stream, ledger.Options{Now: tl.clock})
 }
 
-// clock is the ledger's clock: it moves one second per reading.
+// clock is the ledger's clock.
 func (tl *testLedger) clock() time.Time {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	tl.now = tl.now.Add(time.Second)
+	tl.now = tl.now.Add(10 * time.Millisecond)
 	return tl.now
 }
 

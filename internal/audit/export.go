@@ -1,0 +1,253 @@
+package audit
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Formats of Export.
+const (
+	FormatJSONL = "jsonl"
+	FormatCSV   = "csv"
+)
+
+// DefaultClockSkew is how far recorded_at (the ledger's clock) and the
+// stream's storage time (the NATS server's clock) may disagree. Export
+// starts reading this long before --since and stops this long after
+// --until, and selects by recorded_at.
+const DefaultClockSkew = time.Minute
+
+// ExportOptions selects the events Export writes.
+type ExportOptions struct {
+	Stream string // default DefaultStream
+	// Since and Until select by recorded_at: Since <= recorded_at < Until.
+	// Either may be nil (no bound).
+	Since, Until *time.Time
+	// Tenant and Purpose narrow the export to their subjects (a NATS
+	// subject filter, so the server sends only those); "" for all.
+	Tenant, Purpose string
+	Format          string        // FormatJSONL (default) or FormatCSV
+	Skew            time.Duration // default DefaultClockSkew
+	Progress        func(done, total uint64)
+	MaxBuffered     int           // passed to Replay
+	Idle            time.Duration // passed to Replay
+}
+
+// ExportStats says what Export wrote.
+type ExportStats struct {
+	Events     uint64 // events written
+	Unreadable uint64 // messages written as unreadable (see Export)
+	Skipped    uint64 // read but outside Since..Until
+	FirstSeq   uint64 // of the first event written
+	LastSeq    uint64 // of the last event written
+}
+
+// Export writes the stream's events, oldest first, to w, reading the
+// stream with an ordered consumer in constant memory: each event is
+// written and forgotten.
+//
+// JSON lines: one object per event, {"seq": n, "stored_at": time, "event":
+// {...}}, the event being the bytes stored in the stream (canonical JSON,
+// so its hash can be recomputed from the file). A message that is not a
+// readable event is written as {"seq": n, "stored_at": time,
+// "unreadable": why, "payload_base64": ...}, never dropped.
+//
+// CSV: a header row and one row per event: seq, stored_at, recorded_at,
+// occurred_at, tenant, subject, purpose, type, policy_version, expires_at,
+// actor, method, reason, description, evidence (JSON), id, prev_hash, hash.
+// An unreadable message is a row with its seq, stored_at and the reason in
+// the description column.
+//
+// It returns what it wrote and, on failure, the error (invalid options as
+// *events.FieldError, a stream that cannot be read, a failed write).
+func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts ExportOptions) (ExportStats, error) {
+	var st ExportStats
+	filter, err := exportFilter(opts.Tenant, opts.Purpose)
+	if err != nil {
+		return st, err
+	}
+	if opts.Format == "" {
+		opts.Format = FormatJSONL
+	}
+	if opts.Format != FormatJSONL && opts.Format != FormatCSV {
+		return st, &events.FieldError{Field: "format", Problem: `must be "jsonl" or "csv"`}
+	}
+	if opts.Since != nil && opts.Until != nil && !opts.Until.After(*opts.Since) {
+		return st, &events.FieldError{Field: "until", Problem: "must be after since"}
+	}
+	if opts.Skew <= 0 {
+		opts.Skew = DefaultClockSkew
+	}
+	ro := ReplayOptions{Stream: opts.Stream, Filter: []string{filter}, MaxBuffered: opts.MaxBuffered, Idle: opts.Idle}
+	if opts.Since != nil {
+		start := opts.Since.Add(-opts.Skew)
+		ro.StartTime = &start
+	}
+	var stopAfter time.Time
+	if opts.Until != nil {
+		stopAfter = opts.Until.Add(opts.Skew)
+	}
+
+	bw := bufio.NewWriterSize(w, 64<<10)
+	out := newExportWriter(bw, opts.Format)
+	if err := out.header(); err != nil {
+		return st, err
+	}
+	var done uint64
+	_, err = Replay(ctx, js, ro, func(m *Msg) error {
+		done++
+		if opts.Progress != nil && done%1024 == 0 {
+			opts.Progress(done, done+m.Pending)
+		}
+		if !stopAfter.IsZero() && m.Time.After(stopAfter) {
+			return ErrStopReplay
+		}
+		ev, decodeErr := events.Decode(m.Data)
+		if decodeErr == nil {
+			if (opts.Since != nil && ev.RecordedAt.Before(*opts.Since)) || (opts.Until != nil && !ev.RecordedAt.Before(*opts.Until)) {
+				st.Skipped++
+				return nil
+			}
+			st.Events++
+		} else {
+			// Selected by storage time, as no recorded_at can be read.
+			if (opts.Since != nil && m.Time.Before(*opts.Since)) || (opts.Until != nil && !m.Time.Before(*opts.Until)) {
+				st.Skipped++
+				return nil
+			}
+			st.Unreadable++
+		}
+		if st.FirstSeq == 0 {
+			st.FirstSeq = m.Seq
+		}
+		st.LastSeq = m.Seq
+		return out.write(m, ev, decodeErr)
+	})
+	if opts.Progress != nil {
+		opts.Progress(done, done)
+	}
+	if ferr := out.flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return st, fmt.Errorf("export: %w", err)
+	}
+	return st, nil
+}
+
+// exportFilter returns the subject filter for a tenant and a purpose.
+func exportFilter(tenant, purpose string) (string, error) {
+	t, p := "*", "*"
+	if tenant != "" {
+		if err := events.ValidateName("tenant", tenant); err != nil {
+			return "", err
+		}
+		t = tenant
+	}
+	if purpose != "" {
+		if err := events.ValidateName("purpose", purpose); err != nil {
+			return "", err
+		}
+		p = purpose
+	}
+	if tenant == "" && purpose == "" {
+		return events.StreamSubjects, nil
+	}
+	return eventSubjectPrefix + t + "." + p + ".*", nil
+}
+
+// exportWriter writes records in one format.
+type exportWriter struct {
+	bw     *bufio.Writer
+	csv    *csv.Writer
+	record []string
+	line   []byte
+}
+
+func newExportWriter(bw *bufio.Writer, format string) *exportWriter {
+	e := &exportWriter{bw: bw}
+	if format == FormatCSV {
+		e.csv = csv.NewWriter(bw)
+		e.record = make([]string, len(csvColumns))
+	}
+	return e
+}
+
+var csvColumns = []string{"seq", "stored_at", "recorded_at", "occurred_at", "tenant", "subject", "purpose", "type",
+	"policy_version", "expires_at", "actor", "method", "reason", "description", "evidence", "id", "prev_hash", "hash"}
+
+func (e *exportWriter) header() error {
+	if e.csv != nil {
+		return e.csv.Write(csvColumns)
+	}
+	return nil
+}
+
+func (e *exportWriter) write(m *Msg, ev *events.Event, decodeErr error) error {
+	if e.csv != nil {
+		return e.writeCSV(m, ev, decodeErr)
+	}
+	b := e.line[:0]
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, m.Seq, 10)
+	b = append(b, `,"stored_at":"`...)
+	b = m.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if decodeErr == nil {
+		b = append(b, `,"event":`...)
+		b = append(b, m.Data...)
+	} else {
+		reason, _ := json.Marshal(decodeErr.Error())
+		b = append(b, `,"unreadable":`...)
+		b = append(b, reason...)
+		b = append(b, `,"payload_base64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, m.Data)
+		b = append(b, '"')
+	}
+	b = append(b, "}\n"...)
+	e.line = b
+	_, err := e.bw.Write(b)
+	return err
+}
+
+func (e *exportWriter) writeCSV(m *Msg, ev *events.Event, decodeErr error) error {
+	r := e.record
+	clear(r)
+	r[0] = strconv.FormatUint(m.Seq, 10)
+	r[1] = m.Time.UTC().Format(time.RFC3339Nano)
+	if decodeErr != nil {
+		r[13] = "unreadable: " + decodeErr.Error()
+		return e.csv.Write(r)
+	}
+	r[2] = ev.RecordedAt.UTC().Format(time.RFC3339Nano)
+	r[3] = ev.OccurredAt.UTC().Format(time.RFC3339Nano)
+	r[4], r[5], r[6], r[7] = ev.Tenant, ev.SubjectID, ev.Purpose, string(ev.Type)
+	r[8] = strconv.Itoa(ev.PolicyVersion)
+	if ev.ExpiresAt != nil {
+		r[9] = ev.ExpiresAt.UTC().Format(time.RFC3339Nano)
+	}
+	r[10], r[11], r[12], r[13] = ev.Actor, ev.Method, ev.Reason, ev.Description
+	r[14] = string(ev.Evidence)
+	r[15], r[16], r[17] = ev.ID, ev.PrevHash, ev.Hash
+	return e.csv.Write(r)
+}
+
+func (e *exportWriter) flush() error {
+	if e.csv != nil {
+		e.csv.Flush()
+		if err := e.csv.Error(); err != nil {
+			return err
+		}
+	}
+	return e.bw.Flush()
+}
