@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/audit"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -56,6 +57,9 @@ type ServiceConfig struct {
 	// the data of the status, check and list endpoints, as "index"
 	// (consentd reports the projector's health).
 	Health func() any
+	// Signer signs consent receipts (consent.v1.receipt); without one that
+	// endpoint answers 503.
+	Signer *audit.Signer
 	// Now is the clock that decides expiry at read time; default time.Now.
 	Now func() time.Time
 	// Logger receives what callers are not told: the causes of 500s and
@@ -163,6 +167,7 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 		{"history", s.handleHistory},
 	}
 	endpoints = append(endpoints, s.purposeEndpoints()...)
+	endpoints = append(endpoints, s.auditEndpoints()...)
 	// Everything handlers and $SRV.STATS read is set before the first
 	// subscription exists.
 	s.async = make(map[string]*asyncCounters, len(endpoints))

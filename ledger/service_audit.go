@@ -1,0 +1,93 @@
+package ledger
+
+import (
+	"context"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/audit"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// IndexScanner is implemented by a StateReader whose states can be read
+// in one consistent pass (the projector's index): the service then
+// answers consent.v1.index_digest.
+type IndexScanner interface {
+	// ScanConsents calls fn with every folded consent, from one snapshot,
+	// and returns the stream sequence that snapshot reflects.
+	ScanConsents(ctx context.Context, fn func(c *events.Consent) error) (uint64, error)
+}
+
+// auditEndpoints are status_at, receipt and index_digest.
+func (s *Service) auditEndpoints() []struct {
+	name    string
+	handler micro.HandlerFunc
+} {
+	return []struct {
+		name    string
+		handler micro.HandlerFunc
+	}{
+		{"status_at", s.handleStatusAt},
+		{"receipt", s.handleReceipt},
+		{"index_digest", s.handleIndexDigest},
+	}
+}
+
+func (s *Service) handleStatusAt(req micro.Request) {
+	if s.tooLarge(req) {
+		return
+	}
+	var q StatusAtQuery
+	err := events.DecodeStrict(req.Data(), &q)
+	if err == nil {
+		err = q.Validate()
+	}
+	if err != nil {
+		s.respond(req, nil, err)
+		return
+	}
+	s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
+		return s.ledger.StatusAt(ctx, q)
+	})
+}
+
+func (s *Service) handleReceipt(req micro.Request) {
+	if s.tooLarge(req) {
+		return
+	}
+	var q ReceiptQuery
+	err := events.DecodeStrict(req.Data(), &q)
+	if err == nil {
+		err = q.Validate()
+	}
+	if err == nil && s.cfg.Signer == nil {
+		err = &Error{Code: 503, Description: "receipts are not signed here: no signing key is configured (start consentd with --signing-key)"}
+	}
+	if err != nil {
+		s.respond(req, nil, err)
+		return
+	}
+	s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
+		return s.ledger.Receipt(ctx, q, s.cfg.Signer)
+	})
+}
+
+func (s *Service) handleIndexDigest(req micro.Request) {
+	if s.tooLarge(req) {
+		return
+	}
+	var empty struct{}
+	if len(req.Data()) > 0 {
+		if err := events.DecodeStrict(req.Data(), &empty); err != nil {
+			s.respond(req, nil, err)
+			return
+		}
+	}
+	scanner, ok := s.reader.(IndexScanner)
+	if !ok {
+		s.respond(req, nil, &Error{Code: 503, Description: "this service's index cannot be digested"})
+		return
+	}
+	s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
+		return audit.DigestIndex(ctx, scanner.ScanConsents)
+	})
+}

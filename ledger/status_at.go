@@ -1,0 +1,95 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/audit"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StatusAt folds the consent's history, read from the stream, into its
+// status at q.At (see audit.PointInTime): by recorded time it reads until
+// the first event recorded after q.At; by occurred time it reads the whole
+// history. Expiry is judged at q.At.
+//
+// Errors: a *events.FieldError for an invalid query, an error matching
+// ErrUnreadableEvent for a stored event that does not decode, context and
+// JetStream errors as they come.
+func (l *Ledger) StatusAt(ctx context.Context, q StatusAtQuery) (StatusAt, error) {
+	if err := q.Validate(); err != nil {
+		return StatusAt{}, err
+	}
+	k := q.Key()
+	p := audit.NewPointInTime(k, q.At, q.By)
+	err := l.eachEvent(ctx, k, func(r Record) bool { return p.Add(r.Seq, r.Event) })
+	if err != nil {
+		return StatusAt{}, err
+	}
+	return p.Status(), nil
+}
+
+// Receipt builds the receipt of one consent from its whole history and the
+// stream's latest checkpoint (kept when it verifies with the signer's key
+// and covers the last event), signed by signer.
+//
+// Errors: as StatusAt's.
+func (l *Ledger) Receipt(ctx context.Context, q ReceiptQuery, signer *audit.Signer) (*SignedReceipt, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	k := q.Key()
+	var history []audit.ReceiptEvent
+	err := l.eachEvent(ctx, k, func(r Record) bool {
+		history = append(history, audit.ReceiptEvent{Seq: r.Seq, Event: r.Event})
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	cp, err := l.lastCheckpoint(ctx, signer)
+	if err != nil {
+		return nil, err
+	}
+	return signer.SignReceipt(audit.NewReceipt(l.streamName, k, history, cp, l.now()))
+}
+
+// eachEvent calls fn with the consent's events, oldest first, until fn
+// returns false.
+func (l *Ledger) eachEvent(ctx context.Context, k events.Key, fn func(Record) bool) error {
+	q := HistoryQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose, Limit: MaxHistoryLimit}
+	for {
+		h, err := l.History(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, r := range h.Events {
+			if !fn(r) {
+				return nil
+			}
+		}
+		if len(h.Events) < q.Limit {
+			return nil
+		}
+		q.AfterSeq = h.Events[len(h.Events)-1].Seq
+	}
+}
+
+// lastCheckpoint returns the stream's latest checkpoint when it verifies
+// with the signer's key, else nil.
+func (l *Ledger) lastCheckpoint(ctx context.Context, signer *audit.Signer) (*audit.CheckpointRef, error) {
+	msg, err := l.stream.GetLastMsgForSubject(ctx, events.CheckpointSubject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the last checkpoint: %w", err)
+	}
+	cp, err := audit.VerifyCheckpoint(msg.Data, audit.NewKeyring(signer.Public()))
+	if err != nil {
+		return nil, nil // not ours to vouch for
+	}
+	return &audit.CheckpointRef{Seq: msg.Sequence, UpToSeq: cp.UpToSeq, Chain: cp.Chain, Time: cp.Time, KeyID: cp.KeyID}, nil
+}
