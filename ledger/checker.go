@@ -1,0 +1,455 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A Checker answers checks for hot paths from memory. It fills an entry on
+// a miss by asking the service (consent.v1.status) and keeps every entry
+// coherent by following the stream itself: an ordered consumer on
+// consent.events.> and consent.purposes.> updates the cached consents (the
+// state after an event follows from the event alone, see events.Evolve)
+// and the purposes' current policy versions. A revocation therefore
+// reaches it one stream delivery after it is stored, without a round trip.
+//
+// It never answers from a state older than one it has seen:
+//   - every cached consent carries the stream sequence of the event that
+//     decided it, and is only ever replaced by a newer one;
+//   - a fill asks the service with min_seq set to the last stream sequence
+//     the Checker has applied, so the service's answer reflects at least
+//     everything the Checker had seen when it asked;
+//   - while a fill is in flight, the stream's events for that consent are
+//     kept on a placeholder entry (which answers nothing yet), and the
+//     fill's answer is cached only if it is newer (by the consent's event
+//     sequence) than what they decided, which is cached otherwise;
+//   - purposes likewise, by the sequence their version is known at.
+//
+// While its connection is down the Checker cannot see revocations: it
+// drops what it cached and answers every check from the service (which
+// then fails with ErrUnavailable) until it is connected again.
+
+// Defaults of CheckerOptions.
+const (
+	DefaultCheckerEntries = 100_000
+)
+
+// CheckerOptions configures a Checker. The zero value is ready to use.
+type CheckerOptions struct {
+	// MaxEntries bounds the consents kept in memory; when full, an
+	// arbitrary entry makes room. Default DefaultCheckerEntries.
+	MaxEntries int
+	// Now is the clock deciding expiry; default time.Now.
+	Now func() time.Time
+}
+
+// CheckerStats counts what a Checker did.
+type CheckerStats struct {
+	Hits    uint64 // checks answered from memory
+	Fills   uint64 // checks that asked the service
+	Applied uint64 // stream events applied
+	Entries int    // consents in memory
+}
+
+// Checker is a cached, stream-coherent consent check; see NewChecker. It
+// is safe for concurrent use.
+type Checker struct {
+	client *Client
+	opts   CheckerOptions
+	cc     jetstream.ConsumeContext
+	status chan nats.Status
+
+	mu       sync.RWMutex
+	consents map[events.Key]*cachedConsent
+	purposes map[events.PurposeKey]*cachedPurpose
+
+	applied   atomic.Uint64 // the last stream sequence applied (or known to be reflected by fills)
+	connected atomic.Bool
+	hits      atomic.Uint64
+	fills     atomic.Uint64
+	events    atomic.Uint64
+
+	notifyMu sync.Mutex
+	advanced chan struct{} // closed and replaced when applied moves
+
+	done chan struct{}
+	once sync.Once
+}
+
+// cachedConsent is one consent in memory. A placeholder (filled false)
+// stands for a fill in flight: the newest stream event for the consent
+// seen meanwhile is kept in pending, for the fill to compare with.
+type cachedConsent struct {
+	c       events.Consent
+	filled  bool
+	pending *events.Consent
+	purpose *cachedPurpose // shared by the consents of one purpose
+}
+
+// cachedPurpose is a purpose's required policy version, once known, as of
+// the stream sequence asOf. Its fields change under the Checker's lock.
+type cachedPurpose struct {
+	required int
+	asOf     uint64
+	known    bool
+}
+
+// learn records that the purpose requires version required as of seq,
+// unless something newer is known.
+func (p *cachedPurpose) learn(required int, seq uint64) {
+	if !p.known || seq > p.asOf {
+		p.required, p.asOf, p.known = required, seq, true
+	}
+}
+
+// purpose returns the cell of a purpose, made when missing. The caller
+// holds the write lock.
+func (k *Checker) purpose(pk events.PurposeKey) *cachedPurpose {
+	p := k.purposes[pk]
+	if p == nil {
+		p = &cachedPurpose{}
+		k.purposes[pk] = p
+	}
+	return p
+}
+
+// NewChecker starts a Checker over the client's connection: it follows the
+// stream (ClientOptions.Stream) from its current end. It needs JetStream
+// access to the stream and the consent service for fills. Close it when
+// done; the client stays the caller's.
+func NewChecker(ctx context.Context, client *Client, opts CheckerOptions) (*Checker, error) {
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = DefaultCheckerEntries
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	js, err := jetstream.New(client.nc)
+	if err != nil {
+		return nil, fmt.Errorf("consent: checker: %w", err)
+	}
+	stream, err := js.Stream(ctx, client.stream)
+	if err != nil {
+		return nil, fmt.Errorf("consent: checker: stream %s: %w", client.stream, err)
+	}
+	k := &Checker{
+		client:   client,
+		opts:     opts,
+		consents: make(map[events.Key]*cachedConsent),
+		purposes: make(map[events.PurposeKey]*cachedPurpose),
+		advanced: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	// Everything up to the stream's end now is reflected in what fills
+	// return (they ask with min_seq at least this); the consumer brings
+	// the rest.
+	last := stream.CachedInfo().State.LastSeq
+	k.applied.Store(last)
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.StreamSubjects, events.PurposeSubjects},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    last + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consent: checker: follow %s: %w", client.stream, err)
+	}
+	k.status = client.nc.StatusChanged(nats.CONNECTED, nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	k.connected.Store(client.nc.IsConnected())
+	go k.watchConnection()
+	k.cc, err = cons.Consume(k.apply)
+	if err != nil {
+		k.Close()
+		return nil, fmt.Errorf("consent: checker: follow %s: %w", client.stream, err)
+	}
+	return k, nil
+}
+
+// Close stops following the stream. Checks then go to the service, every
+// time.
+func (k *Checker) Close() {
+	k.once.Do(func() {
+		close(k.done)
+		if k.cc != nil {
+			k.cc.Stop()
+		}
+		k.client.nc.RemoveStatusListener(k.status)
+		k.connected.Store(false)
+	})
+}
+
+// watchConnection drops the cache when the connection goes down: events
+// missed meanwhile would leave it stale. The ordered consumer resumes
+// after the last event it delivered once the connection is back.
+func (k *Checker) watchConnection() {
+	for {
+		select {
+		case <-k.done:
+			return
+		case s := <-k.status:
+			switch s {
+			case nats.CONNECTED:
+				k.connected.Store(true)
+			default:
+				k.connected.Store(false)
+				k.mu.Lock()
+				clear(k.consents)
+				clear(k.purposes)
+				k.mu.Unlock()
+			}
+		}
+	}
+}
+
+// errDisconnected answers the checks of a Checker whose connection is
+// down: fail closed, at once.
+var errDisconnected = &Error{Code: 503, Description: "the checker's NATS connection is down; retry later"}
+
+// Stats returns the counters so far.
+func (k *Checker) Stats() CheckerStats {
+	k.mu.RLock()
+	n := len(k.consents)
+	k.mu.RUnlock()
+	return CheckerStats{Hits: k.hits.Load(), Fills: k.fills.Load(), Applied: k.events.Load(), Entries: n}
+}
+
+// AppliedSeq returns the last stream sequence the Checker reflects.
+func (k *Checker) AppliedSeq() uint64 { return k.applied.Load() }
+
+// WaitSeq returns once the Checker has applied the stream up to seq, or
+// with ctx's error.
+func (k *Checker) WaitSeq(ctx context.Context, seq uint64) error {
+	for {
+		k.notifyMu.Lock()
+		advanced := k.advanced
+		k.notifyMu.Unlock()
+		if k.applied.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-k.done:
+			return errors.New("consent: checker closed")
+		}
+	}
+}
+
+// apply is the consumer callback: it folds one stream message into the
+// entries it concerns.
+func (k *Checker) apply(msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	seq := meta.Sequence.Stream
+	if strings.HasPrefix(msg.Subject(), events.PurposeSubjectPrefix) {
+		if ev, err := events.DecodePurposeEvent(msg.Data()); err == nil && ev.Key().NATSSubject() == msg.Subject() {
+			k.mu.Lock()
+			k.purpose(ev.Key()).learn(ev.PolicyVersion, seq)
+			k.mu.Unlock()
+		}
+	} else if ev, err := events.Decode(msg.Data()); err == nil && ev.Key().NATSSubject() == msg.Subject() {
+		// Events that do not decode are integrity violations the
+		// projector records; they change no state.
+		k.mu.Lock()
+		if e, ok := k.consents[ev.Key()]; ok {
+			switch {
+			case e.filled && seq > e.c.Seq:
+				e.c = events.Evolve(events.NewConsent(ev.Key()), ev, seq)
+			case !e.filled && (e.pending == nil || seq > e.pending.Seq):
+				c := events.Evolve(events.NewConsent(ev.Key()), ev, seq)
+				e.pending = &c
+			}
+		}
+		k.mu.Unlock()
+	}
+	k.events.Add(1)
+	if seq > k.applied.Load() {
+		k.applied.Store(seq)
+	}
+	k.notifyMu.Lock()
+	close(k.advanced)
+	k.advanced = make(chan struct{})
+	k.notifyMu.Unlock()
+}
+
+// Allowed reports whether the consent q asks about allows the action, from
+// memory when it can: the fastest form of Check (no status is built). Its
+// errors are those of Check but for ErrConsentRequired: a consent that
+// does not allow the action is (false, nil).
+func (k *Checker) Allowed(ctx context.Context, q StatusQuery) (bool, error) {
+	if c, required, ok := k.lookup(q); ok {
+		k.hits.Add(1)
+		return c.StateAt(k.now(&c)) == events.StateGranted && c.PolicyVersion >= required, nil
+	}
+	st, err := k.fill(ctx, q)
+	if errors.Is(err, ErrConsentRequired) {
+		return false, nil
+	}
+	return st.Allowed, err
+}
+
+// Check answers as Client.Check does: the status when the consent allows
+// the action, else an *Error matching ErrConsentRequired carrying the
+// status. The status's IndexSeq is the stream sequence the Checker has
+// applied. With q.MinSeq beyond it, it waits for the stream (bounded by
+// ctx and DefaultMinSeqTimeout) and then asks the service.
+func (k *Checker) Check(ctx context.Context, q StatusQuery) (events.Status, error) {
+	if c, required, ok := k.lookup(q); ok {
+		k.hits.Add(1)
+		st := c.View(k.now(&c), required)
+		st.IndexSeq = k.applied.Load()
+		if !st.Allowed {
+			denied := st
+			return st, &Error{Code: 403, Description: consentRequired(st, required), Status: &denied}
+		}
+		return st, nil
+	}
+	return k.fill(ctx, q)
+}
+
+// now returns the time to judge c at: only a consent that can expire needs
+// the clock (which costs more than the rest of a cached check).
+func (k *Checker) now(c *events.Consent) time.Time {
+	if c.ExpiresAt == nil {
+		return time.Time{}
+	}
+	return k.opts.Now()
+}
+
+// lookup returns the cached consent and the policy version it must have,
+// when the Checker can answer q from memory.
+func (k *Checker) lookup(q StatusQuery) (events.Consent, int, bool) {
+	if !k.connected.Load() || q.MinSeq > k.applied.Load() {
+		return events.Consent{}, 0, false
+	}
+	key := events.Key{Tenant: q.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose}
+	if key.Tenant == "" {
+		key.Tenant = events.DefaultTenant
+	}
+	k.mu.RLock()
+	e, ok := k.consents[key]
+	var c events.Consent
+	required := q.MinPolicyVersion
+	if ok {
+		ok = e.filled && e.purpose.known
+		c = e.c
+		if required <= 0 {
+			required = e.purpose.required
+		}
+	}
+	k.mu.RUnlock()
+	return c, required, ok
+}
+
+// fill asks the service about q (with min_seq at least what the Checker
+// has applied) and caches the answer unless the stream has shown a newer
+// state meanwhile, which it then answers from.
+func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error) {
+	k.fills.Add(1)
+	if err := q.Validate(); err != nil {
+		return events.Status{}, WireError(err)
+	}
+	select {
+	case <-k.done:
+		return k.client.Check(ctx, q)
+	default:
+	}
+	if !k.connected.Load() {
+		return events.Status{}, errDisconnected
+	}
+	if q.MinSeq > k.applied.Load() && k.connected.Load() {
+		waitCtx, cancel := context.WithTimeout(ctx, DefaultMinSeqTimeout)
+		_ = k.WaitSeq(waitCtx, q.MinSeq) // if it times out, the service decides
+		cancel()
+	}
+	key := q.Key()
+	pk := events.PurposeKey{Tenant: key.Tenant, Purpose: key.Purpose}
+	k.mu.Lock()
+	if _, ok := k.consents[key]; !ok {
+		k.makeRoom()
+		k.consents[key] = &cachedConsent{c: events.NewConsent(key), purpose: k.purpose(pk)}
+	}
+	k.mu.Unlock()
+
+	ask := StatusQuery{Tenant: key.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose, MinSeq: max(q.MinSeq, k.applied.Load())}
+	st, err := k.client.Status(ctx, ask)
+	k.mu.Lock()
+	e := k.consents[key]
+	if err != nil {
+		if e != nil && !e.filled {
+			delete(k.consents, key)
+		}
+		k.mu.Unlock()
+		return events.Status{}, err
+	}
+	p := k.purpose(pk)
+	p.learn(st.RequiredPolicyVersion, st.IndexSeq)
+	// The newest of: the service's answer, what the stream showed during
+	// the fill, what another fill cached meanwhile.
+	c := consentOf(st)
+	if e != nil && e.purpose != p { // the cache was dropped and refilled meanwhile
+		e = nil
+	}
+	if e != nil {
+		if e.pending != nil && e.pending.Seq > c.Seq {
+			c = *e.pending
+		}
+		if e.filled && e.c.Seq >= c.Seq {
+			c = e.c
+		}
+		e.c, e.filled, e.pending = c, true, nil
+	} // else dropped meanwhile (the connection went down): answer, do not cache
+	required := p.required
+	k.mu.Unlock()
+
+	if q.MinPolicyVersion > 0 {
+		required = q.MinPolicyVersion
+	}
+	out := c.View(k.opts.Now(), required)
+	out.IndexSeq = max(st.IndexSeq, k.applied.Load())
+	if !out.Allowed {
+		denied := out
+		return out, &Error{Code: 403, Description: consentRequired(out, required), Status: &denied}
+	}
+	return out, nil
+}
+
+// makeRoom evicts an arbitrary filled entry when the cache is full.
+// Placeholders stay: they track a fill in flight. The caller holds mu.
+func (k *Checker) makeRoom() {
+	if len(k.consents) < k.opts.MaxEntries {
+		return
+	}
+	for key, e := range k.consents {
+		if e.filled {
+			delete(k.consents, key)
+			return
+		}
+	}
+}
+
+// consentOf is the state a status describes: what View needs to judge it
+// again later. A status expired by the clock is kept as expired (it stays
+// so).
+func consentOf(st events.Status) events.Consent {
+	c := events.Consent{
+		Tenant: st.Tenant, SubjectID: st.SubjectID, Purpose: st.Purpose,
+		State: st.State, PolicyVersion: st.PolicyVersion, ExpiresAt: st.ExpiresAt,
+		Seq: st.Seq, EventID: st.EventID,
+	}
+	if st.UpdatedAt != nil {
+		c.UpdatedAt = *st.UpdatedAt
+	}
+	return c
+}
