@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/ledger"
 )
 
@@ -44,6 +45,14 @@ type Config struct {
 	// ExpiryInterval bounds how late consent.expired is appended after a
 	// grant's expires_at: the expirer scans the index at least this often.
 	ExpiryInterval time.Duration
+
+	// SigningKey is the ed25519 private key file (consentctl audit keygen)
+	// that signs checkpoints and receipts; "" signs nothing.
+	SigningKey string
+	// CheckpointInterval is the length of a checkpoint window: with a
+	// signing key, one signed checkpoint per window is appended to the
+	// stream, whatever the number of instances.
+	CheckpointInterval time.Duration
 }
 
 // Values of Config.Sync.
@@ -65,6 +74,8 @@ func DefaultConfig() Config {
 		MinSeqTimeout:   ledger.DefaultMinSeqTimeout,
 		ShutdownTimeout: 8 * time.Second,
 		ExpiryInterval:  ledger.DefaultExpiryInterval,
+
+		CheckpointInterval: audit.DefaultCheckpointInterval,
 	}
 }
 
@@ -115,6 +126,9 @@ func (c *Config) Validate() error {
 	if c.ExpiryInterval < 10*time.Millisecond {
 		return fmt.Errorf("--expiry-interval %s: must be at least 10ms", c.ExpiryInterval)
 	}
+	if c.CheckpointInterval < time.Second {
+		return fmt.Errorf("--checkpoint-interval %s: must be at least 1s", c.CheckpointInterval)
+	}
 	return nil
 }
 
@@ -160,6 +174,8 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.MinSeqTimeout, "min-seq-timeout", c.MinSeqTimeout, "`DURATION` that status, check and list wait for min_seq before answering 503")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "`DURATION` that a shutdown waits for requests in flight")
 	fs.DurationVar(&c.ExpiryInterval, "expiry-interval", c.ExpiryInterval, "`DURATION` at most between a grant's expires_at and its consent.expired event (the expirer scans the index this often)")
+	fs.StringVar(&c.SigningKey, "signing-key", c.SigningKey, "ed25519 private key `FILE` (consentctl audit keygen) that signs checkpoints and receipts; without one, neither is made")
+	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", c.CheckpointInterval, "with --signing-key, append one signed checkpoint per `DURATION` (across all instances)")
 	fs.Usage = func() { printUsage(fs) }
 	return fs
 }

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
 	"github.com/nats-io/nats-server/v2/server"
@@ -77,6 +78,9 @@ type Main struct {
 	service   *ledger.Service
 	expirer   *ledger.Expirer
 	url       string
+
+	stopCheckpointer context.CancelFunc
+	checkpointerDone chan struct{}
 
 	stopProjector context.CancelFunc
 	projectorDone chan struct{}
@@ -210,9 +214,16 @@ func (m *Main) Run(ctx context.Context) error {
 	m.stopProjector, m.projectorDone = stopProjector, make(chan struct{})
 	go m.superviseProjector(projectorCtx)
 
+	var signer *audit.Signer
+	if cfg.SigningKey != "" {
+		if signer, err = audit.LoadSigningKey(cfg.SigningKey); err != nil {
+			return fmt.Errorf("--signing-key: %w", err)
+		}
+	}
 	m.service, err = ledger.NewService(m.svcConn, l, m.index, ledger.ServiceConfig{
 		MinSeqTimeout: cfg.MinSeqTimeout,
 		Health:        m.health,
+		Signer:        signer,
 		Logger:        m.log.With("component", "service"),
 	})
 	if err != nil {
@@ -229,6 +240,12 @@ func (m *Main) Run(ctx context.Context) error {
 		defer close(m.expirerDone)
 		_ = m.expirer.Run(expirerCtx)
 	}()
+
+	if signer != nil {
+		if err := m.startCheckpointer(js, signer); err != nil {
+			return err
+		}
+	}
 
 	// Say "listening" once lookups are answered: when the projector has
 	// caught up with what the stream held at start.
@@ -337,6 +354,10 @@ func (m *Main) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	if m.stopCheckpointer != nil {
+		m.stopCheckpointer()
+		<-m.checkpointerDone
+	}
 	if m.stopExpirer != nil {
 		m.stopExpirer()
 		<-m.expirerDone
