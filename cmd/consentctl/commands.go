@@ -23,6 +23,8 @@ func commands() []command {
 		statusCommand("check", "exit 0 if allowed, 1 if consent is required, 2 on error", true),
 		listCommand(),
 		historyCommand(),
+		watchCommand(),
+		purposeCommand(),
 	}
 }
 
@@ -158,7 +160,11 @@ func statusCommand(name, summary string, check bool) command {
 				printStatuses(e.stdout, []events.Status{st})
 			}
 			if err != nil {
-				fmt.Fprintf(e.stderr, "consentctl: %s\n  %s\n", required(st, q.MinPolicyVersion), whatToDo(st, q.MinPolicyVersion, e.g.tenant))
+				minPolicy := q.MinPolicyVersion
+				if minPolicy == 0 {
+					minPolicy = st.RequiredPolicyVersion // the purpose's current version
+				}
+				fmt.Fprintf(e.stderr, "consentctl: %s\n  %s\n", required(st, minPolicy), whatToDo(st, minPolicy, e.g.tenant))
 				return exitRequired
 			}
 			return exitOK

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/consentledger/consent/ledger"
@@ -50,11 +52,15 @@ type command struct {
 	nargs   [2]int                 // minimum and maximum number of positional arguments
 	flags   func(fs *flag.FlagSet) // registers the command's own flags
 	do      func(ctx context.Context, e *env, args []string) int
+	// untimed commands (watch) run until interrupted: their ctx ends on
+	// SIGINT or SIGTERM, not after --timeout.
+	untimed bool
 }
 
 // env is what a command runs with.
 type env struct {
 	g      *globals
+	nc     *nats.Conn
 	client *ledger.Client
 	stdout io.Writer
 	stderr io.Writer
@@ -126,8 +132,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer nc.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+	if cmd.untimed {
+		cancel()
+		ctx, cancel = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	}
 	defer cancel()
-	e := &env{g: g, client: ledger.NewClient(nc, ledger.ClientOptions{Timeout: g.timeout}), stdout: stdout, stderr: stderr, set: set}
+	e := &env{g: g, nc: nc, client: ledger.NewClient(nc, ledger.ClientOptions{Timeout: g.timeout}), stdout: stdout, stderr: stderr, set: set}
 	return cmd.do(ctx, e, positional)
 }
 

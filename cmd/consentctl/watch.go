@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/ledger"
+)
+
+// watchCommand prints consent changes live, as the Go client's Watch
+// delivers them.
+func watchCommand() command {
+	var (
+		opts    ledger.WatchOptions
+		since   timeFlag
+		stream  string
+		count   int
+		forTime time.Duration
+	)
+	return command{
+		name: "watch", args: "[PURPOSE...]", untimed: true,
+		summary: "print consent changes live (Ctrl-C to stop)", nargs: [2]int{0, 64},
+		flags: func(fs *flag.FlagSet) {
+			fs.Uint64Var(&opts.StartSeq, "from-seq", 0, "start at stream sequence `SEQ` (default: only new changes)")
+			fs.Var(&since, "since", "start at the first change stored at or after `TIME` (RFC 3339)")
+			fs.StringVar(&opts.Durable, "durable", "", "resume the durable watch `NAME`: after a restart it continues where it stopped (each printed change is acknowledged)")
+			fs.StringVar(&stream, "stream", ledger.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
+			fs.IntVar(&count, "count", 0, "stop after `N` changes (default: run until interrupted)")
+			fs.DurationVar(&forTime, "for", 0, "stop after `DURATION` (default: run until interrupted)")
+		},
+		do: func(ctx context.Context, e *env, args []string) int {
+			opts.Tenant, opts.Purposes = e.g.tenant, args
+			if e.g.tenant == "*" {
+				opts.Tenant = "*"
+			}
+			if since.t != nil {
+				opts.StartTime = *since.t
+			}
+			if forTime > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, forTime)
+				defer cancel()
+			}
+			client := ledger.NewClient(e.nc, ledger.ClientOptions{Timeout: e.g.timeout, Stream: stream})
+			startCtx, cancel := context.WithTimeout(ctx, e.g.timeout)
+			w, err := client.Watch(startCtx, opts)
+			cancel()
+			if err != nil {
+				return e.fail(err)
+			}
+			defer w.Stop()
+			if !e.g.json {
+				fmt.Fprintf(e.stderr, "Watching %s (Ctrl-C to stop).\n", describeWatch(opts))
+			}
+			for n := 0; count == 0 || n < count; n++ {
+				ch, err := w.Next(ctx)
+				if err != nil {
+					if ctx.Err() != nil {
+						return exitOK // interrupted, or --for elapsed
+					}
+					return e.fail(err)
+				}
+				if e.g.json {
+					err = printChangeJSON(e, ch)
+				} else {
+					printChange(e, ch)
+				}
+				if err != nil {
+					return e.fail(err)
+				}
+				ackCtx, cancel := context.WithTimeout(context.Background(), e.g.timeout)
+				err = ch.Ack(ackCtx)
+				cancel()
+				if err != nil {
+					return e.fail(fmt.Errorf("acknowledge seq %d: %w", ch.Seq, err))
+				}
+			}
+			return exitOK
+		},
+	}
+}
+
+func describeWatch(o ledger.WatchOptions) string {
+	what := "every purpose"
+	if len(o.Purposes) > 0 {
+		what = strings.Join(o.Purposes, ", ")
+	}
+	tenant := "tenant " + events.OrDefaultTenant(o.Tenant)
+	if o.Tenant == "*" {
+		tenant = "every tenant"
+	}
+	from := "new changes"
+	switch {
+	case o.StartSeq > 0:
+		from = fmt.Sprintf("changes from seq %d", o.StartSeq)
+	case !o.StartTime.IsZero():
+		from = "changes since " + o.StartTime.UTC().Format(time.RFC3339)
+	}
+	if o.Durable != "" {
+		from += " (durable watch " + o.Durable + ")"
+	}
+	return fmt.Sprintf("%s of %s in %s", from, what, tenant)
+}
+
+// printChange writes one line per change: sequence, time, whose consent,
+// what happened and what it leads to.
+func printChange(e *env, ch *ledger.Change) {
+	at := ch.Time.UTC().Format(time.RFC3339)
+	switch {
+	case ch.Err != nil:
+		fmt.Fprintf(e.stdout, "%d %s unreadable: %v\n", ch.Seq, at, ch.Err)
+	case ch.PurposeEvent != nil:
+		p := ch.Purpose
+		ttl := ""
+		if p.DefaultTTL != "" {
+			ttl = ", default ttl " + p.DefaultTTL
+		}
+		fmt.Fprintf(e.stdout, "%d %s %s purpose %s set: policy version %d%s\n", ch.Seq, at, p.Tenant, p.Purpose, p.PolicyVersion, ttl)
+	default:
+		ev, st := ch.Event, ch.Status
+		verdict := "not allowed"
+		switch {
+		case st.Allowed:
+			verdict = "allowed"
+		case st.Outdated:
+			verdict = fmt.Sprintf("not allowed: outdated, policy version %d is required", st.RequiredPolicyVersion)
+		}
+		fmt.Fprintf(e.stdout, "%d %s %s %s %s %s -> %s, %s\n", ch.Seq, at, ev.Tenant, quote(ev.SubjectID), ev.Purpose,
+			strings.TrimPrefix(string(ev.Type), "consent."), st.State, verdict)
+	}
+}
+
+// changeJSON is one line of consentctl watch --json.
+type changeJSON struct {
+	Seq          uint64               `json:"seq"`
+	Time         time.Time            `json:"time"`
+	Event        *events.Event        `json:"event,omitempty"`
+	Status       *events.Status       `json:"status,omitempty"`
+	PurposeEvent *events.PurposeEvent `json:"purpose_event,omitempty"`
+	Purpose      *events.Purpose      `json:"purpose,omitempty"`
+	Error        string               `json:"error,omitempty"`
+}
+
+func printChangeJSON(e *env, ch *ledger.Change) error {
+	out := changeJSON{Seq: ch.Seq, Time: ch.Time.UTC(), Event: ch.Event, PurposeEvent: ch.PurposeEvent}
+	switch {
+	case ch.Err != nil:
+		out.Error = ch.Err.Error()
+	case ch.Event != nil:
+		out.Status = &ch.Status
+	case ch.PurposeEvent != nil:
+		out.Purpose = &ch.Purpose
+	}
+	if err := json.NewEncoder(e.stdout).Encode(out); err != nil {
+		return errors.Join(errors.New("write"), err)
+	}
+	return nil
+}
