@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -117,7 +116,7 @@ func (c *Client) History(ctx context.Context, q HistoryQuery) (History, error) {
 // call sends body to subj and decodes the reply into out, or returns the
 // service's error.
 func (c *Client) call(ctx context.Context, subj string, body, out any) error {
-	data, err := json.Marshal(body)
+	data, err := marshalRequest(body)
 	if err != nil {
 		return fmt.Errorf("consent: encode %s request: %w", subj, err)
 	}
@@ -137,13 +136,13 @@ func (c *Client) call(ctx context.Context, subj string, body, out any) error {
 		we := FromWire(code, msg.Header.Get(micro.ErrorHeader))
 		if we.Code == 403 && len(msg.Data) > 0 {
 			var st events.Status
-			if json.Unmarshal(msg.Data, &st) == nil {
+			if unmarshalStatus(msg.Data, &st) == nil {
 				we.Status = &st
 			}
 		}
 		return we
 	}
-	if err := json.Unmarshal(msg.Data, out); err != nil {
+	if err := unmarshalReply(msg.Data, out); err != nil {
 		return fmt.Errorf("consent: decode %s reply: %w", subj, err)
 	}
 	return nil

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -317,7 +316,7 @@ func (s *Service) handleStatus(check bool) micro.HandlerFunc {
 			return
 		}
 		var q StatusQuery
-		err := events.DecodeStrict(req.Data(), &q)
+		err := decodeStatusQuery(req.Data(), &q)
 		if err == nil {
 			err = q.Validate()
 		}
@@ -487,7 +486,7 @@ func (s *Service) tooLarge(req micro.Request) bool {
 // micro error code and description.
 func (s *Service) encode(body any, err error) (data []byte, code, description string) {
 	if err == nil {
-		data, err = json.Marshal(body)
+		data, err = marshalReply(body)
 		if err == nil {
 			return data, "", ""
 		}
@@ -497,7 +496,7 @@ func (s *Service) encode(body any, err error) (data []byte, code, description st
 		s.log.Error("consent service: internal error", "error", err)
 	}
 	if we.Status != nil {
-		data, _ = json.Marshal(we.Status)
+		data, _ = marshalStatus(we.Status)
 	}
 	description = we.Description
 	if description == "" {

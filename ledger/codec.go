@@ -1,0 +1,417 @@
+package ledger
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/consentledger/consent/events"
+)
+
+// The codecs in this file are fast paths for the lookups' hot messages:
+// the StatusQuery a caller sends and the events.Status it gets back. Each
+// handles the plain shape those messages have in practice (flat objects,
+// ASCII strings without escapes, small non-negative integers) in one pass
+// without reflection, and hands anything else to encoding/json or
+// events.DecodeStrict, so the bytes written and the values and errors
+// read are exactly the ones the general code gives (codec_test.go holds
+// them to it with differential fuzz tests).
+
+// decodeStatusQuery decodes a status or check request as
+// events.DecodeStrict does, with the same errors.
+func decodeStatusQuery(data []byte, q *StatusQuery) error {
+	if decodeStatusQueryFast(data, q) {
+		return nil
+	}
+	*q = StatusQuery{}
+	return events.DecodeStrict(data, q)
+}
+
+// decodeStatusQueryFast decodes a flat object of the StatusQuery fields,
+// each at most once and spelled exactly, with plain strings and small
+// unsigned integers. It reports false, leaving q partly set, for anything
+// else.
+func decodeStatusQueryFast(data []byte, q *StatusQuery) bool {
+	p := scanner{b: data}
+	if !p.objectStart() {
+		return false
+	}
+	var seen uint8
+	for more := !p.objectEnd(); more; {
+		name, ok := p.member()
+		if !ok {
+			return false
+		}
+		var bit uint8
+		switch string(name) {
+		case "tenant":
+			bit = 1
+			q.Tenant, ok = p.str()
+		case "subject":
+			bit = 2
+			q.SubjectID, ok = p.str()
+		case "purpose":
+			bit = 4
+			q.Purpose, ok = p.str()
+		case "min_seq":
+			bit = 8
+			q.MinSeq, ok = p.uint()
+		case "min_policy_version":
+			bit = 16
+			var n uint64
+			n, ok = p.uint()
+			q.MinPolicyVersion = int(n)
+		default:
+			return false
+		}
+		if !ok || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		if more, ok = p.next(); !ok {
+			return false
+		}
+	}
+	return p.end()
+}
+
+// appendStatusQuery appends q as json.Marshal writes it.
+func appendStatusQuery(dst []byte, q *StatusQuery) []byte {
+	dst = append(dst, '{')
+	if q.Tenant != "" {
+		dst = append(dst, `"tenant":`...)
+		dst = appendString(dst, q.Tenant)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"subject":`...)
+	dst = appendString(dst, q.SubjectID)
+	dst = append(dst, `,"purpose":`...)
+	dst = appendString(dst, q.Purpose)
+	if q.MinSeq != 0 {
+		dst = append(dst, `,"min_seq":`...)
+		dst = strconv.AppendUint(dst, q.MinSeq, 10)
+	}
+	if q.MinPolicyVersion != 0 {
+		dst = append(dst, `,"min_policy_version":`...)
+		dst = strconv.AppendInt(dst, int64(q.MinPolicyVersion), 10)
+	}
+	return append(dst, '}')
+}
+
+// marshalStatus returns st as json.Marshal writes it, with the same error.
+func marshalStatus(st *events.Status) ([]byte, error) {
+	if b, ok := appendStatus(make([]byte, 0, 320), st); ok {
+		return b, nil
+	}
+	return json.Marshal(st)
+}
+
+// appendStatus appends st as json.Marshal writes it. It reports false when
+// a time cannot be written (json.Marshal fails on it too).
+func appendStatus(dst []byte, st *events.Status) ([]byte, bool) {
+	var ok bool
+	dst = append(dst, `{"tenant":`...)
+	dst = appendString(dst, st.Tenant)
+	dst = append(dst, `,"subject":`...)
+	dst = appendString(dst, st.SubjectID)
+	dst = append(dst, `,"purpose":`...)
+	dst = appendString(dst, st.Purpose)
+	dst = append(dst, `,"state":`...)
+	dst = appendString(dst, string(st.State))
+	dst = append(dst, `,"allowed":`...)
+	dst = strconv.AppendBool(dst, st.Allowed)
+	dst = append(dst, `,"policy_version":`...)
+	dst = strconv.AppendInt(dst, int64(st.PolicyVersion), 10)
+	dst = append(dst, `,"updated_at":`...)
+	if dst, ok = appendTime(dst, st.UpdatedAt); !ok {
+		return dst, false
+	}
+	if st.ExpiresAt != nil {
+		dst = append(dst, `,"expires_at":`...)
+		if dst, ok = appendTime(dst, st.ExpiresAt); !ok {
+			return dst, false
+		}
+	}
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, st.Seq, 10)
+	dst = append(dst, `,"event_id":`...)
+	dst = appendString(dst, st.EventID)
+	dst = append(dst, `,"index_seq":`...)
+	dst = strconv.AppendUint(dst, st.IndexSeq, 10)
+	if st.RequiredPolicyVersion != 0 {
+		dst = append(dst, `,"required_policy_version":`...)
+		dst = strconv.AppendInt(dst, int64(st.RequiredPolicyVersion), 10)
+	}
+	if st.Outdated {
+		dst = append(dst, `,"outdated":true`...)
+	}
+	return append(dst, '}'), true
+}
+
+// appendTime appends t as encoding/json writes a *time.Time (null for
+// nil), reporting false where Time.MarshalJSON fails.
+func appendTime(dst []byte, t *time.Time) ([]byte, bool) {
+	if t == nil {
+		return append(dst, "null"...), true
+	}
+	dst = append(dst, '"')
+	dst, err := t.AppendText(dst)
+	return append(dst, '"'), err == nil
+}
+
+// appendString appends s as encoding/json writes a string: plain ASCII
+// directly, anything that needs escaping (including <, > and &, which
+// encoding/json escapes for HTML) through encoding/json.
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if !plain(s[i]) || s[i] == '<' || s[i] == '>' || s[i] == '&' {
+			b, _ := json.Marshal(s) // a string always marshals
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// plain reports whether c stands for itself inside a JSON string.
+func plain(c byte) bool { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\' }
+
+// unmarshalStatus decodes a status reply as json.Unmarshal does into a
+// zero events.Status.
+func unmarshalStatus(data []byte, st *events.Status) error {
+	if unmarshalStatusFast(data, st) {
+		return nil
+	}
+	*st = events.Status{}
+	return json.Unmarshal(data, st)
+}
+
+// unmarshalStatusFast decodes the status as appendStatus writes it (its
+// members in any order, each once). It reports false, leaving st partly
+// set, for anything else.
+func unmarshalStatusFast(data []byte, st *events.Status) bool {
+	p := scanner{b: data}
+	if !p.objectStart() {
+		return false
+	}
+	var seen uint16
+	for more := !p.objectEnd(); more; {
+		name, ok := p.member()
+		if !ok {
+			return false
+		}
+		var bit uint16
+		var n uint64
+		switch string(name) {
+		case "tenant":
+			bit = 1 << 0
+			st.Tenant, ok = p.str()
+		case "subject":
+			bit = 1 << 1
+			st.SubjectID, ok = p.str()
+		case "purpose":
+			bit = 1 << 2
+			st.Purpose, ok = p.str()
+		case "state":
+			bit = 1 << 3
+			var s string
+			s, ok = p.str()
+			st.State = events.State(s)
+		case "allowed":
+			bit = 1 << 4
+			st.Allowed, ok = p.bool()
+		case "policy_version":
+			bit = 1 << 5
+			n, ok = p.uint()
+			st.PolicyVersion = int(n)
+		case "updated_at":
+			bit = 1 << 6
+			st.UpdatedAt, ok = p.time()
+		case "expires_at":
+			bit = 1 << 7
+			st.ExpiresAt, ok = p.time()
+		case "seq":
+			bit = 1 << 8
+			st.Seq, ok = p.uint()
+		case "event_id":
+			bit = 1 << 9
+			st.EventID, ok = p.str()
+		case "index_seq":
+			bit = 1 << 10
+			st.IndexSeq, ok = p.uint()
+		case "required_policy_version":
+			bit = 1 << 11
+			n, ok = p.uint()
+			st.RequiredPolicyVersion = int(n)
+		case "outdated":
+			bit = 1 << 12
+			st.Outdated, ok = p.bool()
+		default:
+			return false
+		}
+		if !ok || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		if more, ok = p.next(); !ok {
+			return false
+		}
+	}
+	return p.end()
+}
+
+// marshalRequest encodes a Client request body; a StatusQuery takes the
+// fast path.
+func marshalRequest(body any) ([]byte, error) {
+	if q, ok := body.(StatusQuery); ok {
+		return appendStatusQuery(make([]byte, 0, 128), &q), nil
+	}
+	return json.Marshal(body)
+}
+
+// unmarshalReply decodes a reply into out; a status takes the fast path.
+func unmarshalReply(data []byte, out any) error {
+	if st, ok := out.(*events.Status); ok {
+		return unmarshalStatus(data, st)
+	}
+	return json.Unmarshal(data, out)
+}
+
+// marshalReply encodes a service reply; a status takes the fast path.
+func marshalReply(body any) ([]byte, error) {
+	if st, ok := body.(events.Status); ok {
+		return marshalStatus(&st)
+	}
+	return json.Marshal(body)
+}
+
+// scanner reads the plain JSON the fast paths accept.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (p *scanner) ws() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+func (p *scanner) consume(c byte) bool {
+	p.ws()
+	if p.i < len(p.b) && p.b[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+func (p *scanner) objectStart() bool { return p.consume('{') }
+
+// objectEnd consumes a '}' right after '{' (an empty object).
+func (p *scanner) objectEnd() bool { return p.consume('}') }
+
+// member reads a member name and its colon.
+func (p *scanner) member() ([]byte, bool) {
+	name, ok := p.raw()
+	return name, ok && p.consume(':')
+}
+
+// next consumes the ',' before another member (true) or the closing '}'
+// (false); ok is false for anything else.
+func (p *scanner) next() (more, ok bool) {
+	if p.consume(',') {
+		return true, true
+	}
+	return false, p.consume('}')
+}
+
+// end reports whether only whitespace is left.
+func (p *scanner) end() bool {
+	p.ws()
+	return p.i == len(p.b)
+}
+
+// raw reads a string of plain ASCII characters and returns its contents.
+func (p *scanner) raw() ([]byte, bool) {
+	if !p.consume('"') {
+		return nil, false
+	}
+	start := p.i
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		if c == '"' {
+			p.i++
+			return p.b[start : p.i-1], true
+		}
+		if !plain(c) {
+			return nil, false
+		}
+		p.i++
+	}
+	return nil, false
+}
+
+func (p *scanner) str() (string, bool) {
+	s, ok := p.raw()
+	return string(s), ok
+}
+
+// uint reads an unsigned integer of at most 18 digits, without leading
+// zeros, so it fits every integer field it is read into.
+func (p *scanner) uint() (uint64, bool) {
+	p.ws()
+	start := p.i
+	var n uint64
+	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+		n = n*10 + uint64(p.b[p.i]-'0')
+		p.i++
+	}
+	digits := p.i - start
+	if digits == 0 || digits > 18 || (digits > 1 && p.b[start] == '0') {
+		return 0, false
+	}
+	if p.i < len(p.b) && (p.b[p.i] == '.' || p.b[p.i] == 'e' || p.b[p.i] == 'E') {
+		return 0, false
+	}
+	return n, true
+}
+
+func (p *scanner) bool() (bool, bool) {
+	p.ws()
+	rest := p.b[p.i:]
+	switch {
+	case len(rest) >= 4 && string(rest[:4]) == "true":
+		p.i += 4
+		return true, true
+	case len(rest) >= 5 && string(rest[:5]) == "false":
+		p.i += 5
+		return false, true
+	}
+	return false, false
+}
+
+// time reads null (nil) or a plain string, decoded as Time.UnmarshalJSON
+// decodes it.
+func (p *scanner) time() (*time.Time, bool) {
+	p.ws()
+	if len(p.b)-p.i >= 4 && string(p.b[p.i:p.i+4]) == "null" {
+		p.i += 4
+		return nil, true
+	}
+	start := p.i
+	if _, ok := p.raw(); !ok {
+		return nil, false
+	}
+	t := new(time.Time)
+	if t.UnmarshalJSON(p.b[start:p.i]) != nil {
+		return nil, false
+	}
+	return t, true
+}
