@@ -135,15 +135,26 @@ func commandOf(kind events.Kind, summary string) command {
 }
 
 func statusCommand(name, summary string, check bool) command {
-	var q ledger.StatusQuery
+	var (
+		q  ledger.StatusQuery
+		at timeFlag // status only: the status at a past time (audit.go)
+		by string
+	)
 	return command{
 		name: name, args: "SUBJECT PURPOSE", summary: summary, nargs: [2]int{2, 2},
 		flags: func(fs *flag.FlagSet) {
 			fs.Uint64Var(&q.MinSeq, "min-seq", 0, "wait until the index has applied `SEQ` (read your writes)")
 			fs.IntVar(&q.MinPolicyVersion, "min-policy-version", 0, "allowed only if granted at policy `VERSION` or later")
+			if !check {
+				fs.Var(&at, "at", "the status at a past `TIME` (RFC 3339), folded from the stream")
+				fs.StringVar(&by, "by", "recorded", "with --at, go by `BASIS`: recorded (what the ledger had recorded by then) or occurred (what had happened by then, as known now)")
+			}
 		},
 		do: func(ctx context.Context, e *env, args []string) int {
 			q.Tenant, q.SubjectID, q.Purpose = e.g.tenant, args[0], args[1]
+			if at.t != nil {
+				return statusAt(ctx, e, q, *at.t, by)
+			}
 			var st events.Status
 			var err error
 			if check {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,6 +56,9 @@ type command struct {
 	// untimed commands (watch) run until interrupted: their ctx ends on
 	// SIGINT or SIGTERM, not after --timeout.
 	untimed bool
+	// offline commands (audit keygen, audit verify-receipt) need no NATS:
+	// env.nc and env.client are nil.
+	offline bool
 }
 
 // env is what a command runs with.
@@ -72,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if u := os.Getenv("NATS_URL"); u != "" {
 		g.server = u
 	}
-	cmds := commands()
+	cmds := append(commands(), auditCommands()...)
 
 	top := flag.NewFlagSet("consentctl", flag.ContinueOnError)
 	top.SetOutput(stderr)
@@ -88,14 +92,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr, top, cmds)
 		return exitError
 	}
-	name := top.Arg(0)
-	var cmd *command
-	for i := range cmds {
-		if cmds[i].name == name {
-			cmd = &cmds[i]
-		}
+	name, rest := top.Arg(0), top.Args()[1:]
+	if len(rest) > 0 && findCommand(cmds, name+" "+rest[0]) != nil {
+		name, rest = name+" "+rest[0], rest[1:] // a two-word command: audit export
 	}
+	cmd := findCommand(cmds, name)
 	if cmd == nil {
+		if sub := subcommands(cmds, name); len(sub) > 0 {
+			fmt.Fprintf(stderr, "consentctl: %s needs one of: %s (see consentctl --help)\n", name, strings.Join(sub, ", "))
+			return exitError
+		}
 		fmt.Fprintf(stderr, "consentctl: unknown command %q (see consentctl --help)\n", name)
 		return exitError
 	}
@@ -110,7 +116,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Usage: consentctl %s %s [flags]\n\n%s\n\nFlags:\n", cmd.name, cmd.args, cmd.summary)
 		fs.PrintDefaults()
 	}
-	positional, err := parseInterleaved(fs, top.Args()[1:])
+	positional, err := parseInterleaved(fs, rest)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -124,12 +130,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	nc, err := connect(g)
-	if err != nil {
-		fmt.Fprintf(stderr, "consentctl: cannot reach NATS at %s: %v\n  Start consentd (it listens on %s by default), or point --server at the NATS server where it runs.\n", g.server, err, nats.DefaultURL)
-		return exitError
+	var nc *nats.Conn
+	if !cmd.offline {
+		if nc, err = connect(g); err != nil {
+			fmt.Fprintf(stderr, "consentctl: cannot reach NATS at %s: %v\n  Start consentd (it listens on %s by default), or point --server at the NATS server where it runs.\n", g.server, err, nats.DefaultURL)
+			return exitError
+		}
+		defer nc.Close()
 	}
-	defer nc.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	if cmd.untimed {
@@ -139,6 +147,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	e := &env{g: g, nc: nc, client: ledger.NewClient(nc, ledger.ClientOptions{Timeout: g.timeout}), stdout: stdout, stderr: stderr, set: set}
 	return cmd.do(ctx, e, positional)
+}
+
+// findCommand returns the command named name, or nil.
+func findCommand(cmds []command, name string) *command {
+	for i := range cmds {
+		if cmds[i].name == name {
+			return &cmds[i]
+		}
+	}
+	return nil
+}
+
+// subcommands returns the second words of the two-word commands that start
+// with group (audit: export, verify, ...).
+func subcommands(cmds []command, group string) []string {
+	var out []string
+	for _, c := range cmds {
+		if sub, ok := strings.CutPrefix(c.name, group+" "); ok {
+			out = append(out, sub)
+		}
+	}
+	return out
 }
 
 // parseInterleaved parses flags that may come before, between and after the
@@ -196,8 +226,12 @@ customer id); PURPOSE is what the consent is for (marketing_email).
 
 Commands:
 `)
+	width := 8
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-8s %-18s %s\n", c.name, c.args, c.summary)
+		width = max(width, len(c.name))
+	}
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-*s %-18s %s\n", width, c.name, c.args, c.summary)
 	}
 	fmt.Fprint(w, "\nFlags (before or after the command):\n")
 	top.PrintDefaults()
