@@ -32,7 +32,7 @@ func decodeStatusQuery(data []byte, q *StatusQuery) error {
 // unsigned integers. It reports false, leaving q partly set, for anything
 // else.
 func decodeStatusQueryFast(data []byte, q *StatusQuery) bool {
-	p := scanner{b: data}
+	p := scanner{b: data, s: string(data)}
 	if !p.objectStart() {
 		return false
 	}
@@ -191,7 +191,7 @@ func unmarshalStatus(data []byte, st *events.Status) error {
 // members in any order, each once). It reports false, leaving st partly
 // set, for anything else.
 func unmarshalStatusFast(data []byte, st *events.Status) bool {
-	p := scanner{b: data}
+	p := scanner{b: data, s: string(data)}
 	if !p.objectStart() {
 		return false
 	}
@@ -286,9 +286,11 @@ func marshalReply(body any) ([]byte, error) {
 	return json.Marshal(body)
 }
 
-// scanner reads the plain JSON the fast paths accept.
+// scanner reads the plain JSON the fast paths accept. s is a copy of b:
+// the strings it returns share it, one allocation for all of them.
 type scanner struct {
 	b []byte
+	s string
 	i int
 }
 
@@ -360,7 +362,11 @@ func (p *scanner) raw() ([]byte, bool) {
 
 func (p *scanner) str() (string, bool) {
 	s, ok := p.raw()
-	return string(s), ok
+	if !ok {
+		return "", false
+	}
+	end := p.i - 1 // the closing quote
+	return p.s[end-len(s) : end], true
 }
 
 // uint reads an unsigned integer of at most 18 digits, without leading
