@@ -81,7 +81,8 @@ func TestDurableWatchAcrossConsentdRestart(t *testing.T) {
 	// consentd restarts on its data directory and port; the subscriber
 	// stays, its connection reconnects.
 	require.NoError(t, m.Close())
-	m = runMain(t, dataDir, "--listen", "127.0.0.1:"+port)
+	restarted := runMain(t, dataDir, "--listen", "127.0.0.1:"+port)
+	assert.Equal(t, m.ClientURL(), restarted.ClientURL())
 	later, err := client.Grant(stepContext(t), events.Command{SubjectID: "d", Purpose: "newsletter"})
 	require.NoError(t, err)
 	want = append(want, later.Seq)
