@@ -120,12 +120,7 @@ func (c *Client) call(ctx context.Context, subj string, body, out any) error {
 	if err != nil {
 		return fmt.Errorf("consent: encode %s request: %w", subj, err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-	}
-	msg, err := c.nc.RequestWithContext(ctx, subj, data)
+	msg, err := c.request(ctx, subj, data)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("%w: %w", &Error{Code: 503, Description: "no consent service is answering on " + subj + "; is consentd running?"}, err)
@@ -146,4 +141,25 @@ func (c *Client) call(ctx context.Context, subj string, body, out any) error {
 		return fmt.Errorf("consent: decode %s reply: %w", subj, err)
 	}
 	return nil
+}
+
+// request sends data to subj and waits for the reply, for at most the
+// Client's timeout when ctx has no deadline. A context that can never end
+// (context.Background) takes the connection's own timed request, which
+// costs no context and timer per call; its timeout still matches
+// context.DeadlineExceeded, as a timed-out context would.
+func (c *Client) request(ctx context.Context, subj string, data []byte) (*nats.Msg, error) {
+	if _, ok := ctx.Deadline(); ok {
+		return c.nc.RequestWithContext(ctx, subj, data)
+	}
+	if ctx.Done() == nil {
+		msg, err := c.nc.Request(subj, data, c.timeout)
+		if errors.Is(err, nats.ErrTimeout) {
+			err = fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
+		}
+		return msg, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.nc.RequestWithContext(ctx, subj, data)
 }

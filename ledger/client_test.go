@@ -176,6 +176,11 @@ func TestClientBoundsCallsWithoutADeadline(t *testing.T) {
 	_, err = client.Status(context.Background(), ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
+	live, stop := context.WithCancel(t.Context())
+	defer stop()
+	_, err = client.Status(live, ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a context that can end but has no deadline gets the timeout too")
+
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err = client.Status(ctx, ledger.StatusQuery{SubjectID: "a", Purpose: "p"})

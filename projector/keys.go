@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/consentledger/consent/events"
@@ -95,6 +96,9 @@ func appendPersonPrefix(dst []byte, tenant, subjectID string) []byte {
 
 // appendConsentKey appends the key under which k's folded state is stored.
 func appendConsentKey(dst []byte, k events.Key) []byte {
+	// One allocation for the common key (no escape bytes inside): the
+	// kind byte and two terminator bytes per part.
+	dst = slices.Grow(dst, 7+len(k.Tenant)+len(k.SubjectID)+len(k.Purpose))
 	dst = appendPersonPrefix(dst, k.Tenant, k.SubjectID)
 	return appendEscaped(dst, k.Purpose)
 }
