@@ -17,6 +17,7 @@ type folder struct {
 	log        *slog.Logger
 	batch      *pebble.Batch
 	states     map[string]events.Consent // states changed in the batch, by consent key
+	committed  map[string]events.Consent // states of earlier batches, as committed (see flush)
 	next       uint64                    // the sequence the stream must deliver next
 	count      int                       // deliveries in the batch
 	violations uint64                    // total, including the batch
@@ -34,6 +35,7 @@ func newFolder(idx *Index, log *slog.Logger) (*folder, error) {
 		log:        log,
 		batch:      b,
 		states:     make(map[string]events.Consent),
+		committed:  make(map[string]events.Consent),
 		next:       idx.Checkpoint() + 1,
 		violations: idx.ViolationCount(),
 	}, nil
@@ -91,6 +93,9 @@ func (f *folder) current(key []byte, k events.Key) (events.Consent, error) {
 	if c, ok := f.states[string(key)]; ok {
 		return c, nil
 	}
+	if c, ok := f.committed[string(key)]; ok {
+		return c, nil
+	}
 	return f.idx.lookup(key, k)
 }
 
@@ -124,9 +129,32 @@ func (f *folder) flush() error {
 	if err := f.idx.commit(f.batch, f.next-1, f.violations); err != nil {
 		return err
 	}
-	clear(f.states)
+	f.remember()
 	f.count = 0
 	return nil
 }
 
 func (f *folder) close() { _ = f.batch.Close() }
+
+// committedLimit bounds the states the folder keeps from committed batches
+// (a few MiB), so that a consent folded again soon after is not read back
+// from Pebble.
+const committedLimit = 1 << 14
+
+// remember moves the states of the batch just committed into committed
+// and empties states. The folder is the index's only writer of consent
+// states, so what it committed is what a read would return. When the
+// cache would pass committedLimit it starts again empty.
+func (f *folder) remember() {
+	if len(f.committed)+len(f.states) > committedLimit {
+		clear(f.committed)
+	}
+	if len(f.states) > committedLimit {
+		clear(f.states)
+		return
+	}
+	for k, c := range f.states {
+		f.committed[k] = c
+	}
+	clear(f.states)
+}
