@@ -32,8 +32,12 @@ func printStatuses(w io.Writer, statuses []events.Status) {
 	tw := newTable(w)
 	fmt.Fprintln(tw, "TENANT\tSUBJECT\tPURPOSE\tSTATE\tALLOWED\tPOLICY\tUPDATED\tEXPIRES\tSEQ")
 	for _, st := range statuses {
+		allowed := yesNo(st.Allowed)
+		if st.Outdated {
+			allowed = fmt.Sprintf("no (outdated: v%d required)", st.RequiredPolicyVersion)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\n",
-			st.Tenant, quote(st.SubjectID), st.Purpose, st.State, yesNo(st.Allowed), st.PolicyVersion,
+			st.Tenant, quote(st.SubjectID), st.Purpose, st.State, allowed, st.PolicyVersion,
 			formatTime(st.UpdatedAt), formatTime(st.ExpiresAt), st.Seq)
 	}
 	_ = tw.Flush()

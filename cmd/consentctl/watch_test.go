@@ -148,8 +148,9 @@ func TestConsentctlPurpose(t *testing.T) {
 	assert.Regexp(t, `(?m)^default\s+alice\s+newsletter\s+granted\s+yes\s+2\s+\S+\s+\d{4}-`, out)
 	code, _, errOut = ctl(t, url, "grant", "bob", "newsletter", "--policy-version", "1")
 	require.Equal(t, exitOK, code, errOut)
-	code, _, errOut = ctl(t, url, "check", "bob", "newsletter", "--min-seq", "4")
+	code, out, errOut = ctl(t, url, "check", "bob", "newsletter", "--min-seq", "4")
 	assert.Equal(t, exitRequired, code)
+	assert.Regexp(t, `(?m)^default\s+bob\s+newsletter\s+granted\s+no \(outdated: v2 required\)\s+1\s+`, out)
 	assert.Contains(t, errOut, "granted at policy version 1, but version 2 is required")
 
 	for _, bad := range [][]string{
