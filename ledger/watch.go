@@ -263,8 +263,8 @@ func (w *Watcher) startDurable(ctx context.Context) error {
 			OptStartSeq:    seq,
 			OptStartTime:   at,
 			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        cmp(w.opts.AckWait, DefaultAckWait),
-			MaxAckPending:  cmp(w.opts.MaxAckPending, DefaultMaxAckPending),
+			AckWait:        orDefault(w.opts.AckWait, DefaultAckWait),
+			MaxAckPending:  orDefault(w.opts.MaxAckPending, DefaultMaxAckPending),
 		}
 		cons, err = stream.CreateConsumer(ctx, cfg)
 		if err != nil {
@@ -291,7 +291,8 @@ func (w *Watcher) startDurable(ctx context.Context) error {
 	return nil
 }
 
-func cmp[T int | time.Duration](v, def T) T {
+// orDefault returns v when it is set (positive), else def.
+func orDefault[T int | time.Duration](v, def T) T {
 	if v > 0 {
 		return v
 	}
