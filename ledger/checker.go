@@ -368,7 +368,7 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	if !k.connected.Load() {
 		return events.Status{}, errDisconnected
 	}
-	if q.MinSeq > k.applied.Load() && k.connected.Load() {
+	if q.MinSeq > k.applied.Load() {
 		waitCtx, cancel := context.WithTimeout(ctx, DefaultMinSeqTimeout)
 		_ = k.WaitSeq(waitCtx, q.MinSeq) // if it times out, the service decides
 		cancel()
@@ -398,9 +398,6 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	// The newest of: the service's answer, what the stream showed during
 	// the fill, what another fill cached meanwhile.
 	c := consentOf(st)
-	if e != nil && e.purpose != p { // the cache was dropped and refilled meanwhile
-		e = nil
-	}
 	if e != nil {
 		if e.pending != nil && e.pending.Seq > c.Seq {
 			c = *e.pending
