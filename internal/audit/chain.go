@@ -48,21 +48,30 @@ func ChainAt(seq uint64, head string) (*Chain, error) {
 // c.Seq+1; otherwise it returns an error matching ErrChainOrder and leaves
 // the chain as it was.
 func (c *Chain) Add(seq uint64, natsSubject string, payload []byte) error {
-	if seq != c.Seq+1 {
-		return fmt.Errorf("%w: the chain is at seq %d, got seq %d", ErrChainOrder, c.Seq, seq)
-	}
 	if c.h == nil {
 		c.h = sha256.New()
+	}
+	var subjSum, dataSum [32]byte
+	c.h.Reset()
+	c.h.Write([]byte(natsSubject))
+	c.h.Sum(subjSum[:0])
+	c.h.Reset()
+	c.h.Write(payload)
+	c.h.Sum(dataSum[:0])
+	return c.addSums(seq, &subjSum, &dataSum)
+}
+
+// addSums is Add with the SHA-256 of the subject and of the payload
+// already computed (by Verify's workers).
+func (c *Chain) addSums(seq uint64, subjSum, dataSum *[32]byte) error {
+	if seq != c.Seq+1 {
+		return fmt.Errorf("%w: the chain is at seq %d, got seq %d", ErrChainOrder, c.Seq, seq)
 	}
 	b := c.buf[:0]
 	b = append(b, c.Head[:]...)
 	b = binary.BigEndian.AppendUint64(b, seq)
-	c.h.Reset()
-	c.h.Write([]byte(natsSubject))
-	b = c.h.Sum(b)
-	c.h.Reset()
-	c.h.Write(payload)
-	b = c.h.Sum(b)
+	b = append(b, subjSum[:]...)
+	b = append(b, dataSum[:]...)
 	c.Head = sha256.Sum256(b)
 	c.Seq = seq
 	return nil

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/consentledger/consent/events"
@@ -103,8 +105,41 @@ func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts Expor
 	if err := out.header(); err != nil {
 		return st, err
 	}
+	// Decoding, the cost of an export, runs on the pipeline's workers;
+	// selecting and writing, in order, on its sink.
+	var writeErr atomic.Pointer[error]
+	sink := func(d decoded) {
+		if writeErr.Load() != nil {
+			return
+		}
+		m, ev := &d.m, d.ev
+		when := m.Time // an unreadable message is selected by storage time
+		if d.err == nil {
+			when = ev.RecordedAt
+		}
+		if (opts.Since != nil && when.Before(*opts.Since)) || (opts.Until != nil && !when.Before(*opts.Until)) {
+			st.Skipped++
+			return
+		}
+		if d.err == nil {
+			st.Events++
+		} else {
+			st.Unreadable++
+		}
+		if st.FirstSeq == 0 {
+			st.FirstSeq = m.Seq
+		}
+		st.LastSeq = m.Seq
+		if err := out.write(m, ev, d.err); err != nil {
+			writeErr.Store(&err)
+		}
+	}
+	p := runPipeline(runtime.GOMAXPROCS(0), pipelineDepth, decodeMsg, sink)
 	var done uint64
 	_, err = Replay(ctx, js, ro, func(m *Msg) error {
+		if e := writeErr.Load(); e != nil {
+			return *e
+		}
 		done++
 		if opts.Progress != nil && done%1024 == 0 {
 			opts.Progress(done, done+m.Pending)
@@ -112,29 +147,14 @@ func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts Expor
 		if !stopAfter.IsZero() && m.Time.After(stopAfter) {
 			return ErrStopReplay
 		}
-		ev, decodeErr := events.Decode(m.Data)
-		if decodeErr == nil {
-			if (opts.Since != nil && ev.RecordedAt.Before(*opts.Since)) || (opts.Until != nil && !ev.RecordedAt.Before(*opts.Until)) {
-				st.Skipped++
-				return nil
-			}
-			st.Events++
-		} else {
-			// Selected by storage time, as no recorded_at can be read.
-			if (opts.Since != nil && m.Time.Before(*opts.Since)) || (opts.Until != nil && !m.Time.Before(*opts.Until)) {
-				st.Skipped++
-				return nil
-			}
-			st.Unreadable++
-		}
-		if st.FirstSeq == 0 {
-			st.FirstSeq = m.Seq
-		}
-		st.LastSeq = m.Seq
-		return out.write(m, ev, decodeErr)
+		return p.submit(m)
 	})
+	p.close()
 	if opts.Progress != nil {
 		opts.Progress(done, done)
+	}
+	if e := writeErr.Load(); e != nil && err == nil {
+		err = *e
 	}
 	if ferr := out.flush(); err == nil {
 		err = ferr
@@ -143,6 +163,18 @@ func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts Expor
 		return st, fmt.Errorf("export: %w", err)
 	}
 	return st, nil
+}
+
+// decoded is a message with its event, or why it is not one.
+type decoded struct {
+	m   Msg
+	ev  *events.Event
+	err error
+}
+
+func decodeMsg(m *Msg) decoded {
+	ev, err := events.Decode(m.Data)
+	return decoded{m: *m, ev: ev, err: err}
 }
 
 // exportFilter returns the subject filter for a tenant and a purpose.

@@ -3,9 +3,11 @@ package audit
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -167,7 +169,9 @@ func Verify(ctx context.Context, js jetstream.JetStream, opts VerifyOptions) (*R
 		v.liveWanted = false
 	}
 	v.total = end
-	replayed, err := Replay(ctx, js, ReplayOptions{Stream: opts.Stream, EndSeq: end, Idle: opts.Idle}, v.msg)
+	p := runPipeline(runtime.GOMAXPROCS(0), pipelineDepth, v.inspect, v.fold)
+	replayed, err := Replay(ctx, js, ReplayOptions{Stream: opts.Stream, EndSeq: end, Idle: opts.Idle}, p.submit)
+	p.close()
 	v.finish(replayed, err == nil)
 	v.report.Took = time.Since(started)
 	if opts.Progress != nil {
@@ -236,8 +240,141 @@ func (v *verifier) problem(p Problem) int {
 	return len(v.report.Problems) - 1
 }
 
-func (v *verifier) msg(m *Msg) error {
-	r := v.report
+// Kinds of message in the stream.
+type msgClass uint8
+
+const (
+	classEvent      msgClass = iota // consent.events.>
+	classCheckpoint                 // consent.checkpoints.>
+	classRecord                     // consent.purposes.>: hash-chained, not folded
+	classStray                      // anything else: the ledger writes nothing there
+)
+
+// inspected is a message after the checks that need no state, done on
+// the pipeline's workers: decoding, hashes, signatures, and the digest
+// entry of the state an event leads to (events.Evolve needs only the
+// event).
+type inspected struct {
+	m        Msg
+	class    msgClass
+	subjSum  [32]byte // for the chain
+	dataSum  [32]byte
+	bad      *Problem // a failed stateless check
+	ev       *events.Event
+	ref      *ConsentRef
+	hash     [32]byte // the event's (or record's) hash
+	prevHash string
+	entry    [32]byte // ConsentEntry of the state the event leads to
+	cp       *Checkpoint
+}
+
+func (v *verifier) inspect(m *Msg) inspected {
+	in := inspected{m: *m}
+	in.subjSum = sha256.Sum256([]byte(m.Subject))
+	in.dataSum = sha256.Sum256(m.Data)
+	switch {
+	case strings.HasPrefix(m.Subject, eventSubjectPrefix):
+		in.class = classEvent
+		v.inspectEvent(&in)
+	case events.IsCheckpointSubject(m.Subject):
+		in.class = classCheckpoint
+		v.inspectCheckpoint(&in)
+	case strings.HasPrefix(m.Subject, purposeSubjectPrefix):
+		in.class = classRecord
+		v.inspectRecord(&in)
+	default:
+		in.class = classStray
+		in.bad = &Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckSubject, Reason: "the ledger writes nothing on this subject"}
+	}
+	return in
+}
+
+func (v *verifier) inspectEvent(in *inspected) {
+	m := &in.m
+	fail := func(check, reason string) {
+		in.bad = &Problem{Seq: m.Seq, Subject: m.Subject, Check: check, Reason: reason, Consent: in.ref}
+		if in.ev != nil {
+			in.bad.EventID = in.ev.ID
+		}
+	}
+	ev, err := events.Decode(m.Data)
+	if err != nil {
+		if errors.Is(err, events.ErrNewerSchema) || errors.Is(err, events.ErrUnknownType) || fromTheFuture(m.Data) {
+			fail(CheckSchema, fmt.Sprintf("written by a newer ledger (%v): upgrade consentctl to verify it", err))
+			return
+		}
+		fail(CheckDecode, err.Error())
+		return
+	}
+	in.ev, in.ref = ev, refOf(ev.Key())
+	if h := m.Header.Get(events.HeaderEventType); h != string(ev.Type) {
+		fail(CheckHeader, fmt.Sprintf("header %s is %q, the event's type is %q", events.HeaderEventType, h, ev.Type))
+		return
+	}
+	if want := ev.Key().NATSSubject(); m.Subject != want {
+		fail(CheckSubject, "the event belongs on "+want)
+		return
+	}
+	if err := events.VerifyHash(m.Data, ev); err != nil {
+		fail(CheckHash, err.Error()+": the event was changed after it was written")
+		return
+	}
+	_ = decodeHex32(ev.Hash, &in.hash) // VerifyHash passed: 64 hex digits
+	in.prevHash = ev.PrevHash
+	next := events.Evolve(events.NewConsent(ev.Key()), ev, m.Seq)
+	in.entry = ConsentEntry(&next)
+}
+
+// inspectRecord checks a hash-chained record that is not a consent event
+// (the purpose registry): that it has a hash and a prev_hash, and that the
+// hash matches.
+func (v *verifier) inspectRecord(in *inspected) {
+	m := &in.m
+	var head struct {
+		Hash     string  `json:"hash"`
+		PrevHash *string `json:"prev_hash"`
+	}
+	fail := func(check, reason string) {
+		in.bad = &Problem{Seq: m.Seq, Subject: m.Subject, Check: check, Reason: reason}
+	}
+	if err := json.Unmarshal(m.Data, &head); err != nil || head.Hash == "" || head.PrevHash == nil {
+		fail(CheckDecode, "not a hash-chained record (a JSON object with hash and prev_hash)")
+		return
+	}
+	sum, err := events.HashOf(m.Data)
+	if err != nil || sum != head.Hash {
+		fail(CheckHash, fmt.Sprintf("recorded hash %q, computed %q: the record was changed after it was written", head.Hash, sum))
+		return
+	}
+	_ = decodeHex32(head.Hash, &in.hash)
+	in.prevHash = *head.PrevHash
+}
+
+// inspectCheckpoint checks a checkpoint's form and signature.
+func (v *verifier) inspectCheckpoint(in *inspected) {
+	m := &in.m
+	fail := func(reason string) {
+		in.bad = &Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckCheckpoint, Reason: reason}
+	}
+	cp, err := DecodeCheckpoint(m.Data)
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	if v.opts.Keys != nil {
+		if err := verifyObject(v.opts.Keys, cp.KeyID, cp.Signature, m.Data, "signature"); err != nil {
+			fail(err.Error() + ": the checkpoint was not signed by a trusted key, or was changed after signing")
+			return
+		}
+	}
+	in.cp = cp
+}
+
+// fold runs the checks that need what came before, in stream order: the
+// sequence, the chain, the links, the fresh fold and the checkpoints'
+// chains.
+func (v *verifier) fold(in inspected) {
+	r, m := v.report, &in.m
 	if r.Messages == 0 {
 		r.FirstSeq = m.Seq
 	}
@@ -248,19 +385,32 @@ func (v *verifier) msg(m *Msg) error {
 	v.compareLiveBefore(m.Seq)
 	v.next = m.Seq + 1
 	if v.broken == 0 {
-		_ = v.chain.Add(m.Seq, m.Subject, m.Data) // in order: checked above
+		_ = v.chain.addSums(m.Seq, &in.subjSum, &in.dataSum) // in order: checked above
 		v.heads[m.Seq%uint64(len(v.heads))] = chainHead{m.Seq, v.chain.Head}
 	}
 
+	switch in.class {
+	case classEvent:
+		r.Events++
+	case classCheckpoint:
+		r.Checkpoints++
+	case classRecord:
+		r.Records++
+	}
 	switch {
-	case strings.HasPrefix(m.Subject, eventSubjectPrefix):
-		v.event(m)
-	case events.IsCheckpointSubject(m.Subject):
-		v.checkpoint(m)
-	case strings.HasPrefix(m.Subject, purposeSubjectPrefix):
-		v.record(m)
-	default:
-		v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckSubject, Reason: "the ledger writes nothing on this subject"})
+	case in.bad != nil:
+		v.problem(*in.bad)
+	case in.class == classEvent:
+		v.foldEvent(&in)
+	case in.class == classRecord:
+		cur, seen := v.records[m.Subject]
+		if reason, ok := v.link(in.prevHash, cur, seen, m.Seq, nil); !ok {
+			v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckLink, Reason: reason})
+		} else {
+			v.records[m.Subject] = tip{seq: m.Seq, hash: in.hash}
+		}
+	case in.class == classCheckpoint:
+		v.foldCheckpoint(m, in.cp)
 	}
 
 	if v.liveWanted && m.Seq == v.liveSeq {
@@ -272,7 +422,6 @@ func (v *verifier) msg(m *Msg) error {
 	if v.opts.Progress != nil && r.Messages%4096 == 0 {
 		v.opts.Progress(r.Messages, v.total)
 	}
-	return nil
 }
 
 // gap records that sequences from..to were not delivered.
@@ -288,50 +437,19 @@ func (v *verifier) gap(from, to uint64, why string) {
 	}
 }
 
-// event checks a consent event and folds it when it passes.
-func (v *verifier) event(m *Msg) {
-	v.report.Events++
-	fail := func(check, reason string, ev *events.Event) {
-		p := Problem{Seq: m.Seq, Subject: m.Subject, Check: check, Reason: reason}
-		if ev != nil {
-			p.Consent, p.EventID = refOf(ev.Key()), ev.ID
-		}
-		v.problem(p)
-	}
-	ev, err := events.Decode(m.Data)
-	if err != nil {
-		if errors.Is(err, events.ErrNewerSchema) || errors.Is(err, events.ErrUnknownType) || fromTheFuture(m.Data) {
-			fail(CheckSchema, fmt.Sprintf("written by a newer ledger (%v): upgrade consentctl to verify it", err), nil)
-			return
-		}
-		fail(CheckDecode, err.Error(), nil)
-		return
-	}
-	if h := m.Header.Get(events.HeaderEventType); h != string(ev.Type) {
-		fail(CheckHeader, fmt.Sprintf("header %s is %q, the event's type is %q", events.HeaderEventType, h, ev.Type), ev)
-		return
-	}
-	if want := ev.Key().NATSSubject(); m.Subject != want {
-		fail(CheckSubject, "the event belongs on "+want, ev)
-		return
-	}
-	if err := events.VerifyHash(m.Data, ev); err != nil {
-		fail(CheckHash, err.Error()+": the event was changed after it was written", ev)
-		return
-	}
+// foldEvent checks an event's link and folds it when it passes.
+func (v *verifier) foldEvent(in *inspected) {
+	m := &in.m
 	cur, seen := v.tips[m.Subject]
-	if reason, ok := v.link(ev.PrevHash, cur, seen, m.Seq, refOf(ev.Key())); !ok {
-		fail(CheckLink, reason, ev)
+	if reason, ok := v.link(in.prevHash, cur, seen, m.Seq, in.ref); !ok {
+		v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckLink, Reason: reason, Consent: in.ref, EventID: in.ev.ID})
 		return
 	}
-	next := events.Evolve(events.NewConsent(ev.Key()), ev, m.Seq)
-	t := tip{seq: m.Seq, entry: ConsentEntry(&next)}
-	_ = decodeHex32(ev.Hash, &t.hash) // VerifyHash passed: 64 hex digits
 	if seen {
 		v.digest.Remove(cur.entry)
 	}
-	v.digest.Add(t.entry)
-	v.tips[m.Subject] = t
+	v.digest.Add(in.entry)
+	v.tips[m.Subject] = tip{seq: m.Seq, hash: in.hash, entry: in.entry}
 }
 
 // link checks prevHash against the previous event (or record) of the same
@@ -370,54 +488,11 @@ func (v *verifier) blameGap(reason string, after, before uint64, ref *ConsentRef
 	return reason
 }
 
-// record checks a hash-chained record that is not a consent event (the
-// purpose registry): its hash and its link to the previous record on the
-// same subject.
-func (v *verifier) record(m *Msg) {
-	v.report.Records++
-	var head struct {
-		Hash     string  `json:"hash"`
-		PrevHash *string `json:"prev_hash"`
-	}
-	fail := func(check, reason string) {
-		v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: check, Reason: reason})
-	}
-	if err := json.Unmarshal(m.Data, &head); err != nil || head.Hash == "" || head.PrevHash == nil {
-		fail(CheckDecode, "not a hash-chained record (a JSON object with hash and prev_hash)")
-		return
-	}
-	sum, err := events.HashOf(m.Data)
-	if err != nil || sum != head.Hash {
-		fail(CheckHash, fmt.Sprintf("recorded hash %q, computed %q: the record was changed after it was written", head.Hash, sum))
-		return
-	}
-	cur, seen := v.records[m.Subject]
-	if reason, ok := v.link(*head.PrevHash, cur, seen, m.Seq, nil); !ok {
-		fail(CheckLink, reason)
-		return
-	}
-	t := tip{seq: m.Seq}
-	_ = decodeHex32(head.Hash, &t.hash)
-	v.records[m.Subject] = t
-}
-
-// checkpoint checks a checkpoint's form, signature and chain.
-func (v *verifier) checkpoint(m *Msg) {
+// foldCheckpoint checks a checkpoint's chain against the stream's.
+func (v *verifier) foldCheckpoint(m *Msg, cp *Checkpoint) {
 	r := v.report
-	r.Checkpoints++
 	fail := func(reason string) {
 		v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckCheckpoint, Reason: reason})
-	}
-	cp, err := DecodeCheckpoint(m.Data)
-	if err != nil {
-		fail(err.Error())
-		return
-	}
-	if v.opts.Keys != nil {
-		if err := verifyObject(v.opts.Keys, cp.KeyID, cp.Signature, m.Data, "signature"); err != nil {
-			fail(err.Error() + ": the checkpoint was not signed by a trusted key, or was changed after signing")
-			return
-		}
 	}
 	if cp.UpToSeq >= m.Seq {
 		fail(fmt.Sprintf("commits to seq %d, which is not before its own seq", cp.UpToSeq))
