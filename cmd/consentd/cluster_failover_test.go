@@ -17,9 +17,7 @@ import (
 // chain intact, writes must resume under the new leader, and both indexes
 // must converge to a fresh fold of the stream.
 func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
-	begin := time.Now()
 	h := startClusterHarness(t, 2)
-	t.Logf("harness up in %s", time.Since(begin).Round(time.Millisecond))
 	js := h.jetStream()
 	stream, err := js.Stream(t.Context(), ledger.DefaultStream)
 	require.NoError(t, err)
@@ -40,7 +38,6 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 
 	const before, after = 100, 100
 	load.waitForAcks(t, before, 30*time.Second)
-	t.Logf("%d acks in %s", before, time.Since(begin).Round(time.Millisecond))
 	require.Equal(t, leader, h.cluster.StreamLeader(ledger.DefaultStream), "the stream leader moved under load")
 	killedAt := time.Now()
 	h.cluster.Stop(leader)
@@ -55,11 +52,21 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	stopProbe := probe.start(t.Context(), []*ledger.Client{ledger.NewClient(h.connectTo(survivor, "probe"), ledger.ClientOptions{})})
 	probe.waitForAcks(t, 1, 60*time.Second)
 	stopProbe()
-	resumed := probe.snapshot()[0].at.Sub(killedAt)
+	probed := probe.snapshot()[0]
+	resumed := probed.at.Sub(killedAt)
+	// Each index applies the first append under the new leader, also when
+	// its consumer was on the lost node and has to be recreated.
+	var indexed []string
+	for _, in := range h.instances {
+		waitIndex(t, in.index, probed.seq)
+		took := time.Since(killedAt)
+		indexed = append(indexed, fmt.Sprintf("consentd %s %s", in.name, took.Round(time.Millisecond)))
+		assert.Less(t, took, 6*time.Second, "consentd %s: index stood still after the node loss", in.name)
+	}
 
 	load.waitForAcks(t, ackedAtKill+after, 60*time.Second)
 	stopLoad()
-	h.waitIdle()
+	h.stopServices()
 	newLeader := h.cluster.StreamLeader(ledger.DefaultStream)
 	assert.NotEqual(t, leader, newLeader)
 
@@ -68,18 +75,16 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 		stopped.Sub(killedAt).Round(time.Millisecond), newLeader+1)
 	t.Logf("write gap: a new append was acknowledged %s after the kill (probe %v); longest pause between the writers' acknowledgements: %s",
 		resumed.Round(time.Millisecond), probe.failureSummary(), longestPause(acks).Round(time.Millisecond))
+	t.Logf("the indexes had that append after the kill: %v", indexed)
 	t.Logf("%d acknowledged, %d of them duplicates of an earlier attempt; slowest command took %s; failed attempts: %v",
 		len(acks), countDuplicates(acks), slowest(acks).Round(time.Millisecond), load.failureSummary())
 	assert.Empty(t, load.conflicts(), "a writer alone on its consents, retrying with the same key, must never meet a conflict")
 
-	t.Logf("load done at %s", time.Since(begin).Round(time.Millisecond))
 	audit := auditStream(t, js)
-	defer func() { t.Logf("checks done at %s", time.Since(begin).Round(time.Millisecond)) }()
 	audit.assertAcknowledged(t, append(acks, probe.snapshot()...))
 	for _, in := range h.instances {
 		audit.assertIndexMatches(t, "consentd "+in.name, in.index)
 	}
-	audit.assertStatusesMatch(t, clients[0])
 }
 
 // longestPause returns the longest time between two acknowledgements.

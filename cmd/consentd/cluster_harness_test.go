@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"strings"
 	"testing"
@@ -71,38 +70,28 @@ func runOnCluster(t *testing.T, urls, dataDir string, flags ...string) *Main {
 	return m
 }
 
-// waitIdle waits until no instance is working on a command: a command
-// whose caller gave up may still land, so the stream is only final once
-// every instance is idle.
-func (h *clusterHarness) waitIdle() {
+// stopServices stops the consent service of every instance: no request
+// is taken any more, and the ones delivered are answered, their appends
+// done. A command whose caller gave up may still land until then, so the
+// stream is final only once the services have stopped. The projectors go
+// on, so the indexes still catch up.
+func (h *clusterHarness) stopServices() {
 	h.t.Helper()
 	for _, in := range h.instances {
-		waitServiceIdle(h.t, in.Main)
+		ctx, cancel := context.WithTimeout(h.t.Context(), 30*time.Second)
+		err := in.service.Stop(ctx)
+		cancel()
+		require.NoError(h.t, err, "consentd %s", in.name)
 	}
 }
 
-// waitServiceIdle waits until m's service has no command in flight.
-func waitServiceIdle(t *testing.T, m *Main) {
-	t.Helper()
-	require.Eventually(t, func() bool { return commandsInFlight(t, m) == 0 }, 30*time.Second, 5*time.Millisecond,
-		"consentd still appending")
-}
-
-// commandsInFlight returns the commands m's service is working on, from
-// the in_flight counters of its $SRV.STATS data.
-func commandsInFlight(t *testing.T, m *Main) int64 {
-	var n int64
-	for _, e := range m.service.Stats().Endpoints {
-		switch e.Subject {
-		case ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke:
-			var d struct {
-				InFlight int64 `json:"in_flight"`
-			}
-			require.NoError(t, json.Unmarshal(e.Data, &d))
-			n += d.InFlight
-		}
-	}
-	return n
+// writerOptions are the options of a calling service's connection: it
+// reconnects at once when its server goes away, and does not buffer
+// requests while it is disconnected (they fail, and the caller retries):
+// a buffered request would be sent on reconnect, after its caller gave up.
+func writerOptions(name string) []nats.Option {
+	return []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1),
+		nats.ReconnectWait(20 * time.Millisecond), nats.ReconnectJitter(0, 0)}
 }
 
 // connect opens a connection to the cluster as a calling service would,
@@ -110,8 +99,7 @@ func commandsInFlight(t *testing.T, m *Main) int64 {
 // closed at the end of the test.
 func (h *clusterHarness) connect(name string) *nats.Conn {
 	h.t.Helper()
-	nc, err := nats.Connect(h.cluster.URLs(), nats.Name(name), nats.MaxReconnects(-1),
-		nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(0, 0))
+	nc, err := nats.Connect(h.cluster.URLs(), writerOptions(name)...)
 	require.NoError(h.t, err)
 	h.t.Cleanup(nc.Close)
 	return nc
@@ -123,8 +111,7 @@ func (h *clusterHarness) connectTo(node int, name string) *nats.Conn {
 	h.t.Helper()
 	urls := strings.Split(h.cluster.URLs(), ",")
 	urls[0], urls[node] = urls[node], urls[0]
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.Name(name), nats.DontRandomize(), nats.MaxReconnects(-1),
-		nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(0, 0))
+	nc, err := nats.Connect(strings.Join(urls, ","), append(writerOptions(name), nats.DontRandomize())...)
 	require.NoError(h.t, err)
 	h.t.Cleanup(nc.Close)
 	return nc

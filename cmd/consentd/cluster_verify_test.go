@@ -143,6 +143,7 @@ func (a *streamAudit) assertAcknowledged(t *testing.T, acks []ack) {
 // holds exactly the fresh fold for every consent, and no violation.
 func (a *streamAudit) assertIndexMatches(t *testing.T, name string, idx *projector.Index) {
 	t.Helper()
+	waitIndex(t, idx, a.lastSeq)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	for key, want := range a.fold {
@@ -152,6 +153,20 @@ func (a *streamAudit) assertIndexMatches(t *testing.T, name string, idx *project
 		assert.Equal(t, comparable(want), comparable(got), "%s: consent %v", name, key)
 	}
 	assert.Zero(t, idx.ViolationCount(), "%s: integrity violations", name)
+}
+
+// waitIndex waits until idx answers and has applied seq. Unlike
+// idx.Wait it also waits through the moments when the index does not
+// answer at all: its projector lost its consumer (a NATS node went away)
+// and is being restarted by consentd.
+func waitIndex(t *testing.T, idx *projector.Index, seq uint64) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		_, err := idx.Wait(ctx, seq)
+		return err == nil
+	}, 30*time.Second, time.Millisecond, "index at seq %d, want %d", idx.Checkpoint(), seq)
 }
 
 // assertStatusesMatch checks, through the service, that the status of

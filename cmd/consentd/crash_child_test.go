@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/consentledger/consent/ledger"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/require"
 )
 
@@ -110,31 +106,6 @@ func (c *crashChild) stop() {
 		c.t.Fatalf("consentd did not stop within 30s of SIGTERM; stderr: %s", c.stderr)
 	}
 	require.True(c.t, c.cmd.ProcessState.Success(), "consentd exit: %s; stderr: %s", c.cmd.ProcessState, c.stderr)
-}
-
-// waitServiceIdleOverWire waits until no consent service reachable on nc
-// has a command in flight, reading the in_flight counters of $SRV.STATS.
-func waitServiceIdleOverWire(t *testing.T, nc *nats.Conn) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		msg, err := nc.Request("$SRV.STATS."+ledger.ServiceName, nil, 2*time.Second)
-		if err != nil {
-			return false
-		}
-		var stats micro.Stats
-		if json.Unmarshal(msg.Data, &stats) != nil {
-			return false
-		}
-		for _, e := range stats.Endpoints {
-			var d struct {
-				InFlight int64 `json:"in_flight"`
-			}
-			if json.Unmarshal(e.Data, &d) != nil || d.InFlight != 0 {
-				return false
-			}
-		}
-		return true
-	}, 30*time.Second, 10*time.Millisecond, "consentd still working on commands")
 }
 
 // freeLoopbackPort returns a TCP port that was free a moment ago.
