@@ -134,7 +134,7 @@ func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts Expor
 			writeErr.Store(&err)
 		}
 	}
-	p := runPipeline(runtime.GOMAXPROCS(0), pipelineDepth, decodeMsg, sink)
+	p := runPipeline(runtime.GOMAXPROCS(0), exportSize, decodeMsg, sink)
 	var done uint64
 	_, err = Replay(ctx, js, ro, func(m *Msg) error {
 		if e := writeErr.Load(); e != nil {

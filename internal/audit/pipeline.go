@@ -2,16 +2,20 @@ package audit
 
 import "sync"
 
-// pipelineBatch is how many messages travel together through a pipeline:
-// enough that the channel operations and goroutine switches, about a
-// microsecond each, disappear beside the work.
-const pipelineBatch = 256
+// pipelineSize says how many messages travel together through a pipeline
+// (enough that the channel operations and goroutine switches, about a
+// microsecond each, disappear beside the work) and how many batches may
+// wait (enough to keep the workers busy). A pipeline holds at most
+// (depth + workers + 1) x batch messages, whatever the stream's size.
+type pipelineSize struct{ batch, depth int }
 
-// pipelineDepth is how many batches may wait: enough to keep the workers
-// busy, few enough that a pipeline holds at most about 3,000 messages
-// (depth + workers + 1 batches; a megabyte or two) whatever the stream's
-// size.
-const pipelineDepth = 8
+var (
+	// verifySize holds about 3,000 messages (a few MiB).
+	verifySize = pipelineSize{batch: 256, depth: 8}
+	// exportSize holds fewer, as an export's memory is what its users
+	// watch: about 450 messages.
+	exportSize = pipelineSize{batch: 64, depth: 4}
+)
 
 // pipeline runs work on the replayed messages on several goroutines and
 // hands the results to sink, on one goroutine, in the order the messages
@@ -20,6 +24,7 @@ const pipelineDepth = 8
 // part, which stays sequential. Messages travel in batches.
 type pipeline[R any] struct {
 	work    func(*Msg) R
+	batch   int
 	jobs    chan *pipelineJob[R]
 	ordered chan *pipelineJob[R]
 	pool    sync.Pool
@@ -34,17 +39,17 @@ type pipelineJob[R any] struct {
 	ready   chan struct{}
 }
 
-// runPipeline starts the workers and the sink; depth bounds the batches
-// in flight (the pipeline's memory is depth x pipelineBatch messages).
-func runPipeline[R any](workers, depth int, work func(*Msg) R, sink func(R)) *pipeline[R] {
+// runPipeline starts the workers and the sink.
+func runPipeline[R any](workers int, size pipelineSize, work func(*Msg) R, sink func(R)) *pipeline[R] {
 	p := &pipeline[R]{
 		work:    work,
-		jobs:    make(chan *pipelineJob[R], depth),
-		ordered: make(chan *pipelineJob[R], depth),
+		batch:   size.batch,
+		jobs:    make(chan *pipelineJob[R], size.depth),
+		ordered: make(chan *pipelineJob[R], size.depth),
 		done:    make(chan struct{}),
 	}
 	p.pool.New = func() any {
-		return &pipelineJob[R]{msgs: make([]Msg, 0, pipelineBatch), results: make([]R, 0, pipelineBatch), ready: make(chan struct{}, 1)}
+		return &pipelineJob[R]{msgs: make([]Msg, 0, size.batch), results: make([]R, 0, size.batch), ready: make(chan struct{}, 1)}
 	}
 	p.workers.Add(workers)
 	for range workers {
@@ -82,7 +87,7 @@ func (p *pipeline[R]) submit(m *Msg) error {
 		p.cur = p.pool.Get().(*pipelineJob[R])
 	}
 	p.cur.msgs = append(p.cur.msgs, *m)
-	if len(p.cur.msgs) == pipelineBatch || m.Pending == 0 {
+	if len(p.cur.msgs) == p.batch || m.Pending == 0 {
 		p.flush()
 	}
 	return nil

@@ -169,7 +169,7 @@ func Verify(ctx context.Context, js jetstream.JetStream, opts VerifyOptions) (*R
 		v.liveWanted = false
 	}
 	v.total = end
-	p := runPipeline(runtime.GOMAXPROCS(0), pipelineDepth, v.inspect, v.fold)
+	p := runPipeline(runtime.GOMAXPROCS(0), verifySize, v.inspect, v.fold)
 	replayed, err := Replay(ctx, js, ReplayOptions{Stream: opts.Stream, EndSeq: end, Idle: opts.Idle}, p.submit)
 	p.close()
 	v.finish(replayed, err == nil)
