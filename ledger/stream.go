@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -134,7 +135,35 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, opts StreamOption
 	if problems := CheckStreamConfig(stream.CachedInfo().Config); len(problems) > 0 {
 		return nil, &StreamError{Stream: cfg.Name, Problems: problems}
 	}
-	return addMissingSubjects(ctx, js, stream)
+	if stream, err = addMissingSubjects(ctx, js, stream); err != nil {
+		return nil, err
+	}
+	if err := waitForDirectGet(ctx, stream); err != nil {
+		return nil, fmt.Errorf("stream %s: direct get does not answer: %w", cfg.Name, err)
+	}
+	return stream, nil
+}
+
+// waitForDirectGet returns once the stream answers direct gets, which the
+// ledger reads with. Right after a replicated stream is created its
+// replicas may not have subscribed yet, and a read gets no responders.
+func waitForDirectGet(ctx context.Context, stream jetstream.Stream) error {
+	// No consent can live on this subject: "_" starts no valid tenant.
+	const probe = "consent.events._probe._probe._probe"
+	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
+		_, err := stream.GetLastMsgForSubject(ctx, probe)
+		if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrTimeout) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+	}
 }
 
 // addMissingSubjects adds the filters of CapturedSubjects that the stream
