@@ -136,7 +136,7 @@ func TestDecodeEventRefuses(t *testing.T) {
 		{name: "v missing", payload: editEvent(t, func(m map[string]any) { delete(m, "v") }), field: "v"},
 		{name: "v a string", payload: editEvent(t, func(m map[string]any) { m["v"] = "1" }), field: "v"},
 		{name: "unknown type", payload: editEvent(t, func(m map[string]any) { m["type"] = "consent.paused" }), is: ErrUnknownType},
-		{name: "type missing", payload: editEvent(t, func(m map[string]any) { delete(m, "type") }), is: ErrUnknownType},
+		{name: "type missing", payload: editEvent(t, func(m map[string]any) { delete(m, "type") }), field: "type"},
 		{name: "id missing", payload: editEvent(t, func(m map[string]any) { delete(m, "id") }), field: "id"},
 		{name: "occurred_at missing", payload: editEvent(t, func(m map[string]any) { delete(m, "occurred_at") }), field: "occurred_at"},
 		{name: "occurred_at malformed", payload: editEvent(t, func(m map[string]any) { m["occurred_at"] = "yesterday" }), field: "occurred_at"},

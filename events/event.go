@@ -144,6 +144,8 @@ func Decode(payload []byte) (*Event, error) {
 		return nil, fmt.Errorf("%w: v=%d, this reader knows up to %d", ErrNewerSchema, e.V, SchemaVersion)
 	case e.V < 1:
 		return nil, &FieldError{Field: "v", Problem: "must be at least 1"}
+	case e.Type == "":
+		return nil, &FieldError{Field: "type", Problem: "is required"}
 	case !e.Type.Known():
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, e.Type)
 	case e.ID == "":

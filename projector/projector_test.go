@@ -47,6 +47,7 @@ func TestProjectorFoldsStreamAndRecordsViolations(t *testing.T) {
 
 	want = append(want, wantViolation{h.queue(k.NATSSubject(), string(events.TypeGranted), []byte("not json")), CheckDecode})
 	want = append(want, wantViolation{h.queue("consent.events.stray", "", []byte(`{"hello":"world"}`)), CheckDecode})
+	want = append(want, wantViolation{h.queue(k.NATSSubject(), "", []byte(`{"v":1}`)), CheckDecode})
 	h.add(t, 150)
 	h.publish(t, js)
 
