@@ -61,6 +61,7 @@ func RunCluster(tb testing.TB, n int, opts ...Option) *Cluster {
 	}
 	tb.Cleanup(c.Shutdown)
 	c.WaitForMetaLeader()
+	c.WaitForPeers()
 	return c
 }
 
@@ -120,6 +121,27 @@ func (c *Cluster) WaitForMetaLeader() {
 		for _, s := range c.nodes {
 			if s != nil && s.JetStreamIsLeader() {
 				return true
+			}
+		}
+		return false
+	})
+}
+
+// WaitForPeers waits until the JetStream meta leader counts every running
+// node as an available peer. Before that, creating a stream with as many
+// replicas as nodes fails with "no suitable peers for placement" (10005).
+func (c *Cluster) WaitForPeers() {
+	c.tb.Helper()
+	running := 0
+	for _, s := range c.nodes {
+		if s != nil {
+			running++
+		}
+	}
+	c.waitFor("JetStream peers", func() bool {
+		for _, s := range c.nodes {
+			if s != nil && s.JetStreamIsLeader() {
+				return len(s.JetStreamClusterPeers()) >= running
 			}
 		}
 		return false

@@ -29,7 +29,11 @@ func TestClusterReplicatesAndSurvivesLeaderLoss(t *testing.T) {
 	old := c.StreamLeader("T")
 	c.Stop(old)
 	require.Eventually(t, func() bool {
-		_, err := js.Publish(ctx, "t.2", []byte("two"))
+		// A publish sent to the stopped node is never answered: give up
+		// on it soon and send again.
+		attempt, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := js.Publish(attempt, "t.2", []byte("two"))
 		return err == nil
 	}, 20*time.Second, 50*time.Millisecond, "writes resume after the stream leader is lost")
 	require.NotEqual(t, old, c.StreamLeader("T"))
