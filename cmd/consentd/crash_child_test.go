@@ -27,13 +27,13 @@ type crashChild struct {
 	exited chan struct{}
 }
 
-// startCrashChild starts consentd on dataDir, its embedded server listening
-// on 127.0.0.1:port (the same port each time, so that clients reconnect by
+// startCrashChild starts consentd on dataDir, its embedded server fsyncing
+// every write (--sync always) and listening on 127.0.0.1:port (the same port each time, so that clients reconnect by
 // themselves), with env added to its environment, and waits until it
 // prints that it listens: its index has caught up with its stream.
 func startCrashChild(t *testing.T, dataDir string, port int, env ...string) *crashChild {
 	t.Helper()
-	return startChildProcess(t, append([]string{"CONSENTD_DATA_DIR=" + dataDir,
+	return startChildProcess(t, append([]string{"CONSENTD_DATA_DIR=" + dataDir, "CONSENTD_SYNC=always",
 		fmt.Sprintf("CONSENTD_LISTEN=127.0.0.1:%d", port)}, env...)...)
 }
 
