@@ -188,6 +188,13 @@ type tip struct {
 	entry [32]byte // ConsentEntry of the folded state
 }
 
+// subjectID stands for a NATS subject in the fold's maps: the first 16
+// bytes of its SHA-256 (computed for the chain anyway), which keeps a
+// consent's entry at a fixed, small size.
+type subjectID [16]byte
+
+func subjectIDOf(sum *[32]byte) subjectID { return subjectID(sum[:16]) }
+
 // gapRef is a run of missing sequences, kept to name the consent it
 // belonged to once a later event links to it.
 type gapRef struct {
@@ -204,8 +211,8 @@ type verifier struct {
 	chain   Chain
 	broken  uint64 // the first missing sequence: chain values from here are unknown (0: intact)
 	heads   []chainHead
-	tips    map[string]tip // by consent subject
-	records map[string]tip // by record subject (entry unused)
+	tips    map[subjectID]tip // by consent subject
+	records map[subjectID]tip // by record subject (entry unused)
 	digest  StateDigest
 	gaps    []gapRef
 
@@ -224,8 +231,8 @@ func newVerifier(opts VerifyOptions) *verifier {
 		report:  &Report{Stream: opts.Stream, Signed: opts.Keys != nil, Anchor: opts.Anchor, Problems: []Problem{}},
 		next:    1,
 		heads:   make([]chainHead, opts.ChainHistory),
-		tips:    make(map[string]tip),
-		records: make(map[string]tip),
+		tips:    make(map[subjectID]tip),
+		records: make(map[subjectID]tip),
 	}
 }
 
@@ -403,11 +410,12 @@ func (v *verifier) fold(in inspected) {
 	case in.class == classEvent:
 		v.foldEvent(&in)
 	case in.class == classRecord:
-		cur, seen := v.records[m.Subject]
+		id := subjectIDOf(&in.subjSum)
+		cur, seen := v.records[id]
 		if reason, ok := v.link(in.prevHash, cur, seen, m.Seq, nil); !ok {
 			v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckLink, Reason: reason})
 		} else {
-			v.records[m.Subject] = tip{seq: m.Seq, hash: in.hash}
+			v.records[id] = tip{seq: m.Seq, hash: in.hash}
 		}
 	case in.class == classCheckpoint:
 		v.foldCheckpoint(m, in.cp)
@@ -440,7 +448,8 @@ func (v *verifier) gap(from, to uint64, why string) {
 // foldEvent checks an event's link and folds it when it passes.
 func (v *verifier) foldEvent(in *inspected) {
 	m := &in.m
-	cur, seen := v.tips[m.Subject]
+	id := subjectIDOf(&in.subjSum)
+	cur, seen := v.tips[id]
 	if reason, ok := v.link(in.prevHash, cur, seen, m.Seq, in.ref); !ok {
 		v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckLink, Reason: reason, Consent: in.ref, EventID: in.ev.ID})
 		return
@@ -449,7 +458,7 @@ func (v *verifier) foldEvent(in *inspected) {
 		v.digest.Remove(cur.entry)
 	}
 	v.digest.Add(in.entry)
-	v.tips[m.Subject] = tip{seq: m.Seq, hash: in.hash, entry: in.entry}
+	v.tips[id] = tip{seq: m.Seq, hash: in.hash, entry: in.entry}
 }
 
 // link checks prevHash against the previous event (or record) of the same
