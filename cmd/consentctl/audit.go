@@ -71,7 +71,7 @@ func auditExportCommand() command {
 			fs.Var(&since, "since", "only events recorded at or after `TIME` (RFC 3339)")
 			fs.Var(&until, "until", "only events recorded before `TIME` (RFC 3339)")
 			fs.StringVar(&opts.Purpose, "purpose", "", "only the consents to `PURPOSE` (--tenant narrows to one tenant; default all tenants)")
-			fs.StringVar(&opts.Format, "format", audit.FormatJSONL, "`FORMAT` of the output: jsonl or csv")
+			fs.StringVar(&opts.Format, "format", audit.FormatJSONL, "`FORMAT` of the output: jsonl, csv, or raw (every message of the stream with its exact bytes, to recompute the chain offline)")
 			fs.StringVar(&out, "out", "", "write to `FILE` (written whole or not at all) instead of standard output")
 			fs.StringVar(&stream, "stream", ledger.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
 		},
@@ -96,7 +96,11 @@ func auditExportCommand() command {
 			if err != nil {
 				return e.fail(err)
 			}
-			fmt.Fprintf(e.stderr, "Exported %d events (seq %d to %d)", st.Events, st.FirstSeq, st.LastSeq)
+			what := "events"
+			if opts.Format == audit.FormatRaw {
+				what = "messages"
+			}
+			fmt.Fprintf(e.stderr, "Exported %d %s (seq %d to %d)", st.Events, what, st.FirstSeq, st.LastSeq)
 			if st.Unreadable > 0 {
 				fmt.Fprintf(e.stderr, " and %d unreadable messages (run consentctl audit verify)", st.Unreadable)
 			}

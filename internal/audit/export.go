@@ -21,6 +21,12 @@ import (
 const (
 	FormatJSONL = "jsonl"
 	FormatCSV   = "csv"
+	// FormatRaw writes every message of the stream (events, checkpoints,
+	// purpose records), each as {"seq", "stored_at", "nats_subject",
+	// "payload_base64"}: the exact stored bytes, from which an auditor
+	// recomputes the chain and checks the checkpoints offline
+	// (docs/verify_chain.py).
+	FormatRaw = "raw"
 )
 
 // DefaultClockSkew is how far recorded_at (the ledger's clock) and the
@@ -78,11 +84,17 @@ func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts Expor
 	if err != nil {
 		return st, err
 	}
-	if opts.Format == "" {
+	switch opts.Format {
+	case "":
 		opts.Format = FormatJSONL
-	}
-	if opts.Format != FormatJSONL && opts.Format != FormatCSV {
-		return st, &events.FieldError{Field: "format", Problem: `must be "jsonl" or "csv"`}
+	case FormatJSONL, FormatCSV:
+	case FormatRaw:
+		if opts.Tenant != "" || opts.Purpose != "" || opts.Since != nil || opts.Until != nil {
+			return st, &events.FieldError{Field: "format", Problem: "raw is the whole stream: give no tenant, purpose, since or until"}
+		}
+		return exportRaw(ctx, js, w, opts)
+	default:
+		return st, &events.FieldError{Field: "format", Problem: `must be "jsonl", "csv" or "raw"`}
 	}
 	if opts.Since != nil && opts.Until != nil && !opts.Until.After(*opts.Since) {
 		return st, &events.FieldError{Field: "until", Problem: "must be after since"}
@@ -157,6 +169,46 @@ func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts Expor
 		err = *e
 	}
 	if ferr := out.flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return st, fmt.Errorf("export: %w", err)
+	}
+	return st, nil
+}
+
+// exportRaw writes every message of the stream in FormatRaw. Nothing is
+// decoded; Events counts the messages written.
+func exportRaw(ctx context.Context, js jetstream.JetStream, w io.Writer, opts ExportOptions) (ExportStats, error) {
+	var st ExportStats
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var line []byte
+	_, err := Replay(ctx, js, ReplayOptions{Stream: opts.Stream, MaxBuffered: opts.MaxBuffered, Idle: opts.Idle}, func(m *Msg) error {
+		st.Events++
+		if opts.Progress != nil && st.Events%1024 == 0 {
+			opts.Progress(st.Events, st.Events+m.Pending)
+		}
+		if st.FirstSeq == 0 {
+			st.FirstSeq = m.Seq
+		}
+		st.LastSeq = m.Seq
+		subject, _ := json.Marshal(m.Subject)
+		line = append(line[:0], `{"seq":`...)
+		line = strconv.AppendUint(line, m.Seq, 10)
+		line = append(line, `,"stored_at":"`...)
+		line = m.Time.UTC().AppendFormat(line, time.RFC3339Nano)
+		line = append(line, `","nats_subject":`...)
+		line = append(line, subject...)
+		line = append(line, `,"payload_base64":"`...)
+		line = base64.StdEncoding.AppendEncode(line, m.Data)
+		line = append(line, "\"}\n"...)
+		_, err := bw.Write(line)
+		return err
+	})
+	if opts.Progress != nil {
+		opts.Progress(st.Events, st.Events)
+	}
+	if ferr := bw.Flush(); err == nil {
 		err = ferr
 	}
 	if err != nil {

@@ -150,6 +150,7 @@ func TestExportRefusesBadOptions(t *testing.T) {
 		{audit.ExportOptions{Purpose: "a.b"}, "purpose"},
 		{audit.ExportOptions{Format: "xml"}, "format"},
 		{audit.ExportOptions{Since: &since, Until: &before}, "until"},
+		{audit.ExportOptions{Format: audit.FormatRaw, Tenant: "acme"}, "format"},
 	} {
 		var fe *events.FieldError
 		_, err := audit.Export(ctx, tl.js, io.Discard, tt.opts)
