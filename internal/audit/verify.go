@@ -23,10 +23,6 @@ const (
 	DefaultChainHistory = 1 << 16
 )
 
-// purposeSubjectPrefix starts the subjects of the purpose registry's
-// events: hash-chained records per subject, checked like events but not
-// folded.
-const purposeSubjectPrefix = "consent.purposes."
 
 // eventSubjectPrefix starts the subjects of consent events.
 const eventSubjectPrefix = "consent.events."
@@ -253,7 +249,7 @@ type msgClass uint8
 const (
 	classEvent      msgClass = iota // consent.events.>
 	classCheckpoint                 // consent.checkpoints.>
-	classRecord                     // consent.purposes.>: hash-chained, not folded
+	classRecord                     // consent.purposes.>: the purpose registry, hash-chained per subject, not folded
 	classStray                      // anything else: the ledger writes nothing there
 )
 
@@ -286,7 +282,7 @@ func (v *verifier) inspect(m *Msg) inspected {
 	case events.IsCheckpointSubject(m.Subject):
 		in.class = classCheckpoint
 		v.inspectCheckpoint(&in)
-	case strings.HasPrefix(m.Subject, purposeSubjectPrefix):
+	case strings.HasPrefix(m.Subject, events.PurposeSubjectPrefix):
 		in.class = classRecord
 		v.inspectRecord(&in)
 	default:

@@ -31,18 +31,42 @@ func verify(t *testing.T, js jetstream.JetStream, opts audit.VerifyOptions) *aud
 
 func TestVerifyCleanLedger(t *testing.T) {
 	tl := newTestLedger(t)
-	last := tl.history(40)
+	tl.history(20)
+	// Purpose registry records share the stream: hash-chained per purpose.
+	for _, version := range []int{1, 2} {
+		_, err := tl.l.SetPurpose(context.Background(), events.PurposeCommand{Purpose: "marketing_email", PolicyVersion: version})
+		require.NoError(t, err)
+	}
+	last := tl.history(20)
 
 	r := verify(t, tl.js, audit.VerifyOptions{})
 	assert.True(t, r.OK(), "problems: %v", r.Problems)
 	assert.Equal(t, uint64(1), r.FirstSeq)
 	assert.Equal(t, last, r.LastSeq)
 	assert.Equal(t, last, r.Messages)
-	assert.Equal(t, last, r.Events)
+	assert.Equal(t, uint64(2), r.Records)
+	assert.Equal(t, last-2, r.Events)
 	assert.Equal(t, uint64(10), r.Consents, "5 people x 2 purposes")
 	assert.Equal(t, last, r.ChainSeq)
 	assert.Len(t, r.Chain, 64)
 	assert.Nil(t, r.First())
+}
+
+// A purpose record changed after it was written is found like an event.
+func TestVerifyNamesAlteredPurposeRecord(t *testing.T) {
+	tl := newTestLedger(t)
+	tl.history(3)
+	set, err := tl.l.SetPurpose(context.Background(), events.PurposeCommand{Purpose: "analytics", PolicyVersion: 3})
+	require.NoError(t, err)
+	stored, err := tl.stream.GetMsg(context.Background(), set.Seq)
+	require.NoError(t, err)
+	tl.publishRaw(stored.Subject, "", []byte(strings.Replace(string(stored.Data), `"policy_version":3`, `"policy_version":1`, 1)))
+
+	r := verify(t, tl.js, audit.VerifyOptions{})
+	require.False(t, r.OK())
+	assert.Equal(t, audit.CheckHash, r.First().Check)
+	assert.Equal(t, set.Seq+1, r.First().Seq)
+	assert.Equal(t, stored.Subject, r.First().Subject)
 }
 
 func TestVerifyEmptyStream(t *testing.T) {
