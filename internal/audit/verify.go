@@ -23,7 +23,6 @@ const (
 	DefaultChainHistory = 1 << 16
 )
 
-
 // eventSubjectPrefix starts the subjects of consent events.
 const eventSubjectPrefix = "consent.events."
 
