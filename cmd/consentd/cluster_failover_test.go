@@ -39,6 +39,12 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	const before, after = 100, 100
 	load.waitForAcks(t, before, 30*time.Second)
 	require.Equal(t, leader, h.cluster.StreamLeader(ledger.DefaultStream), "the stream leader moved under load")
+	metaLeader := -1
+	for i := range h.cluster.Size() {
+		if h.cluster.Node(i).JetStreamIsLeader() {
+			metaLeader = i
+		}
+	}
 	killedAt := time.Now()
 	h.cluster.Stop(leader)
 	stopped := time.Now()
@@ -55,13 +61,20 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	probed := probe.snapshot()[0]
 	resumed := probed.at.Sub(killedAt)
 	// Each index applies the first append under the new leader, also when
-	// its consumer was on the lost node and has to be recreated.
+	// its consumer was on the lost node and has to be recreated: in about
+	// two heartbeats (2s). When the lost node also led the JetStream meta
+	// group, the first request to recreate the consumer goes unanswered
+	// and nats.go waits 10s before it asks again.
+	resumeWithin := 6 * time.Second
+	if metaLeader == leader {
+		resumeWithin = 25 * time.Second
+	}
 	var indexed []string
 	for _, in := range h.instances {
 		waitIndex(t, in.index, probed.seq)
 		took := time.Since(killedAt)
 		indexed = append(indexed, fmt.Sprintf("consentd %s %s", in.name, took.Round(time.Millisecond)))
-		assert.Less(t, took, 6*time.Second, "consentd %s: index stood still after the node loss", in.name)
+		assert.Less(t, took, resumeWithin, "consentd %s: index stood still after the node loss", in.name)
 	}
 
 	load.waitForAcks(t, ackedAtKill+after, 60*time.Second)
@@ -71,7 +84,7 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	assert.NotEqual(t, leader, newLeader)
 
 	acks := load.snapshot()
-	t.Logf("killed n%d (stream leader) after %d acks; it took %s to stop; new leader n%d", leader+1, ackedAtKill,
+	t.Logf("killed n%d (stream leader; meta leader n%d) after %d acks; it took %s to stop; new leader n%d", leader+1, metaLeader+1, ackedAtKill,
 		stopped.Sub(killedAt).Round(time.Millisecond), newLeader+1)
 	t.Logf("write gap: a new append was acknowledged %s after the kill (probe %v); longest pause between the writers' acknowledgements: %s",
 		resumed.Round(time.Millisecond), probe.failureSummary(), longestPause(acks).Round(time.Millisecond))
