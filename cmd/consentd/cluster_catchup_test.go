@@ -55,7 +55,7 @@ func TestClusterFrozenInstanceCatchesUpAnsweringWithIndexSeq(t *testing.T) {
 	// Frozen, it falls behind by many events, the watched consent's
 	// revocation among them.
 	lagging.pause()
-	head := appendMany(t, writer, 16, 24, watched)
+	head := appendMany(t, writer, 16, 16, watched)
 	t.Logf("consentd frozen at seq %d; the stream went on to seq %d (%s)", first.Seq, head, time.Since(begin))
 	audit := auditStream(t, js)
 	require.Equal(t, head, audit.lastSeq)
@@ -137,7 +137,7 @@ func TestClusterRestartedInstanceWaitsForCatchUpBeforeAnswering(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, m.Close())
 
-	head := appendMany(t, writer, 16, 24, watched)
+	head := appendMany(t, writer, 16, 16, watched)
 	audit := auditStream(t, js)
 
 	// Lookups go out while it starts: before its service exists (no
