@@ -77,7 +77,7 @@ func TestConsentctlTour(t *testing.T) {
 	assert.Regexp(t, `^consent\.requested at seq 1 \(event \S+\)\n`, out)
 	assert.Regexp(t, `(?m)^default\s+alice@example\.com\s+marketing_email\s+requested\s+no\s+1\s+\S+\s+-\s+1$`, out)
 
-	code, _, errOut = ctl(t, url, "check", "alice@example.com", "marketing_email")
+	code, _, errOut = ctl(t, url, "check", "alice@example.com", "marketing_email", "--min-seq", "1")
 	assert.Equal(t, exitRequired, code)
 	assert.Contains(t, errOut, "consent required: requested")
 
