@@ -331,16 +331,8 @@ func (s *Service) handleStatus(check bool) micro.HandlerFunc {
 }
 
 func (s *Service) handleList(req micro.Request) {
-	if s.tooLarge(req) {
-		return
-	}
 	var q ListQuery
-	err := events.DecodeStrict(req.Data(), &q)
-	if err == nil {
-		err = q.Validate()
-	}
-	if err != nil {
-		s.respond(req, nil, err)
+	if !s.accept(req, &q) {
 		return
 	}
 	s.lookup(req, q.MinSeq, func(ctx context.Context) (any, error) {
@@ -349,16 +341,8 @@ func (s *Service) handleList(req micro.Request) {
 }
 
 func (s *Service) handleHistory(req micro.Request) {
-	if s.tooLarge(req) {
-		return
-	}
 	var q HistoryQuery
-	err := events.DecodeStrict(req.Data(), &q)
-	if err == nil {
-		err = q.Validate()
-	}
-	if err != nil {
-		s.respond(req, nil, err)
+	if !s.accept(req, &q) {
 		return
 	}
 	q.Tenant = events.OrDefaultTenant(q.Tenant)
@@ -479,6 +463,26 @@ func (s *Service) tooLarge(req micro.Request) bool {
 		return false
 	}
 	s.respond(req, nil, &Error{Code: 413, Description: fmt.Sprintf("request is %d bytes; the limit is %d bytes (64 KiB)", n, MaxRequestSize)})
+	return true
+}
+
+// validator is a request body that can check its own fields.
+type validator interface{ Validate() error }
+
+// accept decodes req's body strictly into q and validates it. When the
+// request cannot be served (413, 400) it answers it and returns false.
+func (s *Service) accept(req micro.Request, q validator) bool {
+	if s.tooLarge(req) {
+		return false
+	}
+	err := events.DecodeStrict(req.Data(), q)
+	if err == nil {
+		err = q.Validate()
+	}
+	if err != nil {
+		s.respond(req, nil, err)
+		return false
+	}
 	return true
 }
 

@@ -33,16 +33,8 @@ func (s *Service) auditEndpoints() []struct {
 }
 
 func (s *Service) handleStatusAt(req micro.Request) {
-	if s.tooLarge(req) {
-		return
-	}
 	var q StatusAtQuery
-	err := events.DecodeStrict(req.Data(), &q)
-	if err == nil {
-		err = q.Validate()
-	}
-	if err != nil {
-		s.respond(req, nil, err)
+	if !s.accept(req, &q) {
 		return
 	}
 	s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {

@@ -46,16 +46,8 @@ func (s *Service) purposes() PurposeReader {
 }
 
 func (s *Service) handlePurposeSet(req micro.Request) {
-	if s.tooLarge(req) {
-		return
-	}
 	var cmd events.PurposeCommand
-	err := events.DecodeStrict(req.Data(), &cmd)
-	if err == nil {
-		err = cmd.Validate()
-	}
-	if err != nil {
-		s.respond(req, nil, err)
+	if !s.accept(req, &cmd) {
 		return
 	}
 	s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
@@ -64,16 +56,8 @@ func (s *Service) handlePurposeSet(req micro.Request) {
 }
 
 func (s *Service) handlePurposeGet(req micro.Request) {
-	if s.tooLarge(req) {
-		return
-	}
 	var q PurposeQuery
-	err := events.DecodeStrict(req.Data(), &q)
-	if err == nil {
-		err = q.Validate()
-	}
-	if err != nil {
-		s.respond(req, nil, err)
+	if !s.accept(req, &q) {
 		return
 	}
 	s.lookup(req, q.MinSeq, func(ctx context.Context) (any, error) {
@@ -91,16 +75,8 @@ func (s *Service) handlePurposeGet(req micro.Request) {
 }
 
 func (s *Service) handlePurposeList(req micro.Request) {
-	if s.tooLarge(req) {
-		return
-	}
 	var q PurposeListQuery
-	err := events.DecodeStrict(req.Data(), &q)
-	if err == nil {
-		err = q.Validate()
-	}
-	if err != nil {
-		s.respond(req, nil, err)
+	if !s.accept(req, &q) {
 		return
 	}
 	s.lookup(req, q.MinSeq, func(ctx context.Context) (any, error) {
