@@ -288,7 +288,7 @@ func (k *Checker) apply(msg jetstream.Msg) {
 // errors are those of Check but for ErrConsentRequired: a consent that
 // does not allow the action is (false, nil).
 func (k *Checker) Allowed(ctx context.Context, q StatusQuery) (bool, error) {
-	if c, required, ok := k.lookup(q); ok {
+	if c, required, ok := k.lookup(ctx, q); ok {
 		k.hits.Add(1)
 		return c.StateAt(k.now(&c)) == events.StateGranted && c.PolicyVersion >= required, nil
 	}
@@ -303,9 +303,10 @@ func (k *Checker) Allowed(ctx context.Context, q StatusQuery) (bool, error) {
 // the action, else an *Error matching ErrConsentRequired carrying the
 // status. The status's IndexSeq is the stream sequence the Checker has
 // applied. With q.MinSeq beyond it, it waits for the stream (bounded by
-// ctx and DefaultMinSeqTimeout) and then asks the service.
+// ctx and DefaultMinSeqTimeout) and answers from memory once the stream is
+// there; only if that wait fails does it ask the service.
 func (k *Checker) Check(ctx context.Context, q StatusQuery) (events.Status, error) {
-	if c, required, ok := k.lookup(q); ok {
+	if c, required, ok := k.lookup(ctx, q); ok {
 		k.hits.Add(1)
 		st := c.View(k.now(&c), required)
 		st.IndexSeq = k.applied.Load()
@@ -328,10 +329,19 @@ func (k *Checker) now(c *events.Consent) time.Time {
 }
 
 // lookup returns the cached consent and the policy version it must have,
-// when the Checker can answer q from memory.
-func (k *Checker) lookup(q StatusQuery) (events.Consent, int, bool) {
-	if !k.connected.Load() || q.MinSeq > k.applied.Load() {
+// when the Checker can answer q from memory. A q.MinSeq the stream has not
+// reached yet is waited for first (bounded by DefaultMinSeqTimeout).
+func (k *Checker) lookup(ctx context.Context, q StatusQuery) (events.Consent, int, bool) {
+	if !k.connected.Load() {
 		return events.Consent{}, 0, false
+	}
+	if q.MinSeq > k.applied.Load() {
+		waitCtx, cancel := context.WithTimeout(ctx, DefaultMinSeqTimeout)
+		err := k.WaitSeq(waitCtx, q.MinSeq)
+		cancel()
+		if err != nil {
+			return events.Consent{}, 0, false // the service decides
+		}
 	}
 	key := events.Key{Tenant: q.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose}
 	if key.Tenant == "" {
@@ -367,11 +377,6 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	}
 	if !k.connected.Load() {
 		return events.Status{}, errDisconnected
-	}
-	if q.MinSeq > k.applied.Load() {
-		waitCtx, cancel := context.WithTimeout(ctx, DefaultMinSeqTimeout)
-		_ = k.WaitSeq(waitCtx, q.MinSeq) // if it times out, the service decides
-		cancel()
 	}
 	key := q.Key()
 	pk := events.PurposeKey{Tenant: key.Tenant, Purpose: key.Purpose}
