@@ -56,6 +56,8 @@ type config struct {
 	lookups  int
 	holdMode string // child process: measure memory over -hold-store
 	store    string
+	memLimit int64         // -memory-limit for consentd in the memory comparison
+	atRest   time.Duration // how long after the catch-up memory is measured again
 }
 
 func parse(args []string, out io.Writer) (config, error) {
@@ -68,6 +70,8 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.grants, "grants", 0, "`N` grants with group commit; default 12800, 1280 with -quick")
 	fs.IntVar(&c.callers, "callers", 64, "`N` concurrent callers making grants")
 	fs.IntVar(&c.lookups, "lookups", 0, "`N` lookups per endpoint and concurrency; default 40000, 4000 with -quick")
+	fs.Int64Var(&c.memLimit, "memory-limit", 200<<20, "soft memory limit in `BYTES` of the consentd measured for memory, as consentd --memory-limit sets it; 0 for none")
+	fs.DurationVar(&c.atRest, "at-rest", -1, "measure memory again this long after the catch-up (`DURATION`); default 150s, none with -quick")
 	fs.StringVar(&c.holdMode, "hold", "", "internal: measure the memory of `MODE` (consentd or bare) over -hold-store and print it as JSON")
 	fs.StringVar(&c.store, "hold-store", "", "internal: the JetStream store `DIR` for -hold")
 	if err := fs.Parse(args); err != nil {
@@ -84,6 +88,12 @@ func parse(args []string, out io.Writer) (config, error) {
 	def(&c.events, 1_000_000, 20_000)
 	def(&c.grants, 12_800, 1_280)
 	def(&c.lookups, 40_000, 4_000)
+	if c.atRest < 0 {
+		c.atRest = perf.DefaultAtRest
+		if c.quick {
+			c.atRest = 0
+		}
+	}
 	return c, nil
 }
 
@@ -96,7 +106,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if c.holdMode != "" {
-		m, err := perf.Hold(ctx, c.store, perf.HoldMode(c.holdMode))
+		m, err := perf.Hold(ctx, c.store, perf.HoldMode(c.holdMode), perf.HoldOptions{MemoryLimit: c.memLimit, AtRest: c.atRest})
 		if err != nil {
 			return err
 		}
@@ -201,38 +211,51 @@ func catchUpAndMemory(ctx context.Context, c config, t *table) error {
 	t.row("index rebuild vs bare Pebble load", n,
 		seconds(r.Rebuild), seconds(load), "rebuild_vs_pebble_load", load.Seconds()/r.Rebuild.Seconds())
 
-	consentd, err := holdInChild(ctx, c, store, perf.HoldConsentd)
+	// One after the other: two servers must not share a store.
+	consentd, err := holdInChild(ctx, c, store, perf.HoldConsentd, c.memLimit)
 	if err != nil {
 		return fmt.Errorf("memory of consentd: %w", err)
 	}
-	bare, err := holdInChild(ctx, c, store, perf.HoldBare)
+	bare, err := holdInChild(ctx, c, store, perf.HoldBare, 0) // the bare server as it comes
 	if err != nil {
 		return fmt.Errorf("memory of the bare server: %w", err)
 	}
-	t.row("resident memory, consentd vs embedded server alone", fmt.Sprintf("%d consents", r.Events),
-		mib(consentd.RSS)+fmt.Sprintf(" (peak %s)", mib(consentd.Peak)), mib(bare.RSS)+fmt.Sprintf(" (peak %s)", mib(bare.Peak)),
-		"memory_vs_bare_server", float64(consentd.RSS)/float64(bare.RSS))
+	n = fmt.Sprintf("%d consents", r.Events)
+	limit := "no memory limit"
+	if c.memLimit > 0 {
+		limit = "--memory-limit " + mib(uint64(c.memLimit))
+	}
+	t.row("resident memory after catch-up, consentd vs server alone", n+", "+limit,
+		mib(consentd.CaughtUp.RSS)+fmt.Sprintf(" (peak %s)", mib(consentd.CaughtUp.Peak)),
+		mib(bare.CaughtUp.RSS)+fmt.Sprintf(" (peak %s)", mib(bare.CaughtUp.Peak)),
+		"memory_caught_up_vs_bare_server", float64(consentd.CaughtUp.RSS)/float64(bare.CaughtUp.RSS))
+	if c.atRest > 0 {
+		t.row("resident memory at rest, consentd vs server alone", fmt.Sprintf("%s, %s later", n, c.atRest),
+			mib(consentd.AtRest.RSS), mib(bare.AtRest.RSS),
+			"memory_at_rest_vs_bare_server", float64(consentd.AtRest.RSS)/float64(bare.AtRest.RSS))
+	}
 	return nil
 }
 
 // holdInChild measures memory in a fresh process running this program
 // with -hold.
-func holdInChild(ctx context.Context, c config, store string, mode perf.HoldMode) (perf.Memory, error) {
+func holdInChild(ctx context.Context, c config, store string, mode perf.HoldMode, limit int64) (perf.HoldResult, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return perf.Memory{}, err
+		return perf.HoldResult{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute+c.atRest)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, "-hold", string(mode), "-hold-store", store)
+	cmd := exec.CommandContext(ctx, exe, "-hold", string(mode), "-hold-store", store,
+		"-memory-limit", fmt.Sprint(limit), "-at-rest", c.atRest.String())
 	cmd.Stderr = os.Stderr
 	outb, err := cmd.Output()
 	if err != nil {
-		return perf.Memory{}, err
+		return perf.HoldResult{}, err
 	}
-	var m perf.Memory
+	var m perf.HoldResult
 	if err := json.Unmarshal(outb, &m); err != nil {
-		return perf.Memory{}, fmt.Errorf("child said %q: %w", outb, err)
+		return perf.HoldResult{}, fmt.Errorf("child said %q: %w", outb, err)
 	}
 	return m, nil
 }

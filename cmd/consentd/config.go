@@ -39,7 +39,11 @@ type Config struct {
 	// Sync "always", where each event otherwise costs an fsync of its own.
 	GroupCommit bool
 
-	LogLevel        string
+	LogLevel string
+	// MemoryLimit is the Go runtime's soft memory limit for the whole
+	// process (embedded server included); 0 leaves the runtime's default,
+	// which GOMEMLIMIT sets.
+	MemoryLimit     ByteSize
 	MinSeqTimeout   time.Duration // how long status, check and list wait for min_seq
 	ShutdownTimeout time.Duration // how long Close waits for requests in flight
 	// ExpiryInterval bounds how late consent.expired is appended after a
@@ -171,6 +175,7 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Sync, "sync", c.Sync, "`MODE` of the embedded server: always fsyncs every event before acknowledging it, interval every 2 minutes")
 	fs.BoolVar(&c.GroupCommit, "group-commit", c.GroupCommit, "with --sync always, gather concurrent appends into atomic batches so that one fsync covers many events (--group-commit=false: one fsync per event)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "`LEVEL` of the logs on stderr: debug, info, warn or error")
+	fs.Var(&c.MemoryLimit, "memory-limit", "soft memory limit of the process as a `SIZE` (200MiB, 1GiB): the Go runtime collects garbage and returns memory to the system harder near it; 0 keeps the runtime's default (GOMEMLIMIT)")
 	fs.DurationVar(&c.MinSeqTimeout, "min-seq-timeout", c.MinSeqTimeout, "`DURATION` that status, check and list wait for min_seq before answering 503")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "`DURATION` that a shutdown waits for requests in flight")
 	fs.DurationVar(&c.ExpiryInterval, "expiry-interval", c.ExpiryInterval, "`DURATION` at most between a grant's expires_at and its consent.expired event (the expirer scans the index this often)")

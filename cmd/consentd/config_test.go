@@ -132,3 +132,27 @@ func TestHelpNamesEveryFlagAndVariable(t *testing.T) {
 	})
 	assert.Contains(t, out.String(), "CONSENTD_NATS_TLS_CA")
 }
+
+func TestMemoryLimitFlag(t *testing.T) {
+	for in, want := range map[string]ByteSize{"0": 0, "200MiB": 200 << 20, "1GiB": 1 << 30, "512KiB": 512 << 10, "4096": 4096, "77B": 77} {
+		var b ByteSize
+		require.NoError(t, b.Set(in), in)
+		assert.Equal(t, want, b, in)
+	}
+	for _, bad := range []string{"", "MiB", "-1MiB", "1.5GiB", "200MB", "9999999999GiB"} {
+		var b ByteSize
+		assert.Error(t, b.Set(bad), bad)
+	}
+	assert.Equal(t, "200MiB", ByteSize(200<<20).String())
+	assert.Equal(t, "1000", ByteSize(1000).String())
+
+	m := NewMain()
+	m.Environ = func() []string { return []string{"CONSENTD_MEMORY_LIMIT=1GiB"} }
+	require.NoError(t, m.ParseFlags(nil))
+	assert.Equal(t, ByteSize(1<<30), m.Config.MemoryLimit)
+	require.NoError(t, m.ParseFlags([]string{"--memory-limit", "192MiB"}))
+	assert.Equal(t, ByteSize(192<<20), m.Config.MemoryLimit)
+	err := NewMain().ParseFlags([]string{"--memory-limit", "lots"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "memory-limit")
+}

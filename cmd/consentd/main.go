@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +43,10 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, "consentd:", err)
 		os.Exit(2)
+	}
+	if m.Config.MemoryLimit > 0 {
+		// Process-wide, so set here rather than in Run (tests run Main in-process).
+		debug.SetMemoryLimit(int64(m.Config.MemoryLimit))
 	}
 	if err := m.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "consentd:", err)

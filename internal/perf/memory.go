@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -65,11 +66,59 @@ const (
 	HoldBare HoldMode = "bare"
 )
 
+// HoldOptions says how Hold measures.
+type HoldOptions struct {
+	// MemoryLimit is the runtime's soft memory limit for the process (as
+	// consentd --memory-limit sets it); 0 leaves the default.
+	MemoryLimit int64
+	// AtRest is how long after the catch-up the second measurement is
+	// taken; 0 takes none. Past DefaultAtRest the server has dropped the
+	// per-block subject state the catch-up loaded and the duplicate window
+	// of the fill has passed: what a ledger holding its consents for
+	// longer than a few minutes keeps.
+	AtRest time.Duration
+}
+
+// DefaultAtRest is past nats-server's 2-minute expiry of a message
+// block's subject state and the stream's 2-minute duplicate window.
+const DefaultAtRest = 150 * time.Second
+
+// HoldResult is the process's memory once it serves every event, and at
+// rest.
+type HoldResult struct {
+	CaughtUp Memory
+	AtRest   Memory // zero without HoldOptions.AtRest
+}
+
 // Hold starts mode over the JetStream store at store (filled by
 // FillStream), waits until it serves every event (for consentd, until the
-// index holds them all), lets it settle and returns the process's
-// memory. Run it in a fresh process: the memory is the whole process's.
-func Hold(ctx context.Context, store string, mode HoldMode) (Memory, error) {
+// index holds them all), lets it settle and measures the process's
+// memory, then again at rest. Run it in a fresh process: the memory is the
+// whole process's.
+func Hold(ctx context.Context, store string, mode HoldMode, opts HoldOptions) (HoldResult, error) {
+	if opts.MemoryLimit > 0 {
+		debug.SetMemoryLimit(opts.MemoryLimit)
+	}
+	var r HoldResult
+	var err error
+	r.CaughtUp, err = hold(ctx, store, mode, func() error {
+		if opts.AtRest <= 0 {
+			return nil
+		}
+		select {
+		case <-time.After(opts.AtRest):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		r.AtRest, err = ReadMemory()
+		return err
+	})
+	return r, err
+}
+
+// hold measures once everything is served and settled, then runs more
+// while it still runs.
+func hold(ctx context.Context, store string, mode HoldMode, more func() error) (Memory, error) {
 	s, err := StartServerAt(store, true)
 	if err != nil {
 		return Memory{}, err
@@ -121,5 +170,9 @@ func Hold(ctx context.Context, store string, mode HoldMode) (Memory, error) {
 	case <-ctx.Done():
 		return Memory{}, ctx.Err()
 	}
-	return ReadMemory()
+	m, err := ReadMemory()
+	if err != nil {
+		return m, err
+	}
+	return m, more()
 }
