@@ -23,7 +23,20 @@ type folder struct {
 	violations uint64                    // total, including the batch
 	buf        []byte
 	purposes   map[events.PurposeKey]events.Purpose // purposes applied by this folder (purpose.go)
+	// written, during a rebuild from an empty index, holds every consent
+	// key the folder has written: a key it has not is known to have no
+	// state. Nil otherwise.
+	written *newKeys
 }
+
+// The stream sizes, in events, for which a rebuild keeps the written
+// filter (10 to 20 bits per event): below, the index reads are few;
+// above, the filter would hold more memory than it is worth (16 MiB at the
+// top).
+const (
+	rebuildFilterMin = 1 << 12
+	rebuildFilterMax = 10_000_000
+)
 
 func newFolder(idx *Index, log *slog.Logger) (*folder, error) {
 	b, err := idx.newBatch()
@@ -73,6 +86,9 @@ func (f *folder) apply(d *delivery) error {
 			if err := f.batch.Set(d.key, f.buf, nil); err != nil {
 				return err
 			}
+			if f.written != nil {
+				f.written.add(d.key)
+			}
 			if err := f.indexExpiry(d.key, &cur, &next); err != nil {
 				return err
 			}
@@ -95,6 +111,9 @@ func (f *folder) current(key []byte, k events.Key) (events.Consent, error) {
 	}
 	if c, ok := f.committed[string(key)]; ok {
 		return c, nil
+	}
+	if f.written != nil && !f.written.mayContain(key) {
+		return events.NewConsent(k), nil
 	}
 	return f.idx.lookup(key, k)
 }

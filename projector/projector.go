@@ -124,6 +124,9 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer f.close()
+	if f.next == 1 && head >= rebuildFilterMin && head <= rebuildFilterMax {
+		f.written = newNewKeys(head)
+	}
 
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
@@ -158,6 +161,7 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 	started, from := time.Now(), f.next
 	caughtUp := func() {
 		if p.idx.Checkpoint() >= head && !p.idx.Ready() {
+			f.written = nil // the rebuild is done; the live tail reads the index
 			p.idx.setReady()
 			p.log.Info("projector: caught up", "index_seq", p.idx.Checkpoint(), "events", p.idx.Checkpoint()+1-from,
 				"took", time.Since(started).Round(time.Millisecond))

@@ -42,7 +42,7 @@ func TestIndexRebuildsFromTheStream(t *testing.T) {
 	_, _, js := natstest.Run(t)
 	createStream(t, js, testStreamConfig())
 	h := newHistory(8, 3, 10, 4)
-	h.add(t, 3000)
+	h.add(t, 5000) // past rebuildFilterMin: both folds keep the written filter
 	h.publish(t, js)
 	for _, p := range h.persons() { // consents without events read as none
 		h.keys = append(h.keys, events.Key{Tenant: p[0], SubjectID: p[1], Purpose: "never_asked"})

@@ -1,6 +1,7 @@
 package projector
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -45,14 +46,48 @@ func (i *Index) setReady() {
 }
 
 // lookup reads the stored state of k for linking; key is its consent key.
+//
+// It reads through one iterator that consults the bloom filters of every
+// level, which DB.Get skips on the last level where most states live: a
+// consent's first event looks for a state that is not there, and without
+// the filter each such miss reads index and data blocks. The iterator sees
+// the index as of the last commit (commit drops it); only the writer uses
+// it, and Close closes it.
 func (i *Index) lookup(key []byte, k events.Key) (events.Consent, error) {
 	i.mu.RLock()
 	defer i.mu.RUnlock()
 	if i.db == nil {
 		return events.Consent{}, ErrClosed
 	}
-	c, _, err := i.get(key, k)
-	return c, err
+	if i.states == nil {
+		it, err := i.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
+		if err != nil {
+			return events.Consent{}, fmt.Errorf("projector: read consent: %w", err)
+		}
+		i.states = it
+	}
+	if !i.states.SeekPrefixGE(key) || !bytes.Equal(i.states.Key(), key) {
+		if err := i.states.Error(); err != nil {
+			return events.Consent{}, fmt.Errorf("projector: read consent: %w", err)
+		}
+		return events.NewConsent(k), nil
+	}
+	c, err := decodeConsent(i.states.Value(), k)
+	if err != nil {
+		return events.Consent{}, fmt.Errorf("projector: consent %s/%s: %w", k.Tenant, k.Purpose, err)
+	}
+	return c, nil
+}
+
+// dropStates closes the writer's state iterator, so that the next lookup
+// sees what was committed since. The caller holds mu.
+func (i *Index) dropStates() error {
+	if i.states == nil {
+		return nil
+	}
+	err := i.states.Close()
+	i.states = nil
+	return err
 }
 
 // newBatch returns an empty batch for commit.
@@ -121,7 +156,7 @@ func (i *Index) apply(b *pebble.Batch, opts *pebble.WriteOptions) error {
 	if err := b.Commit(opts); err != nil {
 		return fmt.Errorf("projector: commit index: %w", err)
 	}
-	return nil
+	return i.dropStates()
 }
 
 // streamIdentity names the stream an index was built from: a stream of the
