@@ -145,7 +145,7 @@ func (f *folder) flush() error {
 	if f.count == 0 {
 		return nil
 	}
-	if err := f.idx.commit(f.batch, f.next-1, f.violations); err != nil {
+	if err := f.idx.commit(f.batch, f.states, f.next-1, f.violations); err != nil {
 		return err
 	}
 	f.remember()

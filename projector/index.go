@@ -86,6 +86,8 @@ type Index struct {
 	db        *pebble.DB
 	closeLock func() error // releases the directory lock
 
+	hot hotStates // recently looked-up states (hot.go)
+
 	checkpoint atomic.Uint64
 	violations atomic.Uint64
 	closed     atomic.Bool
@@ -273,7 +275,16 @@ func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (event
 	if i.db == nil {
 		return events.Consent{}, seq, notReady("closed")
 	}
-	c, _, err := i.get(appendConsentKey(nil, k), k)
+	var buf [128]byte
+	key := appendConsentKey(buf[:0], k)
+	c, ok, gen := i.hot.get(key)
+	if ok {
+		return c, seq, nil
+	}
+	c, _, err = i.get(key, k)
+	if err == nil {
+		i.hot.fill(key, c, gen)
+	}
 	return c, seq, err
 }
 

@@ -60,8 +60,9 @@ func commitState(t *testing.T, idx *Index, c events.Consent, checkpoint uint64) 
 	require.NoError(t, err)
 	defer b.Close()
 	k := c.Key()
-	require.NoError(t, b.Set(appendConsentKey(nil, k), appendConsent(nil, &c), nil))
-	require.NoError(t, idx.commit(b, checkpoint, idx.ViolationCount()))
+	key := appendConsentKey(nil, k)
+	require.NoError(t, b.Set(key, appendConsent(nil, &c), nil))
+	require.NoError(t, idx.commit(b, map[string]events.Consent{string(key): c}, checkpoint, idx.ViolationCount()))
 }
 
 func TestIndexReadiness(t *testing.T) {

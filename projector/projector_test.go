@@ -270,14 +270,14 @@ func TestProjectorRefusesAnotherStream(t *testing.T) {
 		// As if the stream had been restored from an older backup.
 		b, err := idx.newBatch()
 		require.NoError(t, err)
-		require.NoError(t, idx.commit(b, h.seq+5, 0))
+		require.NoError(t, idx.commit(b, nil, h.seq+5, 0))
 		require.NoError(t, b.Close())
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		err = New(js, idx, Options{Logger: testLogger(t)}).Run(ctx)
 		require.ErrorIs(t, err, ErrIndexAhead)
 		b = must(idx.newBatch())
-		require.NoError(t, idx.commit(b, h.seq, 0))
+		require.NoError(t, idx.commit(b, nil, h.seq, 0))
 		require.NoError(t, b.Close())
 	})
 	t.Run("recreated stream", func(t *testing.T) {

@@ -101,9 +101,9 @@ func (i *Index) newBatch() (*pebble.Batch, error) {
 }
 
 // commit writes b (the new states and violation records) together with
-// the checkpoint and the violation count, then wakes the waiters. b is
-// reset for reuse.
-func (i *Index) commit(b *pebble.Batch, checkpoint, violations uint64) error {
+// the checkpoint and the violation count, then wakes the waiters. changed
+// holds the consent states b writes, by consent key. b is reset for reuse.
+func (i *Index) commit(b *pebble.Batch, changed map[string]events.Consent, checkpoint, violations uint64) error {
 	var buf [8]byte
 	binary.BigEndian.PutUint64(buf[:], checkpoint)
 	if err := b.Set(metaKey(metaCheckpoint), buf[:], nil); err != nil {
@@ -127,6 +127,7 @@ func (i *Index) commit(b *pebble.Batch, checkpoint, violations uint64) error {
 		i.lastSync = now
 	}
 	b.Reset()
+	i.hot.committed(changed)
 	i.violations.Store(violations)
 	i.checkpoint.Store(checkpoint)
 	i.notify()

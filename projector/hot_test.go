@@ -1,0 +1,78 @@
+package projector
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/consentledger/consent/events"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestHotStatesNeverAnswerOlderThanTheCheckpoint: while one writer commits
+// a new state of a few consents at every checkpoint, readers looking them
+// up (from memory once hot) always get a state at least as new as the
+// checkpoint their answer carries.
+func TestHotStatesNeverAnswerOlderThanTheCheckpoint(t *testing.T) {
+	idx := openIndex(t, t.TempDir(), IndexOptions{ReadyOnOpen: true})
+	keys := make([]events.Key, 4)
+	for i := range keys {
+		keys[i] = events.Key{Tenant: "t", SubjectID: fmt.Sprintf("s%d", i), Purpose: "p"}
+	}
+	const commits = 1500
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	stale := make(chan string, 1)
+	done := make(chan struct{})
+	for r := range 3 {
+		wg.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				k := keys[(n+r)%len(keys)]
+				c, seq, err := idx.Consent(ctx, k, 0)
+				if err != nil {
+					stale <- err.Error()
+					return
+				}
+				if seq > 0 && c.Seq < seq {
+					select {
+					case stale <- fmt.Sprintf("%s: state of seq %d answered at checkpoint %d", k.SubjectID, c.Seq, seq):
+					default:
+					}
+					return
+				}
+			}
+		})
+	}
+	for seq := uint64(1); seq <= commits; seq++ {
+		b, err := idx.newBatch()
+		require.NoError(t, err)
+		changed := map[string]events.Consent{}
+		for _, k := range keys { // every consent changes at every checkpoint
+			c := events.Consent{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose, State: events.StateRequested, Seq: seq}
+			key := appendConsentKey(nil, k)
+			require.NoError(t, b.Set(key, appendConsent(nil, &c), nil))
+			changed[string(key)] = c
+		}
+		require.NoError(t, idx.commit(b, changed, seq, 0))
+		require.NoError(t, b.Close())
+	}
+	close(done)
+	wg.Wait()
+	select {
+	case msg := <-stale:
+		t.Fatal(msg)
+	default:
+	}
+	c, seq, err := idx.Consent(ctx, keys[0], 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(commits), seq)
+	assert.Equal(t, uint64(commits), c.Seq)
+	assert.Positive(t, idx.hot.cached(), "lookups were kept in memory")
+}
