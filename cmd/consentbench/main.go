@@ -4,7 +4,7 @@
 // the ratio, and the machine's core count. Its last lines are one
 // "name ratio" pair per comparison, for scripts.
 //
-//	go run ./cmd/consentbench          # full run (one million events; a few minutes)
+//	go run ./cmd/consentbench          # full run (one million events; about ten minutes)
 //	go run ./cmd/consentbench -quick   # CI-sized run (seconds)
 //
 // The comparisons:
@@ -16,8 +16,10 @@
 //   - projector catch-up against a bare ordered-consumer drain of the same
 //     stream, and the index rebuild of N events against a bare Pebble load
 //     of N keys;
-//   - resident memory of consentd holding N consents against the embedded
-//     server alone holding the same stream (measured in child processes).
+//   - resident memory of consentd holding N consents (with its
+//     --memory-limit, -memory-limit here) against the embedded server
+//     alone holding the same stream, measured in child processes once
+//     caught up and again at rest (-at-rest later).
 package main
 
 import (
