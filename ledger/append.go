@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -166,31 +167,15 @@ func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Comma
 	if err != nil {
 		return Reply{}, err
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return Reply{}, fmt.Errorf("event id: %w", err)
+	if ev.ID, err = newEventID(); err != nil {
+		return Reply{}, err
 	}
-	ev.ID = id.String()
 	payload, err := ev.Seal()
 	if err != nil {
 		return Reply{}, err
 	}
-	msgID := cmd.IdempotencyKey
-	if msgID == "" {
-		msgID = ev.ID
-	}
-	msg := &nats.Msg{
-		Subject: cur.Key().NATSSubject(),
-		Data:    payload,
-		Header: nats.Header{
-			events.HeaderEventType:              []string{string(ev.Type)},
-			jetstream.MsgIDHeader:               []string{msgID},
-			jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(cur.Seq, 10)},
-		},
-	}
-	if l.streamName != "" {
-		msg.Header.Set(jetstream.ExpectedStreamHeader, l.streamName)
-	}
+	msgID := cmp.Or(cmd.IdempotencyKey, ev.ID)
+	msg := l.eventMsg(cur.Key().NATSSubject(), string(ev.Type), payload, msgID, cur.Seq)
 	ack, err := l.publishMsg(ctx, msg, msgID)
 	if err != nil {
 		return Reply{}, err
@@ -206,6 +191,35 @@ func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Comma
 	}
 	next := events.Evolve(cur, &ev, ack.Sequence)
 	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
+}
+
+// newEventID returns a fresh event id: a UUIDv7, so ids sort by creation.
+func newEventID() (string, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", fmt.Errorf("event id: %w", err)
+	}
+	return id.String(), nil
+}
+
+// eventMsg is the message that appends one sealed event to subject: its
+// type, its Nats-Msg-Id, the subject's expected last sequence and (when
+// the Ledger knows it) the stream's name, so that the server stores it
+// only where and after what it was decided.
+func (l *Ledger) eventMsg(subject, eventType string, payload []byte, msgID string, expectedSeq uint64) *nats.Msg {
+	msg := &nats.Msg{
+		Subject: subject,
+		Data:    payload,
+		Header: nats.Header{
+			events.HeaderEventType:              []string{eventType},
+			jetstream.MsgIDHeader:               []string{msgID},
+			jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(expectedSeq, 10)},
+		},
+	}
+	if l.streamName != "" {
+		msg.Header.Set(jetstream.ExpectedStreamHeader, l.streamName)
+	}
+	return msg
 }
 
 // duplicateReply answers a repeated idempotency key with the event first

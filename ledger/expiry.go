@@ -9,9 +9,6 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
-	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Expiry is an event: when a grant's expires_at passes, an Expirer appends
@@ -56,31 +53,18 @@ func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
 		return Reply{}, err
 	}
 	defer unlock()
-	id, err := uuid.NewV7()
-	if err != nil {
-		return Reply{}, fmt.Errorf("event id: %w", err)
+	if ev.ID, err = newEventID(); err != nil {
+		return Reply{}, err
 	}
-	ev.ID = id.String()
 	payload, err := ev.Seal()
 	if err != nil {
 		return Reply{}, err
 	}
-	msg := &nats.Msg{
-		Subject: key.NATSSubject(),
-		Data:    payload,
-		Header:  nats.Header{events.HeaderEventType: []string{string(ev.Type)}},
-	}
-	opts := []jetstream.PublishOpt{
-		// The same id from every instance: inside the duplicate window a
-		// second publish is dropped by the server even before the
-		// sequence check.
-		jetstream.WithMsgID("expire:" + c.EventID),
-		jetstream.WithExpectLastSequencePerSubject(c.Seq),
-	}
-	if l.streamName != "" {
-		opts = append(opts, jetstream.WithExpectStream(l.streamName))
-	}
-	ack, err := l.js.PublishMsg(ctx, msg, opts...)
+	// The same message id from every instance: inside the duplicate window
+	// a second publish is dropped by the server even before the sequence
+	// check.
+	msg := l.eventMsg(key.NATSSubject(), string(ev.Type), payload, "expire:"+c.EventID, c.Seq)
+	ack, err := l.js.PublishMsg(ctx, msg)
 	switch {
 	case isConflict(err):
 		return Reply{}, fmt.Errorf("%w: %s/%s: the grant at seq %d is not its last event", ErrExpiryLost, key.Tenant, key.Purpose, c.Seq)

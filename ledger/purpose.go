@@ -1,12 +1,11 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 
 	"github.com/consentledger/consent/events"
-	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -156,29 +155,15 @@ func (l *Ledger) publishPurpose(ctx context.Context, cmd events.PurposeCommand, 
 	if err != nil {
 		return PurposeReply{}, err
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return PurposeReply{}, fmt.Errorf("event id: %w", err)
+	if ev.ID, err = newEventID(); err != nil {
+		return PurposeReply{}, err
 	}
-	ev.ID = id.String()
 	payload, err := ev.Seal()
 	if err != nil {
 		return PurposeReply{}, err
 	}
-	msgID := cmd.IdempotencyKey
-	if msgID == "" {
-		msgID = ev.ID
-	}
-	msg := &nats.Msg{
-		Subject: cur.Key().NATSSubject(),
-		Data:    payload,
-		Header:  nats.Header{events.HeaderEventType: []string{string(ev.Type)}},
-	}
-	opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequencePerSubject(cur.Seq)}
-	if l.streamName != "" {
-		opts = append(opts, jetstream.WithExpectStream(l.streamName))
-	}
-	ack, err := l.js.PublishMsg(ctx, msg, opts...)
+	msg := l.eventMsg(cur.Key().NATSSubject(), string(ev.Type), payload, cmp.Or(cmd.IdempotencyKey, ev.ID), cur.Seq)
+	ack, err := l.js.PublishMsg(ctx, msg)
 	if err != nil {
 		return PurposeReply{}, err
 	}
