@@ -187,7 +187,14 @@ func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Comma
 		if err != nil {
 			return Reply{}, err
 		}
-		return l.duplicateReply(original)
+		reply, err := l.duplicateReply(original)
+		if err != nil {
+			return Reply{}, err
+		}
+		// Unless it is this very event, stored by an attempt whose ack was
+		// lost (publishMsg sends an unanswered publish again).
+		reply.Duplicate = reply.Event.ID != ev.ID
+		return reply, nil
 	}
 	next := events.Evolve(cur, &ev, ack.Sequence)
 	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil

@@ -60,9 +60,9 @@ func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
-	// The same message id from every instance: inside the duplicate window
-	// a second publish is dropped by the server even before the sequence
-	// check.
+	// The same message id and expected sequence from every instance: a
+	// second publish is refused, as a duplicate or as a conflict, whichever
+	// the server checks first.
 	msg := l.eventMsg(key.NATSSubject(), string(ev.Type), payload, "expire:"+c.EventID, c.Seq)
 	ack, err := l.js.PublishMsg(ctx, msg)
 	switch {

@@ -375,5 +375,43 @@ func (l *Ledger) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) (*
 	if l.group != nil {
 		return l.group.publish(ctx, msg, msgID)
 	}
-	return l.js.PublishMsg(ctx, msg)
+	if !l.retryPublish {
+		return l.js.PublishMsg(ctx, msg)
+	}
+	for unanswered := false; ; unanswered = true {
+		attempt, cancel := context.WithTimeout(ctx, l.attemptTimeout)
+		ack, err := l.js.PublishMsg(attempt, msg)
+		cancel()
+		if unanswered && isConflict(err) {
+			return l.landedEarlier(ctx, msg, msgID, err)
+		}
+		if ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			return ack, err
+		}
+		// Unanswered: the stream's leader may have died with the request.
+		// The same message is safe to send again: if the first was stored,
+		// the server answers with a duplicate ack naming it, or (a single
+		// server checks the expected sequence first) with a conflict that
+		// landedEarlier resolves.
+	}
+}
+
+// landedEarlier resolves a conflict met by a message sent again after an
+// unanswered attempt: when an earlier attempt was stored, it returns a
+// duplicate ack naming it, else the conflict.
+func (l *Ledger) landedEarlier(ctx context.Context, msg *nats.Msg, msgID string, conflict error) (*jetstream.PubAck, error) {
+	expected, err := strconv.ParseUint(msg.Header.Get(jetstream.ExpectedLastSubjSeqHeader), 10, 64)
+	if err != nil {
+		return nil, conflict
+	}
+	after, err := l.readMsgs(ctx, msg.Subject, expected, MaxHistoryLimit)
+	if err != nil {
+		return nil, errors.Join(conflict, err)
+	}
+	for _, m := range after {
+		if m.Header.Get(jetstream.MsgIDHeader) == msgID {
+			return &jetstream.PubAck{Stream: l.streamName, Sequence: m.Sequence, Duplicate: true}, nil
+		}
+	}
+	return nil, conflict
 }

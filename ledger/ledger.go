@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,7 +25,19 @@ type Options struct {
 	// publishes (see GroupCommit). It is ignored for a stream that does
 	// not allow atomic publish. Nil publishes each event alone.
 	GroupCommit *GroupCommit
+	// PublishAttemptTimeout bounds one attempt to publish an event; default
+	// DefaultPublishAttemptTimeout. A publish sent to a stream leader that
+	// dies is never answered: after this long the same message (same
+	// Nats-Msg-Id, same expected sequence) is sent again, to whichever
+	// leader there is, until the append's context ends. It is sent again
+	// only on a stream whose duplicate window is more than twice as long,
+	// so that a first attempt that was stored comes back as a duplicate.
+	PublishAttemptTimeout time.Duration
 }
+
+// DefaultPublishAttemptTimeout is the default Options.PublishAttemptTimeout:
+// a JetStream cluster elects a new stream leader within a few seconds.
+const DefaultPublishAttemptTimeout = 2 * time.Second
 
 // Ledger appends events to the CONSENT stream and reads histories back.
 // It is safe for concurrent use; concurrent appends to one consent are
@@ -41,6 +54,10 @@ type Ledger struct {
 	locks      keyLocks   // one append at a time per consent in this process
 	batchBytes int        // byte cap of one batched read; batchBytes, lowered by tests
 	group      *committer // nil without group commit
+	// attemptTimeout bounds one publish attempt when a timed-out publish
+	// may be sent again (retryPublish); see Options.PublishAttemptTimeout.
+	attemptTimeout time.Duration
+	retryPublish   bool
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
@@ -57,6 +74,8 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 	if info := stream.CachedInfo(); info != nil {
 		l.streamName = info.Config.Name
 		l.replicated = info.Config.Replicas > 1
+		l.attemptTimeout = cmp.Or(opts.PublishAttemptTimeout, DefaultPublishAttemptTimeout)
+		l.retryPublish = info.Config.Duplicates > 2*l.attemptTimeout
 		if opts.GroupCommit != nil && info.Config.AllowAtomicPublish {
 			l.group = newCommitter(js, l.streamName, *opts.GroupCommit)
 		}
