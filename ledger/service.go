@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,11 @@ type ServiceConfig struct {
 	// Logger receives what callers are not told: the causes of 500s and
 	// replies that could not be sent. Default slog.Default().
 	Logger *slog.Logger
+	// DeferLookups holds back the status, check and list endpoints until
+	// ServeLookups (consentd calls it once its index has caught up): an
+	// instance still catching up takes no lookups from the queue group, so
+	// the others answer them. Commands are taken at once.
+	DeferLookups bool
 }
 
 func (c ServiceConfig) withDefaults() ServiceConfig {
@@ -116,6 +122,8 @@ type Service struct {
 
 	mu       sync.RWMutex // orders wg.Add against stopping
 	stopping bool
+	group    micro.Group    // consent.v1
+	deferred []endpoint     // held back by DeferLookups until ServeLookups
 	wg       sync.WaitGroup // requests answered outside the endpoint goroutines
 	slots    chan struct{}  // MaxInFlight
 	lookups  chan func()    // nil unless LookupWorkers > 0
@@ -152,10 +160,7 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 		cancel: cancel,
 		slots:  make(chan struct{}, cfg.MaxInFlight),
 	}
-	endpoints := []struct {
-		name    string
-		handler micro.HandlerFunc
-	}{
+	endpoints := []endpoint{
 		{"request", s.handleCommand(events.KindRequest)},
 		{"grant", s.handleCommand(events.KindGrant)},
 		{"deny", s.handleCommand(events.KindDeny)},
@@ -208,9 +213,13 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 		return fail(fmt.Errorf("add consent service: %w", err))
 	}
 	s.micro = svc
-	group := svc.AddGroup("consent.v1")
+	s.group = svc.AddGroup("consent.v1")
 	for _, e := range endpoints {
-		if err := addEndpoint(group, e.name, e.handler); err != nil {
+		if cfg.DeferLookups && slices.Contains(lookupEndpoints, e.name) {
+			s.deferred = append(s.deferred, e)
+			continue
+		}
+		if err := addEndpoint(s.group, e.name, e.handler); err != nil {
 			return fail(fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err))
 		}
 	}
@@ -219,6 +228,39 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 		return fail(fmt.Errorf("register consent service: %w", err))
 	}
 	return s, nil
+}
+
+// endpoint is one consent.v1 endpoint: its subject under consent.v1 and
+// its handler.
+type endpoint struct {
+	name    string
+	handler micro.HandlerFunc
+}
+
+// lookupEndpoints are the endpoints ServiceConfig.DeferLookups holds back.
+var lookupEndpoints = []string{"status", "check", "list"}
+
+// ServeLookups registers the status, check and list endpoints that
+// ServiceConfig.DeferLookups held back; once it returns, the server routes
+// lookups to this instance. It does nothing without DeferLookups, when
+// called again, or once Stop has begun; its errors are NATS errors.
+func (s *Service) ServeLookups() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping || len(s.deferred) == 0 {
+		return nil
+	}
+	for len(s.deferred) > 0 {
+		e := s.deferred[0]
+		if err := addEndpoint(s.group, e.name, e.handler); err != nil {
+			return fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err)
+		}
+		s.deferred = s.deferred[1:]
+	}
+	if err := s.nc.Flush(); err != nil {
+		return fmt.Errorf("register the lookups: %w", err)
+	}
+	return nil
 }
 
 // Info returns the service's identity and endpoints, as $SRV.INFO shows them.

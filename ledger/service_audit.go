@@ -18,14 +18,8 @@ type IndexScanner interface {
 }
 
 // auditEndpoints are status_at, receipt and index_digest.
-func (s *Service) auditEndpoints() []struct {
-	name    string
-	handler micro.HandlerFunc
-} {
-	return []struct {
-		name    string
-		handler micro.HandlerFunc
-	}{
+func (s *Service) auditEndpoints() []endpoint {
+	return []endpoint{
 		{"status_at", s.handleStatusAt},
 		{"receipt", s.handleReceipt},
 		{"index_digest", s.handleIndexDigest},

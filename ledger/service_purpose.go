@@ -18,14 +18,8 @@ var errNoRegistry = &Error{Code: 503, Description: "this consent service keeps n
 
 // purposeEndpoints returns the purpose endpoints, named by their subject
 // under consent.v1 (the micro endpoint name has "_" for ".").
-func (s *Service) purposeEndpoints() []struct {
-	name    string
-	handler micro.HandlerFunc
-} {
-	return []struct {
-		name    string
-		handler micro.HandlerFunc
-	}{
+func (s *Service) purposeEndpoints() []endpoint {
+	return []endpoint{
 		{"purpose.set", s.handlePurposeSet},
 		{"purpose.get", s.handlePurposeGet},
 		{"purpose.list", s.handlePurposeList},

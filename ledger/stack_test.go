@@ -30,8 +30,9 @@ type stack struct {
 }
 
 type stackOptions struct {
-	server *server.Server // join this server instead of starting one
-	now    func() time.Time
+	server       *server.Server // join this server instead of starting one
+	now          func() time.Time
+	deferLookups bool // ServiceConfig.DeferLookups
 }
 
 // startStack starts a server (unless opts.server is set) and one instance
@@ -61,7 +62,7 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 
 	svcConn, err := nats.Connect(s.ClientURL())
 	require.NoError(t, err)
-	st.svc, err = ledger.NewService(svcConn, st.ledger, st.index, ledger.ServiceConfig{Logger: quiet, Now: opts.now})
+	st.svc, err = ledger.NewService(svcConn, st.ledger, st.index, ledger.ServiceConfig{Logger: quiet, Now: opts.now, DeferLookups: opts.deferLookups})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = st.svc.Stop(context.Background())

@@ -140,8 +140,9 @@ func TestClusterRestartedInstanceWaitsForCatchUpBeforeAnswering(t *testing.T) {
 	head := appendMany(t, writer, 16, 16, watched)
 	audit := auditStream(t, js)
 
-	// Lookups go out while it starts: before its service exists (no
-	// responders), while it catches up (503), once it has (current).
+	// Lookups go out while it starts: before it serves lookups, which it
+	// does only once it has caught up (no responders, a 503 to the
+	// client), and after (current).
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	var mu sync.Mutex

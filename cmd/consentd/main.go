@@ -226,6 +226,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 	m.service, err = ledger.NewService(m.svcConn, l, m.index, ledger.ServiceConfig{
+		DeferLookups:  true, // commands at once, lookups once the index can answer them (ServeLookups below)
 		MinSeqTimeout: cfg.MinSeqTimeout,
 		Health:        m.health,
 		Signer:        signer,
@@ -266,6 +267,9 @@ func (m *Main) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the index to catch up (at seq %d): %w", m.index.Checkpoint(), ctx.Err())
 		}
+	}
+	if err := m.service.ServeLookups(); err != nil {
+		return err
 	}
 
 	if cfg.Embedded() {
