@@ -78,6 +78,7 @@ func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
 		return l.duplicateReply(original)
 	}
 	next := events.Evolve(c, &ev, ack.Sequence)
+	l.remember(msg.Subject, next)
 	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
 }
 

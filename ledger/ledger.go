@@ -33,6 +33,12 @@ type Options struct {
 	// only on a stream whose duplicate window is more than twice as long,
 	// so that a first attempt that was stored comes back as a duplicate.
 	PublishAttemptTimeout time.Duration
+	// Tips, when set, gives an append the consent's last state without a
+	// read of the stream (consentd passes its projector index); the
+	// stream's sequence check catches a stale answer, after which the
+	// append reads the stream as without Tips. Appends with an idempotency
+	// key always read the stream (they look for the key in the history).
+	Tips Tips
 }
 
 // DefaultPublishAttemptTimeout is the default Options.PublishAttemptTimeout:
@@ -58,6 +64,8 @@ type Ledger struct {
 	// may be sent again (retryPublish); see Options.PublishAttemptTimeout.
 	attemptTimeout time.Duration
 	retryPublish   bool
+	tips           Tips     // nil: every append reads the stream first
+	own            *ownTips // the states this Ledger's appends left, with tips
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
@@ -70,6 +78,10 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 		maxRetries: opts.MaxRetries,
 		now:        opts.Now,
 		batchBytes: batchBytes,
+		tips:       opts.Tips,
+	}
+	if l.tips != nil {
+		l.own = new(ownTips)
 	}
 	if info := stream.CachedInfo(); info != nil {
 		l.streamName = info.Config.Name

@@ -204,16 +204,17 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var ledgerOpts ledger.Options
-	if cfg.Embedded() && cfg.Sync == SyncAlways && cfg.GroupCommit {
-		ledgerOpts.GroupCommit = &ledger.GroupCommit{}
-	}
-	l := ledger.New(js, stream, ledgerOpts)
-
 	indexDir := filepath.Join(dataDir, "index")
 	if m.index, err = projector.Open(indexDir, projector.IndexOptions{Logger: m.log.With("component", "index")}); err != nil {
 		return fmt.Errorf("open the index in %s: %w", indexDir, err)
 	}
+	// The index tells appends a consent's last state without a read of the
+	// stream; the stream's sequence check catches a stale answer.
+	ledgerOpts := ledger.Options{Tips: m.index}
+	if cfg.Embedded() && cfg.Sync == SyncAlways && cfg.GroupCommit {
+		ledgerOpts.GroupCommit = &ledger.GroupCommit{}
+	}
+	l := ledger.New(js, stream, ledgerOpts)
 	m.projector = projector.New(js, m.index, projector.Options{Stream: cfg.Stream, Logger: m.log.With("component", "projector")})
 	projectorCtx, stopProjector := context.WithCancel(context.Background())
 	m.stopProjector, m.projectorDone = stopProjector, make(chan struct{})

@@ -60,12 +60,19 @@ func Grants(ctx context.Context, cfg GrantConfig) (GrantResult, error) {
 	if _, err := js.CreateStream(ctx, bareCfg); err != nil {
 		return res, err
 	}
-	alone := ledger.New(js, stream, ledger.Options{})
+	// As in consentd: a projector keeps an index of the stream, which
+	// tells appends their consents' last states (ledger.Options.Tips).
+	idx, stopProjector, err := runIndex(ctx, js, cfg.Dir)
+	if err != nil {
+		return res, err
+	}
+	defer stopProjector()
+	alone := ledger.New(js, stream, ledger.Options{Tips: idx})
 	group := cfg.Group
 	if group == nil {
 		group = &ledger.GroupCommit{}
 	}
-	grouped := ledger.New(js, stream, ledger.Options{GroupCommit: group})
+	grouped := ledger.New(js, stream, ledger.Options{GroupCommit: group, Tips: idx})
 
 	first, err := alone.Append(ctx, events.KindGrant, grantCommand("warm-up", 0))
 	if err != nil {

@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/consentledger/consent/ledger"
-	"github.com/consentledger/consent/projector"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -53,27 +50,12 @@ func Lookups(ctx context.Context, cfg LookupConfig) ([]LookupResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	idx, stopIndex, err := runIndex(ctx, js, cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer stopIndex()
 	quiet := slog.New(slog.DiscardHandler)
-	indexDir, err := os.MkdirTemp(cfg.Dir, "consentbench-index-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(indexDir)
-	idx, err := projector.Open(filepath.Join(indexDir, "index"), projector.IndexOptions{Logger: quiet})
-	if err != nil {
-		return nil, err
-	}
-	defer idx.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(runCtx) }()
-	defer func() { stop(); <-done }()
-	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	_, err = idx.Wait(waitCtx, uint64(cfg.Consents))
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("index: %w", err)
-	}
 
 	svcConn, err := s.InProcess()
 	if err != nil {

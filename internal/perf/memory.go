@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/ledger"
-	"github.com/consentledger/consent/projector"
 )
 
 // Memory is what /proc/self/status says of the process's resident memory.
@@ -133,36 +132,21 @@ func hold(ctx context.Context, store string, mode HoldMode, more func() error) (
 		return Memory{}, err
 	}
 	if mode == HoldConsentd {
-		quiet := slog.New(slog.DiscardHandler)
-		indexDir := filepath.Join(filepath.Dir(store), "hold-index")
-		_ = os.RemoveAll(indexDir)
-		defer os.RemoveAll(indexDir)
-		idx, err := projector.Open(indexDir, projector.IndexOptions{Logger: quiet})
+		idx, stopIndex, err := runIndex(ctx, js, filepath.Dir(store))
 		if err != nil {
 			return Memory{}, err
 		}
-		defer idx.Close()
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(runCtx) }()
-		defer func() { stop(); <-done }()
+		defer stopIndex()
 		svcConn, err := s.InProcess()
 		if err != nil {
 			return Memory{}, err
 		}
-		l := ledger.New(js, stream, ledger.Options{GroupCommit: &ledger.GroupCommit{}})
-		svc, err := ledger.NewService(svcConn, l, idx, ledger.ServiceConfig{Logger: quiet})
+		l := ledger.New(js, stream, ledger.Options{GroupCommit: &ledger.GroupCommit{}, Tips: idx})
+		svc, err := ledger.NewService(svcConn, l, idx, ledger.ServiceConfig{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return Memory{}, err
 		}
 		defer func() { _ = svc.Stop(context.Background()) }()
-		info, err := stream.Info(ctx)
-		if err != nil {
-			return Memory{}, err
-		}
-		if _, err := idx.Wait(ctx, info.State.LastSeq); err != nil {
-			return Memory{}, err
-		}
 	}
 	// Settle: let background work (block loads, index flushes) finish.
 	select {
