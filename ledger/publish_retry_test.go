@@ -52,14 +52,16 @@ func TestUnansweredPublishIsSentAgain(t *testing.T) {
 			stream, err := ledger.EnsureStream(t.Context(), js, ledger.StreamOptions{})
 			require.NoError(t, err)
 			lossy := &lossyJetStream{JetStream: js, stored: stored}
-			l := ledger.New(lossy, stream, ledger.Options{PublishAttemptTimeout: 100 * time.Millisecond})
+			l := ledger.New(lossy, stream, ledger.Options{PublishAttemptTimeout: 250 * time.Millisecond})
 
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancel()
 			reply, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: "alice", Purpose: "newsletter"})
 			require.NoError(t, err)
 			assert.False(t, reply.Duplicate, "the event's own first attempt is not a duplicate")
-			assert.Equal(t, int32(2), lossy.publishes.Load())
+			// Two attempts, or more when a loaded machine is slower than
+			// the attempt timeout: the outcome is the same.
+			assert.GreaterOrEqual(t, lossy.publishes.Load(), int32(2))
 			assert.Equal(t, uint64(1), reply.Seq)
 
 			info, err := stream.Info(t.Context())
@@ -86,7 +88,7 @@ func TestUnansweredPublishOvertaken(t *testing.T) {
 		_, err := other.Append(context.Background(), events.KindRevoke, cmd)
 		assert.NoError(t, err)
 	}}
-	l := ledger.New(lossy, stream, ledger.Options{PublishAttemptTimeout: 100 * time.Millisecond})
+	l := ledger.New(lossy, stream, ledger.Options{PublishAttemptTimeout: 250 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	reply, err := l.Append(ctx, events.KindGrant, cmd)
