@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -76,11 +77,20 @@ func hasControl(s string) bool {
 // zero byte and the subject id. A raw subject id never appears in a NATS
 // subject, so ids may contain any character and stay out of server logs.
 func SubjectKey(tenant, subjectID string) string {
-	h := sha256.New()
-	h.Write([]byte(tenant))
-	h.Write([]byte{0})
-	h.Write([]byte(subjectID))
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	var key [32]byte
+	appendSubjectKey(&key, tenant, subjectID)
+	return string(key[:])
+}
+
+// appendSubjectKey writes SubjectKey(tenant, subjectID) into key, without
+// allocating for ids of usual length.
+func appendSubjectKey(key *[32]byte, tenant, subjectID string) {
+	var buf [256]byte
+	in := append(buf[:0], tenant...)
+	in = append(in, 0)
+	in = append(in, subjectID...)
+	sum := sha256.Sum256(in)
+	hex.Encode(key[:], sum[:16])
 }
 
 // Key identifies one consent: a person's consent to one purpose in one
@@ -108,6 +118,29 @@ func (k Key) Validate() error {
 // consent.events.<tenant>.<purpose>.<subject key>.
 func (k Key) NATSSubject() string {
 	return "consent.events." + k.Tenant + "." + k.Purpose + "." + SubjectKey(k.Tenant, k.SubjectID)
+}
+
+// IsNATSSubject reports whether subj is NATSSubject(), without building it.
+func (k Key) IsNATSSubject(subj string) bool {
+	rest, ok := strings.CutPrefix(subj, "consent.events.")
+	if !ok {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest, k.Tenant); !ok {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest, "."); !ok {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest, k.Purpose); !ok {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest, "."); !ok || len(rest) != 32 {
+		return false
+	}
+	var key [32]byte
+	appendSubjectKey(&key, k.Tenant, k.SubjectID)
+	return rest == string(key[:])
 }
 
 // PersonFilter returns the subject filter matching every purpose of one

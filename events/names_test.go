@@ -71,3 +71,22 @@ func TestKindEventType(t *testing.T) {
 	assert.Equal(t, Type(""), Kind("approve").EventType())
 	assert.False(t, Type("consent.paused").Known())
 }
+
+func TestIsNATSSubject(t *testing.T) {
+	k := Key{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletter"}
+	assert.True(t, k.IsNATSSubject(k.NATSSubject()))
+	long := Key{Tenant: "acme", SubjectID: strings.Repeat("ü", 300), Purpose: "newsletter"} // past the stack buffer
+	assert.True(t, long.IsNATSSubject(long.NATSSubject()))
+	for _, other := range []Key{
+		{Tenant: "acme", SubjectID: "bob@example.com", Purpose: "newsletter"},
+		{Tenant: "acm", SubjectID: "alice@example.com", Purpose: "newsletter"},
+		{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletters"},
+		{Tenant: "default", SubjectID: "alice@example.com", Purpose: "newsletter"},
+	} {
+		assert.False(t, k.IsNATSSubject(other.NATSSubject()), "%+v", other)
+	}
+	subj := k.NATSSubject()
+	for _, bad := range []string{"", subj[:len(subj)-1], subj + "0", "x" + subj, strings.Replace(subj, "consent.events.", "consent.event.", 1)} {
+		assert.False(t, k.IsNATSSubject(bad), bad)
+	}
+}

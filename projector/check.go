@@ -90,8 +90,8 @@ func checkEvent(subj, typeHeader string, payload []byte) (*events.Event, string,
 	if typeHeader != string(ev.Type) {
 		return ev, CheckHeader, fmt.Errorf("header %s is %q, the event's type is %q", events.HeaderEventType, typeHeader, ev.Type)
 	}
-	if want := ev.Key().NATSSubject(); subj != want {
-		return ev, CheckSubject, fmt.Errorf("the event belongs on %s", want)
+	if k := ev.Key(); !k.IsNATSSubject(subj) {
+		return ev, CheckSubject, fmt.Errorf("the event belongs on %s", k.NATSSubject())
 	}
 	if err := events.VerifyHash(payload, ev); err != nil {
 		return ev, CheckHash, err
