@@ -27,7 +27,13 @@ import (
 // Options.MaxRetries times with a short jittered backoff, then fail with an
 // error matching ErrContention (409). With cmd.ExpectedSeq, a consent whose
 // last event is at another sequence gives a *SeqMismatchError (matching
-// ErrSeqMismatch, 409) naming both sequences.
+// ErrSeqMismatch, 409) naming both sequences. With Options.Tips the
+// consent's state may come from a hint instead of a read; the stream's
+// sequence check makes a stale hint cost a refused publish and a read,
+// never a different outcome.
+//
+// A publish that goes unanswered for Options.PublishAttemptTimeout is
+// sent again, the same message, until ctx ends (see PublishAttemptTimeout).
 //
 // Idempotency: the message carries Nats-Msg-Id = cmd.IdempotencyKey (or the
 // event id when there is none). Inside the stream's duplicate window the
@@ -56,17 +62,16 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 		return Reply{}, err
 	}
 	defer unlock()
-	// A hint (Options.Tips) stands in for the first read; anything but a
-	// stored event decided on it is decided again on a read of the stream.
-	hinted := false
+	// With Options.Tips a hint of the consent's state stands in for the
+	// first read; anything but a stored event decided on it (a conflict, a
+	// transition its state forbids, an expected_seq it misses) is decided
+	// again on a read of the stream.
 	if cmd.IdempotencyKey == "" {
-		var cur events.Consent
-		if cur, hinted = l.hint(ctx, key, key.NATSSubject()); hinted {
-			if exp := cmd.ExpectedSeq; exp == nil || *exp == cur.Seq {
-				reply, err := l.publish(ctx, kind, cmd, cur)
-				if err == nil || !(isConflict(err) || errors.Is(err, events.ErrForbidden)) {
-					return reply, err
-				}
+		cur, ok := l.hint(ctx, key, key.NATSSubject())
+		if ok && (cmd.ExpectedSeq == nil || *cmd.ExpectedSeq == cur.Seq) {
+			reply, err := l.publish(ctx, kind, cmd, cur)
+			if err == nil || !(isConflict(err) || errors.Is(err, events.ErrForbidden)) {
+				return reply, err
 			}
 		}
 	}
