@@ -18,13 +18,17 @@ const hotSlots = 4096
 // scanned, so a miss costs little more than the Pebble read it needs
 // anyway.
 //
-// It never answers older than the index: the writer updates every slot a
-// commit changes before the checkpoint advances (committed), and a reader
-// fills a slot from Pebble only when no commit happened since before its
-// read (gen), so a value read before a commit cannot land after it.
+// Each answer is exactly the state at the checkpoint it comes with. The
+// slots and seq (the checkpoint they reflect) change together, under mu,
+// when a commit is done (committed); gen counts the commits, odd while one
+// is being written to Pebble (begin). A reader that misses reads Pebble and
+// keeps its answer, and fills the slot, only when gen was even and did not
+// move around the read: no commit landed in between, so Pebble's state is
+// the one at seq, and a value read before a commit cannot land after it.
 type hotStates struct {
 	mu    sync.RWMutex
-	gen   uint64 // commits so far
+	gen   uint64 // 2 per commit; odd while a commit is written
+	seq   uint64 // the checkpoint the slots (and Pebble, when gen is even) reflect
 	slots [hotSlots]hotSlot
 }
 
@@ -37,25 +41,33 @@ var hotSeed = maphash.MakeSeed()
 
 func hotIndex(key []byte) int { return int(maphash.Bytes(hotSeed, key) & (hotSlots - 1)) }
 
-// get returns the cached state of the consent key, or the generation to
-// pass to fill after reading it from Pebble.
-func (h *hotStates) get(key []byte) (events.Consent, bool, uint64) {
+// get returns the cached state of the consent key and the checkpoint it
+// is the state at; on a miss, the generation to pass to stable and fill
+// after reading Pebble.
+func (h *hotStates) get(key []byte) (c events.Consent, ok bool, gen, seq uint64) {
 	s := &h.slots[hotIndex(key)]
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if s.key == string(key) && s.key != "" {
-		return s.c, true, h.gen
+		return s.c, true, h.gen, h.seq
 	}
-	return events.Consent{}, false, h.gen
+	return events.Consent{}, false, h.gen, h.seq
 }
 
-// fill caches c, read from Pebble after get returned gen, unless a commit
-// has happened since.
+// stable reports whether no commit was written since get returned gen,
+// and the checkpoint a Pebble read made in between reflects.
+func (h *hotStates) stable(gen uint64) (uint64, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.seq, h.gen == gen && gen%2 == 0
+}
+
+// fill caches c, read from Pebble after get returned gen, when stable.
 func (h *hotStates) fill(key []byte, c events.Consent, gen uint64) {
 	s := &h.slots[hotIndex(key)]
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.gen != gen {
+	if h.gen != gen || gen%2 != 0 {
 		return
 	}
 	if s.key != string(key) {
@@ -64,12 +76,21 @@ func (h *hotStates) fill(key []byte, c events.Consent, gen uint64) {
 	s.c = c
 }
 
-// committed updates the cached slots among changed (the states a commit
-// wrote, by consent key) and starts a new generation.
-func (h *hotStates) committed(changed map[string]events.Consent) {
+// begin marks a commit about to be written to Pebble.
+func (h *hotStates) begin() {
+	h.mu.Lock()
+	h.gen++
+	h.mu.Unlock()
+}
+
+// committed ends the commit begin marked: it updates the cached slots
+// among changed (the states it wrote, by consent key; nil when it failed)
+// and records checkpoint as what the slots reflect.
+func (h *hotStates) committed(changed map[string]events.Consent, checkpoint uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.gen++
+	h.seq = checkpoint
 	for k, c := range changed {
 		if s := &h.slots[hotIndex([]byte(k))]; s.key == k {
 			s.c = c

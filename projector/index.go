@@ -138,6 +138,7 @@ func Open(dir string, opts IndexOptions) (*Index, error) {
 		_ = lock.Close()
 		return nil, err
 	}
+	i.hot.seq = i.checkpoint.Load()
 	if err := i.openSecondary(); err != nil {
 		_ = db.Close()
 		_ = lock.Close()
@@ -277,15 +278,25 @@ func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (event
 	}
 	var buf [128]byte
 	key := appendConsentKey(buf[:0], k)
-	c, ok, gen := i.hot.get(key)
-	if ok {
-		return c, seq, nil
+	// The state and the index_seq it is reported at go together (see
+	// hotStates); a read that a commit overlapped is made again.
+	for {
+		c, ok, gen, at := i.hot.get(key)
+		if ok {
+			return c, at, nil
+		}
+		c, _, err = i.get(key, k)
+		if err != nil {
+			return events.Consent{}, seq, err
+		}
+		if at, ok := i.hot.stable(gen); ok {
+			i.hot.fill(key, c, gen)
+			return c, at, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return events.Consent{}, seq, err
+		}
 	}
-	c, _, err = i.get(key, k)
-	if err == nil {
-		i.hot.fill(key, c, gen)
-	}
-	return c, seq, err
 }
 
 // Consents returns every consent of one person that has events, one per

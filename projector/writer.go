@@ -120,14 +120,16 @@ func (i *Index) commit(b *pebble.Batch, changed map[string]events.Consent, check
 	if i.opts.SyncInterval < 0 || now.Sub(i.lastSync) >= i.opts.SyncInterval {
 		opts = pebble.Sync
 	}
+	i.hot.begin()
 	if err := i.apply(b, opts); err != nil {
+		i.hot.committed(nil, i.checkpoint.Load())
 		return err
 	}
 	if opts == pebble.Sync {
 		i.lastSync = now
 	}
 	b.Reset()
-	i.hot.committed(changed)
+	i.hot.committed(changed, checkpoint)
 	i.violations.Store(violations)
 	i.checkpoint.Store(checkpoint)
 	i.notify()
