@@ -28,6 +28,54 @@ func RunCluster(tb testing.TB, n int, opts ...Option) *Cluster {
 	if len(c.name) > 32 {
 		c.name = c.name[:32]
 	}
+	// The ports are chosen free before the nodes listen on them, so another
+	// process may take one in between: then the whole cluster is started
+	// again on other ports.
+	for attempt := 1; ; attempt++ {
+		c.opts, c.nodes = nil, nil
+		err := c.startOnFreePorts(n, opts)
+		if err == nil {
+			break
+		}
+		c.Shutdown()
+		if attempt == 3 {
+			tb.Fatalf("natstest: %v", err)
+		}
+		tb.Logf("natstest: %v; starting the cluster again on other ports", err)
+	}
+	tb.Cleanup(c.Shutdown)
+	c.WaitForMetaLeader()
+	c.WaitForPeers()
+	return c
+}
+
+// Start starts node i (again) on its own ports and storage.
+func (c *Cluster) Start(i int) {
+	c.tb.Helper()
+	if err := c.start(i); err != nil {
+		c.tb.Fatalf("natstest: %v", err)
+	}
+}
+
+func (c *Cluster) start(i int) error {
+	o := c.opts[i].Clone()
+	s, err := server.NewServer(o)
+	if err != nil {
+		return fmt.Errorf("node %d: %w", i, err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return fmt.Errorf("node %d not listening on ports %d and %d after 10s", i, o.Port, o.Cluster.Port)
+	}
+	c.nodes[i] = s
+	return nil
+}
+
+// startOnFreePorts configures n nodes on free loopback ports, routed to
+// each other, and starts them.
+func (c *Cluster) startOnFreePorts(n int, opts []Option) error {
+	tb := c.tb
 	clusterPorts := freePorts(tb, n)
 	clientPorts := freePorts(tb, n)
 	routes := make([]string, n)
@@ -57,27 +105,11 @@ func RunCluster(tb testing.TB, n int, opts ...Option) *Cluster {
 		c.nodes = append(c.nodes, nil)
 	}
 	for i := range n {
-		c.Start(i)
+		if err := c.start(i); err != nil {
+			return err
+		}
 	}
-	tb.Cleanup(c.Shutdown)
-	c.WaitForMetaLeader()
-	c.WaitForPeers()
-	return c
-}
-
-// Start starts node i (again) on its own ports and storage.
-func (c *Cluster) Start(i int) {
-	c.tb.Helper()
-	o := c.opts[i].Clone()
-	s, err := server.NewServer(o)
-	if err != nil {
-		c.tb.Fatalf("natstest: node %d: %v", i, err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		c.tb.Fatalf("natstest: node %d not ready", i)
-	}
-	c.nodes[i] = s
+	return nil
 }
 
 // Stop shuts node i down, as a crash of that machine would (its storage
