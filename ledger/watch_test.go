@@ -216,7 +216,7 @@ func TestWatcherRestartsMidStreamMissesNothing(t *testing.T) {
 
 // TestDurableWatchResumesWhereAcknowledged: a durable watch restarted by
 // its subscriber gets what it had not acknowledged (also what the client
-// had fetched ahead) and nothing it had.
+// had fetched ahead, again) and nothing it had.
 func TestDurableWatchResumesWhereAcknowledged(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	var want []uint64
@@ -244,7 +244,13 @@ func TestDurableWatchResumesWhereAcknowledged(t *testing.T) {
 	for len(handled)+len(again) < len(want) {
 		ch := next(t, w)
 		assert.NotContains(t, handled, ch.Seq, "acknowledged before the restart")
-		assert.Equal(t, uint64(2), ch.Delivered, "seq %d was delivered before", ch.Seq)
+		if ch.Seq == unacked.Seq {
+			assert.Equal(t, uint64(2), ch.Delivered, "seq %d was delivered before", ch.Seq)
+		} else {
+			// Delivered before if the client had fetched it ahead, which a
+			// loaded machine may not have done.
+			assert.Contains(t, []uint64{1, 2}, ch.Delivered, "seq %d", ch.Seq)
+		}
 		require.NoError(t, ch.Ack(stepCtx(t)))
 		again = append(again, ch.Seq)
 	}

@@ -221,7 +221,10 @@ func (r *replay) wait(ctx context.Context, cons jetstream.Consumer, idle time.Du
 				seen, quiet, failures = now, 0, 0
 				continue
 			}
-			infoCtx, cancel := context.WithTimeout(ctx, idle)
+			// A busy server may take longer than idle to answer: only
+			// three unanswered asks in a row, each given infoTimeout,
+			// make the replay stalled.
+			infoCtx, cancel := context.WithTimeout(ctx, max(idle, infoTimeout))
 			info, err := cons.Info(infoCtx)
 			cancel()
 			switch {
@@ -244,3 +247,7 @@ func (r *replay) wait(ctx context.Context, cons jetstream.Consumer, idle time.Du
 		}
 	}
 }
+
+// infoTimeout is the least time a replay gives the server to say where its
+// consumer is.
+const infoTimeout = 5 * time.Second
