@@ -97,16 +97,3 @@ func (h *hotStates) committed(changed map[string]events.Consent, checkpoint uint
 		}
 	}
 }
-
-// cached reports how many slots hold a consent (for tests).
-func (h *hotStates) cached() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	n := 0
-	for i := range h.slots {
-		if h.slots[i].key != "" {
-			n++
-		}
-	}
-	return n
-}

@@ -111,3 +111,16 @@ func TestConsentReadOverlappingACommit(t *testing.T) {
 	assert.Equal(t, uint64(2), seq)
 	assert.Equal(t, granted, c)
 }
+
+// cached reports how many slots hold a consent (for tests).
+func (h *hotStates) cached() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for i := range h.slots {
+		if h.slots[i].key != "" {
+			n++
+		}
+	}
+	return n
+}

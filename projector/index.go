@@ -348,11 +348,18 @@ func (i *Index) get(key []byte, k events.Key) (events.Consent, bool, error) {
 		return events.Consent{}, false, fmt.Errorf("projector: read consent: %w", err)
 	}
 	defer closer.Close()
+	c, err := readConsent(v, k)
+	return c, err == nil, err
+}
+
+// readConsent decodes the stored state of k, naming the consent in its
+// error.
+func readConsent(v []byte, k events.Key) (events.Consent, error) {
 	c, err := decodeConsent(v, k)
 	if err != nil {
-		return events.Consent{}, false, fmt.Errorf("projector: consent %s/%s: %w", k.Tenant, k.Purpose, err)
+		return events.Consent{}, fmt.Errorf("projector: consent %s/%s: %w", k.Tenant, k.Purpose, err)
 	}
-	return c, true, nil
+	return c, nil
 }
 
 // pebbleLogger sends Pebble's log lines to slog: info at debug level.

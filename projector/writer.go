@@ -72,11 +72,7 @@ func (i *Index) lookup(key []byte, k events.Key) (events.Consent, error) {
 		}
 		return events.NewConsent(k), nil
 	}
-	c, err := decodeConsent(i.states.Value(), k)
-	if err != nil {
-		return events.Consent{}, fmt.Errorf("projector: consent %s/%s: %w", k.Tenant, k.Purpose, err)
-	}
-	return c, nil
+	return readConsent(i.states.Value(), k)
 }
 
 // dropStates closes the writer's state iterator, so that the next lookup

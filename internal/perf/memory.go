@@ -99,8 +99,7 @@ func Hold(ctx context.Context, store string, mode HoldMode, opts HoldOptions) (H
 		debug.SetMemoryLimit(opts.MemoryLimit)
 	}
 	var r HoldResult
-	var err error
-	r.CaughtUp, err = hold(ctx, store, mode, func() error {
+	caughtUp, err := hold(ctx, store, mode, func() error {
 		if opts.AtRest <= 0 {
 			return nil
 		}
@@ -109,9 +108,11 @@ func Hold(ctx context.Context, store string, mode HoldMode, opts HoldOptions) (H
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		r.AtRest, err = ReadMemory()
+		atRest, err := ReadMemory()
+		r.AtRest = atRest
 		return err
 	})
+	r.CaughtUp = caughtUp
 	return r, err
 }
 
