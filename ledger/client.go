@@ -131,7 +131,7 @@ func (c *Client) call(ctx context.Context, subj string, body, out any) error {
 		we := FromWire(code, msg.Header.Get(micro.ErrorHeader))
 		if we.Code == 403 && len(msg.Data) > 0 {
 			var st events.Status
-			if unmarshalStatus(msg.Data, &st) == nil {
+			if unmarshalOwnedStatus(msg.Data, &st) == nil {
 				we.Status = &st
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/consentledger/consent/events"
 )
@@ -180,7 +181,20 @@ func plain(c byte) bool { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\' 
 // unmarshalStatus decodes a status reply as json.Unmarshal does into a
 // zero events.Status.
 func unmarshalStatus(data []byte, st *events.Status) error {
-	if unmarshalStatusFast(data, st) {
+	return unmarshalStatusText(data, string(data), st)
+}
+
+// unmarshalOwnedStatus is unmarshalStatus for a buffer handed over with
+// the call: st's strings share data instead of a copy of it, so nothing
+// may write to data afterwards. A reply's payload qualifies: nats.go gives
+// every delivered message a buffer of its own.
+func unmarshalOwnedStatus(data []byte, st *events.Status) error {
+	return unmarshalStatusText(data, unsafe.String(unsafe.SliceData(data), len(data)), st)
+}
+
+// unmarshalStatusText is unmarshalStatus with text holding data's bytes.
+func unmarshalStatusText(data []byte, text string, st *events.Status) error {
+	if unmarshalStatusFast(data, text, st) {
 		return nil
 	}
 	*st = events.Status{}
@@ -188,10 +202,11 @@ func unmarshalStatus(data []byte, st *events.Status) error {
 }
 
 // unmarshalStatusFast decodes the status as appendStatus writes it (its
-// members in any order, each once). It reports false, leaving st partly
-// set, for anything else.
-func unmarshalStatusFast(data []byte, st *events.Status) bool {
-	p := scanner{b: data, s: string(data)}
+// members in any order, each once), its strings taken from text, which
+// holds data's bytes. It reports false, leaving st partly set, for
+// anything else.
+func unmarshalStatusFast(data []byte, text string, st *events.Status) bool {
+	p := scanner{b: data, s: text}
 	if !p.objectStart() {
 		return false
 	}
@@ -271,23 +286,25 @@ func marshalRequest(body any) ([]byte, error) {
 }
 
 // unmarshalReply decodes a reply into out; a status takes the fast path.
+// data is handed over (see unmarshalOwnedStatus).
 func unmarshalReply(data []byte, out any) error {
 	if st, ok := out.(*events.Status); ok {
-		return unmarshalStatus(data, st)
+		return unmarshalOwnedStatus(data, st)
 	}
 	return json.Unmarshal(data, out)
 }
 
 // marshalReply encodes a service reply; a status takes the fast path.
 func marshalReply(body any) ([]byte, error) {
-	if st, ok := body.(events.Status); ok {
-		return marshalStatus(&st)
+	if st, ok := body.(*events.Status); ok {
+		return marshalStatus(st)
 	}
 	return json.Marshal(body)
 }
 
-// scanner reads the plain JSON the fast paths accept. s is a copy of b:
-// the strings it returns share it, one allocation for all of them.
+// scanner reads the plain JSON the fast paths accept. s holds b's bytes
+// (a copy, or b itself when b is handed over): the strings it returns
+// share it, one allocation at most for all of them.
 type scanner struct {
 	b []byte
 	s string

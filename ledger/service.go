@@ -394,8 +394,9 @@ func (s *Service) handleHistory(req micro.Request) {
 }
 
 // status answers status and check. A check that is not allowed is a 403
-// carrying the status.
-func (s *Service) status(ctx context.Context, q StatusQuery, check bool) (any, error) {
+// carrying the status. The status is returned by pointer so that it goes
+// into the reply's any without another copy.
+func (s *Service) status(ctx context.Context, q StatusQuery, check bool) (*events.Status, error) {
 	c, indexSeq, err := s.reader.Consent(ctx, q.Key(), q.MinSeq)
 	if err != nil {
 		return nil, err
@@ -409,7 +410,7 @@ func (s *Service) status(ctx context.Context, q StatusQuery, check bool) (any, e
 	if check && !st.Allowed {
 		return nil, &Error{Code: 403, Description: consentRequired(st, required), Status: &st}
 	}
-	return st, nil
+	return &st, nil
 }
 
 // consentRequired describes why a check failed: "consent required: <state>",

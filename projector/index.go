@@ -285,7 +285,9 @@ func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (event
 		if ok {
 			return c, at, nil
 		}
-		c, _, err = i.get(key, k)
+		// Pebble keeps the key it is given; a copy lets buf, all a hot
+		// lookup needs, stay on the stack.
+		c, _, err = i.get(bytes.Clone(key), k)
 		if err != nil {
 			return events.Consent{}, seq, err
 		}
