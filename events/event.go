@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 )
 
 // SchemaVersion is the version of the event schema this code writes and the
@@ -90,15 +91,22 @@ func (e *Event) Seal() ([]byte, error) {
 // SHA-256 over the canonical encoding (RFC 8785) of the payload without its
 // "hash" member.
 func HashOf(payload []byte) (string, error) {
-	if sum, ok := hashOfCanonical(payload); ok {
+	var buf [2 * sha256.Size]byte
+	sum, err := appendHash(buf[:0], payload)
+	return string(sum), err
+}
+
+// appendHash appends HashOf(payload) to dst.
+func appendHash(dst, payload []byte) ([]byte, error) {
+	if sum, ok := appendCanonicalHash(dst, payload); ok {
 		return sum, nil // already canonical, as Seal writes it
 	}
 	c, err := Canonical(payload, "hash")
 	if err != nil {
-		return "", fmt.Errorf("canonical encoding: %w", err)
+		return dst, fmt.Errorf("canonical encoding: %w", err)
 	}
 	sum := sha256.Sum256(c)
-	return hex.EncodeToString(sum[:]), nil
+	return hex.AppendEncode(dst, sum[:]), nil
 }
 
 // ErrBadHash is matched by errors returned from VerifyHash.
@@ -108,11 +116,12 @@ var ErrBadHash = errors.New("event hash does not match its content")
 // decoded event's Hash. It returns an error matching ErrBadHash when they
 // differ.
 func VerifyHash(payload []byte, e *Event) error {
-	sum, err := HashOf(payload)
+	var buf [2 * sha256.Size]byte
+	sum, err := appendHash(buf[:0], payload)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadHash, err)
 	}
-	if sum != e.Hash {
+	if string(sum) != e.Hash {
 		return fmt.Errorf("%w: recorded %q, computed %q", ErrBadHash, e.Hash, sum)
 	}
 	return nil
@@ -131,14 +140,26 @@ var ErrUnknownType = errors.New("unknown event type")
 // matching ErrNewerSchema; an unknown type one matching ErrUnknownType.
 // Decode does not check the hash; see VerifyHash.
 func Decode(payload []byte) (*Event, error) {
-	fast, canonical := decodeCanonicalEvent(payload) // as Seal writes it
+	return decodeEvent(payload, string(payload))
+}
+
+// DecodeOwned is Decode for a payload handed over with the call: the
+// event's strings share payload instead of a copy of it, so nothing may
+// write to payload afterwards. A consumed message's data qualifies:
+// nats.go gives every delivered message a buffer of its own.
+func DecodeOwned(payload []byte) (*Event, error) {
+	return decodeEvent(payload, unsafe.String(unsafe.SliceData(payload), len(payload)))
+}
+
+// decodeEvent is Decode with text holding payload's bytes.
+func decodeEvent(payload []byte, text string) (*Event, error) {
+	e, canonical := decodeCanonicalEvent(payload, text) // as Seal writes it
 	if !canonical {
-		fast = new(Event)
-		if err := DecodeStrict(payload, fast); err != nil {
+		e = new(Event)
+		if err := DecodeStrict(payload, e); err != nil {
 			return nil, err
 		}
 	}
-	e := *fast
 	switch {
 	case e.V > SchemaVersion:
 		return nil, fmt.Errorf("%w: v=%d, this reader knows up to %d", ErrNewerSchema, e.V, SchemaVersion)
@@ -168,5 +189,5 @@ func Decode(payload []byte) (*Event, error) {
 			return nil, &FieldError{Field: "evidence", Problem: "must be a JSON object"}
 		}
 	}
-	return &e, nil
+	return e, nil
 }

@@ -53,15 +53,23 @@ func canonicalHashInput(payload []byte) (before, after []byte, ok bool) {
 
 // hashOfCanonical is HashOf for a payload in canonical form.
 func hashOfCanonical(payload []byte) (string, bool) {
+	var buf [2 * sha256.Size]byte
+	sum, ok := appendCanonicalHash(buf[:0], payload)
+	return string(sum), ok
+}
+
+// appendCanonicalHash appends the hex hash of a payload in canonical form
+// to dst.
+func appendCanonicalHash(dst, payload []byte) ([]byte, bool) {
 	before, after, ok := canonicalHashInput(payload)
 	if !ok {
-		return "", false
+		return dst, false
 	}
 	h := sha256.New()
 	h.Write(before)
 	h.Write(after)
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])), true
+	return hex.AppendEncode(dst, h.Sum(sum[:0])), true
 }
 
 // canonScanner checks that JSON text is in canonical form: no whitespace,
@@ -388,9 +396,12 @@ func lookupEventField(name []byte) eventField {
 }
 
 // decodeCanonicalEvent reads an event payload in canonical form whose
-// members are all event fields; ok is false for any other payload. It does
+// members are all event fields; ok is false for any other payload. text
+// holds payload's bytes, and the event's strings share it instead of one
+// allocation each (a state folded from the event keeps it, a few hundred
+// bytes, alive while it is held). It does
 // not validate the values (see validateDecoded).
-func decodeCanonicalEvent(payload []byte) (e *Event, ok bool) {
+func decodeCanonicalEvent(payload []byte, text string) (e *Event, ok bool) {
 	if !utf8.Valid(payload) {
 		return nil, false
 	}
@@ -400,10 +411,6 @@ func decodeCanonicalEvent(payload []byte) (e *Event, ok bool) {
 	}
 	s.pos++
 	e = new(Event)
-	// The event's strings share one copy of the payload instead of one
-	// allocation each (a state folded from the event keeps that copy, a
-	// few hundred bytes, alive while it is held).
-	text := string(payload)
 	if s.peek() == '}' {
 		s.pos++
 		return e, s.pos == len(payload)

@@ -33,7 +33,7 @@ func goldenPayloads(tb testing.TB) [][]byte {
 
 func TestFastPathsTakeSealedPayloads(t *testing.T) {
 	for _, payload := range goldenPayloads(t) {
-		_, ok := decodeCanonicalEvent(payload)
+		_, ok := decodeCanonicalEvent(payload, string(payload))
 		assert.True(t, ok, "%s", payload)
 		_, ok = hashOfCanonical(payload)
 		assert.True(t, ok, "%s", payload)
@@ -56,7 +56,7 @@ func TestFastPathsDeclineWhatIsNotCanonical(t *testing.T) {
 	}
 	for name, payload := range tests {
 		t.Run(name, func(t *testing.T) {
-			_, ok := decodeCanonicalEvent(payload)
+			_, ok := decodeCanonicalEvent(payload, string(payload))
 			assert.False(t, ok)
 			checkFastPaths(t, payload)
 		})
@@ -76,7 +76,7 @@ func checkFastPaths(t *testing.T, payload []byte) {
 		require.NoError(t, err)
 		assert.Equal(t, slow, sum)
 	}
-	if fast, ok := decodeCanonicalEvent(payload); ok {
+	if fast, ok := decodeCanonicalEvent(payload, string(payload)); ok {
 		var slow Event
 		require.NoError(t, DecodeStrict(payload, &slow), "the fast decode path took a payload DecodeStrict refuses")
 		assert.Equal(t, &slow, fast)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -38,11 +39,16 @@ func seedEvents(f *testing.F) {
 }
 
 // FuzzDecode: Decode never panics; what it accepts is a valid event that
-// seals, decodes again to the same event, and verifies.
+// seals, decodes again to the same event, and verifies. DecodeOwned gives
+// the same event and error.
 func FuzzDecode(f *testing.F) {
 	seedEvents(f)
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		ev, err := Decode(payload)
+		evOwned, errOwned := DecodeOwned(bytes.Clone(payload))
+		if !reflect.DeepEqual(ev, evOwned) || fmt.Sprint(err) != fmt.Sprint(errOwned) {
+			t.Fatalf("DecodeOwned differs from Decode:\n%+v, %v\n%+v, %v", ev, err, evOwned, errOwned)
+		}
 		if err != nil {
 			if ev != nil {
 				t.Fatalf("event and error both returned: %v", err)

@@ -76,8 +76,11 @@ const checkStop = "stop"
 // writes (a stray publish onto consent.events.> or a corruption), so it is
 // recorded as a violation and projection goes on: one bad message must not
 // take every status lookup down.
+//
+// payload is handed over: the event's strings share it (a consumed
+// message's data is its own, see events.DecodeOwned).
 func checkEvent(subj, typeHeader string, payload []byte) (*events.Event, string, error) {
-	ev, err := events.Decode(payload)
+	ev, err := events.DecodeOwned(payload)
 	if err != nil {
 		if errors.Is(err, events.ErrNewerSchema) || errors.Is(err, events.ErrUnknownType) {
 			return nil, checkStop, err

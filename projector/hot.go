@@ -41,6 +41,10 @@ var hotSeed = maphash.MakeSeed()
 
 func hotIndex(key []byte) int { return int(maphash.Bytes(hotSeed, key) & (hotSlots - 1)) }
 
+// hotIndexString is hotIndex of a key held as a string (maphash hashes
+// both alike).
+func hotIndexString(key string) int { return int(maphash.String(hotSeed, key) & (hotSlots - 1)) }
+
 // get returns the cached state of the consent key and the checkpoint it
 // is the state at; on a miss, the generation to pass to stable and fill
 // after reading Pebble.
@@ -92,7 +96,7 @@ func (h *hotStates) committed(changed map[string]events.Consent, checkpoint uint
 	h.gen++
 	h.seq = checkpoint
 	for k, c := range changed {
-		if s := &h.slots[hotIndex([]byte(k))]; s.key == k {
+		if s := &h.slots[hotIndexString(k)]; s.key == k {
 			s.c = c
 		}
 	}

@@ -124,3 +124,9 @@ func (h *hotStates) cached() int {
 	}
 	return n
 }
+
+func TestHotIndexOfStringAndBytesAgree(t *testing.T) {
+	for _, k := range []string{"", "a", "acme\x00person-1@example.com\x00marketing_email"} {
+		assert.Equal(t, hotIndex([]byte(k)), hotIndexString(k), "key %q", k)
+	}
+}
