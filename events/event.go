@@ -122,7 +122,7 @@ func VerifyHash(payload []byte, e *Event) error {
 		return fmt.Errorf("%w: %v", ErrBadHash, err)
 	}
 	if string(sum) != e.Hash {
-		return fmt.Errorf("%w: recorded %q, computed %q", ErrBadHash, e.Hash, sum)
+		return fmt.Errorf("%w: recorded %q, computed %q", ErrBadHash, e.Hash, string(sum))
 	}
 	return nil
 }

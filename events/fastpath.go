@@ -470,7 +470,8 @@ func (e *Event) readField(s *canonScanner, text string, f eventField) bool {
 		case fieldRecordedAt:
 			e.RecordedAt = t
 		default:
-			e.ExpiresAt = &t
+			expires := t // only this time needs a heap copy
+			e.ExpiresAt = &expires
 		}
 		return true
 	case fieldEvidence:
