@@ -61,7 +61,10 @@ const (
 	// every write, the ledger with group commit, the projector rebuilding
 	// its index from the stream, and the consent service.
 	HoldConsentd HoldMode = "consentd"
-	// HoldBare runs the embedded server alone on the same store.
+	// HoldBare runs the embedded server alone on the same store and reads
+	// the stream once from start to end with a bare ordered consumer, as
+	// the projector's catch-up reads it (reading loads the server's
+	// per-block subject state, which it keeps for a while).
 	HoldBare HoldMode = "bare"
 )
 
@@ -76,6 +79,26 @@ type HoldOptions struct {
 	// of the fill has passed: what a ledger holding its consents for
 	// longer than a few minutes keeps.
 	AtRest time.Duration
+}
+
+// WaitOutDuplicateWindow waits until the stream's duplicate window has
+// passed since lastWrite. Within it the server keeps the id of every
+// message written (a million ids, some 250 MiB, right after a fill of a
+// million events): the cost of recent writes, which a memory measurement
+// of holding consents leaves out.
+func WaitOutDuplicateWindow(ctx context.Context, lastWrite time.Time) error {
+	wait := time.Until(lastWrite.Add(ledger.DefaultDuplicates))
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // DefaultAtRest is past nats-server's 2-minute expiry of a message
@@ -148,6 +171,16 @@ func hold(ctx context.Context, store string, mode HoldMode, more func() error) (
 			return Memory{}, err
 		}
 		defer func() { _ = svc.Stop(context.Background()) }()
+	} else {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return Memory{}, err
+		}
+		if last := info.State.LastSeq; last > 0 {
+			if _, err := drain(ctx, stream, last); err != nil {
+				return Memory{}, err
+			}
+		}
 	}
 	// Settle: let background work (block loads, index flushes) finish.
 	select {
