@@ -18,7 +18,8 @@
 //     of N keys;
 //   - resident memory of consentd holding N consents (with its
 //     --memory-limit, -memory-limit here) against the embedded server
-//     alone holding the same stream and read once by a bare drain,
+//     alone (with the same limit) holding the same stream and read once
+//     by a bare drain,
 //     measured in child processes once caught up and again at rest
 //     (-at-rest later), both started once the fill has left the stream's
 //     duplicate window (not in a quick run).
@@ -60,7 +61,7 @@ type config struct {
 	lookups  int
 	holdMode string // child process: measure memory over -hold-store
 	store    string
-	memLimit int64         // -memory-limit for consentd in the memory comparison
+	memLimit int64         // -memory-limit for both processes of the memory comparison
 	atRest   time.Duration // how long after the catch-up memory is measured again
 }
 
@@ -74,7 +75,7 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.grants, "grants", 0, "`N` grants with group commit; default 12800, 1280 with -quick")
 	fs.IntVar(&c.callers, "callers", 64, "`N` concurrent callers making grants")
 	fs.IntVar(&c.lookups, "lookups", 0, "`N` lookups per endpoint and concurrency; default 40000, 4000 with -quick")
-	fs.Int64Var(&c.memLimit, "memory-limit", 200<<20, "soft memory limit in `BYTES` of the consentd measured for memory, as consentd --memory-limit sets it; 0 for none")
+	fs.Int64Var(&c.memLimit, "memory-limit", 200<<20, "soft memory limit in `BYTES` of both processes measured for memory, as consentd --memory-limit sets it; 0 for none")
 	fs.DurationVar(&c.atRest, "at-rest", -1, "measure memory again this long after the catch-up (`DURATION`); default 150s, none with -quick")
 	fs.StringVar(&c.holdMode, "hold", "", "internal: measure the memory of `MODE` (consentd or bare) over -hold-store and print it as JSON")
 	fs.StringVar(&c.store, "hold-store", "", "internal: the JetStream store `DIR` for -hold")
@@ -228,7 +229,8 @@ func catchUpAndMemory(ctx context.Context, c config, t *table) error {
 	if err != nil {
 		return fmt.Errorf("memory of consentd: %w", err)
 	}
-	bare, err := holdInChild(ctx, c, store, perf.HoldBare, 0) // the bare server as it comes, after a bare drain
+	// The same limit for both, so that the ratio is what consentd adds.
+	bare, err := holdInChild(ctx, c, store, perf.HoldBare, c.memLimit)
 	if err != nil {
 		return fmt.Errorf("memory of the bare server: %w", err)
 	}
