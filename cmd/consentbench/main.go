@@ -4,7 +4,7 @@
 // the ratio, and the machine's core count. Its last lines are one
 // "name ratio" pair per comparison, for scripts.
 //
-//	go run ./cmd/consentbench          # full run (one million events; about ten minutes)
+//	go run ./cmd/consentbench          # full run (one million events; about fifteen minutes)
 //	go run ./cmd/consentbench -quick   # CI-sized run (seconds)
 //
 // The comparisons:
