@@ -117,16 +117,65 @@ func (h *hotStates) cached() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	n := 0
-	for i := range h.slots {
-		if h.slots[i].key != "" {
-			n++
+	for set := range h.sets {
+		for _, s := range h.sets[set] {
+			if s.key != "" {
+				n++
+			}
 		}
 	}
 	return n
 }
 
-func TestHotIndexOfStringAndBytesAgree(t *testing.T) {
+func TestHotSetOfStringAndBytesAgree(t *testing.T) {
 	for _, k := range []string{"", "a", "acme\x00person-1@example.com\x00marketing_email"} {
-		assert.Equal(t, hotIndex([]byte(k)), hotIndexString(k), "key %q", k)
+		assert.Equal(t, hotSet([]byte(k)), hotSetString(k), "key %q", k)
+	}
+}
+
+// TestHotStatesKeepAConsentPerWayOfOneSet: as many consents as a set has
+// ways, all falling in that set, are all kept; one more takes the place
+// of the oldest.
+func TestHotStatesKeepAConsentPerWayOfOneSet(t *testing.T) {
+	var h hotStates
+	var same [][]byte
+	for i := 0; len(same) < hotWays+1; i++ {
+		k := []byte(fmt.Sprintf("t\x00s%d\x00p", i))
+		if len(same) == 0 || hotSet(k) == hotSet(same[0]) {
+			same = append(same, k)
+		}
+	}
+	state := func(k []byte) events.Consent { return events.Consent{SubjectID: string(k), Seq: 1} }
+	kept := func(keys [][]byte) {
+		t.Helper()
+		for _, k := range keys {
+			c, ok, _, _ := h.get(k)
+			require.True(t, ok, "%q is kept", k)
+			assert.Equal(t, state(k), c)
+		}
+	}
+	for _, k := range same[:hotWays] {
+		_, ok, gen, _ := h.get(k)
+		require.False(t, ok)
+		h.fill(k, state(k), gen)
+	}
+	kept(same[:hotWays])
+
+	_, _, gen, _ := h.get(same[hotWays])
+	h.fill(same[hotWays], state(same[hotWays]), gen)
+	_, ok, _, _ := h.get(same[0])
+	assert.False(t, ok, "the set's oldest consent made room")
+	kept(same[1:])
+
+	// A commit updates a consent in whichever slot holds it.
+	for _, k := range same[1:] {
+		updated := state(k)
+		updated.Seq = 2
+		h.begin()
+		h.committed(map[string]events.Consent{string(k): updated}, 2)
+		c, ok, _, seq := h.get(k)
+		require.True(t, ok)
+		assert.Equal(t, updated, c)
+		assert.Equal(t, uint64(2), seq)
 	}
 }
