@@ -396,11 +396,11 @@ func lookupEventField(name []byte) eventField {
 }
 
 // decodeCanonicalEvent reads an event payload in canonical form whose
-// members are all event fields; ok is false for any other payload. text
-// holds payload's bytes, and the event's strings share it instead of one
-// allocation each (a state folded from the event keeps it, a few hundred
-// bytes, alive while it is held). It does
-// not validate the values (see validateDecoded).
+// members are all event fields; ok is false for any other payload. It does
+// not validate the values (see validateDecoded). text holds payload's
+// bytes, and the event's strings share it instead of one allocation each
+// (a state folded from the event keeps it, a few hundred bytes, alive
+// while it is held).
 func decodeCanonicalEvent(payload []byte, text string) (e *Event, ok bool) {
 	if !utf8.Valid(payload) {
 		return nil, false
