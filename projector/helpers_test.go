@@ -3,6 +3,7 @@ package projector
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -39,6 +40,28 @@ func createStream(tb testing.TB, js jetstream.JetStream, cfg jetstream.StreamCon
 	s, err := js.CreateStream(ctx, cfg)
 	require.NoError(tb, err)
 	return s
+}
+
+// recreateStream creates a stream whose namesake was just deleted. The
+// server removes the old store after it has answered the delete, and
+// refuses to create the new one until it is gone (10049, "error creating
+// store for stream"): that refusal is waited out, any other error fails.
+func recreateStream(tb testing.TB, js jetstream.JetStream, cfg jetstream.StreamConfig) jetstream.Stream {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		s, err := js.CreateStream(ctx, cfg)
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) || apiErr.ErrorCode != 10049 || ctx.Err() != nil {
+			require.NoError(tb, err)
+			return s
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // history writes random but legal consent histories the way the ledger

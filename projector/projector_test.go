@@ -282,7 +282,7 @@ func TestProjectorRefusesAnotherStream(t *testing.T) {
 	})
 	t.Run("recreated stream", func(t *testing.T) {
 		require.NoError(t, js.DeleteStream(context.Background(), DefaultStream))
-		createStream(t, js, testStreamConfig())
+		recreateStream(t, js, testStreamConfig())
 		h2 := newHistory(7, 1, 2, 2)
 		h2.add(t, 20)
 		h2.publish(t, js)
