@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,8 +220,8 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 			s.deferred = append(s.deferred, e)
 			continue
 		}
-		if err := addEndpoint(s.group, e.name, e.handler); err != nil {
-			return fail(fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err))
+		if err := s.register(e); err != nil {
+			return fail(err)
 		}
 	}
 	// Once NewService returns, the server routes requests to the service.
@@ -237,6 +238,16 @@ type endpoint struct {
 	handler micro.HandlerFunc
 }
 
+// register adds e to the consent.v1 group, on consent.v1.<name>. A micro
+// endpoint name allows no dots, so purpose.set is named purpose_set.
+func (s *Service) register(e endpoint) error {
+	name := strings.ReplaceAll(e.name, ".", "_")
+	if err := s.group.AddEndpoint(name, e.handler, micro.WithEndpointSubject(e.name)); err != nil {
+		return fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err)
+	}
+	return nil
+}
+
 // lookupEndpoints are the endpoints ServiceConfig.DeferLookups holds back.
 var lookupEndpoints = []string{"status", "check", "list"}
 
@@ -251,9 +262,8 @@ func (s *Service) ServeLookups() error {
 		return nil
 	}
 	for len(s.deferred) > 0 {
-		e := s.deferred[0]
-		if err := addEndpoint(s.group, e.name, e.handler); err != nil {
-			return fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err)
+		if err := s.register(s.deferred[0]); err != nil {
+			return err
 		}
 		s.deferred = s.deferred[1:]
 	}

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"strings"
 
 	"github.com/consentledger/consent/events"
 	"github.com/nats-io/nats.go/micro"
@@ -24,12 +23,6 @@ func (s *Service) purposeEndpoints() []endpoint {
 		{"purpose.get", s.handlePurposeGet},
 		{"purpose.list", s.handlePurposeList},
 	}
-}
-
-// addEndpoint registers handler on consent.v1.<subj>. A micro endpoint
-// name allows no dots, so purpose.set is named purpose_set.
-func addEndpoint(group micro.Group, subj string, handler micro.HandlerFunc) error {
-	return group.AddEndpoint(strings.ReplaceAll(subj, ".", "_"), handler, micro.WithEndpointSubject(subj))
 }
 
 // purposes returns the service's purpose registry, or nil when its reader

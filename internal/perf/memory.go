@@ -87,11 +87,15 @@ type HoldOptions struct {
 // million events): the cost of recent writes, which a memory measurement
 // of holding consents leaves out.
 func WaitOutDuplicateWindow(ctx context.Context, lastWrite time.Time) error {
-	wait := time.Until(lastWrite.Add(ledger.DefaultDuplicates))
-	if wait <= 0 {
+	return sleep(ctx, time.Until(lastWrite.Add(ledger.DefaultDuplicates)))
+}
+
+// sleep waits d (nothing when d is not positive), or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
 		return nil
 	}
-	t := time.NewTimer(wait)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -126,10 +130,8 @@ func Hold(ctx context.Context, store string, mode HoldMode, opts HoldOptions) (H
 		if opts.AtRest <= 0 {
 			return nil
 		}
-		select {
-		case <-time.After(opts.AtRest):
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := sleep(ctx, opts.AtRest); err != nil {
+			return err
 		}
 		atRest, err := ReadMemory()
 		r.AtRest = atRest
@@ -183,10 +185,8 @@ func hold(ctx context.Context, store string, mode HoldMode, more func() error) (
 		}
 	}
 	// Settle: let background work (block loads, index flushes) finish.
-	select {
-	case <-time.After(2 * time.Second):
-	case <-ctx.Done():
-		return Memory{}, ctx.Err()
+	if err := sleep(ctx, 2*time.Second); err != nil {
+		return Memory{}, err
 	}
 	m, err := ReadMemory()
 	if err != nil {
