@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -81,21 +82,34 @@ func (c *Client) command(ctx context.Context, subj string, cmd events.Command) (
 // events. With q.MinSeq it reflects at least that stream sequence, or fails
 // with ErrUnavailable.
 func (c *Client) Status(ctx context.Context, q StatusQuery) (events.Status, error) {
-	var st events.Status
-	err := c.call(ctx, SubjectStatus, q, &st)
-	return st, err
+	return c.status(ctx, SubjectStatus, &q)
 }
 
 // Check returns the status when the consent allows the action. Otherwise it
 // returns an *Error matching ErrConsentRequired whose Status field holds the
 // status that did not allow it; that status is also returned.
 func (c *Client) Check(ctx context.Context, q StatusQuery) (events.Status, error) {
-	var st events.Status
-	err := c.call(ctx, SubjectCheck, q, &st)
+	st, err := c.status(ctx, SubjectCheck, &q)
 	if we, ok := errors.AsType[*Error](err); ok && we.Status != nil {
 		st = *we.Status
 	}
 	return st, err
+}
+
+// status is call for status and check, the hot lookups, with neither the
+// query nor the status behind an interface: the request is encoded on the
+// stack (the connection copies it) and the status decoded in place.
+func (c *Client) status(ctx context.Context, subj string, q *StatusQuery) (events.Status, error) {
+	var buf [256]byte
+	var st events.Status
+	msg, err := c.exchange(ctx, subj, appendStatusQuery(buf[:0], q))
+	if err != nil {
+		return st, err
+	}
+	if err := unmarshalOwnedStatus(msg.Data, &st); err != nil {
+		return st, fmt.Errorf("consent: decode %s reply: %w", subj, err)
+	}
+	return st, nil
 }
 
 // List returns the status of every purpose the person has events for,
@@ -116,31 +130,43 @@ func (c *Client) History(ctx context.Context, q HistoryQuery) (History, error) {
 // call sends body to subj and decodes the reply into out, or returns the
 // service's error.
 func (c *Client) call(ctx context.Context, subj string, body, out any) error {
-	data, err := marshalRequest(body)
+	data, err := json.Marshal(body)
 	if err != nil {
 		return fmt.Errorf("consent: encode %s request: %w", subj, err)
 	}
+	msg, err := c.exchange(ctx, subj, data)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(msg.Data, out); err != nil {
+		return fmt.Errorf("consent: decode %s reply: %w", subj, err)
+	}
+	return nil
+}
+
+// exchange sends a request and returns the reply, or the error it, or the
+// lack of one, stands for: an *Error for an error the service answered
+// with (for a 403, with the status it carried), 503 when no service
+// answers.
+func (c *Client) exchange(ctx context.Context, subj string, data []byte) (*nats.Msg, error) {
 	msg, err := c.request(ctx, subj, data)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return fmt.Errorf("%w: %w", &Error{Code: 503, Description: "no consent service is answering on " + subj + "; is consentd running?"}, err)
+			return nil, fmt.Errorf("%w: %w", &Error{Code: 503, Description: "no consent service is answering on " + subj + "; is consentd running?"}, err)
 		}
-		return fmt.Errorf("consent: %s: %w", subj, err)
+		return nil, fmt.Errorf("consent: %s: %w", subj, err)
 	}
 	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
 		we := FromWire(code, msg.Header.Get(micro.ErrorHeader))
 		if we.Code == 403 && len(msg.Data) > 0 {
-			var st events.Status
-			if unmarshalOwnedStatus(msg.Data, &st) == nil {
-				we.Status = &st
+			st := new(events.Status)
+			if unmarshalOwnedStatus(msg.Data, st) == nil {
+				we.Status = st
 			}
 		}
-		return we
+		return nil, we
 	}
-	if err := unmarshalReply(msg.Data, out); err != nil {
-		return fmt.Errorf("consent: decode %s reply: %w", subj, err)
-	}
-	return nil
+	return msg, nil
 }
 
 // request sends data to subj and waits for the reply, for at most the

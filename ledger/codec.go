@@ -21,19 +21,36 @@ import (
 // decodeStatusQuery decodes a status or check request as
 // events.DecodeStrict does, with the same errors.
 func decodeStatusQuery(data []byte, q *StatusQuery) error {
-	if decodeStatusQueryFast(data, q) {
+	return decodeStatusQueryText(data, string(data), q)
+}
+
+// decodeOwnedStatusQuery is decodeStatusQuery for a buffer handed over
+// with the call, as a request's payload is (see unmarshalOwnedStatus): q's
+// strings share data.
+func decodeOwnedStatusQuery(data []byte, q *StatusQuery) error {
+	return decodeStatusQueryText(data, unsafe.String(unsafe.SliceData(data), len(data)), q)
+}
+
+// decodeStatusQueryText is decodeStatusQuery with text holding data's
+// bytes.
+func decodeStatusQueryText(data []byte, text string, q *StatusQuery) error {
+	if decodeStatusQueryFast(data, text, q) {
 		return nil
 	}
-	*q = StatusQuery{}
-	return events.DecodeStrict(data, q)
+	// Decoded into a variable of its own so that q, which the fast path
+	// only writes, does not escape to the heap.
+	var general StatusQuery
+	err := events.DecodeStrict(data, &general)
+	*q = general
+	return err
 }
 
 // decodeStatusQueryFast decodes a flat object of the StatusQuery fields,
 // each at most once and spelled exactly, with plain strings and small
-// unsigned integers. It reports false, leaving q partly set, for anything
-// else.
-func decodeStatusQueryFast(data []byte, q *StatusQuery) bool {
-	p := scanner{b: data, s: string(data)}
+// unsigned integers, its strings taken from text, which holds data's
+// bytes. It reports false, leaving q partly set, for anything else.
+func decodeStatusQueryFast(data []byte, text string, q *StatusQuery) bool {
+	p := scanner{b: data, s: text}
 	if !p.objectStart() {
 		return false
 	}
@@ -165,7 +182,7 @@ func appendTime(dst []byte, t *time.Time) ([]byte, bool) {
 // encoding/json escapes for HTML) through encoding/json.
 func appendString(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if !plain(s[i]) || s[i] == '<' || s[i] == '>' || s[i] == '&' {
+		if jsonByte[s[i]] != jsonPlain {
 			b, _ := json.Marshal(s) // a string always marshals
 			return append(dst, b...)
 		}
@@ -175,8 +192,31 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// plain reports whether c stands for itself inside a JSON string.
-func plain(c byte) bool { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\' }
+// jsonByte classes every byte for the codecs' string loops: one table load
+// per byte instead of a handful of comparisons.
+var jsonByte = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case c == '"':
+			t[c] = jsonQuote
+		case c == '<' || c == '>' || c == '&':
+			t[c] = jsonHTML
+		case c >= 0x20 && c < 0x7f && c != '\\':
+			t[c] = jsonPlain
+		default:
+			t[c] = jsonOther
+		}
+	}
+	return t
+}()
+
+// The classes of jsonByte, in this order.
+const (
+	jsonPlain = iota // stands for itself inside a string, read and written
+	jsonHTML         // stands for itself when read; encoding/json escapes it for HTML
+	jsonQuote        // ends a string
+	jsonOther        // escapes, control and non-ASCII bytes: not for the fast paths
+)
 
 // unmarshalStatus decodes a status reply as json.Unmarshal does into a
 // zero events.Status.
@@ -197,8 +237,12 @@ func unmarshalStatusText(data []byte, text string, st *events.Status) error {
 	if unmarshalStatusFast(data, text, st) {
 		return nil
 	}
-	*st = events.Status{}
-	return json.Unmarshal(data, st)
+	// Decoded into a variable of its own so that st, which the fast path
+	// only writes, does not escape to the heap.
+	var general events.Status
+	err := json.Unmarshal(data, &general)
+	*st = general
+	return err
 }
 
 // unmarshalStatusFast decodes the status as appendStatus writes it (its
@@ -276,24 +320,6 @@ func unmarshalStatusFast(data []byte, text string, st *events.Status) bool {
 	return p.end()
 }
 
-// marshalRequest encodes a Client request body; a StatusQuery takes the
-// fast path.
-func marshalRequest(body any) ([]byte, error) {
-	if q, ok := body.(StatusQuery); ok {
-		return appendStatusQuery(make([]byte, 0, 128), &q), nil
-	}
-	return json.Marshal(body)
-}
-
-// unmarshalReply decodes a reply into out; a status takes the fast path.
-// data is handed over (see unmarshalOwnedStatus).
-func unmarshalReply(data []byte, out any) error {
-	if st, ok := out.(*events.Status); ok {
-		return unmarshalOwnedStatus(data, st)
-	}
-	return json.Unmarshal(data, out)
-}
-
 // marshalReply encodes a service reply; a status takes the fast path.
 func marshalReply(body any) ([]byte, error) {
 	if st, ok := body.(*events.Status); ok {
@@ -364,12 +390,12 @@ func (p *scanner) raw() ([]byte, bool) {
 	}
 	start := p.i
 	for p.i < len(p.b) {
-		c := p.b[p.i]
-		if c == '"' {
+		switch jsonByte[p.b[p.i]] {
+		case jsonPlain, jsonHTML:
+		case jsonQuote:
 			p.i++
 			return p.b[start : p.i-1], true
-		}
-		if !plain(c) {
+		default:
 			return nil, false
 		}
 		p.i++

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func TestDecodeStatusQueryMatchesDecodeStrict(t *testing.T) {
 		t.Run(in, func(t *testing.T) { checkStatusQueryDecode(t, []byte(in)) })
 	}
 	var q StatusQuery
-	assert.True(t, decodeStatusQueryFast([]byte(statusQuerySeeds[1]), &q), "the plain shape takes the fast path")
+	assert.True(t, decodeStatusQueryFast([]byte(statusQuerySeeds[1]), statusQuerySeeds[1], &q), "the plain shape takes the fast path")
 	assert.Equal(t, StatusQuery{Tenant: "acme", SubjectID: "p", Purpose: "x", MinSeq: 42, MinPolicyVersion: 3}, q)
 }
 
@@ -58,11 +59,13 @@ func FuzzDecodeStatusQuery(f *testing.F) {
 func checkStatusQueryDecode(t *testing.T, data []byte) {
 	var want StatusQuery
 	wantErr := events.DecodeStrict(data, &want)
-	var got StatusQuery
+	var got, owned StatusQuery
 	gotErr := decodeStatusQuery(data, &got)
 	require.Equal(t, wantErr, gotErr)
+	require.Equal(t, wantErr, decodeOwnedStatusQuery(bytes.Clone(data), &owned))
 	if wantErr == nil {
 		require.Equal(t, want, got)
+		require.Equal(t, want, owned)
 		encoded, err := json.Marshal(&got)
 		require.NoError(t, err)
 		require.Equal(t, string(encoded), string(appendStatusQuery(nil, &got)), "request encoding")

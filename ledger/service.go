@@ -368,7 +368,7 @@ func (s *Service) handleStatus(check bool) micro.HandlerFunc {
 			return
 		}
 		var q StatusQuery
-		err := decodeStatusQuery(req.Data(), &q)
+		err := decodeOwnedStatusQuery(req.Data(), &q)
 		if err == nil {
 			err = q.Validate()
 		}
@@ -376,8 +376,20 @@ func (s *Service) handleStatus(check bool) micro.HandlerFunc {
 			s.respond(req, nil, err)
 			return
 		}
+		if q.MinSeq == 0 && s.lookups == nil {
+			// The hot path, answered here, with neither a closure nor a
+			// status behind an interface to allocate.
+			st, err := s.status(s.ctx, &q, check)
+			s.respondStatus(req, &st, err)
+			return
+		}
+		async := q
 		s.lookup(req, q.MinSeq, func(ctx context.Context) (any, error) {
-			return s.status(ctx, q, check)
+			st, err := s.status(ctx, &async, check)
+			if err != nil {
+				return nil, err
+			}
+			return &st, nil
 		})
 	}
 }
@@ -404,12 +416,11 @@ func (s *Service) handleHistory(req micro.Request) {
 }
 
 // status answers status and check. A check that is not allowed is a 403
-// carrying the status. The status is returned by pointer so that it goes
-// into the reply's any without another copy.
-func (s *Service) status(ctx context.Context, q StatusQuery, check bool) (*events.Status, error) {
+// carrying the status.
+func (s *Service) status(ctx context.Context, q *StatusQuery, check bool) (events.Status, error) {
 	c, indexSeq, err := s.reader.Consent(ctx, q.Key(), q.MinSeq)
 	if err != nil {
-		return nil, err
+		return events.Status{}, err
 	}
 	if c.State == "" {
 		c = events.NewConsent(q.Key())
@@ -418,9 +429,10 @@ func (s *Service) status(ctx context.Context, q StatusQuery, check bool) (*event
 	st := c.View(s.cfg.Now(), required)
 	st.IndexSeq = indexSeq
 	if check && !st.Allowed {
-		return nil, &Error{Code: 403, Description: consentRequired(st, required), Status: &st}
+		denied := st // a copy, so that st stays off the heap on the hot path
+		return events.Status{}, &Error{Code: 403, Description: consentRequired(st, required), Status: &denied}
 	}
-	return &st, nil
+	return st, nil
 }
 
 // consentRequired describes why a check failed: "consent required: <state>",
@@ -575,6 +587,30 @@ func (s *Service) respond(req micro.Request, body any, err error) {
 		s.log.Warn("consent service: reply not sent", "subject", req.Subject(), "error", err)
 	}
 }
+
+// respondStatus is respond for a status lookup: the reply is written into
+// a pooled buffer, which the connection copies.
+func (s *Service) respondStatus(req micro.Request, st *events.Status, err error) {
+	if err != nil {
+		s.respond(req, nil, err)
+		return
+	}
+	buf := replyBuffers.Get().(*[]byte)
+	defer replyBuffers.Put(buf)
+	data, ok := appendStatus((*buf)[:0], st)
+	if !ok {
+		general := *st // a copy, so that st stays off the heap on the hot path
+		s.respond(req, &general, nil)
+		return
+	}
+	*buf = data
+	if err := req.Respond(data); err != nil && !errors.Is(err, nats.ErrMsgNoReply) {
+		s.log.Warn("consent service: reply not sent", "subject", req.Subject(), "error", err)
+	}
+}
+
+// replyBuffers holds the buffers respondStatus writes replies into.
+var replyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // publish answers from another goroutine and counts the answer in c. It
 // publishes the reply itself, with the same headers micro's Request.Error

@@ -3,6 +3,7 @@ package projector
 import (
 	"hash/maphash"
 	"sync"
+	"unsafe"
 
 	"github.com/consentledger/consent/events"
 )
@@ -69,7 +70,8 @@ func (h *hotStates) get(key []byte) (c events.Consent, ok bool, gen, seq uint64)
 	set := hotSet(key)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	if s := h.slotLocked(set, string(key)); s != nil {
+	// slotLocked only compares the key, so it may share key's bytes.
+	if s := h.slotLocked(set, unsafe.String(unsafe.SliceData(key), len(key))); s != nil {
 		return s.c, true, h.gen, h.seq
 	}
 	return events.Consent{}, false, h.gen, h.seq
