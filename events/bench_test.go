@@ -49,7 +49,7 @@ func BenchmarkDecode(b *testing.B) {
 	)
 }
 
-// Seal (two encodings, two canonicalizations, one SHA-256) against one
+// Seal (the canonical encoding written directly, one SHA-256) against one
 // json.Marshal of the event.
 func BenchmarkSeal(b *testing.B) {
 	ev, err := Decode(goldenGrant(b))

@@ -404,7 +404,7 @@ func appendCanonicalNumber(buf []byte, f float64) []byte {
 	return buf
 }
 
-func appendCanonicalString(buf []byte, s []byte) []byte {
+func appendCanonicalString[T string | []byte](buf []byte, s T) []byte {
 	const hex = "0123456789abcdef"
 	buf = append(buf, '"')
 	for i := 0; i < len(s); i++ {

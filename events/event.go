@@ -70,6 +70,15 @@ func (e *Event) Key() Key { return Key{Tenant: e.Tenant, SubjectID: e.SubjectID,
 // already set), stores it in e.Hash and returns the canonical encoding of
 // the whole event, hash included: the bytes to publish.
 func (e *Event) Seal() ([]byte, error) {
+	if payload, ok := e.sealFast(); ok {
+		return payload, nil
+	}
+	return e.sealGeneral()
+}
+
+// sealGeneral is Seal through encoding/json and Canonical: the definition
+// that sealFast is held to.
+func (e *Event) sealGeneral() ([]byte, error) {
 	e.Hash = ""
 	raw, err := json.Marshal(e)
 	if err != nil {

@@ -519,3 +519,128 @@ func (e *Event) readField(s *canonScanner, text string, f eventField) bool {
 	}
 	return true
 }
+
+// sealFast is Seal writing the canonical encoding directly: members in
+// their canonical order, strings escaped as Canonical escapes them, times
+// as encoding/json writes them (RFC 3339 text, which canonical form keeps
+// as it is), small integers as digits. It declines (ok false, e
+// untouched) what it would have to write differently or refuse: strings
+// that are not valid UTF-8 (encoding/json replaces their bytes), integers
+// beyond 15 digits, times encoding/json refuses, and evidence that is not
+// canonicalizable (which the general path reports). Evidence is
+// canonicalized in place, as the general path does.
+func (e *Event) sealFast() ([]byte, bool) {
+	if !plainInt(e.V) || !plainInt(e.PolicyVersion) || !utf8.Valid(e.Evidence) {
+		return nil, false
+	}
+	for _, s := range [...]string{e.ID, string(e.Type), e.Tenant, e.SubjectID, e.Purpose, e.Description, e.Actor, e.Method, e.Reason, e.PrevHash} {
+		if !utf8.ValidString(s) {
+			return nil, false
+		}
+	}
+	w := sealWriter{b: make([]byte, 0, 512)}
+	w.b = append(w.b, '{')
+	w.optString("actor", e.Actor)
+	w.optString("description", e.Description)
+	if len(e.Evidence) > 0 {
+		w.json("evidence", e.Evidence)
+	}
+	if e.ExpiresAt != nil {
+		w.time("expires_at", *e.ExpiresAt)
+	}
+	// "hash" goes here, before "id": split is where "id" starts.
+	split := len(w.b)
+	if w.members > 0 {
+		split++ // the comma name writes
+	}
+	w.string("id", e.ID)
+	w.optString("method", e.Method)
+	w.time("occurred_at", e.OccurredAt)
+	w.int("policy_version", e.PolicyVersion)
+	w.string("prev_hash", e.PrevHash)
+	w.string("purpose", e.Purpose)
+	w.optString("reason", e.Reason)
+	w.time("recorded_at", e.RecordedAt)
+	w.string("subject", e.SubjectID)
+	w.string("tenant", e.Tenant)
+	w.string("type", string(e.Type))
+	w.int("v", e.V)
+	w.b = append(w.b, '}')
+	if w.failed {
+		return nil, false
+	}
+
+	// w.b is the canonical encoding without "hash": what the hash is of.
+	sum := sha256.Sum256(w.b)
+	e.Hash = hex.EncodeToString(sum[:])
+	out := make([]byte, 0, len(w.b)+len(`"hash":"",`)+len(e.Hash))
+	out = append(out, w.b[:split]...)
+	out = append(out, `"hash":"`...)
+	out = append(out, e.Hash...)
+	out = append(out, '"', ',')
+	return append(out, w.b[split:]...), true
+}
+
+// plainInt reports whether n is written the same by encoding/json and in
+// canonical form, which reads numbers as float64: at most 15 digits.
+func plainInt(n int) bool { return n > -1e15 && n < 1e15 }
+
+// sealWriter appends the members of a canonical object; failed records a
+// value it cannot write.
+type sealWriter struct {
+	b       []byte
+	members int
+	failed  bool
+}
+
+func (w *sealWriter) name(name string) {
+	if w.members > 0 {
+		w.b = append(w.b, ',')
+	}
+	w.members++
+	w.b = append(w.b, '"')
+	w.b = append(w.b, name...)
+	w.b = append(w.b, '"', ':')
+}
+
+func (w *sealWriter) string(name, s string) {
+	w.name(name)
+	w.b = appendCanonicalString(w.b, s)
+}
+
+// optString writes s unless it is empty (omitempty).
+func (w *sealWriter) optString(name, s string) {
+	if s != "" {
+		w.string(name, s)
+	}
+}
+
+func (w *sealWriter) int(name string, n int) {
+	w.name(name)
+	w.b = strconv.AppendInt(w.b, int64(n), 10)
+}
+
+// json writes the canonical form of a JSON value, as Canonical writes it
+// for a member of the top-level object, failing where it fails.
+func (w *sealWriter) json(name string, value []byte) {
+	w.name(name)
+	c := canonicalizer{data: value, out: w.b}
+	c.skipSpace()
+	err := c.value(1)
+	c.skipSpace()
+	w.b = c.out
+	if err != nil || c.pos != len(value) {
+		w.failed = true
+	}
+}
+
+// time writes t as Time.MarshalJSON does, failing where it fails.
+func (w *sealWriter) time(name string, t time.Time) {
+	w.name(name)
+	w.b = append(w.b, '"')
+	var err error
+	if w.b, err = t.AppendText(w.b); err != nil {
+		w.failed = true
+	}
+	w.b = append(w.b, '"')
+}

@@ -220,3 +220,74 @@ func FuzzCanonical(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSeal holds Seal's direct writer to its definition through
+// encoding/json and Canonical: the same bytes and hash for every event it
+// takes, and the general path for the rest.
+func FuzzSeal(f *testing.F) {
+	f.Add(1, "id-1", "consent.granted", "default", "person-1@example.com", "marketing_email", int64(1764115200123456789), int64(0), 3,
+		"", true, int64(1795651200000000000), "", "", "", "", []byte(nil))
+	f.Add(1, "id\u2028<&>", "t\"\\", "a\x00b", "p\n\r\t\b\f\x1f", "\x7f", int64(-9223372036854775807), int64(3600), -7,
+		"d", false, int64(0), "actor", "m", "r", "0123abcd", []byte(` {"b": 1.50, "a": "<x>", "c": [1e3, "\u00e9\ud83d\ude00", null, true]} `))
+	f.Add(999999999999999, "\xff", "", "", "", "", int64(0), int64(-50400), 1000000000000000, "", true, int64(253402300800000000), "", "", "", "", []byte(`{"a":1,"a":2}`))
+	for _, evidence := range []string{`null`, `"\ud800"`, `[1,]`, `{"a":01}`, `1e400`, "\"\xff\"", `{"a":{"b":{"c":[[[]]]}}}`, `{} x`, ` `} {
+		f.Add(1, "id", "consent.granted", "t", "s", "p", int64(0), int64(0), 1, "", false, int64(0), "", "", "", "", []byte(evidence))
+	}
+	f.Fuzz(func(t *testing.T, v int, id, typ, tenant, subjectID, purpose string, occurredNano, offsetSec int64, policyVersion int,
+		description string, withExpiry bool, expiresNano int64, actor, method, reason, prevHash string, evidence []byte) {
+		at := time.Unix(0, occurredNano).In(time.FixedZone("z", int(offsetSec%(30*3600))))
+		ev := Event{V: v, ID: id, Type: Type(typ), Tenant: tenant, SubjectID: subjectID, Purpose: purpose,
+			OccurredAt: at, RecordedAt: at.Add(time.Second), PolicyVersion: policyVersion, Description: description,
+			Actor: actor, Method: method, Reason: reason, PrevHash: prevHash, Hash: "stale"}
+		if withExpiry {
+			exp := time.Unix(0, expiresNano).UTC()
+			ev.ExpiresAt = &exp
+		}
+		if len(evidence) > 0 {
+			ev.Evidence = json.RawMessage(evidence)
+		}
+		general := ev
+		want, wantErr := general.sealGeneral()
+		fast := ev
+		got, ok := fast.sealFast()
+		if !ok {
+			if fast.Hash != ev.Hash {
+				t.Fatal("a declined event was changed")
+			}
+			return
+		}
+		if wantErr != nil {
+			t.Fatalf("sealFast took an event the general path refuses: %v", wantErr)
+		}
+		if string(got) != string(want) || fast.Hash != general.Hash {
+			t.Fatalf("sealFast differs:\n got %s (hash %s)\nwant %s (hash %s)", got, fast.Hash, want, general.Hash)
+		}
+	})
+}
+
+// The events the ledger writes take the direct path.
+func TestSealTakesTheDirectPath(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "golden", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden events: %v", err)
+	}
+	checked := 0
+	for _, file := range files {
+		payload, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := Decode(payload)
+		if err != nil {
+			continue // a purpose event
+		}
+		got, ok := ev.sealFast()
+		if !ok || string(got) != string(payload) {
+			t.Errorf("%s: the direct path did not write the golden payload (ok %v):\n%s", file, ok, got)
+		}
+		checked++
+	}
+	if checked < 3 {
+		t.Fatalf("only %d golden events without evidence", checked)
+	}
+}
