@@ -144,10 +144,9 @@ func (c *Client) call(ctx context.Context, subj string, body, out any) error {
 	return nil
 }
 
-// exchange sends a request and returns the reply, or the error it, or the
-// lack of one, stands for: an *Error for an error the service answered
-// with (for a 403, with the status it carried), 503 when no service
-// answers.
+// exchange sends a request and returns the reply. An error the service
+// answered with is returned as an *Error (a 403 with the status it
+// carried), and no service answering as a 503.
 func (c *Client) exchange(ctx context.Context, subj string, data []byte) (*nats.Msg, error) {
 	msg, err := c.request(ctx, subj, data)
 	if err != nil {
