@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestMain lets the test binary stand in for consentbench when the memory
+// comparison starts it again as a child process with -hold.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-hold" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// A small quick run prints the machine's core count, a table row per
+// comparison, and ends with one "name ratio" line per comparison, in the
+// table's order, for scripts.
+func TestQuickRunEndsWithOneRatioPerComparison(t *testing.T) {
+	var out bytes.Buffer
+	args := []string{"-quick", "-dir", t.TempDir(), "-events", "2000", "-grants", "256", "-lookups", "400"}
+	require.NoError(t, run(t.Context(), args, &out))
+
+	text := out.String()
+	assert.True(t, strings.HasPrefix(text, fmt.Sprintf("consentbench: %d cores", runtime.NumCPU())), "the first line names the core count:\n%s", text)
+	var want []string
+	want = append(want, "grant_group_vs_alone", "grant_group_vs_bare_batch", "grant_alone_vs_bare_publish")
+	for _, endpoint := range []string{"status", "check"} {
+		for _, callers := range []string{"1", "32"} {
+			for _, figure := range []string{"throughput", "p50", "p99"} {
+				want = append(want, endpoint+"_"+callers+"_"+figure)
+			}
+		}
+	}
+	// A quick run does not wait to measure memory at rest.
+	want = append(want, "catchup_vs_drain", "rebuild_vs_pebble_load", "memory_caught_up_vs_bare_server")
+
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	require.GreaterOrEqual(t, len(lines), len(want))
+	tail := lines[len(lines)-len(want):]
+
+	// The table: the rows between its rule and the first blank line, each
+	// ending with the ratio its "name ratio" line repeats.
+	var rows []string
+	for i, line := range lines {
+		if strings.HasPrefix(line, "----------") {
+			for _, row := range lines[i+1:] {
+				if row == "" {
+					break
+				}
+				rows = append(rows, row)
+			}
+			break
+		}
+	}
+	require.Len(t, rows, len(want), "one table row per comparison:\n%s", text)
+
+	for i, name := range want {
+		fields := strings.Fields(tail[i])
+		require.Len(t, fields, 2, "line %q", tail[i])
+		assert.Equal(t, name, fields[0])
+		ratio, err := strconv.ParseFloat(fields[1], 64)
+		require.NoError(t, err, "line %q", tail[i])
+		assert.Greater(t, ratio, 0.0, "line %q", tail[i])
+		assert.True(t, strings.HasSuffix(rows[i], " "+fields[1]), "row %q shows the ratio of %s", rows[i], name)
+	}
+	assert.Contains(t, text, "\ngroup commit: ", "the group commit note")
+}
