@@ -51,13 +51,6 @@ func canonicalHashInput(payload []byte) (before, after []byte, ok bool) {
 	return payload[:hashStart], payload[hashEnd:], true
 }
 
-// hashOfCanonical is HashOf for a payload in canonical form.
-func hashOfCanonical(payload []byte) (string, bool) {
-	var buf [2 * sha256.Size]byte
-	sum, ok := appendCanonicalHash(buf[:0], payload)
-	return string(sum), ok
-}
-
 // appendCanonicalHash appends the hex hash of a payload in canonical form
 // to dst.
 func appendCanonicalHash(dst, payload []byte) ([]byte, bool) {

@@ -151,9 +151,10 @@ func Open(dir string, opts IndexOptions) (*Index, error) {
 }
 
 // pebbleOptions are the index's Pebble settings. Bloom filters on every
-// level (set on L0, which the other levels inherit): folding a consent's first event looks for a state that is not
-// there, and without a filter each such miss reads index and data blocks
-// of every overlapping table (80% of a rebuild's time over 1M consents).
+// level (set on L0, which the other levels inherit): folding a consent's
+// first event looks for a state that is not there, and without a filter
+// each such miss reads index and data blocks of every overlapping table
+// (80% of a rebuild's time over 1M consents).
 func pebbleOptions(lock *pebble.Lock, log *slog.Logger) *pebble.Options {
 	o := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,

@@ -19,10 +19,9 @@
 //   - resident memory of consentd holding N consents (with its
 //     --memory-limit, -memory-limit here) against the embedded server
 //     alone (with the same limit) holding the same stream and read once
-//     by a bare drain,
-//     measured in child processes once caught up and again at rest
-//     (-at-rest later), both started once the fill has left the stream's
-//     duplicate window (not in a quick run).
+//     by a bare drain, measured in child processes once caught up and
+//     again at rest (-at-rest later), both started once the fill has
+//     left the stream's duplicate window (not in a quick run).
 package main
 
 import (
