@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/consentledger/consent/events"
@@ -32,11 +33,14 @@ type ClientOptions struct {
 // instance of the service is running the error matches ErrUnavailable and
 // nats.ErrNoResponders. A context that ends first gives its own error.
 //
-// A Client is safe for concurrent use. It does not own the connection.
+// A Client is safe for concurrent use. It does not own the connection. Its
+// first call subscribes the connection to a reply inbox, which every
+// Client on the connection shares until the connection closes.
 type Client struct {
 	nc      *nats.Conn
 	timeout time.Duration
 	stream  string
+	mux     atomic.Pointer[requester] // nc's, once a call has needed it
 }
 
 // NewClient returns a Client that sends its requests on nc.
@@ -169,22 +173,16 @@ func (c *Client) exchange(ctx context.Context, subj string, data []byte) (*nats.
 }
 
 // request sends data to subj and waits for the reply, for at most the
-// Client's timeout when ctx has no deadline. A context that can never end
-// (context.Background) takes the connection's own timed request, which
-// costs no context and timer per call; its timeout still matches
+// Client's timeout when ctx has no deadline; that timeout matches
 // context.DeadlineExceeded, as a timed-out context would.
 func (c *Client) request(ctx context.Context, subj string, data []byte) (*nats.Msg, error) {
-	if _, ok := ctx.Deadline(); ok {
-		return c.nc.RequestWithContext(ctx, subj, data)
-	}
-	if ctx.Done() == nil {
-		msg, err := c.nc.Request(subj, data, c.timeout)
-		if errors.Is(err, nats.ErrTimeout) {
-			err = fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
+	r := c.mux.Load()
+	if r == nil {
+		var err error
+		if r, err = requesterFor(c.nc); err != nil {
+			return nil, err
 		}
-		return msg, err
+		c.mux.Store(r)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	return c.nc.RequestWithContext(ctx, subj, data)
+	return r.request(ctx, subj, data, c.timeout)
 }

@@ -1,0 +1,81 @@
+package ledger_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go"
+)
+
+// BenchmarkClientCall measures what the Go client adds to a request-reply
+// for each kind of context a caller may hold: Client.Status against a bare
+// nc.Request to the same responder (a plain subscription answering a
+// canned status) in the same run, 32 concurrent callers over TCP loopback.
+//
+// Metrics: calls/s and p99-us for the client, bare-req/s and bare-p99-us
+// for nc.Request, and the ratios x-bare-throughput (client/bare, higher
+// is better) and x-bare-p99 (lower is better).
+func BenchmarkClientCall(b *testing.B) {
+	s := natstest.RunServer(b)
+	responder := natstest.Connect(b, s)
+	answer := []byte(`{"tenant":"","subject":"a","purpose":"p","state":"granted","allowed":true,"policy_version":1,"updated_at":"2026-03-01T12:00:00Z","seq":7,"event_id":"0196b3c2-0000-7000-8000-000000000001","index_seq":7}`)
+	if _, err := responder.Subscribe(ledger.SubjectStatus, func(m *nats.Msg) { _ = m.Respond(answer) }); err != nil {
+		b.Fatal(err)
+	}
+	if err := responder.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	nc := natstest.Connect(b, s)
+	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	q := ledger.StatusQuery{SubjectID: "a", Purpose: "p"}
+	body := []byte(`{"subject":"a","purpose":"p"}`)
+
+	cancellable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	withDeadline, cancelDeadline := context.WithTimeout(context.Background(), time.Hour)
+	defer cancelDeadline()
+	const callers = 32
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"background", context.Background()},
+		{"cancellable", cancellable},
+		{"deadline", withDeadline},
+	} {
+		b.Run(fmt.Sprintf("ctx=%s/callers=%d", c.name, callers), func(b *testing.B) {
+			b.ReportAllocs()
+			got := drive(b, callers, func(yield func() bool) {
+				for b.Loop() {
+					if !yield() {
+						return
+					}
+				}
+			}, func(int) error {
+				_, err := client.Status(c.ctx, q)
+				return err
+			})
+			n := b.N
+			bare := drive(b, callers, func(yield func() bool) {
+				for range n {
+					if !yield() {
+						return
+					}
+				}
+			}, func(int) error {
+				_, err := nc.Request(ledger.SubjectStatus, body, 5*time.Second)
+				return err
+			})
+			b.ReportMetric(got.rate(), "calls/s")
+			b.ReportMetric(got.percentile(99), "p99-us")
+			b.ReportMetric(bare.rate(), "bare-req/s")
+			b.ReportMetric(bare.percentile(99), "bare-p99-us")
+			b.ReportMetric(got.rate()/bare.rate(), "x-bare-throughput")
+			b.ReportMetric(got.percentile(99)/bare.percentile(99), "x-bare-p99")
+		})
+	}
+}
