@@ -26,12 +26,12 @@ type delivery struct {
 	purpose *events.PurposeEvent // a checked purpose registry event (purpose.go)
 }
 
-// inspect runs the stateless checks on a message. It runs on the
-// consumer's goroutine, ahead of the fold, so decoding and hashing overlap
-// with the Pebble work.
-func inspect(msg jetstream.Msg) delivery {
-	meta, err := msg.Metadata()
-	if err != nil {
+// inspect runs the stateless checks on a message whose metadata is meta
+// (nil when it did not parse). It runs on a checker's worker, ahead of
+// the fold, so decoding and hashing overlap with the Pebble work.
+func inspect(msg jetstream.Msg, meta *jetstream.MsgMetadata) delivery {
+	if meta == nil {
+		_, err := msg.Metadata()
 		return delivery{stop: fmt.Errorf("message metadata: %w", err)}
 	}
 	d := delivery{seq: meta.Sequence.Stream, pending: meta.NumPending, subj: msg.Subject(), stamp: meta.Timestamp}

@@ -138,7 +138,7 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("projector: ordered consumer on %s: %w", p.opts.Stream, err)
 	}
-	check := newChecker(p.opts.Workers, 512)
+	check := newChecker(p.opts.Workers, 8)
 	var consumeErr atomic.Pointer[error]
 	cc, err := cons.Consume(check.add, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		consumeErr.Store(&err)
@@ -173,27 +173,11 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 	timer.Stop()
 	for {
 		select {
-		case slot := <-check.ordered:
-			d := check.next(slot)
-			if d.seq+d.pending > p.streamSeq.Load() {
-				p.streamSeq.Store(d.seq + d.pending)
-			}
-			if err := f.apply(&d); err != nil {
-				// Commit what came before, so a restart stops here again.
-				if ferr := f.flush(); ferr != nil {
-					return errors.Join(err, ferr)
-				}
+		case r := <-check.ordered:
+			err := p.applyRun(f, check.wait(r), timer, caughtUp)
+			check.release(r)
+			if err != nil {
 				return err
-			}
-			switch {
-			case d.pending == 0 || f.count >= p.opts.MaxBatch || f.batch.Len() >= p.opts.MaxBatchBytes:
-				timer.Stop()
-				if err := f.flush(); err != nil {
-					return err
-				}
-				caughtUp()
-			case f.count == 1:
-				timer.Reset(p.opts.MaxDelay)
 			}
 		case <-timer.C:
 			if err := f.flush(); err != nil {
@@ -213,6 +197,36 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 			return p.idx.sync()
 		}
 	}
+}
+
+// applyRun folds a run of checked deliveries, committing the batch when it
+// is full or the stream has nothing more pending and arming timer for the
+// first event of a batch.
+func (p *Projector) applyRun(f *folder, run []delivery, timer *time.Timer, caughtUp func()) error {
+	for i := range run {
+		d := &run[i]
+		if d.seq+d.pending > p.streamSeq.Load() {
+			p.streamSeq.Store(d.seq + d.pending)
+		}
+		if err := f.apply(d); err != nil {
+			// Commit what came before, so a restart stops here again.
+			if ferr := f.flush(); ferr != nil {
+				return errors.Join(err, ferr)
+			}
+			return err
+		}
+		switch {
+		case d.pending == 0 || f.count >= p.opts.MaxBatch || f.batch.Len() >= p.opts.MaxBatchBytes:
+			timer.Stop()
+			if err := f.flush(); err != nil {
+				return err
+			}
+			caughtUp()
+		case f.count == 1:
+			timer.Reset(p.opts.MaxDelay)
+		}
+	}
+	return nil
 }
 
 // open looks the stream up, checks that the index belongs to it and
