@@ -130,6 +130,11 @@ func VerifyHash(payload []byte, e *Event) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadHash, err)
 	}
+	return checkSum(e, sum)
+}
+
+// checkSum compares the hex hash of an event's content with its Hash.
+func checkSum(e *Event, sum []byte) error {
 	if string(sum) != e.Hash {
 		return fmt.Errorf("%w: recorded %q, computed %q", ErrBadHash, e.Hash, string(sum))
 	}
@@ -149,7 +154,8 @@ var ErrUnknownType = errors.New("unknown event type")
 // matching ErrNewerSchema; an unknown type one matching ErrUnknownType.
 // Decode does not check the hash; see VerifyHash.
 func Decode(payload []byte) (*Event, error) {
-	return decodeEvent(payload, string(payload))
+	e, _, err := decodeEvent(payload, string(payload))
+	return e, err
 }
 
 // DecodeOwned is Decode for a payload handed over with the call: the
@@ -157,46 +163,81 @@ func Decode(payload []byte) (*Event, error) {
 // write to payload afterwards. A consumed message's data qualifies:
 // nats.go gives every delivered message a buffer of its own.
 func DecodeOwned(payload []byte) (*Event, error) {
-	return decodeEvent(payload, unsafe.String(unsafe.SliceData(payload), len(payload)))
+	e, _, err := decodeEvent(payload, ownedText(payload))
+	return e, err
+}
+
+// DecodeOwnedVerified is DecodeOwned and then VerifyHash, scanning a
+// payload in canonical form (as Seal writes it) once for both. It returns
+// DecodeOwned's error and no event when the payload does not decode, and
+// the event with VerifyHash's error (matching ErrBadHash) when only its
+// hash does not match its content.
+func DecodeOwnedVerified(payload []byte) (*Event, error) {
+	e, hash, err := decodeEvent(payload, ownedText(payload))
+	if err != nil {
+		return nil, err
+	}
+	var buf [2 * sha256.Size]byte
+	var sum []byte
+	if hash.canonical {
+		before, after := hash.cut(payload)
+		sum = appendSum(buf[:0], before, after)
+	} else if sum, err = appendHash(buf[:0], payload); err != nil {
+		return e, fmt.Errorf("%w: %v", ErrBadHash, err)
+	}
+	return e, checkSum(e, sum)
+}
+
+// ownedText is payload as a string sharing its bytes.
+func ownedText(payload []byte) string {
+	return unsafe.String(unsafe.SliceData(payload), len(payload))
+}
+
+// hashMember is where decodeEvent found the "hash" member of a payload in
+// canonical form; canonical is false for any other payload.
+type hashMember struct {
+	memberSpan
+	canonical bool
 }
 
 // decodeEvent is Decode with text holding payload's bytes.
-func decodeEvent(payload []byte, text string) (*Event, error) {
-	e, canonical := decodeCanonicalEvent(payload, text) // as Seal writes it
+func decodeEvent(payload []byte, text string) (*Event, hashMember, error) {
+	e, span, canonical := decodeCanonicalEvent(payload, text) // as Seal writes it
+	hash := hashMember{span, canonical}
 	if !canonical {
 		e = new(Event)
 		if err := DecodeStrict(payload, e); err != nil {
-			return nil, err
+			return nil, hash, err
 		}
 	}
 	switch {
 	case e.V > SchemaVersion:
-		return nil, fmt.Errorf("%w: v=%d, this reader knows up to %d", ErrNewerSchema, e.V, SchemaVersion)
+		return nil, hash, fmt.Errorf("%w: v=%d, this reader knows up to %d", ErrNewerSchema, e.V, SchemaVersion)
 	case e.V < 1:
-		return nil, &FieldError{Field: "v", Problem: "must be at least 1"}
+		return nil, hash, &FieldError{Field: "v", Problem: "must be at least 1"}
 	case e.Type == "":
-		return nil, &FieldError{Field: "type", Problem: "is required"}
+		return nil, hash, &FieldError{Field: "type", Problem: "is required"}
 	case !e.Type.Known():
-		return nil, fmt.Errorf("%w: %q", ErrUnknownType, e.Type)
+		return nil, hash, fmt.Errorf("%w: %q", ErrUnknownType, e.Type)
 	case e.ID == "":
-		return nil, &FieldError{Field: "id", Problem: "is required"}
+		return nil, hash, &FieldError{Field: "id", Problem: "is required"}
 	case e.OccurredAt.IsZero():
-		return nil, &FieldError{Field: "occurred_at", Problem: "is required"}
+		return nil, hash, &FieldError{Field: "occurred_at", Problem: "is required"}
 	case e.RecordedAt.IsZero():
-		return nil, &FieldError{Field: "recorded_at", Problem: "is required"}
+		return nil, hash, &FieldError{Field: "recorded_at", Problem: "is required"}
 	case e.PolicyVersion < 1:
-		return nil, &FieldError{Field: "policy_version", Problem: "must be at least 1"}
+		return nil, hash, &FieldError{Field: "policy_version", Problem: "must be at least 1"}
 	case e.Hash == "":
-		return nil, &FieldError{Field: "hash", Problem: "is required"}
+		return nil, hash, &FieldError{Field: "hash", Problem: "is required"}
 	}
 	if err := e.Key().Validate(); err != nil {
-		return nil, err
+		return nil, hash, err
 	}
 	// A canonical payload's evidence is a canonical object already.
 	if len(e.Evidence) > 0 && !canonical {
 		if _, err := Canonical(e.Evidence); err != nil {
-			return nil, &FieldError{Field: "evidence", Problem: "must be a JSON object"}
+			return nil, hash, &FieldError{Field: "evidence", Problem: "must be a JSON object"}
 		}
 	}
-	return e, nil
+	return e, hash, nil
 }

@@ -30,25 +30,36 @@ func canonicalHashInput(payload []byte) (before, after []byte, ok bool) {
 		return nil, nil, false
 	}
 	s := canonScanner{data: payload}
-	hashStart, hashEnd := -1, -1
+	hash := memberSpan{start: -1}
 	if !s.object(1, func(name []byte, start, end int) {
 		if string(name) == "hash" {
-			hashStart, hashEnd = start, end
+			hash = memberSpan{start, end}
 		}
 	}) || s.pos != len(payload) {
 		return nil, nil, false
 	}
-	if hashStart < 0 {
-		return payload, nil, true
+	before, after = hash.cut(payload)
+	return before, after, true
+}
+
+// memberSpan is where a top-level member, `"name":value`, is in a payload
+// in canonical form; start is -1 when there is no such member.
+type memberSpan struct{ start, end int }
+
+// cut returns payload without the member, as the two pieces around it.
+func (m memberSpan) cut(payload []byte) (before, after []byte) {
+	if m.start < 0 {
+		return payload, nil
 	}
 	// Cut the member and one comma next to it.
+	start, end := m.start, m.end
 	switch {
-	case payload[hashStart-1] == ',':
-		hashStart--
-	case payload[hashEnd] == ',':
-		hashEnd++
+	case payload[start-1] == ',':
+		start--
+	case payload[end] == ',':
+		end++
 	}
-	return payload[:hashStart], payload[hashEnd:], true
+	return payload[:start], payload[end:]
 }
 
 // appendCanonicalHash appends the hex hash of a payload in canonical form
@@ -58,11 +69,17 @@ func appendCanonicalHash(dst, payload []byte) ([]byte, bool) {
 	if !ok {
 		return dst, false
 	}
+	return appendSum(dst, before, after), true
+}
+
+// appendSum appends the hex SHA-256 of before and after, in that order,
+// to dst.
+func appendSum(dst, before, after []byte) []byte {
 	h := sha256.New()
 	h.Write(before)
 	h.Write(after)
 	var sum [sha256.Size]byte
-	return hex.AppendEncode(dst, h.Sum(sum[:0])), true
+	return hex.AppendEncode(dst, h.Sum(sum[:0]))
 }
 
 // canonScanner checks that JSON text is in canonical form: no whitespace,
@@ -390,34 +407,42 @@ func lookupEventField(name []byte) eventField {
 
 // decodeCanonicalEvent reads an event payload in canonical form whose
 // members are all event fields; ok is false for any other payload. It does
-// not validate the values (see validateDecoded). text holds payload's
-// bytes, and the event's strings share it instead of one allocation each
-// (a state folded from the event keeps it, a few hundred bytes, alive
-// while it is held).
-func decodeCanonicalEvent(payload []byte, text string) (e *Event, ok bool) {
+// not validate the values (decodeEvent does). It also returns where the
+// "hash" member is, so that the hash of the content needs no second scan:
+// whatever it reads, canonicalHashInput would find canonical. text holds
+// payload's bytes, and the event's strings share it instead of one
+// allocation each (a state folded from the event keeps it, a few hundred
+// bytes, alive while it is held).
+func decodeCanonicalEvent(payload []byte, text string) (e *Event, hash memberSpan, ok bool) {
+	hash.start = -1
 	if !utf8.Valid(payload) {
-		return nil, false
+		return nil, hash, false
 	}
 	s := canonScanner{data: payload}
 	if s.peek() != '{' {
-		return nil, false
+		return nil, hash, false
 	}
 	s.pos++
 	e = new(Event)
 	if s.peek() == '}' {
 		s.pos++
-		return e, s.pos == len(payload)
+		return e, hash, s.pos == len(payload)
 	}
 	var prev []byte
 	for {
+		start := s.pos
 		name, ok := s.name()
 		if !ok || (prev != nil && bytes.Compare(prev, name) >= 0) || s.peek() != ':' {
-			return nil, false
+			return nil, hash, false
 		}
 		prev = name
 		s.pos++
-		if !e.readField(&s, text, lookupEventField(name)) {
-			return nil, false
+		f := lookupEventField(name)
+		if !e.readField(&s, text, f) {
+			return nil, hash, false
+		}
+		if f == fieldHash {
+			hash = memberSpan{start, s.pos}
 		}
 		switch s.peek() {
 		case ',':
@@ -426,9 +451,9 @@ func decodeCanonicalEvent(payload []byte, text string) (e *Event, ok bool) {
 		case '}':
 			s.pos++
 		default:
-			return nil, false
+			return nil, hash, false
 		}
-		return e, s.pos == len(payload)
+		return e, hash, s.pos == len(payload)
 	}
 }
 

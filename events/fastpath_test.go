@@ -33,7 +33,7 @@ func goldenPayloads(tb testing.TB) [][]byte {
 
 func TestFastPathsTakeSealedPayloads(t *testing.T) {
 	for _, payload := range goldenPayloads(t) {
-		_, ok := decodeCanonicalEvent(payload, string(payload))
+		_, _, ok := decodeCanonicalEvent(payload, string(payload))
 		assert.True(t, ok, "%s", payload)
 		_, ok = appendCanonicalHash(nil, payload)
 		assert.True(t, ok, "%s", payload)
@@ -56,7 +56,7 @@ func TestFastPathsDeclineWhatIsNotCanonical(t *testing.T) {
 	}
 	for name, payload := range tests {
 		t.Run(name, func(t *testing.T) {
-			_, ok := decodeCanonicalEvent(payload, string(payload))
+			_, _, ok := decodeCanonicalEvent(payload, string(payload))
 			assert.False(t, ok)
 			checkFastPaths(t, payload)
 		})
@@ -76,7 +76,7 @@ func checkFastPaths(t *testing.T, payload []byte) {
 		require.NoError(t, err)
 		assert.Equal(t, slow, string(sum))
 	}
-	if fast, ok := decodeCanonicalEvent(payload, string(payload)); ok {
+	if fast, hash, ok := decodeCanonicalEvent(payload, string(payload)); ok {
 		var slow Event
 		require.NoError(t, DecodeStrict(payload, &slow), "the fast decode path took a payload DecodeStrict refuses")
 		assert.Equal(t, &slow, fast)
@@ -84,6 +84,28 @@ func checkFastPaths(t *testing.T, payload []byte) {
 			_, err := Canonical(fast.Evidence)
 			assert.NoError(t, err, "evidence taken without the object check")
 		}
+		before, after, ok := canonicalHashInput(payload)
+		require.True(t, ok, "the fast decode path took a payload the hash scan finds not canonical")
+		cutBefore, cutAfter := hash.cut(payload)
+		assert.Equal(t, string(before)+"|"+string(after), string(cutBefore)+"|"+string(cutAfter))
+	}
+	checkDecodeOwnedVerified(t, payload)
+}
+
+// checkDecodeOwnedVerified holds DecodeOwnedVerified to Decode followed
+// by VerifyHash.
+func checkDecodeOwnedVerified(t *testing.T, payload []byte) {
+	t.Helper()
+	want, wantErr := Decode(payload)
+	if wantErr == nil {
+		wantErr = VerifyHash(payload, want)
+	}
+	got, err := DecodeOwnedVerified(bytes.Clone(payload))
+	assert.Equal(t, want, got)
+	if wantErr == nil {
+		assert.NoError(t, err)
+	} else {
+		assert.EqualError(t, err, wantErr.Error())
 	}
 }
 
@@ -106,4 +128,29 @@ func FuzzFastPaths(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		checkFastPaths(t, payload)
 	})
+}
+
+func TestDecodeOwnedVerifiedTellsATamperedEventFromABrokenOne(t *testing.T) {
+	sealed := goldenPayloads(t)[0]
+	ev, err := DecodeOwnedVerified(bytes.Clone(sealed))
+	require.NoError(t, err)
+	require.NotNil(t, ev)
+
+	tampered := bytes.Replace(sealed, []byte(`"policy_version":2`), []byte(`"policy_version":3`), 1)
+	require.NotEqual(t, sealed, tampered)
+	ev, err = DecodeOwnedVerified(tampered)
+	require.ErrorIs(t, err, ErrBadHash)
+	require.NotNil(t, ev, "a tampered event still decodes")
+	assert.Equal(t, 3, ev.PolicyVersion)
+
+	spaced := bytes.Replace(sealed, []byte(`,"id"`), []byte(`, "id"`), 1)
+	ev, err = DecodeOwnedVerified(spaced)
+	require.NoError(t, err, "whitespace does not change the canonical content")
+	require.NotNil(t, ev)
+
+	broken := bytes.Replace(sealed, []byte(`"policy_version":2`), []byte(`"policy_version":"2"`), 1)
+	ev, err = DecodeOwnedVerified(broken)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrBadHash)
+	assert.Nil(t, ev)
 }
