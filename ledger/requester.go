@@ -57,6 +57,12 @@ func requesterFor(nc *nats.Conn) (*requester, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Replies are as many as the calls in flight: never drop one as a
+	// slow consumer's.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
 	sub.SetClosedHandler(func(string) { r.end() })
 	if !sub.IsValid() {
 		// Closed before the handler was set, so it may never run.
