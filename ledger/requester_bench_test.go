@@ -16,9 +16,10 @@ import (
 // nc.Request to the same responder (a plain subscription answering a
 // canned status) in the same run, 32 concurrent callers over TCP loopback.
 //
-// Metrics: calls/s and p99-us for the client, bare-req/s and bare-p99-us
-// for nc.Request, and the ratios x-bare-throughput (client/bare, higher
-// is better) and x-bare-p99 (lower is better).
+// Metrics: calls/s, p50-us and p99-us for the client; bare-req/s,
+// bare-p50-us and bare-p99-us for nc.Request; and the ratios
+// x-bare-throughput (client/bare, higher is better), x-bare-p50 and
+// x-bare-p99 (lower is better).
 func BenchmarkClientCall(b *testing.B) {
 	s := natstest.RunServer(b)
 	responder := natstest.Connect(b, s)
@@ -49,33 +50,14 @@ func BenchmarkClientCall(b *testing.B) {
 	} {
 		b.Run(fmt.Sprintf("ctx=%s/callers=%d", c.name, callers), func(b *testing.B) {
 			b.ReportAllocs()
-			got := drive(b, callers, func(yield func() bool) {
-				for b.Loop() {
-					if !yield() {
-						return
-					}
-				}
-			}, func(int) error {
+			got, bare := driveAgainst(b, callers, func(int) error {
 				_, err := client.Status(c.ctx, q)
 				return err
-			})
-			n := b.N
-			bare := drive(b, callers, func(yield func() bool) {
-				for range n {
-					if !yield() {
-						return
-					}
-				}
 			}, func(int) error {
 				_, err := nc.Request(ledger.SubjectStatus, body, 5*time.Second)
 				return err
 			})
-			b.ReportMetric(got.rate(), "calls/s")
-			b.ReportMetric(got.percentile(99), "p99-us")
-			b.ReportMetric(bare.rate(), "bare-req/s")
-			b.ReportMetric(bare.percentile(99), "bare-p99-us")
-			b.ReportMetric(got.rate()/bare.rate(), "x-bare-throughput")
-			b.ReportMetric(got.percentile(99)/bare.percentile(99), "x-bare-p99")
+			reportAgainst(b, got, bare, "calls/s", "bare-req/s", "bare")
 		})
 	}
 }

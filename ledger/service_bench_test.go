@@ -107,35 +107,11 @@ func BenchmarkStatusLookup(b *testing.B) {
 					_, err := client.Status(ctx, queries[i%people])
 					return err
 				}
-				got := drive(b, callers, func(yield func() bool) {
-					for b.Loop() {
-						if !yield() {
-							return
-						}
-					}
-				}, lookup)
-
-				n := b.N
-				bare := drive(b, callers, func(yield func() bool) {
-					for range n {
-						if !yield() {
-							return
-						}
-					}
-				}, func(int) error {
+				got, bare := driveAgainst(b, callers, lookup, func(int) error {
 					_, err := clientConn.Request("bench.echo", echoBody, 5*time.Second)
 					return err
 				})
-
-				b.ReportMetric(got.rate(), "lookups/s")
-				b.ReportMetric(got.percentile(50), "p50-us")
-				b.ReportMetric(got.percentile(99), "p99-us")
-				b.ReportMetric(bare.rate(), "echo-req/s")
-				b.ReportMetric(bare.percentile(50), "echo-p50-us")
-				b.ReportMetric(bare.percentile(99), "echo-p99-us")
-				b.ReportMetric(got.rate()/bare.rate(), "x-echo-throughput")
-				b.ReportMetric(got.percentile(50)/bare.percentile(50), "x-echo-p50")
-				b.ReportMetric(got.percentile(99)/bare.percentile(99), "x-echo-p99")
+				reportAgainst(b, got, bare, "lookups/s", "echo-req/s", "echo")
 			})
 		}
 		if err := svc.Stop(ctx); err != nil {
@@ -159,6 +135,44 @@ func (r run) percentile(p int) float64 {
 	}
 	i := (len(r.latencies)*p+99)/100 - 1
 	return float64(r.latencies[max(i, 0)]) / float64(time.Microsecond)
+}
+
+// driveAgainst makes the benchmark's calls (b.Loop) and then as many bare
+// ones, each from `callers` goroutines, and returns both runs.
+func driveAgainst(b *testing.B, callers int, call, bare func(i int) error) (got, base run) {
+	got = drive(b, callers, func(yield func() bool) {
+		for b.Loop() {
+			if !yield() {
+				return
+			}
+		}
+	}, call)
+	n := b.N
+	base = drive(b, callers, func(yield func() bool) {
+		for range n {
+			if !yield() {
+				return
+			}
+		}
+	}, bare)
+	return got, base
+}
+
+// reportAgainst reports got's rate (as rateUnit) and its p50-us and
+// p99-us, base's rate (as baseRateUnit) and its p50 and p99 (as
+// <basis>-p50-us and <basis>-p99-us), and the ratios got/base
+// x-<basis>-throughput (higher is better), x-<basis>-p50 and x-<basis>-p99
+// (lower is better).
+func reportAgainst(b *testing.B, got, base run, rateUnit, baseRateUnit, basis string) {
+	b.ReportMetric(got.rate(), rateUnit)
+	b.ReportMetric(got.percentile(50), "p50-us")
+	b.ReportMetric(got.percentile(99), "p99-us")
+	b.ReportMetric(base.rate(), baseRateUnit)
+	b.ReportMetric(base.percentile(50), basis+"-p50-us")
+	b.ReportMetric(base.percentile(99), basis+"-p99-us")
+	b.ReportMetric(got.rate()/base.rate(), "x-"+basis+"-throughput")
+	b.ReportMetric(got.percentile(50)/base.percentile(50), "x-"+basis+"-p50")
+	b.ReportMetric(got.percentile(99)/base.percentile(99), "x-"+basis+"-p99")
 }
 
 // drive makes calls from `callers` goroutines, one per value the iterator
@@ -230,40 +244,16 @@ func BenchmarkGrantThroughService(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("max-in-flight=%d/callers=%d", inFlight, callers), func(b *testing.B) {
 			b.ReportAllocs()
-			got := drive(b, callers, func(yield func() bool) {
-				for b.Loop() {
-					if !yield() {
-						return
-					}
-				}
-			}, func(int) error {
+			got, bare := driveAgainst(b, callers, func(int) error {
 				_, err := client.Grant(ctx, events.Command{SubjectID: "person-" + strconv.FormatUint(unique.Add(1), 10), Purpose: "marketing_email"})
 				return err
-			})
-
-			n := b.N
-			bare := drive(b, callers, func(yield func() bool) {
-				for range n {
-					if !yield() {
-						return
-					}
-				}
 			}, func(int) error {
 				id := strconv.FormatUint(unique.Add(1), 10)
 				_, err := js.Publish(ctx, "consent.events.bench.bare."+id, payload,
 					jetstream.WithMsgID(id), jetstream.WithExpectLastSequencePerSubject(0))
 				return err
 			})
-
-			b.ReportMetric(got.rate(), "grants/s")
-			b.ReportMetric(got.percentile(50), "p50-us")
-			b.ReportMetric(got.percentile(99), "p99-us")
-			b.ReportMetric(bare.rate(), "publish/s")
-			b.ReportMetric(bare.percentile(50), "publish-p50-us")
-			b.ReportMetric(bare.percentile(99), "publish-p99-us")
-			b.ReportMetric(got.rate()/bare.rate(), "x-publish-throughput")
-			b.ReportMetric(got.percentile(50)/bare.percentile(50), "x-publish-p50")
-			b.ReportMetric(got.percentile(99)/bare.percentile(99), "x-publish-p99")
+			reportAgainst(b, got, bare, "grants/s", "publish/s", "publish")
 		})
 		if err := svc.Stop(ctx); err != nil {
 			b.Fatal(err)
