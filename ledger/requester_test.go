@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -139,4 +140,45 @@ func TestClientRoutesConcurrentRepliesToTheirCalls(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.Equal(t, 1, nc.NumSubscriptions(), "every Client on a connection shares one reply subscription")
+}
+
+func TestClientKeepsWorkingAfterItsServerRestarts(t *testing.T) {
+	port := freePort(t)
+	atPort := func(o *server.Options) { o.Port = port }
+	s := natstest.RunServer(t, atPort)
+	reconnecting := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(10 * time.Millisecond)}
+	svcConn := natstest.Connect(t, s, reconnecting...)
+	svc, err := micro.AddService(svcConn, micro.Config{
+		Name: "stub", Version: "0.0.1",
+		Endpoint: &micro.EndpointConfig{Subject: ledger.SubjectStatus, Handler: micro.HandlerFunc(statusEcho)},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = svc.Stop() })
+	nc := natstest.Connect(t, s, reconnecting...)
+	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 10 * time.Second})
+	q := ledger.StatusQuery{SubjectID: "a", Purpose: "before"}
+	st, err := client.Status(t.Context(), q)
+	require.NoError(t, err)
+	require.Equal(t, "before", st.Purpose)
+
+	s.Shutdown()
+	s.WaitForShutdown()
+	natstest.RunServer(t, atPort)
+	for _, c := range []*nats.Conn{svcConn, nc} {
+		require.Eventually(t, c.IsConnected, 10*time.Second, 10*time.Millisecond)
+		require.NoError(t, c.Flush(), "the subscriptions are sent again on reconnect, before this flush")
+	}
+	q.Purpose = "after"
+	st, err = client.Status(t.Context(), q)
+	require.NoError(t, err, "the reply subscription survives the reconnect")
+	assert.Equal(t, "after", st.Purpose)
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
