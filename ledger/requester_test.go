@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -143,7 +142,7 @@ func TestClientRoutesConcurrentRepliesToTheirCalls(t *testing.T) {
 }
 
 func TestClientKeepsWorkingAfterItsServerRestarts(t *testing.T) {
-	port := freePort(t)
+	port := natstest.FreePort(t)
 	atPort := func(o *server.Options) { o.Port = port }
 	s := natstest.RunServer(t, atPort)
 	reconnecting := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(10 * time.Millisecond)}
@@ -172,13 +171,4 @@ func TestClientKeepsWorkingAfterItsServerRestarts(t *testing.T) {
 	st, err = client.Status(t.Context(), q)
 	require.NoError(t, err, "the reply subscription survives the reconnect")
 	assert.Equal(t, "after", st.Purpose)
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

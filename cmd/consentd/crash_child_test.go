@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -106,15 +105,6 @@ func (c *crashChild) stop() {
 		c.t.Fatalf("consentd did not stop within 30s of SIGTERM; stderr: %s", c.stderr)
 	}
 	require.True(c.t, c.cmd.ProcessState.Success(), "consentd exit: %s; stderr: %s", c.cmd.ProcessState, c.stderr)
-}
-
-// freeLoopbackPort returns a TCP port that was free a moment ago.
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // lockedBuffer is a bytes.Buffer safe to read while a process writes to it.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
 	"github.com/nats-io/nats.go"
@@ -23,7 +24,7 @@ import (
 // at the end the index on disk must equal that fold.
 func TestConsentdSurvivesSIGKILLUnderWriteLoad(t *testing.T) {
 	dataDir := t.TempDir()
-	port := freeLoopbackPort(t)
+	port := natstest.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 
 	child := startCrashChild(t, dataDir, port)

@@ -210,6 +210,11 @@ func (c *Cluster) waitFor(what string, cond func() bool) {
 	}
 }
 
+// FreePort returns a loopback TCP port that was free a moment ago: for a
+// server that must restart on the same port, so that clients reconnect to
+// it.
+func FreePort(tb testing.TB) int { return freePorts(tb, 1)[0] }
+
 // freePorts reserves n free loopback TCP ports. The ports are released
 // before return, so a race with another process is possible but unlikely.
 func freePorts(tb testing.TB, n int) []int {
