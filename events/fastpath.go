@@ -589,8 +589,8 @@ func (e *Event) sealFast() ([]byte, bool) {
 	}
 
 	// w.b is the canonical encoding without "hash": what the hash is of.
-	sum := sha256.Sum256(w.b)
-	e.Hash = hex.EncodeToString(sum[:])
+	var sum [2 * sha256.Size]byte
+	e.Hash = string(appendSum(sum[:0], w.b, nil))
 	out := make([]byte, 0, len(w.b)+len(`"hash":"",`)+len(e.Hash))
 	out = append(out, w.b[:split]...)
 	out = append(out, `"hash":"`...)

@@ -28,7 +28,13 @@ func decodeStatusQuery(data []byte, q *StatusQuery) error {
 // with the call, as a request's payload is (see unmarshalOwnedStatus): q's
 // strings share data.
 func decodeOwnedStatusQuery(data []byte, q *StatusQuery) error {
-	return decodeStatusQueryText(data, unsafe.String(unsafe.SliceData(data), len(data)), q)
+	return decodeStatusQueryText(data, ownedText(data), q)
+}
+
+// ownedText is data as a string sharing its bytes, for a buffer handed
+// over with the call that nothing writes to afterwards.
+func ownedText(data []byte) string {
+	return unsafe.String(unsafe.SliceData(data), len(data))
 }
 
 // decodeStatusQueryText is decodeStatusQuery with text holding data's
@@ -229,7 +235,7 @@ func unmarshalStatus(data []byte, st *events.Status) error {
 // may write to data afterwards. A reply's payload qualifies: nats.go gives
 // every delivered message a buffer of its own.
 func unmarshalOwnedStatus(data []byte, st *events.Status) error {
-	return unmarshalStatusText(data, unsafe.String(unsafe.SliceData(data), len(data)), st)
+	return unmarshalStatusText(data, ownedText(data), st)
 }
 
 // unmarshalStatusText is unmarshalStatus with text holding data's bytes.

@@ -583,6 +583,12 @@ func (s *Service) respond(req micro.Request, body any, err error) {
 	} else {
 		err = req.Respond(data)
 	}
+	s.replied(req, err)
+}
+
+// replied logs a reply that could not be sent; a request without a reply
+// subject wanted none.
+func (s *Service) replied(req micro.Request, err error) {
 	if err != nil && !errors.Is(err, nats.ErrMsgNoReply) {
 		s.log.Warn("consent service: reply not sent", "subject", req.Subject(), "error", err)
 	}
@@ -604,9 +610,7 @@ func (s *Service) respondStatus(req micro.Request, st *events.Status, err error)
 		return
 	}
 	*buf = data
-	if err := req.Respond(data); err != nil && !errors.Is(err, nats.ErrMsgNoReply) {
-		s.log.Warn("consent service: reply not sent", "subject", req.Subject(), "error", err)
-	}
+	s.replied(req, req.Respond(data))
 }
 
 // replyBuffers holds the buffers respondStatus writes replies into.
