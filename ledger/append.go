@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -149,7 +148,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 				return tip{}, fmt.Errorf("read history of %s: %w", natsSubject, err)
 			}
 			for _, m := range msgs {
-				if m.Header.Get(events.HeaderMsgID) == idempotencyKey {
+				if events.StoredUnderKey(natsSubject, m.Header.Get(events.HeaderMsgID), idempotencyKey) {
 					t.original = m
 					return t, nil
 				}
@@ -193,8 +192,9 @@ func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Comma
 	if err != nil {
 		return Reply{}, err
 	}
-	msgID := cmp.Or(cmd.IdempotencyKey, ev.ID)
-	msg := l.eventMsg(cur.Key().NATSSubject(), string(ev.Type), payload, msgID, cur.Seq)
+	subject := cur.Key().NATSSubject()
+	msgID := eventMsgID(subject, cmd.IdempotencyKey, ev.ID)
+	msg := l.eventMsg(subject, string(ev.Type), payload, msgID, cur.Seq)
 	ack, err := l.publishMsg(ctx, msg, msgID)
 	if err != nil {
 		return Reply{}, err
@@ -202,7 +202,7 @@ func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Comma
 	if ack.Duplicate {
 		// The key was used inside the duplicate window: the server kept
 		// the first message and stored nothing.
-		original, err := l.loadMsg(ctx, ack.Sequence)
+		original, err := l.loadDuplicate(ctx, ack.Sequence, subject)
 		if err != nil {
 			return Reply{}, err
 		}
@@ -218,6 +218,30 @@ func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Comma
 	next := events.Evolve(cur, &ev, ack.Sequence)
 	l.remember(msg.Subject, next)
 	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
+}
+
+// eventMsgID is the Nats-Msg-Id of an event on subject: derived from the
+// caller's idempotency key when there is one (see events.IdempotencyMsgID),
+// else the event's own id.
+func eventMsgID(subject, idempotencyKey, eventID string) string {
+	if idempotencyKey == "" {
+		return eventID
+	}
+	return events.IdempotencyMsgID(subject, idempotencyKey)
+}
+
+// loadDuplicate reads the message the server named as the original of a
+// publish it dropped as a duplicate, and makes sure it is on subject: a
+// reply never carries another consent's event.
+func (l *Ledger) loadDuplicate(ctx context.Context, seq uint64, subject string) (*jetstream.RawStreamMsg, error) {
+	original, err := l.loadMsg(ctx, seq)
+	if err != nil {
+		return nil, err
+	}
+	if original.Subject != subject {
+		return nil, fmt.Errorf("%w: the server answered a publish on %s as a duplicate of seq %d on %s", ErrUnreadableEvent, subject, seq, original.Subject)
+	}
+	return original, nil
 }
 
 // newEventID returns a fresh event id: a UUIDv7, so ids sort by creation.

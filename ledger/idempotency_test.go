@@ -41,7 +41,8 @@ func TestIdempotencyKeyRepeated(t *testing.T) {
 		requireSameReply(t, first, again)
 		stored := readStored(t, stream, cmd.Key().NATSSubject())
 		require.Len(t, stored, 1)
-		assert.Equal(t, "grant-a-1", stored[0].Header.Get(events.HeaderMsgID), "Nats-Msg-Id is the idempotency key")
+		assert.Equal(t, events.IdempotencyMsgID(cmd.Key().NATSSubject(), "grant-a-1"), stored[0].Header.Get(events.HeaderMsgID),
+			"Nats-Msg-Id is derived from the consent's subject and the key")
 	})
 	t.Run("a repeat that the table would now forbid", func(t *testing.T) {
 		_, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: "b", Purpose: "p"})
@@ -74,17 +75,55 @@ func TestIdempotencyKeyRepeated(t *testing.T) {
 	})
 }
 
-// Inside the duplicate window the server drops a repeated Nats-Msg-Id
-// stream-wide: the same key on another consent returns the first reply.
+// Inside the duplicate window too, a key is scoped to tenant and consent:
+// globex reusing acme's key, or acme reusing it for another person, stores
+// a new event, and no reply carries another consent's event.
 func TestIdempotencyKeyOnAnotherConsentInsideWindow(t *testing.T) {
 	l, stream, _ := startLedger(t, ledger.StreamOptions{}, ledger.Options{})
 	ctx := context.Background()
-	first, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: "a", Purpose: "p", IdempotencyKey: "k"})
+	acme := events.Command{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "p", IdempotencyKey: "k"}
+	first, err := l.Append(ctx, events.KindGrant, acme)
 	require.NoError(t, err)
-	again, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: "b", Purpose: "p", IdempotencyKey: "k"})
+	for _, other := range []events.Command{
+		{Tenant: "globex", SubjectID: "bob@example.com", Purpose: "p", IdempotencyKey: "k"},
+		{Tenant: "globex", SubjectID: "alice@example.com", Purpose: "p", IdempotencyKey: "k"},
+		{Tenant: "acme", SubjectID: "bob@example.com", Purpose: "p", IdempotencyKey: "k"},
+		{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "q", IdempotencyKey: "k"},
+	} {
+		r, err := l.Append(ctx, events.KindGrant, other)
+		require.NoError(t, err)
+		assert.False(t, r.Duplicate, "%+v is another consent", other.Key())
+		assert.NotEqual(t, first.Seq, r.Seq)
+		assert.Equal(t, other.Key(), r.Event.Key(), "the reply holds this consent's event")
+	}
+	assert.Equal(t, uint64(5), storedCount(t, stream))
+	again, err := l.Append(ctx, events.KindGrant, acme)
 	require.NoError(t, err)
 	requireSameReply(t, first, again)
-	assert.Equal(t, "a", again.Event.SubjectID)
+	assert.Equal(t, uint64(5), storedCount(t, stream))
+}
+
+// An event stored by an earlier version of the ledger carries the caller's
+// key itself as its Nats-Msg-Id; a repeat still finds it in the consent's
+// history.
+func TestIdempotencyKeyStoredRaw(t *testing.T) {
+	l, stream, js := startLedger(t, ledger.StreamOptions{}, ledger.Options{})
+	ctx := context.Background()
+	key := events.Key{Tenant: "default", SubjectID: "a", Purpose: "p"}
+	ev, err := events.Decide(events.NewConsent(key), events.KindGrant, events.Command{SubjectID: "a", Purpose: "p"}, time.Now())
+	require.NoError(t, err)
+	ev.ID = "01a21452-e305-707f-afdf-620574134eb2"
+	payload, err := ev.Seal()
+	require.NoError(t, err)
+	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: key.NATSSubject(), Data: payload, Header: nats.Header{
+		events.HeaderEventType: []string{string(ev.Type)},
+		events.HeaderMsgID:     []string{"legacy-key"},
+	}})
+	require.NoError(t, err)
+	again, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: "a", Purpose: "p", IdempotencyKey: "legacy-key"})
+	require.NoError(t, err)
+	assert.True(t, again.Duplicate)
+	assert.Equal(t, ev.ID, again.Event.ID)
 	assert.Equal(t, uint64(1), storedCount(t, stream))
 }
 
@@ -100,7 +139,7 @@ func TestIdempotencyKeyBeyondWindow(t *testing.T) {
 	_, err = l.Append(ctx, events.KindRevoke, events.Command{SubjectID: "a", Purpose: "p"})
 	require.NoError(t, err)
 
-	waitDuplicateWindowPassed(t, js, stream, cmd.Key().NATSSubject(), cmd.IdempotencyKey)
+	waitDuplicateWindowPassed(t, js, stream, cmd.Key().NATSSubject(), events.IdempotencyMsgID(cmd.Key().NATSSubject(), cmd.IdempotencyKey))
 	require.Equal(t, uint64(2), storedCount(t, stream), "the probe stored nothing")
 
 	again, err := l.Append(ctx, events.KindGrant, cmd)

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 
@@ -134,7 +133,7 @@ func (l *Ledger) readPurpose(ctx context.Context, key events.PurposeKey, idempot
 			return cur, nil, fmt.Errorf("read purpose history of %s: %w", natsSubject, err)
 		}
 		for _, m := range msgs {
-			if idempotencyKey != "" && m.Header.Get(events.HeaderMsgID) == idempotencyKey {
+			if events.StoredUnderKey(natsSubject, m.Header.Get(events.HeaderMsgID), idempotencyKey) {
 				return cur, m, nil
 			}
 			ev, err := decodeStoredPurpose(m)
@@ -162,13 +161,14 @@ func (l *Ledger) publishPurpose(ctx context.Context, cmd events.PurposeCommand, 
 	if err != nil {
 		return PurposeReply{}, err
 	}
-	msg := l.eventMsg(cur.Key().NATSSubject(), string(ev.Type), payload, cmp.Or(cmd.IdempotencyKey, ev.ID), cur.Seq)
+	subject := cur.Key().NATSSubject()
+	msg := l.eventMsg(subject, string(ev.Type), payload, eventMsgID(subject, cmd.IdempotencyKey, ev.ID), cur.Seq)
 	ack, err := l.js.PublishMsg(ctx, msg)
 	if err != nil {
 		return PurposeReply{}, err
 	}
 	if ack.Duplicate {
-		original, err := l.loadMsg(ctx, ack.Sequence)
+		original, err := l.loadDuplicate(ctx, ack.Sequence, subject)
 		if err != nil {
 			return PurposeReply{}, err
 		}

@@ -357,7 +357,12 @@ func (s *Service) handleCommand(kind events.Kind) micro.HandlerFunc {
 		}
 		s.applyPurposeDefaults(kind, &cmd)
 		s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
-			return s.ledger.Append(ctx, kind, cmd)
+			reply, err := s.ledger.Append(ctx, kind, cmd)
+			if err != nil {
+				return nil, err
+			}
+			reply.Status = s.commandStatus(ctx, &reply)
+			return reply, nil
 		})
 	}
 }

@@ -93,6 +93,43 @@ func (s *Service) purpose(ctx context.Context, k events.PurposeKey, minSeq uint6
 	return events.NewPurpose(k)
 }
 
+// commandStatus is the status a command's reply carries: exactly what a
+// check with min_seq = r.Seq answers for the consent as the event left it.
+// The consent's state is the event's; its policy version is judged against
+// the purpose's as the index has it once it has applied r.Seq (waiting for
+// it up to MinSeqTimeout), so that a grant under an outdated policy says
+// "not allowed" in its reply as in every check after it. When the index
+// cannot say in time, the status is not allowed: never "allowed" when
+// unsure.
+func (s *Service) commandStatus(ctx context.Context, r *Reply) events.Status {
+	c := events.Evolve(events.NewConsent(r.Event.Key()), r.Event, r.Seq)
+	required, err := s.requiredPolicyVersionAt(ctx, c.Key(), r.Seq)
+	st := c.View(s.cfg.Now(), required)
+	if err != nil {
+		s.log.Warn("consent service: command reply judged not allowed: the purpose registry did not reach its seq",
+			"seq", r.Seq, "error", err)
+		st.Allowed = false
+	}
+	return st
+}
+
+// requiredPolicyVersionAt is requiredPolicyVersion without a caller's
+// minimum, waiting for the index to apply minSeq (at most MinSeqTimeout);
+// it returns the registry's error when it cannot answer.
+func (s *Service) requiredPolicyVersionAt(ctx context.Context, k events.Key, minSeq uint64) (int, error) {
+	pr := s.purposes()
+	if pr == nil {
+		return 0, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.MinSeqTimeout)
+	defer cancel()
+	p, _, err := pr.Purpose(ctx, events.PurposeKey{Tenant: k.Tenant, Purpose: k.Purpose}, minSeq)
+	if err != nil {
+		return 0, err
+	}
+	return p.RequiredPolicyVersion(), nil
+}
+
 // requiredPolicyVersion is the policy version a status must judge grants
 // against: the caller's min_policy_version, else the purpose's current
 // version (0 for an unregistered purpose: no minimum).

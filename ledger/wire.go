@@ -26,7 +26,11 @@ type Reply struct {
 	Seq       uint64        `json:"seq"`       // stream sequence of the event
 	Duplicate bool          `json:"duplicate"` // true when the idempotency key had been used: nothing was appended
 	Event     *events.Event `json:"event"`
-	Status    events.Status `json:"status"` // the status the event leads to; its index_seq is 0
+	// Status is the status the event leads to; its index_seq is 0. From
+	// Ledger.Append it is judged without a policy minimum; the Service
+	// judges it as a check with min_seq = Seq would (the purpose's policy
+	// version included), and says not allowed when it cannot tell.
+	Status events.Status `json:"status"`
 }
 
 // StatusQuery is the body of consent.v1.status and consent.v1.check.
