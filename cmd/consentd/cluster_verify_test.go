@@ -21,7 +21,7 @@ import (
 // storedEvent is one consent event read back from the stream.
 type storedEvent struct {
 	seq   uint64
-	msgID string // Nats-Msg-Id: the idempotency key, or the event id
+	msgID string // Nats-Msg-Id: derived from the idempotency key, or the event id
 	event *events.Event
 }
 
@@ -132,7 +132,7 @@ func (a *streamAudit) assertAcknowledged(t *testing.T, acks []ack) {
 		if !assert.True(t, ok, "acknowledged %s (key %s) at seq %d is not in the stream", k.kind, k.idempotencyKey, k.seq) {
 			continue
 		}
-		assert.Equal(t, k.idempotencyKey, se.msgID, "seq %d", k.seq)
+		assert.Equal(t, events.IdempotencyMsgID(k.consent.NATSSubject(), k.idempotencyKey), se.msgID, "seq %d", k.seq)
 		assert.Equal(t, k.eventID, se.event.ID, "seq %d", k.seq)
 		assert.Equal(t, k.kind.EventType(), se.event.Type, "seq %d", k.seq)
 		assert.Equal(t, k.consent, se.event.Key(), "seq %d", k.seq)
