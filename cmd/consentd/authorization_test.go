@@ -54,7 +54,7 @@ func TestDeployAuthorizationIsEnough(t *testing.T) {
 	client := ledger.NewClient(nc, ledger.ClientOptions{})
 	ctx := t.Context()
 
-	set, err := client.SetPurpose(ctx, events.PurposeCommand{Purpose: "marketing_email", PolicyVersion: 2, Actor: "legal"})
+	set, err := client.SetPurpose(ctx, events.PurposeCommand{Purpose: "marketing_email", Actor: "legal"})
 	require.NoError(t, err, "purpose set needs consent.purposes.>")
 	granted, err := client.Grant(ctx, events.Command{SubjectID: "alice@example.com", Purpose: "marketing_email", Actor: "subject"})
 	require.NoError(t, err)
