@@ -38,6 +38,10 @@ func (k Kind) EventType() Type {
 }
 
 // Command is the body of consent.v1.request, grant, deny and revoke.
+// PolicyVersion 0 stands for an absent policy_version (the default
+// applies); otherwise it is 1 to MaxPolicyVersion. ExpectedSeq, when set,
+// is any uint64 (0: the consent has no events yet). See Validate for the
+// other bounds.
 type Command struct {
 	Tenant         string          `json:"tenant,omitempty"`
 	SubjectID      string          `json:"subject"`
