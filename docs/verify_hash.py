@@ -5,6 +5,7 @@ Usage:
     python3 verify_hash.py EVENT.json [EVENT.json ...]   # files, one event each
     python3 verify_hash.py - < history.jsonl             # one event per line
     python3 verify_hash.py --selftest                    # RFC 8785 examples
+    python3 verify_hash.py --vectors hashing-vectors.json  # the test vectors
 
 Events given together are taken as one consent's history, oldest first: each
 event's prev_hash must equal the hash of the one before ("" for the first).
@@ -17,8 +18,9 @@ hashing.md next to this file. Standard library only; Python 3.8 or newer.
 import hashlib
 import json
 import math
-from decimal import Decimal
+import struct
 import sys
+from decimal import Decimal
 
 
 def _reject_duplicates(pairs):
@@ -131,10 +133,63 @@ def selftest() -> None:
     print("selftest ok: %d RFC 8785 cases" % len(cases))
 
 
+def canonical_without(payload: str, member: str) -> str:
+    body = {name: value for name, value in parse(payload.encode("utf-8")).items() if name != member}
+    return canonical(body)
+
+
+def subject_key(tenant: str, subject: str) -> str:
+    return hashlib.sha256(tenant.encode("utf-8") + b"\0" + subject.encode("utf-8")).hexdigest()[:32]
+
+
+def check_vectors(path: str) -> int:
+    """Check every vector of hashing-vectors.json; return the number of failures."""
+    with open(path, "rb") as f:
+        vectors = json.loads(f.read().decode("utf-8"))
+    failures, checked = 0, 0
+
+    def check(what, got, want):
+        nonlocal failures, checked
+        checked += 1
+        if got != want:
+            failures += 1
+            print("MISMATCH %s\n  got  %r\n  want %r" % (what, got, want))
+
+    for group in ("events", "purposes"):
+        for v in vectors[group]:
+            event = parse(v["payload"].encode("utf-8"))
+            check(v["name"] + ": canonical", canonical_without(v["payload"], "hash"), v["canonical_without_hash"])
+            check(v["name"] + ": hash", event_hash(event), v["hash"])
+            check(v["name"] + ": recorded hash", event.get("hash"), v["hash"])
+            if group == "events":
+                want = "consent.events.%s.%s.%s" % (event["tenant"], event["purpose"], subject_key(event["tenant"], event["subject"]))
+            else:
+                want = "consent.purposes.%s.%s" % (event["tenant"], event["purpose"])
+            check(v["name"] + ": subject", v["nats_subject"], want)
+    head = bytes(32)
+    heads = {}
+    for m in vectors["stream"]:
+        head = hashlib.sha256(head + struct.pack(">Q", m["seq"]) + hashlib.sha256(m["nats_subject"].encode("utf-8")).digest()
+                              + hashlib.sha256(m["payload"].encode("utf-8")).digest()).digest()
+        heads[m["seq"]] = head.hex()
+        check("chain at seq %d" % m["seq"], head.hex(), m["chain"])
+    for c in vectors["checkpoints"]:
+        cp = parse(c["payload"].encode("utf-8"))
+        check(c["name"] + ": signed bytes", canonical_without(c["payload"], "signature"), c["canonical_without_signature"])
+        check(c["name"] + ": chain", cp["chain"], heads.get(cp["up_to_seq"]))
+        check(c["name"] + ": key id", hashlib.sha256(bytes.fromhex(c["public_key_hex"])).hexdigest()[:16], cp["key_id"])
+    print("%s: %d checks, %d failures" % (path, checked, failures))
+    if not failures:
+        print("vectors ok")
+    return failures
+
+
 def main(argv) -> int:
     if argv == ["--selftest"]:
         selftest()
         return 0
+    if len(argv) == 2 and argv[0] == "--vectors":
+        return 1 if check_vectors(argv[1]) else 0
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"unicode/utf16"
@@ -12,8 +13,17 @@ import (
 )
 
 // MaxCanonicalDepth is how deeply arrays and objects may nest in a document
-// given to Canonical (the top-level object is depth 1).
+// given to Canonical (the top-level object is depth 1): in an event, the
+// event object is level 1.
 const MaxCanonicalDepth = 64
+
+// MaxEvidenceDepth is how deeply arrays and objects may nest in a
+// command's evidence, counted from the evidence object as level 1. The
+// evidence is a member of the event, one level down, so this is
+// MaxCanonicalDepth - 1: evidence that passes Command.Validate fits in an
+// event that Seal writes and Decode reads. It is the only depth limit a
+// caller meets.
+const MaxEvidenceDepth = MaxCanonicalDepth - 1
 
 // ErrNotCanonicalizable is matched by every error Canonical returns: the
 // input is not an I-JSON object (RFC 7493) that RFC 8785 can canonicalize.
@@ -39,6 +49,31 @@ func Canonical(data []byte, omit ...string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: invalid UTF-8", ErrNotCanonicalizable)
 	}
 	c := canonicalizer{data: data, out: make([]byte, 0, len(data)), omit: omit}
+	return c.topObject()
+}
+
+// CanonicalEvidence returns the canonical encoding of a command's evidence,
+// as Canonical does, with two more refusals (errors matching
+// ErrNotCanonicalizable): nesting deeper than MaxEvidenceDepth, counted
+// from the evidence object, which is one level down in the event; and a
+// number whose canonical form is a different value, so that what is
+// stored and hashed means what the caller sent. Canonical form writes
+// every number as the nearest IEEE 754 double: 4.50 becomes 4.5 (the same
+// value, accepted), but 9007199254740993 (2^53+1) would become
+// 9007199254740992, 1.00000000000000001 would become 1 and 1e-400 would
+// become 0 (different values, refused). So integers are exact up to 2^53
+// in magnitude, and a fraction is accepted when its shortest round-trip
+// form is the number as written (0.1, 4.5, 1e-7, 5e-324).
+func CanonicalEvidence(evidence []byte) ([]byte, error) {
+	if !utf8.Valid(evidence) {
+		return nil, fmt.Errorf("%w: invalid UTF-8", ErrNotCanonicalizable)
+	}
+	c := canonicalizer{data: evidence, out: make([]byte, 0, len(evidence)), maxDepth: MaxEvidenceDepth, exact: true}
+	return c.topObject()
+}
+
+// topObject canonicalizes the one object that c.data must hold.
+func (c *canonicalizer) topObject() ([]byte, error) {
 	c.skipSpace()
 	if c.peek() != '{' {
 		return nil, c.fail("not a JSON object")
@@ -47,7 +82,7 @@ func Canonical(data []byte, omit ...string) ([]byte, error) {
 		return nil, err
 	}
 	c.skipSpace()
-	if c.pos != len(data) {
+	if c.pos != len(c.data) {
 		return nil, c.fail("trailing data after the object")
 	}
 	return c.out, nil
@@ -55,11 +90,25 @@ func Canonical(data []byte, omit ...string) ([]byte, error) {
 
 // canonicalizer parses JSON and writes its canonical form in one pass.
 type canonicalizer struct {
-	data    []byte
-	pos     int    // next byte of data to read
-	out     []byte // canonical output so far
-	omit    []string
-	scratch []byte // decoded bytes of the string being read
+	data     []byte
+	pos      int    // next byte of data to read
+	out      []byte // canonical output so far
+	omit     []string
+	scratch  []byte // decoded bytes of the string being read
+	maxDepth int    // MaxCanonicalDepth when 0
+	exact    bool   // refuse numbers whose canonical form is another value
+}
+
+// tooDeep reports whether depth is beyond the nesting c allows.
+func (c *canonicalizer) tooDeep(depth int) error {
+	limit := c.maxDepth
+	if limit == 0 {
+		limit = MaxCanonicalDepth
+	}
+	if depth > limit {
+		return c.fail(fmt.Sprintf("nested deeper than %d levels", limit))
+	}
+	return nil
 }
 
 func (c *canonicalizer) fail(problem string) error {
@@ -122,8 +171,8 @@ type member struct {
 }
 
 func (c *canonicalizer) object(depth int) error {
-	if depth > MaxCanonicalDepth {
-		return c.fail(fmt.Sprintf("nested deeper than %d", MaxCanonicalDepth))
+	if err := c.tooDeep(depth); err != nil {
+		return err
 	}
 	c.pos++ // '{'
 	start := len(c.out)
@@ -206,8 +255,8 @@ func (c *canonicalizer) object(depth int) error {
 func compareMembers(a, b member) int { return compareUTF16(a.name, b.name) }
 
 func (c *canonicalizer) array(depth int) error {
-	if depth > MaxCanonicalDepth {
-		return c.fail(fmt.Sprintf("nested deeper than %d", MaxCanonicalDepth))
+	if err := c.tooDeep(depth); err != nil {
+		return err
 	}
 	c.pos++ // '['
 	c.out = append(c.out, '[')
@@ -377,10 +426,43 @@ func (c *canonicalizer) number() error {
 	}
 	f, err := strconv.ParseFloat(string(lit), 64)
 	if err != nil || math.IsInf(f, 0) {
-		return c.fail("number " + string(lit) + " is out of the float64 range")
+		return c.fail("number " + shorten(lit) + " is out of the float64 range")
 	}
+	start = len(c.out)
 	c.out = appendCanonicalNumber(c.out, f)
+	if c.exact && !sameNumber(lit, f, c.out[start:]) {
+		return c.fail("number " + shorten(lit) + " would be stored as " + string(c.out[start:]) + ", another value (integers are exact up to 2^53)")
+	}
 	return nil
+}
+
+// sameNumber reports whether the number literal lit has the same value as
+// canon, the canonical form of f, the double nearest to lit.
+func sameNumber(lit []byte, f float64, canon []byte) bool {
+	if f == 0 {
+		// Zero, unless lit underflowed: any nonzero digit before the
+		// exponent means it did.
+		mantissa, _, _ := bytes.Cut(bytes.ToLower(lit), []byte("e"))
+		return len(bytes.Trim(mantissa, "-0.")) == 0
+	}
+	// f is finite and not zero, so lit's exponent is bounded by its length:
+	// exact rationals stay small.
+	var a, b big.Rat
+	if _, ok := a.SetString(string(lit)); !ok {
+		return false
+	}
+	if _, ok := b.SetString(string(canon)); !ok {
+		return false
+	}
+	return a.Cmp(&b) == 0
+}
+
+// shorten cuts a number literal to fit in an error message.
+func shorten(lit []byte) string {
+	if len(lit) > 40 {
+		return string(lit[:40]) + "..."
+	}
+	return string(lit)
 }
 
 // appendCanonicalNumber formats f as ECMAScript's Number.prototype.toString

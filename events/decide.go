@@ -38,6 +38,10 @@ func (k Kind) EventType() Type {
 }
 
 // Command is the body of consent.v1.request, grant, deny and revoke.
+// PolicyVersion 0 stands for an absent policy_version (the default
+// applies); otherwise it is 1 to MaxPolicyVersion. ExpectedSeq, when set,
+// is any uint64 (0: the consent has no events yet). See Validate for the
+// other bounds.
 type Command struct {
 	Tenant         string          `json:"tenant,omitempty"`
 	SubjectID      string          `json:"subject"`
@@ -67,24 +71,102 @@ func DecodeCommand(data []byte) (Command, error) {
 	return c, err
 }
 
+// UnmarshalJSON decodes a command as encoding/json does, but refuses an
+// explicit "policy_version" outside 1..MaxPolicyVersion with a *FieldError:
+// the field is omitted when 0, so only the decoder can tell an explicit 0
+// (refused) from an absent policy_version (the default).
+func (c *Command) UnmarshalJSON(data []byte) error {
+	type plain Command // without this method
+	aux := struct {
+		*plain
+		PolicyVersion *int `json:"policy_version"`
+	}{plain: (*plain)(c)}
+	if err := json.Unmarshal(data, &aux); err != nil {
+		return err
+	}
+	return setPolicyVersion(&c.PolicyVersion, "policy_version", aux.PolicyVersion)
+}
+
+// setPolicyVersion stores an explicit policy version v (nil when absent or
+// null) in dst, refusing one outside 1..MaxPolicyVersion.
+func setPolicyVersion(dst *int, field string, v *int) error {
+	if v == nil {
+		return nil
+	}
+	if err := CheckPolicyVersion(field, *v); err != nil {
+		return err
+	}
+	*dst = *v
+	return nil
+}
+
+// MaxPolicyVersion is the highest policy version (2^31-1): policy versions
+// are 1 to MaxPolicyVersion everywhere, in commands, queries and stored
+// events, so that every JSON reader holds them exactly.
+const MaxPolicyVersion = 1<<31 - 1
+
+// CheckPolicyVersion returns a *FieldError naming field unless v is 1 to
+// MaxPolicyVersion.
+func CheckPolicyVersion(field string, v int) error {
+	if v < 1 || v > MaxPolicyVersion {
+		return &FieldError{Field: field, Problem: fmt.Sprintf("must be between 1 and %d", MaxPolicyVersion)}
+	}
+	return nil
+}
+
+// Bounds on the times of a command, checked against the ledger's clock
+// when the event is decided (see Decide).
+const (
+	// MaxFutureSkew is how far past the ledger's clock an occurred_at may
+	// be: room for a caller's clock running a little ahead, not for
+	// recording the future.
+	MaxFutureSkew = 5 * time.Minute
+	// MaxBackdate is how far before the ledger's clock an occurred_at may
+	// be (3650 days, about 10 years): consent given on paper can be
+	// recorded later, and the event then carries both times (see
+	// IsBackdated).
+	MaxBackdate = 3650 * 24 * time.Hour
+	// MaxGrantLifetime bounds a grant's expires_at: at most this long
+	// after its occurred_at (100 years), whether given as expires_at or
+	// ttl. It is MaxDefaultTTL, a purpose's default ttl bound.
+	MaxGrantLifetime = MaxDefaultTTL
+)
+
+// IsBackdated reports whether an event was recorded more than
+// MaxFutureSkew after it occurred: one recorded late (a paper form), as
+// opposed to one recorded as it happened.
+func (e *Event) IsBackdated() bool {
+	return e.RecordedAt.Sub(e.OccurredAt) > MaxFutureSkew
+}
+
 // Key returns the consent the command is about, with the tenant defaulted.
 func (c *Command) Key() Key {
 	return Key{Tenant: OrDefaultTenant(c.Tenant), SubjectID: c.SubjectID, Purpose: c.Purpose}
 }
 
 // Validate checks every field of a command of the given kind, returning a
-// *FieldError for the first problem found. Fields that do not belong to the
-// kind (a ttl on a revoke, a reason on a grant) are refused rather than
-// silently dropped.
+// *FieldError for the first problem found, and normalises c.SubjectID in
+// place (NormalizeSubjectID), so that the command names the consent the
+// ledger records. Fields that do not belong to the kind (a ttl on a revoke,
+// a reason on a grant) are refused rather than silently dropped.
+// policy_version is 0 (absent: the default) or 1 to MaxPolicyVersion; a
+// ttl is at most MaxGrantLifetime; evidence is an object of at most
+// MaxEvidenceLen bytes and MaxEvidenceDepth levels whose numbers keep their
+// value in canonical form (see CanonicalEvidence). What only the clock can
+// tell (the bounds of occurred_at and expires_at) Decide checks.
 func (c *Command) Validate(kind Kind) error {
 	if kind.EventType() == "" {
 		return &FieldError{Field: "kind", Problem: fmt.Sprintf("unknown command %q", kind)}
 	}
-	if err := c.Key().Validate(); err != nil {
+	k, err := c.Key().Normalize()
+	if err != nil {
 		return err
 	}
-	if c.PolicyVersion < 0 {
-		return &FieldError{Field: "policy_version", Problem: "must be at least 1"}
+	c.SubjectID = k.SubjectID
+	if c.PolicyVersion != 0 {
+		if err := CheckPolicyVersion("policy_version", c.PolicyVersion); err != nil {
+			return err
+		}
 	}
 	if err := checkText("description", c.Description, MaxDescriptionLen, true); err != nil {
 		return err
@@ -125,6 +207,9 @@ func (c *Command) Validate(kind Kind) error {
 		if d <= 0 {
 			return &FieldError{Field: "ttl", Problem: "must be positive"}
 		}
+		if d > MaxGrantLifetime {
+			return &FieldError{Field: "ttl", Problem: "must be at most 876000h (100 years)"}
+		}
 	}
 	if c.OccurredAt != nil {
 		if err := checkTime("occurred_at", *c.OccurredAt); err != nil {
@@ -144,8 +229,9 @@ func (c *Command) Validate(kind Kind) error {
 			return &FieldError{Field: "evidence", Problem: fmt.Sprintf("must be at most %d bytes, got %d", MaxEvidenceLen, len(c.Evidence))}
 		}
 		// The evidence becomes part of the hashed payload, so it must be
-		// something every canonicalizer reads the same way.
-		if _, err := Canonical(c.Evidence); err != nil {
+		// something every canonicalizer reads the same way, and what is
+		// stored must mean what the caller sent.
+		if _, err := CanonicalEvidence(c.Evidence); err != nil {
 			detail := strings.TrimPrefix(err.Error(), ErrNotCanonicalizable.Error()+": ")
 			return &FieldError{Field: "evidence", Problem: "must be a JSON object (" + detail + ")"}
 		}
@@ -185,8 +271,10 @@ func checkText(field, v string, max int, multiline bool) error {
 // consent's current state cur, at time now (the ledger's clock). It returns
 // the event to append, complete but for ID and Hash, with PrevHash linked to
 // cur.Hash; or a *TransitionError when the table forbids the command; or a
-// *FieldError for what only now can tell: an expires_at not after the
-// occurred_at that defaults to now, or a ttl reaching past year 9999.
+// *FieldError for what only now can tell: an occurred_at more than
+// MaxFutureSkew after now or more than MaxBackdate before it, an expires_at
+// not after the occurred_at that defaults to now or more than
+// MaxGrantLifetime after it, or a ttl reaching past year 9999.
 //
 // A zero cur (State "") is treated as StateNone. All times of the event are
 // in UTC. Decide is pure: the same inputs give the same event.
@@ -203,6 +291,12 @@ func Decide(cur Consent, kind Kind, c Command, now time.Time) (Event, error) {
 	occurred := now
 	if c.OccurredAt != nil {
 		occurred = c.OccurredAt.UTC()
+		switch {
+		case occurred.After(now.Add(MaxFutureSkew)):
+			return Event{}, &FieldError{Field: "occurred_at", Problem: "must not be more than 5 minutes after the ledger's clock (" + now.Format(time.RFC3339) + ")"}
+		case occurred.Before(now.Add(-MaxBackdate)):
+			return Event{}, &FieldError{Field: "occurred_at", Problem: "must not be more than 3650 days (about 10 years) before the ledger's clock (" + now.Format(time.RFC3339) + ")"}
+		}
 	}
 	var expires *time.Time
 	switch {
@@ -210,6 +304,9 @@ func Decide(cur Consent, kind Kind, c Command, now time.Time) (Event, error) {
 		t := c.ExpiresAt.UTC()
 		if !t.After(occurred) {
 			return Event{}, &FieldError{Field: "expires_at", Problem: "must be after occurred_at (which defaults to now)"}
+		}
+		if t.Sub(occurred) > MaxGrantLifetime {
+			return Event{}, &FieldError{Field: "expires_at", Problem: "must be at most 100 years (876000h) after occurred_at (which defaults to now)"}
 		}
 		expires = &t
 	case c.TTL != "":

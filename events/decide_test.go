@@ -233,22 +233,56 @@ func TestDecideFillsTheEvent(t *testing.T) {
 func TestDecideFieldErrors(t *testing.T) {
 	past := t0.Add(-time.Second)
 	late := time.Date(9999, 12, 1, 0, 0, 0, 0, time.UTC)
+	future := t0.Add(MaxFutureSkew + time.Nanosecond)
+	longAgo := t0.Add(-MaxBackdate - time.Nanosecond)
+	year2099 := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
+	year1 := time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC)
+	tooLong := t0.Add(MaxGrantLifetime + time.Nanosecond)
 	tests := []struct {
 		name  string
 		cmd   Command
+		now   time.Time
 		field string
 	}{
-		{"expires_at before the default occurred_at", command(func(c *Command) { c.ExpiresAt = &past }), "expires_at"},
-		{"expires_at equal to the default occurred_at", command(func(c *Command) { c.ExpiresAt = &t0 }), "expires_at"},
-		{"ttl past year 9999", command(func(c *Command) { c.OccurredAt = &late; c.TTL = "8760h" }), "ttl"},
+		{"expires_at before the default occurred_at", command(func(c *Command) { c.ExpiresAt = &past }), t0, "expires_at"},
+		{"expires_at equal to the default occurred_at", command(func(c *Command) { c.ExpiresAt = &t0 }), t0, "expires_at"},
+		{"ttl past year 9999", command(func(c *Command) { c.TTL = "8760h" }), late, "ttl"},
+		{"occurred_at beyond the skew", command(func(c *Command) { c.OccurredAt = &future }), t0, "occurred_at"},
+		{"occurred_at in 2099", command(func(c *Command) { c.OccurredAt = &year2099 }), t0, "occurred_at"},
+		{"occurred_at beyond the backdating bound", command(func(c *Command) { c.OccurredAt = &longAgo }), t0, "occurred_at"},
+		{"occurred_at in year 0001", command(func(c *Command) { c.OccurredAt = &year1 }), t0, "occurred_at"},
+		{"expires_at over 100 years after occurred_at", command(func(c *Command) { c.ExpiresAt = &tooLong }), t0, "expires_at"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			require.NoError(t, tt.cmd.Validate(KindGrant))
-			_, err := Decide(NewConsent(testKey), KindGrant, tt.cmd, t0)
+			_, err := Decide(NewConsent(testKey), KindGrant, tt.cmd, tt.now)
 			assertFieldError(t, err, tt.field)
 		})
 	}
+}
+
+// TestDecideTimeBounds: occurred_at and expires_at at their bounds are
+// accepted, and an event recorded after it occurred by more than the skew
+// reads as backdated.
+func TestDecideTimeBounds(t *testing.T) {
+	ahead := t0.Add(MaxFutureSkew)
+	oldest := t0.Add(-MaxBackdate)
+	for _, occurred := range []time.Time{ahead, oldest, t0} {
+		expires := occurred.Add(MaxGrantLifetime)
+		c := command(func(c *Command) { c.OccurredAt = &occurred; c.ExpiresAt = &expires })
+		require.NoError(t, c.Validate(KindGrant))
+		ev, err := Decide(NewConsent(testKey), KindGrant, c, t0)
+		require.NoError(t, err, "occurred %s", occurred)
+		assert.Equal(t, occurred, ev.OccurredAt)
+		assert.Equal(t, occurred.Equal(oldest), ev.IsBackdated(), "occurred %s", occurred)
+	}
+	c := command(func(c *Command) { c.TTL = (MaxGrantLifetime + time.Hour).String() })
+	assertFieldError(t, c.Validate(KindGrant), "ttl")
+	c = command(func(c *Command) { c.TTL = MaxGrantLifetime.String() })
+	require.NoError(t, c.Validate(KindGrant))
+	_, err := Decide(NewConsent(testKey), KindGrant, c, t0)
+	require.NoError(t, err)
 }
 
 func TestEvolve(t *testing.T) {

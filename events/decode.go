@@ -22,11 +22,16 @@ import (
 func DecodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err == nil {
+	err := dec.Decode(v)
+	if err == nil {
 		// encoding/json matches names case-insensitively and keeps the
 		// last of duplicate members; refuse both so every reader of the
 		// payload sees the same event.
 		return checkMembers(data, jsonFields(reflect.TypeOf(v).Elem()), nil)
+	}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe // from a type's own UnmarshalJSON (Command's policy_version)
 	}
 	// The fast path failed: decode again, member by member, to name the
 	// field that is at fault.

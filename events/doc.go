@@ -8,5 +8,6 @@
 // (which indexes) and the audit replay (which verifies) can never disagree
 // about what a sequence of events means.
 //
-// The package imports only the standard library.
+// The package imports only the standard library and golang.org/x/text
+// (Unicode normalisation of subject ids).
 package events

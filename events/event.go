@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -68,7 +69,9 @@ func (e *Event) Key() Key { return Key{Tenant: e.Tenant, SubjectID: e.SubjectID,
 
 // Seal computes the event's hash over its canonical encoding (with PrevHash
 // already set), stores it in e.Hash and returns the canonical encoding of
-// the whole event, hash included: the bytes to publish.
+// the whole event, hash included: the bytes to publish. It also replaces
+// e.Evidence by its canonical form, so that e is the event as stored
+// (events.Decode of the bytes gives the same event).
 func (e *Event) Seal() ([]byte, error) {
 	if payload, ok := e.sealFast(); ok {
 		return payload, nil
@@ -80,6 +83,13 @@ func (e *Event) Seal() ([]byte, error) {
 // that sealFast is held to.
 func (e *Event) sealGeneral() ([]byte, error) {
 	e.Hash = ""
+	if len(e.Evidence) > 0 && utf8.Valid(e.Evidence) {
+		// As stored; evidence that cannot be canonicalized is left for
+		// the encoding below to refuse.
+		if evidence, err := canonicalMember(e.Evidence); err == nil {
+			e.Evidence = evidence
+		}
+	}
 	raw, err := json.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("encode event: %w", err)
@@ -225,18 +235,21 @@ func decodeEvent(payload []byte, text string) (*Event, hashMember, error) {
 		return nil, hash, &FieldError{Field: "occurred_at", Problem: "is required"}
 	case e.RecordedAt.IsZero():
 		return nil, hash, &FieldError{Field: "recorded_at", Problem: "is required"}
-	case e.PolicyVersion < 1:
-		return nil, hash, &FieldError{Field: "policy_version", Problem: "must be at least 1"}
+	case e.PolicyVersion < 1 || e.PolicyVersion > MaxPolicyVersion:
+		return nil, hash, CheckPolicyVersion("policy_version", e.PolicyVersion)
 	case e.Hash == "":
 		return nil, hash, &FieldError{Field: "hash", Problem: "is required"}
 	}
 	if err := e.Key().Validate(); err != nil {
 		return nil, hash, err
 	}
-	// A canonical payload's evidence is a canonical object already.
+	// A canonical payload's evidence is a canonical object already, no
+	// deeper than MaxEvidenceDepth (the payload is within
+	// MaxCanonicalDepth).
 	if len(e.Evidence) > 0 && !canonical {
-		if _, err := Canonical(e.Evidence); err != nil {
-			return nil, hash, &FieldError{Field: "evidence", Problem: "must be a JSON object"}
+		c := canonicalizer{data: e.Evidence, maxDepth: MaxEvidenceDepth}
+		if _, err := c.topObject(); err != nil {
+			return nil, hash, &FieldError{Field: "evidence", Problem: "must be a JSON object nested at most 63 levels deep"}
 		}
 	}
 	return e, hash, nil

@@ -560,8 +560,9 @@ func (e *Event) sealFast() ([]byte, bool) {
 	w.b = append(w.b, '{')
 	w.optString("actor", e.Actor)
 	w.optString("description", e.Description)
+	var evidence []byte
 	if len(e.Evidence) > 0 {
-		w.json("evidence", e.Evidence)
+		evidence = w.json("evidence", e.Evidence)
 	}
 	if e.ExpiresAt != nil {
 		w.time("expires_at", *e.ExpiresAt)
@@ -591,6 +592,9 @@ func (e *Event) sealFast() ([]byte, bool) {
 	// w.b is the canonical encoding without "hash": what the hash is of.
 	var sum [2 * sha256.Size]byte
 	e.Hash = string(appendSum(sum[:0], w.b, nil))
+	if evidence != nil {
+		e.Evidence = bytes.Clone(evidence) // as stored
+	}
 	out := make([]byte, 0, len(w.b)+len(`"hash":"",`)+len(e.Hash))
 	out = append(out, w.b[:split]...)
 	out = append(out, `"hash":"`...)
@@ -639,17 +643,35 @@ func (w *sealWriter) int(name string, n int) {
 }
 
 // json writes the canonical form of a JSON value, as Canonical writes it
-// for a member of the top-level object, failing where it fails.
-func (w *sealWriter) json(name string, value []byte) {
+// for a member of the top-level object, failing where it fails, and
+// returns what it wrote of the value (sharing w.b).
+func (w *sealWriter) json(name string, value []byte) []byte {
 	w.name(name)
-	c := canonicalizer{data: value, out: w.b}
+	start := len(w.b)
+	var err error
+	if w.b, err = appendCanonicalMember(w.b, value); err != nil {
+		w.failed = true
+	}
+	return w.b[start:]
+}
+
+// appendCanonicalMember appends the canonical form of a JSON value, as
+// Canonical writes it for a member of the top-level object (depth counted
+// from the top-level object), to dst.
+func appendCanonicalMember(dst, value []byte) ([]byte, error) {
+	c := canonicalizer{data: value, out: dst}
 	c.skipSpace()
 	err := c.value(1)
 	c.skipSpace()
-	w.b = c.out
-	if err != nil || c.pos != len(value) {
-		w.failed = true
+	if err == nil && c.pos != len(value) {
+		err = c.fail("trailing data after the value")
 	}
+	return c.out, err
+}
+
+// canonicalMember is appendCanonicalMember into a new slice.
+func canonicalMember(value []byte) ([]byte, error) {
+	return appendCanonicalMember(make([]byte, 0, len(value)), value)
 }
 
 // time writes t as Time.MarshalJSON does, failing where it fails.

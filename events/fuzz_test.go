@@ -259,7 +259,7 @@ func FuzzSeal(f *testing.F) {
 		if wantErr != nil {
 			t.Fatalf("sealFast took an event the general path refuses: %v", wantErr)
 		}
-		if string(got) != string(want) || fast.Hash != general.Hash {
+		if string(got) != string(want) || fast.Hash != general.Hash || string(fast.Evidence) != string(general.Evidence) {
 			t.Fatalf("sealFast differs:\n got %s (hash %s)\nwant %s (hash %s)", got, fast.Hash, want, general.Hash)
 		}
 	})

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // DefaultTenant is the tenant used when a request names none.
@@ -46,9 +48,13 @@ func ValidateName(field, v string) error {
 	return nil
 }
 
-// ValidateSubjectID checks a data subject id: valid UTF-8, 1 to 256 bytes, no
-// control characters. Dots, '*', '>', spaces and any other printable
-// character are legal, because the id never appears in a NATS subject.
+// ValidateSubjectID checks a stored data subject id against the rule every
+// event of schema v1 meets: valid UTF-8, 1 to 256 bytes, no control
+// characters. Dots, '*', '>', spaces and any other printable character are
+// legal, because the id never appears in a NATS subject. Decode holds
+// stored events to this rule only, so events written before subject ids
+// were normalised still read; what a caller sends is held to the stricter
+// NormalizeSubjectID. It returns a *FieldError naming "subject".
 func ValidateSubjectID(v string) error {
 	switch {
 	case v == "":
@@ -70,6 +76,94 @@ func hasControl(s string) bool {
 		}
 	}
 	return false
+}
+
+// NormalizeSubjectID returns the form of a data subject id the ledger
+// records and looks up: the id in Unicode Normalization Form C (NFC), so
+// that "café" typed with a precomposed é and with e plus a combining accent
+// is one person. Every endpoint that takes a subject id applies it (through
+// the Validate methods of the commands and queries), and the subject key is
+// computed from its result.
+//
+// It refuses, with a *FieldError naming "subject": an empty id; invalid
+// UTF-8; U+FFFD (the replacement character, which is what a JSON decoder
+// makes of invalid UTF-8 and of an escaped lone surrogate such as
+// "\ud800", so two different inputs could otherwise land on one person);
+// control characters (Unicode Cc) and line or paragraph separators (Zl,
+// Zp); format characters (Cf: zero-width space and joiners, bidi
+// embeddings, overrides and isolates, the BOM U+FEFF, the soft hyphen...),
+// which are invisible; leading or trailing white space (unicode.IsSpace,
+// U+3000 included), and so an id of white space only; and an id longer
+// than 256 bytes once normalised.
+//
+// Nothing else is changed: case is kept (Alice@Example.com and
+// alice@example.com are two people; pass a stable id such as an account
+// number, or lowercase e-mail addresses yourself), and compatibility forms
+// are kept apart (NFKC is not applied, so fullwidth "ａｌｉｃｅ" is not
+// "alice"); see the README's "Names and subjects". The reason: NFC only
+// joins strings Unicode defines as the same text (they render alike), so
+// it can never merge two people. Case folding and NFKC join strings that
+// differ (x² and x2, ﬁ and fi, the fullwidth forms), which the system that
+// owns the ids may keep apart; merging two people would let one person's
+// grant allow processing for the other, so that decision is left to the
+// caller, who knows its ids.
+func NormalizeSubjectID(v string) (string, error) {
+	if isPlainASCIIID(v) {
+		return v, nil // NFC already, and nothing to refuse
+	}
+	if !utf8.ValidString(v) {
+		return "", &FieldError{Field: "subject", Problem: "must be valid UTF-8"}
+	}
+	n := norm.NFC.String(v)
+	if err := checkSubjectRunes(n); err != nil {
+		return "", err
+	}
+	if len(n) > MaxSubjectIDLen {
+		return "", &FieldError{Field: "subject", Problem: fmt.Sprintf("must be at most %d bytes (in NFC), got %d", MaxSubjectIDLen, len(n))}
+	}
+	return n, nil
+}
+
+// isPlainASCIIID reports whether v is 1 to MaxSubjectIDLen bytes of
+// printable ASCII that neither starts nor ends with a space: an id
+// NormalizeSubjectID returns as it is.
+func isPlainASCIIID(v string) bool {
+	if v == "" || len(v) > MaxSubjectIDLen || v[0] == ' ' || v[len(v)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// checkSubjectRunes applies NormalizeSubjectID's refusals to the characters
+// of a valid UTF-8 id.
+func checkSubjectRunes(v string) error {
+	if strings.TrimFunc(v, unicode.IsSpace) == "" {
+		if v == "" {
+			return &FieldError{Field: "subject", Problem: "is required"}
+		}
+		return &FieldError{Field: "subject", Problem: "must not be white space only"}
+	}
+	first, _ := utf8.DecodeRuneInString(v)
+	last, _ := utf8.DecodeLastRuneInString(v)
+	if unicode.IsSpace(first) || unicode.IsSpace(last) {
+		return &FieldError{Field: "subject", Problem: "must not start or end with white space"}
+	}
+	for _, r := range v {
+		switch {
+		case r == utf8.RuneError:
+			return &FieldError{Field: "subject", Problem: "must not contain U+FFFD (invalid UTF-8 or an escaped lone surrogate)"}
+		case unicode.IsControl(r), unicode.In(r, unicode.Zl, unicode.Zp):
+			return &FieldError{Field: "subject", Problem: "must not contain control characters or line breaks"}
+		case unicode.Is(unicode.Cf, r):
+			return &FieldError{Field: "subject", Problem: fmt.Sprintf("must not contain format characters such as U+%04X (invisible: zero-width, bidi control, BOM, soft hyphen)", r)}
+		}
+	}
+	return nil
 }
 
 // SubjectKey returns the token that stands for a data subject inside NATS
@@ -103,7 +197,8 @@ type Key struct {
 
 // Validate checks all three parts, returning a *FieldError for the first
 // that is invalid. An empty tenant is not valid here; callers default it
-// first.
+// first. The subject id is held to the rule of stored events
+// (ValidateSubjectID); see Normalize for a key a caller sent.
 func (k Key) Validate() error {
 	if err := ValidateName("tenant", k.Tenant); err != nil {
 		return err
@@ -112,6 +207,23 @@ func (k Key) Validate() error {
 		return err
 	}
 	return ValidateName("purpose", k.Purpose)
+}
+
+// Normalize checks a key a caller sent and returns it with its subject id
+// normalised (NormalizeSubjectID): the key the ledger records and looks up.
+// It returns a *FieldError for the first invalid part, in the order tenant,
+// subject, purpose. An empty tenant is not valid here; callers default it
+// first.
+func (k Key) Normalize() (Key, error) {
+	if err := ValidateName("tenant", k.Tenant); err != nil {
+		return k, err
+	}
+	subject, err := NormalizeSubjectID(k.SubjectID)
+	if err != nil {
+		return k, err
+	}
+	k.SubjectID = subject
+	return k, ValidateName("purpose", k.Purpose)
 }
 
 // NATSSubject returns the subject this consent's events are published on:

@@ -115,8 +115,8 @@ func DecodePurposeEvent(payload []byte) (*PurposeEvent, error) {
 		return nil, &FieldError{Field: "occurred_at", Problem: "is required"}
 	case e.RecordedAt.IsZero():
 		return nil, &FieldError{Field: "recorded_at", Problem: "is required"}
-	case e.PolicyVersion < 1:
-		return nil, &FieldError{Field: "policy_version", Problem: "must be at least 1"}
+	case e.PolicyVersion < 1 || e.PolicyVersion > MaxPolicyVersion:
+		return nil, CheckPolicyVersion("policy_version", e.PolicyVersion)
 	case e.Hash == "":
 		return nil, &FieldError{Field: "hash", Problem: "is required"}
 	}
@@ -204,8 +204,9 @@ func (p *Purpose) ApplyDefaults(kind Kind, c *Command) {
 
 // PurposeCommand is the body of consent.v1.purpose.set. Absent fields keep
 // their current value: description and default_ttl when null or missing
-// (an empty string clears them), policy_version when 0 or missing (1 for a
-// purpose set for the first time).
+// (an empty string clears them), policy_version when missing (1 for a
+// purpose set for the first time; 0 in Go stands for missing, and an
+// explicit 0 on the wire is refused: see UnmarshalJSON).
 type PurposeCommand struct {
 	Tenant         string  `json:"tenant,omitempty"`
 	Purpose        string  `json:"purpose"`
@@ -222,14 +223,31 @@ func (c *PurposeCommand) Key() PurposeKey {
 	return PurposeKey{Tenant: OrDefaultTenant(c.Tenant), Purpose: c.Purpose}
 }
 
+// UnmarshalJSON decodes a purpose command as encoding/json does, but
+// refuses an explicit "policy_version" outside 1..MaxPolicyVersion with a
+// *FieldError (see Command.UnmarshalJSON).
+func (c *PurposeCommand) UnmarshalJSON(data []byte) error {
+	type plain PurposeCommand // without this method
+	aux := struct {
+		*plain
+		PolicyVersion *int `json:"policy_version"`
+	}{plain: (*plain)(c)}
+	if err := json.Unmarshal(data, &aux); err != nil {
+		return err
+	}
+	return setPolicyVersion(&c.PolicyVersion, "policy_version", aux.PolicyVersion)
+}
+
 // Validate checks every field, returning a *FieldError for the first
-// problem.
+// problem. policy_version is 0 (absent) or 1 to MaxPolicyVersion.
 func (c *PurposeCommand) Validate() error {
 	if err := c.Key().Validate(); err != nil {
 		return err
 	}
-	if c.PolicyVersion < 0 {
-		return &FieldError{Field: "policy_version", Problem: "must be at least 1"}
+	if c.PolicyVersion != 0 {
+		if err := CheckPolicyVersion("policy_version", c.PolicyVersion); err != nil {
+			return err
+		}
 	}
 	if c.Description != nil {
 		if err := checkText("description", *c.Description, MaxDescriptionLen, true); err != nil {

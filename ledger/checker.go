@@ -343,7 +343,11 @@ func (k *Checker) lookup(ctx context.Context, q StatusQuery) (events.Consent, in
 			return events.Consent{}, 0, false // the service decides
 		}
 	}
-	key := events.Key{Tenant: q.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose}
+	subject, err := events.NormalizeSubjectID(q.SubjectID)
+	if err != nil {
+		return events.Consent{}, 0, false // fill refuses it
+	}
+	key := events.Key{Tenant: q.Tenant, SubjectID: subject, Purpose: q.Purpose}
 	if key.Tenant == "" {
 		key.Tenant = events.DefaultTenant
 	}

@@ -84,6 +84,9 @@ func decodeStatusQueryFast(data []byte, text string, q *StatusQuery) bool {
 			bit = 16
 			var n uint64
 			n, ok = p.uint()
+			// Out of range (an explicit 0 included): the general path
+			// names the field.
+			ok = ok && n >= 1 && n <= events.MaxPolicyVersion
 			q.MinPolicyVersion = int(n)
 		default:
 			return false

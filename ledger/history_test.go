@@ -154,7 +154,7 @@ func TestSubjectIDsRoundTrip(t *testing.T) {
 		"*",
 		">",
 		"with space",
-		" leading and trailing ",
+		"inner  spaces",
 		"Zoë Ångström",
 		"名前",
 		"🙂 emoji",

@@ -1,6 +1,10 @@
 package ledger
 
-import "github.com/consentledger/consent/events"
+import (
+	"encoding/json"
+
+	"github.com/consentledger/consent/events"
+)
 
 // Request subjects of the consent service, version 1.
 const (
@@ -34,6 +38,9 @@ type Reply struct {
 }
 
 // StatusQuery is the body of consent.v1.status and consent.v1.check.
+// MinSeq is any uint64 (0 or absent: no wait). MinPolicyVersion is 0 in
+// Go for none; on the wire min_policy_version is absent or 1 to
+// events.MaxPolicyVersion (an explicit 0 is refused, see UnmarshalJSON).
 type StatusQuery struct {
 	Tenant           string `json:"tenant,omitempty"`
 	SubjectID        string `json:"subject"`
@@ -42,32 +49,62 @@ type StatusQuery struct {
 	MinPolicyVersion int    `json:"min_policy_version,omitempty"`
 }
 
+// UnmarshalJSON decodes a query as encoding/json does, but refuses an
+// explicit min_policy_version outside 1..events.MaxPolicyVersion (an
+// explicit 0 included) with a *events.FieldError.
+func (q *StatusQuery) UnmarshalJSON(data []byte) error {
+	type plain StatusQuery // without this method
+	aux := struct {
+		*plain
+		MinPolicyVersion *int `json:"min_policy_version"`
+	}{plain: (*plain)(q)}
+	if err := json.Unmarshal(data, &aux); err != nil {
+		return err
+	}
+	if v := aux.MinPolicyVersion; v != nil {
+		if err := events.CheckPolicyVersion("min_policy_version", *v); err != nil {
+			return err
+		}
+		q.MinPolicyVersion = *v
+	}
+	return nil
+}
+
 // Key returns the consent asked about, with the tenant defaulted.
 func (q *StatusQuery) Key() events.Key {
 	return events.Key{Tenant: events.OrDefaultTenant(q.Tenant), SubjectID: q.SubjectID, Purpose: q.Purpose}
 }
 
-// Validate returns a *events.FieldError for the first invalid field.
+// Validate returns a *events.FieldError for the first invalid field, and
+// normalises q.SubjectID in place (events.NormalizeSubjectID).
 func (q *StatusQuery) Validate() error {
-	if q.MinPolicyVersion < 0 {
-		return &events.FieldError{Field: "min_policy_version", Problem: "must not be negative"}
+	if q.MinPolicyVersion != 0 {
+		if err := events.CheckPolicyVersion("min_policy_version", q.MinPolicyVersion); err != nil {
+			return err
+		}
 	}
-	return q.Key().Validate()
+	k, err := q.Key().Normalize()
+	q.SubjectID = k.SubjectID
+	return err
 }
 
-// ListQuery is the body of consent.v1.list.
+// ListQuery is the body of consent.v1.list. MinSeq is any uint64 (0 or
+// absent: no wait).
 type ListQuery struct {
 	Tenant    string `json:"tenant,omitempty"`
 	SubjectID string `json:"subject"`
 	MinSeq    uint64 `json:"min_seq,omitempty"`
 }
 
-// Validate returns a *events.FieldError for the first invalid field.
+// Validate returns a *events.FieldError for the first invalid field, and
+// normalises q.SubjectID in place (events.NormalizeSubjectID).
 func (q *ListQuery) Validate() error {
 	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
 		return err
 	}
-	return events.ValidateSubjectID(q.SubjectID)
+	subject, err := events.NormalizeSubjectID(q.SubjectID)
+	q.SubjectID = subject
+	return err
 }
 
 // StatusList is the reply of consent.v1.list.
@@ -82,7 +119,8 @@ const (
 )
 
 // HistoryQuery is the body of consent.v1.history. Without a purpose it asks
-// for the person's events across all purposes.
+// for the person's events across all purposes. AfterSeq is any uint64;
+// Limit is 0 (DefaultHistoryLimit) to MaxHistoryLimit.
 type HistoryQuery struct {
 	Tenant    string `json:"tenant,omitempty"`
 	SubjectID string `json:"subject"`
@@ -91,14 +129,17 @@ type HistoryQuery struct {
 	Limit     int    `json:"limit,omitempty"`
 }
 
-// Validate returns a *events.FieldError for the first invalid field.
+// Validate returns a *events.FieldError for the first invalid field, and
+// normalises q.SubjectID in place (events.NormalizeSubjectID).
 func (q *HistoryQuery) Validate() error {
 	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
 		return err
 	}
-	if err := events.ValidateSubjectID(q.SubjectID); err != nil {
+	subject, err := events.NormalizeSubjectID(q.SubjectID)
+	if err != nil {
 		return err
 	}
+	q.SubjectID = subject
 	if q.Purpose != "" {
 		if err := events.ValidateName("purpose", q.Purpose); err != nil {
 			return err

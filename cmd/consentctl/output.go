@@ -56,9 +56,13 @@ func printHistory(w io.Writer, h ledger.History) {
 	_ = tw.Flush()
 }
 
-// details is what else an event says, in one cell.
+// details is what else an event says, in one cell. An event recorded
+// well after it occurred (a paper form entered later) says so first.
 func details(ev *events.Event) string {
 	var parts []string
+	if ev.IsBackdated() {
+		parts = append(parts, "backdated, recorded "+formatTime(&ev.RecordedAt))
+	}
 	if ev.Description != "" {
 		parts = append(parts, "description: "+oneLine(ev.Description))
 	}

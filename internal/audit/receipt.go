@@ -25,8 +25,13 @@ func (q *ReceiptQuery) Key() events.Key {
 	return events.Key{Tenant: events.OrDefaultTenant(q.Tenant), SubjectID: q.SubjectID, Purpose: q.Purpose}
 }
 
-// Validate returns a *events.FieldError for the first invalid field.
-func (q *ReceiptQuery) Validate() error { return q.Key().Validate() }
+// Validate returns a *events.FieldError for the first invalid field, and
+// normalises q.SubjectID in place (events.NormalizeSubjectID).
+func (q *ReceiptQuery) Validate() error {
+	k, err := q.Key().Normalize()
+	q.SubjectID = k.SubjectID
+	return err
+}
 
 // Receipt is a record, for the person, of one consent: where it stands
 // and every event that led there, each with its stream sequence, hash and

@@ -34,11 +34,14 @@ func (q *StatusAtQuery) Key() events.Key {
 	return events.Key{Tenant: events.OrDefaultTenant(q.Tenant), SubjectID: q.SubjectID, Purpose: q.Purpose}
 }
 
-// Validate returns a *events.FieldError for the first invalid field.
+// Validate returns a *events.FieldError for the first invalid field, and
+// normalises q.SubjectID in place (events.NormalizeSubjectID).
 func (q *StatusAtQuery) Validate() error {
-	if err := q.Key().Validate(); err != nil {
+	k, err := q.Key().Normalize()
+	if err != nil {
 		return err
 	}
+	q.SubjectID = k.SubjectID
 	if q.At.IsZero() {
 		return &events.FieldError{Field: "at", Problem: "is required: the time to answer for (RFC 3339)"}
 	}

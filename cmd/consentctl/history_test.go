@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/ledger"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestHistoryShowsBackdatedEvents: an event recorded more than the
+// allowed clock skew after it occurred (a paper form entered later) says
+// so in the DETAILS column, with its recorded time.
+func TestHistoryShowsBackdatedEvents(t *testing.T) {
+	recorded := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	onTime := &events.Event{Type: events.TypeGranted, Purpose: "p", PolicyVersion: 1,
+		OccurredAt: recorded.Add(-events.MaxFutureSkew), RecordedAt: recorded}
+	paper := &events.Event{Type: events.TypeGranted, Purpose: "p", PolicyVersion: 1,
+		OccurredAt: recorded.AddDate(0, -2, 0), RecordedAt: recorded}
+	var out bytes.Buffer
+	printHistory(&out, ledger.History{Events: []ledger.Record{{Seq: 1, Event: onTime}, {Seq: 2, Event: paper}}})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 3, out.String())
+	assert.Regexp(t, `^1\s+2026-03-01T11:55:00Z\s+p\s+granted\s+1\s+-\s+-$`, lines[1])
+	assert.Regexp(t, `^2\s+2026-01-01T12:00:00Z\s+p\s+granted\s+1\s+-\s+backdated, recorded 2026-03-01T12:00:00Z$`, lines[2])
+}
+
+func TestHistoryShowsBackdatedEventsEndToEnd(t *testing.T) {
+	url := startConsentd(t)
+	occurred := time.Now().UTC().AddDate(0, 0, -3).Truncate(time.Second)
+	code, _, errOut := ctl(t, url, "grant", "bob", "newsletter", "--occurred-at", occurred.Format(time.RFC3339))
+	require.Equal(t, exitOK, code, errOut)
+	code, out, errOut := ctl(t, url, "history", "bob")
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, occurred.Format(time.RFC3339)+" ")
+	assert.Regexp(t, `granted\s+1\s+-\s+backdated, recorded \S+Z\n`, out)
+
+	code, _, errOut = ctl(t, url, "grant", "bob", "newsletter", "--occurred-at", time.Now().UTC().AddDate(1, 0, 0).Format(time.RFC3339))
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "occurred_at: must not be more than 5 minutes after the ledger's clock")
+}
