@@ -104,6 +104,10 @@ func WireError(err error) *Error {
 		return &Error{Code: 409, Description: te.Error()}
 	case errors.Is(err, ErrSeqMismatch), errors.Is(err, ErrContention), errors.Is(err, events.ErrForbidden):
 		return &Error{Code: 409, Description: err.Error()}
+	case errors.Is(err, ErrUnsafeStream):
+		// A StreamGuard refuses writes: the stream's configuration
+		// changed under the ledger (see WritesRefusedError).
+		return &Error{Code: 503, Description: err.Error()}
 	case errors.Is(err, events.ErrStale):
 		return &Error{Code: 503, Description: "index has not reached min_seq in time; retry later"}
 	case errors.Is(err, events.ErrNotReady), errors.Is(err, context.DeadlineExceeded):
