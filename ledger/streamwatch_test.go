@@ -198,6 +198,9 @@ func TestStreamGuardRefusesWritesWhileEventsCanBeDropped(t *testing.T) {
 		State: events.StateGranted, PolicyVersion: 1, ExpiresAt: &expired, Seq: 4, EventID: "e4"})
 	require.ErrorIs(t, err, ledger.ErrUnsafeStream)
 	assert.Contains(t, err.Error(), setting)
+	// An expirer does not even ask its source what is due (it has none here).
+	_, err = ledger.NewExpirer(e.ledger, nil, ledger.ExpirerOptions{}).Sweep(ctx)
+	require.ErrorIs(t, err, ledger.ErrUnsafeStream)
 	stream, err := e.admin.Stream(ctx, ledger.DefaultStream)
 	require.NoError(t, err)
 	state := stream.CachedInfo().State
