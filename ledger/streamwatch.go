@@ -21,11 +21,13 @@ const DefaultStreamCheckInterval = 10 * time.Second
 
 // Subjects of the JetStream advisories a StreamGuard listens to, followed
 // by the stream's name. The server publishes them in the account of the
-// stream when its configuration is updated or it is deleted
-// (nats-server's JSAdvisoryStreamUpdatedPre and JSAdvisoryStreamDeletedPre).
+// stream when its configuration is updated, it is deleted, or it is
+// created (or restored) again (nats-server's JSAdvisoryStreamUpdatedPre,
+// JSAdvisoryStreamDeletedPre and JSAdvisoryStreamCreatedPre).
 const (
 	AdvisoryStreamUpdated = "$JS.EVENT.ADVISORY.STREAM.UPDATED."
 	AdvisoryStreamDeleted = "$JS.EVENT.ADVISORY.STREAM.DELETED."
+	AdvisoryStreamCreated = "$JS.EVENT.ADVISORY.STREAM.CREATED."
 )
 
 // StreamGuardOptions configures a StreamGuard. The zero value is ready to
@@ -46,7 +48,7 @@ type StreamGuardOptions struct {
 // EnsureStream accepted at start can be changed, the stream sealed or
 // deleted, through the JetStream API. Run reads the stream's configuration
 // every Interval and whenever JetStream advises that the stream was
-// updated or deleted, and judges it with CheckStreamConfig, the check
+// updated, deleted or created, and judges it with CheckStreamConfig, the check
 // EnsureStream makes at start.
 //
 // While the stream is unsafe (an unsafe setting, sealed, deleted), Err
@@ -229,7 +231,7 @@ func (g *StreamGuard) settle(problems []string) {
 }
 
 // Run checks the stream at once, then every Interval and soon after each
-// advisory that it was updated or deleted, until ctx ends; then it returns
+// advisory that it was updated, deleted or created, until ctx ends; then it returns
 // nil. When it cannot subscribe to the advisories (no permission, a closed
 // connection) it says so in the log and checks every Interval only.
 // Failed checks are logged once per run of failures, and shown in Health.
@@ -252,8 +254,8 @@ func (g *StreamGuard) Run(ctx context.Context) error {
 	}
 }
 
-// subscribe makes every advisory that the stream was updated or deleted
-// put a token in kick, and returns what undoes it. The subscriptions are
+// subscribe makes every advisory that the stream was updated, deleted or
+// created put a token in kick, and returns what undoes it. The subscriptions are
 // in place on the server when it returns, so that no change after the
 // first check goes unnoticed.
 func (g *StreamGuard) subscribe(kick chan struct{}) (unsubscribe func()) {
@@ -264,7 +266,7 @@ func (g *StreamGuard) subscribe(kick chan struct{}) (unsubscribe func()) {
 			_ = sub.Unsubscribe()
 		}
 	}
-	for _, prefix := range []string{AdvisoryStreamUpdated, AdvisoryStreamDeleted} {
+	for _, prefix := range []string{AdvisoryStreamUpdated, AdvisoryStreamDeleted, AdvisoryStreamCreated} {
 		sub, err := nc.Subscribe(prefix+g.name, func(*nats.Msg) {
 			select {
 			case kick <- struct{}{}:
