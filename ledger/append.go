@@ -47,7 +47,8 @@ import (
 //
 // Errors: a *events.FieldError (400) for invalid input, before anything is
 // read or written; a *WritesRefusedError (503) while Options.Guard finds
-// the stream unsafe, also before anything is read; a *events.TransitionError (matching events.ErrForbidden,
+// the stream unsafe, also before anything is read;
+// a *events.TransitionError (matching events.ErrForbidden,
 // 409) when the table forbids the command (on a replicated stream, whose
 // tip reads any replica may answer, only once the stream leader confirms
 // the tip it was decided on); context and JetStream errors as

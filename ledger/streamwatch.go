@@ -36,7 +36,8 @@ type StreamGuardOptions struct {
 	Stream string // default DefaultStream
 	// Interval is how often Run reads the stream's configuration, whatever
 	// the advisories say (an advisory can be missed: a reconnect, an
-	// account that does not see them); default DefaultStreamCheckInterval.
+	// account that does not see them); default (0 or less)
+	// DefaultStreamCheckInterval.
 	Interval time.Duration
 	// Logger gets one line per change of verdict (error level when the
 	// stream becomes unsafe) and the failures to check; default
@@ -88,10 +89,13 @@ type StreamGuard struct {
 // NewStreamGuard returns a guard of the stream opts.Stream, read through js.
 // It checks nothing until Check or Run.
 func NewStreamGuard(js jetstream.JetStream, opts StreamGuardOptions) *StreamGuard {
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultStreamCheckInterval
+	}
 	return &StreamGuard{
 		js:         js,
 		name:       cmp.Or(opts.Stream, DefaultStream),
-		interval:   cmp.Or(opts.Interval, DefaultStreamCheckInterval),
+		interval:   opts.Interval,
 		log:        cmp.Or(opts.Logger, slog.Default()),
 		advisories: true,
 	}

@@ -314,3 +314,38 @@ func TestWireErrorOfRefusedWritesIs503(t *testing.T) {
 	assert.Equal(t, 503, we.Code)
 	assert.Equal(t, "stream CONSENT is unsafe for the audit trail: is sealed (sealed is true): no event can be appended; writes are refused until an operator restores it", we.Description)
 }
+
+// TestStreamGuardOnACluster: on a three-node cluster the advisories reach
+// a guard connected to another node than the client that changes the
+// stream (its check interval of an hour leaves them the only way to know).
+func TestStreamGuardOnACluster(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	ctx := t.Context()
+	guardJS := natstest.JetStream(t, natstest.Connect(t, c.Node(0)))
+	_, err := ledger.EnsureStream(ctx, guardJS, ledger.StreamOptions{Replicas: 3})
+	require.NoError(t, err)
+	guard := ledger.NewStreamGuard(guardJS, ledger.StreamGuardOptions{Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = guard.Run(runCtx)
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	require.Eventually(t, func() bool { return !guard.Health().CheckedAt.IsZero() }, 10*time.Second, 2*time.Millisecond)
+	require.NoError(t, guard.Err())
+
+	admin := natstest.JetStream(t, natstest.Connect(t, c.Node(2)))
+	cfg := ledger.StreamOptions{Replicas: 3}.Config()
+	cfg.MaxMsgsPerSubject, cfg.Discard = 1, jetstream.DiscardOld
+	_, err = admin.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return errors.Is(guard.Err(), ledger.ErrUnsafeStream) }, 10*time.Second, 2*time.Millisecond)
+	assert.Contains(t, guard.Err().Error(), "max_msgs_per_subject is 1")
+
+	require.NoError(t, admin.DeleteStream(ctx, ledger.DefaultStream))
+	require.Eventually(t, func() bool {
+		err := guard.Err()
+		return err != nil && strings.Contains(err.Error(), "does not exist")
+	}, 10*time.Second, 2*time.Millisecond)
+}

@@ -126,9 +126,9 @@ func (c *Checkpointer) window(t time.Time) int64 { return t.UnixNano() / int64(c
 
 // Once makes this window's checkpoint unless it exists already or the
 // stream has nothing new since the last one. It returns an error when
-// Writable refuses, when the stream cannot be read, has a gap (the chain cannot be computed), or the
-// publish fails for another reason than losing the race to another
-// instance.
+// Writable refuses, when the stream cannot be read, has a gap (the chain
+// cannot be computed), or the publish fails for another reason than
+// losing the race to another instance.
 func (c *Checkpointer) Once(ctx context.Context) (CheckpointResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
