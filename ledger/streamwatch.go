@@ -49,10 +49,13 @@ type StreamGuardOptions struct {
 // EnsureStream accepted at start can be changed, the stream sealed or
 // deleted, through the JetStream API. Run reads the stream's configuration
 // every Interval and whenever JetStream advises that the stream was
-// updated, deleted or created, and judges it with CheckStreamConfig, the check
-// EnsureStream makes at start.
+// updated, deleted or created, and judges it with CheckStreamConfig, the
+// check EnsureStream makes at start. It also refuses a stream that was
+// replaced (created again under its name: another creation time) or whose
+// last sequence went back (restored from an older backup).
 //
-// While the stream is unsafe (an unsafe setting, sealed, deleted), Err
+// While the stream is unsafe (an unsafe setting, sealed, deleted,
+// replaced), Err
 // returns a *WritesRefusedError, and every write of a Ledger given the
 // guard (Options.Guard) fails with it at once: commands, purpose changes,
 // expiries. Once the configuration is safe again, writes resume. Reads go
@@ -84,6 +87,8 @@ type StreamGuard struct {
 	problems  []string   // the last verdict: nil when safe
 	checkedAt time.Time  // of the last check that read the stream
 	checkErr  string     // the last check's failure, "" when it read the stream
+	created   time.Time  // creation time of the stream first read: its identity
+	lastSeq   uint64     // the highest last sequence read from it
 }
 
 // NewStreamGuard returns a guard of the stream opts.Stream, read through js.
@@ -186,9 +191,33 @@ func (g *StreamGuard) Check(ctx context.Context) error {
 		g.failed(err)
 		return fmt.Errorf("check stream %s: %w", g.name, err)
 	default:
-		problems = CheckStreamConfig(stream.CachedInfo().Config)
+		info := stream.CachedInfo()
+		problems = append(CheckStreamConfig(info.Config), g.continuity(info)...)
 	}
 	g.settle(problems)
+	return nil
+}
+
+// continuity returns a problem when the stream is not the one the guard
+// first read (deleted and created again: another creation time) or holds
+// fewer messages at its end than it did (restored from an older backup),
+// and otherwise remembers its last sequence. With deletes and purges
+// denied, neither happens to a stream left alone; a restore from a backup
+// keeps the creation time.
+func (g *StreamGuard) continuity(info *jetstream.StreamInfo) []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.created.IsZero() {
+		g.created = info.Created
+	}
+	switch {
+	case !info.Created.Equal(g.created):
+		return []string{fmt.Sprintf("was replaced (created at %s; the stream the ledger started on was created at %s): its history is not the one the ledger and its index hold",
+			info.Created.UTC().Format(time.RFC3339Nano), g.created.UTC().Format(time.RFC3339Nano))}
+	case info.State.LastSeq < g.lastSeq:
+		return []string{fmt.Sprintf("lost its last messages (last sequence is %d, was %d): acknowledged events are gone", info.State.LastSeq, g.lastSeq)}
+	}
+	g.lastSeq = info.State.LastSeq
 	return nil
 }
 

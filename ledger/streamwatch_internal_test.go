@@ -47,3 +47,20 @@ func TestStreamGuardPeriodicCheckAloneCatchesAChange(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return guard.Err() == nil }, 10*time.Second, 2*time.Millisecond)
 }
+
+// TestStreamGuardContinuity: a stream created again under the name, or
+// whose last sequence went back, is refused; one that grew is not.
+func TestStreamGuardContinuity(t *testing.T) {
+	g := NewStreamGuard(nil, StreamGuardOptions{})
+	created := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
+	info := func(created time.Time, last uint64) *jetstream.StreamInfo {
+		return &jetstream.StreamInfo{Created: created, State: jetstream.StreamState{LastSeq: last}}
+	}
+	assert.Empty(t, g.continuity(info(created, 40)))
+	assert.Empty(t, g.continuity(info(created, 41)), "a stream that grew")
+	assert.Equal(t, []string{"lost its last messages (last sequence is 12, was 41): acknowledged events are gone"},
+		g.continuity(info(created, 12)), "restored from an older backup")
+	assert.Empty(t, g.continuity(info(created, 41)), "restored from a backup that holds everything")
+	assert.Equal(t, []string{"was replaced (created at 2026-12-06T08:00:00Z; the stream the ledger started on was created at 2026-12-06T07:00:00Z): its history is not the one the ledger and its index hold"},
+		g.continuity(info(created.Add(time.Hour), 41)))
+}

@@ -260,15 +260,18 @@ func TestStreamGuardRefusesWritesOnceTheStreamIsDeleted(t *testing.T) {
 	e.requireHealth(t, false, problem)
 	assert.Len(t, e.logs.lines("level=ERROR", problem), 1)
 
-	// A stream of that name with a safe configuration exists again (the
-	// guard judges the configuration; docs/operations.md says to restore
-	// a backup rather than create it empty): writes resume, told by the
-	// created advisory.
+	// Created again, empty, with a safe configuration: it is not the
+	// stream the ledger wrote alice's grant to, so writes stay refused
+	// (the created advisory tells the guard at once).
 	_, err = ledger.EnsureStream(ctx, e.admin, ledger.StreamOptions{})
 	require.NoError(t, err)
-	e.waitAllowed(t)
-	_, err = e.client.Grant(ctx, events.Command{SubjectID: "carol", Purpose: "newsletter"})
-	require.NoError(t, err)
+	const replaced = "was replaced (created at "
+	require.Eventually(t, func() bool {
+		err := e.guard.Err()
+		return err != nil && strings.Contains(err.Error(), replaced)
+	}, 10*time.Second, 2*time.Millisecond)
+	e.requireRefused(t, replaced)
+	assert.Len(t, e.logs.lines("level=ERROR", replaced), 1)
 }
 
 // TestStreamGuardKeepsItsVerdictWhenItCannotCheck: a check that gets no
