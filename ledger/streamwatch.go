@@ -174,8 +174,8 @@ func (g *StreamGuard) Health() StreamHealth {
 }
 
 // Check reads the stream's configuration once and settles the verdict:
-// writes are refused when the stream is unsafe or does not exist, allowed
-// when it is safe. It returns the error of a read that gave no answer,
+// writes are refused when the stream is unsafe, does not exist or was
+// replaced (see StreamGuard), allowed when it is safe. It returns the error of a read that gave no answer,
 // after which the verdict is unchanged.
 func (g *StreamGuard) Check(ctx context.Context) error {
 	g.checking.Lock()
