@@ -267,7 +267,8 @@ func (g *StreamGuard) settle(problems []string) {
 // advisory that it was updated, deleted or created, until ctx ends; then it returns
 // nil. When it cannot subscribe to the advisories (no permission, a closed
 // connection) it says so in the log and checks every Interval only.
-// Failed checks are logged once per run of failures, and shown in Health.
+// Failed checks are logged once per run of failures, shown in Health, and
+// made again after a second; so is a check an advisory asked for.
 func (g *StreamGuard) Run(ctx context.Context) error {
 	kick := make(chan struct{}, 1)
 	if g.advisories {
@@ -276,16 +277,31 @@ func (g *StreamGuard) Run(ctx context.Context) error {
 	}
 	ticker := time.NewTicker(g.interval)
 	defer ticker.Stop()
+	advised := false
 	for {
-		_ = g.Check(ctx) // logged and shown in Health
+		// A check that got no answer (logged and shown in Health), or that
+		// an advisory asked for, is made again soon: the advisory will not
+		// come again, and on a cluster the server that answers may not
+		// have applied the change yet (a stream being deleted).
+		var again <-chan time.Time
+		if err := g.Check(ctx); err != nil || advised {
+			again = time.After(min(g.interval, streamCheckAgain))
+		}
+		advised = false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
 		case <-kick:
+			advised = true
+		case <-again:
 		}
 	}
 }
+
+// streamCheckAgain is how soon Run checks again after a check that got no
+// answer or that an advisory asked for, unless Interval is shorter.
+const streamCheckAgain = time.Second
 
 // subscribe makes every advisory that the stream was updated, deleted or
 // created put a token in kick, and returns what undoes it. The subscriptions are

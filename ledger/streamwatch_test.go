@@ -327,7 +327,7 @@ func TestStreamGuardOnACluster(t *testing.T) {
 	guardJS := natstest.JetStream(t, natstest.Connect(t, c.Node(0)))
 	_, err := ledger.EnsureStream(ctx, guardJS, ledger.StreamOptions{Replicas: 3})
 	require.NoError(t, err)
-	guard := ledger.NewStreamGuard(guardJS, ledger.StreamGuardOptions{Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	guard := ledger.NewStreamGuard(guardJS, ledger.StreamGuardOptions{Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
