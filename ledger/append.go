@@ -45,7 +45,9 @@ import (
 // its expected_seq is stale.
 //
 // Errors: a *events.FieldError (400) for invalid input, before anything is
-// read or written; a *events.TransitionError (matching events.ErrForbidden,
+// read or written; a *WritesRefusedError (503) while Options.Guard finds
+// the stream unsafe, also before anything is read;
+// a *events.TransitionError (matching events.ErrForbidden,
 // 409) when the table forbids the command (on a replicated stream, whose
 // tip reads any replica may answer, only once the stream leader confirms
 // the tip it was decided on); context and JetStream errors as
@@ -53,6 +55,9 @@ import (
 // message, stored whole or not at all.
 func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Command) (Reply, error) {
 	if err := cmd.Validate(kind); err != nil {
+		return Reply{}, err
+	}
+	if err := l.guard.Err(); err != nil {
 		return Reply{}, err
 	}
 	key := cmd.Key()

@@ -95,6 +95,7 @@ func WireError(err error) *Error {
 	var we *Error
 	var fe *events.FieldError
 	var te *events.TransitionError
+	var wr *WritesRefusedError
 	switch {
 	case errors.As(err, &we):
 		return we
@@ -104,6 +105,10 @@ func WireError(err error) *Error {
 		return &Error{Code: 409, Description: te.Error()}
 	case errors.Is(err, ErrSeqMismatch), errors.Is(err, ErrContention), errors.Is(err, events.ErrForbidden):
 		return &Error{Code: 409, Description: err.Error()}
+	case errors.As(err, &wr):
+		// A StreamGuard refuses writes: the stream's configuration
+		// changed under the ledger.
+		return &Error{Code: 503, Description: wr.Error()}
 	case errors.Is(err, events.ErrStale):
 		return &Error{Code: 503, Description: "index has not reached min_seq in time; retry later"}
 	case errors.Is(err, events.ErrNotReady), errors.Is(err, context.DeadlineExceeded):

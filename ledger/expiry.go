@@ -39,12 +39,16 @@ var ErrExpiryLost = errors.New("consent changed since the grant: expiry not appe
 // the stream's duplicate window.
 //
 // Errors: a *events.TransitionError when c is not a grant that has expired
-// by now; an error matching ErrExpiryLost when the consent's last event is
+// by now; a *WritesRefusedError while Options.Guard finds the stream
+// unsafe; an error matching ErrExpiryLost when the consent's last event is
 // not the grant any more; context and JetStream errors as they come.
 func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
 	now := l.now().UTC()
 	ev, err := events.DecideExpiry(c, now)
 	if err != nil {
+		return Reply{}, err
+	}
+	if err := l.guard.Err(); err != nil {
 		return Reply{}, err
 	}
 	key := c.Key()
@@ -166,8 +170,12 @@ func (e *Expirer) Stats() ExpiryStats {
 // now when more were due than one sweep takes), having waited until the
 // index applied the events it appended, so that the next sweep does not
 // see those grants again. It returns an error matching events.ErrNotReady
-// while the index cannot answer, and ctx's error when it ends.
+// while the index cannot answer, the ledger's *WritesRefusedError while its
+// guard refuses writes, and ctx's error when it ends.
 func (e *Expirer) Sweep(ctx context.Context) (next time.Time, err error) {
+	if err := e.ledger.guard.Err(); err != nil {
+		return time.Time{}, err // the guard has logged it
+	}
 	now := e.opts.Now()
 	due, next, err := e.source.DueGrants(ctx, now, e.opts.Batch)
 	if err != nil {
@@ -236,7 +244,7 @@ func (e *Expirer) Run(ctx context.Context) error {
 		}
 		wait := e.opts.Interval
 		if err != nil {
-			if !errors.Is(err, events.ErrNotReady) {
+			if !errors.Is(err, events.ErrNotReady) && !errors.Is(err, ErrUnsafeStream) {
 				e.opts.Logger.Warn("expirer: sweep failed", "error", err)
 			}
 		} else if !next.IsZero() {

@@ -370,8 +370,12 @@ func batchMsg(msg *nats.Msg, id string, seq int, commit bool) *nats.Msg {
 }
 
 // publishMsg publishes one event's message, through the group committer
-// when there is one.
+// when there is one. While the Ledger's guard refuses writes it publishes
+// nothing and returns the guard's error.
 func (l *Ledger) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) (*jetstream.PubAck, error) {
+	if err := l.guard.Err(); err != nil {
+		return nil, err
+	}
 	if l.group != nil {
 		return l.group.publish(ctx, msg, msgID)
 	}

@@ -39,6 +39,11 @@ type Options struct {
 	// append reads the stream as without Tips. Appends with an idempotency
 	// key always read the stream (they look for the key in the history).
 	Tips Tips
+	// Guard, when set, refuses every write while it finds the stream
+	// unsafe (see StreamGuard): Append, SetPurpose and Expire then fail at
+	// once with its *WritesRefusedError. Nil checks the stream at start
+	// only (EnsureStream).
+	Guard *StreamGuard
 }
 
 // DefaultPublishAttemptTimeout is the default Options.PublishAttemptTimeout:
@@ -66,6 +71,7 @@ type Ledger struct {
 	retryPublish   bool
 	tips           Tips     // nil: every append reads the stream first
 	own            *ownTips // the states this Ledger's appends left, with tips
+	guard          *StreamGuard
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
@@ -79,6 +85,7 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 		now:        opts.Now,
 		batchBytes: batchBytes,
 		tips:       opts.Tips,
+		guard:      opts.Guard,
 	}
 	if l.tips != nil {
 		l.own = new(ownTips)

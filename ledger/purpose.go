@@ -77,7 +77,8 @@ type PurposeReply struct {
 // first event with Duplicate set; cmd.ExpectedSeq, when set, must be the
 // purpose's last sequence, 0 for a purpose never set).
 //
-// Errors: a *events.FieldError for invalid input; a
+// Errors: a *events.FieldError for invalid input; a *WritesRefusedError
+// (503) while Options.Guard finds the stream unsafe; a
 // *events.PolicyDowngradeError (409) for a lower policy version than the
 // current one; a *SeqMismatchError (409) for a stale expected_seq; an
 // error matching ErrContention (409) after MaxRetries conflicts; an error
@@ -85,6 +86,9 @@ type PurposeReply struct {
 // decode; context and JetStream errors as they come.
 func (l *Ledger) SetPurpose(ctx context.Context, cmd events.PurposeCommand) (PurposeReply, error) {
 	if err := cmd.Validate(); err != nil {
+		return PurposeReply{}, err
+	}
+	if err := l.guard.Err(); err != nil {
 		return PurposeReply{}, err
 	}
 	key := cmd.Key()

@@ -667,6 +667,10 @@ type endpointData struct {
 	LastAsyncError string `json:"last_async_error,omitempty"`
 	InFlight       int64  `json:"in_flight"`
 	Index          any    `json:"index,omitempty"`
+	// Stream is the ledger's StreamGuard verdict, on every endpoint, when
+	// the ledger has a guard: lookups still answer from the index while
+	// writes are refused, and this says why.
+	Stream *StreamHealth `json:"stream,omitempty"`
 }
 
 func (s *Service) endpointData(subj string) any {
@@ -683,6 +687,10 @@ func (s *Service) endpointData(subj string) any {
 		if s.cfg.Health != nil {
 			d.Index = s.cfg.Health()
 		}
+	}
+	if g := s.ledger.guard; g != nil {
+		h := g.Health()
+		d.Stream = &h
 	}
 	return d
 }

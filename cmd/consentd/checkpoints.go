@@ -17,6 +17,7 @@ func (m *Main) startCheckpointer(js jetstream.JetStream, signer *audit.Signer) e
 		Signer:   signer,
 		Interval: m.Config.CheckpointInterval,
 		Logger:   m.log.With("component", "checkpointer"),
+		Writable: m.guard.Err,
 	})
 	if err != nil {
 		return err

@@ -63,6 +63,8 @@ func TestParseFlagsReadsFlagsAndEnvironment(t *testing.T) {
 			func(t *testing.T, cfg Config) { assert.Equal(t, 250*time.Millisecond, cfg.ExpiryInterval) }},
 		{"expiry interval by variable", nil, []string{"CONSENTD_EXPIRY_INTERVAL=5s"},
 			func(t *testing.T, cfg Config) { assert.Equal(t, 5*time.Second, cfg.ExpiryInterval) }},
+		{"stream check interval", []string{"--stream-check-interval", "2s"}, nil,
+			func(t *testing.T, cfg Config) { assert.Equal(t, 2*time.Second, cfg.StreamCheckInterval) }},
 		{"group commit off by variable", nil, []string{"CONSENTD_GROUP_COMMIT=false"},
 			func(t *testing.T, cfg Config) { assert.False(t, cfg.GroupCommit) }},
 		{"a flag wins over its variable", []string{"--data-dir", "/from-flag"}, []string{"CONSENTD_DATA_DIR=/from-env"},
@@ -107,6 +109,7 @@ func TestParseFlagsRefusesWhatItWouldOtherwiseIgnore(t *testing.T) {
 		{"cert without key", []string{"--nats-url", "nats://x", "--nats-tls-cert", "c.pem"}, nil, "--nats-tls-cert and --nats-tls-key"},
 		{"zero min-seq timeout", []string{"--min-seq-timeout", "0s"}, nil, "--min-seq-timeout"},
 		{"expiry interval too short", nil, []string{"CONSENTD_EXPIRY_INTERVAL=1ms"}, "--expiry-interval 1ms: must be at least 10ms"},
+		{"stream check interval too short", nil, []string{"CONSENTD_STREAM_CHECK_INTERVAL=1ms"}, "--stream-check-interval 1ms: must be at least 10ms"},
 		{"stream with a dot", []string{"--stream", "CONSENT.V1"}, nil, `--stream "CONSENT.V1"`},
 	}
 	for _, tt := range tests {

@@ -82,7 +82,11 @@ type Main struct {
 	projector *projector.Projector
 	service   *ledger.Service
 	expirer   *ledger.Expirer
+	guard     *ledger.StreamGuard
 	url       string
+
+	stopGuard context.CancelFunc
+	guardDone chan struct{}
 
 	stopCheckpointer context.CancelFunc
 	checkpointerDone chan struct{}
@@ -210,7 +214,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// The index tells appends a consent's last state without a read of the
 	// stream; the stream's sequence check catches a stale answer.
-	ledgerOpts := ledger.Options{Tips: m.index}
+	// The guard refuses every write while the stream is unsafe.
+	m.startGuard(js)
+	ledgerOpts := ledger.Options{Tips: m.index, Guard: m.guard}
 	if cfg.Embedded() && cfg.Sync == SyncAlways && cfg.GroupCommit {
 		ledgerOpts.GroupCommit = &ledger.GroupCommit{}
 	}
@@ -304,6 +310,22 @@ func (m *Main) ensureStream(ctx context.Context, js jetstream.JetStream) (jetstr
 	}
 }
 
+// startGuard watches the stream's configuration until Close: writes are
+// refused while it is unsafe (see ledger.StreamGuard).
+func (m *Main) startGuard(js jetstream.JetStream) {
+	m.guard = ledger.NewStreamGuard(js, ledger.StreamGuardOptions{
+		Stream:   m.Config.Stream,
+		Interval: m.Config.StreamCheckInterval,
+		Logger:   m.log.With("component", "stream-guard"),
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	m.stopGuard, m.guardDone = stop, make(chan struct{})
+	go func() {
+		defer close(m.guardDone)
+		_ = m.guard.Run(ctx)
+	}()
+}
+
 // superviseProjector runs the projector until ctx ends. After an error it
 // can recover from (NATS unreachable, the consumer lost) it starts it again;
 // after a problem in the stream itself (a *projector.StopError: a gap, an
@@ -371,6 +393,10 @@ func (m *Main) close() error {
 	if m.stopExpirer != nil {
 		m.stopExpirer()
 		<-m.expirerDone
+	}
+	if m.stopGuard != nil {
+		m.stopGuard()
+		<-m.guardDone
 	}
 	if m.service != nil {
 		if err := m.service.Stop(ctx); err != nil {

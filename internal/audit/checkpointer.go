@@ -38,6 +38,10 @@ type CheckpointerOptions struct {
 	MaxLag uint64
 	Now    func() time.Time // default time.Now
 	Logger *slog.Logger     // default slog.Default()
+	// Writable, when set, is asked before every checkpoint; while it
+	// returns an error (consentd passes its stream guard's Err) Once
+	// appends nothing and returns that error.
+	Writable func() error
 }
 
 // Checkpointer appends a signed Checkpoint to the stream once per
@@ -121,13 +125,18 @@ func (c *Checkpointer) Run(ctx context.Context) error {
 func (c *Checkpointer) window(t time.Time) int64 { return t.UnixNano() / int64(c.opts.Interval) }
 
 // Once makes this window's checkpoint unless it exists already or the
-// stream has nothing new since the last one. It returns an error when the
-// stream cannot be read, has a gap (the chain cannot be computed), or the
-// publish fails for another reason than losing the race to another
-// instance.
+// stream has nothing new since the last one. It returns an error when
+// Writable refuses, when the stream cannot be read, has a gap (the chain
+// cannot be computed), or the publish fails for another reason than
+// losing the race to another instance.
 func (c *Checkpointer) Once(ctx context.Context) (CheckpointResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.opts.Writable != nil {
+		if err := c.opts.Writable(); err != nil {
+			return CheckpointResult{}, fmt.Errorf("checkpoint: %w", err)
+		}
+	}
 	now := c.opts.Now().UTC()
 	stream, err := c.js.Stream(ctx, c.opts.Stream)
 	if err != nil {
