@@ -67,7 +67,10 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 	// transition its state forbids, an expected_seq it misses) is decided
 	// again on a read of the stream.
 	if cmd.IdempotencyKey == "" {
-		cur, ok := l.hint(ctx, key, key.NATSSubject())
+		cur, ok, err := l.hint(ctx, key, key.NATSSubject())
+		if err != nil {
+			return Reply{}, err
+		}
 		if ok && (cmd.ExpectedSeq == nil || *cmd.ExpectedSeq == cur.Seq) {
 			reply, err := l.publish(ctx, kind, cmd, cur)
 			if err == nil || !(isConflict(err) || errors.Is(err, events.ErrForbidden)) {
@@ -126,9 +129,13 @@ type tip struct {
 	original *jetstream.RawStreamMsg
 }
 
-// readTip reads the consent's last event and folds it. With an idempotency
-// key it reads the whole history instead (one batched direct get that also
-// yields the last event) and looks for an event stored under the key.
+// readTip reads the consent's last event, checks it as the projector does
+// (events.CheckMessage) and folds it. With an idempotency key it reads the
+// whole history instead (one batched direct get that also yields the last
+// event), looks for an event stored under the key, and folds the history
+// by the projector's rule, links included (foldStored). It returns an
+// *IntegrityError when a message fails a check, or when the Ledger's Tips
+// mark the consent (a broken link further back).
 func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey string) (tip, error) {
 	t := tip{cur: events.NewConsent(key)}
 	natsSubject := key.NATSSubject()
@@ -143,31 +150,30 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 		}
 		last = msg
 	} else {
-		for afterSeq := uint64(0); ; {
-			msgs, err := l.readMsgs(ctx, natsSubject, afterSeq, MaxHistoryLimit)
-			if err != nil {
-				return tip{}, fmt.Errorf("read history of %s: %w", natsSubject, err)
-			}
-			for _, m := range msgs {
-				if m.Header.Get(events.HeaderMsgID) == idempotencyKey {
-					t.original = m
-					return t, nil
-				}
-			}
-			if len(msgs) == 0 {
-				break
-			}
-			last = msgs[len(msgs)-1]
-			afterSeq = last.Sequence
-			if len(msgs) < MaxHistoryLimit {
-				break
+		msgs, err := l.readSubject(ctx, natsSubject)
+		if err != nil {
+			return tip{}, err
+		}
+		for _, m := range msgs {
+			if m.Header.Get(events.HeaderMsgID) == idempotencyKey {
+				t.original = m
+				return t, nil
 			}
 		}
-		if last == nil {
+		if len(msgs) == 0 {
 			return t, nil
 		}
+		f, err := foldStored(msgs)
+		if err != nil {
+			return tip{}, err
+		}
+		if len(f.taints) > 0 {
+			return tip{}, &IntegrityError{Seq: f.taints[0], Subject: natsSubject}
+		}
+		t.cur = f.cur
+		return t, l.checkTaint(ctx, key)
 	}
-	ev, err := decodeStored(last)
+	ev, err := checkStored(last)
 	if err != nil {
 		return tip{}, err
 	}
@@ -175,7 +181,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 		return tip{}, fmt.Errorf("%w: event at seq %d on %s belongs to another consent", ErrUnreadableEvent, last.Sequence, natsSubject)
 	}
 	t.cur = events.Evolve(t.cur, ev, last.Sequence)
-	return t, nil
+	return t, l.checkTaint(ctx, key)
 }
 
 // publish decides the command's event in state cur and publishes it,

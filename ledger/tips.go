@@ -66,22 +66,27 @@ func (o *ownTips) put(subject string, c events.Consent) {
 }
 
 // hint returns what the Ledger's own appends and its Tips say of the
-// consent's last state, and false when neither can say.
-func (l *Ledger) hint(ctx context.Context, key events.Key, subject string) (events.Consent, bool) {
+// consent's last state, and false when neither can say. It returns an
+// *IntegrityError when the Tips mark the consent (see IntegrityError),
+// whatever the Ledger's own appends say.
+func (l *Ledger) hint(ctx context.Context, key events.Key, subject string) (events.Consent, bool, error) {
 	if l.tips == nil {
-		return events.Consent{}, false
-	}
-	if c, ok := l.own.get(subject); ok {
-		return c, true
+		return events.Consent{}, false, nil
 	}
 	c, _, err := l.tips.Consent(ctx, key, 0)
+	if err == nil && c.ViolationSeq != 0 {
+		return events.Consent{}, false, &IntegrityError{Seq: c.ViolationSeq, Subject: subject}
+	}
+	if own, ok := l.own.get(subject); ok {
+		return own, true, nil
+	}
 	if err != nil {
-		return events.Consent{}, false
+		return events.Consent{}, false, nil
 	}
 	if c.State == "" {
 		c = events.NewConsent(key)
 	}
-	return c, true
+	return c, true, nil
 }
 
 // remember records the state an append of this Ledger left (with Tips).
