@@ -180,3 +180,44 @@ func TestQuarantineRefuses(t *testing.T) {
 	_, err = st.client.Grant(ctx, events.Command{Tenant: "acme", SubjectID: "nobody", Purpose: "analytics"})
 	require.NoError(t, err)
 }
+
+// TestCheckerFailsClosedOnABadMessage: a Checker that cached "allowed"
+// stops saying so once a message that fails a check reaches it through
+// the stream, and follows the service again after a quarantine.
+func TestCheckerFailsClosedOnABadMessage(t *testing.T) {
+	for _, bad := range badMessages {
+		t.Run(bad.check, func(t *testing.T) {
+			st := startStack(t, stackOptions{tips: true})
+			k := newChecker(t, st.client)
+			ctx := stepCtx(t)
+			cmd := events.Command{SubjectID: "alice", Purpose: "newsletter"}
+			q := ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
+			_, err := k.Check(ctx, q) // cached: none
+			require.ErrorIs(t, err, ledger.ErrConsentRequired)
+			granted, err := st.client.Grant(ctx, cmd)
+			require.NoError(t, err)
+			require.NoError(t, k.WaitSeq(ctx, granted.Seq))
+			allowed, err := k.Allowed(ctx, q)
+			require.NoError(t, err)
+			require.True(t, allowed)
+
+			eventType, payload := bad.make(t, granted.Event)
+			badSeq := publishBad(t, st.js, cmd.Key().NATSSubject(), eventType, payload)
+			require.NoError(t, k.WaitSeq(ctx, badSeq))
+			allowed, err = k.Allowed(ctx, q)
+			require.NoError(t, err)
+			assert.False(t, allowed)
+			status, err := k.Check(ctx, q)
+			require.ErrorIs(t, err, ledger.ErrConsentRequired)
+			assert.Equal(t, events.StateIntegrityViolation, status.State)
+			assert.Equal(t, badSeq, status.ViolationSeq)
+
+			quarantined, err := st.client.Quarantine(ctx, events.Quarantine{Seq: badSeq, Reason: "test", Actor: "ops"})
+			require.NoError(t, err)
+			require.NoError(t, k.WaitSeq(ctx, quarantined.Seq))
+			status, err = k.Check(ctx, q)
+			require.NoError(t, err, "filled again from the service")
+			assert.Equal(t, quarantined.Seq, status.Seq)
+		})
+	}
+}
