@@ -115,8 +115,8 @@ type Report struct {
 	// Explained are the integrity violations of consent events that an
 	// operator quarantined (events.TypeQuarantined): found, but explained
 	// in the trail, so they are not problems. By sequence.
-	Explained []Explained `json:"explained"`
-	Took         time.Duration   `json:"took_ns"`
+	Explained []Explained   `json:"explained"`
+	Took      time.Duration `json:"took_ns"`
 }
 
 // Explained is a violation a consent.quarantined event explains.
