@@ -112,11 +112,12 @@ type Report struct {
 	AnchorOK     bool            `json:"anchor_ok,omitempty"`
 	Problems     []Problem       `json:"problems"`      // the first MaxProblems, by sequence
 	ProblemCount uint64          `json:"problem_count"` // all problems
+	Took         time.Duration   `json:"took_ns"`
+
 	// Explained are the integrity violations of consent events that an
 	// operator quarantined (events.TypeQuarantined): found, but explained
 	// in the trail, so they are not problems. By sequence.
-	Explained []Explained   `json:"explained"`
-	Took      time.Duration `json:"took_ns"`
+	Explained []Explained `json:"explained"`
 }
 
 // Explained is a violation a consent.quarantined event explains.
