@@ -171,7 +171,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 			return tip{}, &IntegrityError{Seq: f.taints[0], Subject: natsSubject}
 		}
 		t.cur = f.cur
-		return t, l.checkTaint(ctx, key)
+		return t, l.checkTaint(ctx, key, f.last)
 	}
 	ev, err := checkStored(last)
 	if err != nil {
@@ -181,7 +181,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 		return tip{}, fmt.Errorf("%w: event at seq %d on %s belongs to another consent", ErrUnreadableEvent, last.Sequence, natsSubject)
 	}
 	t.cur = events.Evolve(t.cur, ev, last.Sequence)
-	return t, l.checkTaint(ctx, key)
+	return t, l.checkTaint(ctx, key, last.Sequence)
 }
 
 // publish decides the command's event in state cur and publishes it,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/consentledger/consent/events"
 	"github.com/nats-io/nats.go/jetstream"
@@ -55,15 +56,27 @@ func checkStored(m *jetstream.RawStreamMsg) (*events.Event, error) {
 	return nil, &IntegrityError{Seq: m.Sequence, Subject: m.Subject, Check: check}
 }
 
+// taintWait bounds how long checkTaint waits for the index to fold the
+// consent's last message before trusting a mark it holds.
+const taintWait = 2 * time.Second
+
 // checkTaint returns an *IntegrityError when the Ledger's Tips (the index)
-// mark the consent: a message of its history failed a check the last
-// message alone does not show (its link). Without Tips, or when they
-// cannot answer, it returns nil: the checks of the stream read stand.
-func (l *Ledger) checkTaint(ctx context.Context, key events.Key) error {
+// mark the consent, whose last message, just read from the stream, is at
+// tipSeq: a message of its history failed a check the last message alone
+// does not show (its link). A mark from an index that has not folded
+// tipSeq yet (a quarantine just appended, say) is asked again once it has,
+// waiting up to taintWait. Without Tips, or when they cannot answer, it
+// returns nil: the checks of the stream read stand.
+func (l *Ledger) checkTaint(ctx context.Context, key events.Key, tipSeq uint64) error {
 	if l.tips == nil {
 		return nil
 	}
-	c, _, err := l.tips.Consent(ctx, key, 0)
+	c, at, err := l.tips.Consent(ctx, key, 0)
+	if err == nil && c.ViolationSeq != 0 && at < tipSeq {
+		wait, cancel := context.WithTimeout(ctx, taintWait)
+		c, _, err = l.tips.Consent(wait, key, tipSeq)
+		cancel()
+	}
 	if err != nil || c.ViolationSeq == 0 {
 		return nil
 	}

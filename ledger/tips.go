@@ -68,16 +68,19 @@ func (o *ownTips) put(subject string, c events.Consent) {
 // hint returns what the Ledger's own appends and its Tips say of the
 // consent's last state, and false when neither can say. It returns an
 // *IntegrityError when the Tips mark the consent (see IntegrityError),
-// whatever the Ledger's own appends say.
+// unless they have not folded this Ledger's own last append to it yet (a
+// quarantine, say): a message stored after that append would make the
+// append decided on it fail the stream's sequence check anyway.
 func (l *Ledger) hint(ctx context.Context, key events.Key, subject string) (events.Consent, bool, error) {
 	if l.tips == nil {
 		return events.Consent{}, false, nil
 	}
-	c, _, err := l.tips.Consent(ctx, key, 0)
-	if err == nil && c.ViolationSeq != 0 {
+	c, at, err := l.tips.Consent(ctx, key, 0)
+	own, haveOwn := l.own.get(subject)
+	if err == nil && c.ViolationSeq != 0 && !(haveOwn && at < own.Seq) {
 		return events.Consent{}, false, &IntegrityError{Seq: c.ViolationSeq, Subject: subject}
 	}
-	if own, ok := l.own.get(subject); ok {
+	if haveOwn {
 		return own, true, nil
 	}
 	if err != nil {
