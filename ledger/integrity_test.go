@@ -221,3 +221,22 @@ func TestCheckerFailsClosedOnABadMessage(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchReportsAMessageThatFailsTheChecks: a watcher does not pass a
+// tampered event on as a change with its (allowed) status: it reports the
+// message as unreadable, naming the check.
+func TestWatchReportsAMessageThatFailsTheChecks(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	w := watch(t, st.client, ledger.WatchOptions{Purposes: []string{"newsletter"}})
+	granted, err := st.client.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err)
+	assert.Equal(t, granted.Seq, next(t, w).Seq)
+	eventType, payload := badMessages[1].make(t, granted.Event) // the hash check
+	bad := publishBad(t, st.js, granted.Event.Key().NATSSubject(), eventType, payload)
+	ch, err := w.Next(stepCtx(t))
+	require.NoError(t, err)
+	assert.Equal(t, bad, ch.Seq)
+	require.ErrorIs(t, ch.Err, ledger.ErrUnreadableEvent)
+	assert.Contains(t, ch.Err.Error(), "hash check")
+	assert.Nil(t, ch.Event)
+}

@@ -78,7 +78,9 @@ func (h *hotStates) get(key []byte, subj string) (c events.Consent, ok bool, gen
 	// slotLocked only compares the key, so it may share key's bytes.
 	if s := h.slotLocked(set, unsafe.String(unsafe.SliceData(key), len(key))); s != nil {
 		c = s.c
-		c.ViolationSeq = h.taintLocked(subj)
+		if subj != "" {
+			c.ViolationSeq = h.taintLocked(subj)
+		}
 		return c, true, h.gen, h.seq
 	}
 	return events.Consent{}, false, h.gen, h.seq
