@@ -150,20 +150,34 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 		}
 		last = msg
 	} else {
-		msgs, err := l.readSubject(ctx, natsSubject)
-		if err != nil {
-			return tip{}, err
-		}
-		for _, m := range msgs {
-			if m.Header.Get(events.HeaderMsgID) == idempotencyKey {
-				t.original = m
-				return t, nil
+		var all []*jetstream.RawStreamMsg
+		for afterSeq := uint64(0); ; {
+			msgs, err := l.readMsgs(ctx, natsSubject, afterSeq, MaxHistoryLimit)
+			if err != nil {
+				return tip{}, fmt.Errorf("read history of %s: %w", natsSubject, err)
+			}
+			for _, m := range msgs {
+				if m.Header.Get(events.HeaderMsgID) == idempotencyKey {
+					t.original = m
+					return t, nil
+				}
+			}
+			all = append(all, msgs...)
+			if len(msgs) == 0 {
+				break
+			}
+			last = msgs[len(msgs)-1]
+			afterSeq = last.Sequence
+			if len(msgs) < MaxHistoryLimit {
+				break
 			}
 		}
-		if len(msgs) == 0 {
+		if last == nil {
 			return t, nil
 		}
-		f, err := foldStored(msgs)
+		// The whole history is at hand: fold it by the projector's rule,
+		// links included.
+		f, err := foldStored(all)
 		if err != nil {
 			return tip{}, err
 		}
