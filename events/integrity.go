@@ -118,6 +118,19 @@ func newerEvent(subj string, payload []byte) *NewerEventError {
 	return &NewerEventError{Version: v, Type: t, Err: reason}
 }
 
+// AppendNATSSubject appends k.NATSSubject() to dst, without allocating
+// when dst has room (at most 177 bytes for valid names).
+func (k Key) AppendNATSSubject(dst []byte) []byte {
+	var key [32]byte
+	appendSubjectKey(&key, k.Tenant, k.SubjectID)
+	dst = append(dst, "consent.events."...)
+	dst = append(dst, k.Tenant...)
+	dst = append(dst, '.')
+	dst = append(dst, k.Purpose...)
+	dst = append(dst, '.')
+	return append(dst, key[:]...)
+}
+
 // ParseConsentSubject splits a consent's NATS subject,
 // consent.events.<tenant>.<purpose>.<subject key>, into its parts. ok is
 // false unless tenant and purpose are valid names and the subject key is

@@ -192,3 +192,9 @@ func TestQuarantineValidate(t *testing.T) {
 		assertFieldError(t, q.Validate(), field)
 	}
 }
+
+func TestAppendNATSSubject(t *testing.T) {
+	assert.Equal(t, testKey.NATSSubject(), string(testKey.AppendNATSSubject(nil)))
+	var buf [192]byte
+	assert.Zero(t, testing.AllocsPerRun(10, func() { _ = testKey.AppendNATSSubject(buf[:0]) }))
+}

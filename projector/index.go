@@ -288,7 +288,8 @@ func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (event
 	}
 	var buf [128]byte
 	key := appendConsentKey(buf[:0], k)
-	subj := i.taintSubject(k)
+	var subjBuf [192]byte
+	subj := i.taintSubject(subjBuf[:0], k)
 	// The state and the index_seq it is reported at go together (see
 	// hotStates), taints included; a read that a commit overlapped is made
 	// again.
@@ -339,7 +340,7 @@ func (i *Index) Consents(ctx context.Context, tenant, subjectID string, minSeq u
 		if err == nil {
 			var c events.Consent
 			c, err = decodeConsent(it.Value(), k)
-			if subj := i.taintSubject(k); subj != "" {
+			if subj := i.taintSubject(nil, k); subj != "" {
 				i.hot.mu.RLock()
 				c.ViolationSeq = i.hot.taintLocked(subj)
 				i.hot.mu.RUnlock()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/consentledger/consent/events"
@@ -161,13 +162,14 @@ func (i *Index) hasTaint(r taintRef) bool {
 }
 
 // taintSubject returns the NATS subject a lookup of k consults the taints
-// under: "" when the index holds no taint at all, so that a lookup then
-// builds no subject.
-func (i *Index) taintSubject(k events.Key) string {
+// under, written into buf: "" when the index holds no taint at all, so
+// that a lookup then builds no subject. The string shares buf.
+func (i *Index) taintSubject(buf []byte, k events.Key) string {
 	if i.tainted.Load() == 0 {
 		return ""
 	}
-	return k.NATSSubject()
+	b := k.AppendNATSSubject(buf)
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // Taints returns the unquarantined violations of the consent on the NATS

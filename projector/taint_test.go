@@ -131,3 +131,39 @@ func TestQuarantineClearsTheTaint(t *testing.T) {
 	require.True(t, ok, "the violation stays on record")
 	assert.Equal(t, CheckDecode, v.Check)
 }
+
+// TestTaintedLookupCostsNoAllocation: with a taint in the index, a lookup
+// of another (cached) consent allocates no more than without one, and the
+// tainted consent is answered with its violation.
+func TestTaintedLookupCostsNoAllocation(t *testing.T) {
+	idx := openIndex(t, t.TempDir(), IndexOptions{ReadyOnOpen: true})
+	ctx := context.Background()
+	k := events.Key{Tenant: "acme", SubjectID: "alice", Purpose: "p"}
+	other := events.Key{Tenant: "acme", SubjectID: "bob", Purpose: "p"}
+	b, err := idx.newBatch()
+	require.NoError(t, err)
+	for i, key := range []events.Key{k, other} {
+		c := events.Consent{Tenant: key.Tenant, SubjectID: key.SubjectID, Purpose: key.Purpose, State: events.StateGranted, PolicyVersion: 1, Seq: uint64(i + 1)}
+		require.NoError(t, b.Set(appendConsentKey(nil, key), appendConsent(nil, &c), nil))
+	}
+	require.NoError(t, idx.commit(b, nil, nil, 2, 0))
+	lookup := func(key events.Key) float64 {
+		return testing.AllocsPerRun(100, func() {
+			if _, _, err := idx.Consent(ctx, key, 0); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	before := lookup(other)
+
+	r := taintRef{k.NATSSubject(), 3}
+	require.NoError(t, b.Set(appendTaintKey(nil, r), nil, nil))
+	require.NoError(t, idx.commit(b, nil, map[taintRef]bool{r: true}, 3, 1))
+	assert.Equal(t, before, lookup(other))
+	got, _, err := idx.Consent(ctx, k, 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), got.ViolationSeq)
+	got, _, err = idx.Consent(ctx, other, 0)
+	require.NoError(t, err)
+	assert.Zero(t, got.ViolationSeq)
+}
