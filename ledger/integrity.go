@@ -187,7 +187,8 @@ func (l *Ledger) Quarantine(ctx context.Context, q events.Quarantine) (Reply, er
 	if err != nil {
 		return Reply{}, err
 	}
-	if _, found := slices.BinarySearch(f.taints, q.Seq); !found {
+	at, found := slices.BinarySearch(f.taints, q.Seq)
+	if !found {
 		return Reply{}, &events.FieldError{Field: "seq", Problem: fmt.Sprintf("the message at seq %d is not an integrity violation of its consent that awaits quarantine (it passed every check, or is quarantined already)", q.Seq)}
 	}
 	cur := f.cur
@@ -221,6 +222,9 @@ func (l *Ledger) Quarantine(ctx context.Context, q events.Quarantine) (Reply, er
 		return Reply{}, err
 	}
 	next := events.Evolve(cur, &ev, ack.Sequence)
+	if rest := slices.Delete(f.taints, at, at+1); len(rest) > 0 {
+		next.ViolationSeq = rest[0] // another violation awaits its own quarantine
+	}
 	l.remember(subject, next)
 	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
 }

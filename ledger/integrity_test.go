@@ -240,3 +240,35 @@ func TestWatchReportsAMessageThatFailsTheChecks(t *testing.T) {
 	assert.Contains(t, ch.Err.Error(), "hash check")
 	assert.Nil(t, ch.Event)
 }
+
+// TestQuarantineOneOfTwo: a consent with two bad messages stays marked
+// until both are quarantined, and the first quarantine's reply says so.
+func TestQuarantineOneOfTwo(t *testing.T) {
+	st := startStack(t, stackOptions{tips: true})
+	ctx := stepCtx(t)
+	cmd := events.Command{SubjectID: "carol", Purpose: "newsletter"}
+	granted, err := st.client.Grant(ctx, cmd)
+	require.NoError(t, err)
+	first := publishBad(t, st.js, cmd.Key().NATSSubject(), "", []byte(`{"v":2}`))
+	second := publishBad(t, st.js, cmd.Key().NATSSubject(), "", []byte(`not json`))
+
+	one, err := st.client.Quarantine(ctx, events.Quarantine{Seq: second, Reason: "r", Actor: "ops"})
+	require.NoError(t, err)
+	assert.Equal(t, events.StateIntegrityViolation, one.Status.State)
+	assert.Equal(t, first, one.Status.ViolationSeq)
+	q := ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: one.Seq}
+	st1, err := st.client.Status(ctx, q)
+	require.NoError(t, err)
+	assert.Equal(t, first, st1.ViolationSeq)
+	_, err = st.client.Revoke(ctx, cmd)
+	require.ErrorIs(t, err, ledger.ErrConflict)
+
+	two, err := st.client.Quarantine(ctx, events.Quarantine{Seq: first, Reason: "r", Actor: "ops"})
+	require.NoError(t, err)
+	assert.Equal(t, events.StateGranted, two.Status.State)
+	assert.Equal(t, one.Event.Hash, two.Event.PrevHash)
+	assert.Equal(t, granted.Event.PolicyVersion, two.Event.PolicyVersion)
+	revoked, err := st.client.Revoke(ctx, cmd)
+	require.NoError(t, err)
+	assert.Equal(t, two.Event.Hash, revoked.Event.PrevHash)
+}

@@ -80,6 +80,9 @@ func (l *Ledger) hint(ctx context.Context, key events.Key, subject string) (even
 	if err == nil && c.ViolationSeq != 0 && !(haveOwn && at < own.Seq) {
 		return events.Consent{}, false, &IntegrityError{Seq: c.ViolationSeq, Subject: subject}
 	}
+	if haveOwn && own.ViolationSeq != 0 { // left by a quarantine of one of several
+		return events.Consent{}, false, &IntegrityError{Seq: own.ViolationSeq, Subject: subject}
+	}
 	if haveOwn {
 		return own, true, nil
 	}

@@ -2,6 +2,7 @@ package projector
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -166,4 +167,28 @@ func TestTaintedLookupCostsNoAllocation(t *testing.T) {
 	got, _, err = idx.Consent(ctx, other, 0)
 	require.NoError(t, err)
 	assert.Zero(t, got.ViolationSeq)
+}
+
+// TestOpenDerivesTaintsOfAnOlderIndex: an index written before taints
+// existed gets them from its violation records when opened.
+func TestOpenDerivesTaintsOfAnOlderIndex(t *testing.T) {
+	dir := t.TempDir()
+	idx := openIndex(t, dir, IndexOptions{ReadyOnOpen: true})
+	k := events.Key{Tenant: "acme", SubjectID: "alice", Purpose: "p"}
+	b, err := idx.newBatch()
+	require.NoError(t, err)
+	for _, v := range []Violation{{Seq: 4, Subject: k.NATSSubject(), Check: CheckLink}, {Seq: 5, Subject: "consent.events.x.y.z", Check: CheckDecode}} {
+		raw, err := json.Marshal(v)
+		require.NoError(t, err)
+		require.NoError(t, b.Set(appendViolationKey(nil, v.Seq), raw, nil))
+	}
+	require.NoError(t, b.Delete(metaKey(metaTaints), nil)) // as an older index has none
+	require.NoError(t, idx.commit(b, nil, nil, 5, 2))
+	require.NoError(t, idx.Close())
+
+	idx = openIndex(t, dir, IndexOptions{ReadyOnOpen: true})
+	assert.Equal(t, []uint64{4}, idx.Taints(k.NATSSubject()))
+	got, _, err := idx.Consent(context.Background(), k, 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), got.ViolationSeq)
 }
