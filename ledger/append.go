@@ -46,7 +46,9 @@ import (
 // its expected_seq is stale.
 //
 // Errors: a *events.FieldError (400) for invalid input, before anything is
-// read or written; a *events.TransitionError (matching events.ErrForbidden,
+// read or written; an *IntegrityError (matching ErrIntegrity, 409) naming
+// the sequence when the consent's history holds a message that fails the
+// integrity checks (see IntegrityError); a *events.TransitionError (matching events.ErrForbidden,
 // 409) when the table forbids the command (on a replicated stream, whose
 // tip reads any replica may answer, only once the stream leader confirms
 // the tip it was decided on); context and JetStream errors as

@@ -13,11 +13,16 @@
 // (events.Decode), carry a matching Consent-Event-Type header, come on its
 // own consent's subject (tenant, purpose and subject key), carry a hash
 // that matches its content (events.VerifyHash) and link, by prev_hash, to
-// the hash of the consent's last applied event. A message that fails is not
-// applied: it is stored as a Violation at its sequence, logged, counted in
-// Health, and projection goes on. What the projector must not get past (a
-// gap in stream sequences, an unknown event type, a newer schema version)
-// stops it with a *StopError before that message, never skipping it.
+// the hash of the consent's last applied event (events.CheckMessage and the
+// link: the rule the ledger's write path applies too). A message that fails
+// is not applied: it is stored as a Violation at its sequence, marks the
+// consent of its subject (taint.go: the consent then reads as
+// events.StateIntegrityViolation until a consent.quarantined clears it), is
+// logged, counted in Health, and projection goes on. What the projector
+// must not get past (a gap in stream sequences, or an event a newer ledger
+// wrote: a newer schema version or an unknown type, sealed with a hash that
+// matches, on a consent's subject) stops it with a *StopError before that
+// message, never skipping it.
 package projector
 
 import (
