@@ -262,7 +262,8 @@ func (k *Checker) apply(msg jetstream.Msg) {
 		// The projector's rule (events.CheckMessage): a message that fails
 		// it marks its consent, which is then not allowed until the
 		// service says otherwise.
-		ev, check, _ := events.CheckMessage(subj, msg.Headers().Get(events.HeaderEventType), msg.Data(), false)
+		// A consumed message's data is its own (events.DecodeOwned).
+		ev, check, _ := events.CheckMessage(subj, msg.Headers().Get(events.HeaderEventType), msg.Data(), true)
 		k.mu.Lock()
 		switch {
 		case check == "":
