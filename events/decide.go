@@ -393,6 +393,9 @@ func Evolve(cur Consent, ev *Event, seq uint64) Consent {
 	case TypeExpired:
 		next.State = StateExpired
 		next.ExpiresAt = ev.ExpiresAt
+	case TypeQuarantined:
+		next.State = ev.State
+		next.ExpiresAt = ev.ExpiresAt
 	default:
 		return cur
 	}

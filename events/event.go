@@ -30,7 +30,7 @@ const (
 // Known reports whether t is an event type this version understands.
 func (t Type) Known() bool {
 	switch t {
-	case TypeRequested, TypeGranted, TypeDenied, TypeRevoked, TypeExpired:
+	case TypeRequested, TypeGranted, TypeDenied, TypeRevoked, TypeExpired, TypeQuarantined:
 		return true
 	}
 	return false
@@ -60,8 +60,13 @@ type Event struct {
 	Method        string          `json:"method,omitempty"`
 	Evidence      json.RawMessage `json:"evidence,omitempty"`
 	Reason        string          `json:"reason,omitempty"`
-	PrevHash      string          `json:"prev_hash"`
-	Hash          string          `json:"hash,omitempty"`
+	// State and QuarantinedSeq are set on consent.quarantined only (see
+	// DecideQuarantine): the state the consent resumes and the stream
+	// sequence of the message the quarantine explains.
+	State          State  `json:"state,omitempty"`
+	QuarantinedSeq uint64 `json:"quarantined_seq,omitempty"`
+	PrevHash       string `json:"prev_hash"`
+	Hash           string `json:"hash,omitempty"`
 }
 
 // Key returns the consent this event belongs to.
@@ -241,6 +246,9 @@ func decodeEvent(payload []byte, text string) (*Event, hashMember, error) {
 		return nil, hash, &FieldError{Field: "hash", Problem: "is required"}
 	}
 	if err := e.Key().Validate(); err != nil {
+		return nil, hash, err
+	}
+	if err := e.checkQuarantine(); err != nil {
 		return nil, hash, err
 	}
 	// A canonical payload's evidence is a canonical object already, no

@@ -548,7 +548,8 @@ func (e *Event) readField(s *canonScanner, text string, f eventField) bool {
 // canonicalizable (which the general path reports). Evidence is
 // canonicalized in place, as the general path does.
 func (e *Event) sealFast() ([]byte, bool) {
-	if !plainInt(e.V) || !plainInt(e.PolicyVersion) || !utf8.Valid(e.Evidence) {
+	if !plainInt(e.V) || !plainInt(e.PolicyVersion) || !utf8.Valid(e.Evidence) || e.State != "" || e.QuarantinedSeq != 0 {
+		// A quarantine's own members are left to sealGeneral.
 		return nil, false
 	}
 	for _, s := range [...]string{e.ID, string(e.Type), e.Tenant, e.SubjectID, e.Purpose, e.Description, e.Actor, e.Method, e.Reason, e.PrevHash} {

@@ -17,6 +17,15 @@ const (
 	StateExpired   State = "expired"
 )
 
+// StateIntegrityViolation is the state a status reports, instead of the
+// consent's own, while the consent's history holds a message that failed
+// the integrity checks (CheckMessage, or its link) and that no
+// consent.quarantined explains: such a consent is never allowed, and
+// writes to it fail, until an operator quarantines the message. It is a
+// state of the answer only: no event leads to it and the index does not
+// store it.
+const StateIntegrityViolation State = "integrity_violation"
+
 // Consent is the folded state of one consent: what Evolve produces and the
 // index stores. It holds what the last event decided; read-time questions
 // (has it expired, is it allowed) are answered by View.
@@ -31,6 +40,11 @@ type Consent struct {
 	Seq           uint64     `json:"seq,omitempty"`
 	EventID       string     `json:"event_id,omitempty"`
 	Hash          string     `json:"hash,omitempty"`
+	// ViolationSeq is the stream sequence of the first message of the
+	// consent's history that failed the integrity checks and is not
+	// quarantined; 0 when there is none. The index sets it when it reads
+	// the state; Evolve leaves it alone.
+	ViolationSeq uint64 `json:"violation_seq,omitempty"`
 }
 
 // NewConsent returns the state of a consent that has no events yet.
@@ -72,9 +86,15 @@ type Status struct {
 	// RequiredPolicyVersion: the person agreed to an older policy and must
 	// consent again before the action is allowed.
 	Outdated bool `json:"outdated,omitempty"`
+	// ViolationSeq is set, with State StateIntegrityViolation, when the
+	// consent's history holds a message that failed the integrity checks:
+	// its stream sequence. The other members then describe the consent's
+	// last good state. 0 (omitted) otherwise.
+	ViolationSeq uint64 `json:"violation_seq,omitempty"`
 }
 
-// View computes the status of c at time now. Allowed is true only for a
+// View computes the status of c at time now. A consent with a ViolationSeq
+// is StateIntegrityViolation and never allowed. Allowed is true only for a
 // grant that has not expired and whose policy version is at least
 // minPolicyVersion (0 asks for no minimum); a live grant below it is
 // Outdated. IndexSeq is left for the caller to fill in.
@@ -98,6 +118,9 @@ func (c *Consent) View(now time.Time, minPolicyVersion int) Status {
 	if !c.UpdatedAt.IsZero() {
 		t := c.UpdatedAt
 		st.UpdatedAt = &t
+	}
+	if c.ViolationSeq != 0 {
+		st.State, st.ViolationSeq = StateIntegrityViolation, c.ViolationSeq
 	}
 	st.Allowed = st.State == StateGranted && c.PolicyVersion >= minPolicyVersion
 	st.Outdated = st.State == StateGranted && !st.Allowed

@@ -46,8 +46,10 @@ import (
 //
 // Errors: a *events.FieldError (400) for invalid input, before anything is
 // read or written; a *WritesRefusedError (503) while Options.Guard finds
-// the stream unsafe, also before anything is read;
-// a *events.TransitionError (matching events.ErrForbidden,
+// the stream unsafe, also before anything is read; an *IntegrityError
+// (matching ErrIntegrity, 409) naming the sequence when the consent's
+// history holds a message that fails the integrity checks (see
+// IntegrityError); a *events.TransitionError (matching events.ErrForbidden,
 // 409) when the table forbids the command (on a replicated stream, whose
 // tip reads any replica may answer, only once the stream leader confirms
 // the tip it was decided on); context and JetStream errors as
@@ -71,7 +73,10 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 	// transition its state forbids, an expected_seq it misses) is decided
 	// again on a read of the stream.
 	if cmd.IdempotencyKey == "" {
-		cur, ok := l.hint(ctx, key, key.NATSSubject())
+		cur, ok, err := l.hint(ctx, key, key.NATSSubject())
+		if err != nil {
+			return Reply{}, err
+		}
 		if ok && (cmd.ExpectedSeq == nil || *cmd.ExpectedSeq == cur.Seq) {
 			reply, err := l.publish(ctx, kind, cmd, cur)
 			if err == nil || !(isConflict(err) || errors.Is(err, events.ErrForbidden)) {
@@ -130,9 +135,13 @@ type tip struct {
 	original *jetstream.RawStreamMsg
 }
 
-// readTip reads the consent's last event and folds it. With an idempotency
-// key it reads the whole history instead (one batched direct get that also
-// yields the last event) and looks for an event stored under the key.
+// readTip reads the consent's last event, checks it as the projector does
+// (events.CheckMessage) and folds it. With an idempotency key it reads the
+// whole history instead (one batched direct get that also yields the last
+// event), looks for an event stored under the key, and folds the history
+// by the projector's rule, links included (foldStored). It returns an
+// *IntegrityError when a message fails a check, or when the Ledger's Tips
+// mark the consent (a broken link further back).
 func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey string) (tip, error) {
 	t := tip{cur: events.NewConsent(key)}
 	natsSubject := key.NATSSubject()
@@ -147,6 +156,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 		}
 		last = msg
 	} else {
+		var all []*jetstream.RawStreamMsg
 		for afterSeq := uint64(0); ; {
 			msgs, err := l.readMsgs(ctx, natsSubject, afterSeq, MaxHistoryLimit)
 			if err != nil {
@@ -158,6 +168,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 					return t, nil
 				}
 			}
+			all = append(all, msgs...)
 			if len(msgs) == 0 {
 				break
 			}
@@ -170,8 +181,19 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 		if last == nil {
 			return t, nil
 		}
+		// The whole history is at hand: fold it by the projector's rule,
+		// links included.
+		f, err := foldStored(all)
+		if err != nil {
+			return tip{}, err
+		}
+		if len(f.taints) > 0 {
+			return tip{}, &IntegrityError{Seq: f.taints[0], Subject: natsSubject}
+		}
+		t.cur = f.cur
+		return t, l.checkTaint(ctx, key, f.last)
 	}
-	ev, err := decodeStored(last)
+	ev, err := checkStored(last)
 	if err != nil {
 		return tip{}, err
 	}
@@ -179,7 +201,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 		return tip{}, fmt.Errorf("%w: event at seq %d on %s belongs to another consent", ErrUnreadableEvent, last.Sequence, natsSubject)
 	}
 	t.cur = events.Evolve(t.cur, ev, last.Sequence)
-	return t, nil
+	return t, l.checkTaint(ctx, key, last.Sequence)
 }
 
 // publish decides the command's event in state cur and publishes it,

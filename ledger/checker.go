@@ -258,18 +258,20 @@ func (k *Checker) apply(msg jetstream.Msg) {
 			k.purpose(ev.Key()).learn(ev.PolicyVersion, seq)
 			k.mu.Unlock()
 		}
-	} else if ev, err := events.Decode(msg.Data()); err == nil && ev.Key().NATSSubject() == msg.Subject() {
-		// Events that do not decode are integrity violations the
-		// projector records; they change no state.
+	} else if subj := msg.Subject(); strings.HasPrefix(subj, consentEventsPrefix) {
+		// The projector's rule (events.CheckMessage): a message that fails
+		// it marks its consent, which is then not allowed until the
+		// service says otherwise.
+		// A consumed message's data is its own (events.DecodeOwned).
+		ev, check, _ := events.CheckMessage(subj, msg.Headers().Get(events.HeaderEventType), msg.Data(), true)
 		k.mu.Lock()
-		if e, ok := k.consents[ev.Key()]; ok {
-			switch {
-			case e.filled && seq > e.c.Seq:
-				e.c = events.Evolve(events.NewConsent(ev.Key()), ev, seq)
-			case !e.filled && (e.pending == nil || seq > e.pending.Seq):
-				c := events.Evolve(events.NewConsent(ev.Key()), ev, seq)
-				e.pending = &c
+		switch {
+		case check == "":
+			if e, ok := k.consents[ev.Key()]; ok {
+				k.applyEvent(e, ev, seq)
 			}
+		case check != events.CheckNewer:
+			k.taint(subj, seq)
 		}
 		k.mu.Unlock()
 	}
@@ -283,6 +285,65 @@ func (k *Checker) apply(msg jetstream.Msg) {
 	k.notifyMu.Unlock()
 }
 
+// consentEventsPrefix starts the subjects of consent events.
+const consentEventsPrefix = "consent.events."
+
+// applyEvent folds a checked stream event at seq into its entry. The
+// caller holds the write lock.
+//
+// An entry marked by a failed check stays marked (only the service can
+// tell what a quarantine clears: the entry is dropped and filled again).
+// An event that does not link to the entry's known last event marks it,
+// as the projector does. An entry filled from the service with events
+// does not know its last event's hash: an event that would allow the
+// action there (a grant, a quarantine) drops it, to be filled again; any
+// other is applied.
+func (k *Checker) applyEvent(e *cachedConsent, ev *events.Event, seq uint64) {
+	key := ev.Key()
+	hashKnown := e.c.Seq == 0 || e.c.Hash != "" // no events: the link is ""
+	switch {
+	case e.filled && seq <= e.c.Seq:
+	case e.filled && e.c.ViolationSeq != 0:
+		if ev.Type == events.TypeQuarantined {
+			delete(k.consents, key)
+		}
+	case e.filled && hashKnown && ev.PrevHash != e.c.Hash:
+		e.c.ViolationSeq = seq
+	case e.filled && !hashKnown && (ev.Type == events.TypeGranted || ev.Type == events.TypeQuarantined):
+		delete(k.consents, key)
+	case e.filled:
+		e.c = events.Evolve(events.NewConsent(key), ev, seq)
+	case e.pending == nil || (seq > e.pending.Seq && e.pending.ViolationSeq == 0):
+		c := events.Evolve(events.NewConsent(key), ev, seq)
+		e.pending = &c
+	}
+}
+
+// taint marks the entries of the consent on the NATS subject subj, whose
+// message at seq failed a check; a fill in flight answers marked. The
+// caller holds the write lock.
+func (k *Checker) taint(subj string, seq uint64) {
+	for key, e := range k.consents {
+		if !key.IsNATSSubject(subj) {
+			continue
+		}
+		if e.filled {
+			if e.c.ViolationSeq == 0 {
+				e.c.ViolationSeq = seq
+			}
+			continue
+		}
+		if e.pending == nil || e.pending.ViolationSeq == 0 {
+			c := e.c
+			if e.pending != nil {
+				c = *e.pending
+			}
+			c.Seq, c.ViolationSeq = seq, seq
+			e.pending = &c
+		}
+	}
+}
+
 // Allowed reports whether the consent q asks about allows the action, from
 // memory when it can: the fastest form of Check (no status is built). Its
 // errors are those of Check but for ErrConsentRequired: a consent that
@@ -290,7 +351,7 @@ func (k *Checker) apply(msg jetstream.Msg) {
 func (k *Checker) Allowed(ctx context.Context, q StatusQuery) (bool, error) {
 	if c, required, ok := k.lookup(ctx, q); ok {
 		k.hits.Add(1)
-		return c.StateAt(k.now(&c)) == events.StateGranted && c.PolicyVersion >= required, nil
+		return c.ViolationSeq == 0 && c.StateAt(k.now(&c)) == events.StateGranted && c.PolicyVersion >= required, nil
 	}
 	st, err := k.fill(ctx, q)
 	if errors.Is(err, ErrConsentRequired) {
@@ -452,7 +513,7 @@ func consentOf(st events.Status) events.Consent {
 	c := events.Consent{
 		Tenant: st.Tenant, SubjectID: st.SubjectID, Purpose: st.Purpose,
 		State: st.State, PolicyVersion: st.PolicyVersion, ExpiresAt: st.ExpiresAt,
-		Seq: st.Seq, EventID: st.EventID,
+		Seq: st.Seq, EventID: st.EventID, ViolationSeq: st.ViolationSeq,
 	}
 	if st.UpdatedAt != nil {
 		c.UpdatedAt = *st.UpdatedAt

@@ -172,6 +172,10 @@ func appendStatus(dst []byte, st *events.Status) ([]byte, bool) {
 	if st.Outdated {
 		dst = append(dst, `,"outdated":true`...)
 	}
+	if st.ViolationSeq != 0 {
+		dst = append(dst, `,"violation_seq":`...)
+		dst = strconv.AppendUint(dst, st.ViolationSeq, 10)
+	}
 	return append(dst, '}'), true
 }
 
@@ -315,6 +319,9 @@ func unmarshalStatusFast(data []byte, text string, st *events.Status) bool {
 		case "outdated":
 			bit = 1 << 12
 			st.Outdated, ok = p.bool()
+		case "violation_seq":
+			bit = 1 << 13
+			st.ViolationSeq, ok = p.uint()
 		default:
 			return false
 		}

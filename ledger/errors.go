@@ -42,7 +42,7 @@ func (e *Error) Is(target error) bool {
 var (
 	ErrBadRequest      = &Error{Code: 400} // malformed JSON, unknown field, missing or invalid field
 	ErrConsentRequired = &Error{Code: 403} // Check: the action is not allowed
-	ErrConflict        = &Error{Code: 409} // expected_seq mismatch or forbidden transition
+	ErrConflict        = &Error{Code: 409} // expected_seq mismatch, forbidden transition, or a consent with an integrity violation
 	ErrTooLarge        = &Error{Code: 413} // request over MaxRequestSize
 	ErrUnavailable     = &Error{Code: 503} // not ready, or min_seq not reached in time
 	ErrInternal        = &Error{Code: 500} // anything else
@@ -103,7 +103,7 @@ func WireError(err error) *Error {
 		return &Error{Code: 400, Description: fe.Error()}
 	case errors.As(err, &te):
 		return &Error{Code: 409, Description: te.Error()}
-	case errors.Is(err, ErrSeqMismatch), errors.Is(err, ErrContention), errors.Is(err, events.ErrForbidden):
+	case errors.Is(err, ErrSeqMismatch), errors.Is(err, ErrContention), errors.Is(err, events.ErrForbidden), errors.Is(err, ErrIntegrity):
 		return &Error{Code: 409, Description: err.Error()}
 	case errors.As(err, &wr):
 		// A StreamGuard refuses writes: the stream's configuration

@@ -197,7 +197,10 @@ func TestUnreadableStoredEvent(t *testing.T) {
 	require.ErrorIs(t, err, ledger.ErrUnreadableEvent)
 	assert.Equal(t, 500, ledger.WireError(err).Code)
 
+	// A write to the consent fails, naming the message (see
+	// integrity_test.go).
 	_, err = l.Append(ctx, events.KindGrant, events.Command{SubjectID: "a", Purpose: "p"})
-	require.ErrorIs(t, err, ledger.ErrUnreadableEvent)
-	assert.Equal(t, 500, ledger.WireError(err).Code)
+	require.ErrorIs(t, err, ledger.ErrIntegrity)
+	assert.Equal(t, 409, ledger.WireError(err).Code)
+	assert.Contains(t, err.Error(), "seq 1")
 }

@@ -173,6 +173,7 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 	}
 	endpoints = append(endpoints, s.purposeEndpoints()...)
 	endpoints = append(endpoints, s.auditEndpoints()...)
+	endpoints = append(endpoints, s.adminEndpoints()...)
 	// Everything handlers and $SRV.STATS read is set before the first
 	// subscription exists.
 	s.async = make(map[string]*asyncCounters, len(endpoints))
@@ -444,6 +445,9 @@ func (s *Service) status(ctx context.Context, q *StatusQuery, check bool) (event
 // with the policy versions when the grant is too old for the caller.
 func consentRequired(st events.Status, minPolicyVersion int) string {
 	d := "consent required: " + string(st.State)
+	if st.State == events.StateIntegrityViolation {
+		d += fmt.Sprintf(" at seq %d; an operator must quarantine it (consentctl admin quarantine %d --reason TEXT)", st.ViolationSeq, st.ViolationSeq)
+	}
 	if st.State == events.StateGranted {
 		d += fmt.Sprintf(" at policy version %d, but policy version %d is required", st.PolicyVersion, minPolicyVersion)
 	}

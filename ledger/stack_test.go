@@ -33,6 +33,7 @@ type stackOptions struct {
 	server       *server.Server // join this server instead of starting one
 	now          func() time.Time
 	deferLookups bool // ServiceConfig.DeferLookups
+	tips         bool // the ledger takes tips from the index, as consentd's does
 }
 
 // startStack starts a server (unless opts.server is set) and one instance
@@ -51,11 +52,14 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 	var err error
 	st.stream, err = ledger.EnsureStream(ctx, st.js, ledger.StreamOptions{})
 	require.NoError(t, err)
-	st.ledger = ledger.New(st.js, st.stream, ledger.Options{Now: opts.now})
-
 	quiet := slog.New(slog.DiscardHandler)
 	st.index, err = projector.Open(filepath.Join(t.TempDir(), "index"), projector.IndexOptions{Logger: quiet})
 	require.NoError(t, err)
+	lopts := ledger.Options{Now: opts.now}
+	if opts.tips {
+		lopts.Tips = st.index
+	}
+	st.ledger = ledger.New(st.js, st.stream, lopts)
 	projectorCtx, stopProjector := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- projector.New(st.js, st.index, projector.Options{Logger: quiet}).Run(projectorCtx) }()

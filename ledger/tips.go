@@ -66,22 +66,33 @@ func (o *ownTips) put(subject string, c events.Consent) {
 }
 
 // hint returns what the Ledger's own appends and its Tips say of the
-// consent's last state, and false when neither can say.
-func (l *Ledger) hint(ctx context.Context, key events.Key, subject string) (events.Consent, bool) {
+// consent's last state, and false when neither can say. It returns an
+// *IntegrityError when the Tips mark the consent (see IntegrityError),
+// unless they have not folded this Ledger's own last append to it yet (a
+// quarantine, say): a message stored after that append would make the
+// append decided on it fail the stream's sequence check anyway.
+func (l *Ledger) hint(ctx context.Context, key events.Key, subject string) (events.Consent, bool, error) {
 	if l.tips == nil {
-		return events.Consent{}, false
+		return events.Consent{}, false, nil
 	}
-	if c, ok := l.own.get(subject); ok {
-		return c, true
+	c, at, err := l.tips.Consent(ctx, key, 0)
+	own, haveOwn := l.own.get(subject)
+	if err == nil && c.ViolationSeq != 0 && !(haveOwn && at < own.Seq) {
+		return events.Consent{}, false, &IntegrityError{Seq: c.ViolationSeq, Subject: subject}
 	}
-	c, _, err := l.tips.Consent(ctx, key, 0)
+	if haveOwn && own.ViolationSeq != 0 { // left by a quarantine of one of several
+		return events.Consent{}, false, &IntegrityError{Seq: own.ViolationSeq, Subject: subject}
+	}
+	if haveOwn {
+		return own, true, nil
+	}
 	if err != nil {
-		return events.Consent{}, false
+		return events.Consent{}, false, nil
 	}
 	if c.State == "" {
 		c = events.NewConsent(key)
 	}
-	return c, true
+	return c, true, nil
 }
 
 // remember records the state an append of this Ledger left (with Tips).

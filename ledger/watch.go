@@ -140,8 +140,10 @@ type Change struct {
 	Purpose      events.Purpose
 
 	// Err is set, matching ErrUnreadableEvent, for a message of the
-	// stream that is not an event this version can read (the projector
-	// records it as an integrity violation). Event and PurposeEvent are nil.
+	// stream that fails the integrity checks (events.CheckMessage: the
+	// projector records it as an integrity violation, and its consent is
+	// not allowed until an operator quarantines it) or that a newer
+	// ledger wrote. Event and PurposeEvent are nil.
 	Err error
 
 	// Delivered counts the deliveries of this change: above 1 for a
@@ -336,12 +338,11 @@ func (w *Watcher) Next(ctx context.Context) (*Change, error) {
 		ch.Purpose = w.applyPurpose(ev, ch.Seq)
 		return ch, nil
 	}
-	ev, err := events.Decode(msg.Data())
-	if err == nil && ev.Key().NATSSubject() != subj {
-		err = fmt.Errorf("it belongs on %s", ev.Key().NATSSubject())
-	}
-	if err != nil {
-		ch.Err = fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, ch.Seq, subj, err)
+	// The projector's rule, as far as one message shows it (the link
+	// needs the consent's history).
+	ev, check, err := events.CheckMessage(subj, msg.Headers().Get(events.HeaderEventType), msg.Data(), false)
+	if check != "" {
+		ch.Err = fmt.Errorf("%w: seq %d on %s: %s check: %v", ErrUnreadableEvent, ch.Seq, subj, check, err)
 		return ch, nil
 	}
 	ch.Event = ev

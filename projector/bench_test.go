@@ -95,7 +95,7 @@ func BenchmarkIndexConsent(b *testing.B) {
 		keys[i], raw[i] = k, appendConsentKey(nil, k)
 		require.NoError(b, batch.Set(raw[i], appendConsent(nil, &c), nil))
 	}
-	require.NoError(b, idx.commit(batch, nil, consents, 0))
+	require.NoError(b, idx.commit(batch, nil, nil, consents, 0))
 	require.NoError(b, batch.Close())
 	ctx := context.Background()
 

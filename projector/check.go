@@ -1,8 +1,6 @@
 package projector
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -60,69 +58,28 @@ func inspect(msg jetstream.Msg, meta *jetstream.MsgMetadata) delivery {
 }
 
 // checkStop is checkEvent's verdict for an event that must stop the
-// projector.
-const checkStop = "stop"
+// projector: events.CheckNewer.
+const checkStop = events.CheckNewer
 
 // checkEvent decodes a payload that came on subj with the given
 // Consent-Event-Type header and checks everything that does not depend on
-// the consent's state. It returns the event and "" when it passes, else
-// the failed check (one of the Check* constants, or checkStop) and why.
+// the consent's state, by events.CheckMessage: the rule the ledger's write
+// path applies too. It returns the event and "" when it passes, else the
+// failed check (one of the Check* constants, or checkStop) and why.
 //
-// What stops and what is a violation: an event of a newer schema version
-// or of a type this code does not know is something a newer ledger wrote,
-// which this projector would misread, so it stops (upgrade it). Anything
-// else that is not a valid event, including a payload that is not a JSON
-// object with a string "type" at all, is something the ledger never
-// writes (a stray publish onto consent.events.> or a corruption), so it is
-// recorded as a violation and projection goes on: one bad message must not
-// take every status lookup down.
+// What stops and what is a violation: a well-formed event of a newer
+// schema version or of a type this code does not know, whose hash matches
+// its content, on a consent's subject, is something a newer ledger wrote,
+// which this projector would misread, so it stops (upgrade it; the error
+// is an *events.NewerEventError naming the version). Anything else that is
+// not a valid event (`{"v":2}` has no hash, say) is something the ledger
+// never writes (a stray publish onto consent.events.> or a corruption), so
+// it is recorded as a violation, marks the consent of its subject (see
+// Index.Consent), and projection goes on: one bad message must not take
+// every status lookup down.
 //
 // payload is handed over: the event's strings share it (a consumed
 // message's data is its own, see events.DecodeOwned).
 func checkEvent(subj, typeHeader string, payload []byte) (*events.Event, string, error) {
-	ev, err := events.DecodeOwnedVerified(payload)
-	if ev == nil {
-		if errors.Is(err, events.ErrNewerSchema) || errors.Is(err, events.ErrUnknownType) {
-			return nil, checkStop, err
-		}
-		if newer := fromTheFuture(payload); newer != nil {
-			return nil, checkStop, newer
-		}
-		return nil, CheckDecode, err
-	}
-	hashErr := err
-	if typeHeader != string(ev.Type) {
-		return ev, CheckHeader, fmt.Errorf("header %s is %q, the event's type is %q", events.HeaderEventType, typeHeader, ev.Type)
-	}
-	if k := ev.Key(); !k.IsNATSSubject(subj) {
-		return ev, CheckSubject, fmt.Errorf("the event belongs on %s", k.NATSSubject())
-	}
-	if hashErr != nil {
-		return ev, CheckHash, hashErr
-	}
-	return ev, "", nil
-}
-
-// fromTheFuture looks at a payload that failed to decode: when it is an
-// object whose "v" is newer than events.SchemaVersion, or whose "type" is a
-// string naming no known type, strict decoding failed because a newer
-// writer added fields, and the projector must stop rather than call it a
-// violation.
-func fromTheFuture(payload []byte) error {
-	var head struct {
-		V    json.RawMessage `json:"v"`
-		Type json.RawMessage `json:"type"`
-	}
-	if json.Unmarshal(payload, &head) != nil {
-		return nil
-	}
-	var v int64
-	if json.Unmarshal(head.V, &v) == nil && v > events.SchemaVersion {
-		return fmt.Errorf("%w: v=%d, this reader knows up to %d", events.ErrNewerSchema, v, events.SchemaVersion)
-	}
-	var t string
-	if json.Unmarshal(head.Type, &t) == nil && t != "" && !events.Type(t).Known() {
-		return fmt.Errorf("%w: %q", events.ErrUnknownType, t)
-	}
-	return nil
+	return events.CheckMessage(subj, typeHeader, payload, true)
 }

@@ -93,9 +93,9 @@ func TestProjectorSurvivesSIGKILL(t *testing.T) {
 	createStream(t, js, testStreamConfig())
 	h := newHistory(9, 2, 10, 3)
 	h.add(t, 2500)
-	h.queue(h.keys[0].NATSSubject(), string(events.TypeGranted), []byte(`{"forged":true}`))
+	h.queueBad(h.keys[0].NATSSubject(), string(events.TypeGranted), []byte(`{"forged":true}`))
 	h.add(t, 2500)
-	h.queue("consent.events.x.y.z", "", []byte(`[]`))
+	h.queueBad("consent.events.x.y.z", "", []byte(`[]`))
 	h.add(t, 1000)
 	h.publish(t, js)
 	total := h.seq

@@ -22,7 +22,8 @@ var (
 // Reasons a projector stops; each comes wrapped in a *StopError. The
 // projector never skips an event it cannot apply: it stops before it, so a
 // restart (after an upgrade or a repair) resumes at that event.
-// events.ErrUnknownType and events.ErrNewerSchema stop it too.
+// An event a newer ledger wrote stops it too: an *events.NewerEventError,
+// matching events.ErrUnknownType or events.ErrNewerSchema.
 var (
 	// ErrGap: the stream delivered a sequence other than checkpoint+1.
 	ErrGap = errors.New("gap in stream sequences")

@@ -23,6 +23,7 @@ type folder struct {
 	violations uint64                    // total, including the batch
 	buf        []byte
 	purposes   map[events.PurposeKey]events.Purpose // purposes applied by this folder (purpose.go)
+	taints     map[taintRef]bool                    // taints the batch adds (true) and removes (false) (taint.go)
 	// written, during a rebuild from an empty index, holds every consent
 	// key the folder has written: a key it has not is known to have no
 	// state. Nil otherwise.
@@ -49,6 +50,7 @@ func newFolder(idx *Index, log *slog.Logger) (*folder, error) {
 		batch:      b,
 		states:     make(map[string]events.Consent),
 		committed:  make(map[string]events.Consent),
+		taints:     make(map[taintRef]bool),
 		next:       idx.Checkpoint() + 1,
 		violations: idx.ViolationCount(),
 	}, nil
@@ -79,6 +81,10 @@ func (f *folder) apply(d *delivery) error {
 		if d.ev.PrevHash != cur.Hash {
 			d.bad = &Violation{Seq: d.seq, Subject: d.subj, Check: CheckLink, EventID: d.ev.ID, Timestamp: d.stamp,
 				Reason: linkProblem(d.ev.PrevHash, &cur)}
+		} else if d.ev.Type == events.TypeQuarantined && !d.ev.Resumes(cur) {
+			d.bad = &Violation{Seq: d.seq, Subject: d.subj, Check: CheckQuarantine, EventID: d.ev.ID, Timestamp: d.stamp,
+				Reason: fmt.Sprintf("it resumes state %s at policy version %d, but the consent's last good state (seq %d) is %s at policy version %d",
+					d.ev.State, d.ev.PolicyVersion, cur.Seq, cur.State, cur.PolicyVersion)}
 		} else {
 			next := events.Evolve(cur, d.ev, d.seq)
 			f.states[string(d.key)] = next
@@ -91,6 +97,11 @@ func (f *folder) apply(d *delivery) error {
 			}
 			if err := f.indexExpiry(d.key, &cur, &next); err != nil {
 				return err
+			}
+			if d.ev.Type == events.TypeQuarantined {
+				if err := f.clearTaint(d.subj, d.ev, d.seq); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -134,8 +145,11 @@ func (f *folder) record(v *Violation) error {
 	if err := f.batch.Set(appendViolationKey(nil, v.Seq), val, nil); err != nil {
 		return err
 	}
+	if err := f.taint(v); err != nil {
+		return err
+	}
 	f.violations++
-	f.log.Error("projector: integrity violation; event not applied",
+	f.log.Error("projector: integrity violation; event not applied, its consent is not allowed until the message is quarantined",
 		"seq", v.Seq, "subject", v.Subject, "check", v.Check, "reason", v.Reason, "event_id", v.EventID)
 	return nil
 }
@@ -145,9 +159,10 @@ func (f *folder) flush() error {
 	if f.count == 0 {
 		return nil
 	}
-	if err := f.idx.commit(f.batch, f.states, f.next-1, f.violations); err != nil {
+	if err := f.idx.commit(f.batch, f.states, f.taints, f.next-1, f.violations); err != nil {
 		return err
 	}
+	clear(f.taints)
 	f.remember()
 	f.count = 0
 	return nil

@@ -75,7 +75,8 @@ type history struct {
 	lastSeq  map[string]uint64 // NATS subject -> seq of its last message
 	seq      uint64            // last seq written
 	model    map[events.Key]events.Consent
-	messages []*nats.Msg // what to publish, in order
+	taints   map[string]uint64 // NATS subject -> seq of its first bad message
+	messages []*nats.Msg       // what to publish, in order
 }
 
 // testSubjectIDs are data subject ids with the characters the contract
@@ -91,6 +92,7 @@ func newHistory(seed uint64, tenants, subjects, purposes int) *history {
 		now:     time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		lastSeq: make(map[string]uint64),
 		model:   make(map[events.Key]events.Consent),
+		taints:  make(map[string]uint64),
 	}
 	for t := range tenants {
 		for s := range subjects {
@@ -163,6 +165,27 @@ func (h *history) queue(subj, eventType string, payload []byte) uint64 {
 	h.lastSeq[subj] = h.seq
 	h.messages = append(h.messages, msg)
 	return h.seq
+}
+
+// queueBad queues a message that fails an integrity check: it marks the
+// consent of its subject, when its subject names one.
+func (h *history) queueBad(subj, eventType string, payload []byte) uint64 {
+	seq := h.queue(subj, eventType, payload)
+	if _, ok := h.taints[subj]; !ok && taintable(subj) {
+		h.taints[subj] = seq
+	}
+	return seq
+}
+
+// want returns the state the index must answer for k: the clean fold,
+// with the first bad message of its subject.
+func (h *history) want(k events.Key) (events.Consent, bool) {
+	c, ok := h.model[k]
+	if !ok {
+		c = events.NewConsent(k)
+	}
+	c.ViolationSeq = h.taints[k.NATSSubject()]
+	return c, ok
 }
 
 // publish sends every queued message, in windows the client does not
@@ -259,10 +282,7 @@ func assertMatchesModel(t *testing.T, idx *Index, h *history) {
 	t.Helper()
 	ctx := context.Background()
 	for _, k := range h.keys {
-		want, ok := h.model[k]
-		if !ok {
-			want = events.NewConsent(k)
-		}
+		want, _ := h.want(k)
 		got, _, err := idx.Consent(ctx, k, 0)
 		require.NoError(t, err)
 		assert.Equal(t, want, got, "consent %+v", k)
@@ -272,7 +292,7 @@ func assertMatchesModel(t *testing.T, idx *Index, h *history) {
 		require.NoError(t, err)
 		var want []events.Consent
 		for _, k := range h.keys {
-			if c, ok := h.model[k]; ok && k.Tenant == p[0] && k.SubjectID == p[1] {
+			if c, ok := h.want(k); ok && k.Tenant == p[0] && k.SubjectID == p[1] {
 				want = append(want, c)
 			}
 		}

@@ -38,6 +38,10 @@ type hotStates struct {
 	gen  uint64 // 2 per commit; odd while a commit is written
 	seq  uint64 // the checkpoint the slots (and Pebble, when gen is even) reflect
 	sets [hotSets][hotWays]hotSlot
+	// taints holds, by consent NATS subject, the sequences of its
+	// unquarantined violations, ascending (taint.go); they change with the
+	// slots, in committed.
+	taints map[string][]uint64
 }
 
 type hotSlot struct {
@@ -64,25 +68,31 @@ func (h *hotStates) slotLocked(set int, key string) *hotSlot {
 }
 
 // get returns the cached state of the consent key and the checkpoint it
-// is the state at; on a miss, the generation to pass to stable and fill
-// after reading Pebble.
-func (h *hotStates) get(key []byte) (c events.Consent, ok bool, gen, seq uint64) {
+// is the state at, with its ViolationSeq from the taints of subj (its NATS
+// subject, or "" when there are no taints); on a miss, the generation to
+// pass to stable and fill after reading Pebble.
+func (h *hotStates) get(key []byte, subj string) (c events.Consent, ok bool, gen, seq uint64) {
 	set := hotSet(key)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	// slotLocked only compares the key, so it may share key's bytes.
 	if s := h.slotLocked(set, unsafe.String(unsafe.SliceData(key), len(key))); s != nil {
-		return s.c, true, h.gen, h.seq
+		c = s.c
+		if subj != "" {
+			c.ViolationSeq = h.taintLocked(subj)
+		}
+		return c, true, h.gen, h.seq
 	}
 	return events.Consent{}, false, h.gen, h.seq
 }
 
 // stable reports whether no commit was written since get returned gen,
-// and the checkpoint a Pebble read made in between reflects.
-func (h *hotStates) stable(gen uint64) (uint64, bool) {
+// and the checkpoint a Pebble read made in between reflects, with the
+// first taint of subj at that checkpoint (see get).
+func (h *hotStates) stable(gen uint64, subj string) (seq, violation uint64, ok bool) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.seq, h.gen == gen && gen%2 == 0
+	return h.seq, h.taintLocked(subj), h.gen == gen && gen%2 == 0
 }
 
 // fill caches c, read from Pebble after get returned gen, when stable.
@@ -111,15 +121,19 @@ func (h *hotStates) begin() {
 
 // committed ends the commit begin marked: it updates the cached slots
 // among changed (the states it wrote, by consent key; nil when it failed)
-// and records checkpoint as what the slots reflect.
-func (h *hotStates) committed(changed map[string]events.Consent, checkpoint uint64) {
+// and the taints (added true, removed false; nil when it failed), and
+// records checkpoint as what the slots reflect. It returns how many
+// consents are tainted.
+func (h *hotStates) committed(changed map[string]events.Consent, taints map[taintRef]bool, checkpoint uint64) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.gen++
 	h.seq = checkpoint
+	h.applyTaintsLocked(taints)
 	for k, c := range changed {
 		if s := h.slotLocked(hotSetString(k), k); s != nil {
 			s.c = c
 		}
 	}
+	return len(h.taints)
 }

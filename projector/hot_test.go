@@ -61,7 +61,7 @@ func TestHotStatesAnswerTheStateAtTheirCheckpoint(t *testing.T) {
 			require.NoError(t, b.Set(key, appendConsent(nil, &c), nil))
 			changed[string(key)] = c
 		}
-		require.NoError(t, idx.commit(b, changed, seq, 0))
+		require.NoError(t, idx.commit(b, changed, nil, seq, 0))
 		require.NoError(t, b.Close())
 	}
 	close(done)
@@ -104,7 +104,7 @@ func TestConsentReadOverlappingACommit(t *testing.T) {
 	c, seq, err := idx.Consent(short, k, 0)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "answered %s at %d in the middle of a commit", c.State, seq)
 
-	idx.hot.committed(map[string]events.Consent{string(key): granted}, 2)
+	idx.hot.committed(map[string]events.Consent{string(key): granted}, nil, 2)
 	idx.checkpoint.Store(2)
 	c, seq, err = idx.Consent(context.Background(), k, 0)
 	require.NoError(t, err)
@@ -149,21 +149,21 @@ func TestHotStatesKeepAConsentPerWayOfOneSet(t *testing.T) {
 	kept := func(keys [][]byte) {
 		t.Helper()
 		for _, k := range keys {
-			c, ok, _, _ := h.get(k)
+			c, ok, _, _ := h.get(k, "")
 			require.True(t, ok, "%q is kept", k)
 			assert.Equal(t, state(k), c)
 		}
 	}
 	for _, k := range same[:hotWays] {
-		_, ok, gen, _ := h.get(k)
+		_, ok, gen, _ := h.get(k, "")
 		require.False(t, ok)
 		h.fill(k, state(k), gen)
 	}
 	kept(same[:hotWays])
 
-	_, _, gen, _ := h.get(same[hotWays])
+	_, _, gen, _ := h.get(same[hotWays], "")
 	h.fill(same[hotWays], state(same[hotWays]), gen)
-	_, ok, _, _ := h.get(same[0])
+	_, ok, _, _ := h.get(same[0], "")
 	assert.False(t, ok, "the set's oldest consent made room")
 	kept(same[1:])
 
@@ -172,8 +172,8 @@ func TestHotStatesKeepAConsentPerWayOfOneSet(t *testing.T) {
 		updated := state(k)
 		updated.Seq = 2
 		h.begin()
-		h.committed(map[string]events.Consent{string(k): updated}, 2)
-		c, ok, _, seq := h.get(k)
+		h.committed(map[string]events.Consent{string(k): updated}, nil, 2)
+		c, ok, _, seq := h.get(k, "")
 		require.True(t, ok)
 		assert.Equal(t, updated, c)
 		assert.Equal(t, uint64(2), seq)

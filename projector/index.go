@@ -13,11 +13,16 @@
 // (events.Decode), carry a matching Consent-Event-Type header, come on its
 // own consent's subject (tenant, purpose and subject key), carry a hash
 // that matches its content (events.VerifyHash) and link, by prev_hash, to
-// the hash of the consent's last applied event. A message that fails is not
-// applied: it is stored as a Violation at its sequence, logged, counted in
-// Health, and projection goes on. What the projector must not get past (a
-// gap in stream sequences, an unknown event type, a newer schema version)
-// stops it with a *StopError before that message, never skipping it.
+// the hash of the consent's last applied event (events.CheckMessage and the
+// link: the rule the ledger's write path applies too). A message that fails
+// is not applied: it is stored as a Violation at its sequence, marks the
+// consent of its subject (taint.go: the consent then reads as
+// events.StateIntegrityViolation until a consent.quarantined clears it), is
+// logged, counted in Health, and projection goes on. What the projector
+// must not get past (a gap in stream sequences, or an event a newer ledger
+// wrote: a newer schema version or an unknown type, sealed with a hash that
+// matches, on a consent's subject) stops it with a *StopError before that
+// message, never skipping it.
 package projector
 
 import (
@@ -90,6 +95,7 @@ type Index struct {
 
 	checkpoint atomic.Uint64
 	violations atomic.Uint64
+	tainted    atomic.Int64 // consents with a taint (taint.go); 0: lookups skip them
 	closed     atomic.Bool
 	ready      atomic.Bool // answers reads (see IndexOptions.ReadyOnOpen)
 	running    atomic.Bool // a projector holds the index
@@ -134,6 +140,11 @@ func Open(dir string, opts IndexOptions) (*Index, error) {
 	}
 	i := &Index{opts: opts, dir: dir, db: db, advanced: make(chan struct{}), lastSync: time.Now()}
 	if err := i.load(); err != nil {
+		_ = db.Close()
+		_ = lock.Close()
+		return nil, err
+	}
+	if err := i.loadTaints(); err != nil {
 		_ = db.Close()
 		_ = lock.Close()
 		return nil, err
@@ -259,7 +270,10 @@ func (i *Index) Ready() bool { return i.ready.Load() && !i.closed.Load() }
 
 // Consent returns the folded state of the consent k (State none when it
 // has no events) and the index sequence it was read at: the state reflects
-// at least every event up to that sequence. k must have its tenant
+// at least every event up to that sequence. When the consent's history
+// holds a message that failed the integrity checks and is not quarantined,
+// the state is its last good one with ViolationSeq set to that message's
+// sequence (events.Consent.View then says StateIntegrityViolation). k must have its tenant
 // defaulted; it is not validated (an invalid key has no events).
 //
 // With minSeq > 0 it first waits, without polling, until the index has
@@ -279,10 +293,13 @@ func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (event
 	}
 	var buf [128]byte
 	key := appendConsentKey(buf[:0], k)
+	var subjBuf [192]byte
+	subj := i.taintSubject(subjBuf[:0], k)
 	// The state and the index_seq it is reported at go together (see
-	// hotStates); a read that a commit overlapped is made again.
+	// hotStates), taints included; a read that a commit overlapped is made
+	// again.
 	for {
-		c, ok, gen, at := i.hot.get(key)
+		c, ok, gen, at := i.hot.get(key, subj)
 		if ok {
 			return c, at, nil
 		}
@@ -292,8 +309,9 @@ func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (event
 		if err != nil {
 			return events.Consent{}, seq, err
 		}
-		if at, ok := i.hot.stable(gen); ok {
+		if at, violation, ok := i.hot.stable(gen, subj); ok {
 			i.hot.fill(key, c, gen)
+			c.ViolationSeq = violation
 			return c, at, nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -327,6 +345,11 @@ func (i *Index) Consents(ctx context.Context, tenant, subjectID string, minSeq u
 		if err == nil {
 			var c events.Consent
 			c, err = decodeConsent(it.Value(), k)
+			if subj := i.taintSubject(nil, k); subj != "" {
+				i.hot.mu.RLock()
+				c.ViolationSeq = i.hot.taintLocked(subj)
+				i.hot.mu.RUnlock()
+			}
 			out = append(out, c)
 		}
 		if err != nil {

@@ -62,7 +62,7 @@ func commitState(t *testing.T, idx *Index, c events.Consent, checkpoint uint64) 
 	k := c.Key()
 	key := appendConsentKey(nil, k)
 	require.NoError(t, b.Set(key, appendConsent(nil, &c), nil))
-	require.NoError(t, idx.commit(b, map[string]events.Consent{string(key): c}, checkpoint, idx.ViolationCount()))
+	require.NoError(t, idx.commit(b, map[string]events.Consent{string(key): c}, nil, checkpoint, idx.ViolationCount()))
 }
 
 func TestIndexReadiness(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/consentledger/consent/events"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -108,7 +109,14 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 		p.running.Store(false)
 		if err != nil {
 			p.setErr(err)
-			p.log.Error("projector: stopped", "err", err, "index_seq", p.idx.Checkpoint())
+			attrs := []any{"err", err, "index_seq", p.idx.Checkpoint()}
+			if stop, ok := errors.AsType[*StopError](err); ok {
+				attrs = append(attrs, "stop_seq", stop.Seq, "subject", stop.Subject)
+			}
+			if newer, ok := errors.AsType[*events.NewerEventError](err); ok {
+				attrs = append(attrs, "event_version", newer.Version, "event_type", newer.Type)
+			}
+			p.log.Error("projector: stopped", attrs...)
 		}
 	}()
 
@@ -263,6 +271,14 @@ type Health struct {
 	Running    bool   // Run is active
 	Ready      bool   // the index answers reads
 	Err        string // why the last Run stopped; "" while running or after a clean stop
+	// StopSeq is the stream sequence of the message the last Run stopped
+	// before when it met something it must not get past (a *StopError),
+	// else 0. NewerVersion and NewerType are that message's "v" and
+	// "type" when a newer ledger wrote it (an *events.NewerEventError):
+	// upgrade consentd to read it.
+	StopSeq      uint64
+	NewerVersion int
+	NewerType    string
 }
 
 // Health returns a snapshot of the projector's health. It is safe to call
@@ -278,6 +294,12 @@ func (p *Projector) Health() Health {
 	p.mu.Lock()
 	if p.err != nil {
 		h.Err = p.err.Error()
+		if stop, ok := errors.AsType[*StopError](p.err); ok {
+			h.StopSeq = stop.Seq
+		}
+		if newer, ok := errors.AsType[*events.NewerEventError](p.err); ok {
+			h.NewerVersion, h.NewerType = newer.Version, newer.Type
+		}
 	}
 	p.mu.Unlock()
 	if h.StreamSeq < h.IndexSeq {

@@ -33,21 +33,21 @@ func TestProjectorFoldsStreamAndRecordsViolations(t *testing.T) {
 
 	forged := h.nextEvent(t, k)
 	forged.PrevHash = "0000000000000000000000000000000000000000000000000000000000000000"
-	want = append(want, wantViolation{h.queue(k.NATSSubject(), string(forged.Type), sealed(t, forged)), CheckLink})
+	want = append(want, wantViolation{h.queueBad(k.NATSSubject(), string(forged.Type), sealed(t, forged)), CheckLink})
 
 	tampered := sealed(t, h.nextEvent(t, k))
 	tampered = bytes.Replace(tampered, []byte(`"policy_version":`), []byte(`"policy_version":9`), 1)
-	want = append(want, wantViolation{h.queue(k.NATSSubject(), string(events.TypeRequested), tampered), CheckHash})
+	want = append(want, wantViolation{h.queueBad(k.NATSSubject(), string(events.TypeRequested), tampered), CheckHash})
 
 	misplaced := h.nextEvent(t, k)
-	want = append(want, wantViolation{h.queue(other.NATSSubject(), string(misplaced.Type), sealed(t, misplaced)), CheckSubject})
+	want = append(want, wantViolation{h.queueBad(other.NATSSubject(), string(misplaced.Type), sealed(t, misplaced)), CheckSubject})
 
 	headless := h.nextEvent(t, k)
-	want = append(want, wantViolation{h.queue(k.NATSSubject(), "", sealed(t, headless)), CheckHeader})
+	want = append(want, wantViolation{h.queueBad(k.NATSSubject(), "", sealed(t, headless)), CheckHeader})
 
-	want = append(want, wantViolation{h.queue(k.NATSSubject(), string(events.TypeGranted), []byte("not json")), CheckDecode})
-	want = append(want, wantViolation{h.queue("consent.events.stray", "", []byte(`{"hello":"world"}`)), CheckDecode})
-	want = append(want, wantViolation{h.queue(k.NATSSubject(), "", []byte(`{"v":1}`)), CheckDecode})
+	want = append(want, wantViolation{h.queueBad(k.NATSSubject(), string(events.TypeGranted), []byte("not json")), CheckDecode})
+	want = append(want, wantViolation{h.queueBad("consent.events.stray", "", []byte(`{"hello":"world"}`)), CheckDecode})
+	want = append(want, wantViolation{h.queueBad(k.NATSSubject(), "", []byte(`{"v":1}`)), CheckDecode})
 	h.add(t, 150)
 	h.publish(t, js)
 
@@ -144,7 +144,7 @@ func TestProjectorResumesAtCheckpoint(t *testing.T) {
 
 	// More events, one of them a violation, while no projector runs.
 	h.add(t, 100)
-	bad := h.queue(h.keys[0].NATSSubject(), string(events.TypeGranted), []byte(`{}`))
+	bad := h.queueBad(h.keys[0].NATSSubject(), string(events.TypeGranted), []byte(`{}`))
 	h.add(t, 100)
 	h.publish(t, js)
 
@@ -227,6 +227,13 @@ func TestProjectorStopsOnWhatItCannotApply(t *testing.T) {
 				assert.False(t, health.Running)
 				assert.False(t, health.Ready)
 				assert.Equal(t, h.seq, health.StreamSeq)
+				assert.Equal(t, badSeq, health.StopSeq, "health names the sequence")
+				if errors.Is(tt.want, events.ErrNewerSchema) {
+					assert.Equal(t, events.SchemaVersion+1, health.NewerVersion, "and the version")
+				} else {
+					assert.Equal(t, events.SchemaVersion, health.NewerVersion)
+					assert.NotEmpty(t, health.NewerType)
+				}
 				_, _, err = idx.Consent(context.Background(), k, 0)
 				require.ErrorIs(t, err, events.ErrNotReady)
 			}
@@ -270,14 +277,14 @@ func TestProjectorRefusesAnotherStream(t *testing.T) {
 		// As if the stream had been restored from an older backup.
 		b, err := idx.newBatch()
 		require.NoError(t, err)
-		require.NoError(t, idx.commit(b, nil, h.seq+5, 0))
+		require.NoError(t, idx.commit(b, nil, nil, h.seq+5, 0))
 		require.NoError(t, b.Close())
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		err = New(js, idx, Options{Logger: testLogger(t)}).Run(ctx)
 		require.ErrorIs(t, err, ErrIndexAhead)
 		b = must(idx.newBatch())
-		require.NoError(t, idx.commit(b, nil, h.seq, 0))
+		require.NoError(t, idx.commit(b, nil, nil, h.seq, 0))
 		require.NoError(t, b.Close())
 	})
 	t.Run("recreated stream", func(t *testing.T) {

@@ -140,13 +140,14 @@ func inspectPurpose(d delivery, typeHeader string, payload []byte) delivery {
 	}
 	ev, err := events.DecodePurposeEvent(payload)
 	if err != nil {
-		if errors.Is(err, events.ErrNewerSchema) {
-			d.stop = err
-			return d
+		// A newer schema or an unknown purpose.* type whose hash matches
+		// its content is a newer writer's: stop. Anything else (a consent
+		// type here, garbage, {"v":2} with no hash) is a violation.
+		newer := purposeFromTheFuture(payload)
+		if newer == nil && errors.Is(err, events.ErrNewerSchema) {
+			newer = err
 		}
-		// An unknown purpose.* type is a newer writer's: stop. Anything
-		// else (a consent type here, garbage) is a violation.
-		if newer := purposeFromTheFuture(payload); newer != nil {
+		if newer != nil && selfHashed(payload) {
 			d.stop = newer
 			return d
 		}
@@ -169,7 +170,21 @@ func inspectPurpose(d delivery, typeHeader string, payload []byte) delivery {
 	return d
 }
 
-// purposeFromTheFuture is fromTheFuture for purpose subjects: a payload
+// selfHashed reports whether payload is a JSON object whose "hash" member
+// is events.HashOf(payload): a record its writer sealed.
+func selfHashed(payload []byte) bool {
+	var head struct {
+		Hash string `json:"hash"`
+	}
+	if json.Unmarshal(payload, &head) != nil || head.Hash == "" {
+		return false
+	}
+	sum, err := events.HashOf(payload)
+	return err == nil && sum == head.Hash
+}
+
+// purposeFromTheFuture is for purpose subjects what events.CheckMessage's
+// test for a newer writer is for consent subjects: a payload
 // that failed to decode and says it is of a newer schema, or of a purpose
 // event type this code does not know, comes from a newer writer.
 func purposeFromTheFuture(payload []byte) error {

@@ -78,6 +78,9 @@ func TestProjectorFoldsPurposes(t *testing.T) {
 	want = append(want, wantViolation{h.queue(other.Key().NATSSubject(), string(events.TypePurposeSet), seal(forge())), CheckSubject})
 	want = append(want, wantViolation{h.queue(news.Key().NATSSubject(), "", seal(forge())), CheckHeader})
 	want = append(want, wantViolation{h.queue("consent.purposes.t0.purpose_0", "purpose.set", []byte(`{"v":1}`)), CheckDecode})
+	// A newer schema that is not sealed is a stray message, not a newer
+	// writer's: no reason to stop.
+	want = append(want, wantViolation{h.queue("consent.purposes.t0.purpose_0", "", []byte(`{"v":2}`)), CheckDecode})
 	h.add(t, 20)
 	h.publish(t, js)
 

@@ -6,15 +6,18 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/consentledger/consent/events"
 )
 
-// Checks an event can fail; the Check field of a Violation.
+// Checks an event can fail; the Check field of a Violation. They are the
+// events package's, the one rule the write path applies too.
 const (
-	CheckDecode  = "decode"  // the payload is not a valid event
-	CheckHeader  = "header"  // Consent-Event-Type is missing or disagrees with the payload
-	CheckSubject = "subject" // the NATS subject is not the event's consent subject
-	CheckHash    = "hash"    // the hash does not match the content
-	CheckLink    = "link"    // prev_hash is not the hash of the consent's last applied event
+	CheckDecode     = events.CheckDecode     // the payload is not a valid event
+	CheckHeader     = events.CheckHeader     // Consent-Event-Type is missing or disagrees with the payload
+	CheckSubject    = events.CheckSubject    // the NATS subject is not the event's consent subject
+	CheckHash       = events.CheckHash       // the hash does not match the content
+	CheckLink       = events.CheckLink       // prev_hash is not the hash of the consent's last applied event
+	CheckQuarantine = events.CheckQuarantine // a consent.quarantined that does not resume the consent's last good state
 )
 
 // Violation is a stream message that failed an integrity check and was

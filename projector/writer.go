@@ -96,10 +96,11 @@ func (i *Index) newBatch() (*pebble.Batch, error) {
 	return i.db.NewBatch(), nil
 }
 
-// commit writes b (the new states and violation records) together with
-// the checkpoint and the violation count, then wakes the waiters. changed
-// holds the consent states b writes, by consent key. b is reset for reuse.
-func (i *Index) commit(b *pebble.Batch, changed map[string]events.Consent, checkpoint, violations uint64) error {
+// commit writes b (the new states, violation and taint records) together
+// with the checkpoint and the violation count, then wakes the waiters.
+// changed holds the consent states b writes, by consent key, and taints
+// the taints it adds (true) and removes (false). b is reset for reuse.
+func (i *Index) commit(b *pebble.Batch, changed map[string]events.Consent, taints map[taintRef]bool, checkpoint, violations uint64) error {
 	var buf [8]byte
 	binary.BigEndian.PutUint64(buf[:], checkpoint)
 	if err := b.Set(metaKey(metaCheckpoint), buf[:], nil); err != nil {
@@ -118,14 +119,14 @@ func (i *Index) commit(b *pebble.Batch, changed map[string]events.Consent, check
 	}
 	i.hot.begin()
 	if err := i.apply(b, opts); err != nil {
-		i.hot.committed(nil, i.checkpoint.Load())
+		i.hot.committed(nil, nil, i.checkpoint.Load())
 		return err
 	}
 	if opts == pebble.Sync {
 		i.lastSync = now
 	}
 	b.Reset()
-	i.hot.committed(changed, checkpoint)
+	i.tainted.Store(int64(i.hot.committed(changed, taints, checkpoint)))
 	i.violations.Store(violations)
 	i.checkpoint.Store(checkpoint)
 	i.notify()

@@ -25,6 +25,7 @@ func commands() []command {
 		historyCommand(),
 		watchCommand(),
 		purposeCommand(),
+		adminQuarantineCommand(),
 	}
 }
 
@@ -188,6 +189,9 @@ func required(st events.Status, minPolicyVersion int) string {
 	if st.State == events.StateGranted {
 		return fmt.Sprintf("consent required: granted at policy version %d, but version %d is required", st.PolicyVersion, minPolicyVersion)
 	}
+	if st.State == events.StateIntegrityViolation {
+		return fmt.Sprintf("consent required: %s at seq %d", st.State, st.ViolationSeq)
+	}
 	return "consent required: " + string(st.State)
 }
 
@@ -207,6 +211,8 @@ func whatToDo(st events.Status, minPolicyVersion int, tenant string) string {
 		return fmt.Sprintf("%s withdrew consent to %s: do not proceed unless they grant it again.", who, what)
 	case events.StateExpired:
 		return fmt.Sprintf("The grant expired at %s: ask %s again before proceeding.", formatTime(st.ExpiresAt), who)
+	case events.StateIntegrityViolation:
+		return fmt.Sprintf("The history of this consent holds a message at seq %d that fails the integrity checks: do not proceed. Run consentctl audit verify; an operator who has looked into it sets it aside with consentctl admin quarantine %d --reason TEXT%s.", st.ViolationSeq, st.ViolationSeq, t)
 	case events.StateGranted:
 		return fmt.Sprintf("%s agreed to policy version %d: ask them to agree to version %d (consentctl request %s %s --policy-version %d%s).", who, st.PolicyVersion, minPolicyVersion, who, what, minPolicyVersion, t)
 	}

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
@@ -344,7 +345,11 @@ func (m *Main) superviseProjector(ctx context.Context) {
 			attempt = 0 // it ran well for a while: back off from the start
 		}
 		if stop, ok := errors.AsType[*projector.StopError](err); ok {
-			m.log.Error("projector stopped on a problem in the stream; lookups answer 503 until it is resolved", "error", stop)
+			attrs := []any{"error", stop, "seq", stop.Seq, "subject", stop.Subject}
+			if newer, ok := errors.AsType[*events.NewerEventError](err); ok {
+				attrs = append(attrs, "event_version", newer.Version, "event_type", newer.Type)
+			}
+			m.log.Error("projector stopped on a problem in the stream; lookups answer 503 until it is resolved", attrs...)
 			return
 		}
 		m.log.Warn("projector stopped; restarting", "error", err)
@@ -364,7 +369,12 @@ func (m *Main) health() any {
 		Ready      bool   `json:"ready"`
 		Running    bool   `json:"projector_running"`
 		Err        string `json:"projector_error,omitempty"`
-	}{h.IndexSeq, h.StreamSeq, h.Violations, h.Ready, h.Running, h.Err}
+		// Where and on what a stopped projector stopped (see
+		// projector.Health).
+		StopSeq      uint64 `json:"projector_stop_seq,omitempty"`
+		NewerVersion int    `json:"projector_stop_event_version,omitempty"`
+		NewerType    string `json:"projector_stop_event_type,omitempty"`
+	}{h.IndexSeq, h.StreamSeq, h.Violations, h.Ready, h.Running, h.Err, h.StopSeq, h.NewerVersion, h.NewerType}
 }
 
 // ClientURL returns the URL clients connect to: the embedded server's, or

@@ -20,6 +20,7 @@ const (
 	CheckCheckpoint = "checkpoint" // a checkpoint is malformed, badly signed, or its chain does not match the stream
 	CheckAnchor     = "anchor"     // the chain does not match the anchor the auditor gave
 	CheckIndex      = "index"      // the live index differs from a fresh fold of the stream
+	CheckQuarantine = "quarantine" // a consent.quarantined names no unexplained violation of its consent
 )
 
 // ConsentRef names a consent in a report.

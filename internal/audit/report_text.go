@@ -42,6 +42,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	if a := r.Anchor; a != nil && r.AnchorOK {
 		p.f("  anchor %d: the chain matches\n", a.Seq)
 	}
+	if len(r.Explained) > 0 {
+		p.f("  explained: %d integrity violation(s) quarantined by an operator:\n", len(r.Explained))
+		for i := range r.Explained {
+			p.f("    %s\n", r.Explained[i].String())
+		}
+	}
 	if r.OK() {
 		p.f("OK: no problems found\n")
 		return p.err

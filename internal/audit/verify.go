@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -114,6 +113,23 @@ type Report struct {
 	Problems     []Problem       `json:"problems"`      // the first MaxProblems, by sequence
 	ProblemCount uint64          `json:"problem_count"` // all problems
 	Took         time.Duration   `json:"took_ns"`
+
+	// Explained are the integrity violations of consent events that an
+	// operator quarantined (events.TypeQuarantined): found, but explained
+	// in the trail, so they are not problems. By sequence.
+	Explained []Explained `json:"explained"`
+}
+
+// Explained is a violation a consent.quarantined event explains.
+type Explained struct {
+	Problem                 // the violation, as verify found it
+	QuarantineSeq    uint64 `json:"quarantine_seq"` // where the consent.quarantined is stored
+	QuarantineActor  string `json:"quarantine_actor"`
+	QuarantineReason string `json:"quarantine_reason"`
+}
+
+func (x *Explained) String() string {
+	return fmt.Sprintf("%s; quarantined at seq %d by %s: %s", x.Problem.String(), x.QuarantineSeq, x.QuarantineActor, x.QuarantineReason)
 }
 
 // OK reports whether every check passed.
@@ -210,6 +226,10 @@ type verifier struct {
 	records map[subjectID]tip // by record subject (entry unused)
 	digest  StateDigest
 	gaps    []gapRef
+	// violations are the integrity violations found on consent subjects,
+	// by sequence, until a quarantine explains them (explain).
+	violations map[uint64]Problem
+	explained  map[uint64]bool
 
 	liveSeq    uint64
 	liveWanted bool
@@ -223,12 +243,43 @@ type chainHead struct {
 func newVerifier(opts VerifyOptions) *verifier {
 	return &verifier{
 		opts:    opts,
-		report:  &Report{Stream: opts.Stream, Signed: opts.Keys != nil, Anchor: opts.Anchor, Problems: []Problem{}},
+		report:  &Report{Stream: opts.Stream, Signed: opts.Keys != nil, Anchor: opts.Anchor, Problems: []Problem{}, Explained: []Explained{}},
 		next:    1,
 		heads:   make([]chainHead, opts.ChainHistory),
 		tips:    make(map[subjectID]tip),
 		records: make(map[subjectID]tip),
+
+		violations: make(map[uint64]Problem),
+		explained:  make(map[uint64]bool),
 	}
+}
+
+// violation records p, an integrity violation of a consent event, which a
+// later consent.quarantined on the same subject may explain.
+func (v *verifier) violation(p Problem) {
+	v.problem(p)
+	if _, _, _, ok := events.ParseConsentSubject(p.Subject); ok {
+		v.violations[p.Seq] = p
+	}
+}
+
+// explain takes the violation a quarantine event at seq names off the
+// problems, as explained; a quarantine that names no unexplained violation
+// of its consent is a problem itself.
+func (v *verifier) explain(m *Msg, ev *events.Event) {
+	p, ok := v.violations[ev.QuarantinedSeq]
+	if !ok || p.Subject != m.Subject {
+		v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckQuarantine, Consent: refOf(ev.Key()), EventID: ev.ID,
+			Reason: fmt.Sprintf("quarantines seq %d, which is not an unexplained integrity violation of this consent", ev.QuarantinedSeq)})
+		return
+	}
+	delete(v.violations, ev.QuarantinedSeq)
+	v.explained[p.Seq] = true
+	v.report.ProblemCount--
+	if p.Consent == nil {
+		p.Consent = refOf(ev.Key())
+	}
+	v.report.Explained = append(v.report.Explained, Explained{Problem: p, QuarantineSeq: m.Seq, QuarantineActor: ev.Actor, QuarantineReason: ev.Reason})
 }
 
 // problem records p, keeping the first MaxProblems; it returns p's index
@@ -299,26 +350,21 @@ func (v *verifier) inspectEvent(in *inspected) {
 			in.bad.EventID = in.ev.ID
 		}
 	}
-	ev, err := events.Decode(m.Data)
-	if err != nil {
-		if errors.Is(err, events.ErrNewerSchema) || errors.Is(err, events.ErrUnknownType) || fromTheFuture(m.Data) {
-			fail(CheckSchema, fmt.Sprintf("written by a newer ledger (%v): upgrade consentctl to verify it", err))
-			return
-		}
-		fail(CheckDecode, err.Error())
-		return
+	// The projector's rule: events.CheckMessage.
+	ev, check, err := events.CheckMessage(m.Subject, m.Header.Get(events.HeaderEventType), m.Data, false)
+	if ev != nil {
+		in.ev, in.ref = ev, refOf(ev.Key())
 	}
-	in.ev, in.ref = ev, refOf(ev.Key())
-	if h := m.Header.Get(events.HeaderEventType); h != string(ev.Type) {
-		fail(CheckHeader, fmt.Sprintf("header %s is %q, the event's type is %q", events.HeaderEventType, h, ev.Type))
+	switch check {
+	case "":
+	case events.CheckNewer:
+		fail(CheckSchema, fmt.Sprintf("written by a newer ledger (%v): upgrade consentctl to verify it", err))
 		return
-	}
-	if want := ev.Key().NATSSubject(); m.Subject != want {
-		fail(CheckSubject, "the event belongs on "+want)
-		return
-	}
-	if err := events.VerifyHash(m.Data, ev); err != nil {
+	case events.CheckHash:
 		fail(CheckHash, err.Error()+": the event was changed after it was written")
+		return
+	default:
+		fail(check, err.Error())
 		return
 	}
 	_ = decodeHex32(ev.Hash, &in.hash) // VerifyHash passed: 64 hex digits
@@ -400,6 +446,8 @@ func (v *verifier) fold(in inspected) {
 		r.Records++
 	}
 	switch {
+	case in.bad != nil && in.class == classEvent:
+		v.violation(*in.bad)
 	case in.bad != nil:
 		v.problem(*in.bad)
 	case in.class == classEvent:
@@ -446,8 +494,11 @@ func (v *verifier) foldEvent(in *inspected) {
 	id := subjectIDOf(&in.subjSum)
 	cur, seen := v.tips[id]
 	if reason, ok := v.link(in.prevHash, cur, seen, m.Seq, in.ref); !ok {
-		v.problem(Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckLink, Reason: reason, Consent: in.ref, EventID: in.ev.ID})
+		v.violation(Problem{Seq: m.Seq, Subject: m.Subject, Check: CheckLink, Reason: reason, Consent: in.ref, EventID: in.ev.ID})
 		return
+	}
+	if in.ev.Type == events.TypeQuarantined {
+		v.explain(m, in.ev)
 	}
 	if seen {
 		v.digest.Remove(cur.entry)
@@ -579,26 +630,13 @@ func (v *verifier) finish(end ReplayEnd, complete bool) {
 	if v.broken == 0 && v.chain.Seq > 0 {
 		r.Chain, r.ChainSeq = v.chain.HeadHex(), v.chain.Seq
 	}
+	if len(v.explained) > 0 {
+		r.Problems = slices.DeleteFunc(r.Problems, func(p Problem) bool {
+			return v.explained[p.Seq] && p.Subject != "" && p.Check != CheckQuarantine
+		})
+	}
 	slices.SortStableFunc(r.Problems, func(a, b Problem) int { return cmp.Compare(a.Seq, b.Seq) })
-}
-
-// fromTheFuture reports whether a payload that failed to decode is an
-// object whose "v" is newer than events.SchemaVersion or whose "type"
-// names no type this version knows: a newer ledger wrote it.
-func fromTheFuture(payload []byte) bool {
-	var head struct {
-		V    json.RawMessage `json:"v"`
-		Type json.RawMessage `json:"type"`
-	}
-	if json.Unmarshal(payload, &head) != nil {
-		return false
-	}
-	var ver int64
-	if json.Unmarshal(head.V, &ver) == nil && ver > events.SchemaVersion {
-		return true
-	}
-	var t string
-	return json.Unmarshal(head.Type, &t) == nil && t != "" && !events.Type(t).Known()
+	slices.SortStableFunc(r.Explained, func(a, b Explained) int { return cmp.Compare(a.Seq, b.Seq) })
 }
 
 // MarshalText writes the anchor as SEQ:CHAIN.
