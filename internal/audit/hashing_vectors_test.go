@@ -225,6 +225,12 @@ func buildVectors(t *testing.T) hashingVectors {
 		PolicyVersion: events.MaxPolicyVersion, Actor: events.ExpiryActor, ExpiresAt: ptr(at)}
 	add(&v.Events, "expired: old NFD subject id, hashed and keyed as stored; policy_version at its bound", expired.Key().NATSSubject(), seal(&expired), true)
 
+	quarantined := events.Event{V: 1, ID: "019cab10-aa38-7b11-8c3f-5e6a7b8c9d05", Type: events.TypeQuarantined, Tenant: "acme",
+		SubjectID: request.SubjectID, Purpose: "marketing_email", OccurredAt: at.Add(3 * time.Minute), RecordedAt: at.Add(3 * time.Minute),
+		PolicyVersion: 3, Actor: "ops-oncall", Reason: "stray publish at seq 4, not written by the ledger", PrevHash: revoke.Hash,
+		State: events.StateRevoked, QuarantinedSeq: 4}
+	add(&v.Events, "quarantined: sets aside seq 4, resumes the revoked state", quarantined.Key().NATSSubject(), seal(&quarantined), true)
+
 	// Purpose records.
 	desc, ttl := "Offers by email", "8760h"
 	p1 := events.PurposeEvent{V: 1, ID: "019cab10-5a00-7a3c-9d2e-4f5a6b7c8d00", Type: events.TypePurposeSet, Tenant: "acme", Purpose: "marketing_email",
