@@ -154,7 +154,7 @@ func (m *Main) ParseFlags(args []string) error {
 	if m.Config.NATSURL != "" {
 		for _, name := range embeddedOnly {
 			if set[name] {
-				return fmt.Errorf("--%s configures the embedded NATS server and cannot be used with --nats-url (set sync_interval and listen in the NATS server's own configuration)", name)
+				return fmt.Errorf("--%s configures the embedded NATS server and cannot be used with --nats-url (set listen, tls and sync_interval in the NATS server's own configuration; --nats-tls-ca and --nats-tls-cert connect to it over TLS)", name)
 			}
 		}
 	}
