@@ -217,3 +217,36 @@ func TestConsentdTLSFilesThatDoNotLoad(t *testing.T) {
 		})
 	}
 }
+
+func TestConsentdJoinsATLSServer(t *testing.T) {
+	pki := natstest.NewPKI(t)
+	s := natstest.RunServer(t, natstest.TLS(t, pki, true))
+	newMain := func() *Main {
+		m := NewMain()
+		m.Config.NATSURL, m.Config.DataDir, m.Config.LogLevel = s.ClientURL(), t.TempDir(), "warn"
+		m.Stdout, m.Stderr = io.Discard, testWriter{t}
+		return m
+	}
+
+	// Without the CA the server's certificate is not trusted: a
+	// configuration error, not a wait.
+	m := newMain()
+	err := m.Run(t.Context())
+	require.NoError(t, m.Close())
+	var unknownCA x509.UnknownAuthorityError
+	require.True(t, errors.As(err, &unknownCA), "%v", err)
+
+	m = newMain()
+	m.Config.NATSTLSCA, m.Config.NATSTLSCert, m.Config.NATSTLSKey = pki.CA, pki.ClientCert, pki.ClientKey
+	err = m.Run(t.Context())
+	if err != nil {
+		_ = m.Close()
+	}
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+
+	nc, err := nats.Connect(s.ClientURL(), nats.RootCAs(pki.CA), nats.ClientCert(pki.ClientCert, pki.ClientKey))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	grantAndCheck(t, nc, "alice@example.com")
+}
