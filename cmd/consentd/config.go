@@ -169,7 +169,7 @@ func (c *Config) validateTLS(host string) error {
 		return fmt.Errorf("--listen %s: other hosts could connect to the embedded NATS server in plain text, and anyone on the network could read and forge consents; "+
 			"give --tls-cert and --tls-key (and --tls-client-ca to admit only clients with a certificate from that CA), listen on loopback (127.0.0.1), "+
 			"or, on a network you trust entirely, --insecure-listen-without-tls. "+
-			"TLS does not authenticate users: NATS authentication comes with accounts, not yet", c.Listen)
+			"TLS alone does not say who connects (--tls-client-ca does, by certificate); user authentication is not there yet and comes with NATS accounts", c.Listen)
 	}
 	return nil
 }

@@ -47,6 +47,9 @@ func startServer(cfg *Config, dataDir string, log *slog.Logger) (*server.Server,
 		opts.TLS = true
 		opts.TLSVerify = cfg.TLSClientCA != ""
 	}
+	if cfg.InsecureListenWithoutTLS && !isLoopback(host) {
+		log.Warn("the embedded NATS server listens without TLS on an address other hosts can reach (--insecure-listen-without-tls): anyone who can connect reads and writes everything in plain text", "listen", cfg.Listen)
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)

@@ -37,7 +37,7 @@ func TestListenBeyondLoopbackNeedsTLS(t *testing.T) {
 			assert.Contains(t, err.Error(), "--listen "+addr+": other hosts could connect")
 			assert.Contains(t, err.Error(), "--tls-cert and --tls-key")
 			assert.Contains(t, err.Error(), "--insecure-listen-without-tls")
-			assert.Contains(t, err.Error(), "authentication comes with accounts, not yet")
+			assert.Contains(t, err.Error(), "user authentication is not there yet and comes with NATS accounts")
 
 			cfg, err := parse([]string{"--listen", addr, "--tls-cert", "server.pem", "--tls-key", "server-key.pem"})
 			require.NoError(t, err, "with TLS")
