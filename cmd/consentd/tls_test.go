@@ -71,7 +71,7 @@ func TestTLSFlagsRefusedTogetherOrAlone(t *testing.T) {
 		{"key without cert", []string{"--tls-key", "k.pem"}, "--tls-cert and --tls-key go together"},
 		{"client CA without TLS", []string{"--tls-client-ca", "ca.pem"}, "--tls-client-ca needs --tls-cert and --tls-key"},
 		{"insecure with TLS", []string{"--listen", "0.0.0.0:4222", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--insecure-listen-without-tls"}, "--insecure-listen-without-tls contradicts --tls-cert"},
-		{"TLS with nats-url", []string{"--nats-url", "tls://n1:4222", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "--tls-cert configures the embedded NATS server"},
+		{"TLS with nats-url", []string{"--nats-url", "tls://n1:4222", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "--tls-cert configures the embedded NATS server and cannot be used with --nats-url (set listen, tls and sync_interval in the NATS server's own configuration; consentd connects to it over TLS with --nats-tls-ca"},
 		{"insecure with nats-url", []string{"--nats-url", "nats://n1:4222", "--insecure-listen-without-tls"}, "--insecure-listen-without-tls configures the embedded NATS server"},
 	}
 	for _, tt := range tests {
