@@ -210,7 +210,7 @@ var embeddedOnly = []string{"listen", "sync", "group-commit", "tls-cert", "tls-k
 func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
 	fs.SetOutput(output)
-	fs.StringVar(&c.Listen, "listen", c.Listen, "`HOST:PORT` the embedded NATS server listens on; port -1 picks a free one")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "`HOST:PORT` the embedded NATS server listens on; port -1 picks a free one; beyond loopback it needs --tls-cert (or --insecure-listen-without-tls)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "server certificate `FILE` (PEM, with --tls-key): the embedded NATS server then requires TLS from every client")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "private key `FILE` (PEM) of --tls-cert")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "CA certificate `FILE` (PEM): with --tls-cert, the embedded NATS server also requires a client certificate signed by it")
