@@ -2,10 +2,12 @@
 # minimal image in the next.
 #
 #   docker build -t consentd .
-#   docker run -p 4222:4222 -v consent-data:/data consentd --listen 0.0.0.0:4222
+#   docker run -p 4222:4222 -v consent-data:/data -v "$PWD/tls:/tls:ro" consentd \
+#     --listen 0.0.0.0:4222 --tls-cert /tls/server.pem --tls-key /tls/server-key.pem
 #
 # (--listen 0.0.0.0:4222 so that the embedded NATS server is reachable from
-# outside the container; with --nats-url no port is needed.)
+# outside the container, which consentd allows only with TLS: see
+# docs/security.md; with --nats-url no port is needed.)
 
 FROM golang:1.26 AS build
 WORKDIR /src

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +32,9 @@ type globals struct {
 	creds    string
 	user     string
 	password string
+	tlsCA    string
+	tlsCert  string
+	tlsKey   string
 	tenant   string
 	json     bool
 	timeout  time.Duration
@@ -39,6 +45,9 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.creds, "creds", g.creds, "NATS credentials `FILE`")
 	fs.StringVar(&g.user, "user", g.user, "NATS `USER` name")
 	fs.StringVar(&g.password, "password", g.password, "NATS `PASSWORD`")
+	fs.StringVar(&g.tlsCA, "tls-ca", g.tlsCA, "CA certificate `FILE` (PEM) that signed the server's certificate; connects over TLS")
+	fs.StringVar(&g.tlsCert, "tls-cert", g.tlsCert, "client certificate `FILE` (PEM, with --tls-key), for a server that asks for one")
+	fs.StringVar(&g.tlsKey, "tls-key", g.tlsKey, "private key `FILE` (PEM) of --tls-cert")
 	fs.StringVar(&g.tenant, "tenant", g.tenant, "`TENANT` the consents belong to (default: default)")
 	fs.BoolVar(&g.json, "json", g.json, "print the service's JSON instead of a table")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "how long to wait for an answer (`DURATION`)")
@@ -132,8 +141,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	var nc *nats.Conn
 	if !cmd.offline {
+		if (g.tlsCert == "") != (g.tlsKey == "") {
+			fmt.Fprintln(stderr, "consentctl: --tls-cert and --tls-key go together")
+			return exitError
+		}
 		if nc, err = connect(g); err != nil {
-			fmt.Fprintf(stderr, "consentctl: cannot reach NATS at %s: %v\n  Start consentd (it listens on %s by default), or point --server at the NATS server where it runs.\n", g.server, err, nats.DefaultURL)
+			fmt.Fprintf(stderr, "consentctl: cannot reach NATS at %s: %v\n  %s\n", g.server, err, connectHint(err))
 			return exitError
 		}
 		defer nc.Close()
@@ -199,7 +212,37 @@ func connect(g *globals) (*nats.Conn, error) {
 	if g.user != "" {
 		opts = append(opts, nats.UserInfo(g.user, g.password))
 	}
+	// A tls:// URL connects over TLS by itself, trusting the system's CAs
+	// unless --tls-ca names one.
+	if g.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(g.tlsCA))
+	}
+	if g.tlsCert != "" {
+		opts = append(opts, nats.ClientCert(g.tlsCert, g.tlsKey))
+	}
 	return nats.Connect(g.server, opts...)
+}
+
+// clientCertRefused matches the errors of a server that refuses the client
+// certificate (or its absence): its TLS alert, or its hang-up right after
+// the handshake, depending on timing.
+var clientCertRefused = regexp.MustCompile(`certificate required|bad certificate|unknown certificate authority|closed by remote after TLS handshake`)
+
+// connectHint says what to do when NATS cannot be reached: mostly start
+// consentd, but a TLS failure needs a certificate instead.
+func connectHint(err error) string {
+	var unknownCA x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &unknownCA):
+		return "The server's certificate is signed by a CA this machine does not trust: give that CA with --tls-ca FILE."
+	case clientCertRefused.MatchString(err.Error()):
+		return "The server refused the connection during TLS: it asks for a client certificate signed by a CA it trusts (--tls-cert FILE --tls-key FILE)."
+	case errors.Is(err, fs.ErrNotExist):
+		return "Check the files given to --tls-ca, --tls-cert, --tls-key and --creds."
+	case errors.Is(err, nats.ErrSecureConnWanted):
+		return "The server does not offer TLS: use a nats:// URL without --tls-ca, or start consentd with --tls-cert and --tls-key."
+	}
+	return fmt.Sprintf("Start consentd (it listens on %s by default), or point --server at the NATS server where it runs.", nats.DefaultURL)
 }
 
 // fail reports an error that is not "consent required" and returns

@@ -14,6 +14,7 @@ import (
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -22,7 +23,16 @@ import (
 // service) on an embedded server and returns the URL to reach it.
 func startConsentd(t *testing.T) string {
 	t.Helper()
-	s, nc, js := natstest.Run(t, natstest.SyncAlways())
+	return startConsentdWith(t, nil)
+}
+
+// startConsentdWith is startConsentd on a server adjusted by serverOpts,
+// which consentd's connections reach with connOpts.
+func startConsentdWith(t *testing.T, serverOpts []natstest.Option, connOpts ...nats.Option) string {
+	t.Helper()
+	s := natstest.RunServer(t, append([]natstest.Option{natstest.SyncAlways()}, serverOpts...)...)
+	nc := natstest.Connect(t, s, connOpts...)
+	js := natstest.JetStream(t, nc)
 	stream, err := ledger.EnsureStream(t.Context(), js, ledger.StreamOptions{})
 	require.NoError(t, err)
 	quiet := slog.New(slog.DiscardHandler)
@@ -31,7 +41,7 @@ func startConsentd(t *testing.T) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(ctx) }()
-	svc, err := ledger.NewService(natstest.Connect(t, s), ledger.New(js, stream, ledger.Options{}), idx, ledger.ServiceConfig{Logger: quiet})
+	svc, err := ledger.NewService(natstest.Connect(t, s, connOpts...), ledger.New(js, stream, ledger.Options{}), idx, ledger.ServiceConfig{Logger: quiet})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = svc.Stop(context.Background())

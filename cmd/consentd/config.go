@@ -21,6 +21,18 @@ type Config struct {
 	Listen  string // HOST:PORT of the embedded NATS server; port -1 picks a free one
 	DataDir string // holds LOCK, jetstream/ (embedded server) and index/ (Pebble)
 
+	// TLSCert and TLSKey make the embedded server require TLS from every
+	// client that connects over TCP; TLSClientCA also makes it require a
+	// client certificate signed by that CA. consentd's own connections are
+	// in-process and need neither.
+	TLSCert     string
+	TLSKey      string
+	TLSClientCA string
+	// InsecureListenWithoutTLS lets the embedded server listen on an
+	// address other hosts can reach without TLS; Validate refuses that
+	// otherwise.
+	InsecureListenWithoutTLS bool
+
 	// NATSURL, when set, makes consentd use an existing NATS deployment
 	// instead of embedding a server; the rest are its credentials and TLS.
 	NATSURL      string
@@ -108,6 +120,9 @@ func (c *Config) Validate() error {
 		if c.Replicas != 1 {
 			return fmt.Errorf("--replicas %d needs a NATS cluster: the embedded server is a single node; use --nats-url", c.Replicas)
 		}
+		if err := c.validateTLS(host); err != nil {
+			return err
+		}
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return fmt.Errorf("--replicas %d: want 1 to 5 (3 is the usual choice on a cluster)", c.Replicas)
@@ -145,6 +160,40 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// validateTLS checks the embedded server's TLS flags, and refuses to listen
+// without TLS on host unless it is loopback or --insecure-listen-without-tls
+// says so.
+func (c *Config) validateTLS(host string) error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	hasTLS := c.TLSCert != ""
+	if c.TLSClientCA != "" && !hasTLS {
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key: client certificates are asked for during the TLS handshake")
+	}
+	if hasTLS && c.InsecureListenWithoutTLS {
+		return errors.New("--insecure-listen-without-tls contradicts --tls-cert: drop one of them")
+	}
+	if !hasTLS && !c.InsecureListenWithoutTLS && !isLoopback(host) {
+		return fmt.Errorf("--listen %s: other hosts could connect to the embedded NATS server in plain text, and anyone on the network could read and forge consents; "+
+			"give --tls-cert and --tls-key (and --tls-client-ca to admit only clients with a certificate from that CA), listen on loopback (127.0.0.1), "+
+			"or, on a network you trust entirely, --insecure-listen-without-tls. "+
+			"TLS alone does not say who connects (--tls-client-ca does, by certificate); user authentication is not there yet and comes with NATS accounts", c.Listen)
+	}
+	return nil
+}
+
+// isLoopback reports whether host (of --listen) only accepts connections
+// from this machine: localhost, or an IP address in 127.0.0.0/8 or ::1.
+// Any other name is not resolved, and counts as reachable from elsewhere.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
@@ -164,13 +213,17 @@ func envName(flagName string) string {
 
 // embeddedOnly are the flags that configure the embedded server; they make
 // no sense with --nats-url.
-var embeddedOnly = []string{"listen", "sync", "group-commit"}
+var embeddedOnly = []string{"listen", "sync", "group-commit", "tls-cert", "tls-key", "tls-client-ca", "insecure-listen-without-tls"}
 
 // newFlagSet returns consentd's flags, bound to c.
 func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
 	fs.SetOutput(output)
-	fs.StringVar(&c.Listen, "listen", c.Listen, "`HOST:PORT` the embedded NATS server listens on; port -1 picks a free one")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "`HOST:PORT` the embedded NATS server listens on; port -1 picks a free one; beyond loopback it needs --tls-cert (or --insecure-listen-without-tls)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "server certificate `FILE` (PEM, with --tls-key): the embedded NATS server then requires TLS from every client")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "private key `FILE` (PEM) of --tls-cert")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "CA certificate `FILE` (PEM): with --tls-cert, the embedded NATS server also requires a client certificate signed by it")
+	fs.BoolVar(&c.InsecureListenWithoutTLS, "insecure-listen-without-tls", c.InsecureListenWithoutTLS, "let the embedded NATS server listen on an address other hosts can reach (--listen 0.0.0.0:4222) without TLS, in plain text and without authentication")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "`DIR` holding the JetStream store (jetstream/), the index (index/) and the LOCK file")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "use the NATS deployment at `URL` (comma-separated for several) instead of embedding a server")
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "credentials `FILE` for --nats-url")

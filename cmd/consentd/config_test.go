@@ -37,9 +37,10 @@ func TestParseFlagsReadsFlagsAndEnvironment(t *testing.T) {
 		env   []string
 		check func(t *testing.T, cfg Config)
 	}{
-		{"flags", []string{"--listen", "0.0.0.0:4333", "--data-dir=/var/lib/consent", "--sync", "interval", "--log-level", "debug", "--min-seq-timeout", "5s"}, nil,
+		{"flags", []string{"--listen", "0.0.0.0:4333", "--insecure-listen-without-tls", "--data-dir=/var/lib/consent", "--sync", "interval", "--log-level", "debug", "--min-seq-timeout", "5s"}, nil,
 			func(t *testing.T, cfg Config) {
 				assert.Equal(t, "0.0.0.0:4333", cfg.Listen)
+				assert.True(t, cfg.InsecureListenWithoutTLS)
 				assert.Equal(t, "/var/lib/consent", cfg.DataDir)
 				assert.Equal(t, SyncInterval, cfg.Sync)
 				assert.Equal(t, "debug", cfg.LogLevel)

@@ -159,7 +159,11 @@ func (m *Main) ParseFlags(args []string) error {
 	if m.Config.NATSURL != "" {
 		for _, name := range embeddedOnly {
 			if set[name] {
-				return fmt.Errorf("--%s configures the embedded NATS server and cannot be used with --nats-url (set sync_interval and listen in the NATS server's own configuration)", name)
+				hint := ""
+				if strings.HasPrefix(name, "tls-") {
+					hint = "; consentd connects to it over TLS with --nats-tls-ca (and --nats-tls-cert, --nats-tls-key)"
+				}
+				return fmt.Errorf("--%s configures the embedded NATS server and cannot be used with --nats-url (set listen, tls and sync_interval in the NATS server's own configuration%s)", name, hint)
 			}
 		}
 	}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -35,6 +38,18 @@ func startServer(cfg *Config, dataDir string, log *slog.Logger) (*server.Server,
 		SyncAlways: cfg.Sync == SyncAlways,
 		NoSigs:     true,
 	}
+	if cfg.TLSCert != "" {
+		if opts.TLSConfig, err = serverTLSConfig(cfg); err != nil {
+			return nil, err
+		}
+		// Clients over TCP must use TLS (and present a certificate with
+		// --tls-client-ca); in-process connections, consentd's own, skip it.
+		opts.TLS = true
+		opts.TLSVerify = cfg.TLSClientCA != ""
+	}
+	if cfg.InsecureListenWithoutTLS && !isLoopback(host) {
+		log.Warn("the embedded NATS server listens without TLS on an address other hosts can reach (--insecure-listen-without-tls): anyone who can connect reads and writes everything in plain text", "listen", cfg.Listen)
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)
@@ -56,6 +71,29 @@ func startServer(cfg *Config, dataDir string, log *slog.Logger) (*server.Server,
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded NATS server on %s: %s", cfg.Listen, msg)
 	}
+}
+
+// serverTLSConfig loads the embedded server's certificate and, with
+// --tls-client-ca, the CA its clients' certificates must be signed by. The
+// errors name the flag of the file at fault.
+func serverTLSConfig(cfg *Config) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert %s, --tls-key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if cfg.TLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		tc.ClientCAs = x509.NewCertPool()
+		if !tc.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca %s: no PEM certificate in it", cfg.TLSClientCA)
+		}
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
 }
 
 // connect opens one of consentd's connections: in-process to the embedded
