@@ -30,7 +30,7 @@ const (
 	DefaultMinSeqTimeout  = 2 * time.Second
 	DefaultCommandTimeout = 10 * time.Second
 	DefaultMaxInFlight    = 256
-	DefaultMaxWaiting     = 1024
+	DefaultMaxWaiting     = 256
 	DefaultPendingMsgs    = 4096
 	DefaultPendingBytes   = 4 << 20
 )
@@ -58,7 +58,10 @@ type ServiceConfig struct {
 	// purpose.list) that wait for min_seq at once, each in a goroutine of
 	// its own; they do not take MaxInFlight slots, so commands never wait
 	// behind them. At the cap a lookup with min_seq is answered 503 at
-	// once. Default 1024.
+	// once. Default 256: a lookup for a seq just acknowledged waits
+	// milliseconds, so 256 serve tens of thousands of them a second, and
+	// each waiter costs a goroutine's CPU when it wakes (docs/performance.md,
+	// "Floods").
 	MaxWaiting int
 	// PendingMsgs and PendingBytes cap, per endpoint, the requests the
 	// connection holds for the endpoint's handler; what comes beyond them
@@ -404,6 +407,9 @@ func (s *Service) handleCommand(kind events.Kind) micro.HandlerFunc {
 
 func (s *Service) handleStatus(check bool) micro.HandlerFunc {
 	return func(req micro.Request) {
+		if req.Reply() == "" {
+			return // a lookup nobody waits for (see lookup)
+		}
 		if s.tooLarge(req) {
 			return
 		}
@@ -506,6 +512,11 @@ func (s *Service) list(ctx context.Context, q ListQuery) (any, error) {
 // for min_seq (goWait), so that one waiting caller does not hold up the
 // others. A min_seq beyond the stream's last sequence is answered at once.
 func (s *Service) lookup(req micro.Request, minSeq uint64, w work) {
+	if req.Reply() == "" {
+		// Published, not requested: a lookup changes nothing, so there
+		// is nothing to do for a caller who waits for no answer.
+		return
+	}
 	if minSeq > 0 {
 		if err := s.beyondStream(minSeq); err != nil {
 			s.async[req.Subject()].beyondStream.Add(1)

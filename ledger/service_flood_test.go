@@ -170,7 +170,9 @@ func TestServiceCommandsAndLookupsGoOnDuringAMinSeqFlood(t *testing.T) {
 			minSeq = 2 + uint64(i)%ledger.MinSeqMargin // not reached yet
 		}
 		body := fmt.Appendf(nil, `{"subject":"s%d","purpose":"p","min_seq":%d}`, i, minSeq)
-		require.NoError(t, env.nc.Publish(ledger.SubjectStatus, body))
+		// A reply subject nobody listens to: the service answers, the
+		// server drops the answer.
+		require.NoError(t, env.nc.PublishRequest(ledger.SubjectStatus, "_INBOX.flood", body))
 	}
 	require.NoError(t, env.nc.Flush())
 
@@ -180,6 +182,32 @@ func TestServiceCommandsAndLookupsGoOnDuringAMinSeqFlood(t *testing.T) {
 	require.NoError(t, err, "a grant during the flood")
 	_, err = env.client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "marketing"})
 	require.NoError(t, err, "a plain lookup during the flood")
+}
+
+// A lookup published without a reply subject is not worked on: nobody
+// waits for its answer and a lookup changes nothing.
+func TestServiceIgnoresLookupsWithoutAReplySubject(t *testing.T) {
+	reader := newFakeReader(1)
+	env := startService(t, headReader{reader}, ledger.ServiceConfig{MinSeqTimeout: time.Hour})
+	bodies := map[string]string{
+		ledger.SubjectStatus: `{"subject":"a","purpose":"p"`,
+		ledger.SubjectCheck:  `{"subject":"a","purpose":"p"`,
+		ledger.SubjectList:   `{"subject":"a"`,
+	}
+	for subj, body := range bodies {
+		for range 5 {
+			require.NoError(t, env.nc.Publish(subj, []byte(body+`,"min_seq":3}`)))
+		}
+	}
+	// Requests after them on the same endpoints, answered in order.
+	for subj, body := range bodies {
+		_, code, description := rawRequest(t, env.nc, subj, []byte(body+"}"))
+		assert.Contains(t, []string{"", "403"}, code, "%s: %s", subj, description)
+	}
+	assert.Empty(t, reader.waiting, "no lookup waited")
+	for _, subj := range []string{ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList} {
+		assert.Equal(t, float64(0), endpointData(t, env.svc)[subj]["in_flight"], subj)
+	}
 }
 
 // heldReader is a fakeReader whose lookups without min_seq block until
