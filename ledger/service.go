@@ -30,6 +30,9 @@ const (
 	DefaultMinSeqTimeout  = 2 * time.Second
 	DefaultCommandTimeout = 10 * time.Second
 	DefaultMaxInFlight    = 256
+	DefaultMaxWaiting     = 256
+	DefaultPendingMsgs    = 4096
+	DefaultPendingBytes   = 4 << 20
 )
 
 // ServiceConfig configures the consent micro service. The zero value is
@@ -38,17 +41,36 @@ type ServiceConfig struct {
 	// Version is reported by $SRV.INFO; default ServiceVersion.
 	Version string
 	// MinSeqTimeout bounds how long status, check and list wait for the
-	// index to reach min_seq before they answer 503; default 2s.
+	// index to reach min_seq before they answer 503; default 2s. A min_seq
+	// more than MinSeqMargin beyond the last stream sequence known here is
+	// not waited for: it is answered 503 at once.
 	MinSeqTimeout time.Duration
 	// CommandTimeout bounds one command (its append) and one history read;
 	// default 10s.
 	CommandTimeout time.Duration
 	// MaxInFlight caps the requests this instance works on concurrently
 	// outside the endpoints' own goroutines: commands, history reads and
-	// lookups that wait for min_seq. At the cap an endpoint stops taking
-	// requests until one finishes, and the rest wait in the connection.
-	// Default 256.
+	// the other reads of the stream. At the cap an endpoint stops taking
+	// requests until one finishes, and the rest wait in the connection (up
+	// to PendingMsgs and PendingBytes). Default 256.
 	MaxInFlight int
+	// MaxWaiting caps the lookups (status, check, list, purpose.get and
+	// purpose.list) that wait for min_seq at once, each in a goroutine of
+	// its own; they do not take MaxInFlight slots, so commands never wait
+	// behind them. At the cap a lookup with min_seq is answered 503 at
+	// once. Default 256: a lookup for a seq just acknowledged waits
+	// milliseconds, so 256 serve tens of thousands of them a second, and
+	// each waiter costs a goroutine's CPU when it wakes (docs/performance.md,
+	// "Floods").
+	MaxWaiting int
+	// PendingMsgs and PendingBytes cap, per endpoint, the requests the
+	// connection holds for the endpoint's handler; what comes beyond them
+	// is dropped by the NATS client (its callers time out), counted in the
+	// endpoint's slow_consumer data and logged at most every 10s. Defaults
+	// DefaultPendingMsgs (4096) and DefaultPendingBytes (4 MiB): with 14
+	// endpoints at most 56 MiB of request bodies wait.
+	PendingMsgs  int
+	PendingBytes int
 	// LookupWorkers is the number of goroutines answering status, check and
 	// list requests without min_seq. 0 (the default) answers them on the
 	// endpoint's own goroutine, which measured fastest: see the lookup
@@ -86,6 +108,15 @@ func (c ServiceConfig) withDefaults() ServiceConfig {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultMaxInFlight
 	}
+	if c.MaxWaiting <= 0 {
+		c.MaxWaiting = DefaultMaxWaiting
+	}
+	if c.PendingMsgs <= 0 {
+		c.PendingMsgs = DefaultPendingMsgs
+	}
+	if c.PendingBytes <= 0 {
+		c.PendingBytes = DefaultPendingBytes
+	}
 	if c.LookupWorkers < 0 {
 		c.LookupWorkers = 0
 	}
@@ -107,7 +138,7 @@ func (c ServiceConfig) withDefaults() ServiceConfig {
 // Service works on them in goroutines of their own (up to MaxInFlight) and
 // replies from there. Lookups are answered from the local index in
 // microseconds and stay on the endpoint's goroutine unless they have to wait
-// for min_seq.
+// for min_seq; those wait in goroutines of their own (up to MaxWaiting).
 type Service struct {
 	nc     *nats.Conn
 	micro  micro.Service
@@ -127,11 +158,15 @@ type Service struct {
 	deferred []endpoint     // held back by DeferLookups until ServeLookups
 	wg       sync.WaitGroup // requests answered outside the endpoint goroutines
 	slots    chan struct{}  // MaxInFlight
-	lookups  chan func()    // nil unless LookupWorkers > 0
+	// waitSlots are MaxWaiting, taken by lookups waiting for min_seq.
+	waitSlots chan struct{}
+	head      streamHead  // the stream's last sequence beyond the reader's view (minseq.go)
+	lookups   chan func() // nil unless LookupWorkers > 0
 
 	// async counts, per endpoint subject, the requests answered outside
 	// the endpoint goroutine, which micro's own counters do not see.
-	async map[string]*asyncCounters
+	async     map[string]*asyncCounters
+	otherSubs asyncCounters // slow consumers on the service's $SRV subscriptions
 
 	stopOnce sync.Once
 	stopErr  error
@@ -140,8 +175,10 @@ type Service struct {
 // NewService registers the consent service (ServiceName) on nc, with one
 // endpoint per subject of the contract, all in ServiceQueueGroup.
 //
-// The Service takes ownership of nc: Stop drains and closes it. Give it a
-// connection of its own, not the one the Ledger or the StateReader use.
+// The Service takes ownership of nc: Stop drains and closes it, and its
+// async error handler is replaced by one that logs to ServiceConfig.Logger.
+// Give it a connection of its own, not the one the Ledger or the
+// StateReader use.
 // l and r stay owned by the caller and must stay usable until Stop returns.
 // It returns an error when one of them is nil or the service cannot be
 // registered (an invalid version, a closed connection).
@@ -160,6 +197,8 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 		ctx:    ctx,
 		cancel: cancel,
 		slots:  make(chan struct{}, cfg.MaxInFlight),
+
+		waitSlots: make(chan struct{}, cfg.MaxWaiting),
 	}
 	endpoints := []endpoint{
 		{"request", s.handleCommand(events.KindRequest)},
@@ -201,15 +240,18 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 		return nil, err
 	}
 
+	// micro reports the errors of the service's subscriptions to
+	// subscriptionError and then to the connection's handler, which by
+	// default prints each one: those reports are logged here, and the
+	// connection's handler only logs the rest.
+	nc.SetErrorHandler(s.connectionError)
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:         ServiceName,
 		Version:      cfg.Version,
 		Description:  "Consent Ledger: record consent (request, grant, deny, revoke) and answer status, check, list and history",
 		QueueGroup:   ServiceQueueGroup,
 		StatsHandler: func(e *micro.Endpoint) any { return s.endpointData(e.Subject) },
-		ErrorHandler: func(_ micro.Service, e *micro.NATSError) {
-			s.log.Error("consent service: subscription error", "subject", e.Subject, "error", e.Description)
-		},
+		ErrorHandler: s.subscriptionError,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("add consent service: %w", err))
@@ -243,7 +285,8 @@ type endpoint struct {
 // endpoint name allows no dots, so purpose.set is named purpose_set.
 func (s *Service) register(e endpoint) error {
 	name := strings.ReplaceAll(e.name, ".", "_")
-	if err := s.group.AddEndpoint(name, e.handler, micro.WithEndpointSubject(e.name)); err != nil {
+	if err := s.group.AddEndpoint(name, e.handler, micro.WithEndpointSubject(e.name),
+		micro.WithEndpointPendingLimits(s.cfg.PendingMsgs, s.cfg.PendingBytes)); err != nil {
 		return fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err)
 	}
 	return nil
@@ -370,6 +413,9 @@ func (s *Service) handleCommand(kind events.Kind) micro.HandlerFunc {
 
 func (s *Service) handleStatus(check bool) micro.HandlerFunc {
 	return func(req micro.Request) {
+		if req.Reply() == "" {
+			return // a lookup nobody waits for (see lookup)
+		}
 		if s.tooLarge(req) {
 			return
 		}
@@ -472,10 +518,21 @@ func (s *Service) list(ctx context.Context, q ListQuery) (any, error) {
 
 // lookup answers a status, check or list request: inline (or on the lookup
 // workers) when it need not wait, in a goroutine of its own when it waits
-// for min_seq, so that one waiting caller does not hold up the others.
+// for min_seq (goWait), so that one waiting caller does not hold up the
+// others. A min_seq beyond the stream's last sequence is answered at once.
 func (s *Service) lookup(req micro.Request, minSeq uint64, w work) {
+	if req.Reply() == "" {
+		// Published, not requested: a lookup changes nothing, so there
+		// is nothing to do for a caller who waits for no answer.
+		return
+	}
 	if minSeq > 0 {
-		s.goAsync(req, s.cfg.MinSeqTimeout, w)
+		if err := s.beyondStream(minSeq); err != nil {
+			s.async[req.Subject()].beyondStream.Add(1)
+			s.respond(req, nil, err)
+			return
+		}
+		s.goWait(req, w)
 		return
 	}
 	if s.lookups != nil && s.track() {
@@ -509,23 +566,38 @@ func (s *Service) track() bool {
 // replies from there. Once Stop has begun it runs w inline.
 func (s *Service) goAsync(req micro.Request, timeout time.Duration, w work) {
 	if !s.track() {
-		ctx, cancel := context.WithTimeout(s.ctx, timeout)
-		defer cancel()
-		body, err := w(ctx)
-		s.respond(req, body, err)
+		s.inline(req, timeout, w)
 		return
 	}
 	c := s.async[req.Subject()]
 	c.inFlight.Add(1)
 	s.slots <- struct{}{}
+	s.spawn(req, c, s.slots, timeout, w)
+}
+
+// inline runs w on the endpoint goroutine, bounded by timeout, and replies.
+func (s *Service) inline(req micro.Request, timeout time.Duration, w work) {
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	body, err := w(ctx)
+	s.respond(req, body, err)
+}
+
+// spawn runs w in a goroutine, bounded by timeout, replies from there and
+// then frees one of slots and the request's track. The caller has taken
+// both.
+func (s *Service) spawn(req micro.Request, c *asyncCounters, slots chan struct{}, timeout time.Duration, w work) {
 	go func() {
 		defer func() {
-			<-s.slots
+			<-slots
 			s.wg.Done()
 		}()
 		ctx, cancel := context.WithTimeout(s.ctx, timeout)
 		defer cancel()
 		body, err := w(ctx)
+		if err == nil {
+			s.noteAck(body)
+		}
 		s.publish(req, c, body, err)
 	}()
 }
@@ -662,6 +734,16 @@ type asyncCounters struct {
 	errors    atomic.Uint64
 	inFlight  atomic.Int64
 	lastError atomic.Pointer[string] // "code:description", as micro's LastError
+
+	// Answered 503 at once, on the endpoint goroutine: a min_seq beyond
+	// the stream, or with the wait pool full (lookups only).
+	beyondStream atomic.Uint64
+	waitPoolFull atomic.Uint64
+	// slowConsumer counts the times the NATS client began dropping this
+	// endpoint's requests over its pending limits; lastLogged is when one
+	// was last logged (unix nanoseconds).
+	slowConsumer atomic.Uint64
+	lastLogged   atomic.Int64
 }
 
 // endpointData is the data of one endpoint in $SRV.STATS.
@@ -670,7 +752,14 @@ type endpointData struct {
 	AsyncErrors    uint64 `json:"async_errors"`
 	LastAsyncError string `json:"last_async_error,omitempty"`
 	InFlight       int64  `json:"in_flight"`
-	Index          any    `json:"index,omitempty"`
+	// MinSeqBeyondStream and WaitPoolFull count lookups answered 503 at
+	// once (min_seq beyond the stream; MaxWaiting lookups waiting).
+	MinSeqBeyondStream uint64 `json:"min_seq_beyond_stream,omitempty"`
+	WaitPoolFull       uint64 `json:"wait_pool_full,omitempty"`
+	// SlowConsumer counts the episodes in which the NATS client dropped
+	// requests over the endpoint's pending limits.
+	SlowConsumer uint64 `json:"slow_consumer,omitempty"`
+	Index        any    `json:"index,omitempty"`
 	// Stream is the ledger's StreamGuard verdict, on every endpoint, when
 	// the ledger has a guard: lookups still answer from the index while
 	// writes are refused, and this says why.
@@ -682,7 +771,10 @@ func (s *Service) endpointData(subj string) any {
 	if !ok {
 		return nil
 	}
-	d := endpointData{AnsweredAsync: c.answered.Load(), AsyncErrors: c.errors.Load(), InFlight: c.inFlight.Load()}
+	d := endpointData{
+		AnsweredAsync: c.answered.Load(), AsyncErrors: c.errors.Load(), InFlight: c.inFlight.Load(),
+		MinSeqBeyondStream: c.beyondStream.Load(), WaitPoolFull: c.waitPoolFull.Load(), SlowConsumer: c.slowConsumer.Load(),
+	}
 	if last := c.lastError.Load(); last != nil {
 		d.LastAsyncError = *last
 	}
@@ -697,4 +789,42 @@ func (s *Service) endpointData(subj string) any {
 		d.Stream = &h
 	}
 	return d
+}
+
+// slowConsumerLogInterval is the least time between two log lines about
+// one endpoint dropping requests over its pending limits.
+const slowConsumerLogInterval = 10 * time.Second
+
+// subscriptionError logs an error of an endpoint's subscription. The NATS
+// client reports a slow consumer each time an endpoint begins dropping
+// requests over its pending limits, which under a flood is many times a
+// second: those are counted, and logged at most every
+// slowConsumerLogInterval per endpoint with the count so far.
+func (s *Service) subscriptionError(_ micro.Service, e *micro.NATSError) {
+	if !errors.Is(e, nats.ErrSlowConsumer) {
+		s.log.Error("consent service: subscription error", "subject", e.Subject, "error", e.Description)
+		return
+	}
+	c, ok := s.async[e.Subject]
+	if !ok {
+		c = &s.otherSubs // $SRV.PING, INFO and STATS
+	}
+	n := c.slowConsumer.Add(1)
+	now := time.Now().UnixNano()
+	last := c.lastLogged.Load()
+	if now-last < int64(slowConsumerLogInterval) || !c.lastLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("consent service: dropping requests over the endpoint's pending limits (slow consumer)",
+		"subject", e.Subject, "times", n, "pending_msgs", s.cfg.PendingMsgs, "pending_bytes", s.cfg.PendingBytes)
+}
+
+// connectionError is the service connection's async error handler. The
+// errors of the service's own subscriptions reach subscriptionError first
+// (through micro); this logs the others.
+func (s *Service) connectionError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	if sub != nil && errors.Is(err, nats.ErrSlowConsumer) {
+		return // counted and logged by subscriptionError
+	}
+	s.log.Error("consent service: connection error", "error", err)
 }

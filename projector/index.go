@@ -105,6 +105,9 @@ type Index struct {
 	// the readiness changes; waiters for min_seq select on it.
 	notifyMu sync.Mutex
 	advanced chan struct{}
+	waiters  seqWaiters // callers of Wait for a sequence, woken by notify (wait.go)
+
+	streamSeq atomic.Uint64 // the stream's last sequence as the projector last saw it (StreamSeq)
 
 	registry purposeRegistry // the purposes, in memory (purpose.go)
 

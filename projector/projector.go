@@ -215,6 +215,7 @@ func (p *Projector) applyRun(f *folder, run []delivery, timer *time.Timer, caugh
 		d := &run[i]
 		if d.seq+d.pending > p.streamSeq.Load() {
 			p.streamSeq.Store(d.seq + d.pending)
+			p.idx.noteStreamSeq(d.seq + d.pending)
 		}
 		if err := f.apply(d); err != nil {
 			// Commit what came before, so a restart stops here again.
@@ -247,6 +248,7 @@ func (p *Projector) open(ctx context.Context) (jetstream.Stream, uint64, error) 
 	info := stream.CachedInfo()
 	head := info.State.LastSeq
 	p.streamSeq.Store(head)
+	p.idx.noteStreamSeq(head)
 	cp := p.idx.Checkpoint()
 	if err := p.idx.bindStream(streamIdentity{Name: info.Config.Name, Created: info.Created}); err != nil {
 		return nil, 0, &StopError{Seq: cp + 1, Err: err}

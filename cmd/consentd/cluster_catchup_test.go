@@ -27,7 +27,8 @@ const catchUpMinSeqTimeout = 2 * time.Second
 // it. While it catches up it answers at once, each status exactly the
 // stream's state at the index_seq it reports; a caller with min_seq =
 // the stream's head waits until the index has it; a caller with a min_seq
-// the stream does not reach in time gets 503 after --min-seq-timeout.
+// the stream does not reach in time gets 503 after --min-seq-timeout, and
+// one further than ledger.MinSeqMargin beyond the stream gets 503 at once.
 func TestClusterFrozenInstanceCatchesUpAnsweringWithIndexSeq(t *testing.T) {
 	begin := time.Now()
 	c := natstest.RunCluster(t, 3)
@@ -76,7 +77,8 @@ func TestClusterFrozenInstanceCatchesUpAnsweringWithIndexSeq(t *testing.T) {
 	}
 	plain := ask(statusQuery(watched, 0))
 	waiting := ask(statusQuery(watched, head))
-	future := ask(statusQuery(watched, head+1000))
+	future := ask(statusQuery(watched, head+1))
+	farFuture := ask(statusQuery(watched, head+ledger.MinSeqMargin+1))
 	require.NoError(t, nc.Flush())
 	resumed := time.Now()
 	lagging.resume()
@@ -106,8 +108,14 @@ func TestClusterFrozenInstanceCatchesUpAnsweringWithIndexSeq(t *testing.T) {
 	assertStatusAt(t, audit, watched, a.st)
 
 	a = <-future
-	require.ErrorIs(t, a.err, ledger.ErrUnavailable, "min_seq beyond the stream: 503 after the timeout")
+	require.ErrorIs(t, a.err, ledger.ErrUnavailable, "min_seq just beyond the stream: 503 after the timeout")
 	assert.GreaterOrEqual(t, a.at.Sub(resumed), catchUpMinSeqTimeout, "503 only once min_seq_timeout has passed")
+
+	// Further than ledger.MinSeqMargin beyond the stream, it is not waited
+	// for.
+	a = <-farFuture
+	require.ErrorIs(t, a.err, ledger.ErrUnavailable)
+	assert.Contains(t, a.err.Error(), "is beyond the stream's last sequence")
 }
 
 // TestClusterRestartedInstanceWaitsForCatchUpBeforeAnswering stops a
