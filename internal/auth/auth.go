@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -205,6 +206,16 @@ func (a *Authority) load() error {
 		if !e.IsDir() || name == SystemAccountName || name == ServiceAccountName {
 			continue
 		}
+		// A tenant's account.jwt is written last: a directory without it
+		// is a creation that did not finish, never given to a server, and
+		// Tenant creates it again.
+		found, err := exists(filepath.Join(a.dir, "accounts", name, "account.jwt"))
+		if err != nil {
+			return err
+		}
+		if !found {
+			continue
+		}
 		tenant := name
 		if name == AllTenantsToken {
 			tenant = AllTenants
@@ -266,11 +277,42 @@ func (a *Authority) loadAccount(dirName, tenant string) (*account, error) {
 	if err := json.Unmarshal(users, &acc.users); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(acc.dir, "users.json"), err)
 	}
+	if err := a.updateTemplates(acc); err != nil {
+		return nil, err
+	}
 	return acc, nil
 }
 
+// updateTemplates gives each role signing key of acc the role's current
+// template (Role.template), and saves the account when one changed: a
+// newer consentd's permissions apply to the users an older one issued.
+func (a *Authority) updateTemplates(acc *account) error {
+	changed := false
+	for _, r := range Roles {
+		pub, err := acc.roles[r].PublicKey()
+		if err != nil {
+			return err
+		}
+		scope, ok := acc.claims.SigningKeys.GetScope(pub)
+		us, isUser := scope.(*jwt.UserScope)
+		if !ok || !isUser {
+			return fmt.Errorf("%s: the %s key %s is not a scoped signing key of the account", filepath.Join(acc.dir, "account.jwt"), r, pub)
+		}
+		if want := r.template(); !reflect.DeepEqual(us.Template, want) {
+			us.Template = want
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return a.saveAccount(acc)
+}
+
 // newAccount creates an account under accounts/<dirName>, lets edit add
-// to its claims, and writes its seed and JWT (signed by the operator).
+// to its claims, and writes its seed, and for SYS and SVC (tenant "") its
+// JWT (signed by the operator); a tenant's caller writes the JWT once the
+// account's other files are written.
 func (a *Authority) newAccount(dirName, tenant string, edit func(*jwt.AccountClaims)) (*account, error) {
 	kp, err := nkeys.CreateAccount()
 	if err != nil {
@@ -295,6 +337,10 @@ func (a *Authority) newAccount(dirName, tenant string, edit func(*jwt.AccountCla
 	}
 	if err := writePrivate(filepath.Join(acc.dir, "account.seed"), seed); err != nil {
 		return nil, err
+	}
+	if tenant != "" {
+		// The account's JWT, written by the caller, comes last.
+		return acc, nil
 	}
 	if err := a.saveAccount(acc); err != nil {
 		return nil, err
@@ -421,6 +467,9 @@ func (a *Authority) tenant(tenant string) (*account, error) {
 		}
 	}
 	if err := a.saveUsers(acc); err != nil {
+		return nil, err
+	}
+	if err := a.saveAccount(acc); err != nil {
 		return nil, err
 	}
 	a.clients[tenant] = acc

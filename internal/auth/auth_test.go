@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -451,4 +453,61 @@ func TestIssueUserRefusesBadInput(t *testing.T) {
 	_, err = auth.ConnectOptions([]byte("not creds"))
 	assert.Error(t, err)
 	assert.False(t, errors.Is(err, auth.ErrNoUser))
+}
+
+func TestOpenRestoresRoleTemplatesAndSkipsUnfinishedTenants(t *testing.T) {
+	dir := authDir(t)
+	a, err := auth.Open(dir)
+	require.NoError(t, err)
+	_, err = a.IssueUser("mailer", auth.Writer, "acme")
+	require.NoError(t, err)
+	accJWT := filepath.Join(dir, "accounts", "acme", "account.jwt")
+	before, err := os.ReadFile(accJWT)
+	require.NoError(t, err)
+
+	// Opening again changes nothing.
+	_, err = auth.Open(dir)
+	require.NoError(t, err)
+	after, err := os.ReadFile(accJWT)
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after))
+
+	// A writer template of an older version (here: everything) is
+	// replaced by the current one.
+	ac, err := jwt.DecodeAccountClaims(string(before))
+	require.NoError(t, err)
+	var writerKey string
+	for _, k := range ac.SigningKeys.Keys() {
+		scope, _ := ac.SigningKeys.GetScope(k)
+		if us := scope.(*jwt.UserScope); us.Role == string(auth.Writer) {
+			us.Template.Pub.Allow = jwt.StringList{"consent.v1.>"}
+			writerKey = k
+		}
+	}
+	require.NotEmpty(t, writerKey)
+	seed, err := os.ReadFile(filepath.Join(dir, "operator.seed"))
+	require.NoError(t, err)
+	op, err := nkeys.FromSeed(seed)
+	require.NoError(t, err)
+	old, err := ac.Encode(op)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(accJWT, []byte(old), 0o600))
+	_, err = auth.Open(dir)
+	require.NoError(t, err)
+	now, err := os.ReadFile(accJWT)
+	require.NoError(t, err)
+	ac, err = jwt.DecodeAccountClaims(string(now))
+	require.NoError(t, err)
+	scope, _ := ac.SigningKeys.GetScope(writerKey)
+	assert.ElementsMatch(t, auth.Writer.Subjects(), []string(scope.(*jwt.UserScope).Template.Pub.Allow))
+
+	// A tenant whose creation stopped before its account.jwt is created
+	// again.
+	require.NoError(t, os.Remove(filepath.Join(dir, "accounts", "acme", "account.jwt")))
+	a, err = auth.Open(dir)
+	require.NoError(t, err)
+	assert.Empty(t, a.Tenants())
+	_, err = a.IssueUser("mailer", auth.Writer, "acme")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"acme"}, a.Tenants())
 }
