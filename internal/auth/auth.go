@@ -20,6 +20,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -737,4 +738,68 @@ func ConnectOptions(creds []byte) ([]nats.Option, error) {
 		opts = append(opts, nats.CustomInboxPrefix(InboxPrefix(uc.Name)))
 	}
 	return opts, nil
+}
+
+// OperatorJWT is the operator's JWT, which a nats-server configured from
+// files trusts (its operator setting).
+func (a *Authority) OperatorJWT() string { return a.operatorJWT }
+
+// SystemAccountKey is SYS's public key (a nats-server's system_account).
+func (a *Authority) SystemAccountKey() string { return a.sys.pub }
+
+// AccountJWTs returns every account's JWT (SYS, SVC and the client
+// accounts), by public key: what a server's resolver must hold.
+func (a *Authority) AccountJWTs() map[string]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]string{}
+	for _, acc := range a.accounts() {
+		out[acc.pub] = acc.jwt
+	}
+	return out
+}
+
+// SystemUser returns fresh credentials of a user in SYS, signed by SYS's
+// own key, for Push. The caller owns them; they may update every account
+// of the servers that trust this authority.
+func (a *Authority) SystemUser() ([]byte, error) {
+	ukp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, err
+	}
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	uc.Name = "consentd-system"
+	tok, err := uc.Encode(a.sys.kp)
+	if err != nil {
+		return nil, fmt.Errorf("auth: sign the system user: %w", err)
+	}
+	seed, err := ukp.Seed()
+	if err != nil {
+		return nil, err
+	}
+	return jwt.FormatUserConfig(tok, seed)
+}
+
+// Push sends every account's JWT to the servers nc (a connection of
+// SystemUser) reaches, on $SYS.REQ.CLAIMS.UPDATE, for servers that run a
+// full dir resolver this authority did not configure in-process (see
+// ServerOptions for those). It waits for an answer to each and returns the
+// first error: a server's refusal, or no answer (with a memory resolver
+// nothing answers: its accounts must be preloaded instead).
+func (a *Authority) Push(ctx context.Context, nc *nats.Conn) error {
+	for pub, tok := range a.AccountJWTs() {
+		m, err := nc.RequestWithContext(ctx, "$SYS.REQ.CLAIMS.UPDATE", []byte(tok))
+		if err != nil {
+			return fmt.Errorf("auth: push account %s: %w", pub, err)
+		}
+		var r server.ServerAPIClaimUpdateResponse
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			return fmt.Errorf("auth: push account %s: answer %q: %w", pub, m.Data, err)
+		}
+		if r.Error != nil {
+			return fmt.Errorf("auth: push account %s: %s", pub, r.Error.Description)
+		}
+	}
+	return nil
 }

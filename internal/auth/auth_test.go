@@ -511,3 +511,46 @@ func TestOpenRestoresRoleTemplatesAndSkipsUnfinishedTenants(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"acme"}, a.Tenants())
 }
+
+// A server the authority did not configure in-process (one of a cluster,
+// say) gets its accounts and revocations through Push.
+func TestPushUpdatesAServerConfiguredElsewhere(t *testing.T) {
+	a, err := auth.Open(authDir(t))
+	require.NoError(t, err)
+	mailer, err := a.IssueUser("mailer", auth.Writer, "acme")
+	require.NoError(t, err)
+	op, err := jwt.DecodeOperatorClaims(a.OperatorJWT())
+	require.NoError(t, err)
+	res, err := server.NewDirAccResolver(t.TempDir(), 0, time.Minute, server.NoDelete)
+	require.NoError(t, err)
+	require.NoError(t, res.Store(a.SystemAccountKey(), a.AccountJWTs()[a.SystemAccountKey()]))
+	s := natstest.RunServer(t, func(o *server.Options) {
+		o.TrustedOperators = []*jwt.OperatorClaims{op}
+		o.SystemAccount = a.SystemAccountKey()
+		o.AccountResolver = res
+	})
+	e := &env{a: a, s: s}
+	_, err = e.dial(mailer)
+	require.Error(t, err, "the server does not know acme yet")
+
+	sysCreds, err := a.SystemUser()
+	require.NoError(t, err)
+	opts, err := auth.ConnectOptions(sysCreds)
+	require.NoError(t, err)
+	sys := natstest.Connect(t, s, opts...)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	require.NoError(t, a.Push(ctx, sys))
+	u := e.connect(t, mailer)
+
+	require.NoError(t, a.Revoke("mailer", "acme"))
+	require.NoError(t, a.Push(ctx, sys))
+	select {
+	case err := <-u.errs:
+		assert.ErrorIs(t, err, nats.ErrAuthRevoked)
+	case <-time.After(waitFor):
+		t.Fatal("the revoked user's connection was not told")
+	}
+	_, err = e.dial(mailer)
+	assert.ErrorIs(t, err, nats.ErrAuthorization)
+}
