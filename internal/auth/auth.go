@@ -377,7 +377,8 @@ func (a *Authority) saveAccount(acc *account) error {
 	return nil
 }
 
-// tenantDir is the directory name and subject token of a tenant's account.
+// tenantToken is the directory name and subject token of a tenant's
+// account.
 func tenantToken(tenant string) string {
 	if tenant == AllTenants {
 		return AllTenantsToken
