@@ -554,3 +554,23 @@ func TestPushUpdatesAServerConfiguredElsewhere(t *testing.T) {
 	_, err = e.dial(mailer)
 	assert.ErrorIs(t, err, nats.ErrAuthorization)
 }
+
+// A client without its inbox prefix fails closed: its replies would
+// arrive on _INBOX.>, which it may not subscribe to.
+func TestAClientWithoutItsInboxPrefixGetsNoReplies(t *testing.T) {
+	e := start(t, authDir(t), t.TempDir())
+	creds := e.issue(t, "mailer", auth.Writer, "acme")
+	tok, err := jwt.ParseDecoratedJWT(creds)
+	require.NoError(t, err)
+	kp, err := jwt.ParseDecoratedUserNKey(creds)
+	require.NoError(t, err)
+	seed, err := kp.Seed()
+	require.NoError(t, err)
+	u := &user{errs: make(chan error, 64)}
+	u.nc = natstest.Connect(t, e.s, nats.UserJWTAndSeed(tok, string(seed)), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		u.errs <- err
+	}))
+	_, err = u.nc.Request(ledger.SubjectGrant, nil, 200*time.Millisecond)
+	assert.ErrorIs(t, err, nats.ErrTimeout)
+	u.violation(t, `Subscription to "_INBOX.`)
+}
