@@ -574,3 +574,34 @@ func TestAClientWithoutItsInboxPrefixGetsNoReplies(t *testing.T) {
 	assert.ErrorIs(t, err, nats.ErrTimeout)
 	u.violation(t, `Subscription to "_INBOX.`)
 }
+
+// SVC's activation for acme covers consent.v1.acme.> only: an account of
+// acme whose import names globex's subjects (as a mistake, or a JWT edited
+// by whoever holds the operator key) is refused by the server, its users
+// with it.
+func TestAnActivationCoversOneTenantOnly(t *testing.T) {
+	dir := authDir(t)
+	a, err := auth.Open(dir)
+	require.NoError(t, err)
+	creds, err := a.IssueUser("mailer", auth.Writer, "acme")
+	require.NoError(t, err)
+	accJWT := filepath.Join(dir, "accounts", "acme", "account.jwt")
+	b, err := os.ReadFile(accJWT)
+	require.NoError(t, err)
+	ac, err := jwt.DecodeAccountClaims(string(b))
+	require.NoError(t, err)
+	require.Len(t, ac.Imports, 1)
+	require.Equal(t, jwt.Subject("consent.v1.acme.>"), ac.Imports[0].Subject)
+	ac.Imports[0].Subject = "consent.v1.globex.>"
+	seed, err := os.ReadFile(filepath.Join(dir, "operator.seed"))
+	require.NoError(t, err)
+	op, err := nkeys.FromSeed(seed)
+	require.NoError(t, err)
+	tampered, err := ac.Encode(op)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(accJWT, []byte(tampered), 0o600))
+
+	e := start(t, dir, t.TempDir())
+	_, err = e.dial(creds)
+	assert.ErrorIs(t, err, nats.ErrAuthorization)
+}
