@@ -19,8 +19,13 @@ const DefaultReadAttemptTimeout = 500 * time.Millisecond
 // leader takes with it, or that is sent while the stream has no leader,
 // so holds its caller (and the consent's lock) for one attempt, not for
 // the whole command. op must be safe to repeat. It returns op's last error,
-// or ctx's when ctx ends during the backoff.
+// or ctx's when ctx ends during the backoff. Without a deadline on ctx
+// there is no time to retry within: op runs once, bounded by its own
+// default timeout.
 func attempt(ctx context.Context, per time.Duration, op func(context.Context) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		return op(ctx)
+	}
 	for n := 0; ; n++ {
 		actx, cancel := context.WithTimeout(ctx, per)
 		err := op(actx)

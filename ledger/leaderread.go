@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -27,6 +28,15 @@ func (l *Ledger) leaderLastSeq(ctx context.Context, natsSubject string) (uint64,
 	}{natsSubject})
 	if err != nil {
 		return 0, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		timeout := l.js.Options().DefaultTimeout
+		if timeout <= 0 {
+			timeout = 5 * time.Second
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
 	}
 	var resp struct {
 		Error   *jetstream.APIError `json:"error"`
