@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -342,4 +343,87 @@ func TestClusterFailoverAfterSIGKILLOfTheStreamLeader(t *testing.T) {
 	for i, in := range instances {
 		audit.assertIndexMatches(t, fmt.Sprintf("consentd %d", i), in.index)
 	}
+}
+
+// TestConsentdStartsWhileTheStreamHasNoLeader: consentd restarted on its
+// data directory while two of the three nodes are dead (SIGKILL), so the
+// stream has no leader, takes writes as soon as the nodes are back and the
+// stream has a leader again.
+func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills two nats-server processes and waits for Raft elections")
+	}
+	c := startProcessCluster(t)
+	dataDir := t.TempDir()
+	first := runOnProcessCluster(t, c, dataDir)
+	client := ledger.NewClient(c.connect(0, "writer"), ledger.ClientOptions{})
+	cmd := events.Command{SubjectID: "restart@example.com", Purpose: "newsletter", Actor: "test"}
+	granted, err := client.Grant(t.Context(), cmd)
+	require.NoError(t, err)
+	waitIndex(t, first.index, granted.Seq)
+	require.NoError(t, first.Close())
+
+	admin := c.connect(0, "admin")
+	leader := c.streamLeader(admin, ledger.DefaultStream)
+	kept := (leader + 1) % 3
+	for i := range 3 {
+		if i != kept {
+			c.Kill(i)
+		}
+	}
+	watch := c.connect(kept, "watch")
+	elected := leaderElected(t, watch, ledger.DefaultStream)
+
+	started := make(chan *Main, 1)
+	go func() {
+		m := NewMain()
+		m.Environ = func() []string { return nil }
+		m.Stdout, m.Stderr = io.Discard, testWriter{t}
+		if !assert.NoError(t, m.ParseFlags([]string{"--nats-url", c.URLs(), "--replicas", "3", "--data-dir", dataDir, "--log-level", "error"})) {
+			close(started)
+			return
+		}
+		err := m.Run(t.Context())
+		if !assert.NoError(t, err) {
+			_ = m.Close()
+			close(started)
+			return
+		}
+		started <- m
+	}()
+	// Bring the nodes back: the stream needs seconds to elect a leader,
+	// which consentd meets while it starts.
+	for i := range 3 {
+		if i != kept {
+			c.Start(i)
+		}
+	}
+	var newLeader electedLeader
+	select {
+	case newLeader = <-elected:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no stream leader 30s after the nodes came back")
+	}
+	select {
+	case <-started:
+		t.Fatal("consentd started before the stream had a leader")
+	default:
+	}
+	var m *Main
+	select {
+	case m = <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("consentd did not start within 30s of the new leader")
+	}
+	require.NotNil(t, m)
+	t.Cleanup(func() { _ = m.Close() })
+	ready := time.Since(newLeader.at)
+	cmd.IdempotencyKey = "after-restart"
+	revoked, err := client.Revoke(t.Context(), cmd)
+	require.NoError(t, err)
+	firstWrite := time.Since(newLeader.at)
+	assert.Equal(t, granted.Seq+1, revoked.Seq)
+	t.Logf("consentd was serving %s after the stream's new leader, and a write was answered %s after it",
+		ready.Round(time.Millisecond), firstWrite.Round(time.Millisecond))
+	assert.Less(t, firstWrite, 2*1500*time.Millisecond, "first write after the new leader")
 }
