@@ -427,3 +427,71 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 		ready.Round(time.Millisecond), firstWrite.Round(time.Millisecond))
 	assert.Less(t, firstWrite, 2*1500*time.Millisecond, "first write after the new leader")
 }
+
+// TestClusterSIGKILLOfAConsentd kills one of two consentd (a child
+// process) with SIGKILL under the hot load. The NATS server drops its
+// queue subscriptions with its connection, so new requests go to the
+// other instance at once; the commands it had in flight are answered on
+// their caller's retry (after the caller's timeout, 2s here). It measures
+// the longest pause in answers and when writes are back at full rate, and
+// checks that every acknowledged write is in the stream once.
+func TestClusterSIGKILLOfAConsentd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node cluster of nats-server processes")
+	}
+	c := startProcessCluster(t)
+	kept := runOnProcessCluster(t, c, t.TempDir())
+	killed := startChildProcess(t, "CONSENTD_NATS_URL="+c.URLs(), "CONSENTD_REPLICAS=3", "CONSENTD_DATA_DIR="+t.TempDir())
+	admin := c.connect(0, "admin")
+	js, _ := ledgerStream(t, admin)
+
+	load := newHotLoad(8)
+	var clients []*ledger.Client
+	for w := range 4 {
+		clients = append(clients, ledger.NewClient(c.connect(w%3, fmt.Sprintf("writer-%d", w)), ledger.ClientOptions{}))
+	}
+	stopLoad := load.start(t.Context(), 16, clients)
+	defer stopLoad()
+	require.Eventually(t, func() bool { a, _, _ := load.snapshot(); return len(a) >= 50 }, 30*time.Second, 10*time.Millisecond)
+	steadyFrom := time.Now()
+	require.Eventually(t, func() bool { return time.Since(steadyFrom) >= 2*time.Second }, 5*time.Second, 10*time.Millisecond)
+	killedAt := time.Now()
+	killed.kill()
+	require.Eventually(t, func() bool { return time.Since(killedAt) >= 4*time.Second }, 10*time.Second, 10*time.Millisecond)
+	stopLoad()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	require.NoError(t, kept.service.Stop(ctx))
+	cancel()
+
+	answers, acks, failures := load.snapshot()
+	preRate := float64(countIn(answers, steadyFrom, killedAt)) / killedAt.Sub(steadyFrom).Seconds()
+	const window = 250 * time.Millisecond
+	want := int(0.8 * preRate * window.Seconds())
+	var fullRate time.Time
+	for from := killedAt; from.Before(killedAt.Add(4 * time.Second)); from = from.Add(10 * time.Millisecond) {
+		if countIn(answers, from, from.Add(window)) >= want {
+			fullRate = from.Add(window)
+			break
+		}
+	}
+	var longest time.Duration
+	for i := 1; i < len(answers); i++ {
+		if answers[i].After(killedAt) {
+			longest = max(longest, answers[i].Sub(answers[i-1]))
+		}
+	}
+	var slowestAfter time.Duration
+	for _, a := range acks {
+		if a.at.After(killedAt) {
+			slowestAfter = max(slowestAfter, a.at.Sub(a.firstSent))
+		}
+	}
+	t.Logf("writes: %.0f answered/s before the kill; longest pause between two answers after it %s; full rate (>= %d in %s) %s after it; slowest stored command %s; failed attempts: %v",
+		preRate, longest.Round(time.Millisecond), want, window, fullRate.Sub(killedAt).Round(time.Millisecond), slowestAfter.Round(time.Millisecond), failures)
+	assert.False(t, fullRate.IsZero(), "writes never came back to full rate")
+	assert.Less(t, longest, time.Second, "writes stopped")
+
+	audit := auditStream(t, js)
+	audit.assertAcknowledged(t, acks)
+	audit.assertIndexMatches(t, "the consentd kept", kept.index)
+}
