@@ -39,16 +39,22 @@ func attempt(ctx context.Context, per time.Duration, op func(context.Context) er
 	}
 }
 
+// errCodeMsgIDInProcess is JetStream's answer to a publish whose
+// Nats-Msg-Id is that of a message still being stored (an earlier attempt
+// of the same publish, sent again after it went unanswered).
+const errCodeMsgIDInProcess = 10158
+
 // unanswered reports whether a request failed for want of an answer
-// rather than with one: no reply in time, no responders, or JetStream
-// saying it cannot serve the stream now (a 503 API error: no stream
-// leader, the cluster or the stream temporarily unavailable). Such a
-// request is safe to send again.
+// rather than with one: no reply in time, no responders, JetStream saying
+// it cannot serve the stream now (a 503 API error: no stream leader, the
+// cluster or the stream temporarily unavailable), or that an earlier
+// attempt of the same publish is still being stored. Such a request is
+// safe to send again.
 func unanswered(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
 		return true
 	}
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.Code == 503
+	return errors.As(err, &apiErr) && (apiErr.Code == 503 || apiErr.ErrorCode == errCodeMsgIDInProcess)
 }

@@ -17,10 +17,13 @@ import (
 // with an error.
 func TestAttemptRetriesOnlyUnansweredRequests(t *testing.T) {
 	noLeader := &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}
-	for _, lost := range []error{context.DeadlineExceeded, nats.ErrTimeout, nats.ErrNoResponders, noLeader} {
+	inProcess := &jetstream.APIError{Code: 409, ErrorCode: errCodeMsgIDInProcess, Description: "duplicate message id is in process"}
+	for _, lost := range []error{context.DeadlineExceeded, nats.ErrTimeout, nats.ErrNoResponders, noLeader, inProcess} {
 		t.Run(lost.Error(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
 			calls := 0
-			err := attempt(t.Context(), 50*time.Millisecond, func(ctx context.Context) error {
+			err := attempt(ctx, 50*time.Millisecond, func(ctx context.Context) error {
 				calls++
 				if calls < 3 {
 					if errors.Is(lost, context.DeadlineExceeded) {
@@ -36,8 +39,10 @@ func TestAttemptRetriesOnlyUnansweredRequests(t *testing.T) {
 		})
 	}
 	t.Run("an answer is not sent again", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
 		calls := 0
-		err := attempt(t.Context(), time.Second, func(context.Context) error {
+		err := attempt(ctx, time.Second, func(context.Context) error {
 			calls++
 			return jetstream.ErrMsgNotFound
 		})
@@ -54,4 +59,15 @@ func TestAttemptRetriesOnlyUnansweredRequests(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.Error(t, ctx.Err())
 	})
+}
+
+// Without a deadline there is no time to retry within: one attempt.
+func TestAttemptWithoutADeadlineTriesOnce(t *testing.T) {
+	calls := 0
+	err := attempt(t.Context(), 10*time.Millisecond, func(context.Context) error {
+		calls++
+		return nats.ErrNoResponders
+	})
+	require.ErrorIs(t, err, nats.ErrNoResponders)
+	assert.Equal(t, 1, calls)
 }

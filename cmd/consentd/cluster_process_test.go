@@ -231,7 +231,7 @@ type electedLeader struct {
 // on dataDir, closed at the end of the test.
 func runOnProcessCluster(t *testing.T, c *processCluster, dataDir string) *Main {
 	t.Helper()
-	return runOnCluster(t, c.URLs(), dataDir)
+	return runOnCluster(t, c.URLs(), dataDir, "--log-level", "warn")
 }
 
 // ledgerStream returns the ledger's stream through nc.
