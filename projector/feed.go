@@ -16,7 +16,8 @@ import (
 // healthy cluster answers in milliseconds. An attempt sent to a server
 // that dies, or while the stream has no leader, is made again after this
 // long (the same consumer: asking twice is harmless), so that a new
-// consumer exists within about this long of the new leader. (nats.go's ordered consumer waits 10s for each attempt and 1 to
+// consumer exists within about this long of the new leader. After two
+// attempts they get longer (up to 2s), for a cluster that is only slow. (nats.go's ordered consumer waits 10s for each attempt and 1 to
 // 10s between them: its consumer stood still up to 23s across a leader
 // kill.)
 const feedCreateTimeout = 500 * time.Millisecond
@@ -111,7 +112,9 @@ func (f *feed) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 		MemoryStorage:     true,
 	}
 	for n := 0; ; n++ {
-		attemptCtx, cancel := context.WithTimeout(ctx, feedCreateTimeout)
+		// Longer attempts after the first two, for a cluster too busy to
+		// answer within the first.
+		attemptCtx, cancel := context.WithTimeout(ctx, feedCreateTimeout<<min(n/2, 2))
 		cons, err := f.stream.CreateOrUpdateConsumer(attemptCtx, cfg)
 		cancel()
 		if err == nil {

@@ -317,7 +317,7 @@ func TestClusterFailoverAfterSIGKILLOfTheStreamLeader(t *testing.T) {
 				break
 			}
 		}
-		require.False(t, indexed[i].IsZero(), "index %d never applied seq %d", i, first.seq)
+		require.False(t, indexed[i].IsZero(), "index %d never applied seq %d; its checkpoints: %v; projector: %+v", i, first.seq, samples[i], instances[i].projector.Health())
 	}
 	t.Logf("killed %s (stream leader) with SIGKILL at %d acks; JetStream elected %s %s later", c.names[leader], acksAtKill, newLeader.name, toElection.Round(time.Millisecond))
 	t.Logf("writes: %.0f answered/s before the kill; %d answered between the kill and the new leader; first answered %s after the new leader; full rate (>= %d answers in %s) %s after it",
