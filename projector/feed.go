@@ -15,8 +15,8 @@ import (
 // feedCreateTimeout bounds one attempt to create the feed's consumer; a
 // healthy cluster answers in milliseconds. An attempt sent to a server
 // that dies, or while the stream has no leader, is made again after this
-// long (the same consumer: asking twice is harmless), so that a new
-// consumer exists within about this long of the new leader. After two
+// long, so that a new consumer exists within about this long of the new
+// leader. After two
 // attempts they get longer (up to 2s), for a cluster that is only slow. (nats.go's ordered consumer waits 10s for each attempt and 1 to
 // 10s between them: its consumer stood still up to 23s across a leader
 // kill.)
@@ -95,31 +95,33 @@ func (f *feed) run(ctx context.Context, cc jetstream.ConsumeContext) {
 }
 
 // consume creates the next consumer, from the next sequence on, and
-// consumes it, trying again while ctx lasts.
+// consumes it, trying again while ctx lasts. Each attempt creates a
+// consumer of its own name: one whose creation went unanswered may have
+// been placed on a server that is gone, and asking for it again would
+// only be told it is offline.
 func (f *feed) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
-	f.mu.Lock()
-	f.serial++
-	f.delivers = 0
-	serial, start := f.serial, f.next
-	f.mu.Unlock()
-	cfg := jetstream.ConsumerConfig{
-		Name:              f.consumerName(serial),
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       start,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: 5 * time.Minute,
-		Replicas:          1,
-		MemoryStorage:     true,
-	}
 	for n := 0; ; n++ {
+		f.mu.Lock()
+		f.serial++
+		f.delivers = 0
+		serial, start := f.serial, f.next
+		f.mu.Unlock()
+		cfg := jetstream.ConsumerConfig{
+			Name:              f.consumerName(serial),
+			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:       start,
+			AckPolicy:         jetstream.AckNonePolicy,
+			InactiveThreshold: 5 * time.Minute,
+			Replicas:          1,
+			MemoryStorage:     true,
+		}
 		// Longer attempts after the first two, for a cluster too busy to
 		// answer within the first.
 		attemptCtx, cancel := context.WithTimeout(ctx, feedCreateTimeout<<min(n/2, 2))
 		cons, err := f.stream.CreateOrUpdateConsumer(attemptCtx, cfg)
 		cancel()
 		if err == nil {
-			var cc jetstream.ConsumeContext
-			cc, err = cons.Consume(f.deliver(serial), jetstream.PullHeartbeat(f.heartbeat),
+			cc, err := cons.Consume(f.deliver(serial), jetstream.PullHeartbeat(f.heartbeat),
 				jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { f.lost(serial, err) }))
 			if err != nil {
 				return nil, fmt.Errorf("projector: consume %s: %w", cfg.Name, err)
@@ -136,6 +138,7 @@ func (f *feed) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 			return nil, fmt.Errorf("projector: consumer on %s: %w", cfg.Name, err)
 		}
 		f.log.Warn("projector: creating the consumer", "attempt", n+1, "err", err)
+		go f.deleteConsumer(serial) // in case it was created after all
 		t := time.NewTimer(min(time.Duration(n+1)*50*time.Millisecond, 250*time.Millisecond))
 		select {
 		case <-ctx.Done():

@@ -81,6 +81,9 @@ func TestFeedRecreatesItsConsumerAfterALostRequestWithinASecondOrSo(t *testing.T
 	took := time.Since(lost)
 	assert.Equal(t, uint64(5), next())
 	assert.Equal(t, int32(3), lossy.creates.Load(), "the first, a lost one, and the one that worked")
+	f.mu.Lock()
+	assert.Equal(t, 3, f.serial, "each attempt asks for a consumer of its own name")
+	f.mu.Unlock()
 	assert.Less(t, took, 3*time.Second, "the feed stood still %s", took)
 	t.Logf("the feed stood still %s after losing its consumer and a request to create another", took.Round(time.Millisecond))
 	select {
