@@ -12,14 +12,14 @@ import (
 	"github.com/nats-io/nuid"
 )
 
-// feedCreateTimeout bounds one attempt to create the feed's consumer; a
-// healthy cluster answers in milliseconds. An attempt sent to a server
-// that dies, or while the stream has no leader, is made again after this
-// long, so that a new consumer exists within about this long of the new
-// leader. After two
-// attempts they get longer (up to 2s), for a cluster that is only slow. (nats.go's ordered consumer waits 10s for each attempt and 1 to
-// 10s between them: its consumer stood still up to 23s across a leader
-// kill.)
+// feedCreateTimeout bounds the first attempts to create the feed's
+// consumer; a healthy cluster answers in milliseconds. An attempt sent to
+// a server that dies, or while the stream has no leader, is made again
+// after this long, so that a new consumer exists within about this long of
+// the new leader; after two attempts they get longer (up to 2s), for a
+// cluster that is only slow. (nats.go's ordered consumer waits 10s for
+// each attempt and 1 to 10s between them: an index stood still up to 23s
+// across a leader kill.)
 const feedCreateTimeout = 500 * time.Millisecond
 
 // feed delivers the stream's messages from a start sequence to handler,
