@@ -31,7 +31,7 @@ const feedCreateTimeout = 500 * time.Millisecond
 type feed struct {
 	stream    jetstream.Stream
 	heartbeat time.Duration
-	handler   func(jetstream.Msg)
+	handler   func(jetstream.Msg, *jetstream.MsgMetadata)
 	log       *slog.Logger
 	prefix    string // of the consumers' names
 
@@ -44,11 +44,12 @@ type feed struct {
 	err      error         // why, nil when its context ended
 }
 
-// startFeed delivers the stream from startSeq on until ctx ends or the
+// startFeed delivers the stream from startSeq on, each message with its
+// parsed metadata (nil when it does not parse), until ctx ends or the
 // connection closes; Closed then says so. It returns after the first
 // consumer exists, or with an error when none could be created before ctx
 // ended.
-func startFeed(ctx context.Context, stream jetstream.Stream, startSeq uint64, heartbeat time.Duration, log *slog.Logger, handler func(jetstream.Msg)) (*feed, error) {
+func startFeed(ctx context.Context, stream jetstream.Stream, startSeq uint64, heartbeat time.Duration, log *slog.Logger, handler func(jetstream.Msg, *jetstream.MsgMetadata)) (*feed, error) {
 	f := &feed{stream: stream, heartbeat: heartbeat, handler: handler, log: log, prefix: "projector_" + nuid.Next(),
 		next: startSeq, reset: make(chan struct{}, 1), closed: make(chan struct{})}
 	cc, err := f.consume(ctx)
@@ -170,7 +171,7 @@ func (f *feed) deliver(serial int) func(jetstream.Msg) {
 		}
 		meta, err := msg.Metadata()
 		if err != nil {
-			f.handler(msg) // the fold reports the unreadable message
+			f.handler(msg, nil) // the fold reports the unreadable message
 			return
 		}
 		if meta.Sequence.Consumer != f.delivers+1 || meta.Sequence.Stream < f.next {
@@ -179,7 +180,7 @@ func (f *feed) deliver(serial int) func(jetstream.Msg) {
 		}
 		f.delivers = meta.Sequence.Consumer
 		f.next = meta.Sequence.Stream + 1
-		f.handler(msg)
+		f.handler(msg, meta)
 	}
 }
 

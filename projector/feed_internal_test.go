@@ -47,9 +47,7 @@ func TestFeedRecreatesItsConsumerAfterALostRequestWithinASecondOrSo(t *testing.T
 	lossy := &lossyConsumers{Stream: stream}
 	got := make(chan uint64, 100)
 	ctx, cancel := context.WithCancel(t.Context())
-	f, err := startFeed(ctx, lossy, 2, 500*time.Millisecond, testLogger(t), func(m jetstream.Msg) {
-		meta, err := m.Metadata()
-		require.NoError(t, err)
+	f, err := startFeed(ctx, lossy, 2, 500*time.Millisecond, testLogger(t), func(_ jetstream.Msg, meta *jetstream.MsgMetadata) {
 		got <- meta.Sequence.Stream
 	})
 	require.NoError(t, err)

@@ -130,7 +130,7 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 
 	check := newChecker(p.opts.Workers, 8)
 	feedCtx, stopFeed := context.WithCancel(ctx)
-	feed, err := startFeed(feedCtx, stream, f.next, consumerHeartbeat, p.log, check.add)
+	feed, err := startFeed(feedCtx, stream, f.next, consumerHeartbeat, p.log, check.addParsed)
 	if err != nil {
 		stopFeed()
 		check.stop()
@@ -176,6 +176,9 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 			}
 			caughtUp()
 		case <-closed:
+			if ctx.Err() != nil {
+				continue // the feed stopped with ctx: take the ctx.Done case
+			}
 			err := errors.New("consumer closed")
 			if e := feed.Err(); e != nil {
 				err = e
