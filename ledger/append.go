@@ -84,6 +84,12 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 			}
 		}
 	}
+	// leaderSeq is the consent's last sequence as the stream leader gave
+	// it during this append (known). A tip read at that sequence is the
+	// consent's state at a moment inside this append, so a transition it
+	// forbids is answered without asking the leader again.
+	var leaderSeq uint64
+	known := false
 	for attempt := 0; ; attempt++ {
 		t, err := l.readTip(ctx, key, cmd.IdempotencyKey)
 		if err != nil {
@@ -105,13 +111,17 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 				// that has not applied the consent's latest event yet:
 				// unless the leader confirms the tip, read again and
 				// decide again.
-				stale, lerr := l.staleRead(ctx, key.NATSSubject(), t.cur.Seq)
+				if !l.replicated || (known && leaderSeq == t.cur.Seq) {
+					return reply, err
+				}
+				last, lerr := l.leaderLastSeq(ctx, key.NATSSubject())
 				if lerr != nil {
 					return Reply{}, lerr
 				}
-				if !stale {
+				if last == t.cur.Seq {
 					return reply, err
 				}
+				leaderSeq, known = last, true
 			} else if !isConflict(err) {
 				return reply, err
 			}
@@ -147,7 +157,11 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 	natsSubject := key.NATSSubject()
 	var last *jetstream.RawStreamMsg
 	if idempotencyKey == "" {
-		msg, err := l.stream.GetLastMsgForSubject(ctx, natsSubject)
+		var msg *jetstream.RawStreamMsg
+		err := attempt(ctx, l.readTimeout, func(ctx context.Context) (err error) {
+			msg, err = l.stream.GetLastMsgForSubject(ctx, natsSubject)
+			return err
+		})
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			return t, nil
@@ -318,17 +332,21 @@ func (l *Ledger) duplicateReply(msg *jetstream.RawStreamMsg) (Reply, error) {
 
 // loadMsg reads the message at seq. On a replicated stream the direct get
 // may be served by a follower that has not stored it yet, so a miss is
-// retried briefly.
+// retried briefly; an unanswered read is sent again (see attempt).
 func (l *Ledger) loadMsg(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
-	for attempt := 0; ; attempt++ {
-		msg, err := l.stream.GetMsg(ctx, seq)
-		if err == nil || !errors.Is(err, jetstream.ErrMsgNotFound) || !l.replicated || attempt >= l.maxRetries {
+	for n := 0; ; n++ {
+		var msg *jetstream.RawStreamMsg
+		err := attempt(ctx, l.readTimeout, func(ctx context.Context) (err error) {
+			msg, err = l.stream.GetMsg(ctx, seq)
+			return err
+		})
+		if err == nil || !errors.Is(err, jetstream.ErrMsgNotFound) || !l.replicated || n >= l.maxRetries {
 			if err != nil {
 				return nil, fmt.Errorf("read event at seq %d: %w", seq, err)
 			}
 			return msg, nil
 		}
-		if err := backoff(ctx, attempt); err != nil {
+		if err := backoff(ctx, n); err != nil {
 			return nil, err
 		}
 	}

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,6 +99,9 @@ type committer struct {
 	js     jetstream.JetStream
 	stream string
 	cfg    GroupCommit
+	// attemptTimeout bounds the publish of a group: one attempt of each
+	// of its appends (Options.PublishAttemptTimeout).
+	attemptTimeout time.Duration
 
 	mu       sync.Mutex
 	pending  []*commitEntry
@@ -124,8 +128,8 @@ type commitResult struct {
 	err error
 }
 
-func newCommitter(js jetstream.JetStream, stream string, cfg GroupCommit) *committer {
-	return &committer{js: js, stream: stream, cfg: cfg.withDefaults(), busy: make(map[string]struct{})}
+func newCommitter(js jetstream.JetStream, stream string, cfg GroupCommit, attemptTimeout time.Duration) *committer {
+	return &committer{js: js, stream: stream, cfg: cfg.withDefaults(), attemptTimeout: attemptTimeout, busy: make(map[string]struct{})}
 }
 
 // publish queues msg (its Nats-Msg-Id and expected-sequence headers set)
@@ -295,11 +299,7 @@ func (c *committer) publishEach(group []*commitEntry) {
 }
 
 func (c *committer) timeout() (context.Context, context.CancelFunc) {
-	timeout := c.js.Options().DefaultTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
-	return context.WithTimeout(context.Background(), timeout)
+	return context.WithTimeout(context.Background(), cmp.Or(c.attemptTimeout, DefaultPublishAttemptTimeout))
 }
 
 // batchAck is the server's answer to the commit of an atomic batch.
@@ -371,32 +371,40 @@ func batchMsg(msg *nats.Msg, id string, seq int, commit bool) *nats.Msg {
 
 // publishMsg publishes one event's message, through the group committer
 // when there is one. While the Ledger's guard refuses writes it publishes
-// nothing and returns the guard's error.
+// nothing and returns the guard's error. On a stream whose duplicate window
+// allows it (retryPublish), an attempt unanswered for the attempt timeout,
+// or refused for want of a stream leader, is sent again until ctx ends.
 func (l *Ledger) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) (*jetstream.PubAck, error) {
 	if err := l.guard.Err(); err != nil {
 		return nil, err
 	}
-	if l.group != nil {
-		return l.group.publish(ctx, msg, msgID)
-	}
-	if !l.retryPublish {
+	send := func(ctx context.Context) (*jetstream.PubAck, error) {
+		if l.group != nil {
+			return l.group.publish(ctx, msg, msgID)
+		}
 		return l.js.PublishMsg(ctx, msg)
 	}
-	for unanswered := false; ; unanswered = true {
-		attempt, cancel := context.WithTimeout(ctx, l.attemptTimeout)
-		ack, err := l.js.PublishMsg(attempt, msg)
+	if !l.retryPublish {
+		return send(ctx)
+	}
+	for n := 0; ; n++ {
+		attemptCtx, cancel := context.WithTimeout(ctx, l.attemptTimeout)
+		ack, err := send(attemptCtx)
 		cancel()
-		if unanswered && isConflict(err) {
+		if n > 0 && isConflict(err) {
 			return l.landedEarlier(ctx, msg, msgID, err)
 		}
-		if ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+		if ctx.Err() != nil || !unanswered(err) {
 			return ack, err
 		}
-		// Unanswered: the stream's leader may have died with the request.
-		// The same message is safe to send again: if the first was stored,
-		// the server answers with a duplicate ack naming it, or (a single
-		// server checks the expected sequence first) with a conflict that
-		// landedEarlier resolves.
+		// Unanswered: the stream's leader may have died with the request,
+		// or there is none yet. The same message is safe to send again: if
+		// an earlier attempt was stored, the server answers with a
+		// duplicate ack naming it, or (a single server checks the expected
+		// sequence first) with a conflict that landedEarlier resolves.
+		if err := backoff(ctx, n); err != nil {
+			return nil, err
+		}
 	}
 }
 

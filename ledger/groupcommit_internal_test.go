@@ -26,7 +26,7 @@ func newGroupFixture(t *testing.T, cfg GroupCommit) *groupFixture {
 	_, _, js := natstest.Run(t)
 	stream, err := EnsureStream(t.Context(), js, StreamOptions{})
 	require.NoError(t, err)
-	return &groupFixture{js: js, stream: stream, c: newCommitter(js, DefaultStream, cfg)}
+	return &groupFixture{js: js, stream: stream, c: newCommitter(js, DefaultStream, cfg, 0)}
 }
 
 // entry returns a queued message for subj expecting expectedSeq, with the
@@ -136,7 +136,7 @@ func TestSmallGroupsArePublishedAlone(t *testing.T) {
 // A group holds one message per subject, none for a subject with a message
 // in flight, and unique message ids; the rest wait in order.
 func TestTakeKeepsSubjectsAndIDsUnique(t *testing.T) {
-	f := &groupFixture{c: newCommitter(nil, DefaultStream, GroupCommit{MaxBatch: 3})}
+	f := &groupFixture{c: newCommitter(nil, DefaultStream, GroupCommit{MaxBatch: 3}, 0)}
 	inFlight := f.entry("busy", 0, "m0")
 	a1, b1, a2, b2, busy, c1, d1 := f.entry("a", 0, "m1"), f.entry("b", 0, "m1"), f.entry("a", 1, "m2"),
 		f.entry("b", 0, "m3"), f.entry("busy", 1, "m4"), f.entry("c", 0, "m5"), f.entry("d", 0, "m6")

@@ -76,7 +76,12 @@ const batchBytes = 1 << 20
 func (l *Ledger) readMsgs(ctx context.Context, filter string, afterSeq uint64, limit int) ([]*jetstream.RawStreamMsg, error) {
 	var out []*jetstream.RawStreamMsg
 	for len(out) < limit && afterSeq < math.MaxUint64 {
-		msgs, pending, err := l.directGetBatch(ctx, filter, afterSeq+1, limit-len(out), l.batchBytes)
+		var msgs []*jetstream.RawStreamMsg
+		var pending uint64
+		err := attempt(ctx, l.readTimeout, func(ctx context.Context) (err error) {
+			msgs, pending, err = l.directGetBatch(ctx, filter, afterSeq+1, limit-len(out), l.batchBytes)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}

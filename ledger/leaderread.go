@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // errCodeNoMessageFound is JetStream's error code for a get that matches
@@ -36,46 +38,36 @@ func (l *Ledger) leaderLastSeq(ctx context.Context, natsSubject string) (uint64,
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	msg, err := l.js.Conn().RequestWithContext(ctx, apiPrefix(l.js.Options())+"STREAM.MSG.GET."+l.streamName, req)
-	if err != nil {
-		return 0, fmt.Errorf("read the last event of %s from the stream leader: %w", natsSubject, err)
-	}
 	var resp struct {
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
+		Error   *jetstream.APIError `json:"error"`
 		Message *struct {
 			Seq uint64 `json:"seq"`
 		} `json:"message"`
 	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+	err = attempt(ctx, l.readTimeout, func(ctx context.Context) error {
+		msg, err := l.js.Conn().RequestWithContext(ctx, apiPrefix(l.js.Options())+"STREAM.MSG.GET."+l.streamName, req)
+		if err != nil {
+			return err
+		}
+		resp.Error, resp.Message = nil, nil
+		if err := json.Unmarshal(msg.Data, &resp); err != nil {
+			return err
+		}
+		if resp.Error != nil && resp.Error.Code == 503 {
+			return resp.Error // no stream leader at the moment: asked again
+		}
+		return nil
+	})
+	if err != nil {
 		return 0, fmt.Errorf("read the last event of %s from the stream leader: %w", natsSubject, err)
 	}
 	switch {
-	case resp.Error != nil && resp.Error.ErrCode == errCodeNoMessageFound:
+	case resp.Error != nil && resp.Error.ErrorCode == errCodeNoMessageFound:
 		return 0, nil
 	case resp.Error != nil:
-		return 0, fmt.Errorf("read the last event of %s from the stream leader: %d %s (error code %d)",
-			natsSubject, resp.Error.Code, resp.Error.Description, resp.Error.ErrCode)
+		return 0, fmt.Errorf("read the last event of %s from the stream leader: %w", natsSubject, resp.Error)
 	case resp.Message == nil:
 		return 0, errors.New("read the last event of " + natsSubject + " from the stream leader: empty reply")
 	}
 	return resp.Message.Seq, nil
-}
-
-// staleRead reports whether a tip read at seq on a replicated stream is
-// behind the leader, so that a decision made on it (a forbidden
-// transition) must be made again on a fresh read. On a stream with one
-// replica every read is current.
-func (l *Ledger) staleRead(ctx context.Context, natsSubject string, seq uint64) (bool, error) {
-	if !l.replicated {
-		return false, nil
-	}
-	last, err := l.leaderLastSeq(ctx, natsSubject)
-	if err != nil {
-		return false, err
-	}
-	return last != seq, nil
 }

@@ -33,6 +33,14 @@ type Options struct {
 	// only on a stream whose duplicate window is more than twice as long,
 	// so that a first attempt that was stored comes back as a duplicate.
 	PublishAttemptTimeout time.Duration
+	// ReadAttemptTimeout bounds one attempt of each read an append makes
+	// (the consent's tip, its history, the stream leader's last
+	// sequence); default DefaultReadAttemptTimeout. A read that goes
+	// unanswered (sent to a replica or a stream leader that died, or while
+	// the stream has no leader) is sent again after this long, until the
+	// append's context ends, so that it holds the consent's lock for one
+	// attempt and not for the whole command.
+	ReadAttemptTimeout time.Duration
 	// Tips, when set, gives an append the consent's last state without a
 	// read of the stream (consentd passes its projector index); the
 	// stream's sequence check catches a stale answer, after which the
@@ -47,8 +55,9 @@ type Options struct {
 }
 
 // DefaultPublishAttemptTimeout is the default Options.PublishAttemptTimeout:
-// a JetStream cluster elects a new stream leader within a few seconds.
-const DefaultPublishAttemptTimeout = 2 * time.Second
+// a healthy cluster stores an event in milliseconds (tens under load with
+// an fsync per write), so an attempt unanswered for a second was lost.
+const DefaultPublishAttemptTimeout = time.Second
 
 // Ledger appends events to the CONSENT stream and reads histories back.
 // It is safe for concurrent use; concurrent appends to one consent are
@@ -69,8 +78,9 @@ type Ledger struct {
 	// may be sent again (retryPublish); see Options.PublishAttemptTimeout.
 	attemptTimeout time.Duration
 	retryPublish   bool
-	tips           Tips     // nil: every append reads the stream first
-	own            *ownTips // the states this Ledger's appends left, with tips
+	readTimeout    time.Duration // bounds one attempt of a read; see attempt
+	tips           Tips          // nil: every append reads the stream first
+	own            *ownTips      // the states this Ledger's appends left, with tips
 	guard          *StreamGuard
 }
 
@@ -79,13 +89,14 @@ type Ledger struct {
 // tells whether reads go through direct get and whether it is replicated.
 func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger {
 	l := &Ledger{
-		js:         js,
-		stream:     stream,
-		maxRetries: opts.MaxRetries,
-		now:        opts.Now,
-		batchBytes: batchBytes,
-		tips:       opts.Tips,
-		guard:      opts.Guard,
+		js:          js,
+		stream:      stream,
+		maxRetries:  opts.MaxRetries,
+		now:         opts.Now,
+		batchBytes:  batchBytes,
+		tips:        opts.Tips,
+		readTimeout: cmp.Or(opts.ReadAttemptTimeout, DefaultReadAttemptTimeout),
+		guard:       opts.Guard,
 	}
 	if l.tips != nil {
 		l.own = new(ownTips)
@@ -96,7 +107,7 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 		l.attemptTimeout = cmp.Or(opts.PublishAttemptTimeout, DefaultPublishAttemptTimeout)
 		l.retryPublish = info.Config.Duplicates > 2*l.attemptTimeout
 		if opts.GroupCommit != nil && info.Config.AllowAtomicPublish {
-			l.group = newCommitter(js, l.streamName, *opts.GroupCommit)
+			l.group = newCommitter(js, l.streamName, *opts.GroupCommit, l.attemptTimeout)
 		}
 	}
 	if l.maxRetries <= 0 {

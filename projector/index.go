@@ -5,7 +5,7 @@
 // that has events, the integrity violations met on the way, and the
 // checkpoint (the last stream sequence applied), all written together in
 // one Pebble batch per commit. A Projector is its only writer: it reads the
-// stream with an ordered consumer from checkpoint+1, checks every event and
+// stream in order from checkpoint+1 (see feed), checks every event and
 // folds it with events.Evolve. The index holds nothing the stream does not:
 // it can be deleted at any time and rebuilt.
 //

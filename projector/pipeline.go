@@ -99,6 +99,12 @@ func (c *checker) add(msg jetstream.Msg) {
 	if err != nil {
 		meta = nil // inspect reports it
 	}
+	c.addParsed(msg, meta)
+}
+
+// addParsed is add for a message whose metadata the caller has parsed
+// (nil when it did not parse).
+func (c *checker) addParsed(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.filling

@@ -22,12 +22,12 @@ const (
 	DefaultMaxDelay      = 5 * time.Millisecond
 )
 
-// consumerHeartbeat is the idle heartbeat of the ordered consumer. The
-// consumer lives on one NATS server; when that server dies the consumer is
-// recreated elsewhere once two heartbeats have been missed. With the
-// client's default (5s) an index stood still for 10s after a node loss in
-// a cluster (TestClusterSurvivesLossOfTheStreamLeader in cmd/consentd);
-// one a second costs an idle consentd one small message a second.
+// consumerHeartbeat is the idle heartbeat of the projector's consumer.
+// The consumer lives on one NATS server; when that server dies the
+// consumer is recreated elsewhere once two heartbeats have been missed
+// (see feed). With the client's default (5s) an index stood still for 10s
+// after a node loss in a cluster; one a second costs an idle consentd one
+// small message a second.
 const consumerHeartbeat = time.Second
 
 // Options configures a Projector.
@@ -136,30 +136,21 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 		f.written = newNewKeys(head)
 	}
 
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   f.next,
-	})
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("projector: ordered consumer on %s: %w", p.opts.Stream, err)
-	}
 	check := newChecker(p.opts.Workers, 8)
-	var consumeErr atomic.Pointer[error]
-	cc, err := cons.Consume(check.add, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		consumeErr.Store(&err)
-		p.log.Warn("projector: consumer", "err", err)
-	}), jetstream.PullHeartbeat(consumerHeartbeat))
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	feed, err := startFeed(feedCtx, stream, f.next, consumerHeartbeat, p.log, check.addParsed)
 	if err != nil {
+		stopFeed()
 		check.stop()
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("projector: consume %s: %w", p.opts.Stream, err)
 	}
-	closed := cc.Closed()
+	closed := feed.Closed()
 	defer func() {
-		check.stop()
-		cc.Stop()
+		check.stop() // unblocks a hand-over waiting for the fold
+		stopFeed()
 		select {
 		case <-closed:
 		case <-time.After(5 * time.Second):
@@ -193,9 +184,12 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 			}
 			caughtUp()
 		case <-closed:
+			if ctx.Err() != nil {
+				continue // the feed stopped with ctx: take the ctx.Done case
+			}
 			err := errors.New("consumer closed")
-			if e := consumeErr.Load(); e != nil {
-				err = *e
+			if e := feed.Err(); e != nil {
+				err = e
 			}
 			return errors.Join(fmt.Errorf("projector: reading %s: %w", p.opts.Stream, err), f.flush())
 		case <-ctx.Done():

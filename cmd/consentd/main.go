@@ -293,13 +293,19 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
+// ensureStreamAttempt bounds one attempt to look the stream up (or create
+// it). While the stream or the cluster has no leader a request may go
+// unanswered; short attempts, made again at once, find the new leader
+// within about this long of its election.
+const ensureStreamAttempt = time.Second
+
 // ensureStream creates or checks the stream, waiting while a NATS cluster
-// is still electing its JetStream leader. An unsafe stream is refused at
-// once.
+// is still electing its JetStream leader or the stream's. An unsafe stream
+// is refused at once.
 func (m *Main) ensureStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
 	opts := ledger.StreamOptions{Name: m.Config.Stream, Replicas: m.Config.Replicas}
 	for attempt := 0; ; attempt++ {
-		attemptCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		attemptCtx, cancel := context.WithTimeout(ctx, ensureStreamAttempt)
 		stream, err := ledger.EnsureStream(attemptCtx, js, opts)
 		cancel()
 		if err == nil {
@@ -309,7 +315,7 @@ func (m *Main) ensureStream(ctx context.Context, js jetstream.JetStream) (jetstr
 			return nil, err
 		}
 		m.log.Warn("stream not ready yet; retrying", "stream", opts.Name, "error", err)
-		if err := pause(ctx, attempt); err != nil {
+		if err := pause(ctx, min(attempt, 1)); err != nil { // 250ms, then 500ms
 			return nil, fmt.Errorf("stream %s: %w", opts.Name, ctx.Err())
 		}
 	}

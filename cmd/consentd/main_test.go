@@ -33,7 +33,11 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if natsServerBin != "" {
+		_ = os.RemoveAll(filepath.Dir(natsServerBin)) // built by natsServerBinary
+	}
+	os.Exit(code)
 }
 
 // startConsentd runs the whole daemon in-process on dataDir, with an
