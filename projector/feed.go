@@ -34,6 +34,9 @@ type feed struct {
 	handler   func(jetstream.Msg, *jetstream.MsgMetadata)
 	log       *slog.Logger
 	prefix    string // of the consumers' names
+	// origin is the stream as the feed started on it (nil when unknown):
+	// its name and creation time tell it from a stream created anew.
+	origin *jetstream.StreamInfo
 
 	mu       sync.Mutex // held while a message is handed over
 	serial   int        // of the current consumer; older ones' messages are dropped
@@ -51,7 +54,7 @@ type feed struct {
 // ended.
 func startFeed(ctx context.Context, stream jetstream.Stream, startSeq uint64, heartbeat time.Duration, log *slog.Logger, handler func(jetstream.Msg, *jetstream.MsgMetadata)) (*feed, error) {
 	f := &feed{stream: stream, heartbeat: heartbeat, handler: handler, log: log, prefix: "projector_" + nuid.Next(),
-		next: startSeq, reset: make(chan struct{}, 1), closed: make(chan struct{})}
+		origin: stream.CachedInfo(), next: startSeq, reset: make(chan struct{}, 1), closed: make(chan struct{})}
 	cc, err := f.consume(ctx)
 	if err != nil {
 		return nil, err
@@ -116,11 +119,23 @@ func (f *feed) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 			Replicas:          1,
 			MemoryStorage:     true,
 		}
-		// Longer attempts after the first two, for a cluster too busy to
-		// answer within the first.
-		attemptCtx, cancel := context.WithTimeout(ctx, feedCreateTimeout<<min(n/2, 2))
-		cons, err := f.stream.CreateOrUpdateConsumer(attemptCtx, cfg)
-		cancel()
+		var cons jetstream.Consumer
+		var err error
+		if serial > 1 {
+			// The consumer was lost: the stream may have been deleted, and
+			// one created anew in its place is another stream.
+			err = f.sameStream(ctx)
+			if errors.Is(err, ErrStreamMismatch) {
+				return nil, err
+			}
+		}
+		if err == nil {
+			// Longer attempts after the first two, for a cluster too busy
+			// to answer within the first.
+			attemptCtx, cancel := context.WithTimeout(ctx, feedCreateTimeout<<min(n/2, 2))
+			cons, err = f.stream.CreateOrUpdateConsumer(attemptCtx, cfg)
+			cancel()
+		}
 		if err == nil {
 			cc, err := cons.Consume(f.deliver(serial), jetstream.PullHeartbeat(f.heartbeat),
 				jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { f.lost(serial, err) }))
@@ -135,10 +150,16 @@ func (f *feed) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConnectionClosed) {
+		if errors.Is(err, jetstream.ErrConnectionClosed) {
 			return nil, fmt.Errorf("projector: consumer on %s: %w", cfg.Name, err)
 		}
-		f.log.Warn("projector: creating the consumer", "attempt", n+1, "err", err)
+		// A stream deleted under the running ledger (the stream guard
+		// refuses writes and says so) is waited for, the index answering
+		// with what it folded; sameStream, before the next attempt, tells
+		// it from one created anew in its place.
+		if n&(n+1) == 0 { // attempts 1, 2, 4, 8...: a stream gone for long does not flood the log
+			f.log.Warn("projector: creating the consumer", "attempt", n+1, "err", err)
+		}
 		go f.deleteConsumer(serial) // in case it was created after all
 		t := time.NewTimer(min(time.Duration(n+1)*50*time.Millisecond, 250*time.Millisecond))
 		select {
@@ -151,6 +172,30 @@ func (f *feed) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 }
 
 func (f *feed) consumerName(serial int) string { return fmt.Sprintf("%s_%d", f.prefix, serial) }
+
+// sameStream returns an error matching ErrStreamMismatch when the stream
+// the feed reads was replaced: it exists, created at another time than the
+// one the feed started on; jetstream.ErrStreamNotFound while it does not
+// exist (no consumer is created then, so that none lands on a stream
+// created a moment later); nil when it is the same stream, or when it does
+// not answer (no leader: creating a consumer fails as well).
+func (f *feed) sameStream(ctx context.Context) error {
+	started := f.origin
+	if started == nil {
+		return nil
+	}
+	infoCtx, cancel := context.WithTimeout(ctx, feedCreateTimeout)
+	defer cancel()
+	info, err := f.stream.Info(infoCtx)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return err
+	case err != nil || info.Created.Equal(started.Created):
+		return nil
+	}
+	return fmt.Errorf("projector: %w: stream %s was created anew at %s (the index folds the one created at %s)",
+		ErrStreamMismatch, started.Config.Name, info.Created.Format(time.RFC3339Nano), started.Created.Format(time.RFC3339Nano))
+}
 
 // deleteConsumer deletes consumer serial, once it is replaced or the feed
 // stops; one that cannot be deleted goes after its inactive threshold.

@@ -332,3 +332,40 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// A stream deleted under a running projector leaves the index answering
+// with what it folded; one created anew in its place is another stream,
+// and the projector stops rather than fold it.
+func TestProjectorOutlivesItsStreamButNotAReplacement(t *testing.T) {
+	_, _, js := natstest.Run(t)
+	createStream(t, js, testStreamConfig())
+	h := newHistory(8, 1, 2, 2)
+	h.add(t, 10)
+	h.publish(t, js)
+	idx := openIndex(t, t.TempDir(), IndexOptions{})
+	p := New(js, idx, Options{Logger: testLogger(t)})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, idx, h.seq)
+
+	require.NoError(t, js.DeleteStream(context.Background(), DefaultStream))
+	// The feed notices (its consumer is gone) and waits for the stream.
+	require.Eventually(t, func() bool {
+		return idx.Ready() && p.Health().Err == "" && len(done) == 0
+	}, 10*time.Second, 5*time.Millisecond)
+	assertMatchesModel(t, idx, h)
+
+	recreateStream(t, js, testStreamConfig())
+	h2 := newHistory(9, 1, 2, 2)
+	h2.add(t, 20)
+	h2.publish(t, js)
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrStreamMismatch)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the projector folds a stream created anew")
+	}
+	assert.Equal(t, h.seq, idx.Checkpoint(), "nothing of the new stream folded")
+}
