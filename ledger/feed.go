@@ -74,6 +74,12 @@ type FeedOpenReply struct {
 	Durable   bool   `json:"durable"`
 	// Filters are the consumer's subject filters.
 	Filters []string `json:"filters"`
+	// StartSeq is the first stream sequence the consumer delivers from,
+	// for a consumer this request created: everything before it is not
+	// delivered, everything from it on is (a request without a start
+	// starts after the stream's last sequence when the service looked).
+	// 0 when unknown: a start time, or a durable that existed.
+	StartSeq uint64 `json:"start_seq,omitempty"`
 }
 
 // FeedPurposesRequest asks for the last purpose event of each purpose of
@@ -281,6 +287,12 @@ func (f *Feed) open(ctx context.Context, token string, q *FeedOpenRequest) (*Fee
 		return nil, err
 	}
 	policy, seq, at := (&Watcher{opts: opts}).deliverPolicy()
+	if policy == jetstream.DeliverNewPolicy {
+		// New changes: after the last one stored when the stream was
+		// looked up, which the reply can name.
+		policy, seq = jetstream.DeliverByStartSequencePolicy, stream.CachedInfo().State.LastSeq+1
+	}
+	startSeq := seq
 	cfg := jetstream.ConsumerConfig{
 		FilterSubjects: opts.filters(),
 		DeliverPolicy:  policy,
@@ -293,8 +305,12 @@ func (f *Feed) open(ctx context.Context, token string, q *FeedOpenRequest) (*Fee
 		cfg.AckPolicy = jetstream.AckExplicitPolicy
 		cfg.AckWait = orDefault(opts.AckWait, DefaultAckWait)
 		cfg.MaxAckPending = orDefault(opts.MaxAckPending, DefaultMaxAckPending)
-		if _, err := openDurable(ctx, stream, cfg); err != nil {
+		_, created, err := openDurable(ctx, stream, cfg)
+		if err != nil {
 			return nil, err
+		}
+		if !created {
+			startSeq = 0
 		}
 	} else {
 		// A named consumer that goes away when nobody pulls: ordered
@@ -315,23 +331,23 @@ func (f *Feed) open(ctx context.Context, token string, q *FeedOpenRequest) (*Fee
 			return nil, fmt.Errorf("consent: feed: authorize %s: %w", name, err)
 		}
 	}
-	return &FeedOpenReply{Stream: f.cfg.Stream, Consumer: name, APIPrefix: prefix, Durable: q.Durable != "", Filters: cfg.FilterSubjects}, nil
+	return &FeedOpenReply{Stream: f.cfg.Stream, Consumer: name, APIPrefix: prefix, Durable: q.Durable != "", Filters: cfg.FilterSubjects, StartSeq: startSeq}, nil
 }
 
-// openDurable finds the durable consumer cfg.Durable, or creates it. It
-// returns an error matching ErrDurableMismatch (a 409 on the wire) when
+// openDurable finds the durable consumer cfg.Durable, or creates it
+// (created is then true). It returns an error matching ErrDurableMismatch (a 409 on the wire) when
 // one of that name has other filters.
-func openDurable(ctx context.Context, stream jetstream.Stream, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	cons, err := stream.Consumer(ctx, cfg.Durable)
+func openDurable(ctx context.Context, stream jetstream.Stream, cfg jetstream.ConsumerConfig) (cons jetstream.Consumer, created bool, err error) {
+	cons, err = stream.Consumer(ctx, cfg.Durable)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		cons, err = stream.CreateConsumer(ctx, cfg)
 		if err != nil {
-			return nil, fmt.Errorf("consent: create durable watch %s: %w", cfg.Durable, err)
+			return nil, false, fmt.Errorf("consent: create durable watch %s: %w", cfg.Durable, err)
 		}
-		return cons, nil
+		return cons, true, nil
 	case err != nil:
-		return nil, fmt.Errorf("consent: durable watch %s: %w", cfg.Durable, err)
+		return nil, false, fmt.Errorf("consent: durable watch %s: %w", cfg.Durable, err)
 	}
 	have := slices.Clone(cons.CachedInfo().Config.FilterSubjects)
 	if len(have) == 0 && cons.CachedInfo().Config.FilterSubject != "" {
@@ -341,9 +357,9 @@ func openDurable(ctx context.Context, stream jetstream.Stream, cfg jetstream.Con
 	slices.Sort(have)
 	slices.Sort(want)
 	if !slices.Equal(have, want) {
-		return nil, &Error{Code: 409, Description: fmt.Sprintf("%v: %s filters %v, this watch %v", ErrDurableMismatch, cfg.Durable, have, want)}
+		return nil, false, &Error{Code: 409, Description: fmt.Sprintf("%v: %s filters %v, this watch %v", ErrDurableMismatch, cfg.Durable, have, want)}
 	}
-	return cons, nil
+	return cons, false, nil
 }
 
 func (f *Feed) purposes(ctx context.Context, token string, q *FeedPurposesRequest) (*FeedPurposesReply, error) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/assert"
@@ -62,4 +63,51 @@ func TestFeedOpenRefusesBadInputAndOtherTenants(t *testing.T) {
 	info, err := st.js.Consumer(stepCtx(t), ledger.DefaultStream, r.Consumer)
 	require.NoError(t, err)
 	assert.Equal(t, ledger.DefaultFeedInactiveThreshold, info.CachedInfo().Config.InactiveThreshold, "an ephemeral feed goes away when nobody reads it")
+}
+
+// A Checker of a client that reads feeds through the service (as a client
+// account must) follows the stream as one with JetStream access does.
+func TestCheckerThroughTheServiceFeed(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	c := serviceFeedClient(t, st)
+	k, err := ledger.NewChecker(stepCtx(t), c, ledger.CheckerOptions{Tenant: "acme"})
+	require.NoError(t, err)
+	defer k.Close()
+	var feeds []string
+	for name := range st.stream.ConsumerNames(stepCtx(t)).Name() {
+		if strings.HasPrefix(name, "feed~") { // not the projector's
+			feeds = append(feeds, name)
+		}
+	}
+	require.Len(t, feeds, 1)
+	assert.True(t, strings.HasPrefix(feeds[0], "feed~acme~~"), "the service opened the checker's consumer: %s", feeds[0])
+	q := ledger.StatusQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"}
+	allowed, err := k.Allowed(stepCtx(t), q)
+	require.NoError(t, err)
+	assert.False(t, allowed)
+
+	granted, err := c.Grant(stepCtx(t), events.Command{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err)
+	require.NoError(t, k.WaitSeq(stepCtx(t), granted.Seq))
+	allowed, err = k.Allowed(stepCtx(t), q)
+	require.NoError(t, err)
+	assert.True(t, allowed, "the grant reached the cached entry through the feed")
+	revoked, err := c.Revoke(stepCtx(t), events.Command{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err)
+	require.NoError(t, k.WaitSeq(stepCtx(t), revoked.Seq))
+	allowed, err = k.Allowed(stepCtx(t), q)
+	require.NoError(t, err)
+	assert.False(t, allowed)
+	assert.Equal(t, uint64(1), k.Stats().Fills, "answered from memory after the first fill")
+
+	// Another tenant is not followed, so not cached: the service answers.
+	_, err = c.Grant(stepCtx(t), events.Command{Tenant: "globex", SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err)
+	for range 2 {
+		allowed, err = k.Allowed(stepCtx(t), ledger.StatusQuery{Tenant: "globex", SubjectID: "alice", Purpose: "newsletter"})
+		require.NoError(t, err)
+		assert.True(t, allowed)
+	}
+	assert.Equal(t, 1, k.Stats().Entries)
+	assert.Equal(t, uint64(3), k.Stats().Fills)
 }

@@ -193,6 +193,7 @@ type Watcher struct {
 	// last consumer and stream sequences delivered (a gap in the consumer
 	// sequence reopens the feed after lastSeq).
 	client      *Client
+	feedStart   uint64 // FeedOpenReply.StartSeq of the first feed
 	lastConsSeq uint64
 	lastSeq     uint64
 }
@@ -265,7 +266,7 @@ func (w *Watcher) startDurable(ctx context.Context) error {
 		return fmt.Errorf("consent: watch %s: %w", w.stream, err)
 	}
 	policy, seq, at := w.deliverPolicy()
-	cons, err := openDurable(ctx, stream, jetstream.ConsumerConfig{
+	cons, _, err := openDurable(ctx, stream, jetstream.ConsumerConfig{
 		Durable:        w.opts.Durable,
 		Description:    "consent watch " + w.opts.Durable,
 		FilterSubjects: w.filters,
@@ -322,6 +323,9 @@ func (w *Watcher) startFeed(ctx context.Context, startSeq uint64) error {
 		return fmt.Errorf("consent: watch %s: consumer %s: %w", r.Stream, r.Consumer, err)
 	}
 	w.js, w.stream, w.durable = js, r.Stream, r.Durable
+	if w.feedStart == 0 {
+		w.feedStart = r.StartSeq
+	}
 	w.iter, err = cons.Messages()
 	if err != nil {
 		return fmt.Errorf("consent: watch %s: %w", r.Stream, err)
