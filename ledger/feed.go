@@ -105,9 +105,11 @@ type FeedMessage struct {
 
 // FeedAuthorizer lets the client account of tenantToken (a tenant, or
 // "_all" for the account of all tenants) read consumer of stream, and
-// returns the API prefix the account reaches it under. internal/auth's
-// Authority.GrantFeed is one.
-type FeedAuthorizer func(ctx context.Context, tenantToken, stream, consumer string) (apiPrefix string, err error)
+// returns the API prefix the account reaches it under. live lists the
+// tenant's feed consumers that exist on the stream now, for the authorizer
+// to drop what it granted for consumers that are gone (ephemeral feeds
+// the server deleted). internal/auth's Authority.GrantFeed is one.
+type FeedAuthorizer func(ctx context.Context, tenantToken, stream, consumer string, live func(context.Context) (map[string]bool, error)) (apiPrefix string, err error)
 
 // FeedConfig configures ServeFeed.
 type FeedConfig struct {
@@ -327,7 +329,17 @@ func (f *Feed) open(ctx context.Context, token string, q *FeedOpenRequest) (*Fee
 	name := cfg.Durable + cfg.Name
 	prefix := DefaultAPIPrefix
 	if f.cfg.Authorize != nil && token != "" {
-		if prefix, err = f.cfg.Authorize(ctx, tokenOf, f.cfg.Stream, name); err != nil {
+		live := func(ctx context.Context) (map[string]bool, error) {
+			out := map[string]bool{}
+			names := stream.ConsumerNames(ctx)
+			for n := range names.Name() {
+				if strings.HasPrefix(n, "feed~"+tokenOf+"~") {
+					out[n] = true
+				}
+			}
+			return out, names.Err()
+		}
+		if prefix, err = f.cfg.Authorize(ctx, tokenOf, f.cfg.Stream, name, live); err != nil {
 			return nil, fmt.Errorf("consent: feed: authorize %s: %w", name, err)
 		}
 	}

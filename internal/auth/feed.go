@@ -74,12 +74,16 @@ func (a *Authority) ensureFeedExports() error {
 // it: it adds the consumer's imports (see FeedAPIPrefix) to the account,
 // saves it and pushes it to the running server, and returns FeedAPIPrefix.
 // Granting a consumer again changes nothing. It has the signature of
-// ledger.FeedAuthorizer.
+// ledger.FeedAuthorizer: when it adds imports it also drops those of the
+// tenant's ephemeral feeds (feed~<tenant>~~…) that live, called under the
+// authority's lock, does not list (consumers the server deleted after
+// their inactivity threshold): every consumer imported was created before
+// its grant, so before that listing.
 //
 // Errors: the account does not exist; stream or consumer is not a single
 // subject token, or consumer is not named for that tenant (feed~<tenant>~…,
 // ledger.FeedConsumerName); the account cannot be signed or pushed.
-func (a *Authority) GrantFeed(_ context.Context, tenantToken, stream, consumer string) (string, error) {
+func (a *Authority) GrantFeed(ctx context.Context, tenantToken, stream, consumer string, live func(context.Context) (map[string]bool, error)) (string, error) {
 	if !validToken(stream) || !validToken(consumer) || !strings.HasPrefix(consumer, "feed~"+tenantToken+"~") {
 		return "", fmt.Errorf("auth: grant feed: consumer %q of stream %q is not a feed of tenant %q", consumer, stream, tenantToken)
 	}
@@ -101,7 +105,16 @@ func (a *Authority) GrantFeed(_ context.Context, tenantToken, stream, consumer s
 			return FeedAPIPrefix, nil
 		}
 	}
-	before := len(acc.claims.Imports)
+	kept := acc.claims.Imports
+	if live != nil {
+		alive, err := live(ctx)
+		if err != nil {
+			return "", fmt.Errorf("auth: grant feed: list the feeds of %q: %w", tenantToken, err)
+		}
+		kept = pruneFeeds(acc.claims.Imports, stream, tenantToken, alive)
+	}
+	before := acc.claims.Imports
+	acc.claims.Imports = kept
 	for _, sub := range []struct{ remote, local string }{
 		{info, FeedAPIPrefix + strings.TrimPrefix(info, "$JS.API")},
 		{next, FeedAPIPrefix + strings.TrimPrefix(next, "$JS.API")},
@@ -121,10 +134,32 @@ func (a *Authority) GrantFeed(_ context.Context, tenantToken, stream, consumer s
 		})
 	}
 	if err := a.saveAccount(acc); err != nil {
-		acc.claims.Imports = acc.claims.Imports[:before]
+		acc.claims.Imports = before
 		return "", fmt.Errorf("auth: grant feed: %w", err)
 	}
 	return FeedAPIPrefix, nil
+}
+
+// pruneFeeds returns imports without those of tenantToken's ephemeral
+// feeds on stream that are not alive.
+func pruneFeeds(imports jwt.Imports, stream, tenantToken string, alive map[string]bool) jwt.Imports {
+	prefix := "feed~" + tenantToken + "~~"
+	out := make(jwt.Imports, 0, len(imports))
+	for _, im := range imports {
+		subj := string(im.Subject)
+		var name string
+		for _, p := range []string{"$JS.API.CONSUMER.INFO." + stream + ".", "$JS.API.CONSUMER.MSG.NEXT." + stream + ".", "$JS.ACK." + stream + "."} {
+			if rest, ok := strings.CutPrefix(subj, p); ok {
+				name, _, _ = strings.Cut(rest, ".")
+				break
+			}
+		}
+		if strings.HasPrefix(name, prefix) && !alive[name] {
+			continue
+		}
+		out = append(out, im)
+	}
+	return out
 }
 
 // validToken reports whether s is one literal subject token.

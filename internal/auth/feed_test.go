@@ -3,9 +3,11 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -214,4 +216,59 @@ func TestSubscriberCannotOpenOrReadAnotherTenantsFeed(t *testing.T) {
 	ch := nextChange(t, gw)
 	assert.Equal(t, g.Seq, ch.Seq)
 	assert.Equal(t, "globex", ch.Event.Tenant)
+}
+
+// feedImports counts the imports of tenant's account that are of feeds
+// (by consumer name prefix).
+func feedImports(t *testing.T, a *auth.Authority, tenant, namePrefix string) int {
+	t.Helper()
+	key, err := a.Tenant(tenant)
+	require.NoError(t, err)
+	ac, err := jwt.DecodeAccountClaims(a.AccountJWTs()[key])
+	require.NoError(t, err)
+	n := 0
+	for _, im := range ac.Imports {
+		if strings.Contains(string(im.Subject), "."+namePrefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// An ephemeral feed's imports go once the server has deleted its consumer
+// (after its inactivity threshold): the next grant drops them. A
+// durable's stay.
+func TestGoneEphemeralFeedsLoseTheirImports(t *testing.T) {
+	e := startFeed(t)
+	u := e.connect(t, e.issue(t, "mailer", auth.Subscriber, "acme"))
+	d, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Durable: "mailer"})
+	require.NoError(t, err)
+	d.Stop()
+	w, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{})
+	require.NoError(t, err)
+	w.Stop()
+	assert.Equal(t, 3, feedImports(t, e.a, "acme", "feed~acme~~"))
+	assert.Equal(t, 3, feedImports(t, e.a, "acme", "feed~acme~mailer"))
+
+	// The server deletes the ephemeral consumer (here at once, as after
+	// its InactiveThreshold).
+	stream, err := e.js.Stream(feedCtx(t), ledger.DefaultStream)
+	require.NoError(t, err)
+	var gone string
+	for name := range stream.ConsumerNames(feedCtx(t)).Name() {
+		if strings.HasPrefix(name, "feed~acme~~") {
+			gone = name
+		}
+	}
+	require.NotEmpty(t, gone)
+	require.NoError(t, stream.DeleteConsumer(feedCtx(t), gone))
+
+	w, err = u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{})
+	require.NoError(t, err)
+	defer w.Stop()
+	assert.Equal(t, 3, feedImports(t, e.a, "acme", "feed~acme~~"), "only the live one's")
+	assert.Zero(t, feedImports(t, e.a, "acme", gone))
+	assert.Equal(t, 3, feedImports(t, e.a, "acme", "feed~acme~mailer"))
+	g := e.append(t, events.KindGrant, "acme", "alice")
+	assert.Equal(t, g.Seq, nextChange(t, w).Seq)
 }
