@@ -3,6 +3,8 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -271,4 +274,67 @@ func TestGoneEphemeralFeedsLoseTheirImports(t *testing.T) {
 	assert.Equal(t, 3, feedImports(t, e.a, "acme", "feed~acme~mailer"))
 	g := e.append(t, events.KindGrant, "acme", "alice")
 	assert.Equal(t, g.Seq, nextChange(t, w).Seq)
+}
+
+// A subscriber of the account of all tenants may watch every tenant.
+func TestAllTenantsSubscriberWatchesEveryTenant(t *testing.T) {
+	e := startFeed(t)
+	_, err := e.a.Tenant("acme")
+	require.NoError(t, err)
+	u := e.connect(t, e.issue(t, "ops", auth.Subscriber, auth.AllTenants))
+	w, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Tenant: "*", Durable: "ops"})
+	require.NoError(t, err)
+	defer w.Stop()
+	a := e.append(t, events.KindGrant, "acme", "alice")
+	g := e.append(t, events.KindGrant, "globex", "bob")
+	for _, want := range []uint64{a.Seq, g.Seq} {
+		ch := nextChange(t, w)
+		assert.Equal(t, want, ch.Seq)
+		require.NoError(t, ch.Ack(feedCtx(t)))
+	}
+	_, err = e.js.Consumer(feedCtx(t), ledger.DefaultStream, ledger.FeedConsumerName(auth.AllTenantsToken, "ops"))
+	assert.NoError(t, err)
+}
+
+// An authority made before the feed gets SVC's feed exports when opened.
+func TestOpenAddsTheFeedExportsToAnOlderServiceAccount(t *testing.T) {
+	dir := authDir(t)
+	_, err := auth.Open(dir)
+	require.NoError(t, err)
+	svcJWT := filepath.Join(dir, "accounts", "SVC", "account.jwt")
+	b, err := os.ReadFile(svcJWT)
+	require.NoError(t, err)
+	ac, err := jwt.DecodeAccountClaims(string(b))
+	require.NoError(t, err)
+	require.Len(t, ac.Exports, 4)
+	var only jwt.Exports
+	for _, ex := range ac.Exports {
+		if ex.Subject == auth.ServiceSubjects {
+			only = append(only, ex)
+		}
+	}
+	ac.Exports = only
+	seed, err := os.ReadFile(filepath.Join(dir, "operator.seed"))
+	require.NoError(t, err)
+	op, err := nkeys.FromSeed(seed)
+	require.NoError(t, err)
+	old, err := ac.Encode(op)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(svcJWT, []byte(old), 0o600))
+
+	_, err = auth.Open(dir)
+	require.NoError(t, err)
+	b, err = os.ReadFile(svcJWT)
+	require.NoError(t, err)
+	ac, err = jwt.DecodeAccountClaims(string(b))
+	require.NoError(t, err)
+	var subjects []string
+	for _, ex := range ac.Exports {
+		subjects = append(subjects, string(ex.Subject))
+		if ex.Subject == "$JS.API.CONSUMER.MSG.NEXT.*.*" {
+			assert.Equal(t, jwt.ResponseType(jwt.ResponseTypeStream), ex.ResponseType)
+		}
+		assert.True(t, ex.TokenReq, ex.Subject)
+	}
+	assert.ElementsMatch(t, []string{auth.ServiceSubjects, "$JS.API.CONSUMER.INFO.*.*", "$JS.API.CONSUMER.MSG.NEXT.*.*", "$JS.ACK.>"}, subjects)
 }
