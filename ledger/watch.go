@@ -54,7 +54,13 @@ type WatchOptions struct {
 	// Without it the watch is an ephemeral ordered consumer: exactly the
 	// stream's order, no acknowledgements, nothing kept on the server; a
 	// restarted watcher resumes by passing the last Seq it handled + 1 as
-	// StartSeq.
+	// StartSeq. With ClientOptions.ServiceFeed the name follows the tenant
+	// name rule (events.ValidateName), the consumer is named
+	// FeedConsumerName(tenant, Durable), and an ephemeral watch is a
+	// consumer without acknowledgements that the service opens, reopened
+	// after the last change delivered when one is lost on the way (same
+	// order, no gaps) and deleted by the server after
+	// DefaultFeedInactiveThreshold without a reader.
 	Durable string
 	// AckWait (durable only): a change not acknowledged within it is
 	// delivered again; default DefaultAckWait.
@@ -201,11 +207,15 @@ type Watcher struct {
 // Watch starts a watch over the stream (ClientOptions.Stream, default
 // DefaultStream) with the client's connection. It needs JetStream access
 // to that stream (consumer creation and direct get), not the consent
-// service. Stop the Watcher when done.
+// service; with ClientOptions.ServiceFeed it needs the service's feed
+// endpoints instead (consent.v1.feed.open and feed.purposes) and only the
+// consumer API of the consumer the service opens (docs/subscribers.md).
+// Stop the Watcher when done.
 //
 // Errors: a *events.FieldError for invalid options; an error matching
 // ErrDurableMismatch; JetStream errors (no stream, no permission) as they
-// come.
+// come; with ServiceFeed, the service's *Error (400 naming the field, 403
+// for a tenant not the account's, 503 when no service answers).
 func (c *Client) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
