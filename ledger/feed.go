@@ -209,10 +209,11 @@ func (f *Feed) handle(m *nats.Msg) {
 	_ = m.RespondMsg(reply)
 }
 
-// feedSubject splits consent.v1[.<token>].<endpoint>.
+// feedSubject splits consent.v1[.<token>].feed.<name> (the subjects
+// ServeFeed subscribes to).
 func feedSubject(subj string) (token, endpoint string) {
 	rest := strings.TrimPrefix(subj, "consent.v1.")
-	if strings.HasPrefix(rest, "feed.") {
+	if strings.Count(rest, ".") == 1 {
 		return "", rest
 	}
 	token, endpoint, _ = strings.Cut(rest, ".")
@@ -234,7 +235,7 @@ func feedTenant(token, tenant string) (string, error) {
 		return t, events.ValidateName("tenant", t)
 	}
 	if tenant != "" && tenant != token {
-		return "", &Error{Code: 403, Description: fmt.Sprintf("tenant: %q is not the tenant of your account", tenant)}
+		return "", &events.FieldError{Field: "tenant", Problem: fmt.Sprintf("must be empty or %q, the tenant of your account", token)}
 	}
 	return token, events.ValidateName("tenant", token)
 }

@@ -45,10 +45,10 @@ func TestFeedOpenRefusesBadInputAndOtherTenants(t *testing.T) {
 	// its requests) the tenant is the token's: another one is refused.
 	for _, subject := range []string{"consent.v1.acme.feed.open", "consent.v1.acme.feed.purposes"} {
 		code, description, _ := ask(subject, `{"tenant":"globex"}`)
-		assert.Equal(t, "403", code, subject)
+		assert.Equal(t, "400", code, subject)
 		assert.Contains(t, description, "tenant", subject)
 		code, _, _ = ask(subject, `{"tenant":"*"}`)
-		assert.Equal(t, "403", code, subject)
+		assert.Equal(t, "400", code, subject)
 	}
 	code, _, r := ask("consent.v1.acme.feed.open", `{"durable":"mailer"}`)
 	require.Empty(t, code)
@@ -60,6 +60,9 @@ func TestFeedOpenRefusesBadInputAndOtherTenants(t *testing.T) {
 	require.Empty(t, code)
 	assert.True(t, strings.HasPrefix(r.Consumer, "feed~acme~~"), r.Consumer)
 	assert.False(t, r.Durable)
+	code, _, r = ask("consent.v1.feed.feed.open", `{}`) // a tenant named feed
+	require.Empty(t, code)
+	assert.True(t, strings.HasPrefix(r.Consumer, "feed~feed~~"), r.Consumer)
 	info, err := st.js.Consumer(stepCtx(t), ledger.DefaultStream, r.Consumer)
 	require.NoError(t, err)
 	assert.Equal(t, ledger.DefaultFeedInactiveThreshold, info.CachedInfo().Config.InactiveThreshold, "an ephemeral feed goes away when nobody reads it")

@@ -214,8 +214,8 @@ type Watcher struct {
 //
 // Errors: a *events.FieldError for invalid options; an error matching
 // ErrDurableMismatch; JetStream errors (no stream, no permission) as they
-// come; with ServiceFeed, the service's *Error (400 naming the field, 403
-// for a tenant not the account's, 503 when no service answers).
+// come; with ServiceFeed, the service's *Error (400 naming the field, also
+// for a tenant not the account's; 503 when no service answers).
 func (c *Client) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
