@@ -50,6 +50,12 @@ type CheckerOptions struct {
 	MaxEntries int
 	// Now is the clock deciding expiry; default time.Now.
 	Now func() time.Time
+	// Tenant, when set (not "*"), is the only tenant the Checker follows
+	// and caches: checks of other tenants go to the service every time.
+	// A Checker of a client with ClientOptions.ServiceFeed in a tenant's
+	// account must name that tenant (its feed is refused otherwise); by
+	// default it follows every tenant.
+	Tenant string
 }
 
 // CheckerStats counts what a Checker did.
@@ -67,6 +73,10 @@ type Checker struct {
 	opts   CheckerOptions
 	cc     jetstream.ConsumeContext
 	status chan nats.Status
+	// With ClientOptions.ServiceFeed: the watch that follows the stream
+	// instead of cc, and the end of its goroutine.
+	stopFeed func()
+	feedDone chan struct{}
 
 	mu       sync.RWMutex
 	consents map[events.Key]*cachedConsent
@@ -124,8 +134,12 @@ func (k *Checker) purpose(pk events.PurposeKey) *cachedPurpose {
 
 // NewChecker starts a Checker over the client's connection: it follows the
 // stream (ClientOptions.Stream) from its current end. It needs JetStream
-// access to the stream and the consent service for fills. Close it when
-// done; the client stays the caller's.
+// access to the stream, or with ClientOptions.ServiceFeed the service's
+// feed (an ephemeral feed of opts.Tenant), and the consent service for
+// fills. Close it when done; the client stays the caller's.
+//
+// Errors: a *events.FieldError for an invalid opts.Tenant; the errors of
+// opening the stream's consumer, or of Client.Watch.
 func NewChecker(ctx context.Context, client *Client, opts CheckerOptions) (*Checker, error) {
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = DefaultCheckerEntries
@@ -133,13 +147,13 @@ func NewChecker(ctx context.Context, client *Client, opts CheckerOptions) (*Chec
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	js, err := jetstream.New(client.nc)
-	if err != nil {
-		return nil, fmt.Errorf("consent: checker: %w", err)
+	if opts.Tenant == "" {
+		opts.Tenant = "*"
 	}
-	stream, err := js.Stream(ctx, client.stream)
-	if err != nil {
-		return nil, fmt.Errorf("consent: checker: stream %s: %w", client.stream, err)
+	if opts.Tenant != "*" {
+		if err := events.ValidateName("tenant", opts.Tenant); err != nil {
+			return nil, err
+		}
 	}
 	k := &Checker{
 		client:   client,
@@ -149,13 +163,31 @@ func NewChecker(ctx context.Context, client *Client, opts CheckerOptions) (*Chec
 		advanced: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	if client.feed {
+		if err := k.followFeed(ctx); err != nil {
+			return nil, err
+		}
+		return k, nil
+	}
+	js, err := jetstream.New(client.nc)
+	if err != nil {
+		return nil, fmt.Errorf("consent: checker: %w", err)
+	}
+	stream, err := js.Stream(ctx, client.stream)
+	if err != nil {
+		return nil, fmt.Errorf("consent: checker: stream %s: %w", client.stream, err)
+	}
 	// Everything up to the stream's end now is reflected in what fills
 	// return (they ask with min_seq at least this); the consumer brings
 	// the rest.
 	last := stream.CachedInfo().State.LastSeq
 	k.applied.Store(last)
+	filters := []string{events.StreamSubjects, events.PurposeSubjects}
+	if opts.Tenant != "*" {
+		filters = (&WatchOptions{Tenant: opts.Tenant}).filters()
+	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.StreamSubjects, events.PurposeSubjects},
+		FilterSubjects: filters,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    last + 1,
 	})
@@ -173,6 +205,59 @@ func NewChecker(ctx context.Context, client *Client, opts CheckerOptions) (*Chec
 	return k, nil
 }
 
+// followFeed follows the stream through an ephemeral feed the service
+// opens (ClientOptions.ServiceFeed), from the stream's end as the service
+// saw it. The watch reopens itself after a gap; when its consumer is lost
+// (gone after a long disconnection), followFeed's goroutine opens a new
+// one after the last change applied.
+func (k *Checker) followFeed(ctx context.Context) error {
+	w, err := k.client.Watch(ctx, WatchOptions{Tenant: k.opts.Tenant})
+	if err != nil {
+		return fmt.Errorf("consent: checker: %w", err)
+	}
+	if w.feedStart == 0 {
+		w.Stop()
+		return errors.New("consent: checker: the service's feed did not say where it starts")
+	}
+	w.loaded = true // the Checker keeps its own registry
+	k.applied.Store(w.feedStart - 1)
+	k.status = k.client.nc.StatusChanged(nats.CONNECTED, nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	k.connected.Store(k.client.nc.IsConnected())
+	go k.watchConnection()
+	runCtx, stop := context.WithCancel(context.Background())
+	k.stopFeed, k.feedDone = stop, make(chan struct{})
+	go func() {
+		defer close(k.feedDone)
+		defer w.Stop()
+		for {
+			ch, err := w.Next(runCtx)
+			if err == nil {
+				k.apply(ch.msg)
+				continue
+			}
+			if runCtx.Err() != nil {
+				return
+			}
+			// The feed failed (its consumer is gone): a new one after the
+			// last change applied, once a second at most.
+			select {
+			case <-runCtx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			w.iter.Stop()
+			from := w.lastSeq + 1
+			if w.lastSeq == 0 {
+				from = w.feedStart
+			}
+			if err := w.startFeed(runCtx, from); err == nil {
+				w.lastConsSeq = 0
+			}
+		}
+	}()
+	return nil
+}
+
 // Close stops following the stream. Checks then go to the service, every
 // time.
 func (k *Checker) Close() {
@@ -180,6 +265,10 @@ func (k *Checker) Close() {
 		close(k.done)
 		if k.cc != nil {
 			k.cc.Stop()
+		}
+		if k.stopFeed != nil {
+			k.stopFeed()
+			<-k.feedDone
 		}
 		k.client.nc.RemoveStatusListener(k.status)
 		k.connected.Store(false)
@@ -439,6 +528,9 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	case <-k.done:
 		return k.client.Check(ctx, q)
 	default:
+	}
+	if k.opts.Tenant != "*" && events.OrDefaultTenant(q.Tenant) != k.opts.Tenant {
+		return k.client.Check(ctx, q) // a tenant the Checker does not follow
 	}
 	if !k.connected.Load() {
 		return events.Status{}, errDisconnected

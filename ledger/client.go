@@ -24,6 +24,12 @@ type ClientOptions struct {
 	// Stream is the name of the stream Watch and NewChecker follow;
 	// default DefaultStream.
 	Stream string
+	// ServiceFeed makes Watch ask the service to open its consumer
+	// (consent.v1.feed.open) and read it through the JetStream API prefix
+	// the service names, instead of creating the consumer itself: what a
+	// subscriber in a client account, which has no JetStream API of its
+	// own, must do (docs/subscribers.md).
+	ServiceFeed bool
 }
 
 // Client speaks to the consent service over NATS request-reply.
@@ -40,6 +46,7 @@ type Client struct {
 	nc      *nats.Conn
 	timeout time.Duration
 	stream  string
+	feed    bool
 	mux     atomic.Pointer[requester] // nc's, once a call has needed it
 }
 
@@ -51,7 +58,7 @@ func NewClient(nc *nats.Conn, opts ClientOptions) *Client {
 	if opts.Stream == "" {
 		opts.Stream = DefaultStream
 	}
-	return &Client{nc: nc, timeout: opts.Timeout, stream: opts.Stream}
+	return &Client{nc: nc, timeout: opts.Timeout, stream: opts.Stream, feed: opts.ServiceFeed}
 }
 
 // Request records that the person was asked to consent (consent.requested).

@@ -54,7 +54,13 @@ type WatchOptions struct {
 	// Without it the watch is an ephemeral ordered consumer: exactly the
 	// stream's order, no acknowledgements, nothing kept on the server; a
 	// restarted watcher resumes by passing the last Seq it handled + 1 as
-	// StartSeq.
+	// StartSeq. With ClientOptions.ServiceFeed the name follows the tenant
+	// name rule (events.ValidateName), the consumer is named
+	// FeedConsumerName(tenant, Durable), and an ephemeral watch is a
+	// consumer without acknowledgements that the service opens, reopened
+	// after the last change delivered when one is lost on the way (same
+	// order, no gaps) and deleted by the server after
+	// DefaultFeedInactiveThreshold without a reader.
 	Durable string
 	// AckWait (durable only): a change not acknowledged within it is
 	// delivered again; default DefaultAckWait.
@@ -187,16 +193,29 @@ type Watcher struct {
 	unacked  map[uint64]jetstream.Msg // durable: delivered by Next, not acknowledged
 	loaded   bool
 	now      func() time.Time
+
+	// Through the service (ClientOptions.ServiceFeed): the client that
+	// opens the feed and reads the registry, and for an ephemeral feed the
+	// last consumer and stream sequences delivered (a gap in the consumer
+	// sequence reopens the feed after lastSeq).
+	client      *Client
+	feedStart   uint64 // FeedOpenReply.StartSeq of the first feed
+	lastConsSeq uint64
+	lastSeq     uint64
 }
 
 // Watch starts a watch over the stream (ClientOptions.Stream, default
 // DefaultStream) with the client's connection. It needs JetStream access
 // to that stream (consumer creation and direct get), not the consent
-// service. Stop the Watcher when done.
+// service; with ClientOptions.ServiceFeed it needs the service's feed
+// endpoints instead (consent.v1.feed.open and feed.purposes) and only the
+// consumer API of the consumer the service opens (docs/subscribers.md).
+// Stop the Watcher when done.
 //
 // Errors: a *events.FieldError for invalid options; an error matching
 // ErrDurableMismatch; JetStream errors (no stream, no permission) as they
-// come.
+// come; with ServiceFeed, the service's *Error (400 naming the field, also
+// for a tenant not the account's; 503 when no service answers).
 func (c *Client) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
@@ -207,7 +226,10 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error)
 	}
 	w := &Watcher{opts: opts, js: js, stream: c.stream, filters: opts.filters(), now: time.Now,
 		purposes: make(map[events.PurposeKey]events.Purpose), unacked: make(map[uint64]jetstream.Msg)}
-	if opts.Durable != "" {
+	if c.feed {
+		w.client = c
+		err = w.startFeed(ctx, opts.StartSeq)
+	} else if opts.Durable != "" {
 		err = w.startDurable(ctx)
 	} else {
 		err = w.startOrdered(ctx)
@@ -253,42 +275,70 @@ func (w *Watcher) startDurable(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consent: watch %s: %w", w.stream, err)
 	}
-	cons, err := stream.Consumer(ctx, w.opts.Durable)
-	switch {
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		policy, seq, at := w.deliverPolicy()
-		cfg := jetstream.ConsumerConfig{
-			Durable:        w.opts.Durable,
-			Description:    "consent watch " + w.opts.Durable,
-			FilterSubjects: w.filters,
-			DeliverPolicy:  policy,
-			OptStartSeq:    seq,
-			OptStartTime:   at,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        orDefault(w.opts.AckWait, DefaultAckWait),
-			MaxAckPending:  orDefault(w.opts.MaxAckPending, DefaultMaxAckPending),
-		}
-		cons, err = stream.CreateConsumer(ctx, cfg)
-		if err != nil {
-			return fmt.Errorf("consent: create durable watch %s: %w", w.opts.Durable, err)
-		}
-	case err != nil:
-		return fmt.Errorf("consent: durable watch %s: %w", w.opts.Durable, err)
-	default:
-		have := slices.Clone(cons.CachedInfo().Config.FilterSubjects)
-		if len(have) == 0 && cons.CachedInfo().Config.FilterSubject != "" {
-			have = []string{cons.CachedInfo().Config.FilterSubject}
-		}
-		want := slices.Clone(w.filters)
-		slices.Sort(have)
-		slices.Sort(want)
-		if !slices.Equal(have, want) {
-			return fmt.Errorf("%w: %s filters %v, this watch %v", ErrDurableMismatch, w.opts.Durable, have, want)
-		}
+	policy, seq, at := w.deliverPolicy()
+	cons, _, err := openDurable(ctx, stream, jetstream.ConsumerConfig{
+		Durable:        w.opts.Durable,
+		Description:    "consent watch " + w.opts.Durable,
+		FilterSubjects: w.filters,
+		DeliverPolicy:  policy,
+		OptStartSeq:    seq,
+		OptStartTime:   at,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        orDefault(w.opts.AckWait, DefaultAckWait),
+		MaxAckPending:  orDefault(w.opts.MaxAckPending, DefaultMaxAckPending),
+	})
+	if err != nil {
+		return durableError(err)
 	}
 	w.iter, err = cons.Messages()
 	if err != nil {
 		return fmt.Errorf("consent: durable watch %s: %w", w.opts.Durable, err)
+	}
+	return nil
+}
+
+// durableError makes a 409 of openDurable (from this client or from the
+// service) match ErrDurableMismatch.
+func durableError(err error) error {
+	if we, ok := errors.AsType[*Error](err); ok && we.Code == 409 && strings.Contains(we.Description, ErrDurableMismatch.Error()) {
+		return fmt.Errorf("%w: %s", ErrDurableMismatch, we.Description)
+	}
+	return err
+}
+
+// startFeed asks the service for the watch's consumer (an ephemeral one
+// starting at startSeq when it is set) and reads it through the API prefix
+// the service names: js.Consumer (CONSUMER.INFO) and Messages
+// (CONSUMER.MSG.NEXT, $JS.ACK), nothing else of the JetStream API.
+func (w *Watcher) startFeed(ctx context.Context, startSeq uint64) error {
+	q := FeedOpenRequest{Tenant: w.opts.Tenant, Purposes: w.opts.Purposes, Durable: w.opts.Durable,
+		StartSeq: startSeq, MaxAckPending: w.opts.MaxAckPending}
+	if startSeq == 0 && !w.opts.StartTime.IsZero() {
+		t := w.opts.StartTime
+		q.StartTime = &t
+	}
+	if w.opts.AckWait > 0 {
+		q.AckWait = w.opts.AckWait.String()
+	}
+	var r FeedOpenReply
+	if err := w.client.call(ctx, SubjectFeedOpen, q, &r); err != nil {
+		return durableError(err)
+	}
+	js, err := jetstream.NewWithAPIPrefix(w.client.nc, r.APIPrefix)
+	if err != nil {
+		return fmt.Errorf("consent: watch: %w", err)
+	}
+	cons, err := js.Consumer(ctx, r.Stream, r.Consumer)
+	if err != nil {
+		return fmt.Errorf("consent: watch %s: consumer %s: %w", r.Stream, r.Consumer, err)
+	}
+	w.js, w.stream, w.durable = js, r.Stream, r.Durable
+	if w.feedStart == 0 {
+		w.feedStart = r.StartSeq
+	}
+	w.iter, err = cons.Messages()
+	if err != nil {
+		return fmt.Errorf("consent: watch %s: %w", r.Stream, err)
 	}
 	return nil
 }
@@ -305,13 +355,9 @@ func orDefault[T int | time.Duration](v, def T) T {
 // when ctx ends first (the watch goes on: call Next again), and an error
 // matching jetstream.ErrMsgIteratorClosed after Stop.
 func (w *Watcher) Next(ctx context.Context) (*Change, error) {
-	msg, err := w.iter.Next(jetstream.NextContext(ctx))
+	msg, meta, err := w.next(ctx)
 	if err != nil {
 		return nil, err
-	}
-	meta, err := msg.Metadata()
-	if err != nil {
-		return nil, fmt.Errorf("consent: watch: %w", err)
 	}
 	ch := &Change{Seq: meta.Sequence.Stream, Time: meta.Timestamp, Delivered: meta.NumDelivered,
 		Pending: meta.NumPending, msg: msg}
@@ -355,6 +401,36 @@ func (w *Watcher) Next(ctx context.Context) (*Change, error) {
 	return ch, nil
 }
 
+// next returns the next message. An ephemeral feed through the service
+// (a pull consumer without acknowledgements) checks that the consumer
+// sequence goes up by one: when a message was lost on the way (a
+// reconnect), it opens a new feed after the last change delivered, as an
+// ordered consumer does, so the watch has no gap.
+func (w *Watcher) next(ctx context.Context) (jetstream.Msg, *jetstream.MsgMetadata, error) {
+	for {
+		msg, err := w.iter.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return nil, nil, err
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return nil, nil, fmt.Errorf("consent: watch: %w", err)
+		}
+		if w.client == nil || w.durable {
+			return msg, meta, nil
+		}
+		if w.lastConsSeq == 0 || meta.Sequence.Consumer == w.lastConsSeq+1 {
+			w.lastConsSeq, w.lastSeq = meta.Sequence.Consumer, meta.Sequence.Stream
+			return msg, meta, nil
+		}
+		w.iter.Stop()
+		if err := w.startFeed(ctx, w.lastSeq+1); err != nil {
+			return nil, nil, err
+		}
+		w.lastConsSeq = 0
+	}
+}
+
 // applyPurpose folds a purpose event into the watcher's registry, unless
 // it already knows a later state (a redelivery), and returns the purpose
 // as the event leaves it.
@@ -381,6 +457,9 @@ func (w *Watcher) preload(ctx context.Context, firstSeq uint64) error {
 				subjects = append(subjects, f)
 			}
 		}
+		if w.client != nil {
+			return w.preloadFeed(ctx, firstSeq)
+		}
 		msgs, err := jetstreamext.GetLastMsgsFor(ctx, w.js, w.stream, subjects, jetstreamext.GetLastMsgsUpToSeq(firstSeq-1))
 		if err != nil {
 			return fmt.Errorf("consent: watch: read the purpose registry: %w", err)
@@ -395,6 +474,22 @@ func (w *Watcher) preload(ctx context.Context, firstSeq uint64) error {
 			if ev, err := decodeStoredPurpose(m); err == nil {
 				w.applyPurpose(ev, m.Sequence)
 			}
+		}
+	}
+	w.loaded = true
+	return nil
+}
+
+// preloadFeed is preload through the service (consent.v1.feed.purposes).
+func (w *Watcher) preloadFeed(ctx context.Context, firstSeq uint64) error {
+	var r FeedPurposesReply
+	q := FeedPurposesRequest{Tenant: w.opts.Tenant, Purposes: w.opts.Purposes, UpToSeq: firstSeq - 1}
+	if err := w.client.call(ctx, SubjectFeedPurposes, q, &r); err != nil {
+		return fmt.Errorf("consent: watch: read the purpose registry: %w", err)
+	}
+	for _, m := range r.Messages {
+		if ev, err := decodeStoredPurpose(&jetstream.RawStreamMsg{Subject: m.Subject, Sequence: m.Seq, Data: m.Data}); err == nil {
+			w.applyPurpose(ev, m.Seq)
 		}
 	}
 	w.loaded = true

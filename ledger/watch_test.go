@@ -21,6 +21,31 @@ func watch(t *testing.T, c *ledger.Client, opts ledger.WatchOptions) *ledger.Wat
 	return w
 }
 
+// forEachWatchMode runs test on a new stack twice: with the client
+// creating its consumers (st.client) and with a client reading feeds the
+// service opens (ClientOptions.ServiceFeed, ledger.ServeFeed on the
+// stack's connection, the default API prefix: a single account).
+func forEachWatchMode(t *testing.T, test func(t *testing.T, st *stack, c *ledger.Client)) {
+	t.Run("direct", func(t *testing.T) {
+		st := startStack(t, stackOptions{})
+		test(t, st, st.client)
+	})
+	t.Run("service feed", func(t *testing.T) {
+		st := startStack(t, stackOptions{})
+		test(t, st, serviceFeedClient(t, st))
+	})
+}
+
+// serviceFeedClient serves the feed endpoints on st and returns a client
+// that watches through them.
+func serviceFeedClient(t *testing.T, st *stack) *ledger.Client {
+	t.Helper()
+	f, err := ledger.ServeFeed(st.js, ledger.FeedConfig{})
+	require.NoError(t, err)
+	t.Cleanup(f.Stop)
+	return ledger.NewClient(st.nc, ledger.ClientOptions{ServiceFeed: true})
+}
+
 // next returns the watch's next change, failing the test after 10s.
 func next(t *testing.T, w *ledger.Watcher) *ledger.Change {
 	t.Helper()
@@ -87,49 +112,49 @@ func TestWatchDeliversEventsWithTheirStatus(t *testing.T) {
 // TestWatchStartsMidStream: from a sequence or a time, with the purpose
 // registry as it stood there.
 func TestWatchStartsMidStream(t *testing.T) {
-	st := startStack(t, stackOptions{})
-	c := st.client
-	v2, err := c.SetPurpose(stepCtx(t), events.PurposeCommand{Purpose: "newsletter", PolicyVersion: 2})
-	require.NoError(t, err)
-	first, err := c.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "newsletter", PolicyVersion: 1})
-	require.NoError(t, err)
-	_, err = c.SetPurpose(stepCtx(t), events.PurposeCommand{Purpose: "newsletter", PolicyVersion: 3})
-	require.NoError(t, err)
-	second, err := c.Grant(stepCtx(t), events.Command{SubjectID: "bob", Purpose: "newsletter", PolicyVersion: 2})
-	require.NoError(t, err)
-	stored, err := st.stream.GetMsg(stepCtx(t), second.Seq)
-	require.NoError(t, err)
-
-	t.Run("from a sequence", func(t *testing.T) {
-		w := watch(t, c, ledger.WatchOptions{StartSeq: first.Seq})
-		ch := next(t, w)
-		assert.Equal(t, first.Seq, ch.Seq)
-		assert.True(t, ch.Status.Outdated, "the registry said version 2 before it")
-		assert.Equal(t, 2, ch.Status.RequiredPolicyVersion)
-		ch = next(t, w)
-		assert.Equal(t, 3, ch.Purpose.PolicyVersion)
-		ch = next(t, w)
-		assert.Equal(t, second.Seq, ch.Seq)
-		assert.Equal(t, 3, ch.Status.RequiredPolicyVersion)
-	})
-	t.Run("from a time", func(t *testing.T) {
-		w := watch(t, c, ledger.WatchOptions{StartTime: stored.Time})
-		ch := next(t, w)
-		assert.Equal(t, second.Seq, ch.Seq)
-		assert.Equal(t, 3, ch.Status.RequiredPolicyVersion, "the registry up to the start")
-	})
-	t.Run("from the start", func(t *testing.T) {
-		w := watch(t, c, ledger.WatchOptions{StartSeq: 1})
-		ch := next(t, w)
-		assert.Equal(t, v2.Seq, ch.Seq)
-		assert.Equal(t, 2, ch.Purpose.PolicyVersion)
-	})
-	t.Run("every tenant", func(t *testing.T) {
-		acme, err := c.Grant(stepCtx(t), events.Command{Tenant: "acme", SubjectID: "x", Purpose: "p"})
+	forEachWatchMode(t, func(t *testing.T, st *stack, c *ledger.Client) {
+		v2, err := c.SetPurpose(stepCtx(t), events.PurposeCommand{Purpose: "newsletter", PolicyVersion: 2})
 		require.NoError(t, err)
-		w := watch(t, c, ledger.WatchOptions{Tenant: "*", StartSeq: second.Seq})
-		assert.Equal(t, second.Seq, next(t, w).Seq)
-		assert.Equal(t, acme.Seq, next(t, w).Seq)
+		first, err := c.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "newsletter", PolicyVersion: 1})
+		require.NoError(t, err)
+		_, err = c.SetPurpose(stepCtx(t), events.PurposeCommand{Purpose: "newsletter", PolicyVersion: 3})
+		require.NoError(t, err)
+		second, err := c.Grant(stepCtx(t), events.Command{SubjectID: "bob", Purpose: "newsletter", PolicyVersion: 2})
+		require.NoError(t, err)
+		stored, err := st.stream.GetMsg(stepCtx(t), second.Seq)
+		require.NoError(t, err)
+
+		t.Run("from a sequence", func(t *testing.T) {
+			w := watch(t, c, ledger.WatchOptions{StartSeq: first.Seq})
+			ch := next(t, w)
+			assert.Equal(t, first.Seq, ch.Seq)
+			assert.True(t, ch.Status.Outdated, "the registry said version 2 before it")
+			assert.Equal(t, 2, ch.Status.RequiredPolicyVersion)
+			ch = next(t, w)
+			assert.Equal(t, 3, ch.Purpose.PolicyVersion)
+			ch = next(t, w)
+			assert.Equal(t, second.Seq, ch.Seq)
+			assert.Equal(t, 3, ch.Status.RequiredPolicyVersion)
+		})
+		t.Run("from a time", func(t *testing.T) {
+			w := watch(t, c, ledger.WatchOptions{StartTime: stored.Time})
+			ch := next(t, w)
+			assert.Equal(t, second.Seq, ch.Seq)
+			assert.Equal(t, 3, ch.Status.RequiredPolicyVersion, "the registry up to the start")
+		})
+		t.Run("from the start", func(t *testing.T) {
+			w := watch(t, c, ledger.WatchOptions{StartSeq: 1})
+			ch := next(t, w)
+			assert.Equal(t, v2.Seq, ch.Seq)
+			assert.Equal(t, 2, ch.Purpose.PolicyVersion)
+		})
+		t.Run("every tenant", func(t *testing.T) {
+			acme, err := c.Grant(stepCtx(t), events.Command{Tenant: "acme", SubjectID: "x", Purpose: "p"})
+			require.NoError(t, err)
+			w := watch(t, c, ledger.WatchOptions{Tenant: "*", StartSeq: second.Seq})
+			assert.Equal(t, second.Seq, next(t, w).Seq)
+			assert.Equal(t, acme.Seq, next(t, w).Seq)
+		})
 	})
 }
 
@@ -218,53 +243,54 @@ func TestWatcherRestartsMidStreamMissesNothing(t *testing.T) {
 // its subscriber gets what it had not acknowledged (also what the client
 // had fetched ahead, again) and nothing it had.
 func TestDurableWatchResumesWhereAcknowledged(t *testing.T) {
-	st := startStack(t, stackOptions{})
-	var want []uint64
-	for i := range 20 {
-		reply, err := st.client.Grant(stepCtx(t), events.Command{SubjectID: fmt.Sprintf("s%d", i), Purpose: "newsletter"})
-		require.NoError(t, err)
-		want = append(want, reply.Seq)
-	}
-	opts := ledger.WatchOptions{Durable: "mailer", StartSeq: 1}
-	var handled []uint64
-	w := watch(t, st.client, opts)
-	for range 5 {
-		ch := next(t, w)
-		require.NoError(t, ch.Ack(stepCtx(t)))
-		handled = append(handled, ch.Seq)
-	}
-	unacked := next(t, w) // handled, but the subscriber stops before acking it
-	w.Stop()
-
-	// The restarted watch gets every change from the unacknowledged one
-	// on, at once (Stop gave them back), and none it acknowledged.
-	// Redeliveries need not come in stream order.
-	w = watch(t, st.client, opts)
-	var again []uint64
-	for len(handled)+len(again) < len(want) {
-		ch := next(t, w)
-		assert.NotContains(t, handled, ch.Seq, "acknowledged before the restart")
-		if ch.Seq == unacked.Seq {
-			assert.Equal(t, uint64(2), ch.Delivered, "seq %d was delivered before", ch.Seq)
-		} else {
-			// Delivered before if the client had fetched it ahead, which a
-			// loaded machine may not have done.
-			assert.Contains(t, []uint64{1, 2}, ch.Delivered, "seq %d", ch.Seq)
+	forEachWatchMode(t, func(t *testing.T, st *stack, c *ledger.Client) {
+		var want []uint64
+		for i := range 20 {
+			reply, err := c.Grant(stepCtx(t), events.Command{SubjectID: fmt.Sprintf("s%d", i), Purpose: "newsletter"})
+			require.NoError(t, err)
+			want = append(want, reply.Seq)
 		}
-		require.NoError(t, ch.Ack(stepCtx(t)))
-		again = append(again, ch.Seq)
-	}
-	assert.Contains(t, again, unacked.Seq)
-	assert.ElementsMatch(t, want, append(handled, again...))
+		opts := ledger.WatchOptions{Durable: "mailer", StartSeq: 1}
+		var handled []uint64
+		w := watch(t, c, opts)
+		for range 5 {
+			ch := next(t, w)
+			require.NoError(t, ch.Ack(stepCtx(t)))
+			handled = append(handled, ch.Seq)
+		}
+		unacked := next(t, w) // handled, but the subscriber stops before acking it
+		w.Stop()
 
-	// Everything acknowledged: a restart delivers only new changes.
-	w.Stop()
-	w = watch(t, st.client, opts)
-	later, err := st.client.Grant(stepCtx(t), events.Command{SubjectID: "late", Purpose: "newsletter"})
-	require.NoError(t, err)
-	ch := next(t, w)
-	assert.Equal(t, later.Seq, ch.Seq)
-	assert.Equal(t, uint64(1), ch.Delivered)
+		// The restarted watch gets every change from the unacknowledged one
+		// on, at once (Stop gave them back), and none it acknowledged.
+		// Redeliveries need not come in stream order.
+		w = watch(t, c, opts)
+		var again []uint64
+		for len(handled)+len(again) < len(want) {
+			ch := next(t, w)
+			assert.NotContains(t, handled, ch.Seq, "acknowledged before the restart")
+			if ch.Seq == unacked.Seq {
+				assert.Equal(t, uint64(2), ch.Delivered, "seq %d was delivered before", ch.Seq)
+			} else {
+				// Delivered before if the client had fetched it ahead, which a
+				// loaded machine may not have done.
+				assert.Contains(t, []uint64{1, 2}, ch.Delivered, "seq %d", ch.Seq)
+			}
+			require.NoError(t, ch.Ack(stepCtx(t)))
+			again = append(again, ch.Seq)
+		}
+		assert.Contains(t, again, unacked.Seq)
+		assert.ElementsMatch(t, want, append(handled, again...))
+
+		// Everything acknowledged: a restart delivers only new changes.
+		w.Stop()
+		w = watch(t, c, opts)
+		later, err := c.Grant(stepCtx(t), events.Command{SubjectID: "late", Purpose: "newsletter"})
+		require.NoError(t, err)
+		ch := next(t, w)
+		assert.Equal(t, later.Seq, ch.Seq)
+		assert.Equal(t, uint64(1), ch.Delivered)
+	})
 }
 
 // TestWatchSeesExpiry: subscribers learn of an expiry from the event.

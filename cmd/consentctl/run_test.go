@@ -43,7 +43,10 @@ func startConsentdWith(t *testing.T, serverOpts []natstest.Option, connOpts ...n
 	go func() { done <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(ctx) }()
 	svc, err := ledger.NewService(natstest.Connect(t, s, connOpts...), ledger.New(js, stream, ledger.Options{}), idx, ledger.ServiceConfig{Logger: quiet})
 	require.NoError(t, err)
+	feed, err := ledger.ServeFeed(js, ledger.FeedConfig{}) // as consentd does
+	require.NoError(t, err)
 	t.Cleanup(func() {
+		feed.Stop()
 		_ = svc.Stop(context.Background())
 		cancel()
 		<-done

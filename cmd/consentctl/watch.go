@@ -20,6 +20,7 @@ func watchCommand() command {
 		opts    ledger.WatchOptions
 		since   timeFlag
 		stream  string
+		viaFeed bool
 		count   int
 		forTime time.Duration
 	)
@@ -31,6 +32,7 @@ func watchCommand() command {
 			fs.Var(&since, "since", "start at the first change stored at or after `TIME` (RFC 3339)")
 			fs.StringVar(&opts.Durable, "durable", "", "resume the durable watch `NAME`: after a restart it continues where it stopped (each printed change is acknowledged)")
 			fs.StringVar(&stream, "stream", ledger.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
+			fs.BoolVar(&viaFeed, "service-feed", false, "let consentd open the consumer (consent.v1.feed.open) instead of creating it: what a subscriber without JetStream access needs")
 			fs.IntVar(&count, "count", 0, "stop after `N` changes (default: run until interrupted)")
 			fs.DurationVar(&forTime, "for", 0, "stop after `DURATION` (default: run until interrupted)")
 		},
@@ -47,7 +49,7 @@ func watchCommand() command {
 				ctx, cancel = context.WithTimeout(ctx, forTime)
 				defer cancel()
 			}
-			client := ledger.NewClient(e.nc, ledger.ClientOptions{Timeout: e.g.timeout, Stream: stream})
+			client := ledger.NewClient(e.nc, ledger.ClientOptions{Timeout: e.g.timeout, Stream: stream, ServiceFeed: viaFeed})
 			startCtx, cancel := context.WithTimeout(ctx, e.g.timeout)
 			w, err := client.Watch(startCtx, opts)
 			cancel()

@@ -76,25 +76,31 @@ func TestConsentctlWatch(t *testing.T) {
 // TestConsentctlDurableWatch: a durable watch picks up after the last
 // change it printed, across runs.
 func TestConsentctlDurableWatch(t *testing.T) {
-	url := startConsentd(t)
-	for _, who := range []string{"a", "b", "c"} {
-		code, _, errOut := ctl(t, url, "grant", who, "newsletter")
-		require.Equal(t, exitOK, code, errOut)
-	}
-	code, out, errOut := ctl(t, url, "watch", "--durable", "mailer", "--from-seq", "1", "--count", "2", "--for", "10s")
-	require.Equal(t, exitOK, code, errOut)
-	assert.Equal(t, 2, strings.Count(out, "\n"))
-	assert.Contains(t, errOut, "(durable watch mailer)")
+	// Each run of consentctl creates its consumer, or (--service-feed)
+	// consentd opens it (consent.v1.feed.open).
+	for _, mode := range []string{"--service-feed=false", "--service-feed"} {
+		t.Run(mode, func(t *testing.T) {
+			url := startConsentd(t)
+			for _, who := range []string{"a", "b", "c"} {
+				code, _, errOut := ctl(t, url, "grant", who, "newsletter")
+				require.Equal(t, exitOK, code, errOut)
+			}
+			code, out, errOut := ctl(t, url, "watch", mode, "--durable", "mailer", "--from-seq", "1", "--count", "2", "--for", "10s")
+			require.Equal(t, exitOK, code, errOut)
+			assert.Equal(t, 2, strings.Count(out, "\n"))
+			assert.Contains(t, errOut, "(durable watch mailer)")
 
-	running := ctlAsync(t, url, "watch", "--durable", "mailer", "--count", "2", "--for", "10s")
-	code, _, errOut = ctl(t, url, "revoke", "a", "newsletter")
-	require.Equal(t, exitOK, code, errOut)
-	r := <-running
-	require.Equal(t, exitOK, r[0], r[2])
-	lines := strings.Split(strings.TrimSpace(r[1].(string)), "\n")
-	require.Len(t, lines, 2)
-	assert.Regexp(t, `^3 \S+ default c newsletter granted`, lines[0], "resumes after the last printed change")
-	assert.Regexp(t, `^4 \S+ default a newsletter revoked`, lines[1])
+			running := ctlAsync(t, url, "watch", mode, "--durable", "mailer", "--count", "2", "--for", "10s")
+			code, _, errOut = ctl(t, url, "revoke", "a", "newsletter")
+			require.Equal(t, exitOK, code, errOut)
+			r := <-running
+			require.Equal(t, exitOK, r[0], r[2])
+			lines := strings.Split(strings.TrimSpace(r[1].(string)), "\n")
+			require.Len(t, lines, 2)
+			assert.Regexp(t, `^3 \S+ default c newsletter granted`, lines[0], "resumes after the last printed change")
+			assert.Regexp(t, `^4 \S+ default a newsletter revoked`, lines[1])
+		})
+	}
 }
 
 func TestConsentctlWatchRefusesBadFlags(t *testing.T) {

@@ -82,6 +82,7 @@ type Main struct {
 	index     *projector.Index
 	projector *projector.Projector
 	service   *ledger.Service
+	feed      *ledger.Feed // consent.v1.feed.open and feed.purposes
 	expirer   *ledger.Expirer
 	guard     *ledger.StreamGuard
 	url       string
@@ -248,6 +249,11 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.svcConn = nil // the service owns it now
+	// Feeds the service opens for subscribers that may not create
+	// consumers (docs/subscribers.md).
+	if m.feed, err = ledger.ServeFeed(js, ledger.FeedConfig{Stream: cfg.Stream}); err != nil {
+		return err
+	}
 
 	// Every instance runs an expirer: each consent.expired lands once
 	// whichever instances race for it (see ledger.Expire).
@@ -417,6 +423,9 @@ func (m *Main) close() error {
 	if m.stopGuard != nil {
 		m.stopGuard()
 		<-m.guardDone
+	}
+	if m.feed != nil {
+		m.feed.Stop()
 	}
 	if m.service != nil {
 		if err := m.service.Stop(ctx); err != nil {

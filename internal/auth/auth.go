@@ -147,6 +147,7 @@ func (a *Authority) create() error {
 			Name: "consent", Subject: ServiceSubjects, Type: jwt.Service,
 			TokenReq: true, ResponseType: jwt.ResponseTypeSingleton,
 		})
+		ac.Exports.Add(feedExports()...)
 	}); err != nil {
 		return err
 	}
@@ -196,6 +197,9 @@ func (a *Authority) load() error {
 		return err
 	}
 	if a.svc, err = a.loadAccount(ServiceAccountName, ""); err != nil {
+		return err
+	}
+	if err := a.ensureFeedExports(); err != nil {
 		return err
 	}
 	entries, err := os.ReadDir(filepath.Join(a.dir, "accounts"))

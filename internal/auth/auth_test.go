@@ -217,15 +217,16 @@ func TestRoles(t *testing.T) {
 		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
 		ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest,
 		ledger.SubjectPurposeSet, ledger.SubjectPurposeGet, ledger.SubjectPurposeList,
-		ledger.SubjectQuarantine,
+		ledger.SubjectQuarantine, ledger.SubjectFeedOpen, ledger.SubjectFeedPurposes,
 	}
 	lookups := []string{ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList}
 	commands := []string{ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke}
 	audit := []string{ledger.SubjectHistory, ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest}
+	feed := []string{ledger.SubjectFeedOpen, ledger.SubjectFeedPurposes}
 	allowed := map[auth.Role][]string{
 		auth.Checker:    lookups,
 		auth.Writer:     append(append([]string{}, commands...), lookups...),
-		auth.Subscriber: nil, // auth.SubscriberFeedTODO
+		auth.Subscriber: feed, // and the consumer API of its feeds: feed_test.go
 		auth.Auditor:    audit,
 		auth.Admin:      all,
 	}

@@ -18,9 +18,10 @@ const (
 	// Writer records consents (request, grant, deny, revoke) and looks
 	// them up as a Checker does.
 	Writer Role = "writer"
-	// Subscriber will read its tenant's change feed. Its feed permissions
-	// are not decided yet (SubscriberFeedTODO): today it may publish
-	// nothing.
+	// Subscriber reads its tenant's change feed: it opens feeds
+	// (feed.open, feed.purposes) and reads the consumers the service
+	// opened for its tenant through the imports GrantFeed adds (see
+	// FeedAPIPrefix).
 	Subscriber Role = "subscriber"
 	// Auditor reads the evidence: history, status_at, receipt,
 	// index_digest. It records nothing.
@@ -34,31 +35,32 @@ const (
 // docs/security.md.
 var Roles = []Role{Checker, Writer, Subscriber, Auditor, Admin}
 
-// SubscriberFeedTODO marks the subscriber role's missing permissions: the
-// change feed across accounts (issue 15, point 4: the service's exports of
-// $JS.API.CONSUMER.INFO/MSG.NEXT and $JS.ACK for its tenant's durable
-// consumer, imported under a private API prefix) is not built, so the
-// subscriber's template allows no publish at all until it is.
-const SubscriberFeedTODO = "subscriber: change feed permissions come with issue 15 point 4"
-
 // The endpoints of each role, as the client sends them (before the
 // account's import maps them to consent.v1.<tenant>.…).
 var (
 	checkerSubjects = []string{"consent.v1.status", "consent.v1.check", "consent.v1.list"}
 	writerSubjects  = append([]string{"consent.v1.request", "consent.v1.grant", "consent.v1.deny", "consent.v1.revoke"}, checkerSubjects...)
 	auditorSubjects = []string{"consent.v1.history", "consent.v1.status_at", "consent.v1.receipt", "consent.v1.index_digest"}
-	adminSubjects   = append(append([]string{"consent.v1.purpose.*", "consent.v1.admin.>"}, writerSubjects...), auditorSubjects...)
+	// The subscriber's: the feed endpoints, and the consumer API and
+	// acknowledgements of the consumers its account imports (GrantFeed);
+	// the account has no other route for these subjects.
+	subscriberSubjects = []string{
+		"consent.v1.feed.open", "consent.v1.feed.purposes",
+		FeedAPIPrefix + ".CONSUMER.INFO.*.*", FeedAPIPrefix + ".CONSUMER.MSG.NEXT.*.*", "$JS.ACK.>",
+	}
+	adminSubjects = append(append(append([]string{"consent.v1.purpose.*", "consent.v1.admin.>"}, writerSubjects...), auditorSubjects...), subscriberSubjects...)
 )
 
 // Subjects returns the subjects the role may publish to, as the client
-// sends them; nil for Subscriber (SubscriberFeedTODO) and for an unknown
-// role.
+// sends them; nil for an unknown role.
 func (r Role) Subjects() []string {
 	switch r {
 	case Checker:
 		return append([]string(nil), checkerSubjects...)
 	case Writer:
 		return append([]string(nil), writerSubjects...)
+	case Subscriber:
+		return append([]string(nil), subscriberSubjects...)
 	case Auditor:
 		return append([]string(nil), auditorSubjects...)
 	case Admin:

@@ -1,0 +1,411 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+)
+
+// The change feed through the service (docs/subscribers.md, "The feed
+// across accounts"): a subscriber that may not create consumers (a client
+// account, which has no JetStream API of its own) asks the service to
+// open a consumer of its tenant's subjects, then reads it through the
+// consumer API the service's account exports to it (CONSUMER.INFO,
+// CONSUMER.MSG.NEXT and $JS.ACK of that consumer only).
+const (
+	// SubjectFeedOpen creates or finds a consumer: FeedOpenRequest,
+	// reply FeedOpenReply.
+	SubjectFeedOpen = "consent.v1.feed.open"
+	// SubjectFeedPurposes reads the purpose registry of a tenant as it
+	// stood at a stream sequence: FeedPurposesRequest, reply
+	// FeedPurposesReply.
+	SubjectFeedPurposes = "consent.v1.feed.purposes"
+)
+
+// DefaultFeedInactiveThreshold is how long the server keeps an ephemeral
+// feed's consumer nobody pulls from.
+const DefaultFeedInactiveThreshold = 2 * time.Minute
+
+// DefaultAPIPrefix is the JetStream API prefix of an account that has the
+// stream (a single-account deployment).
+const DefaultAPIPrefix = "$JS.API"
+
+// FeedOpenRequest asks for a consumer of a tenant's changes.
+type FeedOpenRequest struct {
+	// Tenant whose changes to deliver; default "default", "*" for every
+	// tenant (only for the account of all tenants). When the request
+	// arrives under a tenant's subject token (consent.v1.<tenant>.feed.open,
+	// as a client account's import maps it) it must be empty or that
+	// tenant.
+	Tenant   string   `json:"tenant,omitempty"`
+	Purposes []string `json:"purposes,omitempty"`
+	// Durable names the subscriber's durable consumer (events.ValidateName
+	// rules); empty: an ephemeral consumer.
+	Durable string `json:"durable,omitempty"`
+	// At most one of StartSeq and StartTime, as in WatchOptions; Deliver
+	// "new" (or neither) starts after the last change stored.
+	StartSeq  uint64     `json:"start_seq,omitempty"`
+	StartTime *time.Time `json:"start_time,omitempty"`
+	Deliver   string     `json:"deliver,omitempty"`
+	// AckWait (a Go duration, e.g. "30s") and MaxAckPending: durable only.
+	AckWait       string `json:"ack_wait,omitempty"`
+	MaxAckPending int    `json:"max_ack_pending,omitempty"`
+}
+
+// FeedOpenReply names the consumer and how to reach it.
+type FeedOpenReply struct {
+	Stream   string `json:"stream"`
+	Consumer string `json:"consumer"`
+	// APIPrefix is the JetStream API prefix to read the consumer with
+	// ($JS.API in a single-account deployment; the private prefix the
+	// client account imports the consumer's API under otherwise).
+	APIPrefix string `json:"api_prefix"`
+	Durable   bool   `json:"durable"`
+	// Filters are the consumer's subject filters.
+	Filters []string `json:"filters"`
+	// StartSeq is the first stream sequence the consumer delivers from,
+	// for a consumer this request created: everything before it is not
+	// delivered, everything from it on is (a request without a start
+	// starts after the stream's last sequence when the service looked).
+	// 0 when unknown: a start time, or a durable that existed.
+	StartSeq uint64 `json:"start_seq,omitempty"`
+}
+
+// FeedPurposesRequest asks for the last purpose event of each purpose of
+// the tenant (and purposes) up to a stream sequence.
+type FeedPurposesRequest struct {
+	Tenant   string   `json:"tenant,omitempty"`
+	Purposes []string `json:"purposes,omitempty"`
+	UpToSeq  uint64   `json:"up_to_seq"`
+}
+
+// FeedPurposesReply holds the stored purpose messages, as the stream holds
+// them (the client checks and decodes them).
+type FeedPurposesReply struct {
+	Messages []FeedMessage `json:"messages"`
+}
+
+// FeedMessage is one stored message.
+type FeedMessage struct {
+	Subject string `json:"subject"`
+	Seq     uint64 `json:"seq"`
+	Data    []byte `json:"data"`
+}
+
+// FeedAuthorizer lets the client account of tenantToken (a tenant, or
+// "_all" for the account of all tenants) read consumer of stream, and
+// returns the API prefix the account reaches it under. live lists the
+// tenant's feed consumers that exist on the stream now, for the authorizer
+// to drop what it granted for consumers that are gone (ephemeral feeds
+// the server deleted). internal/auth's Authority.GrantFeed is one.
+type FeedAuthorizer func(ctx context.Context, tenantToken, stream, consumer string, live func(context.Context) (map[string]bool, error)) (apiPrefix string, err error)
+
+// FeedConfig configures ServeFeed.
+type FeedConfig struct {
+	// Stream is the stream to open feeds on; default DefaultStream.
+	Stream string
+	// Authorize, when set, is called for every feed opened under a
+	// tenant's subject token (a client account's request); nil: the
+	// API prefix is DefaultAPIPrefix (a single-account deployment).
+	Authorize FeedAuthorizer
+	// InactiveThreshold of ephemeral feeds; default
+	// DefaultFeedInactiveThreshold.
+	InactiveThreshold time.Duration
+	// Timeout bounds the handling of one request; default
+	// DefaultCommandTimeout.
+	Timeout time.Duration
+}
+
+// Feed answers consent.v1.feed.open and consent.v1.feed.purposes, plain
+// and under a tenant token, in ServiceQueueGroup. Stop it with Stop.
+type Feed struct {
+	js   jetstream.JetStream
+	cfg  FeedConfig
+	subs []*nats.Subscription
+}
+
+// ServeFeed subscribes the feed endpoints on js's connection (a
+// connection in the stream's account with its JetStream API). It returns
+// an error when a subscription fails. The caller keeps owning the
+// connection.
+func ServeFeed(js jetstream.JetStream, cfg FeedConfig) (*Feed, error) {
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.InactiveThreshold <= 0 {
+		cfg.InactiveThreshold = DefaultFeedInactiveThreshold
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultCommandTimeout
+	}
+	f := &Feed{js: js, cfg: cfg}
+	nc := js.Conn()
+	for _, subj := range []string{SubjectFeedOpen, "consent.v1.*.feed.open", SubjectFeedPurposes, "consent.v1.*.feed.purposes"} {
+		sub, err := nc.QueueSubscribe(subj, ServiceQueueGroup, f.handle)
+		if err != nil {
+			f.Stop()
+			return nil, fmt.Errorf("consent: feed: subscribe %s: %w", subj, err)
+		}
+		f.subs = append(f.subs, sub)
+	}
+	if err := nc.Flush(); err != nil {
+		f.Stop()
+		return nil, fmt.Errorf("consent: feed: %w", err)
+	}
+	return f, nil
+}
+
+// Stop ends the subscriptions.
+func (f *Feed) Stop() {
+	for _, s := range f.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+func (f *Feed) handle(m *nats.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Timeout)
+	defer cancel()
+	var body any
+	var err error
+	token, endpoint := feedSubject(m.Subject)
+	switch {
+	case len(m.Data) > MaxRequestSize:
+		err = &Error{Code: 413, Description: fmt.Sprintf("request is %d bytes; the limit is %d bytes (64 KiB)", len(m.Data), MaxRequestSize)}
+	case endpoint == "feed.open":
+		var q FeedOpenRequest
+		if err = events.DecodeStrict(m.Data, &q); err == nil {
+			body, err = f.open(ctx, token, &q)
+		}
+	default:
+		var q FeedPurposesRequest
+		if err = events.DecodeStrict(m.Data, &q); err == nil {
+			body, err = f.purposes(ctx, token, &q)
+		}
+	}
+	reply := nats.NewMsg(m.Reply)
+	if err != nil {
+		we := WireError(err)
+		description := we.Description
+		if description == "" {
+			description = codeText(we.Code)
+		}
+		reply.Header.Set(micro.ErrorCodeHeader, fmt.Sprint(we.Code))
+		reply.Header.Set(micro.ErrorHeader, description)
+	} else if reply.Data, err = json.Marshal(body); err != nil {
+		reply.Header.Set(micro.ErrorCodeHeader, "500")
+		reply.Header.Set(micro.ErrorHeader, "internal error")
+	}
+	_ = m.RespondMsg(reply)
+}
+
+// feedSubject splits consent.v1[.<token>].feed.<name> (the subjects
+// ServeFeed subscribes to).
+func feedSubject(subj string) (token, endpoint string) {
+	rest := strings.TrimPrefix(subj, "consent.v1.")
+	if strings.Count(rest, ".") == 1 {
+		return "", rest
+	}
+	token, endpoint, _ = strings.Cut(rest, ".")
+	return token, endpoint
+}
+
+// AllTenantsToken is the subject token of requests from the account of
+// all tenants (internal/auth.AllTenantsToken).
+const AllTenantsToken = "_all"
+
+// feedTenant decides the tenant of a request: the subject's token when
+// there is one (a tenant may name only itself), else the body's.
+func feedTenant(token, tenant string) (string, error) {
+	if token == "" || token == AllTenantsToken {
+		if tenant == "*" {
+			return "*", nil
+		}
+		t := events.OrDefaultTenant(tenant)
+		return t, events.ValidateName("tenant", t)
+	}
+	if tenant != "" && tenant != token {
+		return "", &events.FieldError{Field: "tenant", Problem: fmt.Sprintf("must be empty or %q, the tenant of your account", token)}
+	}
+	return token, events.ValidateName("tenant", token)
+}
+
+// FeedConsumerName is the consumer the service opens for a durable feed
+// of tenantToken (a tenant, or "_all" for every tenant): feed~<tenant>~<durable>.
+// Tenant and durable names have no "~", so no other tenant's durable has
+// this name.
+func FeedConsumerName(tenantToken, durable string) string {
+	return "feed~" + tenantToken + "~" + durable
+}
+
+func (f *Feed) open(ctx context.Context, token string, q *FeedOpenRequest) (*FeedOpenReply, error) {
+	tenant, err := feedTenant(token, q.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	opts := WatchOptions{Tenant: tenant, Purposes: q.Purposes, Durable: q.Durable, StartSeq: q.StartSeq, MaxAckPending: q.MaxAckPending}
+	if q.StartTime != nil {
+		opts.StartTime = *q.StartTime
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	switch q.Deliver {
+	case "":
+	case "new":
+		if q.StartSeq > 0 || q.StartTime != nil {
+			return nil, &events.FieldError{Field: "deliver", Problem: `"new" excludes start_seq and start_time`}
+		}
+	default:
+		return nil, &events.FieldError{Field: "deliver", Problem: `must be "new" or absent`}
+	}
+	if q.Durable != "" {
+		if err := events.ValidateName("durable", q.Durable); err != nil {
+			return nil, err
+		}
+	}
+	if q.AckWait != "" {
+		d, err := time.ParseDuration(q.AckWait)
+		if err != nil || d <= 0 {
+			return nil, &events.FieldError{Field: "ack_wait", Problem: "must be a positive duration such as 30s"}
+		}
+		opts.AckWait = d
+	}
+	tokenOf := tenant
+	if tenant == "*" {
+		tokenOf = AllTenantsToken
+	}
+	stream, err := f.js.Stream(ctx, f.cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	policy, seq, at := (&Watcher{opts: opts}).deliverPolicy()
+	if policy == jetstream.DeliverNewPolicy {
+		// New changes: after the last one stored when the stream was
+		// looked up, which the reply can name.
+		policy, seq = jetstream.DeliverByStartSequencePolicy, stream.CachedInfo().State.LastSeq+1
+	}
+	startSeq := seq
+	cfg := jetstream.ConsumerConfig{
+		FilterSubjects: opts.filters(),
+		DeliverPolicy:  policy,
+		OptStartSeq:    seq,
+		OptStartTime:   at,
+	}
+	if q.Durable != "" {
+		cfg.Durable = FeedConsumerName(tokenOf, q.Durable)
+		cfg.Description = "consent feed " + q.Durable + " of " + tenant
+		cfg.AckPolicy = jetstream.AckExplicitPolicy
+		cfg.AckWait = orDefault(opts.AckWait, DefaultAckWait)
+		cfg.MaxAckPending = orDefault(opts.MaxAckPending, DefaultMaxAckPending)
+		_, created, err := openDurable(ctx, stream, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if !created {
+			startSeq = 0
+		}
+	} else {
+		// A named consumer that goes away when nobody pulls: ordered
+		// delivery (one pull at a time, no acknowledgements), which the
+		// client checks by the consumer sequence.
+		cfg.Name = "feed~" + tokenOf + "~~" + nuid.Next()
+		cfg.Description = "consent ephemeral feed of " + tenant
+		cfg.AckPolicy = jetstream.AckNonePolicy
+		cfg.InactiveThreshold = f.cfg.InactiveThreshold
+		if _, err := stream.CreateConsumer(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	name := cfg.Durable + cfg.Name
+	prefix := DefaultAPIPrefix
+	if f.cfg.Authorize != nil && token != "" {
+		live := func(ctx context.Context) (map[string]bool, error) {
+			out := map[string]bool{}
+			names := stream.ConsumerNames(ctx)
+			for n := range names.Name() {
+				if strings.HasPrefix(n, "feed~"+tokenOf+"~") {
+					out[n] = true
+				}
+			}
+			return out, names.Err()
+		}
+		if prefix, err = f.cfg.Authorize(ctx, tokenOf, f.cfg.Stream, name, live); err != nil {
+			return nil, fmt.Errorf("consent: feed: authorize %s: %w", name, err)
+		}
+	}
+	return &FeedOpenReply{Stream: f.cfg.Stream, Consumer: name, APIPrefix: prefix, Durable: q.Durable != "", Filters: cfg.FilterSubjects, StartSeq: startSeq}, nil
+}
+
+// openDurable finds the durable consumer cfg.Durable, or creates it
+// (created is then true). It returns an error matching ErrDurableMismatch (a 409 on the wire) when
+// one of that name has other filters.
+func openDurable(ctx context.Context, stream jetstream.Stream, cfg jetstream.ConsumerConfig) (cons jetstream.Consumer, created bool, err error) {
+	cons, err = stream.Consumer(ctx, cfg.Durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		cons, err = stream.CreateConsumer(ctx, cfg)
+		if err != nil {
+			return nil, false, fmt.Errorf("consent: create durable watch %s: %w", cfg.Durable, err)
+		}
+		return cons, true, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("consent: durable watch %s: %w", cfg.Durable, err)
+	}
+	have := slices.Clone(cons.CachedInfo().Config.FilterSubjects)
+	if len(have) == 0 && cons.CachedInfo().Config.FilterSubject != "" {
+		have = []string{cons.CachedInfo().Config.FilterSubject}
+	}
+	want := slices.Clone(cfg.FilterSubjects)
+	slices.Sort(have)
+	slices.Sort(want)
+	if !slices.Equal(have, want) {
+		return nil, false, &Error{Code: 409, Description: fmt.Sprintf("%v: %s filters %v, this watch %v", ErrDurableMismatch, cfg.Durable, have, want)}
+	}
+	return cons, false, nil
+}
+
+func (f *Feed) purposes(ctx context.Context, token string, q *FeedPurposesRequest) (*FeedPurposesReply, error) {
+	tenant, err := feedTenant(token, q.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	opts := WatchOptions{Tenant: tenant, Purposes: q.Purposes}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	out := &FeedPurposesReply{Messages: []FeedMessage{}}
+	if q.UpToSeq == 0 {
+		return out, nil
+	}
+	var subjects []string
+	for _, s := range opts.filters() {
+		if strings.HasPrefix(s, events.PurposeSubjectPrefix) {
+			subjects = append(subjects, s)
+		}
+	}
+	msgs, err := jetstreamext.GetLastMsgsFor(ctx, f.js, f.cfg.Stream, subjects, jetstreamext.GetLastMsgsUpToSeq(q.UpToSeq))
+	if err != nil {
+		return nil, err
+	}
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		out.Messages = append(out.Messages, FeedMessage{Subject: m.Subject, Seq: m.Sequence, Data: m.Data})
+	}
+	return out, nil
+}
