@@ -59,8 +59,14 @@ const (
 	probeCurrent                   // the replica holds the checkpoint and nothing after it
 )
 
-// probeAttempt bounds one direct get of the probe.
-const probeAttempt = time.Second
+// probeAttempt bounds one direct get of the probe, and probeRetry is the
+// pause after one that proved nothing: a replica that has just restarted
+// answers direct gets once it is current again (nats-server checks every
+// 2s), and a request that finds no replica costs one round trip.
+const (
+	probeAttempt = time.Second
+	probeRetry   = 100 * time.Millisecond
+)
 
 // probeIndex asks one replica of stream, by direct get through nc, whether
 // it holds anything after checkpoint (see above).
@@ -106,7 +112,7 @@ func probeIndex(ctx context.Context, nc *nats.Conn, stream string, checkpoint ui
 // is current it marks it so (projector.Index.MarkCurrent), which lets Run
 // serve lookups.
 func (m *Main) serveIndexIfCurrent(ctx context.Context) {
-	for attempt := 0; !m.index.Ready(); attempt++ {
+	for !m.index.Ready() {
 		cp := m.index.Checkpoint()
 		result, err := probeIndex(ctx, m.dataConn, m.Config.Stream, cp)
 		switch result {
@@ -122,7 +128,9 @@ func (m *Main) serveIndexIfCurrent(ctx context.Context) {
 			return // nothing to prove: the projector decides
 		}
 		m.log.Debug("no replica says whether the index is current; asking again", "index_seq", cp, "error", err)
-		if pause(ctx, min(attempt, 2)) != nil {
+		select {
+		case <-time.After(probeRetry):
+		case <-ctx.Done():
 			return
 		}
 	}

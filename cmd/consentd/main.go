@@ -376,10 +376,11 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 }
 
 // ensureStreamAttempt bounds one attempt to look the stream up (or create
-// it). While the stream or the cluster has no leader a request may go
-// unanswered; short attempts, made again at once, find the new leader
-// within about this long of its election.
-const ensureStreamAttempt = time.Second
+// it). While the stream or the cluster has no leader a request goes
+// unanswered; short attempts, made again at once after one timed out,
+// find the new leader within about this long of its election (a healthy
+// cluster answers in milliseconds).
+const ensureStreamAttempt = 500 * time.Millisecond
 
 // ensureStream creates or checks the stream, waiting while a NATS cluster
 // is still electing its JetStream leader or the stream's; it closes late
@@ -399,7 +400,12 @@ func (m *Main) ensureStream(ctx context.Context, js jetstream.JetStream, late ch
 		if errors.Is(err, ledger.ErrUnsafeStream) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || ctx.Err() != nil {
 			return nil, err
 		}
-		m.log.Warn("stream not ready yet; retrying", "stream", opts.Name, "error", err)
+		if attempt%20 == 0 { // about every 10s while there is no leader
+			m.log.Warn("stream not ready yet; retrying", "stream", opts.Name, "error", err, "attempts", attempt+1)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			continue // unanswered: the attempt itself was the pause
+		}
 		if err := pause(ctx, min(attempt, 1)); err != nil { // 250ms, then 500ms
 			return nil, fmt.Errorf("stream %s: %w", opts.Name, ctx.Err())
 		}
