@@ -36,7 +36,7 @@ type stackOptions struct {
 	// deferCommands: ServiceConfig.DeferCommands, the service made without
 	// its Ledger (stack.ledger, for ServeCommands).
 	deferCommands bool
-	tips         bool // the ledger takes tips from the index, as consentd's does
+	tips          bool // the ledger takes tips from the index, as consentd's does
 }
 
 // startStack starts a server (unless opts.server is set) and one instance
