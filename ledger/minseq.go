@@ -95,6 +95,10 @@ func (s *Service) beyondStream(minSeq uint64) error {
 // background, unless a read is under way or the last one began less than
 // headRefreshInterval ago.
 func (s *Service) refreshHead() {
+	l := s.currentLedger()
+	if l == nil {
+		return // no stream yet (ServiceConfig.DeferCommands): the index's view stands
+	}
 	now := time.Now().UnixNano()
 	if now-s.head.lastRefresh.Load() < int64(headRefreshInterval) || !s.head.refreshing.CompareAndSwap(false, true) {
 		return
@@ -109,7 +113,7 @@ func (s *Service) refreshHead() {
 		defer s.head.refreshing.Store(false)
 		ctx, cancel := context.WithTimeout(s.ctx, headRefreshTimeout)
 		defer cancel()
-		info, err := s.ledger.stream.Info(ctx)
+		info, err := l.stream.Info(ctx)
 		if err != nil {
 			s.log.Debug("consent service: reading the stream's last sequence", "error", err)
 			return

@@ -93,6 +93,13 @@ type ServiceConfig struct {
 	// instance still catching up takes no lookups from the queue group, so
 	// the others answer them. Commands are taken at once.
 	DeferLookups bool
+	// DeferCommands holds back every endpoint that needs the Ledger (the
+	// commands, history, purpose.set, status_at, receipt and
+	// admin.quarantine) until ServeCommands hands the Service its Ledger:
+	// consentd serves lookups from its index while the stream has no
+	// leader, and takes commands once it has found the stream. NewService
+	// then takes a nil Ledger.
+	DeferCommands bool
 }
 
 func (c ServiceConfig) withDefaults() ServiceConfig {
@@ -156,6 +163,7 @@ type Service struct {
 	stopping bool
 	group    micro.Group    // consent.v1
 	deferred []endpoint     // held back by DeferLookups until ServeLookups
+	commands []endpoint     // held back by DeferCommands until ServeCommands
 	wg       sync.WaitGroup // requests answered outside the endpoint goroutines
 	slots    chan struct{}  // MaxInFlight
 	// waitSlots are MaxWaiting, taken by lookups waiting for min_seq.
@@ -180,11 +188,12 @@ type Service struct {
 // Give it a connection of its own, not the one the Ledger or the
 // StateReader use.
 // l and r stay owned by the caller and must stay usable until Stop returns.
+// l may be nil with ServiceConfig.DeferCommands (see ServeCommands).
 // It returns an error when one of them is nil or the service cannot be
 // registered (an invalid version, a closed connection).
 func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Service, error) {
-	if nc == nil || l == nil || r == nil {
-		return nil, errors.New("ledger: NewService needs a connection, a Ledger and a StateReader")
+	if nc == nil || (l == nil && !cfg.DeferCommands) || r == nil {
+		return nil, errors.New("ledger: NewService needs a connection, a Ledger (unless DeferCommands) and a StateReader")
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -263,6 +272,10 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 			s.deferred = append(s.deferred, e)
 			continue
 		}
+		if cfg.DeferCommands && slices.Contains(ledgerEndpoints, e.name) {
+			s.commands = append(s.commands, e)
+			continue
+		}
 		if err := s.register(e); err != nil {
 			return fail(err)
 		}
@@ -315,6 +328,54 @@ func (s *Service) ServeLookups() error {
 		return fmt.Errorf("register the lookups: %w", err)
 	}
 	return nil
+}
+
+// ledgerEndpoints are the endpoints that need the Ledger, which
+// ServiceConfig.DeferCommands holds back.
+var ledgerEndpoints = []string{
+	"request", "grant", "deny", "revoke", "history", "purpose.set",
+	"status_at", "receipt", "admin.quarantine",
+}
+
+// ServeCommands gives the Service its Ledger and registers the endpoints
+// that need it (ledgerEndpoints), which ServiceConfig.DeferCommands held
+// back; once it returns, the server routes commands to this instance. l
+// stays owned by the caller and must stay usable until Stop returns. It
+// does nothing without DeferCommands, when called again, or once Stop has
+// begun; it returns an error for a nil l, and NATS errors.
+func (s *Service) ServeCommands(l *Ledger) error {
+	if l == nil {
+		return errors.New("ledger: ServeCommands needs a Ledger")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping || len(s.commands) == 0 {
+		return nil
+	}
+	if s.ledger == nil {
+		// Set before the first command endpoint exists: their handlers
+		// read it without the lock.
+		s.ledger = l
+	}
+	for len(s.commands) > 0 {
+		if err := s.register(s.commands[0]); err != nil {
+			return err
+		}
+		s.commands = s.commands[1:]
+	}
+	if err := s.nc.Flush(); err != nil {
+		return fmt.Errorf("register the commands: %w", err)
+	}
+	return nil
+}
+
+// currentLedger returns the Service's Ledger, nil until ServeCommands
+// when ServiceConfig.DeferCommands held it back. For the code that runs
+// outside the command endpoints' handlers.
+func (s *Service) currentLedger() *Ledger {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ledger
 }
 
 // Info returns the service's identity and endpoints, as $SRV.INFO shows them.
@@ -784,8 +845,8 @@ func (s *Service) endpointData(subj string) any {
 			d.Index = s.cfg.Health()
 		}
 	}
-	if g := s.ledger.guard; g != nil {
-		h := g.Health()
+	if l := s.currentLedger(); l != nil && l.guard != nil {
+		h := l.guard.Health()
 		d.Stream = &h
 	}
 	return d

@@ -44,3 +44,58 @@ func TestDeferredLookupsWaitForServeLookups(t *testing.T) {
 		assert.Equal(t, 1, seen[subj], subj)
 	}
 }
+
+// TestDeferredCommandsWaitForServeCommands: with DeferCommands the service
+// starts without a Ledger and answers lookups (and its stats) from the
+// index at once, but takes no command, history or other request that needs
+// the stream until ServeCommands gives it the Ledger.
+func TestDeferredCommandsWaitForServeCommands(t *testing.T) {
+	st := startStack(t, stackOptions{deferCommands: true})
+	ctx := stepCtx(t)
+	cmd := events.Command{SubjectID: "alice", Purpose: "newsletter"}
+	// The stack's ledger writes; no service takes the command yet.
+	_, err := st.client.Grant(ctx, cmd)
+	require.ErrorIs(t, err, nats.ErrNoResponders, "no instance takes commands yet")
+	_, err = st.client.History(ctx, ledger.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
+	require.ErrorIs(t, err, nats.ErrNoResponders)
+
+	status, err := st.client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err, "lookups are served without the ledger")
+	assert.Equal(t, events.StateNone, status.State)
+	_, err = st.client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: 1 << 40})
+	require.ErrorIs(t, err, ledger.ErrUnavailable, "a min_seq far beyond the index is refused; no stream to refresh from")
+	for _, e := range st.svc.Stats().Endpoints {
+		assert.NotContains(t, string(e.Data), `"stream"`, "no stream guard verdict without the ledger: %s", e.Subject)
+	}
+
+	require.NoError(t, st.svc.ServeCommands(st.ledger))
+	require.NoError(t, st.svc.ServeCommands(st.ledger), "a second call has nothing to do")
+	granted, err := st.client.Grant(ctx, cmd)
+	require.NoError(t, err)
+	status, err = st.client.Check(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
+	require.NoError(t, err)
+	assert.Equal(t, events.StateGranted, status.State)
+	history, err := st.client.History(ctx, ledger.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err)
+	assert.Len(t, history.Events, 1)
+
+	seen := map[string]int{}
+	for _, e := range st.svc.Info().Endpoints {
+		seen[e.Subject]++
+	}
+	for _, subj := range []string{ledger.SubjectGrant, ledger.SubjectHistory, ledger.SubjectStatus} {
+		assert.Equal(t, 1, seen[subj], subj)
+	}
+}
+
+// TestNewServiceNeedsALedgerUnlessDeferred: a nil Ledger is an error
+// without DeferCommands.
+func TestNewServiceNeedsALedgerUnlessDeferred(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	nc, err := nats.Connect(st.server.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	_, err = ledger.NewService(nc, nil, st.index, ledger.ServiceConfig{})
+	require.ErrorContains(t, err, "a Ledger (unless DeferCommands)")
+	require.ErrorContains(t, st.svc.ServeCommands(nil), "needs a Ledger")
+}

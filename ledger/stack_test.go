@@ -33,7 +33,10 @@ type stackOptions struct {
 	server       *server.Server // join this server instead of starting one
 	now          func() time.Time
 	deferLookups bool // ServiceConfig.DeferLookups
-	tips         bool // the ledger takes tips from the index, as consentd's does
+	// deferCommands: ServiceConfig.DeferCommands, the service made without
+	// its Ledger (stack.ledger, for ServeCommands).
+	deferCommands bool
+	tips          bool // the ledger takes tips from the index, as consentd's does
 }
 
 // startStack starts a server (unless opts.server is set) and one instance
@@ -66,7 +69,13 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 
 	svcConn, err := nats.Connect(s.ClientURL())
 	require.NoError(t, err)
-	st.svc, err = ledger.NewService(svcConn, st.ledger, st.index, ledger.ServiceConfig{Logger: quiet, Now: opts.now, DeferLookups: opts.deferLookups})
+	svcLedger := st.ledger
+	if opts.deferCommands {
+		svcLedger = nil
+	}
+	st.svc, err = ledger.NewService(svcConn, svcLedger, st.index, ledger.ServiceConfig{
+		Logger: quiet, Now: opts.now, DeferLookups: opts.deferLookups, DeferCommands: opts.deferCommands,
+	})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = st.svc.Stop(context.Background())

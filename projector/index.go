@@ -271,6 +271,19 @@ func (i *Index) Checkpoint() uint64 { return i.checkpoint.Load() }
 // Ready reports whether reads are answered (see IndexOptions.ReadyOnOpen).
 func (i *Index) Ready() bool { return i.ready.Load() && !i.closed.Load() }
 
+// MarkCurrent makes the index answer reads before a projector has caught
+// up, for a caller that has established that the stream holds nothing
+// beyond Checkpoint (consentd asks a replica of the stream while the
+// stream has no leader, see docs/cluster.md). A projector that runs on the
+// index later keeps it answering while it runs; when it stops, the index
+// stops answering as after any run (unless opened ReadyOnOpen). It does
+// nothing on a closed index.
+func (i *Index) MarkCurrent() {
+	if !i.closed.Load() {
+		i.setReady()
+	}
+}
+
 // Consent returns the folded state of the consent k (State none when it
 // has no events) and the index sequence it was read at: the state reflects
 // at least every event up to that sequence. When the consent's history

@@ -144,3 +144,32 @@ func TestMinSeqWaitsForTheCommit(t *testing.T) {
 	require.NoError(t, idx.Close())
 	require.ErrorIs(t, <-errs, events.ErrNotReady)
 }
+
+// TestIndexMarkCurrent: an index marked current answers reads at its
+// checkpoint without a projector, waits for a later min_seq, and stops
+// answering once closed.
+func TestIndexMarkCurrent(t *testing.T) {
+	k := events.Key{Tenant: "t", SubjectID: "s", Purpose: "p"}
+	ctx := context.Background()
+	dir := t.TempDir()
+	idx := openIndex(t, dir, IndexOptions{})
+	c := events.NewConsent(k)
+	c.State = events.StateRevoked
+	commitState(t, idx, c, 7)
+	_, _, err := idx.Consent(ctx, k, 0)
+	require.ErrorIs(t, err, events.ErrNotReady, "no projector has run")
+
+	idx.MarkCurrent()
+	got, seq, err := idx.Consent(ctx, k, 0)
+	require.NoError(t, err)
+	assert.Equal(t, events.StateRevoked, got.State)
+	assert.Equal(t, uint64(7), seq)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, _, err = idx.Consent(short, k, 8)
+	require.ErrorIs(t, err, events.ErrStale, "a later min_seq waits for a projector")
+
+	require.NoError(t, idx.Close())
+	idx.MarkCurrent()
+	assert.False(t, idx.Ready())
+}

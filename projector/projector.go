@@ -159,8 +159,11 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 
 	started, from := time.Now(), f.next
 	caughtUp := func() {
-		if p.idx.Checkpoint() >= head && !p.idx.Ready() {
-			f.written = nil // the rebuild is done; the live tail reads the index
+		if p.idx.Checkpoint() < head {
+			return
+		}
+		f.written = nil // the rebuild is done; the live tail reads the index
+		if !p.idx.Ready() {
 			p.idx.setReady()
 			p.log.Info("projector: caught up", "index_seq", p.idx.Checkpoint(), "events", p.idx.Checkpoint()+1-from,
 				"took", time.Since(started).Round(time.Millisecond))

@@ -13,6 +13,8 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -347,8 +349,12 @@ func TestClusterFailoverAfterSIGKILLOfTheStreamLeader(t *testing.T) {
 
 // TestConsentdStartsWhileTheStreamHasNoLeader: consentd restarted on its
 // data directory while two of the three nodes are dead (SIGKILL), so the
-// stream has no leader, takes writes as soon as the nodes are back and the
-// stream has a leader again.
+// stream has no leader. With an index that holds everything the surviving
+// replica holds, it serves lookups at once, with the right state, and
+// takes commands as soon as the stream has a leader again. With an index
+// behind the stream (a write made through another instance while it was
+// down) it serves no lookup until it has caught up, which needs the
+// leader.
 func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills two nats-server processes and waits for Raft elections")
@@ -356,14 +362,168 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	c := startProcessCluster(t)
 	dataDir := t.TempDir()
 	first := runOnProcessCluster(t, c, dataDir)
-	client := ledger.NewClient(c.connect(0, "writer"), ledger.ClientOptions{})
+	client := ledger.NewClient(c.connect(0, "writer"), ledger.ClientOptions{Timeout: time.Second})
 	cmd := events.Command{SubjectID: "restart@example.com", Purpose: "newsletter", Actor: "test"}
-	granted, err := client.Grant(t.Context(), cmd)
+	key := ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose}
+	_, err := client.Grant(t.Context(), cmd)
 	require.NoError(t, err)
-	waitIndex(t, first.index, granted.Seq)
+	revoked, err := client.Revoke(t.Context(), cmd)
+	require.NoError(t, err)
+	waitIndex(t, first.index, revoked.Seq)
 	require.NoError(t, first.Close())
 
+	// Round 1: the index is current. Kill the leader and another node.
 	admin := c.connect(0, "admin")
+	kept := killQuorum(t, c, admin)
+	watch := c.connect(kept, "watch")
+	keptConn := c.connect(kept, "writer-kept")
+	client = ledger.NewClient(keptConn, ledger.ClientOptions{Timeout: time.Second})
+
+	// A replica answers direct gets once nats-server finds it current,
+	// on a 2s tick from the stream's creation (seconds ago here) or the
+	// node's start: lookups are measured from then.
+	begun := time.Now()
+	replicaAnswers := make(chan time.Time, 1)
+	go func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if r, _ := probeIndex(t.Context(), watch, ledger.DefaultStream, revoked.Seq); r == probeCurrent {
+				replicaAnswers <- time.Now()
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-t.Context().Done():
+				return
+			}
+		}
+	}()
+	m, _ := startNoLeader(t, c, dataDir)
+	var st events.Status
+	require.Eventually(t, func() bool {
+		st, err = client.Status(t.Context(), key)
+		return err == nil
+	}, 10*time.Second, time.Millisecond, "lookups are served from the index")
+	servedAt := time.Now()
+	require.NoError(t, <-m.started, "consentd starts while the stream has no leader")
+	var answeredAt time.Time
+	select {
+	case answeredAt = <-replicaAnswers:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the surviving replica answers no direct get")
+	}
+	assert.Equal(t, events.StateRevoked, st.State)
+	assert.Equal(t, revoked.Seq, st.IndexSeq)
+	_, err = client.Check(t.Context(), key)
+	require.ErrorIs(t, err, ledger.ErrConsentRequired, "a revoked consent is not allowed")
+	cmd.IdempotencyKey = "after-restart"
+	_, err = client.Grant(t.Context(), cmd)
+	require.ErrorIs(t, err, nats.ErrNoResponders, "no commands without a leader")
+	waitCtx, cancel := context.WithTimeout(t.Context(), 2*ledger.DefaultMinSeqTimeout)
+	defer cancel()
+	_, err = client.Status(waitCtx, ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: revoked.Seq + 1})
+	require.ErrorIs(t, err, ledger.ErrUnavailable, "a min_seq beyond the index is not answered without a leader")
+
+	newLeader := restartAll(t, c, watch)
+	require.Eventually(t, func() bool {
+		return slices.ContainsFunc(m.service.Info().Endpoints, func(e micro.EndpointInfo) bool { return e.Subject == ledger.SubjectGrant })
+	}, 30*time.Second, time.Millisecond, "commands not served")
+	commandsServed := time.Since(newLeader.at)
+	// A command's reply carries its status, judged once the index has
+	// applied it (waiting up to --min-seq-timeout, 2s): the client waits
+	// longer, so that a stored write is answered rather than retried.
+	slowClient := ledger.NewClient(keptConn, ledger.ClientOptions{Timeout: 2 * ledger.DefaultMinSeqTimeout})
+	granted := writeUntilAnswered(t, slowClient, cmd)
+	firstWrite := time.Since(newLeader.at)
+	assert.Equal(t, revoked.Seq+1, granted.Seq)
+	t.Logf("current index, no leader: lookups served %s after start, %s after the surviving replica first answered a direct get (%s after start); commands served %s and the first write answered %s after the stream's new leader",
+		servedAt.Sub(begun).Round(time.Millisecond), servedAt.Sub(answeredAt).Round(time.Millisecond),
+		answeredAt.Sub(begun).Round(time.Millisecond), commandsServed.Round(time.Millisecond), firstWrite.Round(time.Millisecond))
+	assert.Less(t, servedAt.Sub(answeredAt), time.Second, "lookups served after the replica answers")
+	assert.Less(t, commandsServed, 1500*time.Millisecond, "commands served after the new leader")
+	// The first write also needs the index to apply it, through the
+	// projector's consumer, which JetStream creates only once it has a
+	// meta leader again, at times seconds after the stream's leader.
+	assert.Less(t, firstWrite, 3*ledger.DefaultMinSeqTimeout, "first write after the new leader")
+	waitIndex(t, m.Main.index, granted.Seq)
+	require.NoError(t, m.Main.Close())
+
+	// Round 2: the index is behind. Another instance revokes while this
+	// one is down; then the quorum is lost again.
+	other := runOnProcessCluster(t, c, t.TempDir())
+	cmd.IdempotencyKey = ""
+	revokedAgain, err := client.Revoke(t.Context(), cmd)
+	require.NoError(t, err)
+	waitStreamCurrent(t, admin, revokedAgain.Seq)
+	require.NoError(t, other.Close())
+	kept = killQuorum(t, c, admin)
+	watch = c.connect(kept, "watch-2")
+	client = ledger.NewClient(c.connect(kept, "writer-kept-2"), ledger.ClientOptions{Timeout: time.Second})
+
+	m, logs := startNoLeader(t, c, dataDir)
+	require.Eventually(t, func() bool { return logs.count("the index is behind the stream") == 1 }, 30*time.Second, 5*time.Millisecond)
+	_, err = client.Status(t.Context(), key)
+	require.ErrorIs(t, err, nats.ErrNoResponders, "an index behind the stream serves no lookup")
+	select {
+	case err := <-m.started:
+		t.Fatalf("consentd started with an index behind the stream and no leader: %v", err)
+	default:
+	}
+	// Start-up given up while there is no leader: Run returns ctx's
+	// error, and Close stops what it started (the look for the stream,
+	// the probe, the service) without waiting for a leader.
+	stopped, stoppedLogs := NewMain(), &logCapture{}
+	stopped.Environ = func() []string { return nil }
+	stopped.Stdout, stopped.Stderr = io.Discard, io.MultiWriter(testWriter{t}, stoppedLogs)
+	require.NoError(t, stopped.ParseFlags([]string{"--nats-url", c.URLs(), "--replicas", "3", "--data-dir", t.TempDir(), "--log-level", "warn"}))
+	runCtx, cancelRun := context.WithCancel(t.Context())
+	runErr := make(chan error, 1)
+	go func() { runErr <- stopped.Run(runCtx) }()
+	require.Eventually(t, func() bool { return stoppedLogs.count("stream not ready yet; retrying") > 0 }, 10*time.Second, time.Millisecond)
+	cancelRun()
+	require.ErrorIs(t, <-runErr, context.Canceled)
+	closing := time.Now()
+	require.NoError(t, stopped.Close())
+	assert.Less(t, time.Since(closing), 2*time.Second, "Close does not wait for a leader")
+
+	newLeader = restartAll(t, c, watch)
+	require.NoError(t, <-m.started)
+	caughtUp := time.Since(newLeader.at)
+	st, err = client.Status(t.Context(), key)
+	require.NoError(t, err)
+	assert.Equal(t, events.StateRevoked, st.State, "the state the stream holds, not the index's older one")
+	assert.GreaterOrEqual(t, st.IndexSeq, revokedAgain.Seq)
+	t.Logf("index behind: lookups and commands served %s after the stream's new leader", caughtUp.Round(time.Millisecond))
+}
+
+// noLeaderStart is a consentd started in the background: started gets
+// Run's result.
+type noLeaderStart struct {
+	*Main
+	started chan error
+}
+
+// startNoLeader runs consentd on dataDir in the background, logging at
+// info level into the returned capture; it is closed at the end of the
+// test.
+func startNoLeader(t *testing.T, c *processCluster, dataDir string) (*noLeaderStart, *logCapture) {
+	t.Helper()
+	logs := &logCapture{}
+	m := &noLeaderStart{Main: NewMain(), started: make(chan error, 1)}
+	m.Environ = func() []string { return nil }
+	m.Stdout, m.Stderr = io.Discard, io.MultiWriter(testWriter{t}, logs)
+	require.NoError(t, m.ParseFlags([]string{"--nats-url", c.URLs(), "--replicas", "3", "--data-dir", dataDir, "--log-level", "info"}))
+	t.Cleanup(func() { _ = m.Close() })
+	go func() { m.started <- m.Run(t.Context()) }()
+	return m, logs
+}
+
+// killQuorum waits until every replica of the stream is current, then
+// kills its leader and one other node, and returns the node left.
+func killQuorum(t *testing.T, c *processCluster, admin *nats.Conn) int {
+	t.Helper()
+	waitStreamCurrent(t, admin, 0)
 	leader := c.streamLeader(admin, ledger.DefaultStream)
 	kept := (leader + 1) % 3
 	for i := range 3 {
@@ -371,61 +531,61 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 			c.Kill(i)
 		}
 	}
-	watch := c.connect(kept, "watch")
-	elected := leaderElected(t, watch, ledger.DefaultStream)
+	return kept
+}
 
-	started := make(chan *Main, 1)
-	go func() {
-		m := NewMain()
-		m.Environ = func() []string { return nil }
-		m.Stdout, m.Stderr = io.Discard, testWriter{t}
-		if !assert.NoError(t, m.ParseFlags([]string{"--nats-url", c.URLs(), "--replicas", "3", "--data-dir", dataDir, "--log-level", "error"})) {
-			close(started)
-			return
+// waitStreamCurrent waits until the stream holds lastSeq (when not 0) and
+// every replica is current with its leader.
+func waitStreamCurrent(t *testing.T, nc *nats.Conn, lastSeq uint64) {
+	t.Helper()
+	_, s := ledgerStream(t, nc)
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		defer cancel()
+		info, err := s.Info(ctx)
+		if err != nil || info.Cluster == nil || len(info.Cluster.Replicas) != 2 || info.State.LastSeq < lastSeq {
+			return false
 		}
-		err := m.Run(t.Context())
-		if !assert.NoError(t, err) {
-			_ = m.Close()
-			close(started)
-			return
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current || r.Lag > 0 {
+				return false
+			}
 		}
-		started <- m
-	}()
-	// Bring the nodes back: the stream needs seconds to elect a leader,
-	// which consentd meets while it starts.
+		return true
+	}, 30*time.Second, 10*time.Millisecond, "replicas not current")
+}
+
+// restartAll starts the dead nodes again and waits for the stream's new
+// leader (the LEADER_ELECTED advisory, through watch).
+func restartAll(t *testing.T, c *processCluster, watch *nats.Conn) electedLeader {
+	t.Helper()
+	elected := leaderElected(t, watch, ledger.DefaultStream)
 	for i := range 3 {
-		if i != kept {
+		if c.procs[i] == nil {
 			c.Start(i)
 		}
 	}
-	var newLeader electedLeader
 	select {
-	case newLeader = <-elected:
+	case l := <-elected:
+		t.Logf("stream leader %s elected at %s", l.name, l.at.UTC().Format("15:04:05.000"))
+		return l
 	case <-time.After(30 * time.Second):
 		t.Fatal("no stream leader 30s after the nodes came back")
 	}
-	select {
-	case <-started:
-		t.Fatal("consentd started before the stream had a leader")
-	default:
-	}
-	var m *Main
-	select {
-	case m = <-started:
-	case <-time.After(30 * time.Second):
-		t.Fatal("consentd did not start within 30s of the new leader")
-	}
-	require.NotNil(t, m)
-	t.Cleanup(func() { _ = m.Close() })
-	ready := time.Since(newLeader.at)
-	cmd.IdempotencyKey = "after-restart"
-	revoked, err := client.Revoke(t.Context(), cmd)
-	require.NoError(t, err)
-	firstWrite := time.Since(newLeader.at)
-	assert.Equal(t, granted.Seq+1, revoked.Seq)
-	t.Logf("consentd was serving %s after the stream's new leader, and a write was answered %s after it",
-		ready.Round(time.Millisecond), firstWrite.Round(time.Millisecond))
-	assert.Less(t, firstWrite, 2*1500*time.Millisecond, "first write after the new leader")
+	return electedLeader{}
+}
+
+// writeUntilAnswered sends cmd as a grant (with its idempotency key, so a
+// retry lands once) until it is answered.
+func writeUntilAnswered(t *testing.T, client *ledger.Client, cmd events.Command) ledger.Reply {
+	t.Helper()
+	var reply ledger.Reply
+	require.Eventually(t, func() bool {
+		var err error
+		reply, err = client.Grant(t.Context(), cmd)
+		return err == nil
+	}, 30*time.Second, 5*time.Millisecond, "no write answered")
+	return reply
 }
 
 // TestClusterSIGKILLOfAConsentd kills one of two consentd (a child

@@ -54,7 +54,13 @@ func main() {
 		_ = m.Close()
 		os.Exit(1)
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-m.Failed():
+		fmt.Fprintln(os.Stderr, "consentd:", err)
+		_ = m.Close()
+		os.Exit(1)
+	}
 	stop() // a second signal kills the process at once
 	m.log.Info("shutting down")
 	if err := m.Close(); err != nil {
@@ -86,6 +92,13 @@ type Main struct {
 	expirer   *ledger.Expirer
 	guard     *ledger.StreamGuard
 	url       string
+	replicas  int // the stream's, once startWrites found it
+
+	// stopStart stops the start-up's goroutines (the look for the stream,
+	// the probe of the index), which starting waits for.
+	stopStart context.CancelFunc
+	starting  sync.WaitGroup
+	failed    chan error // see Failed
 
 	stopGuard context.CancelFunc
 	guardDone chan struct{}
@@ -172,11 +185,19 @@ func (m *Main) ParseFlags(args []string) error {
 }
 
 // Run starts consentd: it locks the data directory, starts the embedded
-// NATS server (unless Config.NATSURL is set), makes sure the stream exists,
-// opens the index, starts the projector and registers the consent service,
-// waits until the index has caught up with the stream, then prints one line
-// saying where it listens and returns. ctx bounds the start-up only
-// (waiting for NATS and for the catch-up); stop consentd with Close. On error, call Close to release what was started.
+// NATS server (unless Config.NATSURL is set), opens the index, registers
+// the consent service, and looks the stream up (or creates it); once it
+// has the stream it starts the projector and takes commands. Lookups are
+// served once the index is known to be current: when the projector has
+// caught up with what the stream held at start, or, while the stream has
+// no leader, when a replica holds nothing after the index's checkpoint
+// (see leaderless.go). Run prints one line saying where it listens and
+// returns once lookups are served and commands too, or, when the stream
+// was not found at the first attempt (no leader), once lookups are served:
+// commands follow in the background as soon as the stream has a leader.
+// ctx bounds the start-up only (waiting for NATS and for the index); stop
+// consentd with Close. On error, call Close to release what was started;
+// an error found in the background (an unsafe stream) is sent on Failed.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
 	if err := cfg.Validate(); err != nil {
@@ -210,27 +231,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	stream, err := m.ensureStream(ctx, js)
-	if err != nil {
-		return err
-	}
 	indexDir := filepath.Join(dataDir, "index")
 	if m.index, err = projector.Open(indexDir, projector.IndexOptions{Logger: m.log.With("component", "index")}); err != nil {
 		return fmt.Errorf("open the index in %s: %w", indexDir, err)
 	}
-	// The index tells appends a consent's last state without a read of the
-	// stream; the stream's sequence check catches a stale answer.
-	// The guard refuses every write while the stream is unsafe.
-	m.startGuard(js)
-	ledgerOpts := ledger.Options{Tips: m.index, Guard: m.guard}
-	if cfg.Embedded() && cfg.Sync == SyncAlways && cfg.GroupCommit {
-		ledgerOpts.GroupCommit = &ledger.GroupCommit{}
-	}
-	l := ledger.New(js, stream, ledgerOpts)
+	// The projector runs once the stream is found (it reads the stream's
+	// info, which needs its leader); Health reads it from the start.
 	m.projector = projector.New(js, m.index, projector.Options{Stream: cfg.Stream, Logger: m.log.With("component", "projector")})
-	projectorCtx, stopProjector := context.WithCancel(context.Background())
-	m.stopProjector, m.projectorDone = stopProjector, make(chan struct{})
-	go m.superviseProjector(projectorCtx)
+	m.projectorDone = make(chan struct{})
 
 	var signer *audit.Signer
 	if cfg.SigningKey != "" {
@@ -238,8 +246,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return fmt.Errorf("--signing-key: %w", err)
 		}
 	}
-	m.service, err = ledger.NewService(m.svcConn, l, m.index, ledger.ServiceConfig{
-		DeferLookups:  true, // commands at once, lookups once the index can answer them (ServeLookups below)
+	m.service, err = ledger.NewService(m.svcConn, nil, m.index, ledger.ServiceConfig{
+		DeferLookups:  true, // lookups once the index can answer them (ServeLookups below)
+		DeferCommands: true, // commands once the stream is found (startWrites)
 		MinSeqTimeout: cfg.MinSeqTimeout,
 		Health:        m.health,
 		Signer:        signer,
@@ -255,9 +264,103 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
+	startCtx, stopStart := context.WithCancel(context.Background())
+	m.stopStart = stopStart
+	late := make(chan struct{}) // closed when the first look for the stream fails
+	writing := make(chan error, 1)
+	m.failed = make(chan error, 1)
+	m.starting.Add(2)
+	go func() {
+		defer m.starting.Done()
+		err := m.startWrites(startCtx, js, signer, late)
+		if err != nil && startCtx.Err() == nil {
+			m.log.Error("consentd cannot take commands", "error", err)
+			m.failed <- err
+		}
+		writing <- err
+	}()
+	go func() {
+		defer m.starting.Done()
+		m.serveIndexIfCurrent(startCtx)
+	}()
+
+	// Serve lookups once the index is ready (caught up, or known current);
+	// return once commands are served too, or the stream is late.
+	lookups, commands, projectorDone := false, false, m.projectorDone
+	for !lookups || (!commands && late != nil) {
+		changed := m.index.Changed()
+		if !lookups && m.index.Ready() {
+			if err := m.service.ServeLookups(); err != nil {
+				return err
+			}
+			lookups, projectorDone = true, nil
+			continue
+		}
+		select {
+		case <-changed:
+		case err := <-writing:
+			if err != nil {
+				return err
+			}
+			commands, writing = true, nil
+		case <-late:
+			late = nil
+		case <-projectorDone:
+			return fmt.Errorf("projector stopped before catching up: %w", m.projector.Err())
+		case <-ctx.Done():
+			if !lookups {
+				return fmt.Errorf("waiting for the index to catch up (at seq %d): %w", m.index.Checkpoint(), ctx.Err())
+			}
+			return fmt.Errorf("waiting for stream %s: %w", cfg.Stream, ctx.Err())
+		}
+	}
+
+	replicas := "no leader yet: commands once it has one"
+	if commands {
+		replicas = fmt.Sprintf("%d replicas", m.replicas)
+	}
+	if cfg.Embedded() {
+		fmt.Fprintf(m.Stdout, "consentd: listening on %s (embedded NATS with JetStream, sync %s), data in %s\n", m.url, cfg.Sync, dataDir)
+	} else {
+		fmt.Fprintf(m.Stdout, "consentd: serving through NATS at %s (stream %s, %s), index in %s\n",
+			redactURL(cfg.NATSURL), cfg.Stream, replicas, indexDir)
+	}
+	return nil
+}
+
+// Failed returns a channel that gets the error that keeps consentd from
+// taking commands when it meets one after Run returned (an unsafe stream);
+// main exits on it. Nil before Run.
+func (m *Main) Failed() <-chan error { return m.failed }
+
+// startWrites waits for the stream (ensureStream, closing late when the
+// first attempt fails), then starts what needs it: the stream guard, the
+// Ledger, the projector, the commands, the expirer and the checkpointer.
+func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *audit.Signer, late chan struct{}) error {
+	stream, err := m.ensureStream(ctx, js, late)
+	if err != nil {
+		return err
+	}
+	m.replicas = stream.CachedInfo().Config.Replicas
+	// The index tells appends a consent's last state without a read of the
+	// stream; the stream's sequence check catches a stale answer.
+	// The guard refuses every write while the stream is unsafe.
+	m.startGuard(js)
+	ledgerOpts := ledger.Options{Tips: m.index, Guard: m.guard}
+	if m.Config.Embedded() && m.Config.Sync == SyncAlways && m.Config.GroupCommit {
+		ledgerOpts.GroupCommit = &ledger.GroupCommit{}
+	}
+	l := ledger.New(js, stream, ledgerOpts)
+	projectorCtx, stopProjector := context.WithCancel(context.Background())
+	m.stopProjector = stopProjector
+	go m.superviseProjector(projectorCtx)
+
+	if err := m.service.ServeCommands(l); err != nil {
+		return err
+	}
 	// Every instance runs an expirer: each consent.expired lands once
 	// whichever instances race for it (see ledger.Expire).
-	m.expirer = ledger.NewExpirer(l, m.index, ledger.ExpirerOptions{Interval: cfg.ExpiryInterval, Logger: m.log.With("component", "expirer")})
+	m.expirer = ledger.NewExpirer(l, m.index, ledger.ExpirerOptions{Interval: m.Config.ExpiryInterval, Logger: m.log.With("component", "expirer")})
 	expirerCtx, stopExpirer := context.WithCancel(context.Background())
 	m.stopExpirer, m.expirerDone = stopExpirer, make(chan struct{})
 	go func() {
@@ -270,47 +373,30 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
-
-	// Say "listening" once lookups are answered: when the projector has
-	// caught up with what the stream held at start.
-	for {
-		changed := m.index.Changed()
-		if m.index.Ready() {
-			break
-		}
-		select {
-		case <-changed:
-		case <-m.projectorDone:
-			return fmt.Errorf("projector stopped before catching up: %w", m.projector.Err())
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the index to catch up (at seq %d): %w", m.index.Checkpoint(), ctx.Err())
-		}
-	}
-	if err := m.service.ServeLookups(); err != nil {
-		return err
-	}
-
-	if cfg.Embedded() {
-		fmt.Fprintf(m.Stdout, "consentd: listening on %s (embedded NATS with JetStream, sync %s), data in %s\n", m.url, cfg.Sync, dataDir)
-	} else {
-		fmt.Fprintf(m.Stdout, "consentd: serving through NATS at %s (stream %s, %d replicas), index in %s\n",
-			redactURL(cfg.NATSURL), cfg.Stream, stream.CachedInfo().Config.Replicas, indexDir)
+	select {
+	case <-late:
+		m.log.Info("the stream has a leader: taking commands", "stream", m.Config.Stream)
+	default:
 	}
 	return nil
 }
 
 // ensureStreamAttempt bounds one attempt to look the stream up (or create
-// it). While the stream or the cluster has no leader a request may go
-// unanswered; short attempts, made again at once, find the new leader
-// within about this long of its election.
-const ensureStreamAttempt = time.Second
+// it). While the stream or the cluster has no leader a request goes
+// unanswered; short attempts, made again at once after one timed out,
+// find the new leader within about this long of its election (a healthy
+// cluster answers in milliseconds).
+const ensureStreamAttempt = 500 * time.Millisecond
 
 // ensureStream creates or checks the stream, waiting while a NATS cluster
-// is still electing its JetStream leader or the stream's. An unsafe stream
-// is refused at once.
-func (m *Main) ensureStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+// is still electing its JetStream leader or the stream's; it closes late
+// when the first attempt has failed. An unsafe stream is refused at once.
+func (m *Main) ensureStream(ctx context.Context, js jetstream.JetStream, late chan struct{}) (jetstream.Stream, error) {
 	opts := ledger.StreamOptions{Name: m.Config.Stream, Replicas: m.Config.Replicas}
 	for attempt := 0; ; attempt++ {
+		if attempt == 1 {
+			close(late)
+		}
 		attemptCtx, cancel := context.WithTimeout(ctx, ensureStreamAttempt)
 		stream, err := ledger.EnsureStream(attemptCtx, js, opts)
 		cancel()
@@ -320,7 +406,12 @@ func (m *Main) ensureStream(ctx context.Context, js jetstream.JetStream) (jetstr
 		if errors.Is(err, ledger.ErrUnsafeStream) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || ctx.Err() != nil {
 			return nil, err
 		}
-		m.log.Warn("stream not ready yet; retrying", "stream", opts.Name, "error", err)
+		if attempt%20 == 0 { // about every 10s while there is no leader
+			m.log.Warn("stream not ready yet; retrying", "stream", opts.Name, "error", err, "attempts", attempt+1)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			continue // unanswered: the attempt itself was the pause
+		}
 		if err := pause(ctx, min(attempt, 1)); err != nil { // 250ms, then 500ms
 			return nil, fmt.Errorf("stream %s: %w", opts.Name, ctx.Err())
 		}
@@ -412,6 +503,12 @@ func (m *Main) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	if m.stopStart != nil {
+		// From here on, what the start-up set up in the background is
+		// visible, and nothing more starts.
+		m.stopStart()
+		m.starting.Wait()
+	}
 	if m.stopCheckpointer != nil {
 		m.stopCheckpointer()
 		<-m.checkpointerDone
