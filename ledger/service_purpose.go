@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"time"
 
 	"github.com/consentledger/consent/events"
 	"github.com/nats-io/nats.go/micro"
@@ -96,34 +97,50 @@ func (s *Service) purpose(ctx context.Context, k events.PurposeKey, minSeq uint6
 // commandStatus is the status a command's reply carries: exactly what a
 // check with min_seq = r.Seq answers for the consent as the event left it.
 // The consent's state is the event's; its policy version is judged against
-// the purpose's as the index has it once it has applied r.Seq (waiting for
-// it up to MinSeqTimeout), so that a grant under an outdated policy says
-// "not allowed" in its reply as in every check after it. When the index
-// cannot say in time, the status is not allowed: never "allowed" when
-// unsure.
+// the purpose's as of r.Seq or later (requiredPolicyVersionAt), so that a
+// grant under an outdated policy says "not allowed" in its reply as in
+// every check after it. When neither the index nor the stream can say in
+// time, the status is not allowed: never "allowed" when unsure.
 func (s *Service) commandStatus(ctx context.Context, r *Reply) events.Status {
 	c := events.Evolve(events.NewConsent(r.Event.Key()), r.Event, r.Seq)
 	required, err := s.requiredPolicyVersionAt(ctx, c.Key(), r.Seq)
 	st := c.View(s.cfg.Now(), required)
 	if err != nil {
-		s.log.Warn("consent service: command reply judged not allowed: the purpose registry did not reach its seq",
+		s.log.Warn("consent service: command reply judged not allowed: the purpose's policy version at its seq is unknown",
 			"seq", r.Seq, "error", err)
 		st.Allowed = false
 	}
 	return st
 }
 
+// commandStatusIndexWait is how long a command's reply waits for the index
+// to apply the command's seq before it reads the purpose from the stream
+// instead: a healthy index is there within milliseconds, one that catches
+// up or lost its consumer in a failover is not, and the command's answer
+// must not wait for it.
+const commandStatusIndexWait = 50 * time.Millisecond
+
 // requiredPolicyVersionAt is requiredPolicyVersion without a caller's
-// minimum, waiting for the index to apply minSeq (at most MinSeqTimeout);
-// it returns the registry's error when it cannot answer.
+// minimum, as of minSeq or later: from the index once it has applied minSeq
+// (waiting commandStatusIndexWait for it), else from the purpose's records
+// in the stream, read now (at most MinSeqTimeout). Without a registry
+// there is no minimum, as for check. It returns the stream read's error
+// when neither can say.
 func (s *Service) requiredPolicyVersionAt(ctx context.Context, k events.Key, minSeq uint64) (int, error) {
 	pr := s.purposes()
 	if pr == nil {
 		return 0, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.MinSeqTimeout)
+	key := events.PurposeKey{Tenant: k.Tenant, Purpose: k.Purpose}
+	waitCtx, cancel := context.WithTimeout(ctx, commandStatusIndexWait)
+	p, _, err := pr.Purpose(waitCtx, key, minSeq)
+	cancel()
+	if err == nil {
+		return p.RequiredPolicyVersion(), nil
+	}
+	readCtx, cancel := context.WithTimeout(ctx, s.cfg.MinSeqTimeout)
 	defer cancel()
-	p, _, err := pr.Purpose(ctx, events.PurposeKey{Tenant: k.Tenant, Purpose: k.Purpose}, minSeq)
+	p, _, err = s.ledger.readPurpose(readCtx, key, "")
 	if err != nil {
 		return 0, err
 	}

@@ -1,11 +1,13 @@
 package ledger_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -80,4 +82,49 @@ func command(t *testing.T, c *ledger.Client, kind events.Kind, cmd events.Comman
 	default:
 		return c.Revoke(stepCtx(t), cmd)
 	}
+}
+
+// stalledRegistry is an index whose projector has stopped at seq 0: it
+// keeps a purpose registry but never reaches a new sequence.
+type stalledRegistry struct{ *fakeReader }
+
+func (stalledRegistry) Purpose(ctx context.Context, k events.PurposeKey, minSeq uint64) (events.Purpose, uint64, error) {
+	if minSeq == 0 {
+		return events.NewPurpose(k), 0, nil
+	}
+	<-ctx.Done()
+	return events.Purpose{}, 0, events.ErrStale
+}
+
+func (stalledRegistry) Purposes(context.Context, string, uint64) ([]events.Purpose, uint64, error) {
+	return nil, 0, nil
+}
+
+// TestCommandReplyStatusWithoutTheIndex: while the index cannot reach a
+// command's seq (catching up, or its consumer lost in a failover), the
+// reply does not wait for it: the purpose's policy version is read from
+// the stream, so a grant under an outdated policy still says not allowed,
+// and one under the current policy allowed.
+func TestCommandReplyStatusWithoutTheIndex(t *testing.T) {
+	s, _, js := natstest.Run(t)
+	stream, err := ledger.EnsureStream(t.Context(), js, ledger.StreamOptions{})
+	require.NoError(t, err)
+	l := ledger.New(js, stream, ledger.Options{})
+	svc, err := ledger.NewService(natstest.Connect(t, s), l, stalledRegistry{newFakeReader(0)}, ledger.ServiceConfig{MinSeqTimeout: time.Minute})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
+	c := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{Timeout: 10 * time.Second})
+
+	_, err = l.SetPurpose(t.Context(), events.PurposeCommand{Purpose: "marketing_email", PolicyVersion: 2, Actor: "legal"})
+	require.NoError(t, err)
+	outdated, err := c.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "marketing_email", PolicyVersion: 1})
+	require.NoError(t, err)
+	assert.False(t, outdated.Status.Allowed)
+	assert.True(t, outdated.Status.Outdated)
+	assert.Equal(t, 2, outdated.Status.RequiredPolicyVersion)
+
+	current, err := c.Grant(stepCtx(t), events.Command{SubjectID: "bob", Purpose: "marketing_email", PolicyVersion: 2})
+	require.NoError(t, err)
+	assert.True(t, current.Status.Allowed)
+	assert.Equal(t, 2, current.Status.RequiredPolicyVersion)
 }
