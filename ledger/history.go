@@ -26,8 +26,16 @@ var ErrUnreadableEvent = errors.New("stored event cannot be read")
 // served by a follower that is a few milliseconds behind the leader, so an
 // event appended a moment ago can be missing from the page.
 //
+// A message that fails the integrity rule (events.CheckMessage, the
+// prev_hash link, a quarantine that does not resume the last good state;
+// docs/audit.md) is a record with a Violation and no Event, in its place;
+// as in the projector it does not advance its consent's chain, and a
+// consent.quarantined is an event like any other. Links on a page after
+// q.AfterSeq are judged as from the start (the messages before it are
+// read again).
+//
 // Errors: a *events.FieldError for an invalid query; an error matching
-// ErrUnreadableEvent for a stored message that does not decode; context and
+// ErrUnreadableEvent for a stored message a newer ledger wrote; context and
 // JetStream errors as they come.
 func (l *Ledger) History(ctx context.Context, q HistoryQuery) (History, error) {
 	if err := q.Validate(); err != nil {
@@ -42,19 +50,62 @@ func (l *Ledger) History(ctx context.Context, q HistoryQuery) (History, error) {
 	if limit == 0 {
 		limit = DefaultHistoryLimit
 	}
+	folds := map[string]*storedFold{}
+	if err := l.foldBefore(ctx, filter, q.AfterSeq, folds); err != nil {
+		return History{}, err
+	}
 	msgs, err := l.readMsgs(ctx, filter, q.AfterSeq, limit)
 	if err != nil {
 		return History{}, fmt.Errorf("read history: %w", err)
 	}
 	h := History{Events: make([]Record, 0, len(msgs))}
 	for _, m := range msgs {
-		ev, err := decodeStored(m)
+		r, err := historyStep(folds, m)
 		if err != nil {
 			return History{}, err
 		}
-		h.Events = append(h.Events, Record{Seq: m.Sequence, Event: ev})
+		h.Events = append(h.Events, r)
 	}
 	return h, nil
+}
+
+// historyStep folds m into the fold of its subject (storedFold.step) and
+// returns its record: the event, or the violation.
+func historyStep(folds map[string]*storedFold, m *jetstream.RawStreamMsg) (Record, error) {
+	f := folds[m.Subject]
+	if f == nil {
+		f = &storedFold{}
+		folds[m.Subject] = f
+	}
+	ev, v, err := f.step(m)
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{Seq: m.Sequence, Event: ev, Violation: v, stored: m.Time}, nil
+}
+
+// foldBefore folds the messages on filter up to seq afterSeq into folds,
+// so that the page after it judges links as a read from the start would.
+func (l *Ledger) foldBefore(ctx context.Context, filter string, afterSeq uint64, folds map[string]*storedFold) error {
+	for from := uint64(0); from < afterSeq; {
+		msgs, err := l.readMsgs(ctx, filter, from, MaxHistoryLimit)
+		if err != nil {
+			return fmt.Errorf("read history: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Sequence > afterSeq {
+				return nil
+			}
+			if _, err := historyStep(folds, m); err != nil {
+				return err
+			}
+		}
+		if len(msgs) < MaxHistoryLimit {
+			return nil
+		}
+		from = msgs[len(msgs)-1].Sequence
+	}
+	return nil
 }
 
 // batchBytes caps the bytes of one batched direct get. The server streams a

@@ -92,33 +92,57 @@ type storedFold struct {
 }
 
 // foldStored folds one consent subject's messages, oldest first, as the
-// projector does: a message that fails events.CheckMessage, its link to
-// the last applied event, or (a quarantine) does not resume the last good
-// state is not applied and taints the consent; a quarantine that is
-// applied clears the taint it names. It returns an error matching
+// projector does (storedFold.step). It returns an error matching
 // ErrUnreadableEvent for a message a newer ledger wrote.
 func foldStored(msgs []*jetstream.RawStreamMsg) (storedFold, error) {
 	var f storedFold
 	for _, m := range msgs {
-		f.last = m.Sequence
-		ev, err := checkStored(m)
-		switch {
-		case errors.Is(err, ErrIntegrity):
-			f.taints = append(f.taints, m.Sequence)
-			continue
-		case err != nil:
+		if _, _, err := f.step(m); err != nil {
 			return storedFold{}, err
-		case ev.PrevHash != f.cur.Hash, ev.Type == events.TypeQuarantined && !ev.Resumes(f.cur):
-			f.taints = append(f.taints, m.Sequence)
-			continue
-		case ev.Type == events.TypeQuarantined:
-			if i, found := slices.BinarySearch(f.taints, ev.QuarantinedSeq); found {
-				f.taints = slices.Delete(f.taints, i, i+1)
-			}
 		}
-		f.cur = events.Evolve(f.cur, ev, m.Sequence)
 	}
 	return f, nil
+}
+
+// step folds the consent's next message m as the projector does: a
+// message that fails events.CheckMessage, its link to the last applied
+// event, or (a quarantine) does not resume the last good state is not
+// applied and taints the consent, and step returns the failed check with
+// why; a quarantine that is applied clears the taint it names. Otherwise
+// it returns the applied event. It returns an error matching
+// ErrUnreadableEvent for a message a newer ledger wrote (f is then
+// unchanged but for last).
+func (f *storedFold) step(m *jetstream.RawStreamMsg) (*events.Event, *RecordViolation, error) {
+	f.last = m.Sequence
+	ev, check, err := events.CheckMessage(m.Subject, m.Header.Get(events.HeaderEventType), m.Data, false)
+	var v *RecordViolation
+	switch {
+	case check == events.CheckNewer:
+		return nil, nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
+	case check != "":
+		v = &RecordViolation{Check: check, Reason: err.Error()}
+	case ev.PrevHash != f.cur.Hash:
+		reason := fmt.Sprintf("prev_hash is %q but the consent has no applied event (want \"\")", ev.PrevHash)
+		if f.cur.Seq != 0 {
+			reason = fmt.Sprintf("prev_hash is %q but the consent's last applied event (seq %d) has hash %q", ev.PrevHash, f.cur.Seq, f.cur.Hash)
+		}
+		v = &RecordViolation{Check: events.CheckLink, Reason: reason}
+	case ev.Type == events.TypeQuarantined && !ev.Resumes(f.cur):
+		v = &RecordViolation{Check: events.CheckQuarantine, Reason: fmt.Sprintf(
+			"it resumes state %s at policy version %d, but the consent's last good state (seq %d) is %s at policy version %d",
+			ev.State, ev.PolicyVersion, f.cur.Seq, f.cur.State, f.cur.PolicyVersion)}
+	}
+	if v != nil {
+		f.taints = append(f.taints, m.Sequence)
+		return nil, v, nil
+	}
+	if ev.Type == events.TypeQuarantined {
+		if i, found := slices.BinarySearch(f.taints, ev.QuarantinedSeq); found {
+			f.taints = slices.Delete(f.taints, i, i+1)
+		}
+	}
+	f.cur = events.Evolve(f.cur, ev, m.Sequence)
+	return ev, nil, nil
 }
 
 // readSubject reads every message of one consent subject, oldest first.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
@@ -15,16 +17,26 @@ import (
 // the first event recorded after q.At; by occurred time it reads the whole
 // history. Expiry is judged at q.At.
 //
+// A message that fails the integrity rule (History's violation records)
+// counts from the time the stream stored it: from then on, until a
+// quarantine counted names it, the status is integrity_violation with its
+// seq, as the index says.
+//
 // Errors: a *events.FieldError for an invalid query, an error matching
-// ErrUnreadableEvent for a stored event that does not decode, context and
-// JetStream errors as they come.
+// ErrUnreadableEvent for a stored message a newer ledger wrote, context
+// and JetStream errors as they come.
 func (l *Ledger) StatusAt(ctx context.Context, q StatusAtQuery) (StatusAt, error) {
 	if err := q.Validate(); err != nil {
 		return StatusAt{}, err
 	}
 	k := q.Key()
 	p := audit.NewPointInTime(k, q.At, q.By)
-	err := l.eachEvent(ctx, k, func(r Record) bool { return p.Add(r.Seq, r.Event) })
+	err := l.eachEvent(ctx, k, func(r Record) bool {
+		if r.Violation != nil {
+			return p.AddViolation(r.Seq, r.stored)
+		}
+		return p.Add(r.Seq, r.Event)
+	})
 	if err != nil {
 		return StatusAt{}, err
 	}
@@ -35,19 +47,37 @@ func (l *Ledger) StatusAt(ctx context.Context, q StatusAtQuery) (StatusAt, error
 // stream's latest checkpoint (kept when it verifies with the signer's key
 // and covers the last event), signed by signer.
 //
-// Errors: as StatusAt's.
+// A receipt vouches for a consent's state, so a consent whose history holds
+// a message that fails the integrity rule and is not quarantined gets
+// none: the error is an *IntegrityError (matching ErrIntegrity, 409)
+// naming the first such message's seq.
+//
+// Errors: as StatusAt's, and that *IntegrityError.
 func (l *Ledger) Receipt(ctx context.Context, q ReceiptQuery, signer *audit.Signer) (*SignedReceipt, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
 	k := q.Key()
 	var history []audit.ReceiptEvent
+	violations := map[uint64]string{} // unquarantined: seq -> check
 	err := l.eachEvent(ctx, k, func(r Record) bool {
-		history = append(history, audit.ReceiptEvent{Seq: r.Seq, Event: r.Event})
+		switch {
+		case r.Violation != nil:
+			violations[r.Seq] = r.Violation.Check
+		case r.Event.Type == events.TypeQuarantined:
+			delete(violations, r.Event.QuarantinedSeq)
+			fallthrough
+		default:
+			history = append(history, audit.ReceiptEvent{Seq: r.Seq, Event: r.Event})
+		}
 		return true
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(violations) > 0 {
+		first := slices.Min(slices.Collect(maps.Keys(violations)))
+		return nil, &IntegrityError{Seq: first, Subject: k.NATSSubject(), Check: violations[first]}
 	}
 	cp, err := l.lastCheckpoint(ctx, signer)
 	if err != nil {
@@ -56,8 +86,8 @@ func (l *Ledger) Receipt(ctx context.Context, q ReceiptQuery, signer *audit.Sign
 	return signer.SignReceipt(audit.NewReceipt(l.streamName, k, history, cp, l.now()))
 }
 
-// eachEvent calls fn with the consent's events, oldest first, until fn
-// returns false.
+// eachEvent calls fn with the consent's history records (events and
+// violations, see History), oldest first, until fn returns false.
 func (l *Ledger) eachEvent(ctx context.Context, k events.Key, fn func(Record) bool) error {
 	q := HistoryQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose, Limit: MaxHistoryLimit}
 	for {

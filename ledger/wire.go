@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"time"
+
 	"encoding/json"
 
 	"github.com/consentledger/consent/events"
@@ -151,10 +153,21 @@ func (q *HistoryQuery) Validate() error {
 	return nil
 }
 
-// Record is one event of a history with its stream sequence.
+// Record is one message of a history with its stream sequence: an event,
+// or, for a message that failed the integrity rule (docs/audit.md,
+// "Integrity violations and quarantine"), a Violation and no Event.
 type Record struct {
-	Seq   uint64        `json:"seq"`
-	Event *events.Event `json:"event"`
+	Seq       uint64           `json:"seq"`
+	Event     *events.Event    `json:"event,omitempty"`
+	Violation *RecordViolation `json:"violation,omitempty"`
+	stored    time.Time        // when the stream stored a violation's message (StatusAt)
+}
+
+// RecordViolation is the integrity check a history's message failed
+// (events.Check*) and why.
+type RecordViolation struct {
+	Check  string `json:"check"`
+	Reason string `json:"reason"`
 }
 
 // History is the reply of consent.v1.history: events oldest first. A page

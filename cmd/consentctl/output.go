@@ -43,11 +43,19 @@ func printStatuses(w io.Writer, statuses []events.Status) {
 	_ = tw.Flush()
 }
 
-// printHistory writes one row per event.
+// printHistory writes one row per event, and one of TYPE violation, with
+// the check and why, per message that failed the integrity rule.
 func printHistory(w io.Writer, h ledger.History) {
 	tw := newTable(w)
 	fmt.Fprintln(tw, "SEQ\tOCCURRED\tPURPOSE\tTYPE\tPOLICY\tACTOR\tDETAILS")
 	for _, r := range h.Events {
+		if v := r.Violation; v != nil || r.Event == nil {
+			if v == nil {
+				v = &ledger.RecordViolation{}
+			}
+			fmt.Fprintf(tw, "%d\t-\t-\tviolation\t-\t-\tcheck %s: %s\n", r.Seq, orDash(v.Check), oneLine(v.Reason))
+			continue
+		}
 		ev := r.Event
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n",
 			r.Seq, formatTime(&ev.OccurredAt), ev.Purpose, strings.TrimPrefix(string(ev.Type), "consent."),

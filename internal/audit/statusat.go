@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"slices"
 	"time"
 
 	"github.com/consentledger/consent/events"
@@ -74,6 +75,7 @@ type PointInTime struct {
 	lastSeq uint64
 	events  int
 	done    bool
+	taints  []uint64 // violations counted and not quarantined, ascending
 }
 
 // NewPointInTime starts a fold of k's history at time at by the basis by
@@ -101,6 +103,7 @@ func (p *PointInTime) Add(seq uint64, ev *events.Event) bool {
 			return true
 		}
 		p.events++
+		p.quarantine(ev)
 		if p.last == nil || !ev.OccurredAt.Before(p.last.OccurredAt) {
 			p.last, p.lastSeq = ev, seq
 		}
@@ -110,9 +113,38 @@ func (p *PointInTime) Add(seq uint64, ev *events.Event) bool {
 			return false
 		}
 		p.events++
+		p.quarantine(ev)
 		p.state = events.Evolve(p.state, ev, seq)
 	}
 	return true
+}
+
+// AddViolation offers the consent's next message when it failed the
+// integrity rule (docs/audit.md): it was stored at seq at time stored
+// (the stream's time, the message having no recorded_at to trust). Once
+// counted (stored at or before At), the status is integrity_violation
+// with that seq until an event counted quarantines it. It returns false
+// as Add does: by recorded time, a message stored after At ends the fold.
+func (p *PointInTime) AddViolation(seq uint64, stored time.Time) bool {
+	if p.done {
+		return false
+	}
+	if stored.After(p.at) {
+		p.done = p.by != ByOccurred
+		return !p.done
+	}
+	p.taints = append(p.taints, seq)
+	return true
+}
+
+// quarantine clears the taint a counted consent.quarantined names.
+func (p *PointInTime) quarantine(ev *events.Event) {
+	if ev.Type != events.TypeQuarantined {
+		return
+	}
+	if i, found := slices.BinarySearch(p.taints, ev.QuarantinedSeq); found {
+		p.taints = slices.Delete(p.taints, i, i+1)
+	}
 }
 
 // Status returns the status at At: expiry is judged at At.
@@ -120,6 +152,9 @@ func (p *PointInTime) Status() StatusAt {
 	state := p.state
 	if p.by == ByOccurred && p.last != nil {
 		state = events.Evolve(state, p.last, p.lastSeq)
+	}
+	if len(p.taints) > 0 {
+		state.ViolationSeq = p.taints[0]
 	}
 	return StatusAt{Status: state.View(p.at, 0), At: p.at, By: p.by, Events: p.events}
 }
