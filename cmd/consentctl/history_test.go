@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -42,4 +46,31 @@ func TestHistoryShowsBackdatedEventsEndToEnd(t *testing.T) {
 	code, _, errOut = ctl(t, url, "grant", "bob", "newsletter", "--occurred-at", time.Now().UTC().AddDate(1, 0, 0).Format(time.RFC3339))
 	assert.Equal(t, exitError, code)
 	assert.Contains(t, errOut, "occurred_at: must not be more than 5 minutes after the ledger's clock")
+}
+
+// TestHistoryShowsViolation: a message on the consent's subject that
+// fails the integrity checks (here it does not decode) is a row of TYPE
+// violation, between the consent's events, with the check and why.
+func TestHistoryShowsViolation(t *testing.T) {
+	url := startConsentd(t)
+	code, _, errOut := ctl(t, url, "grant", "bob", "newsletter")
+	require.Equal(t, exitOK, code, errOut)
+
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js := natstest.JetStream(t, nc)
+	msg := nats.NewMsg(events.Key{Tenant: events.DefaultTenant, SubjectID: "bob", Purpose: "newsletter"}.NATSSubject())
+	msg.Data = []byte(`{"v":2}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ack, err := js.PublishMsg(ctx, msg)
+	require.NoError(t, err)
+
+	code, out, errOut := ctl(t, url, "history", "bob", "newsletter")
+	require.Equal(t, exitOK, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, out)
+	assert.Regexp(t, `\sgranted\s`, lines[1])
+	assert.Regexp(t, `^`+strconv.FormatUint(ack.Sequence, 10)+`\s+-\s+-\s+violation\s+-\s+-\s+check decode: \S.*$`, lines[2])
 }
