@@ -184,8 +184,8 @@ func TestSubjectIDsRoundTrip(t *testing.T) {
 	}
 }
 
-// A message on a consent's subject that is not an event is the ledger's
-// problem, not the caller's: a 500, for reads and for appends.
+// A message on a consent's subject that is not an event is an integrity
+// violation: history lists it as one (no event), and appends are refused.
 func TestUnreadableStoredEvent(t *testing.T) {
 	l, _, js := startLedger(t, ledger.StreamOptions{}, ledger.Options{})
 	ctx := context.Background()
@@ -193,9 +193,13 @@ func TestUnreadableStoredEvent(t *testing.T) {
 	_, err := js.Publish(ctx, key.NATSSubject(), []byte(`{"v":1,"type":"consent.granted"}`))
 	require.NoError(t, err)
 
-	_, err = l.History(ctx, ledger.HistoryQuery{SubjectID: "a", Purpose: "p"})
-	require.ErrorIs(t, err, ledger.ErrUnreadableEvent)
-	assert.Equal(t, 500, ledger.WireError(err).Code)
+	h, err := l.History(ctx, ledger.HistoryQuery{SubjectID: "a", Purpose: "p"})
+	require.NoError(t, err)
+	require.Len(t, h.Events, 1)
+	assert.Equal(t, uint64(1), h.Events[0].Seq)
+	assert.Nil(t, h.Events[0].Event)
+	require.NotNil(t, h.Events[0].Violation)
+	assert.NotEmpty(t, h.Events[0].Violation.Check)
 
 	// A write to the consent fails, naming the message (see
 	// integrity_test.go).
