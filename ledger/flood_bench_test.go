@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,19 +52,7 @@ func BenchmarkGrantUnderFlood(b *testing.B) {
 		b.Fatal(err)
 	}
 	l := ledger.New(js, stream, ledger.Options{})
-	quiet := slog.New(slog.DiscardHandler)
-	idx, err := projector.Open(filepath.Join(b.TempDir(), "index"), projector.IndexOptions{Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	projectorCtx, stopProjector := context.WithCancel(ctx)
-	projected := make(chan error, 1)
-	go func() { projected <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(projectorCtx) }()
-	b.Cleanup(func() {
-		stopProjector()
-		<-projected
-		_ = idx.Close()
-	})
+	idx := runIndex(b, js)
 	for !idx.Ready() {
 		<-idx.Changed()
 	}
@@ -79,7 +66,7 @@ func BenchmarkGrantUnderFlood(b *testing.B) {
 		return err
 	}
 	serve := func() *ledger.Service {
-		svc, err := ledger.NewService(natstest.Connect(b, s), l, idx, ledger.ServiceConfig{Logger: quiet})
+		svc, err := ledger.NewService(natstest.Connect(b, s), l, idx, ledger.ServiceConfig{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			b.Fatal(err)
 		}

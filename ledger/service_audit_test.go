@@ -36,20 +36,10 @@ func startAuditEnv(t *testing.T, signer *audit.Signer) *auditEnv {
 	require.NoError(t, err)
 	e := &auditEnv{clock: newManualClock(testNow), js: js}
 	e.l = ledger.New(js, stream, ledger.Options{Now: e.clock.Now})
-	quiet := slog.New(slog.DiscardHandler)
-	e.index, err = projector.Open(filepath.Join(t.TempDir(), "index"), projector.IndexOptions{Logger: quiet})
+	e.index = runIndex(t, js)
+	svc, err := ledger.NewService(natstest.Connect(t, s), e.l, e.index, ledger.ServiceConfig{Logger: slog.New(slog.DiscardHandler), Now: e.clock.Now, Signer: signer})
 	require.NoError(t, err)
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- projector.New(js, e.index, projector.Options{Logger: quiet}).Run(runCtx) }()
-	svc, err := ledger.NewService(natstest.Connect(t, s), e.l, e.index, ledger.ServiceConfig{Logger: quiet, Now: e.clock.Now, Signer: signer})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = svc.Stop(context.Background())
-		stop()
-		<-done
-		_ = e.index.Close()
-	})
+	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
 	e.client = ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{})
 	return e
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
-	"github.com/consentledger/consent/projector"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -55,19 +53,7 @@ func BenchmarkStatusLookup(b *testing.B) {
 		queries[i] = ledger.StatusQuery{SubjectID: subjectID, Purpose: "marketing_email"}
 	}
 
-	quiet := slog.New(slog.DiscardHandler)
-	idx, err := projector.Open(filepath.Join(b.TempDir(), "index"), projector.IndexOptions{Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	projectorCtx, stopProjector := context.WithCancel(ctx)
-	projected := make(chan error, 1)
-	go func() { projected <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(projectorCtx) }()
-	b.Cleanup(func() {
-		stopProjector()
-		<-projected
-		_ = idx.Close()
-	})
+	idx := runIndex(b, js)
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	_, err = idx.Wait(waitCtx, last)
 	cancel()
@@ -96,7 +82,7 @@ func BenchmarkStatusLookup(b *testing.B) {
 		name    string
 		workers int
 	}{{"inline", 0}, {"pool", 4}} {
-		svc, err := ledger.NewService(natstest.Connect(b, s), l, idx, ledger.ServiceConfig{LookupWorkers: mode.workers, Logger: quiet})
+		svc, err := ledger.NewService(natstest.Connect(b, s), l, idx, ledger.ServiceConfig{LookupWorkers: mode.workers, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			b.Fatal(err)
 		}

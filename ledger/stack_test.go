@@ -107,3 +107,22 @@ func stepCtx(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// runIndex opens a projector index in a temporary directory and runs its
+// projector on js; both stop at the end of the test, after the cleanups
+// registered later (a service over the index stops first).
+func runIndex(tb testing.TB, js jetstream.JetStream) *projector.Index {
+	tb.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	idx, err := projector.Open(filepath.Join(tb.TempDir(), "index"), projector.IndexOptions{Logger: quiet})
+	require.NoError(tb, err)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(ctx) }()
+	tb.Cleanup(func() {
+		stop()
+		<-done
+		_ = idx.Close()
+	})
+	return idx
+}
