@@ -23,14 +23,7 @@ func TestStreamGuardPeriodicCheckAloneCatchesAChange(t *testing.T) {
 	require.NoError(t, err)
 	guard := NewStreamGuard(js, StreamGuardOptions{Interval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	guard.advisories = false
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = guard.Run(runCtx)
-	}()
-	t.Cleanup(func() { stop(); <-done })
-	require.Eventually(t, func() bool { return !guard.Health().CheckedAt.IsZero() }, 10*time.Second, 2*time.Millisecond)
+	RunGuard(t, guard)
 	require.NoError(t, guard.Err())
 
 	cfg := StreamOptions{}.Config()
@@ -63,4 +56,19 @@ func TestStreamGuardContinuity(t *testing.T) {
 	assert.Empty(t, g.continuity(info(created, 41)), "restored from a backup that holds everything")
 	assert.Equal(t, []string{"was replaced (created at 2026-12-06T08:00:00Z; the stream the ledger started on was created at 2026-12-06T07:00:00Z): its history is not the one the ledger and its index hold"},
 		g.continuity(info(created.Add(time.Hour), 41)))
+}
+
+// RunGuard runs guard until the end of the test and returns once it has
+// made its first check. It is exported for the tests of package ledger_test
+// as well.
+func RunGuard(tb testing.TB, guard *StreamGuard) {
+	tb.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = guard.Run(ctx)
+	}()
+	tb.Cleanup(func() { stop(); <-done })
+	require.Eventually(tb, func() bool { return !guard.Health().CheckedAt.IsZero() }, 10*time.Second, 2*time.Millisecond)
 }

@@ -72,14 +72,7 @@ func startGuarded(t *testing.T, interval time.Duration) *guardedEnv {
 	require.NoError(t, err)
 	logs := &logBuffer{}
 	guard := ledger.NewStreamGuard(js, ledger.StreamGuardOptions{Interval: interval, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = guard.Run(ctx)
-	}()
-	t.Cleanup(func() { stop(); <-done })
-	require.Eventually(t, func() bool { return !guard.Health().CheckedAt.IsZero() }, 10*time.Second, 2*time.Millisecond)
+	ledger.RunGuard(t, guard)
 
 	l := ledger.New(js, stream, ledger.Options{Guard: guard})
 	svc, err := ledger.NewService(natstest.Connect(t, s), l, newFakeReader(0), ledger.ServiceConfig{Logger: slog.New(slog.DiscardHandler)})
@@ -328,14 +321,7 @@ func TestStreamGuardOnACluster(t *testing.T) {
 	_, err := ledger.EnsureStream(ctx, guardJS, ledger.StreamOptions{Replicas: 3})
 	require.NoError(t, err)
 	guard := ledger.NewStreamGuard(guardJS, ledger.StreamGuardOptions{Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = guard.Run(runCtx)
-	}()
-	t.Cleanup(func() { stop(); <-done })
-	require.Eventually(t, func() bool { return !guard.Health().CheckedAt.IsZero() }, 10*time.Second, 2*time.Millisecond)
+	ledger.RunGuard(t, guard)
 	require.NoError(t, guard.Err())
 
 	admin := natstest.JetStream(t, natstest.Connect(t, c.Node(2)))
