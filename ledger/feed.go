@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -119,6 +120,12 @@ type FeedConfig struct {
 	// tenant's subject token (a client account's request); nil: the
 	// API prefix is DefaultAPIPrefix (a single-account deployment).
 	Authorize FeedAuthorizer
+	// Identify, when set, listens only under tenant tokens
+	// (consent.v1.<token>.feed.*) and puts every request to it first, as
+	// ServiceConfig.Authorize does for the service (403 when refused).
+	Identify Authorize
+	// Logger receives the causes of 500s; default slog.Default().
+	Logger *slog.Logger
 	// InactiveThreshold of ephemeral feeds; default
 	// DefaultFeedInactiveThreshold.
 	InactiveThreshold time.Duration
@@ -149,9 +156,16 @@ func ServeFeed(js jetstream.JetStream, cfg FeedConfig) (*Feed, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultCommandTimeout
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	f := &Feed{js: js, cfg: cfg}
 	nc := js.Conn()
-	for _, subj := range []string{SubjectFeedOpen, "consent.v1.*.feed.open", SubjectFeedPurposes, "consent.v1.*.feed.purposes"} {
+	subjects := []string{SubjectFeedOpen, "consent.v1.*.feed.open", SubjectFeedPurposes, "consent.v1.*.feed.purposes"}
+	if cfg.Identify != nil {
+		subjects = []string{"consent.v1.*.feed.open", "consent.v1.*.feed.purposes"}
+	}
+	for _, subj := range subjects {
 		sub, err := nc.QueueSubscribe(subj, ServiceQueueGroup, f.handle)
 		if err != nil {
 			f.Stop()
@@ -179,7 +193,16 @@ func (f *Feed) handle(m *nats.Msg) {
 	var body any
 	var err error
 	token, endpoint := feedSubject(m.Subject)
+	if f.cfg.Identify != nil {
+		if c, idErr := f.cfg.Identify(endpoint, token, m.Header.Get(HeaderRequestInfo)); idErr != nil || c.Tenant != token {
+			if idErr == nil {
+				idErr = fmt.Errorf("the caller's tenant %q is not the request's %q", c.Tenant, token)
+			}
+			err = &Error{Code: 403, Description: "forbidden: " + idErr.Error()}
+		}
+	}
 	switch {
+	case err != nil:
 	case len(m.Data) > MaxRequestSize:
 		err = &Error{Code: 413, Description: fmt.Sprintf("request is %d bytes; the limit is %d bytes (64 KiB)", len(m.Data), MaxRequestSize)}
 	case endpoint == "feed.open":
@@ -196,6 +219,9 @@ func (f *Feed) handle(m *nats.Msg) {
 	reply := nats.NewMsg(m.Reply)
 	if err != nil {
 		we := WireError(err)
+		if we.Code == 500 {
+			f.cfg.Logger.Error("consent feed: internal error", "subject", m.Subject, "error", err)
+		}
 		description := we.Description
 		if description == "" {
 			description = codeText(we.Code)
@@ -281,9 +307,14 @@ func (f *Feed) open(ctx context.Context, token string, q *FeedOpenRequest) (*Fee
 		}
 		opts.AckWait = d
 	}
-	tokenOf := tenant
-	if tenant == "*" {
-		tokenOf = AllTenantsToken
+	// Feeds are named for the account that reads them (the subject's
+	// token), which is the one whose imports reach them.
+	tokenOf := token
+	if tokenOf == "" {
+		tokenOf = tenant
+		if tenant == "*" {
+			tokenOf = AllTenantsToken
+		}
 	}
 	stream, err := f.js.Stream(ctx, f.cfg.Stream)
 	if err != nil {

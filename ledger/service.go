@@ -100,6 +100,16 @@ type ServiceConfig struct {
 	// leader, and takes commands once it has found the stream. NewService
 	// then takes a nil Ledger.
 	DeferCommands bool
+	// Authorize, when set, makes the service one for callers in other
+	// NATS accounts (consentd's default, internal/auth): every endpoint
+	// listens on consent.v1.*.<endpoint>, where a client account's service
+	// import puts its tenant token, and every request is first put to
+	// Authorize (403 when refused). A caller scoped to one tenant may then
+	// name only that tenant in its body. Without Authorize the endpoints
+	// listen on consent.v1.<endpoint> and the body names the tenant.
+	Authorize Authorize
+	// Users, when set, answers consent.v1.admin.user.add, revoke and list.
+	Users Users
 }
 
 func (c ServiceConfig) withDefaults() ServiceConfig {
@@ -222,6 +232,7 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 	endpoints = append(endpoints, s.purposeEndpoints()...)
 	endpoints = append(endpoints, s.auditEndpoints()...)
 	endpoints = append(endpoints, s.adminEndpoints()...)
+	endpoints = append(endpoints, s.userEndpoints()...)
 	// Everything handlers and $SRV.STATS read is set before the first
 	// subscription exists.
 	s.async = make(map[string]*asyncCounters, len(endpoints))
@@ -298,7 +309,11 @@ type endpoint struct {
 // endpoint name allows no dots, so purpose.set is named purpose_set.
 func (s *Service) register(e endpoint) error {
 	name := strings.ReplaceAll(e.name, ".", "_")
-	if err := s.group.AddEndpoint(name, e.handler, micro.WithEndpointSubject(e.name),
+	subject, handler := e.name, e.handler
+	if s.cfg.Authorize != nil {
+		subject, handler = "*."+e.name, s.authorized(e.name, e.handler)
+	}
+	if err := s.group.AddEndpoint(name, handler, micro.WithEndpointSubject(subject),
 		micro.WithEndpointPendingLimits(s.cfg.PendingMsgs, s.cfg.PendingBytes)); err != nil {
 		return fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err)
 	}
@@ -454,6 +469,9 @@ func (s *Service) handleCommand(kind events.Kind) micro.HandlerFunc {
 		}
 		cmd, err := events.DecodeCommand(req.Data())
 		if err == nil {
+			err = scope(req, &cmd.Tenant)
+		}
+		if err == nil {
 			err = cmd.Validate(kind)
 		}
 		if err != nil {
@@ -482,6 +500,9 @@ func (s *Service) handleStatus(check bool) micro.HandlerFunc {
 		}
 		var q StatusQuery
 		err := decodeOwnedStatusQuery(req.Data(), &q)
+		if err == nil {
+			err = scope(req, &q.Tenant)
+		}
 		if err == nil {
 			err = q.Validate()
 		}
@@ -684,6 +705,9 @@ func (s *Service) accept(req micro.Request, q validator) bool {
 	}
 	err := events.DecodeStrict(req.Data(), q)
 	if err == nil {
+		err = scopeBody(req, q)
+	}
+	if err == nil {
 		err = q.Validate()
 	}
 	if err != nil {
@@ -828,6 +852,7 @@ type endpointData struct {
 }
 
 func (s *Service) endpointData(subj string) any {
+	subj = endpointSubject(subj)
 	c, ok := s.async[subj]
 	if !ok {
 		return nil
@@ -866,7 +891,7 @@ func (s *Service) subscriptionError(_ micro.Service, e *micro.NATSError) {
 		s.log.Error("consent service: subscription error", "subject", e.Subject, "error", e.Description)
 		return
 	}
-	c, ok := s.async[e.Subject]
+	c, ok := s.async[endpointSubject(e.Subject)]
 	if !ok {
 		c = &s.otherSubs // $SRV.PING, INFO and STATS
 	}

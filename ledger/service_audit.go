@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
@@ -43,6 +44,9 @@ func (s *Service) handleReceipt(req micro.Request) {
 	var q ReceiptQuery
 	err := events.DecodeStrict(req.Data(), &q)
 	if err == nil {
+		err = scope(req, &q.Tenant)
+	}
+	if err == nil {
 		err = q.Validate()
 	}
 	if err == nil && s.cfg.Signer == nil {
@@ -59,6 +63,11 @@ func (s *Service) handleReceipt(req micro.Request) {
 
 func (s *Service) handleIndexDigest(req micro.Request) {
 	if s.tooLarge(req) {
+		return
+	}
+	if t := callerOf(req).Tenant; t != "" && t != AllTenantsToken {
+		// The digest covers every tenant's consents.
+		s.respond(req, nil, &Error{Code: 403, Description: fmt.Sprintf("forbidden: the index digest covers every tenant; your credentials are for tenant %q only", t)})
 		return
 	}
 	var empty struct{}

@@ -14,7 +14,7 @@ import (
 )
 
 func commands() []command {
-	return []command{
+	return append([]command{
 		commandOf(events.KindRequest, "record that SUBJECT was asked to consent to PURPOSE"),
 		commandOf(events.KindGrant, "record that SUBJECT consented to PURPOSE"),
 		commandOf(events.KindDeny, "record that SUBJECT declined"),
@@ -26,7 +26,7 @@ func commands() []command {
 		watchCommand(),
 		purposeCommand(),
 		adminQuarantineCommand(),
-	}
+	}, userCommands()...)
 }
 
 // optionalUint is a flag whose absence differs from 0 (expected_seq 0 means

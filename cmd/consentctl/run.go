@@ -10,11 +10,13 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go"
 )
@@ -42,7 +44,7 @@ type globals struct {
 
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.server, "server", g.server, "NATS `URL` where consentd's service runs ($NATS_URL if set)")
-	fs.StringVar(&g.creds, "creds", g.creds, "NATS credentials `FILE`")
+	fs.StringVar(&g.creds, "creds", g.creds, "NATS credentials `FILE` (default: "+defaultCreds+" when it exists, as consentd writes it on its first start)")
 	fs.StringVar(&g.user, "user", g.user, "NATS `USER` name")
 	fs.StringVar(&g.password, "password", g.password, "NATS `PASSWORD`")
 	fs.StringVar(&g.tlsCA, "tls-ca", g.tlsCA, "CA certificate `FILE` (PEM) that signed the server's certificate; connects over TLS")
@@ -204,10 +206,24 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// defaultCreds is where consentd, run with its defaults in this
+// directory, writes the administrator's credentials.
+var defaultCreds = filepath.Join("consent-data", "admin.creds")
+
 func connect(g *globals) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name("consentctl"), nats.Timeout(g.timeout)}
-	if g.creds != "" {
-		opts = append(opts, nats.UserCredentials(g.creds))
+	creds := g.creds
+	if creds == "" && g.user == "" {
+		if _, err := os.Stat(defaultCreds); err == nil {
+			creds = defaultCreds
+		}
+	}
+	if creds != "" {
+		credOpts, err := credsOptions(creds)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, credOpts...)
 	}
 	if g.user != "" {
 		opts = append(opts, nats.UserInfo(g.user, g.password))
@@ -221,6 +237,28 @@ func connect(g *globals) (*nats.Conn, error) {
 		opts = append(opts, nats.ClientCert(g.tlsCert, g.tlsKey))
 	}
 	return nats.Connect(g.server, opts...)
+}
+
+// credsOptions reads a credentials file: the user's JWT and seed, and the
+// inbox prefix its permissions require. It refuses a file that others may
+// read.
+func credsOptions(path string) ([]nats.Option, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("--creds: %w", err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("--creds %s: mode %#o lets other users read these credentials; chmod 600 %s", path, info.Mode().Perm(), path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--creds: %w", err)
+	}
+	opts, err := auth.ConnectOptions(data)
+	if err != nil {
+		return nil, fmt.Errorf("--creds %s: %w", path, err)
+	}
+	return opts, nil
 }
 
 // clientCertRefused matches the errors of a server that refuses the client

@@ -38,7 +38,7 @@ func TestConsentdSignsCheckpointsAndReceipts(t *testing.T) {
 	require.NoError(t, m.Run(t.Context()))
 	t.Cleanup(func() { _ = m.Close() })
 
-	client := connectClient(t, m.ClientURL())
+	client := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	who := events.Command{SubjectID: "alice@example.com", Purpose: "marketing_email"}
@@ -47,7 +47,7 @@ func TestConsentdSignsCheckpointsAndReceipts(t *testing.T) {
 	last, err := client.Grant(ctx, who)
 	require.NoError(t, err)
 
-	nc, err := nats.Connect(m.ClientURL())
+	nc, err := nats.Connect(m.ClientURL(), serviceOptions(t, m.Config.DataDir)...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)

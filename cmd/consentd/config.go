@@ -32,6 +32,15 @@ type Config struct {
 	// address other hosts can reach without TLS; Validate refuses that
 	// otherwise.
 	InsecureListenWithoutTLS bool
+	// AuthDir holds the NATS operator, accounts and role keys
+	// (internal/auth) that consentd authenticates clients with; default
+	// <DataDir>/auth with the embedded server. With --nats-url it names
+	// the directory of the cluster's authority (consentd nats-config),
+	// and without it consentd runs in the NATS deployment's one account.
+	AuthDir string
+	// InsecureNoAuth starts the embedded server without authentication:
+	// every client may do everything, forgery of the trail included.
+	InsecureNoAuth bool
 
 	// NATSURL, when set, makes consentd use an existing NATS deployment
 	// instead of embedding a server; the rest are its credentials and TLS.
@@ -174,11 +183,13 @@ func (c *Config) validateTLS(host string) error {
 	if hasTLS && c.InsecureListenWithoutTLS {
 		return errors.New("--insecure-listen-without-tls contradicts --tls-cert: drop one of them")
 	}
+	if c.InsecureNoAuth && !isLoopback(host) && !c.InsecureListenWithoutTLS {
+		return fmt.Errorf("--listen %s with --insecure-no-auth: anyone on the network could read, forge and erase the consents; listen on loopback (127.0.0.1), or drop --insecure-no-auth", c.Listen)
+	}
 	if !hasTLS && !c.InsecureListenWithoutTLS && !isLoopback(host) {
 		return fmt.Errorf("--listen %s: other hosts could connect to the embedded NATS server in plain text, and anyone on the network could read and forge consents; "+
 			"give --tls-cert and --tls-key (and --tls-client-ca to admit only clients with a certificate from that CA), listen on loopback (127.0.0.1), "+
-			"or, on a network you trust entirely, --insecure-listen-without-tls. "+
-			"TLS alone does not say who connects (--tls-client-ca does, by certificate); user authentication is not there yet and comes with NATS accounts", c.Listen)
+			"or, on a network you trust entirely, --insecure-listen-without-tls (clients still authenticate with their credentials, but in plain text)", c.Listen)
 	}
 	return nil
 }
@@ -213,7 +224,7 @@ func envName(flagName string) string {
 
 // embeddedOnly are the flags that configure the embedded server; they make
 // no sense with --nats-url.
-var embeddedOnly = []string{"listen", "sync", "group-commit", "tls-cert", "tls-key", "tls-client-ca", "insecure-listen-without-tls"}
+var embeddedOnly = []string{"listen", "sync", "group-commit", "tls-cert", "tls-key", "tls-client-ca", "insecure-listen-without-tls", "insecure-no-auth"}
 
 // newFlagSet returns consentd's flags, bound to c.
 func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
@@ -223,7 +234,9 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "server certificate `FILE` (PEM, with --tls-key): the embedded NATS server then requires TLS from every client")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "private key `FILE` (PEM) of --tls-cert")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "CA certificate `FILE` (PEM): with --tls-cert, the embedded NATS server also requires a client certificate signed by it")
-	fs.BoolVar(&c.InsecureListenWithoutTLS, "insecure-listen-without-tls", c.InsecureListenWithoutTLS, "let the embedded NATS server listen on an address other hosts can reach (--listen 0.0.0.0:4222) without TLS, in plain text and without authentication")
+	fs.BoolVar(&c.InsecureListenWithoutTLS, "insecure-listen-without-tls", c.InsecureListenWithoutTLS, "let the embedded NATS server listen on an address other hosts can reach (--listen 0.0.0.0:4222) without TLS: credentials and consents cross the network in plain text")
+	fs.StringVar(&c.AuthDir, "auth-dir", c.AuthDir, "`DIR` of the NATS operator, accounts and role keys clients are authenticated with (default DATA-DIR/auth; with --nats-url, the directory consentd nats-config wrote)")
+	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", c.InsecureNoAuth, "start the embedded NATS server without authentication: every client that connects may read every consent, forge events and delete the stream (loopback only)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "`DIR` holding the JetStream store (jetstream/), the index (index/) and the LOCK file")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "use the NATS deployment at `URL` (comma-separated for several) instead of embedding a server")
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "credentials `FILE` for --nats-url")

@@ -33,7 +33,7 @@ func TestConsentdSurvivesSIGKILLUnderWriteLoad(t *testing.T) {
 	const writers = 3
 	var clients []*ledger.Client
 	for w := range writers {
-		nc, err := nats.Connect(url, writerOptions(fmt.Sprintf("writer-%d", w))...)
+		nc, err := nats.Connect(url, append(adminOptions(t, dataDir), writerOptions(fmt.Sprintf("writer-%d", w))...)...)
 		require.NoError(t, err)
 		t.Cleanup(nc.Close)
 		clients = append(clients, ledger.NewClient(nc, ledger.ClientOptions{}))
@@ -50,7 +50,7 @@ func TestConsentdSurvivesSIGKILLUnderWriteLoad(t *testing.T) {
 		t.Logf("round %d: SIGKILL after %d acknowledged in all; failed attempts so far: %v", round+1, load.acked.Load(), load.failureSummary())
 
 		child = startCrashChild(t, dataDir, port)
-		verifyAfterRestart(t, url, load)
+		verifyAfterRestart(t, url, dataDir, load)
 	}
 
 	// Commands left pending by the last kill are retried with their keys.
@@ -61,7 +61,7 @@ func TestConsentdSurvivesSIGKILLUnderWriteLoad(t *testing.T) {
 	stopLoad()
 	child.stop()
 	child = startCrashChild(t, dataDir, port)
-	audit := verifyAfterRestart(t, url, load)
+	audit := verifyAfterRestart(t, url, dataDir, load)
 	acks := load.snapshot()
 	t.Logf("%d acknowledged, %d of them duplicates of an attempt whose reply a kill had lost; stream at seq %d",
 		len(acks), countDuplicates(acks), audit.lastSeq)
@@ -79,9 +79,9 @@ func TestConsentdSurvivesSIGKILLUnderWriteLoad(t *testing.T) {
 // running: every acknowledged append of load is in the stream exactly
 // once, the stream is intact, and every status equals a fresh fold of the
 // stream.
-func verifyAfterRestart(t *testing.T, url string, load *writeLoad) *streamAudit {
+func verifyAfterRestart(t *testing.T, url, dataDir string, load *writeLoad) *streamAudit {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, serviceOptions(t, dataDir)...)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -89,6 +89,6 @@ func verifyAfterRestart(t *testing.T, url string, load *writeLoad) *streamAudit 
 	audit := auditStream(t, js)
 	acks := load.snapshot()
 	audit.assertAcknowledged(t, acks)
-	audit.assertStatusesMatch(t, ledger.NewClient(nc, ledger.ClientOptions{}))
+	audit.assertStatusesMatch(t, connectClient(t, url, adminOptions(t, dataDir)...))
 	return audit
 }

@@ -17,10 +17,11 @@ import (
 )
 
 // publishRaw stores payload on subject as something other than the ledger
-// could, returning its sequence.
-func publishRaw(t *testing.T, url, subject, eventType string, payload []byte) uint64 {
+// could (with the service account's credentials, which only consentd and
+// whoever holds its data directory have), returning its sequence.
+func publishRaw(t *testing.T, m *Main, subject, eventType string, payload []byte) uint64 {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(m.ClientURL(), serviceOptions(t, m.Config.DataDir)...)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -42,12 +43,12 @@ func publishRaw(t *testing.T, url, subject, eventType string, payload []byte) ui
 func TestConsentdStartsPastABadMessage(t *testing.T) {
 	dataDir := t.TempDir()
 	m := startConsentd(t, dataDir)
-	client := connectClient(t, m.ClientURL())
+	client := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
 	cmd := events.Command{SubjectID: "alice@example.com", Purpose: "marketing_email"}
 	_, err := client.Grant(t.Context(), cmd)
 	require.NoError(t, err)
-	publishRaw(t, m.ClientURL(), "consent.events.x.y.z", "", []byte(`{"v":2}`))
-	bad := publishRaw(t, m.ClientURL(), cmd.Key().NATSSubject(), "", []byte(`{"v":2}`))
+	publishRaw(t, m, "consent.events.x.y.z", "", []byte(`{"v":2}`))
+	bad := publishRaw(t, m, cmd.Key().NATSSubject(), "", []byte(`{"v":2}`))
 
 	q := ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: bad}
 	_, err = client.Check(t.Context(), q)
@@ -56,7 +57,7 @@ func TestConsentdStartsPastABadMessage(t *testing.T) {
 	require.NoError(t, m.Close())
 
 	m = startConsentd(t, dataDir) // not refused
-	client = connectClient(t, m.ClientURL())
+	client = connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
 	st, err := client.Status(t.Context(), q)
 	require.NoError(t, err)
 	assert.Equal(t, events.StateIntegrityViolation, st.State)
@@ -80,7 +81,7 @@ func TestConsentdNamesTheSeqAndVersionOfANewerEvent(t *testing.T) {
 	m.Stdout, m.Stderr = &bytes.Buffer{}, logs
 	require.NoError(t, m.Run(t.Context()))
 	t.Cleanup(func() { _ = m.Close() })
-	client := connectClient(t, m.ClientURL())
+	client := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
 	cmd := events.Command{SubjectID: "alice@example.com", Purpose: "marketing_email"}
 	granted, err := client.Grant(t.Context(), cmd)
 	require.NoError(t, err)
@@ -97,7 +98,7 @@ func TestConsentdNamesTheSeqAndVersionOfANewerEvent(t *testing.T) {
 	require.NoError(t, err)
 	raw, err = json.Marshal(newer)
 	require.NoError(t, err)
-	seq := publishRaw(t, m.ClientURL(), cmd.Key().NATSSubject(), string(events.TypeGranted), raw)
+	seq := publishRaw(t, m, cmd.Key().NATSSubject(), string(events.TypeGranted), raw)
 
 	require.Eventually(t, func() bool { return m.projector.Health().StopSeq != 0 }, 10*time.Second, 5*time.Millisecond)
 	data, err := json.Marshal(m.health())

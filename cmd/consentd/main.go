@@ -26,6 +26,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
+	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
 	"github.com/nats-io/nats-server/v2/server"
@@ -80,19 +81,22 @@ type Main struct {
 	// Environ returns the environment ParseFlags reads; default os.Environ.
 	Environ func() []string
 
-	log       *slog.Logger
-	lock      *dirLock
-	server    *server.Server
-	dataConn  *nats.Conn // ledger and projector
-	svcConn   *nats.Conn // the service's own: Stop drains it
-	index     *projector.Index
-	projector *projector.Projector
-	service   *ledger.Service
-	feed      *ledger.Feed // consent.v1.feed.open and feed.purposes
-	expirer   *ledger.Expirer
-	guard     *ledger.StreamGuard
-	url       string
-	replicas  int // the stream's, once startWrites found it
+	log        *slog.Logger
+	lock       *dirLock
+	authority  *auth.Authority // nil without authentication
+	connOpts   []nats.Option   // of consentd's own connections
+	adminCreds string          // the embedded server's admin credentials file
+	server     *server.Server
+	dataConn   *nats.Conn // ledger and projector
+	svcConn    *nats.Conn // the service's own: Stop drains it
+	index      *projector.Index
+	projector  *projector.Projector
+	service    *ledger.Service
+	feed       *ledger.Feed // consent.v1.feed.open and feed.purposes
+	expirer    *ledger.Expirer
+	guard      *ledger.StreamGuard
+	url        string
+	replicas   int // the stream's, once startWrites found it
 
 	// stopStart stops the start-up's goroutines (the look for the stream,
 	// the probe of the index), which starting waits for.
@@ -213,18 +217,23 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.lock = lock
 
+	if dir := cfg.authDir(dataDir); dir != "" {
+		if m.authority, err = openAuthority(dir); err != nil {
+			return err
+		}
+	}
 	if cfg.Embedded() {
-		if m.server, err = startServer(cfg, dataDir, m.log); err != nil {
+		if err := m.startServer(dataDir); err != nil {
 			return err
 		}
 		m.url = m.server.ClientURL()
 	} else {
 		m.url = cfg.NATSURL
 	}
-	if m.dataConn, err = connect(ctx, cfg, m.server, "consentd", m.log); err != nil {
+	if m.dataConn, err = connect(ctx, cfg, m.server, "consentd", m.log, m.connOpts...); err != nil {
 		return err
 	}
-	if m.svcConn, err = connect(ctx, cfg, m.server, "consentd-service", m.log); err != nil {
+	if m.svcConn, err = connect(ctx, cfg, m.server, "consentd-service", m.log, m.connOpts...); err != nil {
 		return err
 	}
 	js, err := jetstream.New(m.dataConn)
@@ -253,6 +262,8 @@ func (m *Main) Run(ctx context.Context) error {
 		Health:        m.health,
 		Signer:        signer,
 		Logger:        m.log.With("component", "service"),
+		Authorize:     m.authorize(),
+		Users:         m.users(cfg),
 	})
 	if err != nil {
 		return err
@@ -260,7 +271,11 @@ func (m *Main) Run(ctx context.Context) error {
 	m.svcConn = nil // the service owns it now
 	// Feeds the service opens for subscribers that may not create
 	// consumers (docs/subscribers.md).
-	if m.feed, err = ledger.ServeFeed(js, ledger.FeedConfig{Stream: cfg.Stream}); err != nil {
+	feedCfg := ledger.FeedConfig{Stream: cfg.Stream, Logger: m.log.With("component", "feed")}
+	if m.authority != nil {
+		feedCfg.Identify, feedCfg.Authorize = m.authorize(), m.authority.GrantFeed
+	}
+	if m.feed, err = ledger.ServeFeed(js, feedCfg); err != nil {
 		return err
 	}
 
@@ -320,7 +335,11 @@ func (m *Main) Run(ctx context.Context) error {
 		replicas = fmt.Sprintf("%d replicas", m.replicas)
 	}
 	if cfg.Embedded() {
-		fmt.Fprintf(m.Stdout, "consentd: listening on %s (embedded NATS with JetStream, sync %s), data in %s\n", m.url, cfg.Sync, dataDir)
+		creds := "no authentication (--insecure-no-auth)"
+		if m.adminCreds != "" {
+			creds = "admin credentials in " + m.adminCreds
+		}
+		fmt.Fprintf(m.Stdout, "consentd: listening on %s (embedded NATS with JetStream, sync %s), data in %s, %s\n", m.url, cfg.Sync, dataDir, creds)
 	} else {
 		fmt.Fprintf(m.Stdout, "consentd: serving through NATS at %s (stream %s, %s), index in %s\n",
 			redactURL(cfg.NATSURL), cfg.Stream, replicas, indexDir)

@@ -57,7 +57,7 @@ func startConsentd(t *testing.T, dataDir string) *Main {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 
-	assert.Regexp(t, `^consentd: listening on nats://127\.0\.0\.1:\d+ \(embedded NATS with JetStream, sync always\), data in `+regexp.QuoteMeta(dataDir)+"\n$", stdout.String())
+	assert.Regexp(t, `^consentd: listening on nats://127\.0\.0\.1:\d+ \(embedded NATS with JetStream, sync always\), data in `+regexp.QuoteMeta(dataDir)+`, admin credentials in `+regexp.QuoteMeta(filepath.Join(dataDir, AdminCredsFile))+"\n$", stdout.String())
 	return m
 }
 
@@ -69,19 +69,20 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// connectClient connects to consentd over TCP, as an outside service does.
-func connectClient(t *testing.T, url string) *ledger.Client {
+// connectClient connects to consentd over TCP, as an outside service does,
+// with opts (adminOptions: the administrator's credentials).
+func connectClient(t *testing.T, url string, opts ...nats.Option) *ledger.Client {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	return ledger.NewClient(nc, ledger.ClientOptions{})
+	return ledger.NewClient(nc, ledger.ClientOptions{ServiceFeed: true})
 }
 
 func TestConsentdEndToEnd(t *testing.T) {
 	dataDir := t.TempDir()
 	m := startConsentd(t, dataDir)
-	client := connectClient(t, m.ClientURL())
+	client := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
 	ctx := t.Context()
 	const alice = "alice@example.com"
 	marketing := ledger.StatusQuery{SubjectID: alice, Purpose: "marketing_email"}
@@ -186,7 +187,7 @@ func TestConsentdEndToEnd(t *testing.T) {
 	// Restart on the same data directory: the same statuses and history.
 	require.NoError(t, m.Close())
 	m = startConsentd(t, dataDir)
-	client = connectClient(t, m.ClientURL())
+	client = connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
 
 	statusesAfter, err := client.List(ctx, ledger.ListQuery{SubjectID: alice})
 	require.NoError(t, err)
@@ -257,7 +258,7 @@ func startChild(t *testing.T, dataDir string, env ...string) *child {
 func TestConsentdShutsDownCleanlyOnSIGTERM(t *testing.T) {
 	dataDir := t.TempDir()
 	c := startChild(t, dataDir)
-	client := connectClient(t, c.url)
+	client := connectClient(t, c.url, adminOptions(t, dataDir)...)
 	granted, err := client.Grant(t.Context(), events.Command{SubjectID: "bob", Purpose: "newsletter"})
 	require.NoError(t, err)
 

@@ -13,13 +13,48 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/consentledger/consent/internal/auth"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
 // startServer starts the embedded NATS server with JetStream, storing under
-// dataDir/jetstream, and returns it once it accepts connections.
-func startServer(cfg *Config, dataDir string, log *slog.Logger) (*server.Server, error) {
+// dataDir/jetstream, trusting m.authority when there is one (and then sets
+// m.connOpts and writes the admin credentials), and sets m.server once it
+// accepts connections.
+func (m *Main) startServer(dataDir string) error {
+	s, err := startServer(&m.Config, dataDir, m.log, func(opts *server.Options) error {
+		if m.authority == nil {
+			return nil
+		}
+		if err := moveAccountStore(dataDir, m.authority.ServiceAccountKey()); err != nil {
+			return err
+		}
+		creds, err := m.authority.ServerOptions(opts)
+		if err != nil {
+			return err
+		}
+		if m.connOpts, err = auth.ConnectOptions(creds); err != nil {
+			return err
+		}
+		path, created, err := ensureAdminCreds(m.authority, dataDir)
+		if err != nil {
+			return fmt.Errorf("admin credentials: %w", err)
+		}
+		if created {
+			m.log.Info("wrote the administrator's credentials (keep them secret)", "file", path)
+		}
+		m.adminCreds = path
+		return nil
+	})
+	m.server = s
+	return err
+}
+
+// startServer starts the embedded NATS server with JetStream, storing under
+// dataDir/jetstream, and returns it once it accepts connections. configure
+// adjusts the server's options before it starts.
+func startServer(cfg *Config, dataDir string, log *slog.Logger, configure func(*server.Options) error) (*server.Server, error) {
 	host, portText, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("--listen: %w", err)
@@ -46,6 +81,12 @@ func startServer(cfg *Config, dataDir string, log *slog.Logger) (*server.Server,
 		// --tls-client-ca); in-process connections, consentd's own, skip it.
 		opts.TLS = true
 		opts.TLSVerify = cfg.TLSClientCA != ""
+	}
+	if err := configure(opts); err != nil {
+		return nil, err
+	}
+	if cfg.InsecureNoAuth {
+		log.Warn("the embedded NATS server runs without authentication (--insecure-no-auth): every client that connects may read every consent, forge events and delete the stream", "listen", cfg.Listen)
 	}
 	if cfg.InsecureListenWithoutTLS && !isLoopback(host) {
 		log.Warn("the embedded NATS server listens without TLS on an address other hosts can reach (--insecure-listen-without-tls): anyone who can connect reads and writes everything in plain text", "listen", cfg.Listen)
@@ -98,7 +139,7 @@ func serverTLSConfig(cfg *Config) (*tls.Config, error) {
 
 // connect opens one of consentd's connections: in-process to the embedded
 // server s, or to cfg.NATSURL when s is nil.
-func connect(ctx context.Context, cfg *Config, s *server.Server, name string, log *slog.Logger) (*nats.Conn, error) {
+func connect(ctx context.Context, cfg *Config, s *server.Server, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -111,6 +152,7 @@ func connect(ctx context.Context, cfg *Config, s *server.Server, name string, lo
 			log.Info("NATS reconnected", "connection", name, "url", nc.ConnectedUrlRedacted())
 		}),
 	}
+	opts = append(opts, extra...)
 	if s != nil {
 		nc, err := nats.Connect("", append(opts, nats.InProcessServer(s))...)
 		if err != nil {

@@ -64,7 +64,9 @@ func endpointHealth(t *testing.T, nc *nats.Conn) map[string]struct{ Stream, Inde
 			Index  map[string]any `json:"index"`
 		}
 		require.NoError(t, json.Unmarshal(e.Data, &d), e.Subject)
-		out[e.Subject] = struct{ Stream, Index map[string]any }{d.Stream, d.Index}
+		// consent.v1.*.grant, where the client accounts' imports put their tenant
+		subject := strings.Replace(e.Subject, "consent.v1.*.", "consent.v1.", 1)
+		out[subject] = struct{ Stream, Index map[string]any }{d.Stream, d.Index}
 	}
 	return out
 }
@@ -117,8 +119,8 @@ func TestConsentdRefusesWritesWhileTheStreamIsUnsafe(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = m.Close() })
 
-			client := connectClient(t, m.ClientURL())
-			admin, err := nats.Connect(m.ClientURL())
+			client := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
+			admin, err := nats.Connect(m.ClientURL(), serviceOptions(t, m.Config.DataDir)...)
 			require.NoError(t, err)
 			t.Cleanup(admin.Close)
 			js, err := jetstream.New(admin)

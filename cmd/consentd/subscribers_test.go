@@ -52,10 +52,10 @@ func TestDurableWatchAcrossConsentdRestart(t *testing.T) {
 	_, port, err := net.SplitHostPort(u.Host)
 	require.NoError(t, err)
 
-	nc, err := nats.Connect(m.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	nc, err := nats.Connect(m.ClientURL(), append(adminOptions(t, dataDir), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := ledger.NewClient(nc, ledger.ClientOptions{ServiceFeed: true})
 	var want []uint64
 	for _, who := range []string{"a", "b", "c"} {
 		reply, err := client.Grant(stepContext(t), events.Command{SubjectID: who, Purpose: "newsletter"})
@@ -104,11 +104,11 @@ func TestDurableWatchAcrossConsentdRestart(t *testing.T) {
 // consent.expired, and a watcher learns of each.
 func TestExpiryOnceWithTwoConsentd(t *testing.T) {
 	a := runMain(t, t.TempDir(), "--listen", "127.0.0.1:-1", "--expiry-interval", "20ms")
-	b := runMain(t, t.TempDir(), "--nats-url", a.ClientURL(), "--expiry-interval", "20ms")
-	nc, err := nats.Connect(a.ClientURL())
+	b := runMain(t, t.TempDir(), "--nats-url", a.ClientURL(), "--nats-creds", serviceCredsFile(t, a.Config.DataDir), "--expiry-interval", "20ms")
+	nc, err := nats.Connect(a.ClientURL(), adminOptions(t, a.Config.DataDir)...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := ledger.NewClient(nc, ledger.ClientOptions{ServiceFeed: true})
 	w, err := client.Watch(stepContext(t), ledger.WatchOptions{Purposes: []string{"trial"}})
 	require.NoError(t, err)
 	t.Cleanup(w.Stop)

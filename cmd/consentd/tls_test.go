@@ -37,7 +37,7 @@ func TestListenBeyondLoopbackNeedsTLS(t *testing.T) {
 			assert.Contains(t, err.Error(), "--listen "+addr+": other hosts could connect")
 			assert.Contains(t, err.Error(), "--tls-cert and --tls-key")
 			assert.Contains(t, err.Error(), "--insecure-listen-without-tls")
-			assert.Contains(t, err.Error(), "user authentication is not there yet and comes with NATS accounts")
+			assert.Contains(t, err.Error(), "clients still authenticate with their credentials, but in plain text")
 
 			cfg, err := parse([]string{"--listen", addr, "--tls-cert", "server.pem", "--tls-key", "server-key.pem"})
 			require.NoError(t, err, "with TLS")
@@ -123,14 +123,14 @@ func TestConsentdTLS(t *testing.T) {
 	require.Equal(t, "tls", u.Scheme)
 
 	// A client that trusts the CA, by the URL consentd prints and by name.
-	nc, err := nats.Connect(m.ClientURL(), nats.RootCAs(pki.CA))
+	nc, err := nats.Connect(m.ClientURL(), append(adminOptions(t, m.Config.DataDir), nats.RootCAs(pki.CA))...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	state, err := nc.TLSConnectionState()
 	require.NoError(t, err)
 	assert.True(t, state.HandshakeComplete)
 	grantAndCheck(t, nc, "alice@example.com")
-	byName, err := nats.Connect("nats://localhost:"+u.Port(), nats.RootCAs(pki.CA))
+	byName, err := nats.Connect("nats://localhost:"+u.Port(), append(adminOptions(t, m.Config.DataDir), nats.RootCAs(pki.CA))...)
 	require.NoError(t, err)
 	t.Cleanup(byName.Close)
 	grantAndCheck(t, byName, "bob@example.com")
@@ -188,7 +188,7 @@ func TestConsentdTLSClientCertificates(t *testing.T) {
 	require.Error(t, err)
 	assert.Regexp(t, `unknown certificate authority|closed by remote after TLS handshake`, err.Error())
 
-	nc, err := nats.Connect(m.ClientURL(), nats.RootCAs(pki.CA), nats.ClientCert(pki.ClientCert, pki.ClientKey))
+	nc, err := nats.Connect(m.ClientURL(), append(adminOptions(t, m.Config.DataDir), nats.RootCAs(pki.CA), nats.ClientCert(pki.ClientCert, pki.ClientKey))...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	grantAndCheck(t, nc, "alice@example.com")

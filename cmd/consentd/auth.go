@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/auth"
+	"github.com/consentledger/consent/ledger"
+)
+
+// AdminCredsFile is the name, in the data directory, of the credentials
+// of the administrator of every tenant, which consentd writes on its first
+// start with the embedded server (mode 0600) and consentctl finds there.
+const AdminCredsFile = "admin.creds"
+
+// adminUser is the name of the user in AdminCredsFile.
+const adminUser = "admin"
+
+// authDir returns the directory of the authority: --auth-dir, or
+// DATA-DIR/auth with the embedded server; "" when consentd runs without
+// one (--insecure-no-auth, or --nats-url without --auth-dir).
+func (c *Config) authDir(dataDir string) string {
+	switch {
+	case c.AuthDir != "":
+		return absDir(c.AuthDir)
+	case c.Embedded() && !c.InsecureNoAuth:
+		return filepath.Join(dataDir, "auth")
+	}
+	return ""
+}
+
+// openAuthority opens (or creates) the authority in dir.
+func openAuthority(dir string) (*auth.Authority, error) {
+	a, err := auth.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("--auth-dir: %w", err)
+	}
+	return a, nil
+}
+
+// moveAccountStore moves the embedded server's JetStream store of the
+// global account ($G, used before authentication) to the service
+// account's directory, so that a data directory from a consentd without
+// authentication keeps its stream. It does nothing when there is nothing
+// to move, and refuses when both exist.
+func moveAccountStore(dataDir, serviceAccount string) error {
+	from := filepath.Join(dataDir, "jetstream", "$G")
+	to := filepath.Join(dataDir, "jetstream", serviceAccount)
+	if _, err := os.Stat(from); errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if _, err := os.Stat(to); err == nil {
+		return fmt.Errorf("%s and %s both hold a JetStream store: consentd ran with and without authentication on this data directory; move one away", from, to)
+	}
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("move the stream into the service account: %w", err)
+	}
+	return nil
+}
+
+// ensureAdminCreds writes the administrator's credentials into
+// dataDir/admin.creds (mode 0600) unless the file is there: on the first
+// start, or after it was deleted (then the credentials it held are
+// revoked first, as whoever has the data directory may).
+func ensureAdminCreds(a *auth.Authority, dataDir string) (string, bool, error) {
+	path := filepath.Join(dataDir, AdminCredsFile)
+	if _, err := os.Stat(path); err == nil {
+		return path, false, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", false, err
+	}
+	if err := a.Revoke(adminUser, auth.AllTenants); err != nil && !errors.Is(err, auth.ErrNoUser) {
+		return "", false, err
+	}
+	creds, err := a.IssueUser(adminUser, auth.Admin, auth.AllTenants)
+	if err != nil {
+		return "", false, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, creds, 0o600); err != nil {
+		return "", false, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", false, err
+	}
+	return path, true, nil
+}
+
+// authorizer adapts the authority to the service's ledger.Authorize.
+func authorizer(a *auth.Authority) ledger.Authorize {
+	return func(endpoint, token, info string) (ledger.Caller, error) {
+		user, err := a.Authorize(endpoint, token, info)
+		if err != nil {
+			return ledger.Caller{}, err
+		}
+		return ledger.Caller{User: user, Tenant: token}, nil
+	}
+}
+
+// users is the service's ledger.Users: the authority, and, on a NATS
+// deployment consentd did not start, a push of every change to its
+// servers.
+type users struct {
+	a    *auth.Authority
+	push func(ctx context.Context) error // nil with the embedded server
+}
+
+func (u users) Add(ctx context.Context, name, role, tenant string) (ledger.UserCreds, error) {
+	creds, err := u.a.IssueUser(name, auth.Role(role), tenant)
+	if errors.Is(err, auth.ErrUserExists) {
+		return ledger.UserCreds{}, &ledger.Error{Code: 409, Description: err.Error() + "; revoke it first (consentctl user revoke)"}
+	}
+	if err != nil {
+		if fe, ok := errors.AsType[*events.FieldError](err); ok {
+			return ledger.UserCreds{}, fe
+		}
+		if auth.Role(role).Validate() != nil {
+			return ledger.UserCreds{}, &events.FieldError{Field: "role", Problem: "must be one of checker, writer, subscriber, auditor, admin"}
+		}
+		return ledger.UserCreds{}, err
+	}
+	if err := u.pushed(ctx); err != nil {
+		return ledger.UserCreds{}, err
+	}
+	for _, info := range u.list(tenant) {
+		if info.Name == name && info.RevokedAt == nil {
+			return ledger.UserCreds{UserInfo: info, Creds: string(creds), InboxPrefix: auth.InboxPrefix(name)}, nil
+		}
+	}
+	return ledger.UserCreds{}, fmt.Errorf("user %q issued but not listed", name)
+}
+
+func (u users) Revoke(ctx context.Context, name, tenant string) error {
+	if err := u.a.Revoke(name, tenant); errors.Is(err, auth.ErrNoUser) {
+		return &ledger.Error{Code: 404, Description: err.Error()}
+	} else if err != nil {
+		return err
+	}
+	return u.pushed(ctx)
+}
+
+func (u users) List(_ context.Context, tenant string) ([]ledger.UserInfo, error) {
+	return u.list(tenant), nil
+}
+
+func (u users) list(tenant string) []ledger.UserInfo {
+	out := []ledger.UserInfo{}
+	for _, x := range u.a.Users(tenant) {
+		out = append(out, ledger.UserInfo{Name: x.Name, Role: string(x.Role), Tenant: tenant,
+			PublicKey: x.PublicKey, IssuedAt: x.IssuedAt, RevokedAt: x.RevokedAt})
+	}
+	return out
+}
+
+func (u users) pushed(ctx context.Context) error {
+	if u.push == nil {
+		return nil
+	}
+	if err := u.push(ctx); err != nil {
+		return fmt.Errorf("push the accounts to the NATS servers: %w", err)
+	}
+	return nil
+}
+
+// authorize is the service's ledger.Authorize: nil without authentication.
+func (m *Main) authorize() ledger.Authorize {
+	if m.authority == nil {
+		return nil
+	}
+	return authorizer(m.authority)
+}
+
+// users is the service's ledger.Users: nil without authentication. On a
+// NATS deployment consentd did not start, each change is pushed to its
+// servers with a user of the system account.
+func (m *Main) users(cfg *Config) ledger.Users {
+	if m.authority == nil {
+		return nil
+	}
+	u := users{a: m.authority}
+	if !cfg.Embedded() {
+		u.push = func(ctx context.Context) error {
+			creds, err := m.authority.SystemUser()
+			if err != nil {
+				return err
+			}
+			opts, err := auth.ConnectOptions(creds)
+			if err != nil {
+				return err
+			}
+			nc, err := connect(ctx, &Config{NATSURL: cfg.NATSURL, NATSTLSCA: cfg.NATSTLSCA, NATSTLSCert: cfg.NATSTLSCert, NATSTLSKey: cfg.NATSTLSKey}, nil, "consentd-system", m.log, opts...)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			return m.authority.Push(ctx, nc)
+		}
+	}
+	return u
+}

@@ -1,0 +1,157 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// The user administration endpoints (admin role; answered only by a
+// Service with ServiceConfig.Users).
+const (
+	SubjectUserAdd    = "consent.v1.admin.user.add"
+	SubjectUserRevoke = "consent.v1.admin.user.revoke"
+	SubjectUserList   = "consent.v1.admin.user.list"
+)
+
+// UserRequest is the body of admin.user.add (Name, Role, Tenant),
+// admin.user.revoke (Name, Tenant) and admin.user.list (Tenant). Tenant is
+// a tenant name, "*" for a user of every tenant, or empty: the caller's
+// own tenant, "default" for a caller of every tenant.
+type UserRequest struct {
+	Name   string `json:"name,omitempty"`
+	Role   string `json:"role,omitempty"`
+	Tenant string `json:"tenant,omitempty"`
+}
+
+// UserInfo describes one issued credential.
+type UserInfo struct {
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	Tenant    string     `json:"tenant"`
+	PublicKey string     `json:"public_key"`
+	IssuedAt  time.Time  `json:"issued_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// UserCreds is the reply of admin.user.add: the user and its NATS
+// credentials file (a secret: store it with mode 0600), and the inbox
+// prefix its client must use.
+type UserCreds struct {
+	UserInfo
+	Creds       string `json:"creds"`
+	InboxPrefix string `json:"inbox_prefix"`
+}
+
+// UserList is the reply of admin.user.list.
+type UserList struct {
+	Users []UserInfo `json:"users"`
+}
+
+// Users issues and revokes client credentials: consentd's is
+// internal/auth's Authority. Errors that are the request's fault are
+// *events.FieldError (400) or *Error (404, 409); others are 500.
+type Users interface {
+	Add(ctx context.Context, name, role, tenant string) (UserCreds, error)
+	Revoke(ctx context.Context, name, tenant string) error
+	List(ctx context.Context, tenant string) ([]UserInfo, error)
+}
+
+// userEndpoints are admin.user.add, revoke and list, when the Service has
+// ServiceConfig.Users.
+func (s *Service) userEndpoints() []endpoint {
+	if s.cfg.Users == nil {
+		return nil
+	}
+	return []endpoint{
+		{"admin.user.add", s.handleUser(true, true)},
+		{"admin.user.revoke", s.handleUser(true, false)},
+		{"admin.user.list", s.handleUser(false, false)},
+	}
+}
+
+// handleUser answers the user endpoints: named ones need a name, add a
+// role too.
+func (s *Service) handleUser(named, add bool) micro.HandlerFunc {
+	return func(req micro.Request) {
+		if s.tooLarge(req) {
+			return
+		}
+		var q UserRequest
+		err := events.DecodeStrict(req.Data(), &q)
+		if err == nil && q.Tenant != "*" {
+			err = scope(req, &q.Tenant)
+			q.Tenant = events.OrDefaultTenant(q.Tenant)
+		} else if err == nil && callerOf(req).Tenant != "" && callerOf(req).Tenant != AllTenantsToken {
+			err = &Error{Code: 403, Description: fmt.Sprintf("forbidden: tenant \"*\": your credentials are for tenant %q only", callerOf(req).Tenant)}
+		}
+		if err == nil {
+			err = q.validate(named, add)
+		}
+		if err != nil {
+			s.respond(req, nil, err)
+			return
+		}
+		s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
+			switch {
+			case add:
+				return s.cfg.Users.Add(ctx, q.Name, q.Role, q.Tenant)
+			case named:
+				if err := s.cfg.Users.Revoke(ctx, q.Name, q.Tenant); err != nil {
+					return nil, err
+				}
+				return UserList{Users: []UserInfo{}}, nil
+			}
+			users, err := s.cfg.Users.List(ctx, q.Tenant)
+			return UserList{Users: users}, err
+		})
+	}
+}
+
+func (q *UserRequest) validate(named, add bool) error {
+	if q.Tenant != "*" {
+		if err := events.ValidateName("tenant", q.Tenant); err != nil {
+			return err
+		}
+	}
+	switch {
+	case named && q.Name == "":
+		return &events.FieldError{Field: "name", Problem: "is required"}
+	case !named && q.Name != "":
+		return &events.FieldError{Field: "name", Problem: "is not taken here"}
+	case add && q.Role == "":
+		return &events.FieldError{Field: "role", Problem: "is required: checker, writer, subscriber, auditor or admin"}
+	case !add && q.Role != "":
+		return &events.FieldError{Field: "role", Problem: "is not taken here"}
+	}
+	if named {
+		return events.ValidateName("name", q.Name)
+	}
+	return nil
+}
+
+// AddUser asks the service for credentials of a new user (admin role).
+// Errors are *Error: 400 naming the field, 403, 409 when the name has
+// credentials in force.
+func (c *Client) AddUser(ctx context.Context, q UserRequest) (UserCreds, error) {
+	var r UserCreds
+	err := c.call(ctx, SubjectUserAdd, q, &r)
+	return r, err
+}
+
+// RevokeUser takes a user's credentials away at once (admin role). Errors
+// are *Error: 404 when the name has none in force.
+func (c *Client) RevokeUser(ctx context.Context, q UserRequest) error {
+	var r UserList
+	return c.call(ctx, SubjectUserRevoke, q, &r)
+}
+
+// Users lists the credentials issued in a tenant (admin role).
+func (c *Client) Users(ctx context.Context, q UserRequest) ([]UserInfo, error) {
+	var r UserList
+	err := c.call(ctx, SubjectUserList, q, &r)
+	return r.Users, err
+}
