@@ -156,7 +156,8 @@ func (c *Command) Key() Key {
 // place (NormalizeSubjectID), so that the command names the consent the
 // ledger records. Fields that do not belong to the kind (a ttl on a revoke,
 // a reason on a grant) are refused rather than silently dropped.
-// policy_version is 0 (absent: the default) or 1 to MaxPolicyVersion; a
+// recorded_by, when set, is at most MaxRecordedByLen bytes without control
+// characters. policy_version is 0 (absent: the default) or 1 to MaxPolicyVersion; a
 // ttl is at most MaxGrantLifetime; evidence is an object of at most
 // MaxEvidenceLen bytes and MaxEvidenceDepth levels whose numbers keep their
 // value in canonical form (see CanonicalEvidence). What only the clock can

@@ -40,8 +40,8 @@ type Quarantine struct {
 
 // Validate checks the request, returning a *FieldError for the first
 // problem: seq is required, reason (at most MaxReasonLen bytes) and actor
-// (at most MaxNameLen) are required, and subject and purpose come
-// together.
+// (at most MaxNameLen) are required, recorded_by when set is at most
+// MaxRecordedByLen, and subject and purpose come together.
 func (q *Quarantine) Validate() error {
 	if q.Seq == 0 {
 		return &FieldError{Field: "seq", Problem: "is required: the stream sequence of the message to quarantine"}
