@@ -42,6 +42,12 @@ func (k Kind) EventType() Type {
 // applies); otherwise it is 1 to MaxPolicyVersion. ExpectedSeq, when set,
 // is any uint64 (0: the consent has no events yet). See Validate for the
 // other bounds.
+//
+// RecordedBy is not part of the body (a member "recorded_by" is refused as
+// unknown): the service sets it from the caller's authenticated identity,
+// "<user>@<tenant token>" (such as "alice@acme", or "admin@_all" for a user
+// of every tenant), and Decide copies it into the event. Empty means
+// recorded without authentication: the event then has no recorded_by.
 type Command struct {
 	Tenant         string          `json:"tenant,omitempty"`
 	SubjectID      string          `json:"subject"`
@@ -51,6 +57,7 @@ type Command struct {
 	ExpiresAt      *time.Time      `json:"expires_at,omitempty"`
 	TTL            string          `json:"ttl,omitempty"`
 	Actor          string          `json:"actor,omitempty"`
+	RecordedBy     string          `json:"-"`
 	Method         string          `json:"method,omitempty"`
 	Evidence       json.RawMessage `json:"evidence,omitempty"`
 	Reason         string          `json:"reason,omitempty"`
@@ -149,7 +156,8 @@ func (c *Command) Key() Key {
 // place (NormalizeSubjectID), so that the command names the consent the
 // ledger records. Fields that do not belong to the kind (a ttl on a revoke,
 // a reason on a grant) are refused rather than silently dropped.
-// policy_version is 0 (absent: the default) or 1 to MaxPolicyVersion; a
+// recorded_by, when set, is at most MaxRecordedByLen bytes without control
+// characters. policy_version is 0 (absent: the default) or 1 to MaxPolicyVersion; a
 // ttl is at most MaxGrantLifetime; evidence is an object of at most
 // MaxEvidenceLen bytes and MaxEvidenceDepth levels whose numbers keep their
 // value in canonical form (see CanonicalEvidence). What only the clock can
@@ -178,6 +186,9 @@ func (c *Command) Validate(kind Kind) error {
 		return err
 	}
 	if err := checkText("method", c.Method, MaxNameLen, false); err != nil {
+		return err
+	}
+	if err := checkRecordedBy(c.RecordedBy); err != nil {
 		return err
 	}
 	if err := checkText("idempotency_key", c.IdempotencyKey, MaxIdempotencyKeyLen, false); err != nil {
@@ -247,6 +258,13 @@ func checkTime(field string, t time.Time) error {
 		return &FieldError{Field: field, Problem: "must be a time between years 0001 and 9999 (UTC)"}
 	}
 	return nil
+}
+
+// checkRecordedBy checks the authenticated user a command is recorded by
+// (empty: none): at most MaxRecordedByLen bytes of UTF-8 without control
+// characters, else a *FieldError naming recorded_by.
+func checkRecordedBy(v string) error {
+	return checkText("recorded_by", v, MaxRecordedByLen, false)
 }
 
 func checkText(field, v string, max int, multiline bool) error {
@@ -331,6 +349,7 @@ func Decide(cur Consent, kind Kind, c Command, now time.Time) (Event, error) {
 		PolicyVersion: policy,
 		Description:   c.Description,
 		Actor:         c.Actor,
+		RecordedBy:    c.RecordedBy,
 		Method:        c.Method,
 		Evidence:      c.Evidence,
 		Reason:        c.Reason,

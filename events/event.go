@@ -57,6 +57,7 @@ type Event struct {
 	Description   string          `json:"description,omitempty"`
 	ExpiresAt     *time.Time      `json:"expires_at,omitempty"`
 	Actor         string          `json:"actor,omitempty"`
+	RecordedBy    string          `json:"recorded_by,omitempty"` // the authenticated user; see Command.RecordedBy
 	Method        string          `json:"method,omitempty"`
 	Evidence      json.RawMessage `json:"evidence,omitempty"`
 	Reason        string          `json:"reason,omitempty"`

@@ -20,7 +20,8 @@ const ExpiryActor = "consentd"
 // expires_at is at or before now, complete but for ID and Hash: it occurred
 // at the grant's expires_at, was recorded now, and carries the grant's
 // policy version and expires_at, so that the state it leads to follows from
-// the event alone (see Evolve). It returns a *TransitionError when cur is
+// the event alone (see Evolve). Its actor is ExpiryActor and it has no
+// recorded_by: no user records it. It returns a *TransitionError when cur is
 // not a stored grant (expired is reached from granted only) or has not
 // expired by now.
 //

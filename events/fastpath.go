@@ -359,6 +359,7 @@ const (
 	fieldPurpose
 	fieldReason
 	fieldRecordedAt
+	fieldRecordedBy
 	fieldSubject
 	fieldTenant
 	fieldType
@@ -393,6 +394,8 @@ func lookupEventField(name []byte) eventField {
 		return fieldReason
 	case "recorded_at":
 		return fieldRecordedAt
+	case "recorded_by":
+		return fieldRecordedBy
 	case "subject":
 		return fieldSubject
 	case "tenant":
@@ -528,6 +531,8 @@ func (e *Event) readField(s *canonScanner, text string, f eventField) bool {
 		e.Purpose = str
 	case fieldReason:
 		e.Reason = str
+	case fieldRecordedBy:
+		e.RecordedBy = str
 	case fieldSubject:
 		e.SubjectID = str
 	case fieldTenant:
@@ -552,7 +557,7 @@ func (e *Event) sealFast() ([]byte, bool) {
 		// A quarantine's own members are left to sealGeneral.
 		return nil, false
 	}
-	for _, s := range [...]string{e.ID, string(e.Type), e.Tenant, e.SubjectID, e.Purpose, e.Description, e.Actor, e.Method, e.Reason, e.PrevHash} {
+	for _, s := range [...]string{e.ID, string(e.Type), e.Tenant, e.SubjectID, e.Purpose, e.Description, e.Actor, e.RecordedBy, e.Method, e.Reason, e.PrevHash} {
 		if !utf8.ValidString(s) {
 			return nil, false
 		}
@@ -581,6 +586,7 @@ func (e *Event) sealFast() ([]byte, bool) {
 	w.string("purpose", e.Purpose)
 	w.optString("reason", e.Reason)
 	w.time("recorded_at", e.RecordedAt)
+	w.optString("recorded_by", e.RecordedBy)
 	w.string("subject", e.SubjectID)
 	w.string("tenant", e.Tenant)
 	w.string("type", string(e.Type))

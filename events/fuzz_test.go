@@ -28,6 +28,7 @@ func seedEvents(f *testing.F) {
 		f.Add(bytes.Replace(payload, []byte(`"v":1`), []byte(`"v":2`), 1))
 		f.Add(bytes.Replace(payload, []byte(`"subject"`), []byte(`"Subject"`), 1))
 		f.Add(bytes.Replace(payload, []byte(`{`), []byte(`{"actor":"x",`), 1))
+		f.Add(bytes.Replace(payload, []byte(`,"subject"`), []byte(`,"recorded_by":"alice@acme","subject"`), 1))
 		f.Add(append(payload[:len(payload):len(payload)], '}'))
 		f.Add(payload[:len(payload)/2])
 	}
@@ -226,19 +227,21 @@ func FuzzCanonical(f *testing.F) {
 // takes, and the general path for the rest.
 func FuzzSeal(f *testing.F) {
 	f.Add(1, "id-1", "consent.granted", "default", "person-1@example.com", "marketing_email", int64(1764115200123456789), int64(0), 3,
-		"", true, int64(1795651200000000000), "", "", "", "", []byte(nil))
+		"", true, int64(1795651200000000000), "", "", "", "", "", []byte(nil))
+	f.Add(1, "id-2", "consent.granted", "acme", "person-2@example.com", "marketing_email", int64(1764115200123456789), int64(0), 3,
+		"", false, int64(0), "subject", "alice@acme", "dialog", "", "0123abcd", []byte(nil))
 	f.Add(1, "id\u2028<&>", "t\"\\", "a\x00b", "p\n\r\t\b\f\x1f", "\x7f", int64(-9223372036854775807), int64(3600), -7,
-		"d", false, int64(0), "actor", "m", "r", "0123abcd", []byte(` {"b": 1.50, "a": "<x>", "c": [1e3, "\u00e9\ud83d\ude00", null, true]} `))
-	f.Add(999999999999999, "\xff", "", "", "", "", int64(0), int64(-50400), 1000000000000000, "", true, int64(253402300800000000), "", "", "", "", []byte(`{"a":1,"a":2}`))
+		"d", false, int64(0), "actor", "u\u2028\"@\x01", "m", "r", "0123abcd", []byte(` {"b": 1.50, "a": "<x>", "c": [1e3, "\u00e9\ud83d\ude00", null, true]} `))
+	f.Add(999999999999999, "\xff", "", "", "", "", int64(0), int64(-50400), 1000000000000000, "", true, int64(253402300800000000), "", "\xfe@acme", "", "", "", []byte(`{"a":1,"a":2}`))
 	for _, evidence := range []string{`null`, `"\ud800"`, `[1,]`, `{"a":01}`, `1e400`, "\"\xff\"", `{"a":{"b":{"c":[[[]]]}}}`, `{} x`, ` `} {
-		f.Add(1, "id", "consent.granted", "t", "s", "p", int64(0), int64(0), 1, "", false, int64(0), "", "", "", "", []byte(evidence))
+		f.Add(1, "id", "consent.granted", "t", "s", "p", int64(0), int64(0), 1, "", false, int64(0), "", "", "", "", "", []byte(evidence))
 	}
 	f.Fuzz(func(t *testing.T, v int, id, typ, tenant, subjectID, purpose string, occurredNano, offsetSec int64, policyVersion int,
-		description string, withExpiry bool, expiresNano int64, actor, method, reason, prevHash string, evidence []byte) {
+		description string, withExpiry bool, expiresNano int64, actor, recordedBy, method, reason, prevHash string, evidence []byte) {
 		at := time.Unix(0, occurredNano).In(time.FixedZone("z", int(offsetSec%(30*3600))))
 		ev := Event{V: v, ID: id, Type: Type(typ), Tenant: tenant, SubjectID: subjectID, Purpose: purpose,
 			OccurredAt: at, RecordedAt: at.Add(time.Second), PolicyVersion: policyVersion, Description: description,
-			Actor: actor, Method: method, Reason: reason, PrevHash: prevHash, Hash: "stale"}
+			Actor: actor, RecordedBy: recordedBy, Method: method, Reason: reason, PrevHash: prevHash, Hash: "stale"}
 		if withExpiry {
 			exp := time.Unix(0, expiresNano).UTC()
 			ev.ExpiresAt = &exp

@@ -83,11 +83,24 @@ func goldenHistory() []goldenStep {
 			}),
 			hash: "2309d55e7c6ca789d5b1b7c182bd48495114a424c8cf2b9028bc35f93947d8c3",
 		},
+		{
+			// Recorded by an authenticated user: recorded_by sorts
+			// right after recorded_at.
+			file: "granted_recorded_by.v1.json", kind: KindGrant, id: "019d5a2c-3c00-7f14-a3d6-8b9cadbecf05",
+			now: at("2026-04-07T09:30:00Z"),
+			cmd: with(func(c *Command) {
+				c.PolicyVersion = 3
+				c.Actor = "subject"
+				c.RecordedBy = "support-7@acme"
+				c.Method = "phone"
+			}),
+			hash: "ffdc22cccd79427577c7d49b42e2d53880e85808cd1572cc06b2fccde3c2811f",
+		},
 	}
 }
 
 // TestGoldenHistory pins the exact bytes and hash of one event of each
-// type, chained as one consent's history. Run with -update to rewrite the
+// type, and of a grant with recorded_by, chained as one consent's history. Run with -update to rewrite the
 // files after a deliberate change (which needs a new schema version: old
 // events must keep verifying).
 func TestGoldenHistory(t *testing.T) {
@@ -122,5 +135,5 @@ func TestGoldenHistory(t *testing.T) {
 			cur = Evolve(cur, &ev, uint64(seq+1))
 		})
 	}
-	assert.Equal(t, StateRevoked, cur.State)
+	assert.Equal(t, StateGranted, cur.State)
 }

@@ -117,7 +117,7 @@ func TestParseConsentSubject(t *testing.T) {
 func TestQuarantineEvent(t *testing.T) {
 	granted := consentIn(t, StateGranted)
 	granted.ExpiresAt = ptr(t0.Add(24 * time.Hour))
-	ev := DecideQuarantine(granted, 7, "stray publish", "ops", t0)
+	ev := DecideQuarantine(granted, Quarantine{Seq: 7, Reason: "stray publish", Actor: "ops"}, t0)
 	ev.ID = "q-1"
 	payload, err := ev.Seal()
 	require.NoError(t, err)

@@ -25,6 +25,7 @@ const (
 	MaxDescriptionLen    = 4 << 10
 	MaxReasonLen         = 1 << 10
 	MaxNameLen           = 128 // actor and method
+	MaxRecordedByLen     = 200 // recorded_by: "<user>@<tenant token>"
 )
 
 // ValidateName checks a tenant or purpose against ^[a-z0-9][a-z0-9_-]{0,63}$.

@@ -64,6 +64,7 @@ type PurposeEvent struct {
 	PolicyVersion int       `json:"policy_version"`
 	DefaultTTL    string    `json:"default_ttl,omitempty"`
 	Actor         string    `json:"actor,omitempty"`
+	RecordedBy    string    `json:"recorded_by,omitempty"` // the authenticated user; see Command.RecordedBy
 	OccurredAt    time.Time `json:"occurred_at"`
 	RecordedAt    time.Time `json:"recorded_at"`
 	PrevHash      string    `json:"prev_hash"`
@@ -206,7 +207,8 @@ func (p *Purpose) ApplyDefaults(kind Kind, c *Command) {
 // their current value: description and default_ttl when null or missing
 // (an empty string clears them), policy_version when missing (1 for a
 // purpose set for the first time; 0 in Go stands for missing, and an
-// explicit 0 on the wire is refused: see UnmarshalJSON).
+// explicit 0 on the wire is refused: see UnmarshalJSON). RecordedBy is
+// set by the service, never from the body, as Command.RecordedBy is.
 type PurposeCommand struct {
 	Tenant         string  `json:"tenant,omitempty"`
 	Purpose        string  `json:"purpose"`
@@ -214,6 +216,7 @@ type PurposeCommand struct {
 	PolicyVersion  int     `json:"policy_version,omitempty"`
 	DefaultTTL     *string `json:"default_ttl,omitempty"`
 	Actor          string  `json:"actor,omitempty"`
+	RecordedBy     string  `json:"-"`
 	IdempotencyKey string  `json:"idempotency_key,omitempty"`
 	ExpectedSeq    *uint64 `json:"expected_seq,omitempty"`
 }
@@ -260,6 +263,9 @@ func (c *PurposeCommand) Validate() error {
 		}
 	}
 	if err := checkText("actor", c.Actor, MaxNameLen, false); err != nil {
+		return err
+	}
+	if err := checkRecordedBy(c.RecordedBy); err != nil {
 		return err
 	}
 	return checkText("idempotency_key", c.IdempotencyKey, MaxIdempotencyKeyLen, false)
@@ -321,6 +327,7 @@ func DecidePurpose(cur Purpose, c PurposeCommand, now time.Time) (PurposeEvent, 
 		PolicyVersion: max(version, 1),
 		DefaultTTL:    cur.DefaultTTL,
 		Actor:         c.Actor,
+		RecordedBy:    c.RecordedBy,
 		OccurredAt:    now,
 		RecordedAt:    now,
 		PrevHash:      cur.Hash,

@@ -26,19 +26,22 @@ const KindQuarantine Kind = "quarantine"
 // Quarantine is the body of consent.v1.admin.quarantine: set the message
 // at stream sequence Seq aside. SubjectID and Purpose name the consent
 // when the stream holds no readable event of it to learn them from.
+// RecordedBy is set by the service from the caller's authenticated
+// identity, never from the body, as Command.RecordedBy is.
 type Quarantine struct {
-	Tenant    string `json:"tenant,omitempty"`
-	Seq       uint64 `json:"seq"`
-	Reason    string `json:"reason"`
-	Actor     string `json:"actor"`
-	SubjectID string `json:"subject,omitempty"`
-	Purpose   string `json:"purpose,omitempty"`
+	Tenant     string `json:"tenant,omitempty"`
+	Seq        uint64 `json:"seq"`
+	Reason     string `json:"reason"`
+	Actor      string `json:"actor"`
+	RecordedBy string `json:"-"`
+	SubjectID  string `json:"subject,omitempty"`
+	Purpose    string `json:"purpose,omitempty"`
 }
 
 // Validate checks the request, returning a *FieldError for the first
 // problem: seq is required, reason (at most MaxReasonLen bytes) and actor
-// (at most MaxNameLen) are required, and subject and purpose come
-// together.
+// (at most MaxNameLen) are required, recorded_by when set is at most
+// MaxRecordedByLen, and subject and purpose come together.
 func (q *Quarantine) Validate() error {
 	if q.Seq == 0 {
 		return &FieldError{Field: "seq", Problem: "is required: the stream sequence of the message to quarantine"}
@@ -60,6 +63,9 @@ func (q *Quarantine) Validate() error {
 	if err := checkText("actor", q.Actor, MaxNameLen, false); err != nil {
 		return err
 	}
+	if err := checkRecordedBy(q.RecordedBy); err != nil {
+		return err
+	}
 	if (q.SubjectID == "") != (q.Purpose == "") {
 		return &FieldError{Field: "purpose", Problem: "subject and purpose name the consent together: give both or neither"}
 	}
@@ -70,12 +76,13 @@ func (q *Quarantine) Validate() error {
 }
 
 // DecideQuarantine returns the consent.quarantined event that sets aside
-// the message at seq for the consent whose last good state is cur,
+// the message at q.Seq for the consent whose last good state is cur,
 // complete but for ID and Hash: it resumes cur (state, policy version,
-// expires_at) and links to cur.Hash. It is recorded now by actor for
-// reason; the caller has checked that the message at seq failed the
+// expires_at) and links to cur.Hash. It is recorded now by q.Actor (and
+// q.RecordedBy, the authenticated user, when set) for q.Reason; the caller
+// has validated q and checked that the message at q.Seq failed the
 // consent's integrity checks.
-func DecideQuarantine(cur Consent, seq uint64, reason, actor string, now time.Time) Event {
+func DecideQuarantine(cur Consent, q Quarantine, now time.Time) Event {
 	now = now.UTC()
 	state := cur.State
 	if state == "" {
@@ -91,10 +98,11 @@ func DecideQuarantine(cur Consent, seq uint64, reason, actor string, now time.Ti
 		RecordedAt:     now,
 		PolicyVersion:  max(cur.PolicyVersion, 1),
 		ExpiresAt:      cur.ExpiresAt,
-		Actor:          actor,
-		Reason:         reason,
+		Actor:          q.Actor,
+		RecordedBy:     q.RecordedBy,
+		Reason:         q.Reason,
 		State:          state,
-		QuarantinedSeq: seq,
+		QuarantinedSeq: q.Seq,
 		PrevHash:       cur.Hash,
 	}
 }

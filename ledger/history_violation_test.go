@@ -79,7 +79,7 @@ func TestHistoryStatusAtReceiptWithViolation(t *testing.T) {
 
 			// Quarantine it (recorded a minute after it was stored), then revoke.
 			e.clock.Advance(stored.Add(time.Minute).Sub(e.clock.Now()))
-			quarantined, err := e.l.Quarantine(ctx, events.Quarantine{Seq: badSeq, Reason: "published by a test", Actor: "ops"})
+			quarantined, err := e.l.Quarantine(ctx, events.Quarantine{Seq: badSeq, Reason: "published by a test", Actor: "ops", RecordedBy: "ops-1@acme"})
 			require.NoError(t, err)
 			e.clock.Advance(time.Minute)
 			revoked := e.do(t, events.KindRevoke, who)
@@ -90,6 +90,7 @@ func TestHistoryStatusAtReceiptWithViolation(t *testing.T) {
 			assert.NotNil(t, h.Events[2].Violation)
 			require.NotNil(t, h.Events[3].Event, "%+v", h.Events[3].Violation)
 			assert.Equal(t, events.TypeQuarantined, h.Events[3].Event.Type)
+			assert.Equal(t, "ops-1@acme", h.Events[3].Event.RecordedBy, "the authenticated user who quarantined it")
 			require.NotNil(t, h.Events[4].Event, "%+v", h.Events[4].Violation)
 			assert.Equal(t, revoked.Event.ID, h.Events[4].Event.ID)
 

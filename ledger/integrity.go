@@ -165,10 +165,10 @@ func (l *Ledger) readSubject(ctx context.Context, subject string) ([]*jetstream.
 // the message at stream sequence q.Seq, which must have failed the
 // integrity checks of the consent on whose subject it is stored and not
 // be quarantined yet: the consent then resumes its last good state, and
-// the next write links to the quarantine. The event records q.Reason and
-// q.Actor and is part of the consent's hash chain, so the audit trail
-// keeps who set what aside and why (consentctl audit verify reports it as
-// an explained violation).
+// the next write links to the quarantine. The event records q.Reason,
+// q.Actor and q.RecordedBy and is part of the consent's hash chain, so the
+// audit trail keeps who set what aside and why (consentctl audit verify
+// reports it as an explained violation).
 //
 // The consent's tenant, subject id and purpose are learnt from its
 // readable events; when it has none, q must name them (q.SubjectID,
@@ -229,7 +229,7 @@ func (l *Ledger) Quarantine(ctx context.Context, q events.Quarantine) (Reply, er
 		return Reply{}, &events.FieldError{Field: "subject", Problem: fmt.Sprintf("the stream holds no readable event of the consent of seq %d: name it with subject and purpose", q.Seq)}
 	}
 	now := l.now().UTC()
-	ev := events.DecideQuarantine(cur, q.Seq, q.Reason, q.Actor, now)
+	ev := events.DecideQuarantine(cur, q, now)
 	if ev.ID, err = newEventID(); err != nil {
 		return Reply{}, err
 	}

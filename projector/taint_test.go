@@ -96,7 +96,7 @@ func TestQuarantineClearsTheTaint(t *testing.T) {
 	bad := h.queueBad(subj, string(events.TypeGranted), []byte(`not json`))
 	h.add(t, 10)
 
-	q := events.DecideQuarantine(h.model[k], bad, "a stray publish", "ops", h.now)
+	q := events.DecideQuarantine(h.model[k], events.Quarantine{Seq: bad, Reason: "a stray publish", Actor: "ops"}, h.now)
 	q.ID = uuid.NewString()
 	payload, err := q.Seal() // sets q.Hash, which the next events link to
 	require.NoError(t, err)
@@ -104,7 +104,7 @@ func TestQuarantineClearsTheTaint(t *testing.T) {
 	h.model[k] = events.Evolve(h.model[k], &q, qseq)
 	delete(h.taints, subj)
 
-	lying := events.DecideQuarantine(h.model[other], bad, "resume granted", "ops", h.now)
+	lying := events.DecideQuarantine(h.model[other], events.Quarantine{Seq: bad, Reason: "resume granted", Actor: "ops"}, h.now)
 	lying.State, lying.ID = events.StateGranted, uuid.NewString()
 	if h.model[other].State == events.StateGranted {
 		lying.State = events.StateDenied

@@ -41,7 +41,8 @@ func adminQuarantineCommand() command {
 			if e.g.json {
 				return e.printJSON(reply)
 			}
-			fmt.Fprintf(e.stdout, "%s at seq %d (event %s): seq %d set aside by %s\n\n", reply.Event.Type, reply.Seq, reply.Event.ID, seq, reply.Event.Actor)
+			fmt.Fprintf(e.stdout, "%s at seq %d (event %s): seq %d set aside by %s%s\n\n", reply.Event.Type, reply.Seq, reply.Event.ID, seq,
+				reply.Event.Actor, recordedBy(reply.Event.RecordedBy))
 			printStatuses(e.stdout, []events.Status{reply.Status})
 			return exitOK
 		},

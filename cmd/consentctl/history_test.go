@@ -33,6 +33,23 @@ func TestHistoryShowsBackdatedEvents(t *testing.T) {
 	assert.Regexp(t, `^2\s+2026-01-01T12:00:00Z\s+p\s+granted\s+1\s+-\s+backdated, recorded 2026-03-01T12:00:00Z$`, lines[2])
 }
 
+// TestHistoryShowsRecordedBy: the authenticated user who recorded an
+// event shows in DETAILS, apart from the actor, with the recorded time
+// when the event is backdated.
+func TestHistoryShowsRecordedBy(t *testing.T) {
+	recorded := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	onTime := &events.Event{Type: events.TypeGranted, Purpose: "p", PolicyVersion: 1, Actor: "subject", RecordedBy: "alice@acme",
+		Method: "dialog", OccurredAt: recorded, RecordedAt: recorded}
+	paper := &events.Event{Type: events.TypeRevoked, Purpose: "p", PolicyVersion: 1, Actor: "subject", RecordedBy: "admin@_all",
+		OccurredAt: recorded.AddDate(0, -2, 0), RecordedAt: recorded}
+	var out bytes.Buffer
+	printHistory(&out, ledger.History{Events: []ledger.Record{{Seq: 1, Event: onTime}, {Seq: 2, Event: paper}}})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 3, out.String())
+	assert.Regexp(t, `^1\s+2026-03-01T12:00:00Z\s+p\s+granted\s+1\s+subject\s+recorded by alice@acme; method dialog$`, lines[1])
+	assert.Regexp(t, `^2\s+2026-01-01T12:00:00Z\s+p\s+revoked\s+1\s+subject\s+backdated, recorded 2026-03-01T12:00:00Z by admin@_all$`, lines[2])
+}
+
 func TestHistoryShowsBackdatedEventsEndToEnd(t *testing.T) {
 	url := startConsentd(t)
 	occurred := time.Now().UTC().AddDate(0, 0, -3).Truncate(time.Second)

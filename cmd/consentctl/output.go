@@ -65,11 +65,22 @@ func printHistory(w io.Writer, h ledger.History) {
 }
 
 // details is what else an event says, in one cell. An event recorded
-// well after it occurred (a paper form entered later) says so first.
+// well after it occurred (a paper form entered later) says so first, and
+// the authenticated user who recorded it (recorded_by) next.
 func details(ev *events.Event) string {
 	var parts []string
+	recorded := ""
 	if ev.IsBackdated() {
-		parts = append(parts, "backdated, recorded "+formatTime(&ev.RecordedAt))
+		recorded = "backdated, recorded " + formatTime(&ev.RecordedAt)
+	}
+	if ev.RecordedBy != "" {
+		if recorded == "" {
+			recorded = "recorded"
+		}
+		recorded += " by " + ev.RecordedBy
+	}
+	if recorded != "" {
+		parts = append(parts, recorded)
 	}
 	if ev.Description != "" {
 		parts = append(parts, "description: "+oneLine(ev.Description))

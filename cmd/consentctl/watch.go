@@ -111,7 +111,8 @@ func describeWatch(o ledger.WatchOptions) string {
 }
 
 // printChange writes one line per change: sequence, time, whose consent,
-// what happened and what it leads to.
+// what happened (and the authenticated user who recorded it, when the
+// event names one) and what it leads to.
 func printChange(e *env, ch *ledger.Change) {
 	at := ch.Time.UTC().Format(time.RFC3339)
 	switch {
@@ -123,7 +124,8 @@ func printChange(e *env, ch *ledger.Change) {
 		if p.DefaultTTL != "" {
 			ttl = ", default ttl " + p.DefaultTTL
 		}
-		fmt.Fprintf(e.stdout, "%d %s %s purpose %s set: policy version %d%s\n", ch.Seq, at, p.Tenant, p.Purpose, p.PolicyVersion, ttl)
+		fmt.Fprintf(e.stdout, "%d %s %s purpose %s set: policy version %d%s%s\n", ch.Seq, at, p.Tenant, p.Purpose, p.PolicyVersion, ttl,
+			recordedBy(ch.PurposeEvent.RecordedBy))
 	default:
 		ev, st := ch.Event, ch.Status
 		verdict := "not allowed"
@@ -133,9 +135,18 @@ func printChange(e *env, ch *ledger.Change) {
 		case st.Outdated:
 			verdict = fmt.Sprintf("not allowed: outdated, policy version %d is required", st.RequiredPolicyVersion)
 		}
-		fmt.Fprintf(e.stdout, "%d %s %s %s %s %s -> %s, %s\n", ch.Seq, at, ev.Tenant, quote(ev.SubjectID), ev.Purpose,
-			strings.TrimPrefix(string(ev.Type), "consent."), st.State, verdict)
+		fmt.Fprintf(e.stdout, "%d %s %s %s %s %s%s -> %s, %s\n", ch.Seq, at, ev.Tenant, quote(ev.SubjectID), ev.Purpose,
+			strings.TrimPrefix(string(ev.Type), "consent."), recordedBy(ev.RecordedBy), st.State, verdict)
 	}
+}
+
+// recordedBy is " (recorded by USER)" for an event's recorded_by, and
+// nothing when it has none.
+func recordedBy(user string) string {
+	if user == "" {
+		return ""
+	}
+	return " (recorded by " + user + ")"
 }
 
 // changeJSON is one line of consentctl watch --json.

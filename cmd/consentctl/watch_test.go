@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/ledger"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -71,6 +73,25 @@ func TestConsentctlWatch(t *testing.T) {
 	code, out, _ = ctl(t, url, "watch", "nothing_here", "--for", "200ms")
 	assert.Equal(t, exitOK, code)
 	assert.Empty(t, out)
+}
+
+// TestPrintChangeShowsRecordedBy: a change recorded by an authenticated
+// user names it; one recorded without authentication prints as before.
+func TestPrintChangeShowsRecordedBy(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	grant := &events.Event{Type: events.TypeGranted, Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletter", RecordedBy: "support-7@acme"}
+	granted := events.Status{State: events.StateGranted, Allowed: true}
+	set := &events.PurposeEvent{Type: events.TypePurposeSet, Tenant: "acme", Purpose: "newsletter", PolicyVersion: 2, RecordedBy: "admin@_all"}
+	var out bytes.Buffer
+	e := &env{stdout: &out}
+	printChange(e, &ledger.Change{Seq: 7, Time: at, Event: grant, Status: granted})
+	printChange(e, &ledger.Change{Seq: 8, Time: at, PurposeEvent: set, Purpose: events.Purpose{Tenant: "acme", Purpose: "newsletter", PolicyVersion: 2}})
+	unauthenticated := *grant
+	unauthenticated.RecordedBy = ""
+	printChange(e, &ledger.Change{Seq: 9, Time: at, Event: &unauthenticated, Status: granted})
+	assert.Equal(t, "7 2026-03-01T12:00:00Z acme alice@example.com newsletter granted (recorded by support-7@acme) -> granted, allowed\n"+
+		"8 2026-03-01T12:00:00Z acme purpose newsletter set: policy version 2 (recorded by admin@_all)\n"+
+		"9 2026-03-01T12:00:00Z acme alice@example.com newsletter granted -> granted, allowed\n", out.String())
 }
 
 // TestConsentctlDurableWatch: a durable watch picks up after the last

@@ -268,7 +268,7 @@ func newExportWriter(bw *bufio.Writer, format string) *exportWriter {
 }
 
 var csvColumns = []string{"seq", "stored_at", "recorded_at", "occurred_at", "tenant", "subject", "purpose", "type",
-	"policy_version", "expires_at", "actor", "method", "reason", "description", "evidence", "id", "prev_hash", "hash"}
+	"policy_version", "expires_at", "actor", "recorded_by", "method", "reason", "description", "evidence", "id", "prev_hash", "hash"}
 
 func (e *exportWriter) header() error {
 	if e.csv != nil {
@@ -310,7 +310,7 @@ func (e *exportWriter) writeCSV(m *Msg, ev *events.Event, decodeErr error) error
 	r[0] = strconv.FormatUint(m.Seq, 10)
 	r[1] = m.Time.UTC().Format(time.RFC3339Nano)
 	if decodeErr != nil {
-		r[13] = "unreadable: " + decodeErr.Error()
+		r[14] = "unreadable: " + decodeErr.Error()
 		return e.csv.Write(r)
 	}
 	r[2] = ev.RecordedAt.UTC().Format(time.RFC3339Nano)
@@ -320,9 +320,9 @@ func (e *exportWriter) writeCSV(m *Msg, ev *events.Event, decodeErr error) error
 	if ev.ExpiresAt != nil {
 		r[9] = ev.ExpiresAt.UTC().Format(time.RFC3339Nano)
 	}
-	r[10], r[11], r[12], r[13] = ev.Actor, ev.Method, ev.Reason, ev.Description
-	r[14] = string(ev.Evidence)
-	r[15], r[16], r[17] = ev.ID, ev.PrevHash, ev.Hash
+	r[10], r[11], r[12], r[13], r[14] = ev.Actor, ev.RecordedBy, ev.Method, ev.Reason, ev.Description
+	r[15] = string(ev.Evidence)
+	r[16], r[17], r[18] = ev.ID, ev.PrevHash, ev.Hash
 	return e.csv.Write(r)
 }
 

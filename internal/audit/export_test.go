@@ -57,7 +57,11 @@ func TestExportSelectsAndKeepsStoredBytes(t *testing.T) {
 	for i := range 12 {
 		tn := []string{"default", "acme", "globex"}[i%3]
 		purpose := []string{"marketing_email", "analytics"}[i%2]
-		all = append(all, tl.append(events.KindRequest, "p"+string(rune('a'+i)), purpose, tenant(tn)).Seq)
+		edits := []func(*events.Command){tenant(tn)}
+		if i == 1 {
+			edits = append(edits, func(c *events.Command) { c.RecordedBy = "alice@acme" }) // an authenticated caller
+		}
+		all = append(all, tl.append(events.KindRequest, "p"+string(rune('a'+i)), purpose, edits...).Seq)
 	}
 	checkpoint := tl.publishRaw(events.CheckpointSubject, "", []byte(`{"not":"an event"}`))
 	require.Greater(t, checkpoint, all[len(all)-1])
@@ -74,6 +78,11 @@ func TestExportSelectsAndKeepsStoredBytes(t *testing.T) {
 		ev, err := events.Decode(l.Event)
 		require.NoError(t, err)
 		require.NoError(t, events.VerifyHash(l.Event, ev), "an auditor can recompute the hash from the file")
+		if i == 1 {
+			assert.Contains(t, string(l.Event), `"recorded_by":"alice@acme"`)
+		} else {
+			assert.NotContains(t, string(l.Event), "recorded_by")
+		}
 	}
 
 	for _, tt := range []struct {
@@ -126,15 +135,16 @@ func TestExportSelectsAndKeepsStoredBytes(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, rows, 5)
 		assert.Equal(t, []string{"seq", "stored_at", "recorded_at", "occurred_at", "tenant", "subject", "purpose", "type",
-			"policy_version", "expires_at", "actor", "method", "reason", "description", "evidence", "id", "prev_hash", "hash"}, rows[0])
+			"policy_version", "expires_at", "actor", "recorded_by", "method", "reason", "description", "evidence", "id", "prev_hash", "hash"}, rows[0])
 		assert.Equal(t, uint64(4), st.Events)
 		m, err := tl.stream.GetMsg(context.Background(), all[1])
 		require.NoError(t, err)
 		ev, err := events.Decode(m.Data)
 		require.NoError(t, err)
 		row := rows[1]
-		assert.Equal(t, []string{"2", "acme", ev.SubjectID, "analytics", "consent.requested", "1", "test", ev.ID, ev.Hash},
-			[]string{row[0], row[4], row[5], row[6], row[7], row[8], row[10], row[15], row[17]})
+		assert.Equal(t, []string{"2", "acme", ev.SubjectID, "analytics", "consent.requested", "1", "test", "alice@acme", ev.ID, ev.Hash},
+			[]string{row[0], row[4], row[5], row[6], row[7], row[8], row[10], row[11], row[16], row[18]})
+		assert.Empty(t, rows[2][11], "recorded without authentication: no recorded_by")
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +80,8 @@ func TestHashingVectors(t *testing.T) {
 	require.NotEmpty(t, v.Events)
 	require.NotEmpty(t, v.Purposes)
 	require.NotEmpty(t, v.Checkpoints)
+	assert.True(t, slices.ContainsFunc(v.Events, func(ev hashVector) bool { return strings.Contains(ev.Payload, `"recorded_by":`) }),
+		"a vector covers recorded_by")
 
 	for _, ev := range v.Events {
 		t.Run("event "+ev.Name, func(t *testing.T) {
@@ -264,6 +267,17 @@ func buildVectors(t *testing.T) hashingVectors {
 	seq := uint64(len(order) + 1)
 	require.NoError(t, chain.Add(seq, events.CheckpointSubject, cpPayload))
 	v.Stream = append(v.Stream, chainVector{Seq: seq, NATSSubject: events.CheckpointSubject, Payload: string(cpPayload), Chain: chain.HeadHex()})
+
+	// After the checkpoint (so that the vectors above stay as they were):
+	// a grant recorded by an authenticated user, with recorded_by.
+	regrant := events.Event{V: 1, ID: "019cab10-ba38-7b11-8c3f-5e6a7b8c9d06", Type: events.TypeGranted, Tenant: "acme",
+		SubjectID: request.SubjectID, Purpose: "marketing_email", OccurredAt: at.Add(2 * time.Hour), RecordedAt: at.Add(2 * time.Hour),
+		PolicyVersion: 3, Actor: "subject", RecordedBy: "support-7@acme", Method: "phone", PrevHash: quarantined.Hash}
+	payload = seal(&regrant)
+	add(&v.Events, "grant recorded by an authenticated user: recorded_by, after recorded_at", regrant.Key().NATSSubject(), payload, true)
+	seq++
+	require.NoError(t, chain.Add(seq, regrant.Key().NATSSubject(), payload))
+	v.Stream = append(v.Stream, chainVector{Seq: seq, NATSSubject: regrant.Key().NATSSubject(), Payload: string(payload), Chain: chain.HeadHex()})
 	return v
 }
 

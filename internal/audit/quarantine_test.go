@@ -60,7 +60,7 @@ func TestVerifyExplainsAQuarantinedViolation(t *testing.T) {
 
 	// A quarantine that names a good event explains nothing.
 	cur := events.Evolve(events.NewConsent(q.Event.Key()), q.Event, q.Seq)
-	bogus := events.DecideQuarantine(cur, alice.Seq, "cover-up", "mallory", t0)
+	bogus := events.DecideQuarantine(cur, events.Quarantine{Seq: alice.Seq, Reason: "cover-up", Actor: "mallory"}, t0)
 	bogus.ID = "019d0000-0000-7000-8000-0000000000aa"
 	payload, err := bogus.Seal()
 	require.NoError(t, err)

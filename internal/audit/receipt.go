@@ -204,6 +204,9 @@ func (r *Receipt) Text() string {
 			p(" via %s", ev.Method)
 		}
 		p(", policy version %d\n", ev.PolicyVersion)
+		if ev.RecordedBy != "" {
+			p("    recorded by user: %s\n", ev.RecordedBy)
+		}
 		if ev.Description != "" {
 			p("    asked: %s\n", oneLine(ev.Description))
 		}

@@ -27,6 +27,9 @@ func chained(k events.Key, types ...events.Type) []audit.ReceiptEvent {
 		if typ == events.TypeRevoked {
 			ev.Reason = "too many emails"
 		}
+		if typ == events.TypeGranted {
+			ev.RecordedBy = "support-7@acme" // recorded by an authenticated user
+		}
 		if _, err := ev.Seal(); err != nil {
 			panic(err)
 		}
@@ -58,7 +61,7 @@ func TestReceiptSignVerifyRender(t *testing.T) {
 	for _, want := range []string{
 		"CONSENT RECEIPT", "Person:    zoë@example.com (tenant default)", "Status:    revoked, policy version 1",
 		"seq 3  requested", "asked: May we email you about offers?", "reason: too many emails",
-		"hash " + history[1].Event.Hash, "commits to every event of the ledger up to seq 10", "signed with key " + signer.KeyID(),
+		"hash " + history[1].Event.Hash, "recorded by user: support-7@acme", "commits to every event of the ledger up to seq 10", "signed with key " + signer.KeyID(),
 	} {
 		assert.Contains(t, sr.Text, want)
 	}
@@ -75,6 +78,13 @@ func TestReceiptSignVerifyRender(t *testing.T) {
 		forged := kept
 		forged.Receipt = json.RawMessage(strings.Replace(string(kept.Receipt), `"state":"revoked"`, `"state":"granted"`, 1))
 		require.NotEqual(t, string(kept.Receipt), string(forged.Receipt))
+		_, err := audit.VerifyReceipt(&forged, keys)
+		require.ErrorIs(t, err, audit.ErrBadSignature)
+	})
+	t.Run("altered recorded_by", func(t *testing.T) {
+		require.Contains(t, string(kept.Receipt), `"recorded_by":"support-7@acme"`, "the signed receipt names the user")
+		forged := kept
+		forged.Receipt = json.RawMessage(strings.Replace(string(kept.Receipt), `"recorded_by":"support-7@acme"`, `"recorded_by":"mallory@acme"`, 1))
 		_, err := audit.VerifyReceipt(&forged, keys)
 		require.ErrorIs(t, err, audit.ErrBadSignature)
 	})
