@@ -479,6 +479,7 @@ func (s *Service) handleCommand(kind events.Kind) micro.HandlerFunc {
 			return
 		}
 		s.applyPurposeDefaults(kind, &cmd)
+		cmd.RecordedBy = callerOf(req).User
 		s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
 			reply, err := s.ledger.Append(ctx, kind, cmd)
 			if err != nil {

@@ -23,6 +23,7 @@ func (s *Service) handleQuarantine(req micro.Request) {
 	if !s.accept(req, &q) {
 		return
 	}
+	q.RecordedBy = callerOf(req).User
 	s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
 		return s.ledger.Quarantine(ctx, q)
 	})

@@ -38,6 +38,7 @@ func (s *Service) handlePurposeSet(req micro.Request) {
 	if !s.accept(req, &cmd) {
 		return
 	}
+	cmd.RecordedBy = callerOf(req).User
 	s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
 		return s.ledger.SetPurpose(ctx, cmd)
 	})

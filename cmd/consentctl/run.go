@@ -80,6 +80,7 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	set    map[string]bool // flags given on the command line
+	ctx    context.Context // the command's; its cause says why it was cut short
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -142,12 +143,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	var nc *nats.Conn
+	// The server refuses a publish the user's permissions do not allow
+	// by telling the connection, not the request: waiting for the answer
+	// would take --timeout.
+	refused := make(chan error, 1)
 	if !cmd.offline {
 		if (g.tlsCert == "") != (g.tlsKey == "") {
 			fmt.Fprintln(stderr, "consentctl: --tls-cert and --tls-key go together")
 			return exitError
 		}
-		if nc, err = connect(g); err != nil {
+		if nc, err = connect(g, refused); err != nil {
 			fmt.Fprintf(stderr, "consentctl: cannot reach NATS at %s: %v\n  %s\n", g.server, err, connectHint(err))
 			return exitError
 		}
@@ -160,7 +165,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, cancel = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	}
 	defer cancel()
-	e := &env{g: g, nc: nc, client: ledger.NewClient(nc, ledger.ClientOptions{Timeout: g.timeout}), stdout: stdout, stderr: stderr, set: set}
+	ctx, refuse := context.WithCancelCause(ctx)
+	defer refuse(nil)
+	go func() {
+		select {
+		case err := <-refused:
+			refuse(err)
+		case <-ctx.Done():
+		}
+	}()
+	e := &env{g: g, nc: nc, client: ledger.NewClient(nc, ledger.ClientOptions{Timeout: g.timeout, ServiceFeed: true}), stdout: stdout, stderr: stderr, set: set, ctx: ctx}
 	return cmd.do(ctx, e, positional)
 }
 
@@ -210,8 +224,16 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 // directory, writes the administrator's credentials.
 var defaultCreds = filepath.Join("consent-data", "admin.creds")
 
-func connect(g *globals) (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name("consentctl"), nats.Timeout(g.timeout)}
+func connect(g *globals, refused chan<- error) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("consentctl"), nats.Timeout(g.timeout),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				select {
+				case refused <- err:
+				default:
+				}
+			}
+		})}
 	creds := g.creds
 	if creds == "" && g.user == "" {
 		if _, err := os.Stat(defaultCreds); err == nil {
@@ -286,6 +308,10 @@ func connectHint(err error) string {
 // fail reports an error that is not "consent required" and returns
 // exitError, with a hint when the error has an obvious remedy.
 func (e *env) fail(err error) int {
+	if cause := context.Cause(e.ctx); errors.Is(err, context.Canceled) && errors.Is(cause, nats.ErrPermissionViolation) {
+		fmt.Fprintf(e.stderr, "consentctl: %v\n  The credentials in use may not do this (each role has its own endpoints: see docs/security.md); an admin issues a user with the role it needs: consentctl user add NAME --role ROLE.\n", cause)
+		return exitError
+	}
 	fmt.Fprintf(e.stderr, "consentctl: %v\n", err)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
