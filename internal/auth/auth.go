@@ -308,6 +308,14 @@ func (a *Authority) updateTemplates(acc *account) error {
 			changed = true
 		}
 	}
+	if !hasImport(acc.claims.Imports, ServiceInfoSubjects) {
+		srv, err := a.serviceInfoImport(acc.pub)
+		if err != nil {
+			return err
+		}
+		acc.claims.Imports.Add(srv)
+		changed = true
+	}
 	if !changed {
 		return nil
 	}
@@ -436,6 +444,12 @@ func (a *Authority) tenant(tenant string) (*account, error) {
 			Subject: jwt.Subject(remote), LocalSubject: jwt.RenamingSubject(ServiceSubjects),
 			Share: true, // Nats-Request-Info then carries the user
 		})
+		srv, err := a.serviceInfoImport(ac.Subject)
+		if err != nil {
+			editErr = err
+			return
+		}
+		ac.Imports.Add(srv)
 		roles = map[Role]nkeys.KeyPair{}
 		for _, r := range Roles {
 			kp, err := nkeys.CreateAccount()

@@ -591,7 +591,7 @@ func TestAnActivationCoversOneTenantOnly(t *testing.T) {
 	require.NoError(t, err)
 	ac, err := jwt.DecodeAccountClaims(string(b))
 	require.NoError(t, err)
-	require.Len(t, ac.Imports, 1)
+	require.Len(t, ac.Imports, 2) // consent.v1 and $SRV
 	require.Equal(t, jwt.Subject("consent.v1.acme.>"), ac.Imports[0].Subject)
 	ac.Imports[0].Subject = "consent.v1.globex.>"
 	seed, err := os.ReadFile(filepath.Join(dir, "operator.seed"))

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/nats-io/jwt/v2"
 )
 
 // requestInfo is the part of a Nats-Request-Info header (nats-server's
@@ -100,4 +102,35 @@ func (a *Authority) ServiceUser() ([]byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.serviceUser()
+}
+
+// ServiceInfoSubjects are the consent service's $SRV subjects (micro's
+// PING, INFO and STATS: endpoints, counters, the last error of each, the
+// index's and the stream's health). SVC exports them and every client
+// account imports them, but only the auditor and admin roles may publish
+// to them: `nats micro info consent` with those credentials.
+const ServiceInfoSubjects = "$SRV.>"
+
+// serviceInfoImport is the import of ServiceInfoSubjects into the client
+// account accountKey, with its activation.
+func (a *Authority) serviceInfoImport(accountKey string) (*jwt.Import, error) {
+	act := jwt.NewActivationClaims(accountKey)
+	act.Name = "consent service info"
+	act.ImportSubject = ServiceInfoSubjects
+	act.ImportType = jwt.Service
+	token, err := act.Encode(a.svc.kp)
+	if err != nil {
+		return nil, fmt.Errorf("auth: sign the service info activation: %w", err)
+	}
+	return &jwt.Import{Name: "consent service info", Account: a.svc.pub, Type: jwt.Service, Token: token, Subject: ServiceInfoSubjects}, nil
+}
+
+// hasImport reports whether imports hold one of subject.
+func hasImport(imports jwt.Imports, subject string) bool {
+	for _, im := range imports {
+		if string(im.Subject) == subject {
+			return true
+		}
+	}
+	return false
 }

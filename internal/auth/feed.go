@@ -43,6 +43,9 @@ func feedExports() []*jwt.Export {
 		{Name: "feed info", Subject: "$JS.API.CONSUMER.INFO.*.*", Type: jwt.Service, TokenReq: true, ResponseType: jwt.ResponseTypeSingleton},
 		{Name: "feed next", Subject: "$JS.API.CONSUMER.MSG.NEXT.*.*", Type: jwt.Service, TokenReq: true, ResponseType: jwt.ResponseTypeStream},
 		{Name: "feed ack", Subject: "$JS.ACK.>", Type: jwt.Service, TokenReq: true, ResponseType: jwt.ResponseTypeSingleton},
+		// Not the feed's, but kept with it: the service's own $SRV
+		// discovery, INFO and STATS (see ServiceInfoSubjects).
+		{Name: "service info", Subject: ServiceInfoSubjects, Type: jwt.Service, TokenReq: true, ResponseType: jwt.ResponseTypeStream},
 	}
 }
 

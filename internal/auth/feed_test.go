@@ -306,7 +306,7 @@ func TestOpenAddsTheFeedExportsToAnOlderServiceAccount(t *testing.T) {
 	require.NoError(t, err)
 	ac, err := jwt.DecodeAccountClaims(string(b))
 	require.NoError(t, err)
-	require.Len(t, ac.Exports, 4)
+	require.Len(t, ac.Exports, 5)
 	var only jwt.Exports
 	for _, ex := range ac.Exports {
 		if ex.Subject == auth.ServiceSubjects {
@@ -336,5 +336,5 @@ func TestOpenAddsTheFeedExportsToAnOlderServiceAccount(t *testing.T) {
 		}
 		assert.True(t, ex.TokenReq, ex.Subject)
 	}
-	assert.ElementsMatch(t, []string{auth.ServiceSubjects, "$JS.API.CONSUMER.INFO.*.*", "$JS.API.CONSUMER.MSG.NEXT.*.*", "$JS.ACK.>"}, subjects)
+	assert.ElementsMatch(t, []string{auth.ServiceSubjects, "$JS.API.CONSUMER.INFO.*.*", "$JS.API.CONSUMER.MSG.NEXT.*.*", "$JS.ACK.>", auth.ServiceInfoSubjects}, subjects)
 }

@@ -40,7 +40,7 @@ var Roles = []Role{Checker, Writer, Subscriber, Auditor, Admin}
 var (
 	checkerSubjects = []string{"consent.v1.status", "consent.v1.check", "consent.v1.list"}
 	writerSubjects  = append([]string{"consent.v1.request", "consent.v1.grant", "consent.v1.deny", "consent.v1.revoke"}, checkerSubjects...)
-	auditorSubjects = []string{"consent.v1.history", "consent.v1.status_at", "consent.v1.receipt", "consent.v1.index_digest"}
+	auditorSubjects = []string{"consent.v1.history", "consent.v1.status_at", "consent.v1.receipt", "consent.v1.index_digest", ServiceInfoSubjects}
 	// The subscriber's: the feed endpoints, and the consumer API and
 	// acknowledgements of the consumers its account imports (GrantFeed);
 	// the account has no other route for these subjects.
