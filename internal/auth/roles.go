@@ -21,7 +21,9 @@ const (
 	// Subscriber reads its tenant's change feed: it opens feeds
 	// (feed.open, feed.purposes) and reads the consumers the service
 	// opened for its tenant through the imports GrantFeed adds (see
-	// FeedAPIPrefix).
+	// FeedAPIPrefix). It may also look consents up as a Checker does
+	// (the feed shows all that and more), which a ledger.Checker, a
+	// local view kept by the feed, needs.
 	Subscriber Role = "subscriber"
 	// Auditor reads the evidence: history, status_at, receipt,
 	// index_digest. It records nothing.
@@ -44,10 +46,10 @@ var (
 	// The subscriber's: the feed endpoints, and the consumer API and
 	// acknowledgements of the consumers its account imports (GrantFeed);
 	// the account has no other route for these subjects.
-	subscriberSubjects = []string{
+	subscriberSubjects = append([]string{
 		"consent.v1.feed.open", "consent.v1.feed.purposes",
 		FeedAPIPrefix + ".CONSUMER.INFO.*.*", FeedAPIPrefix + ".CONSUMER.MSG.NEXT.*.*", "$JS.ACK.>",
-	}
+	}, checkerSubjects...)
 	adminSubjects = append(append(append([]string{"consent.v1.purpose.*", "consent.v1.admin.>"}, writerSubjects...), auditorSubjects...), subscriberSubjects...)
 )
 
