@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/consentledger/consent/events"
 	"github.com/nats-io/nats.go"
@@ -32,20 +33,32 @@ func (e *Error) Error() string {
 }
 
 // Is reports whether target is the sentinel of e's code, so that
-// errors.Is(err, ErrConsentRequired) matches any 403.
+// errors.Is(err, ErrConflict) matches any 409. A 403 is ErrForbidden when
+// its description starts with "forbidden" (the caller's credentials do
+// not allow the request), else ErrConsentRequired.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Description == "" && t.Status == nil && t.Code == e.Code
+	if !ok || t.Status != nil || t.Code != e.Code || (t.Description != "" && t != ErrForbidden) {
+		return false
+	}
+	if e.Code == 403 {
+		return (t == ErrForbidden) == strings.HasPrefix(e.Description, "forbidden")
+	}
+	return true
 }
 
 // Sentinels, one per wire code; compare with errors.Is.
 var (
 	ErrBadRequest      = &Error{Code: 400} // malformed JSON, unknown field, missing or invalid field
 	ErrConsentRequired = &Error{Code: 403} // Check: the action is not allowed
-	ErrConflict        = &Error{Code: 409} // expected_seq mismatch, forbidden transition, or a consent with an integrity violation
-	ErrTooLarge        = &Error{Code: 413} // request over MaxRequestSize
-	ErrUnavailable     = &Error{Code: 503} // not ready, or min_seq not reached in time
-	ErrInternal        = &Error{Code: 500} // anything else
+	// ErrForbidden is a 403 whose description starts "forbidden:": the
+	// caller's credentials do not allow this request (another tenant, an
+	// endpoint of another role).
+	ErrForbidden   = &Error{Code: 403, Description: "forbidden"}
+	ErrConflict    = &Error{Code: 409} // expected_seq mismatch, forbidden transition, or a consent with an integrity violation
+	ErrTooLarge    = &Error{Code: 413} // request over MaxRequestSize
+	ErrUnavailable = &Error{Code: 503} // not ready, or min_seq not reached in time
+	ErrInternal    = &Error{Code: 500} // anything else
 )
 
 // ErrSeqMismatch is matched by the error Append returns when expected_seq
