@@ -68,8 +68,10 @@ var ErrUserExists = errors.New("user exists")
 var ErrNoUser = errors.New("no such user")
 
 // Authority holds the keys and JWTs of the operator and its accounts, in
-// its directory. It is safe for concurrent use within one process; two
-// processes must not open the same directory at once.
+// its directory. It is safe for concurrent use, and several processes (or
+// Authority values) may share one directory: every change takes the
+// directory's lock (an flock on DIR/.lock) and reads the directory again
+// first, and Identify reads it again when it does not know a key.
 type Authority struct {
 	dir string
 
@@ -80,6 +82,7 @@ type Authority struct {
 	sys, svc    *account
 	clients     map[string]*account // by tenant, AllTenants included
 	resolver    *server.DirAccResolver
+	loaded      time.Time // when the state was last read from dir
 }
 
 // account is one account: its key, its claims as last encoded, and for
@@ -112,6 +115,11 @@ func Open(dir string) (*Authority, error) {
 	if err := ensureDir(dir); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	defer unlock()
 	a := &Authority{dir: dir, clients: map[string]*account{}}
 	found, err := exists(filepath.Join(dir, "operator.jwt"))
 	if err != nil {
@@ -125,6 +133,7 @@ func Open(dir string) (*Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %s: %w", dir, err)
 	}
+	a.loaded = time.Now()
 	return a, nil
 }
 
@@ -398,11 +407,19 @@ func tenantToken(tenant string) string {
 func (a *Authority) Tenant(tenant string) (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	acc, err := a.tenant(tenant)
-	if err != nil {
-		return "", err
+	if acc, ok := a.clients[tenant]; ok {
+		return acc.pub, nil // an account, once created, stays
 	}
-	return acc.pub, nil
+	var pub string
+	err := a.changeLocked(func() error {
+		acc, err := a.tenant(tenant)
+		if err != nil {
+			return err
+		}
+		pub = acc.pub
+		return nil
+	})
+	return pub, err
 }
 
 func (a *Authority) tenant(tenant string) (*account, error) {
@@ -517,8 +534,17 @@ func (a *Authority) IssueUser(name string, role Role, tenant string) ([]byte, er
 	if err := role.Validate(); err != nil {
 		return nil, err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	var creds []byte
+	err := a.change(func() error {
+		var err error
+		creds, err = a.issueUser(name, role, tenant)
+		return err
+	})
+	return creds, err
+}
+
+// issueUser is IssueUser under the directory's lock.
+func (a *Authority) issueUser(name string, role Role, tenant string) ([]byte, error) {
 	acc, err := a.tenant(tenant)
 	if err != nil {
 		return nil, err
@@ -576,8 +602,10 @@ func (acc *account) active(name string) (int, bool) {
 // revocation applies from the next ServerOptions on. It returns ErrNoUser
 // when name has no credentials in force there.
 func (a *Authority) Revoke(name, tenant string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	return a.change(func() error { return a.revoke(name, tenant) })
+}
+
+func (a *Authority) revoke(name, tenant string) error {
 	acc, ok := a.clients[tenant]
 	var i int
 	if ok {
@@ -597,10 +625,12 @@ func (a *Authority) Revoke(name, tenant string) error {
 }
 
 // Users returns every credential issued in tenant, revoked ones included,
-// in the order issued; nil for a tenant with no account.
+// in the order issued; nil for a tenant with no account. It reads the
+// directory again first (when that fails: the users as last read).
 func (a *Authority) Users(tenant string) []User {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	_ = a.refresh(0)
 	acc, ok := a.clients[tenant]
 	if !ok {
 		return nil
@@ -609,10 +639,12 @@ func (a *Authority) Users(tenant string) []User {
 }
 
 // Tenants returns the tenants that have an account (AllTenants included
-// when it has one), sorted.
+// when it has one), sorted. It reads the directory again first (when that
+// fails: the tenants as last read).
 func (a *Authority) Tenants() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	_ = a.refresh(0)
 	out := make([]string, 0, len(a.clients))
 	for t := range a.clients {
 		out = append(out, t)
@@ -625,10 +657,26 @@ func (a *Authority) Tenants() []string {
 // account's public key, acc, and the key that signed the user,
 // issuer_key) back to the tenant and role; ok is false when they are not
 // one of this authority's client accounts and role keys. The service
-// should use it rather than trust tags alone.
+// should use it rather than trust tags alone. When it does not know the
+// keys it reads the directory again, at most once per IdentifyRefresh,
+// and tries again: an account another process created is known then.
 func (a *Authority) Identify(accountKey, issuerKey string) (tenant string, role Role, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if tenant, role, ok = a.identify(accountKey, issuerKey); ok {
+		return tenant, role, ok
+	}
+	if err := a.refresh(IdentifyRefresh); err != nil {
+		return "", "", false
+	}
+	return a.identify(accountKey, issuerKey)
+}
+
+// IdentifyRefresh is how often at most Identify reads the directory again
+// for keys it does not know.
+const IdentifyRefresh = time.Second
+
+func (a *Authority) identify(accountKey, issuerKey string) (tenant string, role Role, ok bool) {
 	for t, acc := range a.clients {
 		if acc.pub != accountKey {
 			continue
@@ -644,7 +692,11 @@ func (a *Authority) Identify(accountKey, issuerKey string) (tenant string, role 
 
 // ServiceAccountKey is SVC's public key (the directory of its JetStream
 // data, jetstream/<key>, in the server's store directory).
-func (a *Authority) ServiceAccountKey() string { return a.svc.pub }
+func (a *Authority) ServiceAccountKey() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.svc.pub
+}
 
 // ServerOptions configures o for an embedded nats-server that trusts this
 // authority: the operator, the system account, and a dir resolver under
@@ -662,6 +714,11 @@ func (a *Authority) ServerOptions(o *server.Options) (serviceCreds []byte, err e
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// The state as it is now; the server's resolver gets it below.
+	a.resolver = nil
+	if err := a.changeLocked(func() error { return nil }); err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(a.dir, "resolver")
 	if err := ensureDir(dir); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
@@ -747,16 +804,26 @@ func ConnectOptions(creds []byte) ([]nats.Option, error) {
 
 // OperatorJWT is the operator's JWT, which a nats-server configured from
 // files trusts (its operator setting).
-func (a *Authority) OperatorJWT() string { return a.operatorJWT }
+func (a *Authority) OperatorJWT() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.operatorJWT
+}
 
 // SystemAccountKey is SYS's public key (a nats-server's system_account).
-func (a *Authority) SystemAccountKey() string { return a.sys.pub }
+func (a *Authority) SystemAccountKey() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sys.pub
+}
 
 // AccountJWTs returns every account's JWT (SYS, SVC and the client
-// accounts), by public key: what a server's resolver must hold.
+// accounts), by public key: what a server's resolver must hold. It reads
+// the directory again first (when that fails: the accounts as last read).
 func (a *Authority) AccountJWTs() map[string]string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	_ = a.refresh(0)
 	out := map[string]string{}
 	for _, acc := range a.accounts() {
 		out[acc.pub] = acc.jwt
@@ -775,7 +842,10 @@ func (a *Authority) SystemUser() ([]byte, error) {
 	upub, _ := ukp.PublicKey()
 	uc := jwt.NewUserClaims(upub)
 	uc.Name = "consentd-system"
-	tok, err := uc.Encode(a.sys.kp)
+	a.mu.Lock()
+	sys := a.sys.kp
+	a.mu.Unlock()
+	tok, err := uc.Encode(sys)
 	if err != nil {
 		return nil, fmt.Errorf("auth: sign the system user: %w", err)
 	}

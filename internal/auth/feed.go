@@ -76,7 +76,7 @@ func (a *Authority) ensureFeedExports() error {
 // Granting a consumer again changes nothing. It has the signature of
 // ledger.FeedAuthorizer: when it adds imports it also drops those of the
 // tenant's ephemeral feeds (feed~<tenant>~~…) that live, called under the
-// authority's lock, does not list (consumers the server deleted after
+// authority's lock (its directory's too), does not list (consumers the server deleted after
 // their inactivity threshold): every consumer imported was created before
 // its grant, so before that listing.
 //
@@ -91,8 +91,17 @@ func (a *Authority) GrantFeed(ctx context.Context, tenantToken, stream, consumer
 	if tenantToken == AllTenantsToken {
 		tenant = AllTenants
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	var prefix string
+	err := a.change(func() error {
+		var err error
+		prefix, err = a.grantFeed(ctx, tenantToken, tenant, stream, consumer, live)
+		return err
+	})
+	return prefix, err
+}
+
+// grantFeed is GrantFeed under the directory's lock.
+func (a *Authority) grantFeed(ctx context.Context, tenantToken, tenant, stream, consumer string, live func(context.Context) (map[string]bool, error)) (string, error) {
 	acc, ok := a.clients[tenant]
 	if !ok {
 		return "", fmt.Errorf("auth: grant feed: tenant %q has no account", tenant)

@@ -1,0 +1,105 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// lockDir takes an exclusive flock on dir/.lock, waiting for another
+// process (or another Authority of this one) that holds it, and returns
+// the function that releases it. The lock is released as well when the
+// process exits, however it exits.
+func lockDir(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, ".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { _ = f.Close() }, nil // closing the descriptor releases the flock
+}
+
+// change runs fn under a.mu and the directory's lock, on the state read
+// from the directory just before: a change another process (or another
+// Authority on the same directory) made is never overwritten.
+func (a *Authority) change(fn func() error) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.changeLocked(fn)
+}
+
+// changeLocked is change for a caller that holds a.mu.
+func (a *Authority) changeLocked(fn func() error) error {
+	unlock, err := lockDir(a.dir)
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	defer unlock()
+	if err := a.reload(); err != nil {
+		return err
+	}
+	return fn()
+}
+
+// refresh reads the directory again (under its lock) unless it did so
+// less than minRefresh ago; for the methods that only read. On an error
+// the state stays as last read, and refresh returns the error.
+func (a *Authority) refresh(minRefresh time.Duration) error {
+	if time.Since(a.loaded) < minRefresh {
+		return nil
+	}
+	return a.changeLocked(func() error { return nil })
+}
+
+// reload reads the operator and every account from the directory again,
+// replacing the state in memory. The accounts whose JWT changed (another
+// process created, revoked or granted) go to the running server's
+// resolver, if ServerOptions configured one. The caller holds a.mu and
+// the directory's lock.
+func (a *Authority) reload() error {
+	fresh := &Authority{dir: a.dir, clients: map[string]*account{}}
+	if err := fresh.load(); err != nil {
+		return fmt.Errorf("auth: %s: %w", a.dir, err)
+	}
+	if a.resolver != nil {
+		known := map[string]string{}
+		for _, acc := range a.accounts() {
+			known[acc.pub] = acc.jwt
+		}
+		for _, acc := range fresh.accounts() {
+			if known[acc.pub] == acc.jwt {
+				continue
+			}
+			if err := a.resolver.Store(acc.pub, acc.jwt); err != nil {
+				return fmt.Errorf("auth: push account %s to the server: %w", acc.claims.Name, err)
+			}
+		}
+	}
+	a.operator, a.operatorJWT, a.operatorCl = fresh.operator, fresh.operatorJWT, fresh.operatorCl
+	a.sys, a.svc, a.clients = fresh.sys, fresh.svc, fresh.clients
+	a.loaded = time.Now()
+	return nil
+}
+
+// Reload reads the directory again, and hands the accounts another process
+// changed since (a tenant created, a user revoked, a feed granted) to the
+// server ServerOptions configured, which applies them at once (a revoked
+// user is disconnected). Without it such changes reach that server at this
+// Authority's next change or ServerOptions. Errors: the directory cannot be
+// locked or read, or the server's resolver refuses an account.
+func (a *Authority) Reload() error {
+	return a.change(func() error { return nil })
+}
