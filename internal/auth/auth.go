@@ -835,6 +835,13 @@ func (a *Authority) AccountJWTs() map[string]string {
 // own key, for Push. The caller owns them; they may update every account
 // of the servers that trust this authority.
 func (a *Authority) SystemUser() ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.systemUser()
+}
+
+// systemUser is SystemUser for a caller that holds a.mu.
+func (a *Authority) systemUser() ([]byte, error) {
 	ukp, err := nkeys.CreateUser()
 	if err != nil {
 		return nil, err
@@ -842,10 +849,7 @@ func (a *Authority) SystemUser() ([]byte, error) {
 	upub, _ := ukp.PublicKey()
 	uc := jwt.NewUserClaims(upub)
 	uc.Name = "consentd-system"
-	a.mu.Lock()
-	sys := a.sys.kp
-	a.mu.Unlock()
-	tok, err := uc.Encode(sys)
+	tok, err := uc.Encode(a.sys.kp)
 	if err != nil {
 		return nil, fmt.Errorf("auth: sign the system user: %w", err)
 	}
