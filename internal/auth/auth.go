@@ -82,7 +82,7 @@ type Authority struct {
 	sys, svc    *account
 	clients     map[string]*account // by tenant, AllTenants included
 	resolver    *server.DirAccResolver
-	loaded      time.Time // when the state was last read from dir
+	generation  string // of the state in memory (see generationFile)
 }
 
 // account is one account: its key, its claims as last encoded, and for
@@ -130,10 +130,12 @@ func Open(dir string) (*Authority, error) {
 	} else {
 		err = a.load()
 	}
+	if err == nil {
+		a.generation, err = a.readGeneration()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("auth: %s: %w", dir, err)
 	}
-	a.loaded = time.Now()
 	return a, nil
 }
 
@@ -630,7 +632,7 @@ func (a *Authority) revoke(name, tenant string) error {
 func (a *Authority) Users(tenant string) []User {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_ = a.refresh(0)
+	_ = a.refresh()
 	acc, ok := a.clients[tenant]
 	if !ok {
 		return nil
@@ -644,7 +646,7 @@ func (a *Authority) Users(tenant string) []User {
 func (a *Authority) Tenants() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_ = a.refresh(0)
+	_ = a.refresh()
 	out := make([]string, 0, len(a.clients))
 	for t := range a.clients {
 		out = append(out, t)
@@ -658,23 +660,20 @@ func (a *Authority) Tenants() []string {
 // issuer_key) back to the tenant and role; ok is false when they are not
 // one of this authority's client accounts and role keys. The service
 // should use it rather than trust tags alone. When it does not know the
-// keys it reads the directory again, at most once per IdentifyRefresh,
-// and tries again: an account another process created is known then.
+// keys and another process (or Authority) changed the directory since it
+// last read it, it reads the directory again and tries again: a tenant
+// created by another consentd is known then.
 func (a *Authority) Identify(accountKey, issuerKey string) (tenant string, role Role, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if tenant, role, ok = a.identify(accountKey, issuerKey); ok {
 		return tenant, role, ok
 	}
-	if err := a.refresh(IdentifyRefresh); err != nil {
+	if err := a.refresh(); err != nil {
 		return "", "", false
 	}
 	return a.identify(accountKey, issuerKey)
 }
-
-// IdentifyRefresh is how often at most Identify reads the directory again
-// for keys it does not know.
-const IdentifyRefresh = time.Second
 
 func (a *Authority) identify(accountKey, issuerKey string) (tenant string, role Role, ok bool) {
 	for t, acc := range a.clients {
@@ -716,7 +715,7 @@ func (a *Authority) ServerOptions(o *server.Options) (serviceCreds []byte, err e
 	defer a.mu.Unlock()
 	// The state as it is now; the server's resolver gets it below.
 	a.resolver = nil
-	if err := a.changeLocked(func() error { return nil }); err != nil {
+	if err := a.refresh(); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(a.dir, "resolver")
@@ -823,7 +822,7 @@ func (a *Authority) SystemAccountKey() string {
 func (a *Authority) AccountJWTs() map[string]string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_ = a.refresh(0)
+	_ = a.refresh()
 	out := map[string]string{}
 	for _, acc := range a.accounts() {
 		out[acc.pub] = acc.jwt

@@ -91,6 +91,9 @@ func (a *Authority) GrantFeed(ctx context.Context, tenantToken, stream, consumer
 	if tenantToken == AllTenantsToken {
 		tenant = AllTenants
 	}
+	if a.granted(tenant, "$JS.API.CONSUMER.INFO."+stream+"."+consumer) {
+		return FeedAPIPrefix, nil // no need for the directory's lock
+	}
 	var prefix string
 	err := a.change(func() error {
 		var err error
@@ -147,6 +150,23 @@ func (a *Authority) grantFeed(ctx context.Context, tenantToken, tenant, stream, 
 		return "", fmt.Errorf("auth: grant feed: %w", err)
 	}
 	return FeedAPIPrefix, nil
+}
+
+// granted reports whether tenant's account, as last read, imports
+// subject.
+func (a *Authority) granted(tenant, subject string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	acc, ok := a.clients[tenant]
+	if !ok {
+		return false
+	}
+	for _, im := range acc.claims.Imports {
+		if string(im.Subject) == subject {
+			return true
+		}
+	}
+	return false
 }
 
 // pruneFeeds returns imports without those of tenantToken's ephemeral

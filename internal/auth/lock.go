@@ -3,10 +3,12 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
-	"time"
+
+	"github.com/nats-io/nuid"
 )
 
 // lockDir takes an exclusive flock on dir/.lock, waiting for another
@@ -32,6 +34,11 @@ func lockDir(dir string) (unlock func(), err error) {
 	return func() { _ = f.Close() }, nil // closing the descriptor releases the flock
 }
 
+// generationFile names the file (in the authority's directory) that every
+// change rewrites with a new random token, last: a reader whose token
+// differs knows its state is out of date, without reading the rest.
+const generationFile = "generation"
+
 // change runs fn under a.mu and the directory's lock, on the state read
 // from the directory just before: a change another process (or another
 // Authority on the same directory) made is never overwritten.
@@ -48,20 +55,60 @@ func (a *Authority) changeLocked(fn func() error) error {
 		return fmt.Errorf("auth: %w", err)
 	}
 	defer unlock()
+	if err := a.reloadIfChanged(); err != nil {
+		return err
+	}
+	err = fn()
+	// Even a change that failed may have written some files.
+	gen := nuid.Next()
+	if werr := writePrivate(filepath.Join(a.dir, generationFile), []byte(gen)); werr != nil {
+		return errors.Join(err, fmt.Errorf("auth: %w", werr))
+	}
+	a.generation = gen
+	return err
+}
+
+// refresh reads the directory again when another process (or Authority)
+// changed it since this one last read it. The caller holds a.mu. On an
+// error the state stays as last read.
+func (a *Authority) refresh() error {
+	if gen, err := a.readGeneration(); err == nil && gen == a.generation {
+		return nil
+	}
+	unlock, err := lockDir(a.dir)
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	defer unlock()
+	return a.reloadIfChanged()
+}
+
+// readGeneration returns the token in the generation file; "" when there
+// is none yet (no change since the directory was created).
+func (a *Authority) readGeneration() (string, error) {
+	b, err := os.ReadFile(filepath.Join(a.dir, generationFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	return string(b), err
+}
+
+// reloadIfChanged reloads the state unless the generation file says it is
+// the one this Authority read or wrote last. The caller holds a.mu and the
+// directory's lock.
+func (a *Authority) reloadIfChanged() error {
+	gen, err := a.readGeneration()
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	if gen == a.generation {
+		return nil
+	}
 	if err := a.reload(); err != nil {
 		return err
 	}
-	return fn()
-}
-
-// refresh reads the directory again (under its lock) unless it did so
-// less than minRefresh ago; for the methods that only read. On an error
-// the state stays as last read, and refresh returns the error.
-func (a *Authority) refresh(minRefresh time.Duration) error {
-	if time.Since(a.loaded) < minRefresh {
-		return nil
-	}
-	return a.changeLocked(func() error { return nil })
+	a.generation = gen
+	return nil
 }
 
 // reload reads the operator and every account from the directory again,
@@ -90,7 +137,6 @@ func (a *Authority) reload() error {
 	}
 	a.operator, a.operatorJWT, a.operatorCl = fresh.operator, fresh.operatorJWT, fresh.operatorCl
 	a.sys, a.svc, a.clients = fresh.sys, fresh.svc, fresh.clients
-	a.loaded = time.Now()
 	return nil
 }
 
@@ -101,5 +147,7 @@ func (a *Authority) reload() error {
 // Authority's next change or ServerOptions. Errors: the directory cannot be
 // locked or read, or the server's resolver refuses an account.
 func (a *Authority) Reload() error {
-	return a.change(func() error { return nil })
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.refresh()
 }
