@@ -126,8 +126,16 @@ func TestNATSConfigRefusesBadArguments(t *testing.T) {
 		{[]string{"--auth-dir", dir + "/a"}, 2, "--out is required"},
 		{[]string{"--auth-dir", dir + "/a", "--out", dir + "/a/"}, 2, "--out must not be --auth-dir"},
 		{[]string{"--auth-dir", dir + "/a", "--out", dir + "/o", "extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"--nats-url", "x"}, 2, "flag provided but not defined: -nats-url"},
+		{[]string{"--data-dir", "x"}, 2, "flag provided but not defined: -data-dir"},
 		{[]string{"--auth-dir", dir + "/a", "--out", dir + "/o", "--resolver-dir", `a"b`}, 1, "resolver_dir: must not hold a double quote"},
+		{[]string{"--auth-dir", dir + "/a", "--out", dir + "/o", "--user", "bob"}, 2, "--user and --role go together"},
+		{[]string{"--auth-dir", dir + "/a", "--out", dir + "/o", "--role", "writer"}, 2, "--user and --role go together"},
+		{[]string{"--auth-dir", dir + "/a", "--out", dir + "/o", "--user", "bob", "--role", "writer", "--revoke", "bob"}, 2, "--user and --revoke: one at a time"},
+		{[]string{"--auth-dir", dir + "/a", "--out", dir + "/o", "--user", "Bob", "--role", "writer"}, 2, "--user: "},
+		{[]string{"--auth-dir", dir + "/a", "--out", dir + "/o", "--revoke", "a.b"}, 2, "--revoke: "},
+		{[]string{"--auth-dir", dir + "/a", "--out", dir + "/o", "--user", "bob", "--role", "root"}, 2, `--role "root": must be one of`},
+		{[]string{"--auth-dir", dir + "/a", "--out", dir + "/o", "--user", "bob", "--role", "writer", "--tenant", "Acme"}, 2, "--tenant: "},
+		{[]string{"--auth-dir", dir + "/a", "--out", dir + "/o", "--revoke", "nobody"}, 1, `user "nobody" of tenant "default": no such user`},
 	} {
 		code, _, stderr := natsConfig(tc.args...)
 		assert.Equal(t, tc.code, code, tc.args)
@@ -375,6 +383,41 @@ func TestNATSConfigRunsAThreeNodeClusterWithAccounts(t *testing.T) {
 		u.refused(t, nats.ErrAuthRevoked.Error())
 		require.Eventually(t, u.nc.IsClosed, 10*time.Second, 10*time.Millisecond)
 		_, err := dialUser(c.nodes[i].ClientURL(), mailerCreds)
+		assert.ErrorIs(t, err, nats.ErrAuthorization, "node %d", i+1)
+	}
+
+	// The same offline, with the subcommand, while a (another process)
+	// keeps the directory open.
+	code, stdout, stderr := natsConfig("--auth-dir", authDir, "--out", c.out, "--user", "ops", "--role", "checker", "--tenant", "initech", "--nats-url", c.urls())
+	require.Equal(t, 0, code, stderr)
+	opsFile := filepath.Join(c.out, "users", "initech", "ops.creds")
+	assert.Contains(t, stdout, "Issued ops (role checker, tenant initech) to "+opsFile)
+	assert.Contains(t, stdout, "Pushed every account to ")
+	opsCreds, err := os.ReadFile(opsFile)
+	require.NoError(t, err)
+	var ops []*authClient
+	for _, s := range c.nodes {
+		var u *authClient
+		require.Eventually(t, func() bool {
+			u, err = dialUser(s.ClientURL(), opsCreds)
+			return err == nil
+		}, 10*time.Second, 20*time.Millisecond, "%s accepts the new user: %v", s.Name(), err)
+		t.Cleanup(u.nc.Close)
+		got := u.check(t)
+		assert.Equal(t, "consent.v1.initech.check", got.Subject)
+		tenant, role, ok := a.Identify(got.Info.Account, got.Info.IssuerKey)
+		assert.True(t, ok, "a knows the tenant another process created")
+		assert.Equal(t, "initech", tenant)
+		assert.Equal(t, auth.Checker, role)
+		ops = append(ops, u)
+	}
+	code, stdout, stderr = natsConfig("--auth-dir", authDir, "--out", c.out, "--revoke", "ops", "--tenant", "initech", "--nats-url", c.urls())
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "Revoked ops of tenant initech.")
+	for i, u := range ops {
+		u.refused(t, nats.ErrAuthRevoked.Error())
+		require.Eventually(t, u.nc.IsClosed, 10*time.Second, 10*time.Millisecond)
+		_, err := dialUser(c.nodes[i].ClientURL(), opsCreds)
 		assert.ErrorIs(t, err, nats.ErrAuthorization, "node %d", i+1)
 	}
 }
