@@ -82,7 +82,8 @@ type Authority struct {
 	sys, svc    *account
 	clients     map[string]*account // by tenant, AllTenants included
 	resolver    *server.DirAccResolver
-	generation  string // of the state in memory (see generationFile)
+	pushTo      *nats.Conn // of PushChanges
+	generation  string     // of the state in memory (see generationFile)
 }
 
 // account is one account: its key, its claims as last encoded, and for
@@ -384,13 +385,29 @@ func (a *Authority) saveAccount(acc *account) error {
 		return err
 	}
 	acc.jwt = tok
+	return a.deliver(acc)
+}
+
+// deliver hands acc's JWT to the running server's resolver (ServerOptions)
+// and to the servers of PushChanges, when there are.
+func (a *Authority) deliver(acc *account) error {
 	if a.resolver != nil {
-		if err := a.resolver.Store(acc.pub, tok); err != nil {
+		if err := a.resolver.Store(acc.pub, acc.jwt); err != nil {
 			return fmt.Errorf("push account %s to the server: %w", acc.claims.Name, err)
+		}
+	}
+	if a.pushTo != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), pushTimeout)
+		defer cancel()
+		if err := pushJWT(ctx, a.pushTo, acc.jwt); err != nil {
+			return fmt.Errorf("push account %s: %w", acc.claims.Name, err)
 		}
 	}
 	return nil
 }
+
+// pushTimeout bounds the wait for a server's answer to one pushed account.
+const pushTimeout = 10 * time.Second
 
 // tenantToken is the directory name and subject token of a tenant's
 // account.
@@ -867,17 +884,54 @@ func (a *Authority) systemUser() ([]byte, error) {
 // nothing answers: its accounts must be preloaded instead).
 func (a *Authority) Push(ctx context.Context, nc *nats.Conn) error {
 	for pub, tok := range a.AccountJWTs() {
-		m, err := nc.RequestWithContext(ctx, "$SYS.REQ.CLAIMS.UPDATE", []byte(tok))
-		if err != nil {
+		if err := pushJWT(ctx, nc, tok); err != nil {
 			return fmt.Errorf("auth: push account %s: %w", pub, err)
 		}
-		var r server.ServerAPIClaimUpdateResponse
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			return fmt.Errorf("auth: push account %s: answer %q: %w", pub, m.Data, err)
-		}
-		if r.Error != nil {
-			return fmt.Errorf("auth: push account %s: %s", pub, r.Error.Description)
+	}
+	return nil
+}
+
+// pushJWT sends an account JWT on $SYS.REQ.CLAIMS.UPDATE and returns the
+// answering server's refusal, or no answer, as an error.
+func pushJWT(ctx context.Context, nc *nats.Conn, tok string) error {
+	m, err := nc.RequestWithContext(ctx, "$SYS.REQ.CLAIMS.UPDATE", []byte(tok))
+	if err != nil {
+		return err
+	}
+	var r server.ServerAPIClaimUpdateResponse
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return fmt.Errorf("answer %q: %w", m.Data, err)
+	}
+	if r.Error != nil {
+		return errors.New(r.Error.Description)
+	}
+	return nil
+}
+
+// PushChanges makes the authority keep the servers nc reaches (a
+// connection of SystemUser, or of nats-config's sys.creds; servers with a
+// full dir resolver: a cluster consentd does not embed) up to date, as
+// ServerOptions does for an embedded server: it pushes every account now
+// (Push), and from then on every account JWT it writes (a new tenant, a
+// revocation, a feed grant) and every one it reads that another process
+// changed (Reload, or its next change), before the call that changed it
+// returns. nc stays the caller's; PushChanges(ctx, nil) stops. It returns
+// Push's error, and then pushes nothing.
+func (a *Authority) PushChanges(ctx context.Context, nc *nats.Conn) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pushTo = nil
+	if nc == nil {
+		return nil
+	}
+	if err := a.refresh(); err != nil {
+		return err
+	}
+	for _, acc := range a.accounts() {
+		if err := pushJWT(ctx, nc, acc.jwt); err != nil {
+			return fmt.Errorf("auth: push account %s: %w", acc.claims.Name, err)
 		}
 	}
+	a.pushTo = nc
 	return nil
 }

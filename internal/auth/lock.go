@@ -114,14 +114,14 @@ func (a *Authority) reloadIfChanged() error {
 // reload reads the operator and every account from the directory again,
 // replacing the state in memory. The accounts whose JWT changed (another
 // process created, revoked or granted) go to the running server's
-// resolver, if ServerOptions configured one. The caller holds a.mu and
+// resolver, if ServerOptions configured one, and to PushChanges' servers. The caller holds a.mu and
 // the directory's lock.
 func (a *Authority) reload() error {
 	fresh := &Authority{dir: a.dir, clients: map[string]*account{}}
 	if err := fresh.load(); err != nil {
 		return fmt.Errorf("auth: %s: %w", a.dir, err)
 	}
-	if a.resolver != nil {
+	if a.resolver != nil || a.pushTo != nil {
 		known := map[string]string{}
 		for _, acc := range a.accounts() {
 			known[acc.pub] = acc.jwt
@@ -130,8 +130,8 @@ func (a *Authority) reload() error {
 			if known[acc.pub] == acc.jwt {
 				continue
 			}
-			if err := a.resolver.Store(acc.pub, acc.jwt); err != nil {
-				return fmt.Errorf("auth: push account %s to the server: %w", acc.claims.Name, err)
+			if err := a.deliver(acc); err != nil {
+				return fmt.Errorf("auth: %w", err)
 			}
 		}
 	}
@@ -142,9 +142,9 @@ func (a *Authority) reload() error {
 
 // Reload reads the directory again, and hands the accounts another process
 // changed since (a tenant created, a user revoked, a feed granted) to the
-// server ServerOptions configured, which applies them at once (a revoked
-// user is disconnected). Without it such changes reach that server at this
-// Authority's next change or ServerOptions. Errors: the directory cannot be
+// server ServerOptions configured and to PushChanges' servers, which apply
+// them at once (a revoked user is disconnected). Without it such changes
+// reach them at this Authority's next change. Errors: the directory cannot be
 // locked or read, or the server's resolver refuses an account.
 func (a *Authority) Reload() error {
 	a.mu.Lock()
