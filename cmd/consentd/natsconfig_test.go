@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -308,7 +309,13 @@ func TestNATSConfigRunsAThreeNodeClusterWithAccounts(t *testing.T) {
 	t.Cleanup(svc.Close)
 	js, err := jetstream.New(svc)
 	require.NoError(t, err)
-	stream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{Replicas: 3})
+	// Each node enables JetStream for SVC once it has loaded the account,
+	// which follows the first connection: until then, 10039.
+	var stream jetstream.Stream
+	require.Eventually(t, func() bool {
+		stream, err = ledger.EnsureStream(ctx, js, ledger.StreamOptions{Replicas: 3})
+		return !errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
+	}, 20*time.Second, 20*time.Millisecond)
 	require.NoError(t, err)
 	assert.Equal(t, 3, stream.CachedInfo().Config.Replicas)
 	_, err = svc.Subscribe("consent.v1.*.check", func(m *nats.Msg) {
