@@ -428,3 +428,29 @@ func TestNATSConfigRunsAThreeNodeClusterWithAccounts(t *testing.T) {
 		assert.ErrorIs(t, err, nats.ErrAuthorization, "node %d", i+1)
 	}
 }
+
+// consentd itself runs on that cluster with consentd.creds: it creates the
+// stream (3 replicas) in SVC and serves.
+func TestConsentdRunsOnTheClusterWithTheGeneratedCredentials(t *testing.T) {
+	authDir := filepath.Join(t.TempDir(), "auth")
+	c := startAuthCluster(t, authDir)
+	runOnCluster(t, c.urls(), t.TempDir(), "--nats-creds", c.creds("consentd.creds"))
+
+	svc, err := nats.Connect(c.urls(), nats.UserCredentials(c.creds("consentd.creds")))
+	require.NoError(t, err)
+	t.Cleanup(svc.Close)
+	js, err := jetstream.New(svc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, ledger.DefaultStream)
+	require.NoError(t, err)
+	assert.Equal(t, 3, stream.CachedInfo().Config.Replicas)
+	a, err := auth.Open(authDir)
+	require.NoError(t, err)
+	for _, s := range c.nodes {
+		acc, err := s.LookupAccount(a.ServiceAccountKey())
+		require.NoError(t, err)
+		assert.True(t, acc.JetStreamEnabled(), "%s: the stream is SVC's", s.Name())
+	}
+}
