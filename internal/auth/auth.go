@@ -70,8 +70,9 @@ var ErrNoUser = errors.New("no such user")
 // Authority holds the keys and JWTs of the operator and its accounts, in
 // its directory. It is safe for concurrent use, and several processes (or
 // Authority values) may share one directory: every change takes the
-// directory's lock (an flock on DIR/.lock) and reads the directory again
-// first, and Identify reads it again when it does not know a key.
+// directory's lock (an flock on DIR/.lock) and first reads the directory
+// again if another changed it since (see generationFile), and Identify
+// does so when it does not know a key.
 type Authority struct {
 	dir string
 
@@ -616,10 +617,12 @@ func (acc *account) active(name string) (int, bool) {
 
 // Revoke takes away the credentials in force of user name in tenant: it
 // adds the user's key to the account JWT's revocations, saves it, and
-// pushes it to the running server (ServerOptions), which closes the user's
-// connections and refuses new ones. Without a running server the
-// revocation applies from the next ServerOptions on. It returns ErrNoUser
-// when name has no credentials in force there.
+// pushes it to the running server (ServerOptions) and to PushChanges'
+// servers, which close the user's connections and refuse new ones.
+// Without a running server the revocation applies from the next
+// ServerOptions (or Push) on. It returns ErrNoUser when name has no
+// credentials in force there, and an error when the directory cannot be
+// locked or read or a push fails (the revocation is saved then).
 func (a *Authority) Revoke(name, tenant string) error {
 	return a.change(func() error { return a.revoke(name, tenant) })
 }

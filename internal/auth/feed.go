@@ -76,9 +76,9 @@ func (a *Authority) ensureFeedExports() error {
 // Granting a consumer again changes nothing. It has the signature of
 // ledger.FeedAuthorizer: when it adds imports it also drops those of the
 // tenant's ephemeral feeds (feed~<tenant>~~…) that live, called under the
-// authority's lock (its directory's too), does not list (consumers the server deleted after
-// their inactivity threshold): every consumer imported was created before
-// its grant, so before that listing.
+// authority's lock (and its directory's), does not list (consumers the
+// server deleted after their inactivity threshold): every consumer
+// imported was created before its grant, so before that listing.
 //
 // Errors: the account does not exist; stream or consumer is not a single
 // subject token, or consumer is not named for that tenant (feed~<tenant>~…,
