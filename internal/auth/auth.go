@@ -11,6 +11,7 @@
 //	accounts/<tenant>/, accounts/_all/     account.seed, account.jwt,
 //	                                       roles/<role>.seed, users.json
 //	resolver/                              the server's dir resolver (account JWTs)
+//	.lock, generation                      taken and rewritten by every change
 //
 // A client account imports SVC's consent.v1.> service mapped:
 // a client sends consent.v1.check and the service receives
