@@ -183,10 +183,14 @@ func printNATSConfig(w io.Writer, authDir string, cc *auth.ClusterConfig) {
 	fmt.Fprintf(w, "Wrote to %s:\n", cc.Dir)
 	fmt.Fprintf(w, "  %-15s operator, system account, %d accounts, full resolver in %s\n", auth.AccountsConfFile, cc.Accounts, cc.ResolverDir)
 	fmt.Fprintf(w, "  %-15s %s: user of the service account SVC, for consentd\n", auth.ConsentdCredsFile, state(auth.ConsentdCredsFile))
-	fmt.Fprintf(w, "  %-15s %s: user %q, admin of every tenant\n", auth.AdminCredsFile, state(auth.AdminCredsFile), auth.AdminUserName)
+	if cc.AdminElsewhere {
+		fmt.Fprintf(w, "  %-15s not written: user %q, admin of every tenant, has credentials elsewhere\n", auth.AdminCredsFile, auth.AdminUserName)
+	} else {
+		fmt.Fprintf(w, "  %-15s %s: user %q, admin of every tenant\n", auth.AdminCredsFile, state(auth.AdminCredsFile), auth.AdminUserName)
+	}
 	fmt.Fprintf(w, "  %-15s %s: user of the system account SYS, to push account updates\n", auth.SysCredsFile, state(auth.SysCredsFile))
-	if cc.RevokedAdmin {
-		fmt.Fprintf(w, "\nThe earlier credentials of user %q were not in %s: they are revoked.\n", auth.AdminUserName, cc.Dir)
+	if cc.AdminElsewhere {
+		fmt.Fprintf(w, "\nUser %q is in force with credentials written elsewhere: use those, or run again with\n--revoke %s --tenant '*' to have new ones written here.\n", auth.AdminUserName, auth.AdminUserName)
 	}
 	fmt.Fprintf(w, `
 Each nats-server's configuration (every server needs its own resolver directory %s):

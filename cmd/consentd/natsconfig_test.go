@@ -104,16 +104,30 @@ func TestNATSConfigWritesPrivateFilesAndKeepsValidCredentials(t *testing.T) {
 	assert.Contains(t, string(conf2), acme+": ")
 	assert.Contains(t, string(conf2), `dir: "./jwt"`, "the default resolver directory")
 
-	// Into another directory: the admin's credentials are not there, so
-	// the admin in force is revoked and issued anew.
+	// Into another directory: the admin in force keeps its credentials,
+	// none are written there, until it is revoked.
 	other := filepath.Join(root, "other")
 	code, stdout, stderr = natsConfig("--auth-dir", authDir, "--out", other)
 	require.Equal(t, 0, code, stderr)
-	assert.Contains(t, stdout, `The earlier credentials of user "admin" were not in `+other+": they are revoked.")
+	assert.Contains(t, stdout, `admin.creds     not written: user "admin", admin of every tenant, has credentials elsewhere`)
+	assert.Contains(t, stdout, `--revoke admin --tenant '*' to have new ones written here`)
+	assert.NoFileExists(t, filepath.Join(other, "admin.creds"))
+	assert.FileExists(t, filepath.Join(other, "consentd.creds"))
+	require.Len(t, a.Users(auth.AllTenants), 1)
+	code, stdout, stderr = natsConfig("--auth-dir", authDir, "--out", other, "--revoke", "admin", "--tenant", "*")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "admin.creds     new")
 	users = a.Users(auth.AllTenants)
 	require.Len(t, users, 2)
 	assert.NotNil(t, users[0].RevokedAt)
 	assert.Nil(t, users[1].RevokedAt)
+	fresh, err := os.ReadFile(filepath.Join(other, "admin.creds"))
+	require.NoError(t, err)
+	tok, err := jwt.ParseDecoratedJWT(fresh)
+	require.NoError(t, err)
+	uc, err := jwt.DecodeUserClaims(tok)
+	require.NoError(t, err)
+	assert.Equal(t, users[1].PublicKey, uc.Subject)
 }
 
 func TestNATSConfigRefusesBadArguments(t *testing.T) {

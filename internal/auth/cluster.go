@@ -38,11 +38,11 @@ type ClusterConfig struct {
 	// Issued lists the credential files written with new credentials;
 	// the others were kept as they were (still valid).
 	Issued []string
-	// RevokedAdmin is true when an admin of every tenant named
-	// AdminUserName was in force but its credentials were not in Dir: it
-	// was revoked for the admin.creds issued now. Servers running already
-	// learn of it when the accounts are pushed (Push).
-	RevokedAdmin bool
+	// AdminElsewhere is true when the admin of every tenant named
+	// AdminUserName is in force but its credentials are not in Dir (they
+	// were written elsewhere): no admin.creds is written then. Revoke that
+	// admin to have new credentials written.
+	AdminElsewhere bool
 }
 
 // WriteClusterConfig writes into dir (created with mode 0700; files mode
@@ -56,7 +56,8 @@ type ClusterConfig struct {
 //   - consentd.creds, a user of SVC for consentd's own connections
 //     (consentd --nats-creds), with no permission limits;
 //   - admin.creds, the admin of every tenant (AdminUserName, role Admin,
-//     AllTenants);
+//     AllTenants), unless that user is in force already with credentials
+//     not in dir (see ClusterConfig.AdminElsewhere);
 //   - sys.creds, a user of SYS, for Push ($SYS.REQ.CLAIMS.UPDATE).
 //
 // Credential files already in dir that are still valid (signed by the
@@ -113,8 +114,8 @@ func (a *Authority) WriteClusterConfig(dir, resolverDir string) (*ClusterConfig,
 }
 
 // writeAdminCreds keeps dir's admin.creds when its user is the admin of
-// every tenant in force, and otherwise issues one (revoking an earlier
-// admin whose credentials are lost). The caller holds the directory's
+// every tenant in force, leaves it out when that admin's credentials are
+// elsewhere, and otherwise issues one. The caller holds the directory's
 // lock.
 func (a *Authority) writeAdminCreds(out *ClusterConfig) error {
 	path := filepath.Join(out.Dir, AdminCredsFile)
@@ -127,10 +128,8 @@ func (a *Authority) writeAdminCreds(out *ClusterConfig) error {
 	}
 	if acc, ok := a.clients[AllTenants]; ok {
 		if _, ok := acc.active(AdminUserName); ok {
-			if err := a.revoke(AdminUserName, AllTenants); err != nil {
-				return err
-			}
-			out.RevokedAdmin = true
+			out.AdminElsewhere = true
+			return nil
 		}
 	}
 	creds, err := a.issueUser(AdminUserName, Admin, AllTenants)
