@@ -169,7 +169,8 @@ func TestNATSConfigRefusesBadArguments(t *testing.T) {
 // accounts.conf consentd nats-config wrote for it.
 type authCluster struct {
 	nodes []*server.Server
-	out   string // nats-config's --out: the credentials
+	confs []string // each node's configuration file
+	out   string   // nats-config's --out: the credentials
 }
 
 // startAuthCluster runs consentd nats-config for each node (one --out,
@@ -185,7 +186,6 @@ func startAuthCluster(t *testing.T, authDir string) *authCluster {
 		ports[i] = natstest.FreePort(t)
 	}
 	routes := fmt.Sprintf("nats-route://127.0.0.1:%d, nats-route://127.0.0.1:%d, nats-route://127.0.0.1:%d", ports[3], ports[4], ports[5])
-	var confs []string
 	for i := range 3 {
 		dir := filepath.Join(root, fmt.Sprintf("n%d", i+1))
 		require.NoError(t, os.MkdirAll(dir, 0o700))
@@ -202,21 +202,11 @@ jetstream { store_dir: %q, sync_interval: always }
 cluster { name: consent, listen: 127.0.0.1:%d, routes: [%s] }
 include "accounts.conf"
 `, i+1, ports[i], filepath.Join(dir, "js"), ports[3+i], routes), 0o600))
-		confs = append(confs, conf)
+		c.confs = append(c.confs, conf)
+		c.nodes = append(c.nodes, nil)
 	}
-	for _, conf := range confs {
-		o, err := server.ProcessConfigFile(conf)
-		require.NoError(t, err)
-		o.NoLog, o.NoSigs = true, true
-		s, err := server.NewServer(o)
-		require.NoError(t, err)
-		go s.Start()
-		t.Cleanup(func() {
-			s.Shutdown()
-			s.WaitForShutdown()
-		})
-		require.True(t, s.ReadyForConnections(10*time.Second), "node %s", conf)
-		c.nodes = append(c.nodes, s)
+	for i := range c.confs {
+		c.start(t, i)
 	}
 	require.Eventually(t, func() bool {
 		for _, s := range c.nodes {
@@ -227,6 +217,32 @@ include "accounts.conf"
 		return false
 	}, 30*time.Second, 20*time.Millisecond, "a JetStream meta leader with 3 peers")
 	return c
+}
+
+// start starts node i from its configuration file, shut down at the end of
+// the test.
+func (c *authCluster) start(t *testing.T, i int) {
+	t.Helper()
+	o, err := server.ProcessConfigFile(c.confs[i])
+	require.NoError(t, err)
+	o.NoLog, o.NoSigs = true, true
+	s, err := server.NewServer(o)
+	require.NoError(t, err)
+	go s.Start()
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	require.True(t, s.ReadyForConnections(10*time.Second), "node %d", i+1)
+	c.nodes[i] = s
+}
+
+// restart shuts node i down and starts it again on the same files.
+func (c *authCluster) restart(t *testing.T, i int) {
+	t.Helper()
+	c.nodes[i].Shutdown()
+	c.nodes[i].WaitForShutdown()
+	c.start(t, i)
 }
 
 func (c *authCluster) creds(name string) string { return filepath.Join(c.out, name) }
@@ -406,6 +422,15 @@ func TestNATSConfigRunsAThreeNodeClusterWithAccounts(t *testing.T) {
 		_, err := dialUser(c.nodes[i].ClientURL(), mailerCreds)
 		assert.ErrorIs(t, err, nats.ErrAuthorization, "node %d", i+1)
 	}
+
+	// What was pushed outlives a restart, although the node's
+	// accounts.conf preloads older JWTs: the resolver keeps the newer.
+	c.restart(t, 0)
+	_, err = dialUser(c.nodes[0].ClientURL(), mailerCreds)
+	assert.ErrorIs(t, err, nats.ErrAuthorization, "still revoked after the restart")
+	late, err := dialUser(c.nodes[0].ClientURL(), lateCreds)
+	require.NoError(t, err, "globex, which the node's accounts.conf does not hold, after the restart")
+	late.nc.Close()
 
 	// The same offline, with the subcommand, while a (another process)
 	// keeps the directory open.
