@@ -393,6 +393,13 @@ func TestNATSConfigRunsAThreeNodeClusterWithAccounts(t *testing.T) {
 	_, err = nats.Connect(c.nodes[0].ClientURL(), nats.NoReconnect())
 	assert.ErrorIs(t, err, nats.ErrAuthorization)
 
+	// A new user of a tenant the servers know connects at once: its
+	// account does not change.
+	secondCreds, err := a.IssueUser("second", auth.Checker, "acme")
+	require.NoError(t, err)
+	second := connectUser(t, c.nodes[2].ClientURL(), secondCreds)
+	assert.Equal(t, "consent.v1.acme.check", second.check(t).Subject)
+
 	// A user of a tenant created while the cluster runs: refused until
 	// the accounts are pushed, then accepted on every node.
 	lateCreds, err := a.IssueUser("late", auth.Writer, "globex")
