@@ -11,10 +11,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/consentledger/consent/internal/auth"
 )
 
 // Docker cannot run where the tests run, so these tests read
@@ -36,7 +39,35 @@ type composeService struct {
 	Command     stringList  `yaml:"command"`
 	Environment environment `yaml:"environment"`
 	Volumes     []string    `yaml:"volumes"`
-	DependsOn   []string    `yaml:"depends_on"`
+	DependsOn   dependsOn   `yaml:"depends_on"`
+}
+
+// dependsOn is a service's depends_on: a list of services, or a map of
+// service to its condition.
+type dependsOn map[string]string
+
+func (d *dependsOn) UnmarshalYAML(n *yaml.Node) error {
+	*d = dependsOn{}
+	if n.Kind == yaml.SequenceNode {
+		var names []string
+		if err := n.Decode(&names); err != nil {
+			return err
+		}
+		for _, name := range names {
+			(*d)[name] = "service_started"
+		}
+		return nil
+	}
+	var m map[string]struct {
+		Condition string `yaml:"condition"`
+	}
+	if err := n.Decode(&m); err != nil {
+		return err
+	}
+	for name, c := range m {
+		(*d)[name] = c.Condition
+	}
+	return nil
 }
 
 // stringList is a command: a list, or one string split on spaces.
@@ -105,7 +136,102 @@ func mountedAt(s composeService, dir string) bool {
 	return false
 }
 
-func isConsentd(s composeService) bool { return s.Build != nil }
+func isConsentd(s composeService) bool { return s.Build != nil && !isNATSConfig(s) }
+
+// isNATSConfig reports whether a service runs consentd nats-config.
+func isNATSConfig(s composeService) bool {
+	return s.Build != nil && len(s.Command) > 0 && s.Command[0] == "nats-config"
+}
+
+// authInit returns the one service that runs consentd nats-config, and
+// the values of its flags.
+func authInit(t *testing.T, f composeFile) (name string, s composeService, flags map[string]string) {
+	t.Helper()
+	for n, svc := range f.Services {
+		if isNATSConfig(svc) {
+			require.Empty(t, name, "one service runs consentd nats-config")
+			name, s = n, svc
+		}
+	}
+	require.NotEmpty(t, name, "a service runs consentd nats-config")
+	flags = map[string]string{}
+	args := s.Command[1:]
+	for i := 0; i+1 < len(args); i += 2 {
+		flags[args[i]] = args[i+1]
+	}
+	return name, s, flags
+}
+
+// inVolume returns the named volume a path inside a service's container
+// is on, and the path within that volume.
+func inVolume(t *testing.T, s composeService, inContainer string) (volume, rel string) {
+	t.Helper()
+	for _, v := range s.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 || strings.HasPrefix(parts[0], ".") || strings.HasPrefix(parts[0], "/") {
+			continue
+		}
+		if r, err := filepath.Rel(parts[1], inContainer); err == nil && !strings.HasPrefix(r, "..") {
+			return parts[0], r
+		}
+	}
+	t.Fatalf("%s is on no named volume of the service", inContainer)
+	return "", ""
+}
+
+// mountOf returns where a service mounts the named volume.
+func mountOf(t *testing.T, s composeService, volume string) string {
+	t.Helper()
+	for _, v := range s.Volumes {
+		if parts := strings.Split(v, ":"); len(parts) >= 2 && parts[0] == volume {
+			return parts[1]
+		}
+	}
+	t.Fatalf("the service does not mount the volume %s", volume)
+	return ""
+}
+
+// withoutAuthDir drops --auth-dir and CONSENTD_AUTH_DIR from a consentd
+// service while consentd has no such flag yet (the daemon's accounts
+// wiring adds it); delete it then.
+func withoutAuthDir(t *testing.T, s composeService) composeService {
+	if newFlagSet(&Config{}, io.Discard).Lookup("auth-dir") != nil {
+		return s
+	}
+	t.Log("consentd has no --auth-dir yet: its value is checked, the flag is not parsed")
+	var cmd stringList
+	for i := 0; i < len(s.Command); i++ {
+		if s.Command[i] == "--auth-dir" {
+			i++
+			continue
+		}
+		cmd = append(cmd, s.Command[i])
+	}
+	var env environment
+	for _, kv := range s.Environment {
+		if !strings.HasPrefix(kv, "CONSENTD_AUTH_DIR=") {
+			env = append(env, kv)
+		}
+	}
+	s.Command, s.Environment = cmd, env
+	return s
+}
+
+// argOrEnv returns the value of a consentd flag in a service's command,
+// or else of its variable.
+func argOrEnv(s composeService, flagName string) string {
+	for i, arg := range s.Command {
+		if arg == "--"+flagName && i+1 < len(s.Command) {
+			return s.Command[i+1]
+		}
+	}
+	for _, kv := range s.Environment {
+		if v, ok := strings.CutPrefix(kv, envName(flagName)+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
 
 func isNATS(s composeService) bool { return strings.HasPrefix(s.Image, "nats:") }
 
@@ -114,6 +240,9 @@ func TestComposeConsentdFlagsAndVariablesExist(t *testing.T) {
 	imageEnv := dockerfileEnv(t)
 	require.Contains(t, imageEnv, "CONSENTD_DATA_DIR=/data")
 
+	initName, initService, initFlags := authInit(t, f)
+	authVolume, authRel := inVolume(t, initService, initFlags["--auth-dir"])
+	_, outRel := inVolume(t, initService, initFlags["--out"])
 	var consentds []string
 	for name, s := range f.Services {
 		if !isConsentd(s) {
@@ -121,6 +250,15 @@ func TestComposeConsentdFlagsAndVariablesExist(t *testing.T) {
 		}
 		consentds = append(consentds, name)
 		t.Run(name, func(t *testing.T) {
+			// The authority auth-init created, shared, and its user of SVC.
+			volume, rel := inVolume(t, s, argOrEnv(s, "auth-dir"))
+			assert.Equal(t, authVolume, volume, "--auth-dir is on the volume of %s", initName)
+			assert.Equal(t, authRel, rel, "--auth-dir is the --auth-dir of %s", initName)
+			volume, rel = inVolume(t, s, argOrEnv(s, "nats-creds"))
+			assert.Equal(t, authVolume, volume, "--nats-creds is on the volume of %s", initName)
+			assert.Equal(t, filepath.Join(outRel, "consentd.creds"), rel, "--nats-creds is the consentd.creds of %s", initName)
+			s := withoutAuthDir(t, s)
+
 			for _, arg := range s.Command {
 				if flagName, ok := strings.CutPrefix(arg, "--"); ok {
 					flagName, _, _ = strings.Cut(flagName, "=")
@@ -157,6 +295,21 @@ func TestComposeConsentdFlagsAndVariablesExist(t *testing.T) {
 	assert.Len(t, consentds, 2, "two consentd replicas")
 }
 
+func TestComposeAuthInitRunsNATSConfigOnce(t *testing.T) {
+	f := readCompose(t)
+	_, s, flags := authInit(t, f)
+	assert.Len(t, s.Command, 7, "nats-config with --auth-dir, --out and --resolver-dir")
+	for _, name := range []string{"--auth-dir", "--out", "--resolver-dir"} {
+		assert.NotEmpty(t, flags[name], name)
+	}
+	// It writes into a volume that starts owned by the image's user.
+	assert.Equal(t, "/data", mountOf(t, s, "auth"))
+	// The arguments are what nats-config accepts.
+	dir := t.TempDir()
+	code, _, stderr := natsConfig("--auth-dir", filepath.Join(dir, "auth"), "--out", filepath.Join(dir, "out"), "--resolver-dir", flags["--resolver-dir"])
+	assert.Equal(t, 0, code, stderr)
+}
+
 func TestComposeNATSNodesFormAJetStreamClusterThatFsyncs(t *testing.T) {
 	f := readCompose(t)
 	var nodes []string
@@ -168,17 +321,34 @@ func TestComposeNATSNodesFormAJetStreamClusterThatFsyncs(t *testing.T) {
 	slices.Sort(nodes)
 	require.Len(t, nodes, 3, "three NATS nodes")
 
+	initName, initService, initFlags := authInit(t, f)
+	authVolume, authRel := inVolume(t, initService, initFlags["--auth-dir"])
+	_, outRel := inVolume(t, initService, initFlags["--out"])
 	names := map[string]bool{}
 	for _, name := range nodes {
 		t.Run(name, func(t *testing.T) {
 			s := f.Services[name]
+			assert.Equal(t, "service_completed_successfully", s.DependsOn[initName], "starts once %s wrote accounts.conf", initName)
+			// The node's files as the container sees them, under root: the
+			// configuration file from the repository, and the volume of
+			// auth-init where the node mounts it, with what nats-config
+			// writes there.
+			root := t.TempDir()
 			args := slices.Clone([]string(s.Command))
-			// Read the mounted configuration file from the repository.
 			for i, arg := range args {
 				if (arg == "--config" || arg == "-c") && i+1 < len(args) {
-					args[i+1] = hostPath(t, s, args[i+1])
+					data, err := os.ReadFile(hostPath(t, s, args[i+1]))
+					require.NoError(t, err)
+					args[i+1] = filepath.Join(root, args[i+1])
+					require.NoError(t, os.MkdirAll(filepath.Dir(args[i+1]), 0o700))
+					require.NoError(t, os.WriteFile(args[i+1], data, 0o600))
 				}
 			}
+			volumeRoot := filepath.Join(root, mountOf(t, s, authVolume))
+			resolverDir := initFlags["--resolver-dir"]
+			code, _, stderr := natsConfig("--auth-dir", filepath.Join(volumeRoot, authRel), "--out", filepath.Join(volumeRoot, outRel),
+				"--resolver-dir", filepath.Join(root, resolverDir))
+			require.Equal(t, 0, code, stderr)
 			for _, want := range []string{"--jetstream", "--cluster", "--routes"} {
 				assert.Contains(t, args, want)
 			}
@@ -190,6 +360,18 @@ func TestComposeNATSNodesFormAJetStreamClusterThatFsyncs(t *testing.T) {
 			assert.True(t, opts.JetStream)
 			assert.True(t, opts.SyncAlways, "sync_interval: always")
 			assert.True(t, mountedAt(s, opts.StoreDir), "a volume at the store dir %s", opts.StoreDir)
+			// The accounts nats-config wrote: the operator, SYS, and a
+			// full resolver on the node's own volume.
+			a, err := auth.Open(filepath.Join(volumeRoot, authRel))
+			require.NoError(t, err)
+			require.Len(t, opts.TrustedOperators, 1)
+			op, err := jwt.DecodeOperatorClaims(a.OperatorJWT())
+			require.NoError(t, err)
+			assert.Equal(t, op.Subject, opts.TrustedOperators[0].Subject)
+			assert.Equal(t, a.SystemAccountKey(), opts.SystemAccount)
+			assert.IsType(t, &server.DirAccResolver{}, opts.AccountResolver)
+			assert.True(t, strings.HasPrefix(resolverDir, opts.StoreDir+"/"), "the resolver directory %s is on the node's volume", resolverDir)
+			assert.DirExists(t, filepath.Join(root, resolverDir))
 			assert.Equal(t, "consent", opts.Cluster.Name)
 			assert.Equal(t, 6222, opts.Cluster.Port)
 			assert.False(t, names[opts.ServerName], "server names are unique")

@@ -11,6 +11,7 @@
 //	accounts/<tenant>/, accounts/_all/     account.seed, account.jwt,
 //	                                       roles/<role>.seed, users.json
 //	resolver/                              the server's dir resolver (account JWTs)
+//	.lock, generation                      taken and rewritten by every change
 //
 // A client account imports SVC's consent.v1.> service mapped:
 // a client sends consent.v1.check and the service receives
@@ -68,8 +69,11 @@ var ErrUserExists = errors.New("user exists")
 var ErrNoUser = errors.New("no such user")
 
 // Authority holds the keys and JWTs of the operator and its accounts, in
-// its directory. It is safe for concurrent use within one process; two
-// processes must not open the same directory at once.
+// its directory. It is safe for concurrent use, and several processes (or
+// Authority values) may share one directory: every change takes the
+// directory's lock (an flock on DIR/.lock) and first reads the directory
+// again if another changed it since (see generationFile), and Identify
+// does so when it does not know a key.
 type Authority struct {
 	dir string
 
@@ -80,6 +84,8 @@ type Authority struct {
 	sys, svc    *account
 	clients     map[string]*account // by tenant, AllTenants included
 	resolver    *server.DirAccResolver
+	pushTo      *nats.Conn // of PushChanges
+	generation  string     // of the state in memory (see generationFile)
 }
 
 // account is one account: its key, its claims as last encoded, and for
@@ -112,6 +118,11 @@ func Open(dir string) (*Authority, error) {
 	if err := ensureDir(dir); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	defer unlock()
 	a := &Authority{dir: dir, clients: map[string]*account{}}
 	found, err := exists(filepath.Join(dir, "operator.jwt"))
 	if err != nil {
@@ -121,6 +132,9 @@ func Open(dir string) (*Authority, error) {
 		err = a.create()
 	} else {
 		err = a.load()
+	}
+	if err == nil {
+		a.generation, err = a.readGeneration()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("auth: %s: %w", dir, err)
@@ -381,13 +395,29 @@ func (a *Authority) saveAccount(acc *account) error {
 		return err
 	}
 	acc.jwt = tok
+	return a.deliver(acc)
+}
+
+// deliver hands acc's JWT to the running server's resolver (ServerOptions)
+// and to the servers of PushChanges, when there are.
+func (a *Authority) deliver(acc *account) error {
 	if a.resolver != nil {
-		if err := a.resolver.Store(acc.pub, tok); err != nil {
+		if err := a.resolver.Store(acc.pub, acc.jwt); err != nil {
 			return fmt.Errorf("push account %s to the server: %w", acc.claims.Name, err)
+		}
+	}
+	if a.pushTo != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), pushTimeout)
+		defer cancel()
+		if err := pushJWT(ctx, a.pushTo, acc.jwt); err != nil {
+			return fmt.Errorf("push account %s: %w", acc.claims.Name, err)
 		}
 	}
 	return nil
 }
+
+// pushTimeout bounds the wait for a server's answer to one pushed account.
+const pushTimeout = 10 * time.Second
 
 // tenantToken is the directory name and subject token of a tenant's
 // account.
@@ -406,11 +436,19 @@ func tenantToken(tenant string) string {
 func (a *Authority) Tenant(tenant string) (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	acc, err := a.tenant(tenant)
-	if err != nil {
-		return "", err
+	if acc, ok := a.clients[tenant]; ok {
+		return acc.pub, nil // an account, once created, stays
 	}
-	return acc.pub, nil
+	var pub string
+	err := a.changeLocked(func() error {
+		acc, err := a.tenant(tenant)
+		if err != nil {
+			return err
+		}
+		pub = acc.pub
+		return nil
+	})
+	return pub, err
 }
 
 func (a *Authority) tenant(tenant string) (*account, error) {
@@ -531,8 +569,17 @@ func (a *Authority) IssueUser(name string, role Role, tenant string) ([]byte, er
 	if err := role.Validate(); err != nil {
 		return nil, err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	var creds []byte
+	err := a.change(func() error {
+		var err error
+		creds, err = a.issueUser(name, role, tenant)
+		return err
+	})
+	return creds, err
+}
+
+// issueUser is IssueUser under the directory's lock.
+func (a *Authority) issueUser(name string, role Role, tenant string) ([]byte, error) {
 	acc, err := a.tenant(tenant)
 	if err != nil {
 		return nil, err
@@ -585,13 +632,17 @@ func (acc *account) active(name string) (int, bool) {
 
 // Revoke takes away the credentials in force of user name in tenant: it
 // adds the user's key to the account JWT's revocations, saves it, and
-// pushes it to the running server (ServerOptions), which closes the user's
-// connections and refuses new ones. Without a running server the
-// revocation applies from the next ServerOptions on. It returns ErrNoUser
-// when name has no credentials in force there.
+// pushes it to the running server (ServerOptions) and to PushChanges'
+// servers, which close the user's connections and refuse new ones.
+// Without a running server the revocation applies from the next
+// ServerOptions (or Push) on. It returns ErrNoUser when name has no
+// credentials in force there, and an error when the directory cannot be
+// locked or read or a push fails (the revocation is saved then).
 func (a *Authority) Revoke(name, tenant string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	return a.change(func() error { return a.revoke(name, tenant) })
+}
+
+func (a *Authority) revoke(name, tenant string) error {
 	acc, ok := a.clients[tenant]
 	var i int
 	if ok {
@@ -611,10 +662,12 @@ func (a *Authority) Revoke(name, tenant string) error {
 }
 
 // Users returns every credential issued in tenant, revoked ones included,
-// in the order issued; nil for a tenant with no account.
+// in the order issued; nil for a tenant with no account. It reads the
+// directory again first (when that fails: the users as last read).
 func (a *Authority) Users(tenant string) []User {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	_ = a.refresh()
 	acc, ok := a.clients[tenant]
 	if !ok {
 		return nil
@@ -623,10 +676,12 @@ func (a *Authority) Users(tenant string) []User {
 }
 
 // Tenants returns the tenants that have an account (AllTenants included
-// when it has one), sorted.
+// when it has one), sorted. It reads the directory again first (when that
+// fails: the tenants as last read).
 func (a *Authority) Tenants() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	_ = a.refresh()
 	out := make([]string, 0, len(a.clients))
 	for t := range a.clients {
 		out = append(out, t)
@@ -639,10 +694,23 @@ func (a *Authority) Tenants() []string {
 // account's public key, acc, and the key that signed the user,
 // issuer_key) back to the tenant and role; ok is false when they are not
 // one of this authority's client accounts and role keys. The service
-// should use it rather than trust tags alone.
+// should use it rather than trust tags alone. When it does not know the
+// keys and another process (or Authority) changed the directory since it
+// last read it, it reads the directory again and tries again: a tenant
+// created by another consentd is known then.
 func (a *Authority) Identify(accountKey, issuerKey string) (tenant string, role Role, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if tenant, role, ok = a.identify(accountKey, issuerKey); ok {
+		return tenant, role, ok
+	}
+	if err := a.refresh(); err != nil {
+		return "", "", false
+	}
+	return a.identify(accountKey, issuerKey)
+}
+
+func (a *Authority) identify(accountKey, issuerKey string) (tenant string, role Role, ok bool) {
 	for t, acc := range a.clients {
 		if acc.pub != accountKey {
 			continue
@@ -658,7 +726,11 @@ func (a *Authority) Identify(accountKey, issuerKey string) (tenant string, role 
 
 // ServiceAccountKey is SVC's public key (the directory of its JetStream
 // data, jetstream/<key>, in the server's store directory).
-func (a *Authority) ServiceAccountKey() string { return a.svc.pub }
+func (a *Authority) ServiceAccountKey() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.svc.pub
+}
 
 // ServerOptions configures o for an embedded nats-server that trusts this
 // authority: the operator, the system account, and a dir resolver under
@@ -676,6 +748,11 @@ func (a *Authority) ServerOptions(o *server.Options) (serviceCreds []byte, err e
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// The state as it is now; the server's resolver gets it below.
+	a.resolver = nil
+	if err := a.refresh(); err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(a.dir, "resolver")
 	if err := ensureDir(dir); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
@@ -761,16 +838,26 @@ func ConnectOptions(creds []byte) ([]nats.Option, error) {
 
 // OperatorJWT is the operator's JWT, which a nats-server configured from
 // files trusts (its operator setting).
-func (a *Authority) OperatorJWT() string { return a.operatorJWT }
+func (a *Authority) OperatorJWT() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.operatorJWT
+}
 
 // SystemAccountKey is SYS's public key (a nats-server's system_account).
-func (a *Authority) SystemAccountKey() string { return a.sys.pub }
+func (a *Authority) SystemAccountKey() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sys.pub
+}
 
 // AccountJWTs returns every account's JWT (SYS, SVC and the client
-// accounts), by public key: what a server's resolver must hold.
+// accounts), by public key: what a server's resolver must hold. It reads
+// the directory again first (when that fails: the accounts as last read).
 func (a *Authority) AccountJWTs() map[string]string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	_ = a.refresh()
 	out := map[string]string{}
 	for _, acc := range a.accounts() {
 		out[acc.pub] = acc.jwt
@@ -782,6 +869,13 @@ func (a *Authority) AccountJWTs() map[string]string {
 // own key, for Push. The caller owns them; they may update every account
 // of the servers that trust this authority.
 func (a *Authority) SystemUser() ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.systemUser()
+}
+
+// systemUser is SystemUser for a caller that holds a.mu.
+func (a *Authority) systemUser() ([]byte, error) {
 	ukp, err := nkeys.CreateUser()
 	if err != nil {
 		return nil, err
@@ -808,17 +902,54 @@ func (a *Authority) SystemUser() ([]byte, error) {
 // nothing answers: its accounts must be preloaded instead).
 func (a *Authority) Push(ctx context.Context, nc *nats.Conn) error {
 	for pub, tok := range a.AccountJWTs() {
-		m, err := nc.RequestWithContext(ctx, "$SYS.REQ.CLAIMS.UPDATE", []byte(tok))
-		if err != nil {
+		if err := pushJWT(ctx, nc, tok); err != nil {
 			return fmt.Errorf("auth: push account %s: %w", pub, err)
 		}
-		var r server.ServerAPIClaimUpdateResponse
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			return fmt.Errorf("auth: push account %s: answer %q: %w", pub, m.Data, err)
-		}
-		if r.Error != nil {
-			return fmt.Errorf("auth: push account %s: %s", pub, r.Error.Description)
+	}
+	return nil
+}
+
+// pushJWT sends an account JWT on $SYS.REQ.CLAIMS.UPDATE and returns the
+// answering server's refusal, or no answer, as an error.
+func pushJWT(ctx context.Context, nc *nats.Conn, tok string) error {
+	m, err := nc.RequestWithContext(ctx, "$SYS.REQ.CLAIMS.UPDATE", []byte(tok))
+	if err != nil {
+		return err
+	}
+	var r server.ServerAPIClaimUpdateResponse
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return fmt.Errorf("answer %q: %w", m.Data, err)
+	}
+	if r.Error != nil {
+		return errors.New(r.Error.Description)
+	}
+	return nil
+}
+
+// PushChanges makes the authority keep the servers nc reaches (a
+// connection of SystemUser, or of nats-config's sys.creds; servers with a
+// full dir resolver: a cluster consentd does not embed) up to date, as
+// ServerOptions does for an embedded server: it pushes every account now
+// (Push), and from then on every account JWT it writes (a new tenant, a
+// revocation, a feed grant) and every one it reads that another process
+// changed (Reload, or its next change), before the call that changed it
+// returns. nc stays the caller's; PushChanges(ctx, nil) stops. It returns
+// Push's error, and then pushes nothing.
+func (a *Authority) PushChanges(ctx context.Context, nc *nats.Conn) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pushTo = nil
+	if nc == nil {
+		return nil
+	}
+	if err := a.refresh(); err != nil {
+		return err
+	}
+	for _, acc := range a.accounts() {
+		if err := pushJWT(ctx, nc, acc.jwt); err != nil {
+			return fmt.Errorf("auth: push account %s: %w", acc.claims.Name, err)
 		}
 	}
+	a.pushTo = nc
 	return nil
 }

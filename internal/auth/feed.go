@@ -79,9 +79,9 @@ func (a *Authority) ensureFeedExports() error {
 // Granting a consumer again changes nothing. It has the signature of
 // ledger.FeedAuthorizer: when it adds imports it also drops those of the
 // tenant's ephemeral feeds (feed~<tenant>~~…) that live, called under the
-// authority's lock, does not list (consumers the server deleted after
-// their inactivity threshold): every consumer imported was created before
-// its grant, so before that listing.
+// authority's lock (and its directory's), does not list (consumers the
+// server deleted after their inactivity threshold): every consumer
+// imported was created before its grant, so before that listing.
 //
 // Errors: the account does not exist; stream or consumer is not a single
 // subject token, or consumer is not named for that tenant (feed~<tenant>~…,
@@ -94,8 +94,20 @@ func (a *Authority) GrantFeed(ctx context.Context, tenantToken, stream, consumer
 	if tenantToken == AllTenantsToken {
 		tenant = AllTenants
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	if a.granted(tenant, "$JS.API.CONSUMER.INFO."+stream+"."+consumer) {
+		return FeedAPIPrefix, nil // no need for the directory's lock
+	}
+	var prefix string
+	err := a.change(func() error {
+		var err error
+		prefix, err = a.grantFeed(ctx, tenantToken, tenant, stream, consumer, live)
+		return err
+	})
+	return prefix, err
+}
+
+// grantFeed is GrantFeed under the directory's lock.
+func (a *Authority) grantFeed(ctx context.Context, tenantToken, tenant, stream, consumer string, live func(context.Context) (map[string]bool, error)) (string, error) {
 	acc, ok := a.clients[tenant]
 	if !ok {
 		return "", fmt.Errorf("auth: grant feed: tenant %q has no account", tenant)
@@ -141,6 +153,23 @@ func (a *Authority) GrantFeed(ctx context.Context, tenantToken, stream, consumer
 		return "", fmt.Errorf("auth: grant feed: %w", err)
 	}
 	return FeedAPIPrefix, nil
+}
+
+// granted reports whether tenant's account, as last read, imports
+// subject.
+func (a *Authority) granted(tenant, subject string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	acc, ok := a.clients[tenant]
+	if !ok {
+		return false
+	}
+	for _, im := range acc.claims.Imports {
+		if string(im.Subject) == subject {
+			return true
+		}
+	}
+	return false
 }
 
 // pruneFeeds returns imports without those of tenantToken's ephemeral
