@@ -103,15 +103,10 @@ func authorizer(a *auth.Authority) ledger.Authorize {
 	}
 }
 
-// users is the service's ledger.Users: the authority, and, on a NATS
-// deployment consentd did not start, a push of every change to its
-// servers.
-type users struct {
-	a    *auth.Authority
-	push func(ctx context.Context) error // nil with the embedded server
-}
+// users adapts the authority to the service's ledger.Users.
+type users struct{ a *auth.Authority }
 
-func (u users) Add(ctx context.Context, name, role, tenant string) (ledger.UserCreds, error) {
+func (u users) Add(_ context.Context, name, role, tenant string) (ledger.UserCreds, error) {
 	creds, err := u.a.IssueUser(name, auth.Role(role), tenant)
 	if errors.Is(err, auth.ErrUserExists) {
 		return ledger.UserCreds{}, &ledger.Error{Code: 409, Description: err.Error() + "; revoke it first (consentctl user revoke)"}
@@ -125,9 +120,6 @@ func (u users) Add(ctx context.Context, name, role, tenant string) (ledger.UserC
 		}
 		return ledger.UserCreds{}, err
 	}
-	if err := u.pushed(ctx); err != nil {
-		return ledger.UserCreds{}, err
-	}
 	for _, info := range u.list(tenant) {
 		if info.Name == name && info.RevokedAt == nil {
 			return ledger.UserCreds{UserInfo: info, Creds: string(creds), InboxPrefix: auth.InboxPrefix(name)}, nil
@@ -136,13 +128,12 @@ func (u users) Add(ctx context.Context, name, role, tenant string) (ledger.UserC
 	return ledger.UserCreds{}, fmt.Errorf("user %q issued but not listed", name)
 }
 
-func (u users) Revoke(ctx context.Context, name, tenant string) error {
-	if err := u.a.Revoke(name, tenant); errors.Is(err, auth.ErrNoUser) {
+func (u users) Revoke(_ context.Context, name, tenant string) error {
+	err := u.a.Revoke(name, tenant)
+	if errors.Is(err, auth.ErrNoUser) {
 		return &ledger.Error{Code: 404, Description: err.Error()}
-	} else if err != nil {
-		return err
 	}
-	return u.pushed(ctx)
+	return err
 }
 
 func (u users) List(_ context.Context, tenant string) ([]ledger.UserInfo, error) {
@@ -158,16 +149,6 @@ func (u users) list(tenant string) []ledger.UserInfo {
 	return out
 }
 
-func (u users) pushed(ctx context.Context) error {
-	if u.push == nil {
-		return nil
-	}
-	if err := u.push(ctx); err != nil {
-		return fmt.Errorf("push the accounts to the NATS servers: %w", err)
-	}
-	return nil
-}
-
 // authorize is the service's ledger.Authorize: nil without authentication.
 func (m *Main) authorize() ledger.Authorize {
 	if m.authority == nil {
@@ -176,31 +157,33 @@ func (m *Main) authorize() ledger.Authorize {
 	return authorizer(m.authority)
 }
 
-// users is the service's ledger.Users: nil without authentication. On a
-// NATS deployment consentd did not start, each change is pushed to its
-// servers with a user of the system account.
-func (m *Main) users(cfg *Config) ledger.Users {
+// users is the service's ledger.Users: nil without authentication.
+func (m *Main) users() ledger.Users {
 	if m.authority == nil {
 		return nil
 	}
-	u := users{a: m.authority}
-	if !cfg.Embedded() {
-		u.push = func(ctx context.Context) error {
-			creds, err := m.authority.SystemUser()
-			if err != nil {
-				return err
-			}
-			opts, err := auth.ConnectOptions(creds)
-			if err != nil {
-				return err
-			}
-			nc, err := connect(ctx, &Config{NATSURL: cfg.NATSURL, NATSTLSCA: cfg.NATSTLSCA, NATSTLSCert: cfg.NATSTLSCert, NATSTLSKey: cfg.NATSTLSKey}, nil, "consentd-system", m.log, opts...)
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			return m.authority.Push(ctx, nc)
-		}
+	return users{a: m.authority}
+}
+
+// pushAccounts keeps the servers of a NATS deployment consentd did not
+// start up to date with the authority (new tenants, users revoked, feeds
+// granted), through a connection of the system account.
+func (m *Main) pushAccounts(ctx context.Context) error {
+	creds, err := m.authority.SystemUser()
+	if err != nil {
+		return err
 	}
-	return u
+	opts, err := auth.ConnectOptions(creds)
+	if err != nil {
+		return err
+	}
+	cfg := m.Config
+	cfg.NATSCreds, cfg.NATSUser, cfg.NATSPassword = "", "", ""
+	if m.sysConn, err = connect(ctx, &cfg, nil, "consentd-system", m.log, opts...); err != nil {
+		return err
+	}
+	if err := m.authority.PushChanges(ctx, m.sysConn); err != nil {
+		return fmt.Errorf("push the accounts to the NATS servers: %w", err)
+	}
+	return nil
 }

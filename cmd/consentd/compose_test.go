@@ -191,32 +191,6 @@ func mountOf(t *testing.T, s composeService, volume string) string {
 	return ""
 }
 
-// withoutAuthDir drops --auth-dir and CONSENTD_AUTH_DIR from a consentd
-// service while consentd has no such flag yet (the daemon's accounts
-// wiring adds it); delete it then.
-func withoutAuthDir(t *testing.T, s composeService) composeService {
-	if newFlagSet(&Config{}, io.Discard).Lookup("auth-dir") != nil {
-		return s
-	}
-	t.Log("consentd has no --auth-dir yet: its value is checked, the flag is not parsed")
-	var cmd stringList
-	for i := 0; i < len(s.Command); i++ {
-		if s.Command[i] == "--auth-dir" {
-			i++
-			continue
-		}
-		cmd = append(cmd, s.Command[i])
-	}
-	var env environment
-	for _, kv := range s.Environment {
-		if !strings.HasPrefix(kv, "CONSENTD_AUTH_DIR=") {
-			env = append(env, kv)
-		}
-	}
-	s.Command, s.Environment = cmd, env
-	return s
-}
-
 // argOrEnv returns the value of a consentd flag in a service's command,
 // or else of its variable.
 func argOrEnv(s composeService, flagName string) string {
@@ -257,7 +231,6 @@ func TestComposeConsentdFlagsAndVariablesExist(t *testing.T) {
 			volume, rel = inVolume(t, s, argOrEnv(s, "nats-creds"))
 			assert.Equal(t, authVolume, volume, "--nats-creds is on the volume of %s", initName)
 			assert.Equal(t, filepath.Join(outRel, "consentd.creds"), rel, "--nats-creds is the consentd.creds of %s", initName)
-			s := withoutAuthDir(t, s)
 
 			for _, arg := range s.Command {
 				if flagName, ok := strings.CutPrefix(arg, "--"); ok {

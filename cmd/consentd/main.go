@@ -91,6 +91,7 @@ type Main struct {
 	adminCreds string          // the embedded server's admin credentials file
 	server     *server.Server
 	dataConn   *nats.Conn // ledger and projector
+	sysConn    *nats.Conn // pushes account updates to a NATS deployment (--nats-url with --auth-dir)
 	svcConn    *nats.Conn // the service's own: Stop drains it
 	index      *projector.Index
 	projector  *projector.Projector
@@ -239,6 +240,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.svcConn, err = connect(ctx, cfg, m.server, "consentd-service", m.log, m.connOpts...); err != nil {
 		return err
 	}
+	if m.authority != nil && !cfg.Embedded() {
+		if err := m.pushAccounts(ctx); err != nil {
+			return err
+		}
+	}
 	js, err := jetstream.New(m.dataConn)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -266,7 +272,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Signer:        signer,
 		Logger:        m.log.With("component", "service"),
 		Authorize:     m.authorize(),
-		Users:         m.users(cfg),
+		Users:         m.users(),
 	})
 	if err != nil {
 		return err
@@ -565,6 +571,10 @@ func (m *Main) close() error {
 	}
 	if err := drain(ctx, m.dataConn); err != nil {
 		errs = append(errs, err)
+	}
+	if m.sysConn != nil {
+		_ = m.authority.PushChanges(ctx, nil)
+		m.sysConn.Close()
 	}
 	if m.server != nil {
 		m.server.Shutdown()

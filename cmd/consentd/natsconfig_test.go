@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
@@ -499,4 +500,83 @@ func TestConsentdRunsOnTheClusterWithTheGeneratedCredentials(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, acc.JetStreamEnabled(), "%s: the stream is SVC's", s.Name())
 	}
+}
+
+// TestConsentdOnTheClusterAuthenticatesAsEmbedded runs two consentd with
+// --auth-dir on the cluster nats-config configured: users issued through
+// the service (by the admin nats-config wrote) reach it in their tenant
+// from any node, recorded_by names them, the attacks of the embedded
+// setup fail here too, and a revocation pushed by one consentd closes the
+// user's connection on whichever node it is.
+func TestConsentdOnTheClusterAuthenticatesAsEmbedded(t *testing.T) {
+	authDir := filepath.Join(t.TempDir(), "auth")
+	c := startAuthCluster(t, authDir)
+	for range 2 {
+		runOnCluster(t, c.urls(), t.TempDir(), "--nats-creds", c.creds("consentd.creds"), "--auth-dir", authDir)
+	}
+	adminCreds, err := os.ReadFile(c.creds("admin.creds"))
+	require.NoError(t, err)
+	admin, err := dialUser(c.urls(), adminCreds)
+	require.NoError(t, err)
+	t.Cleanup(admin.nc.Close)
+	adminClient := ledger.NewClient(admin.nc, ledger.ClientOptions{})
+	ctx := t.Context()
+
+	issue := func(name, role, tenant string) *authClient {
+		t.Helper()
+		u, err := adminClient.AddUser(ctx, ledger.UserRequest{Name: name, Role: role, Tenant: tenant})
+		require.NoError(t, err)
+		var cl *authClient
+		// A new tenant's account reaches every node by the push the
+		// service made before answering.
+		for _, s := range c.nodes {
+			cl, err = dialUser(s.ClientURL(), []byte(u.Creds))
+			require.NoError(t, err, "%s on %s", name, s.Name())
+			t.Cleanup(cl.nc.Close)
+		}
+		return cl
+	}
+	acme := issue("app", "writer", "acme")
+	globex := issue("app", "writer", "globex")
+	acmeClient := ledger.NewClient(acme.nc, ledger.ClientOptions{})
+	globexClient := ledger.NewClient(globex.nc, ledger.ClientOptions{})
+
+	granted, err := acmeClient.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err)
+	assert.Equal(t, "acme", granted.Event.Tenant)
+	assert.Equal(t, "app@acme", granted.Event.RecordedBy)
+	st, err := acmeClient.Check(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
+	require.NoError(t, err)
+	assert.True(t, st.Allowed)
+
+	// globex sees nothing of acme's and may not name it.
+	st, err = globexClient.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
+	require.NoError(t, err)
+	assert.Equal(t, events.StateNone, st.State)
+	_, err = globexClient.Revoke(ctx, events.Command{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"})
+	require.ErrorIs(t, err, ledger.ErrForbidden)
+
+	// The trail is out of reach.
+	for _, subj := range []string{"consent.events.acme.newsletter.x", "$JS.API.STREAM.DELETE." + ledger.DefaultStream} {
+		require.NoError(t, acme.nc.Publish(subj, []byte(`{}`)))
+		require.NoError(t, acme.nc.Flush())
+		select {
+		case err := <-acme.errs:
+			require.ErrorIs(t, err, nats.ErrPermissionViolation)
+			assert.Contains(t, err.Error(), subj)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no permissions violation for %s", subj)
+		}
+	}
+
+	// Revoked through one consentd, refused on every node.
+	require.NoError(t, adminClient.RevokeUser(ctx, ledger.UserRequest{Name: "app", Tenant: "acme"}))
+	select {
+	case err := <-acme.errs:
+		require.ErrorIs(t, err, nats.ErrAuthRevoked)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revoked user's connection was not closed")
+	}
+	_, err = acmeClient.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
+	require.Error(t, err)
 }

@@ -53,10 +53,21 @@ func (a *Authority) Authorize(endpoint, token, info string) (string, error) {
 }
 
 // userName returns the name of the user in force with public key key in
-// tenant's account.
+// tenant's account, reading the directory again on a miss (a user another
+// process issued).
 func (a *Authority) userName(tenant, key string) (string, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if name, ok := a.findUser(tenant, key); ok {
+		return name, true
+	}
+	if err := a.refresh(); err != nil {
+		return "", false
+	}
+	return a.findUser(tenant, key)
+}
+
+func (a *Authority) findUser(tenant, key string) (string, bool) {
 	acc, ok := a.clients[tenant]
 	if !ok {
 		return "", false
