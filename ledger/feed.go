@@ -161,9 +161,14 @@ func ServeFeed(js jetstream.JetStream, cfg FeedConfig) (*Feed, error) {
 	}
 	f := &Feed{js: js, cfg: cfg}
 	nc := js.Conn()
-	subjects := []string{SubjectFeedOpen, "consent.v1.*.feed.open", SubjectFeedPurposes, "consent.v1.*.feed.purposes"}
-	if cfg.Identify != nil {
-		subjects = []string{"consent.v1.*.feed.open", "consent.v1.*.feed.purposes"}
+	// Under tenant tokens only what can grant the client accounts their
+	// feeds; plain subjects only where callers are not identified.
+	var subjects []string
+	if cfg.Identify == nil {
+		subjects = append(subjects, SubjectFeedOpen, SubjectFeedPurposes)
+	}
+	if cfg.Authorize != nil || cfg.Identify != nil {
+		subjects = append(subjects, "consent.v1.*.feed.open", "consent.v1.*.feed.purposes")
 	}
 	for _, subj := range subjects {
 		sub, err := nc.QueueSubscribe(subj, ServiceQueueGroup, f.handle)
@@ -261,7 +266,7 @@ func feedTenant(token, tenant string) (string, error) {
 		return t, events.ValidateName("tenant", t)
 	}
 	if tenant != "" && tenant != token {
-		return "", &events.FieldError{Field: "tenant", Problem: fmt.Sprintf("must be empty or %q, the tenant of your account", token)}
+		return "", &Error{Code: 403, Description: fmt.Sprintf("forbidden: tenant %q: your credentials are for tenant %q only", tenant, token)}
 	}
 	return token, events.ValidateName("tenant", token)
 }

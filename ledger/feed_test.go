@@ -42,13 +42,19 @@ func TestFeedOpenRefusesBadInputAndOtherTenants(t *testing.T) {
 	}
 
 	// Under a tenant's subject token (as a client account's import maps
-	// its requests) the tenant is the token's: another one is refused.
+	// its requests, to a feed that identifies its callers as consentd's
+	// does) the tenant is the token's: another one is refused.
+	identified, err := ledger.ServeFeed(st.js, ledger.FeedConfig{Identify: func(_, token, _ string) (ledger.Caller, error) {
+		return ledger.Caller{User: "u@" + token, Tenant: token}, nil
+	}})
+	require.NoError(t, err)
+	t.Cleanup(identified.Stop)
 	for _, subject := range []string{"consent.v1.acme.feed.open", "consent.v1.acme.feed.purposes"} {
 		code, description, _ := ask(subject, `{"tenant":"globex"}`)
-		assert.Equal(t, "400", code, subject)
-		assert.Contains(t, description, "tenant", subject)
+		assert.Equal(t, "403", code, subject)
+		assert.Contains(t, description, `forbidden: tenant "globex"`, subject)
 		code, _, _ = ask(subject, `{"tenant":"*"}`)
-		assert.Equal(t, "400", code, subject)
+		assert.Equal(t, "403", code, subject)
 	}
 	code, _, r := ask("consent.v1.acme.feed.open", `{"durable":"mailer"}`)
 	require.Empty(t, code)

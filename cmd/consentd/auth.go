@@ -187,3 +187,16 @@ func (m *Main) pushAccounts(ctx context.Context) error {
 	}
 	return nil
 }
+
+// privateFile refuses a secret file (credentials) that users other than
+// its owner may read or change, naming the flag that gave it.
+func privateFile(flagName, path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", flagName, err)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s %s: mode %04o lets other users read these credentials; run chmod 600 %s", flagName, path, perm, path)
+	}
+	return nil
+}

@@ -183,7 +183,7 @@ func (c *Config) validateTLS(host string) error {
 	if hasTLS && c.InsecureListenWithoutTLS {
 		return errors.New("--insecure-listen-without-tls contradicts --tls-cert: drop one of them")
 	}
-	if c.InsecureNoAuth && !isLoopback(host) && !c.InsecureListenWithoutTLS {
+	if c.InsecureNoAuth && !isLoopback(host) {
 		return fmt.Errorf("--listen %s with --insecure-no-auth: anyone on the network could read, forge and erase the consents; listen on loopback (127.0.0.1), or drop --insecure-no-auth", c.Listen)
 	}
 	if !hasTLS && !c.InsecureListenWithoutTLS && !isLoopback(host) {

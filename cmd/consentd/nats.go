@@ -161,6 +161,9 @@ func connect(ctx context.Context, cfg *Config, s *server.Server, name string, lo
 		return nc, nil
 	}
 	if cfg.NATSCreds != "" {
+		if err := privateFile("--nats-creds", cfg.NATSCreds); err != nil {
+			return nil, err
+		}
 		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
 	}
 	if cfg.NATSUser != "" {

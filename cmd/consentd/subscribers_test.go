@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -104,7 +105,8 @@ func TestDurableWatchAcrossConsentdRestart(t *testing.T) {
 // consent.expired, and a watcher learns of each.
 func TestExpiryOnceWithTwoConsentd(t *testing.T) {
 	a := runMain(t, t.TempDir(), "--listen", "127.0.0.1:-1", "--expiry-interval", "20ms")
-	b := runMain(t, t.TempDir(), "--nats-url", a.ClientURL(), "--nats-creds", serviceCredsFile(t, a.Config.DataDir), "--expiry-interval", "20ms")
+	b := runMain(t, t.TempDir(), "--nats-url", a.ClientURL(), "--nats-creds", serviceCredsFile(t, a.Config.DataDir),
+		"--auth-dir", filepath.Join(a.Config.DataDir, "auth"), "--expiry-interval", "20ms")
 	nc, err := nats.Connect(a.ClientURL(), adminOptions(t, a.Config.DataDir)...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)

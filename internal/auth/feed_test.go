@@ -169,7 +169,7 @@ func TestSubscriberCannotOpenOrReadAnotherTenantsFeed(t *testing.T) {
 		_, err := c.Watch(feedCtx(t), opts)
 		var we *ledger.Error
 		require.ErrorAs(t, err, &we, "%+v", opts)
-		assert.Equal(t, 400, we.Code)
+		assert.Equal(t, 403, we.Code)
 		assert.Contains(t, we.Description, "tenant")
 	}
 	// A request on globex's subject is mapped under acme.

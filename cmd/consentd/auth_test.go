@@ -1,12 +1,14 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -41,4 +43,16 @@ func serviceCredsFile(t *testing.T, dataDir string) string {
 func serviceOptions(t *testing.T, dataDir string) []nats.Option {
 	t.Helper()
 	return []nats.Option{nats.UserCredentials(serviceCredsFile(t, dataDir))}
+}
+
+func TestConsentdRefusesCredentialsOthersMayRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "consentd.creds")
+	require.NoError(t, os.WriteFile(path, []byte("not read"), 0o644))
+	m := NewMain()
+	m.Config.NATSURL, m.Config.NATSCreds, m.Config.DataDir = "nats://127.0.0.1:1", path, t.TempDir()
+	m.Stdout, m.Stderr = io.Discard, io.Discard
+	err := m.Run(t.Context())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "--nats-creds "+path+": mode 0644 lets other users read these credentials; run chmod 600")
+	require.NoError(t, m.Close())
 }
