@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/auth"
+	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The security model against the default consentd (authentication on,
+// embedded server), over real TCP connections: what each kind of client
+// can and cannot do, each "cannot" shown by the server's permissions
+// violation or the service's error code.
+
+// secured is a default consentd and a client of its administrator's
+// credentials (admin.creds: admin of every tenant).
+type secured struct {
+	m     *Main
+	admin *ledger.Client
+}
+
+func startSecured(t *testing.T) *secured {
+	t.Helper()
+	m := startConsentd(t, t.TempDir())
+	return &secured{m: m, admin: connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)}
+}
+
+// issue returns new credentials of user name with role in tenant ("*": all
+// tenants), issued by the administrator through consent.v1.admin.user.add.
+func (s *secured) issue(t *testing.T, name string, role auth.Role, tenant string) []byte {
+	t.Helper()
+	u, err := s.admin.AddUser(secCtx(t), ledger.UserRequest{Name: name, Role: string(role), Tenant: tenant})
+	require.NoError(t, err)
+	return []byte(u.Creds)
+}
+
+// dial connects a user, as secConn.
+func (s *secured) dial(t *testing.T, name string, role auth.Role, tenant string) *secConn {
+	t.Helper()
+	return dialCreds(t, s.m.ClientURL(), s.issue(t, name, role, tenant))
+}
+
+// adminConn connects with admin.creds.
+func (s *secured) adminConn(t *testing.T) *secConn {
+	t.Helper()
+	creds, err := os.ReadFile(filepath.Join(s.m.Config.DataDir, AdminCredsFile))
+	require.NoError(t, err)
+	return dialCreds(t, s.m.ClientURL(), creds)
+}
+
+// lastSeq is the stream's last sequence, read with the service account's
+// credentials (what only consentd holds).
+func (s *secured) lastSeq(t *testing.T) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(s.m.ClientURL(), serviceOptions(t, s.m.Config.DataDir)...)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	stream, err := js.Stream(secCtx(t), ledger.DefaultStream)
+	require.NoError(t, err)
+	return stream.CachedInfo().State.LastSeq
+}
+
+// secConn is a client connection whose asynchronous errors (the server's
+// permissions violations) arrive on errs.
+type secConn struct {
+	*nats.Conn
+	errs   chan error
+	client *ledger.Client
+}
+
+func dialCreds(t *testing.T, url string, creds []byte) *secConn {
+	t.Helper()
+	opts, err := auth.ConnectOptions(creds)
+	require.NoError(t, err)
+	c := &secConn{errs: make(chan error, 64)}
+	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { c.errs <- err }))
+	c.Conn, err = nats.Connect(url, opts...)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	c.client = ledger.NewClient(c.Conn, ledger.ClientOptions{ServiceFeed: true})
+	return c
+}
+
+// violation waits for the server's permissions violation of what, e.g.
+// `Publish to "consent.events.acme.x.y"` or `Subscription to "_INBOX.>"`.
+// It fails on any other asynchronous error.
+func (c *secConn) violation(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case err := <-c.errs:
+		require.ErrorIs(t, err, nats.ErrPermissionViolation)
+		assert.Contains(t, err.Error(), "Permissions Violation for "+what)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no permissions violation for %s", what)
+	}
+}
+
+// subscribeRefused subscribes to subject (in queue group queue unless "")
+// and waits for the server's refusal.
+func (c *secConn) subscribeRefused(t *testing.T, subject, queue string) {
+	t.Helper()
+	var err error
+	if queue == "" {
+		_, err = c.SubscribeSync(subject)
+	} else {
+		_, err = c.QueueSubscribeSync(subject, queue)
+	}
+	require.NoError(t, err)
+	require.NoError(t, c.Flush())
+	want := `Subscription to "` + subject + `"`
+	if queue != "" {
+		want += ` using queue "` + queue + `"`
+	}
+	c.violation(t, want)
+}
+
+// publishRefused publishes a request to subject and waits for the server's
+// refusal: the message went nowhere.
+func (c *secConn) publishRefused(t *testing.T, subject string, data []byte) {
+	t.Helper()
+	require.NoError(t, c.PublishRequest(subject, c.NewRespInbox(), data))
+	require.NoError(t, c.Flush())
+	c.violation(t, `Publish to "`+subject+`"`)
+}
+
+// noErrors checks that no asynchronous error came so far.
+func (c *secConn) noErrors(t *testing.T) {
+	t.Helper()
+	require.NoError(t, c.Flush())
+	select {
+	case err := <-c.errs:
+		t.Fatalf("unexpected error: %v", err)
+	default:
+	}
+}
+
+func secCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// forbidden asserts that err is the service's 403 "forbidden: ..." (not a
+// check's "consent required").
+func forbidden(t *testing.T, err error, contains string) {
+	t.Helper()
+	we, ok := errors.AsType[*ledger.Error](err)
+	require.True(t, ok, "want a service error, got %v", err)
+	assert.Equal(t, 403, we.Code)
+	assert.True(t, strings.HasPrefix(we.Description, "forbidden: "), we.Description)
+	assert.Contains(t, we.Description, contains)
+}
+
+func TestSecurityAnonymousConnectionIsRefused(t *testing.T) {
+	s := startSecured(t)
+	_, err := nats.Connect(s.m.ClientURL())
+	require.ErrorIs(t, err, nats.ErrAuthorization)
+}
+
+// TestSecurityAttacksFail: the attacks of issue 15, each tried with a
+// writer of acme and with admin.creds (admin of every tenant).
+func TestSecurityAttacksFail(t *testing.T) {
+	s := startSecured(t)
+	ctx := secCtx(t)
+	alice := events.Command{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "marketing_email"}
+	key := events.Key{Tenant: "acme", SubjectID: alice.SubjectID, Purpose: alice.Purpose}
+	aliceQuery := ledger.StatusQuery{Tenant: "acme", SubjectID: alice.SubjectID, Purpose: alice.Purpose}
+	requested, err := s.admin.Request(ctx, alice)
+	require.NoError(t, err)
+
+	attackers := map[string]*secConn{
+		"writer of acme": s.dial(t, "app", auth.Writer, "acme"),
+		"admin.creds":    s.adminConn(t),
+	}
+	for name, c := range attackers {
+		t.Run(name, func(t *testing.T) {
+			// Read every event, everyone's replies.
+			c.subscribeRefused(t, "consent.events.>", "")
+			c.subscribeRefused(t, "_INBOX.>", "")
+			c.subscribeRefused(t, ">", "")
+
+			// Forge a grant straight onto the stream, with a correct chain.
+			before := s.lastSeq(t)
+			forged := events.Event{V: 1, Type: events.TypeGranted, Tenant: "acme", SubjectID: alice.SubjectID, Purpose: alice.Purpose,
+				Actor: "subject", PrevHash: requested.Event.Hash, OccurredAt: time.Now().UTC(), RecordedAt: time.Now().UTC()}
+			data, err := json.Marshal(forged)
+			require.NoError(t, err)
+			c.publishRefused(t, key.NATSSubject(), data)
+			c.publishRefused(t, "consent.events.acme.x.y", data)
+			c.publishRefused(t, "consent.purposes.acme.marketing_email", []byte(`{"policy_version":2147483647}`))
+			assert.Equal(t, before, s.lastSeq(t), "nothing reached the stream")
+			_, err = s.admin.Check(ctx, aliceQuery)
+			require.ErrorIs(t, err, ledger.ErrConsentRequired, "the forged grant does not allow anything")
+
+			// The stream's admin API: the client accounts have no route
+			// to it, and their users may not even publish there.
+			for _, api := range []string{"$JS.API.STREAM.DELETE.CONSENT", "$JS.API.STREAM.UPDATE.CONSENT", "$JS.API.STREAM.INFO.CONSENT",
+				"$JS.API.CONSUMER.CREATE.CONSENT", "$JS.API.INFO"} {
+				c.publishRefused(t, api, []byte(`{}`))
+			}
+
+			// Answer checks in the service's queue group.
+			c.subscribeRefused(t, "consent.v1.>", "consent")
+			c.subscribeRefused(t, "consent.v1.*.check", "consent")
+			c.subscribeRefused(t, "consent.v1.acme.check", "consent")
+			c.noErrors(t)
+		})
+	}
+	_, err = s.admin.Status(ctx, aliceQuery)
+	require.NoError(t, err, "the service still answers")
+	st, err := s.admin.Status(ctx, aliceQuery)
+	require.NoError(t, err)
+	assert.Equal(t, events.StateRequested, st.State)
+	assert.Equal(t, requested.Seq, st.Seq)
+}
