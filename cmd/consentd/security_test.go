@@ -227,3 +227,95 @@ func TestSecurityAttacksFail(t *testing.T) {
 	assert.Equal(t, events.StateRequested, st.State)
 	assert.Equal(t, requested.Seq, st.Seq)
 }
+
+// TestSecurityRepliesAreTheirUsersOwn: bob of acme cannot read alice's
+// replies, nor anyone's.
+func TestSecurityRepliesAreTheirUsersOwn(t *testing.T) {
+	s := startSecured(t)
+	alice := s.dial(t, "alice", auth.Checker, "acme")
+	bob := s.dial(t, "bob", auth.Checker, "acme")
+	bob.subscribeRefused(t, auth.InboxPrefix("alice")+".>", "")
+	bob.subscribeRefused(t, "_INBOX.>", "")
+	bob.subscribeRefused(t, "_INBOX_alice.*", "")
+
+	// Alice's own inbox works, and her answers reach her only.
+	_, err := alice.client.Status(secCtx(t), ledger.StatusQuery{SubjectID: "x", Purpose: "newsletter"})
+	require.NoError(t, err)
+	alice.noErrors(t)
+	bob.noErrors(t)
+}
+
+// TestSecurityTenantsAreApart: a user of globex cannot read or change
+// acme's consents or purposes, whatever tenant it names in the body or the
+// subject; what it names as its identity is overwritten by the server.
+func TestSecurityTenantsAreApart(t *testing.T) {
+	s := startSecured(t)
+	ctx := secCtx(t)
+	key := ledger.StatusQuery{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "marketing_email"}
+	granted, err := s.admin.Grant(ctx, events.Command{Tenant: "acme", SubjectID: key.SubjectID, Purpose: key.Purpose})
+	require.NoError(t, err)
+	_, err = s.admin.SetPurpose(ctx, events.PurposeCommand{Tenant: "acme", Purpose: key.Purpose, PolicyVersion: 1})
+	require.NoError(t, err)
+
+	writer := s.dial(t, "gw", auth.Writer, "globex")
+	auditor := s.dial(t, "ga", auth.Auditor, "globex")
+	admin := s.dial(t, "gadmin", auth.Admin, "globex")
+	const notAcme = `tenant "acme": your credentials are for tenant "globex" only`
+
+	_, err = writer.client.List(ctx, ledger.ListQuery{Tenant: "acme", SubjectID: key.SubjectID})
+	forbidden(t, err, notAcme)
+	_, err = writer.client.Check(ctx, key)
+	forbidden(t, err, notAcme)
+	_, err = writer.client.Status(ctx, key)
+	forbidden(t, err, notAcme)
+	_, err = writer.client.Revoke(ctx, events.Command{Tenant: "acme", SubjectID: key.SubjectID, Purpose: key.Purpose})
+	forbidden(t, err, notAcme)
+	_, err = writer.client.Grant(ctx, events.Command{Tenant: "acme", SubjectID: "mallory", Purpose: key.Purpose})
+	forbidden(t, err, notAcme)
+	_, err = auditor.client.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: key.SubjectID})
+	forbidden(t, err, notAcme)
+	_, err = auditor.client.StatusAt(ctx, ledger.StatusAtQuery{Tenant: "acme", SubjectID: key.SubjectID, Purpose: key.Purpose, At: time.Now()})
+	forbidden(t, err, notAcme)
+	_, err = admin.client.SetPurpose(ctx, events.PurposeCommand{Tenant: "acme", Purpose: key.Purpose, PolicyVersion: 2147483647})
+	forbidden(t, err, notAcme)
+	_, err = admin.client.ListPurposes(ctx, ledger.PurposeListQuery{Tenant: "acme"})
+	forbidden(t, err, notAcme)
+	_, err = admin.client.Users(ctx, ledger.UserRequest{Tenant: "acme"})
+	forbidden(t, err, notAcme)
+
+	// Naming acme in the subject: the user may not publish there.
+	writer.publishRefused(t, "consent.v1.acme.check", []byte(`{"subject":"alice@example.com","purpose":"marketing_email"}`))
+	writer.publishRefused(t, "consent.v1.acme.revoke", []byte(`{"subject":"alice@example.com","purpose":"marketing_email"}`))
+	// Subjects the role may use map into globex's own namespace.
+	// A forged identity header is replaced by the server's: the request
+	// is globex's, so it is refused for naming acme...
+	hdr := nats.Header{}
+	info, err := json.Marshal(map[string]string{"acc": "whatever", "user": "admin", "issuer_key": "forged"})
+	require.NoError(t, err)
+	hdr.Set(ledger.HeaderRequestInfo, string(info))
+	msg, err := writer.RequestMsgWithContext(ctx, &nats.Msg{Subject: ledger.SubjectRevoke, Header: hdr,
+		Data: []byte(`{"tenant":"acme","subject":"alice@example.com","purpose":"marketing_email"}`)})
+	require.NoError(t, err)
+	assert.Equal(t, "403", msg.Header.Get("Nats-Service-Error-Code"))
+	assert.Contains(t, msg.Header.Get("Nats-Service-Error"), notAcme)
+	// ... and recorded as globex's, by its writer, without a tenant.
+	msg, err = writer.RequestMsgWithContext(ctx, &nats.Msg{Subject: ledger.SubjectGrant, Header: hdr,
+		Data: []byte(`{"subject":"alice@example.com","purpose":"marketing_email"}`)})
+	require.NoError(t, err)
+	require.Empty(t, msg.Header.Get("Nats-Service-Error"))
+	var reply ledger.Reply
+	require.NoError(t, json.Unmarshal(msg.Data, &reply))
+	assert.Equal(t, "globex", reply.Event.Tenant)
+	assert.Equal(t, "gw@globex", reply.Event.RecordedBy)
+
+	// acme is as it was.
+	st, err := s.admin.Check(ctx, key)
+	require.NoError(t, err)
+	assert.Equal(t, granted.Seq, st.Seq)
+	p, err := s.admin.GetPurpose(ctx, ledger.PurposeQuery{Tenant: "acme", Purpose: key.Purpose})
+	require.NoError(t, err)
+	assert.Equal(t, 1, p.PolicyVersion)
+	for _, c := range []*secConn{writer, auditor, admin} {
+		c.noErrors(t)
+	}
+}
