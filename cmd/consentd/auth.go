@@ -138,7 +138,7 @@ func (u users) Add(ctx context.Context, name, role, tenant string) (ledger.UserC
 
 func (u users) Revoke(ctx context.Context, name, tenant string) error {
 	if err := u.a.Revoke(name, tenant); errors.Is(err, auth.ErrNoUser) {
-		return &ledger.Error{Code: 404, Description: err.Error()}
+		return &events.FieldError{Field: "name", Problem: fmt.Sprintf("%q has no credentials in force in tenant %q", name, tenant)}
 	} else if err != nil {
 		return err
 	}
