@@ -452,3 +452,97 @@ func TestSecurityRolesOfEveryTenant(t *testing.T) {
 	admin.noErrors(t)
 	auditor.noErrors(t)
 }
+
+// TestSecurityRevokeTakesAUserAwayAtOnce: the revoked user's live
+// connection is closed by the server and its next request fails, its
+// credentials are refused from then on, and the same name issued again
+// gets new credentials that work.
+func TestSecurityRevokeTakesAUserAwayAtOnce(t *testing.T) {
+	s := startSecured(t)
+	ctx := secCtx(t)
+	creds := s.issue(t, "carol", auth.Writer, "acme")
+	opts, err := auth.ConnectOptions(creds)
+	require.NoError(t, err)
+	errs, closed := make(chan error, 16), make(chan struct{})
+	nc, err := nats.Connect(s.m.ClientURL(), append(opts, nats.ReconnectWait(50*time.Millisecond),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))...)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	carol := ledger.NewClient(nc, ledger.ClientOptions{})
+	_, err = carol.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err)
+
+	require.NoError(t, s.admin.RevokeUser(ctx, ledger.UserRequest{Name: "carol", Tenant: "acme"}))
+	select {
+	case err := <-errs:
+		require.ErrorIs(t, err, nats.ErrAuthRevoked, "the server closed the connection")
+	case <-ctx.Done():
+		t.Fatal("the revoked user's connection stays open")
+	}
+	select {
+	case <-closed: // it cannot come back: its reconnects are refused
+	case <-ctx.Done():
+		t.Fatal("the revoked user's connection reconnected")
+	}
+	_, err = carol.Revoke(ctx, events.Command{SubjectID: "alice", Purpose: "newsletter"})
+	require.ErrorIs(t, err, nats.ErrConnectionClosed)
+	_, err = nats.Connect(s.m.ClientURL(), opts...)
+	require.ErrorIs(t, err, nats.ErrAuthorization)
+
+	users, err := s.admin.Users(ctx, ledger.UserRequest{Tenant: "acme"})
+	require.NoError(t, err)
+	require.Len(t, users, 1)
+	assert.Equal(t, "carol", users[0].Name)
+	assert.NotNil(t, users[0].RevokedAt)
+
+	// Issued again: new credentials, which work; the old stay refused.
+	again := s.issue(t, "carol", auth.Writer, "acme")
+	assert.NotEqual(t, string(creds), string(again))
+	c := dialCreds(t, s.m.ClientURL(), again)
+	reply, err := c.client.Revoke(ctx, events.Command{SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err)
+	assert.Equal(t, "carol@acme", reply.Event.RecordedBy)
+	_, err = nats.Connect(s.m.ClientURL(), opts...)
+	require.ErrorIs(t, err, nats.ErrAuthorization)
+
+	// Revoking a name with nothing in force is a 400 naming it.
+	err = s.admin.RevokeUser(ctx, ledger.UserRequest{Name: "nobody", Tenant: "acme"})
+	require.ErrorIs(t, err, ledger.ErrBadRequest)
+	assert.Contains(t, err.Error(), `name: "nobody" has no credentials in force in tenant "acme"`)
+}
+
+// TestSecurityTenantAdminManagesItsOwnTenantOnly: an admin of acme adds,
+// lists and revokes users of acme, and gets a 403 for globex or every
+// tenant.
+func TestSecurityTenantAdminManagesItsOwnTenantOnly(t *testing.T) {
+	s := startSecured(t)
+	ctx := secCtx(t)
+	admin := s.dial(t, "boss", auth.Admin, "acme")
+
+	u, err := admin.client.AddUser(ctx, ledger.UserRequest{Name: "clerk", Role: "checker"})
+	require.NoError(t, err)
+	assert.Equal(t, "acme", u.Tenant, "no tenant: the admin's own")
+	assert.Equal(t, "_INBOX_clerk", u.InboxPrefix)
+	clerk := dialCreds(t, s.m.ClientURL(), []byte(u.Creds))
+	_, err = clerk.client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err)
+
+	_, err = admin.client.AddUser(ctx, ledger.UserRequest{Name: "spy", Role: "writer", Tenant: "globex"})
+	forbidden(t, err, `tenant "globex": your credentials are for tenant "acme" only`)
+	_, err = admin.client.AddUser(ctx, ledger.UserRequest{Name: "spy", Role: "admin", Tenant: "*"})
+	forbidden(t, err, `tenant "*": your credentials are for tenant "acme" only`)
+	err = admin.client.RevokeUser(ctx, ledger.UserRequest{Name: "admin", Tenant: "*"})
+	forbidden(t, err, `tenant "*": your credentials are for tenant "acme" only`)
+	_, err = admin.client.Users(ctx, ledger.UserRequest{Tenant: "*"})
+	forbidden(t, err, `tenant "*": your credentials are for tenant "acme" only`)
+
+	users, err := s.admin.Users(ctx, ledger.UserRequest{Tenant: "globex"})
+	require.NoError(t, err)
+	assert.Empty(t, users, "nobody was added to globex")
+	require.NoError(t, admin.client.RevokeUser(ctx, ledger.UserRequest{Name: "clerk"}))
+	users, err = admin.client.Users(ctx, ledger.UserRequest{})
+	require.NoError(t, err)
+	require.Len(t, users, 2) // boss and the revoked clerk
+	admin.noErrors(t)
+}
