@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go"
@@ -545,4 +548,172 @@ func TestSecurityTenantAdminManagesItsOwnTenantOnly(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, users, 2) // boss and the revoked clerk
 	admin.noErrors(t)
+}
+
+// TestSecurityServiceInfoForAdminsAndAuditorsOnly: the service's $SRV
+// INFO and STATS (nats micro info/stats consent) answer an admin and an
+// auditor; the server refuses them to the other roles.
+func TestSecurityServiceInfoForAdminsAndAuditorsOnly(t *testing.T) {
+	s := startSecured(t)
+	ctx := secCtx(t)
+	readers := map[string]*secConn{
+		"admin.creds":     s.adminConn(t),
+		"admin of acme":   s.dial(t, "boss", auth.Admin, "acme"),
+		"auditor of acme": s.dial(t, "aud", auth.Auditor, "acme"),
+		"auditor of all":  s.dial(t, "inspector", auth.Auditor, "*"),
+	}
+	for name, c := range readers {
+		for kind, subject := range map[string]string{"info": "$SRV.INFO.consent", "stats": "$SRV.STATS.consent"} {
+			msg, err := c.RequestWithContext(ctx, subject, nil)
+			require.NoError(t, err, "%s: %s", name, subject)
+			var r struct {
+				Type string `json:"type"`
+				Name string `json:"name"`
+			}
+			require.NoError(t, json.Unmarshal(msg.Data, &r))
+			assert.Equal(t, "consent", r.Name)
+			assert.Equal(t, "io.nats.micro.v1."+kind+"_response", r.Type)
+		}
+		c.noErrors(t)
+	}
+	for _, role := range []auth.Role{auth.Checker, auth.Writer, auth.Subscriber} {
+		c := s.dial(t, "acme-"+string(role), role, "acme")
+		for _, subject := range []string{"$SRV.INFO.consent", "$SRV.STATS.consent", "$SRV.PING"} {
+			c.publishRefused(t, subject, nil)
+		}
+	}
+}
+
+// TestSecurityRecordedBy: a grant by writer app of acme is recorded by
+// "app@acme", apart from its actor, in the reply, the history, a signed
+// receipt and the stream itself.
+func TestSecurityRecordedBy(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, pubFile := filepath.Join(dir, "consent.key"), filepath.Join(dir, "consent.pub")
+	_, err := audit.GenerateKeyFiles(keyFile, pubFile)
+	require.NoError(t, err)
+	pub, err := audit.LoadPublicKey(pubFile)
+	require.NoError(t, err)
+	m := NewMain()
+	m.Config.Listen, m.Config.DataDir, m.Config.SigningKey, m.Config.LogLevel = "127.0.0.1:-1", filepath.Join(dir, "data"), keyFile, "warn"
+	m.Stdout, m.Stderr = io.Discard, testWriter{t}
+	err = m.Run(t.Context())
+	t.Cleanup(func() { _ = m.Close() })
+	require.NoError(t, err)
+	s := &secured{m: m, admin: connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)}
+	ctx := secCtx(t)
+
+	app := s.dial(t, "app", auth.Writer, "acme")
+	auditor := s.dial(t, "aud", auth.Auditor, "acme")
+	granted, err := app.client.Grant(ctx, events.Command{SubjectID: "alice@example.com", Purpose: "newsletter", Actor: "subject"})
+	require.NoError(t, err)
+	assert.Equal(t, "app@acme", granted.Event.RecordedBy, "reply")
+	assert.Equal(t, "subject", granted.Event.Actor)
+	assert.Equal(t, "acme", granted.Event.Tenant)
+
+	history, err := auditor.client.History(ctx, ledger.HistoryQuery{SubjectID: "alice@example.com"})
+	require.NoError(t, err)
+	require.Len(t, history.Events, 1)
+	assert.Equal(t, "app@acme", history.Events[0].Event.RecordedBy, "history")
+	assert.Equal(t, granted.Event.Hash, history.Events[0].Event.Hash)
+
+	sr, err := auditor.client.Receipt(ctx, ledger.ReceiptQuery{SubjectID: "alice@example.com", Purpose: "newsletter"})
+	require.NoError(t, err)
+	receipt, err := audit.VerifyReceipt(&sr, audit.NewKeyring(pub))
+	require.NoError(t, err)
+	require.Len(t, receipt.History, 1)
+	assert.Equal(t, "app@acme", receipt.History[0].Event.RecordedBy, "receipt")
+
+	nc, err := nats.Connect(m.ClientURL(), serviceOptions(t, m.Config.DataDir)...)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	stream, err := js.Stream(ctx, ledger.DefaultStream)
+	require.NoError(t, err)
+	raw, err := stream.GetMsg(ctx, granted.Seq)
+	require.NoError(t, err)
+	var stored events.Event
+	require.NoError(t, json.Unmarshal(raw.Data, &stored))
+	assert.Equal(t, "app@acme", stored.RecordedBy, "stream")
+	assert.Equal(t, granted.Event.Hash, stored.Hash)
+	app.noErrors(t)
+	auditor.noErrors(t)
+}
+
+// TestSecurityAdminCreds: admin.creds is private, in a private authority;
+// deleted, it is written anew on the next start and the old credentials
+// are refused.
+func TestSecurityAdminCreds(t *testing.T) {
+	dataDir := t.TempDir()
+	m := startConsentd(t, dataDir)
+	path := filepath.Join(dataDir, AdminCredsFile)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "admin.creds")
+	fi, err = os.Stat(filepath.Join(dataDir, "auth"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), "the authority's directory")
+	old, err := os.ReadFile(path)
+	require.NoError(t, err)
+	oldOpts, err := auth.ConnectOptions(old)
+	require.NoError(t, err)
+
+	require.NoError(t, m.Close())
+	require.NoError(t, os.Remove(path))
+	m = startConsentd(t, dataDir)
+	renewed, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.NotEqual(t, string(old), string(renewed))
+	fi, err = os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "admin.creds written anew")
+
+	_, err = nats.Connect(m.ClientURL(), oldOpts...)
+	require.ErrorIs(t, err, nats.ErrAuthorization, "the deleted credentials")
+	c := dialCreds(t, m.ClientURL(), renewed)
+	users, err := c.client.Users(secCtx(t), ledger.UserRequest{Tenant: "*"})
+	require.NoError(t, err)
+	require.Len(t, users, 2, "the old admin, revoked, and the new")
+	assert.NotNil(t, users[0].RevokedAt)
+	assert.Nil(t, users[1].RevokedAt)
+}
+
+// TestSecurityInsecureNoAuth: --insecure-no-auth is refused beyond
+// loopback, naming the flag; on loopback anonymous clients do everything,
+// and the ready line says so.
+func TestSecurityInsecureNoAuth(t *testing.T) {
+	for _, args := range [][]string{
+		{"--listen", "0.0.0.0:4222", "--insecure-no-auth"},
+		{"--listen", "[::]:4222", "--insecure-no-auth"},
+		{"--listen", "192.168.1.20:4222", "--insecure-no-auth", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+		{"--insecure-no-auth"},
+	} {
+		_, err := parse(args, "CONSENTD_LISTEN=10.0.0.7:4222")
+		require.Error(t, err, "%v", args)
+		assert.Contains(t, err.Error(), "with --insecure-no-auth: anyone on the network could read, forge and erase the consents")
+		assert.Contains(t, err.Error(), "drop --insecure-no-auth")
+	}
+
+	dataDir := t.TempDir()
+	m := NewMain()
+	m.Config.Listen, m.Config.DataDir, m.Config.LogLevel, m.Config.InsecureNoAuth = "127.0.0.1:-1", dataDir, "warn", true
+	var stdout bytes.Buffer
+	m.Stdout, m.Stderr = &stdout, testWriter{t}
+	err := m.Run(t.Context())
+	t.Cleanup(func() { _ = m.Close() })
+	require.NoError(t, err)
+	assert.Regexp(t, `^consentd: listening on nats://127\.0\.0\.1:\d+ \(embedded NATS with JetStream, sync always\), data in .*, no authentication \(--insecure-no-auth\)\n$`, stdout.String())
+	assert.NoFileExists(t, filepath.Join(dataDir, AdminCredsFile))
+
+	anonymous := connectClient(t, m.ClientURL())
+	ctx := secCtx(t)
+	granted, err := anonymous.Grant(ctx, events.Command{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err)
+	assert.Empty(t, granted.Event.RecordedBy, "no user to record")
+	st, err := anonymous.Check(ctx, ledger.StatusQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
+	require.NoError(t, err)
+	assert.True(t, st.Allowed)
+	_, err = anonymous.SetPurpose(ctx, events.PurposeCommand{Tenant: "globex", Purpose: "newsletter"})
+	require.NoError(t, err, "every tenant, every endpoint")
 }
