@@ -197,7 +197,7 @@ func TestSecurityAttacksFail(t *testing.T) {
 			c.subscribeRefused(t, "_INBOX.>", "")
 			c.subscribeRefused(t, ">", "")
 
-			// Forge a grant straight onto the stream, with a correct chain.
+			// Forge a grant straight onto the stream, after acme's last event.
 			before := s.lastSeq(t)
 			forged := events.Event{V: 1, Type: events.TypeGranted, Tenant: "acme", SubjectID: alice.SubjectID, Purpose: alice.Purpose,
 				Actor: "subject", PrevHash: requested.Event.Hash, OccurredAt: time.Now().UTC(), RecordedAt: time.Now().UTC()}
