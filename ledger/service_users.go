@@ -53,7 +53,8 @@ type UserList struct {
 
 // Users issues and revokes client credentials: consentd's is
 // internal/auth's Authority. Errors that are the request's fault are
-// *events.FieldError (400) or *Error (404, 409); others are 500.
+// *events.FieldError (400; Revoke's for a name with no credentials in
+// force names "name") or *Error (409); others are 500.
 type Users interface {
 	Add(ctx context.Context, name, role, tenant string) (UserCreds, error)
 	Revoke(ctx context.Context, name, tenant string) error
@@ -143,7 +144,7 @@ func (c *Client) AddUser(ctx context.Context, q UserRequest) (UserCreds, error) 
 }
 
 // RevokeUser takes a user's credentials away at once (admin role). Errors
-// are *Error: 404 when the name has none in force.
+// are *Error: 400 naming "name" when the name has none in force.
 func (c *Client) RevokeUser(ctx context.Context, q UserRequest) error {
 	var r UserList
 	return c.call(ctx, SubjectUserRevoke, q, &r)

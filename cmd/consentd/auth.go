@@ -131,7 +131,7 @@ func (u users) Add(_ context.Context, name, role, tenant string) (ledger.UserCre
 func (u users) Revoke(_ context.Context, name, tenant string) error {
 	err := u.a.Revoke(name, tenant)
 	if errors.Is(err, auth.ErrNoUser) {
-		return &ledger.Error{Code: 404, Description: err.Error()}
+		return &events.FieldError{Field: "name", Problem: fmt.Sprintf("%q has no credentials in force in tenant %q", name, tenant)}
 	}
 	return err
 }
