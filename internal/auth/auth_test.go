@@ -227,7 +227,7 @@ func TestRoles(t *testing.T) {
 	allowed := map[auth.Role][]string{
 		auth.Checker:    lookups,
 		auth.Writer:     append(append([]string{}, commands...), lookups...),
-		auth.Subscriber: feed, // and the consumer API of its feeds: feed_test.go
+		auth.Subscriber: append(append([]string{}, feed...), lookups...), // and the consumer API of its feeds: feed_test.go
 		auth.Auditor:    audit,
 		auth.Admin:      all,
 	}

@@ -21,7 +21,9 @@ const (
 	// Subscriber reads its tenant's change feed: it opens feeds
 	// (feed.open, feed.purposes) and reads the consumers the service
 	// opened for its tenant through the imports GrantFeed adds (see
-	// FeedAPIPrefix).
+	// FeedAPIPrefix). It looks consents up as a Checker does: a
+	// ledger.Checker follows the feed and fills from status, and the
+	// feed shows every change of the tenant anyway.
 	Subscriber Role = "subscriber"
 	// Auditor reads the evidence: history, status_at, receipt,
 	// index_digest. It records nothing.
@@ -43,11 +45,12 @@ var (
 	auditorSubjects = []string{"consent.v1.history", "consent.v1.status_at", "consent.v1.receipt", "consent.v1.index_digest", ServiceInfoSubjects}
 	// The subscriber's: the feed endpoints, and the consumer API and
 	// acknowledgements of the consumers its account imports (GrantFeed);
-	// the account has no other route for these subjects.
-	subscriberSubjects = []string{
+	// the account has no other route for these subjects. And the
+	// checker's, which a ledger.Checker's fills need.
+	subscriberSubjects = append([]string{
 		"consent.v1.feed.open", "consent.v1.feed.purposes",
 		FeedAPIPrefix + ".CONSUMER.INFO.*.*", FeedAPIPrefix + ".CONSUMER.MSG.NEXT.*.*", "$JS.ACK.>",
-	}
+	}, checkerSubjects...)
 	adminSubjects = append(append(append([]string{"consent.v1.purpose.*", "consent.v1.admin.>"}, writerSubjects...), auditorSubjects...), subscriberSubjects...)
 )
 
