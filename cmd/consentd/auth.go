@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/ledger"
 )
@@ -92,88 +91,12 @@ func ensureAdminCreds(a *auth.Authority, dataDir string) (string, bool, error) {
 	return path, true, nil
 }
 
-// authorizer adapts the authority to the service's ledger.Authorize.
-func authorizer(a *auth.Authority) ledger.Authorize {
-	return func(endpoint, token, info string) (ledger.Caller, error) {
-		user, err := a.Authorize(endpoint, token, info)
-		if err != nil {
-			return ledger.Caller{}, err
-		}
-		return ledger.Caller{User: user, Tenant: token}, nil
-	}
-}
-
-// users is the service's ledger.Users: the authority, and, on a NATS
-// deployment consentd did not start, a push of every change to its
-// servers.
-type users struct {
-	a    *auth.Authority
-	push func(ctx context.Context) error // nil with the embedded server
-}
-
-func (u users) Add(ctx context.Context, name, role, tenant string) (ledger.UserCreds, error) {
-	creds, err := u.a.IssueUser(name, auth.Role(role), tenant)
-	if errors.Is(err, auth.ErrUserExists) {
-		return ledger.UserCreds{}, &ledger.Error{Code: 409, Description: err.Error() + "; revoke it first (consentctl user revoke)"}
-	}
-	if err != nil {
-		if fe, ok := errors.AsType[*events.FieldError](err); ok {
-			return ledger.UserCreds{}, fe
-		}
-		if auth.Role(role).Validate() != nil {
-			return ledger.UserCreds{}, &events.FieldError{Field: "role", Problem: "must be one of checker, writer, subscriber, auditor, admin"}
-		}
-		return ledger.UserCreds{}, err
-	}
-	if err := u.pushed(ctx); err != nil {
-		return ledger.UserCreds{}, err
-	}
-	for _, info := range u.list(tenant) {
-		if info.Name == name && info.RevokedAt == nil {
-			return ledger.UserCreds{UserInfo: info, Creds: string(creds), InboxPrefix: auth.InboxPrefix(name)}, nil
-		}
-	}
-	return ledger.UserCreds{}, fmt.Errorf("user %q issued but not listed", name)
-}
-
-func (u users) Revoke(ctx context.Context, name, tenant string) error {
-	if err := u.a.Revoke(name, tenant); errors.Is(err, auth.ErrNoUser) {
-		return &ledger.Error{Code: 404, Description: err.Error()}
-	} else if err != nil {
-		return err
-	}
-	return u.pushed(ctx)
-}
-
-func (u users) List(_ context.Context, tenant string) ([]ledger.UserInfo, error) {
-	return u.list(tenant), nil
-}
-
-func (u users) list(tenant string) []ledger.UserInfo {
-	out := []ledger.UserInfo{}
-	for _, x := range u.a.Users(tenant) {
-		out = append(out, ledger.UserInfo{Name: x.Name, Role: string(x.Role), Tenant: tenant,
-			PublicKey: x.PublicKey, IssuedAt: x.IssuedAt, RevokedAt: x.RevokedAt})
-	}
-	return out
-}
-
-func (u users) pushed(ctx context.Context) error {
-	if u.push == nil {
-		return nil
-	}
-	if err := u.push(ctx); err != nil {
-		return fmt.Errorf("push the accounts to the NATS servers: %w", err)
-	}
-	return nil
-}
-
 // authorize is the service's ledger.Authorize: nil without authentication.
 func (m *Main) authorize() ledger.Authorize {
 	if m.authority == nil {
 		return nil
 	}
-	return authorizer(m.authority)
+	return m.authority.ServiceAuthorize()
 }
 
 // users is the service's ledger.Users: nil without authentication. On a
@@ -183,9 +106,9 @@ func (m *Main) users(cfg *Config) ledger.Users {
 	if m.authority == nil {
 		return nil
 	}
-	u := users{a: m.authority}
+	var push func(ctx context.Context) error
 	if !cfg.Embedded() {
-		u.push = func(ctx context.Context) error {
+		push = func(ctx context.Context) error {
 			creds, err := m.authority.SystemUser()
 			if err != nil {
 				return err
@@ -202,5 +125,5 @@ func (m *Main) users(cfg *Config) ledger.Users {
 			return m.authority.Push(ctx, nc)
 		}
 	}
-	return u
+	return m.authority.ServiceUsers(push)
 }
