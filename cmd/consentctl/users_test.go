@@ -240,6 +240,11 @@ func TestConsentctlWatchAsTenantSubscriber(t *testing.T) {
 	assert.Regexp(t, `^1 \S+ acme alice newsletter granted \(recorded by app@acme\) -> granted, allowed$`, lines[0])
 	assert.Regexp(t, `^3 \S+ acme carol newsletter granted \(recorded by app@acme\) -> granted, allowed$`, lines[1])
 
+	// Without --tenant the feed is the account's tenant's.
+	code, again, errOut := ctl(t, url, "--creds", mailer, "watch", "--from-seq", "1", "--count", "2", "--for", "10s")
+	require.Equal(t, exitOK, code, errOut)
+	assert.Equal(t, out, again)
+
 	// A durable watch likewise.
 	code, out, errOut = ctl(t, url, "--creds", mailer, "--tenant", "acme", "watch", "--durable", "mails", "--from-seq", "1", "--count", "2", "--for", "10s")
 	require.Equal(t, exitOK, code, errOut)
