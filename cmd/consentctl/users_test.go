@@ -256,3 +256,40 @@ func TestConsentctlWatchAsTenantSubscriber(t *testing.T) {
 	assert.Equal(t, exitError, code)
 	assert.Contains(t, errOut, `tenant: must be empty or "acme", the tenant of your account`)
 }
+
+// TestConsentctlCredsPerRole: with --creds of each role of tenant acme,
+// consentctl does what the role may and fails at once on what it may
+// not.
+func TestConsentctlCredsPerRole(t *testing.T) {
+	url, dir := startConsentdWithAuth(t)
+	code, _, errOut := ctl(t, url, "--creds", adminCreds(dir), "--tenant", "acme", "grant", "alice", "newsletter")
+	require.Equal(t, exitOK, code, errOut)
+	for _, tt := range []struct {
+		role        string
+		may, mayNot [][]string
+	}{
+		{"checker", [][]string{{"status", "alice", "newsletter"}, {"check", "alice", "newsletter"}, {"list", "alice"}}, [][]string{{"grant", "bob", "newsletter"}, {"history", "alice"}}},
+		{"writer", [][]string{{"grant", "bob", "newsletter"}, {"status", "bob", "newsletter"}}, [][]string{{"history", "alice"}, {"purpose", "list"}}},
+		{"subscriber", [][]string{{"status", "alice", "newsletter"}, {"watch", "--from-seq", "1", "--count", "1", "--for", "10s"}}, [][]string{{"grant", "bob", "newsletter"}, {"history", "alice"}}},
+		{"auditor", [][]string{{"history", "alice"}}, [][]string{{"status", "alice", "newsletter"}, {"revoke", "alice", "newsletter"}}},
+		{"admin", [][]string{{"purpose", "set", "newsletter", "--policy-version", "1"}, {"user", "list"}, {"history", "alice"}, {"revoke", "alice", "newsletter"}}, nil},
+	} {
+		t.Run(tt.role, func(t *testing.T) {
+			creds := addUser(t, url, dir, "u-"+tt.role, tt.role, "acme")
+			for _, args := range tt.may {
+				code, _, errOut := ctl(t, url, append([]string{"--creds", creds, "--tenant", "acme"}, args...)...)
+				assert.Equal(t, exitOK, code, "%v: %s", args, errOut)
+			}
+			for _, args := range tt.mayNot {
+				code, _, errOut := ctl(t, url, append([]string{"--creds", creds, "--tenant", "acme"}, args...)...)
+				assert.Equal(t, exitError, code, "%v", args)
+				assert.Contains(t, errOut, "Permissions Violation for Publish to", "%v", args)
+			}
+		})
+	}
+	// An admin of acme is not one of globex.
+	creds := addUser(t, url, dir, "boss", "admin", "acme")
+	code, _, errOut = ctl(t, url, "--creds", creds, "--tenant", "globex", "user", "list")
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, `forbidden: tenant "globex": your credentials are for tenant "acme" only (403)`)
+}
