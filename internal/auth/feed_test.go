@@ -207,7 +207,7 @@ func TestSubscriberCannotOpenOrReadAnotherTenantsFeed(t *testing.T) {
 		"$JS.API.CONSUMER.MSG.NEXT." + ledger.DefaultStream + "." + ledger.FeedConsumerName("globex", "mailer"),
 		auth.FeedAPIPrefix + ".CONSUMER.CREATE." + ledger.DefaultStream,
 		auth.FeedAPIPrefix + ".STREAM.INFO." + ledger.DefaultStream,
-		ledger.SubjectGrant, ledger.SubjectCheck,
+		ledger.SubjectGrant, ledger.SubjectHistory,
 		"consent.events.acme.marketing.x",
 	} {
 		acme.denyPublish(t, subj)
