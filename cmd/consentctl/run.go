@@ -299,6 +299,8 @@ func connectHint(err error) string {
 		return "The server refused the connection during TLS: it asks for a client certificate signed by a CA it trusts (--tls-cert FILE --tls-key FILE)."
 	case errors.Is(err, fs.ErrNotExist):
 		return "Check the files given to --tls-ca, --tls-cert, --tls-key and --creds."
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAuthExpired):
+		return "The server refused the credentials: none were given (--creds FILE, or consent-data/" + filepath.Base(defaultCreds) + " in this directory), or they were revoked or are another consentd's. An admin issues new ones: consentctl user add NAME --role ROLE --out FILE."
 	case errors.Is(err, nats.ErrSecureConnWanted):
 		return "The server does not offer TLS: use a nats:// URL without --tls-ca, or start consentd with --tls-cert and --tls-key."
 	}

@@ -27,9 +27,32 @@ func userCommands() []command {
 					fmt.Fprintln(e.stderr, "consentctl: --role is required: checker, writer, subscriber, auditor or admin")
 					return exitError
 				}
+				// --out is created before the credentials are issued: they
+				// would be in force, and lost, if it could not be written.
+				var f *os.File
+				if out != "" {
+					var err error
+					if f, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+						fmt.Fprintf(e.stderr, "consentctl: --out: %v\n", err)
+						return exitError
+					}
+					defer f.Close()
+				}
 				u, err := e.client.AddUser(ctx, ledger.UserRequest{Name: args[0], Role: role, Tenant: e.g.tenant})
 				if err != nil {
+					if f != nil {
+						_ = os.Remove(out)
+					}
 					return e.fail(err)
+				}
+				if f != nil {
+					if _, err = f.WriteString(u.Creds); err == nil {
+						err = f.Close()
+					}
+					if err != nil {
+						fmt.Fprintf(e.stderr, "consentctl: --out: %v\n  User %s is issued: revoke it (consentctl user revoke %s) and add it again.\n", err, u.Name, u.Name)
+						return exitError
+					}
 				}
 				if e.g.json {
 					return e.printJSON(u)
@@ -37,10 +60,6 @@ func userCommands() []command {
 				if out == "" {
 					fmt.Fprint(e.stdout, u.Creds)
 					return exitOK
-				}
-				if err := writePrivateFile(out, []byte(u.Creds)); err != nil {
-					fmt.Fprintf(e.stderr, "consentctl: --out: %v\n", err)
-					return exitError
 				}
 				fmt.Fprintf(e.stdout, "user %s (%s of tenant %s) written to %s\n  connect with: nats --creds %s --inbox-prefix %s ...\n",
 					u.Name, u.Role, u.Tenant, out, out, u.InboxPrefix)
@@ -83,17 +102,4 @@ func userCommands() []command {
 			},
 		},
 	}
-}
-
-// writePrivateFile writes data to a new file only its owner may read.
-func writePrivateFile(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

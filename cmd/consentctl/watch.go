@@ -32,7 +32,7 @@ func watchCommand() command {
 			fs.Var(&since, "since", "start at the first change stored at or after `TIME` (RFC 3339)")
 			fs.StringVar(&opts.Durable, "durable", "", "resume the durable watch `NAME`: after a restart it continues where it stopped (each printed change is acknowledged)")
 			fs.StringVar(&stream, "stream", ledger.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
-			fs.BoolVar(&viaFeed, "service-feed", true, "let consentd open the consumer (consent.v1.feed.open), as every client account must; --service-feed=false creates it directly, for a client in the stream's own account")
+			fs.BoolVar(&viaFeed, "service-feed", true, "let consentd open the consumer (consent.v1.feed.open), as every user of an authenticated consentd needs (no client account has JetStream); --service-feed=false creates it with the connection's own JetStream API (consentd --insecure-no-auth, or a NATS deployment whose users reach the stream)")
 			fs.IntVar(&count, "count", 0, "stop after `N` changes (default: run until interrupted)")
 			fs.DurationVar(&forTime, "for", 0, "stop after `DURATION` (default: run until interrupted)")
 		},

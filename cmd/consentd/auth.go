@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/ledger"
 )
@@ -92,69 +91,12 @@ func ensureAdminCreds(a *auth.Authority, dataDir string) (string, bool, error) {
 	return path, true, nil
 }
 
-// authorizer adapts the authority to the service's ledger.Authorize.
-func authorizer(a *auth.Authority) ledger.Authorize {
-	return func(endpoint, token, info string) (ledger.Caller, error) {
-		user, err := a.Authorize(endpoint, token, info)
-		if err != nil {
-			return ledger.Caller{}, err
-		}
-		return ledger.Caller{User: user, Tenant: token}, nil
-	}
-}
-
-// users adapts the authority to the service's ledger.Users.
-type users struct{ a *auth.Authority }
-
-func (u users) Add(_ context.Context, name, role, tenant string) (ledger.UserCreds, error) {
-	creds, err := u.a.IssueUser(name, auth.Role(role), tenant)
-	if errors.Is(err, auth.ErrUserExists) {
-		return ledger.UserCreds{}, &ledger.Error{Code: 409, Description: err.Error() + "; revoke it first (consentctl user revoke)"}
-	}
-	if err != nil {
-		if fe, ok := errors.AsType[*events.FieldError](err); ok {
-			return ledger.UserCreds{}, fe
-		}
-		if auth.Role(role).Validate() != nil {
-			return ledger.UserCreds{}, &events.FieldError{Field: "role", Problem: "must be one of checker, writer, subscriber, auditor, admin"}
-		}
-		return ledger.UserCreds{}, err
-	}
-	for _, info := range u.list(tenant) {
-		if info.Name == name && info.RevokedAt == nil {
-			return ledger.UserCreds{UserInfo: info, Creds: string(creds), InboxPrefix: auth.InboxPrefix(name)}, nil
-		}
-	}
-	return ledger.UserCreds{}, fmt.Errorf("user %q issued but not listed", name)
-}
-
-func (u users) Revoke(_ context.Context, name, tenant string) error {
-	err := u.a.Revoke(name, tenant)
-	if errors.Is(err, auth.ErrNoUser) {
-		return &events.FieldError{Field: "name", Problem: fmt.Sprintf("%q has no credentials in force in tenant %q", name, tenant)}
-	}
-	return err
-}
-
-func (u users) List(_ context.Context, tenant string) ([]ledger.UserInfo, error) {
-	return u.list(tenant), nil
-}
-
-func (u users) list(tenant string) []ledger.UserInfo {
-	out := []ledger.UserInfo{}
-	for _, x := range u.a.Users(tenant) {
-		out = append(out, ledger.UserInfo{Name: x.Name, Role: string(x.Role), Tenant: tenant,
-			PublicKey: x.PublicKey, IssuedAt: x.IssuedAt, RevokedAt: x.RevokedAt})
-	}
-	return out
-}
-
 // authorize is the service's ledger.Authorize: nil without authentication.
 func (m *Main) authorize() ledger.Authorize {
 	if m.authority == nil {
 		return nil
 	}
-	return authorizer(m.authority)
+	return m.authority.ServiceAuthorize()
 }
 
 // users is the service's ledger.Users: nil without authentication.
@@ -162,7 +104,7 @@ func (m *Main) users() ledger.Users {
 	if m.authority == nil {
 		return nil
 	}
-	return users{a: m.authority}
+	return m.authority.ServiceUsers()
 }
 
 // pushAccounts keeps the servers of a NATS deployment consentd did not
