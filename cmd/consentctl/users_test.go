@@ -152,7 +152,7 @@ func TestConsentctlUsers(t *testing.T) {
 	// Revoking it again: nothing in force.
 	code, _, errOut = ctl(t, url, "--creds", adminCreds(dir), "--tenant", "acme", "user", "revoke", "app")
 	assert.Equal(t, exitError, code)
-	assert.Contains(t, errOut, `user "app" of tenant "acme": no such user`)
+	assert.Contains(t, errOut, `name: "app" has no credentials in force in tenant "acme"`)
 }
 
 // TestConsentctlRefusesCredsOthersMayRead: --creds of a file group or
@@ -254,7 +254,7 @@ func TestConsentctlWatchAsTenantSubscriber(t *testing.T) {
 	// Another tenant's feed is refused.
 	code, _, errOut = ctl(t, url, "--creds", mailer, "--tenant", "globex", "watch", "--for", "3s")
 	assert.Equal(t, exitError, code)
-	assert.Contains(t, errOut, `tenant: must be empty or "acme", the tenant of your account`)
+	assert.Contains(t, errOut, `forbidden: tenant "globex": your credentials are for tenant "acme" only`)
 }
 
 // TestConsentctlCredsPerRole: with --creds of each role of tenant acme,

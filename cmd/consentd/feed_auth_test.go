@@ -142,8 +142,8 @@ func TestSubscriberFeedAcrossAccounts(t *testing.T) {
 	_, err = mailer.client.Watch(stepContext(t), ledger.WatchOptions{Tenant: "globex"})
 	var le *ledger.Error
 	require.ErrorAs(t, err, &le)
-	assert.Equal(t, 400, le.Code)
-	assert.Contains(t, le.Description, `tenant: must be empty or "acme", the tenant of your account`)
+	assert.Equal(t, 403, le.Code)
+	assert.Contains(t, le.Description, `forbidden: tenant "globex": your credentials are for tenant "acme" only`)
 
 	grant := func(w *tenantUser, tenant, who string) uint64 {
 		t.Helper()
