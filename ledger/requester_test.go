@@ -153,6 +153,7 @@ func TestClientKeepsWorkingAfterItsServerRestarts(t *testing.T) {
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop() })
+	require.NoError(t, svcConn.Flush(), "the server has the stub's subscription before the first request")
 	nc := natstest.Connect(t, s, reconnecting...)
 	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 10 * time.Second})
 	q := ledger.StatusQuery{SubjectID: "a", Purpose: "before"}
