@@ -14,6 +14,7 @@ import (
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -31,19 +32,30 @@ func startConsentd(t *testing.T) string {
 func startConsentdWith(t *testing.T, serverOpts []natstest.Option, connOpts ...nats.Option) string {
 	t.Helper()
 	s := natstest.RunServer(t, append([]natstest.Option{natstest.SyncAlways()}, serverOpts...)...)
+	runStack(t, s, connOpts, t.TempDir(), ledger.ServiceConfig{}, ledger.FeedConfig{})
+	return s.ClientURL()
+}
+
+// runStack runs on s what consentd runs (stream, projector with its index
+// in dataDir, service, feed), its connections made with connOpts, until
+// the end of the test; it returns once the projector has caught up, as
+// consentd does.
+func runStack(t *testing.T, s *server.Server, connOpts []nats.Option, dataDir string, svcCfg ledger.ServiceConfig, feedCfg ledger.FeedConfig) {
+	t.Helper()
 	nc := natstest.Connect(t, s, connOpts...)
 	js := natstest.JetStream(t, nc)
 	stream, err := ledger.EnsureStream(t.Context(), js, ledger.StreamOptions{})
 	require.NoError(t, err)
 	quiet := slog.New(slog.DiscardHandler)
-	idx, err := projector.Open(filepath.Join(t.TempDir(), "index"), projector.IndexOptions{Logger: quiet})
+	idx, err := projector.Open(filepath.Join(dataDir, "index"), projector.IndexOptions{Logger: quiet})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(ctx) }()
-	svc, err := ledger.NewService(natstest.Connect(t, s, connOpts...), ledger.New(js, stream, ledger.Options{}), idx, ledger.ServiceConfig{Logger: quiet})
+	svcCfg.Logger, feedCfg.Logger = quiet, quiet
+	svc, err := ledger.NewService(natstest.Connect(t, s, connOpts...), ledger.New(js, stream, ledger.Options{}), idx, svcCfg)
 	require.NoError(t, err)
-	feed, err := ledger.ServeFeed(js, ledger.FeedConfig{}) // as consentd does
+	feed, err := ledger.ServeFeed(js, feedCfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		feed.Stop()
@@ -53,11 +65,10 @@ func startConsentdWith(t *testing.T, serverOpts []natstest.Option, connOpts ...n
 		_ = idx.Close()
 		nc.Close()
 	})
-	// As consentd does, wait for the projector to catch up.
 	for {
 		changed := idx.Changed()
 		if idx.Ready() {
-			return s.ClientURL()
+			return
 		}
 		select {
 		case <-changed:

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +11,6 @@ import (
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
-	"github.com/consentledger/consent/projector"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -42,30 +39,9 @@ func startConsentdWithAuth(t *testing.T) (url, dir string) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dataDir, "admin.creds"), admin, 0o600))
 
-	nc := natstest.Connect(t, s, connOpts...)
-	js := natstest.JetStream(t, nc)
-	stream, err := ledger.EnsureStream(t.Context(), js, ledger.StreamOptions{})
-	require.NoError(t, err)
-	quiet := slog.New(slog.DiscardHandler)
-	idx, err := projector.Open(filepath.Join(dataDir, "index"), projector.IndexOptions{Logger: quiet})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(ctx) }()
-	svc, err := ledger.NewService(natstest.Connect(t, s, connOpts...), ledger.New(js, stream, ledger.Options{}), idx, ledger.ServiceConfig{
-		Logger: quiet, Authorize: a.ServiceAuthorize(), Users: a.ServiceUsers(),
-	})
-	require.NoError(t, err)
-	feed, err := ledger.ServeFeed(js, ledger.FeedConfig{Identify: a.ServiceAuthorize(), Authorize: a.GrantFeed, Logger: quiet})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		feed.Stop()
-		_ = svc.Stop(context.Background())
-		cancel()
-		<-done
-		_ = idx.Close()
-		nc.Close()
-	})
+	runStack(t, s, connOpts, dataDir,
+		ledger.ServiceConfig{Authorize: a.ServiceAuthorize(), Users: a.ServiceUsers()},
+		ledger.FeedConfig{Identify: a.ServiceAuthorize(), Authorize: a.GrantFeed})
 	return s.ClientURL(), dir
 }
 
