@@ -569,6 +569,19 @@ func TestConsentdOnTheClusterAuthenticatesAsEmbedded(t *testing.T) {
 		}
 	}
 
+	for _, subj := range []string{"consent.events.>", "_INBOX.>", "consent.v1.>"} {
+		_, err := acme.nc.QueueSubscribe(subj, ledger.ServiceQueueGroup, func(*nats.Msg) {})
+		require.NoError(t, err)
+		require.NoError(t, acme.nc.Flush())
+		select {
+		case err := <-acme.errs:
+			require.ErrorIs(t, err, nats.ErrPermissionViolation)
+			assert.Contains(t, err.Error(), "Subscription to \""+subj+"\"")
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no permissions violation for a subscription to %s", subj)
+		}
+	}
+
 	// Revoked through one consentd, refused on every node.
 	require.NoError(t, adminClient.RevokeUser(ctx, ledger.UserRequest{Name: "app", Tenant: "acme"}))
 	select {
