@@ -118,19 +118,20 @@ func (p *infoScanner) rawString() (string, error) {
 	start := p.i
 	p.i++
 	for {
-		j := strings.IndexAny(p.s[p.i:], `"\`)
+		j := strings.IndexByte(p.s[p.i:], '"')
 		if j < 0 {
 			return "", errors.New("unterminated string")
 		}
-		p.i += j
-		if p.s[p.i] == '"' {
-			p.i++
-			return p.s[start:p.i], nil
+		if k := strings.IndexByte(p.s[p.i:p.i+j], '\\'); k >= 0 {
+			p.i += k
+			if p.i+1 >= len(p.s) {
+				return "", errors.New("unterminated string")
+			}
+			p.i += 2 // the backslash and the character it escapes
+			continue
 		}
-		if p.i+1 >= len(p.s) {
-			return "", errors.New("unterminated string")
-		}
-		p.i += 2 // the backslash and the character it escapes
+		p.i += j + 1
+		return p.s[start:p.i], nil
 	}
 }
 

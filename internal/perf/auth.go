@@ -25,7 +25,7 @@ type AuthConfig struct {
 	// GrantCallers is the number of concurrent callers making grants.
 	GrantCallers int
 	// Rounds is the number of interleaved rounds the calls are split
-	// into; default 4.
+	// into; default 8.
 	Rounds int
 }
 
@@ -68,7 +68,7 @@ func Auth(ctx context.Context, cfg AuthConfig) (AuthResult, error) {
 	res := AuthResult{GrantCallers: cfg.GrantCallers}
 	rounds := cfg.Rounds
 	if rounds <= 0 {
-		rounds = 4
+		rounds = 8
 	}
 	plain, err := startStack(ctx, cfg, false)
 	if err != nil {
