@@ -117,20 +117,26 @@ func (p *infoScanner) rawString() (string, error) {
 	}
 	start := p.i
 	p.i++
+	// Each byte is looked at a bounded number of times, however many
+	// escapes the string holds (the connection name in the header is the
+	// client's to choose).
 	for {
 		j := strings.IndexByte(p.s[p.i:], '"')
 		if j < 0 {
 			return "", errors.New("unterminated string")
 		}
-		if k := strings.IndexByte(p.s[p.i:p.i+j], '\\'); k >= 0 {
-			p.i += k
-			if p.i+1 >= len(p.s) {
-				return "", errors.New("unterminated string")
+		quote := p.i + j
+		for p.i < quote {
+			k := strings.IndexByte(p.s[p.i:quote], '\\')
+			if k < 0 {
+				break
 			}
-			p.i += 2 // the backslash and the character it escapes
-			continue
+			p.i += k + 2 // the backslash and the character it escapes
 		}
-		p.i += j + 1
+		if p.i > quote {
+			continue // the quote was escaped
+		}
+		p.i = quote + 1
 		return p.s[start:p.i], nil
 	}
 }

@@ -30,6 +30,13 @@ func TestParseRequestInfo(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, requestInfo{Account: "AB", User: "U", IssuerKey: "I"}, ri, "white space and escapes")
 
+	// A long run of escapes in the client's connection name, ending with
+	// an escaped quote.
+	name := strings.Repeat(`\\`, 2000) + `\"` + strings.Repeat(`\"`, 2000)
+	ri, err = parseRequestInfo(`{"name":"` + name + `","acc":"A","user":"U","issuer_key":"I"}`)
+	require.NoError(t, err)
+	assert.Equal(t, requestInfo{Account: "A", User: "U", IssuerKey: "I"}, ri)
+
 	ri, err = parseRequestInfo(`{}`)
 	require.NoError(t, err)
 	assert.Equal(t, requestInfo{}, ri)
