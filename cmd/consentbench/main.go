@@ -21,7 +21,16 @@
 //     alone (with the same limit) holding the same stream and read once
 //     by a bare drain, measured in child processes once caught up and
 //     again at rest (-at-rest later), both started once the fill has
-//     left the stream's duplicate window (not in a quick run).
+//     left the stream's duplicate window (not in a quick run);
+//   - the cost of authentication: check at 1 and 32 callers and durable
+//     grants with group commit by -callers callers, through a consent
+//     service with authentication (operator mode, the client a writer of
+//     tenant acme in its own account) against one without (one account,
+//     an anonymous client), in interleaved rounds; and the bound the
+//     account import sets, a bare echo across the import with shared
+//     identity against one in the service's account.
+//
+// -compare picks some of them: go run ./cmd/consentbench -compare auth.
 package main
 
 import (
@@ -36,6 +45,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/consentledger/consent/internal/perf"
@@ -62,7 +73,12 @@ type config struct {
 	store    string
 	memLimit int64         // -memory-limit for both processes of the memory comparison
 	atRest   time.Duration // how long after the catch-up memory is measured again
+	compare  []string      // the comparisons to run, in comparisons' order
 }
+
+// comparisons names the comparisons -compare picks from, in the order they
+// run.
+var comparisons = []string{"grants", "lookups", "stream", "auth"}
 
 func parse(args []string, out io.Writer) (config, error) {
 	var c config
@@ -76,10 +92,23 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.lookups, "lookups", 0, "`N` lookups per endpoint and concurrency; default 40000, 4000 with -quick")
 	fs.Int64Var(&c.memLimit, "memory-limit", 200<<20, "soft memory limit in `BYTES` of both processes measured for memory, as consentd --memory-limit sets it; 0 for none")
 	fs.DurationVar(&c.atRest, "at-rest", -1, "measure memory again this long after the catch-up (`DURATION`); default 150s, none with -quick")
+	compare := fs.String("compare", strings.Join(comparisons, ","), "the comparisons to run, a comma-separated `LIST` of "+strings.Join(comparisons, ", ")+" (stream: catch-up, rebuild and memory)")
 	fs.StringVar(&c.holdMode, "hold", "", "internal: measure the memory of `MODE` (consentd or bare) over -hold-store and print it as JSON")
 	fs.StringVar(&c.store, "hold-store", "", "internal: the JetStream store `DIR` for -hold")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	for _, name := range strings.Split(*compare, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		if !slices.Contains(comparisons, name) {
+			return c, fmt.Errorf("-compare: unknown comparison %q (want some of %s)", name, strings.Join(comparisons, ", "))
+		}
+		c.compare = append(c.compare, name)
+	}
+	if len(c.compare) == 0 {
+		return c, fmt.Errorf("-compare: no comparison named (want some of %s)", strings.Join(comparisons, ", "))
 	}
 	def := func(v *int, full, quick int) {
 		if *v <= 0 {
@@ -121,14 +150,25 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "consentbench: %d cores (GOMAXPROCS %d), %s %s/%s, %d events, %d grants by %d callers\n\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, c.events, c.grants, c.callers)
 
-	if err := grants(ctx, c, t); err != nil {
-		return fmt.Errorf("grants: %w", err)
+	if slices.Contains(c.compare, "grants") {
+		if err := grants(ctx, c, t); err != nil {
+			return fmt.Errorf("grants: %w", err)
+		}
 	}
-	if err := lookups(ctx, c, t); err != nil {
-		return fmt.Errorf("lookups: %w", err)
+	if slices.Contains(c.compare, "lookups") {
+		if err := lookups(ctx, c, t); err != nil {
+			return fmt.Errorf("lookups: %w", err)
+		}
 	}
-	if err := catchUpAndMemory(ctx, c, t); err != nil {
-		return err
+	if slices.Contains(c.compare, "stream") {
+		if err := catchUpAndMemory(ctx, c, t); err != nil {
+			return err
+		}
+	}
+	if slices.Contains(c.compare, "auth") {
+		if err := authCost(ctx, c, t); err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
 	}
 	t.print()
 	return nil
@@ -170,6 +210,38 @@ func lookups(ctx context.Context, c config, t *table) error {
 		t.row(r.Endpoint+" vs echo, p99 latency", fmt.Sprintf("%d callers", r.Callers),
 			us(r.Lookup.Percentile(99)), us(r.Echo.Percentile(99)), name+"_p99", ratio(r.Lookup.Percentile(99), r.Echo.Percentile(99)))
 	}
+	return nil
+}
+
+// authCost measures lookups and grants with authentication against the
+// same without, and the bound the account import sets.
+func authCost(ctx context.Context, c config, t *table) error {
+	r, err := perf.Auth(ctx, perf.AuthConfig{Dir: c.dir, Consents: 1000, Calls: c.lookups, Callers: []int{1, 32},
+		Grants: c.grants, GrantCallers: c.callers})
+	if err != nil {
+		return err
+	}
+	for _, l := range r.Lookups {
+		callers := fmt.Sprintf("%d callers", l.Callers)
+		name := fmt.Sprintf("auth_check_%d", l.Callers)
+		t.row("check with auth vs without, throughput", callers,
+			rate(l.Auth.Rate(), "req/s"), rate(l.NoAuth.Rate(), "req/s"), name+"_throughput", l.Auth.Rate()/l.NoAuth.Rate())
+		t.row("check with auth vs without, p50 latency", callers,
+			us(l.Auth.Percentile(50)), us(l.NoAuth.Percentile(50)), name+"_p50", ratio(l.Auth.Percentile(50), l.NoAuth.Percentile(50)))
+		t.row("check with auth vs without, p99 latency", callers,
+			us(l.Auth.Percentile(99)), us(l.NoAuth.Percentile(99)), name+"_p99", ratio(l.Auth.Percentile(99), l.NoAuth.Percentile(99)))
+		t.row("bare echo across import+share vs one account", callers,
+			rate(l.Import.Rate(), "req/s")+", p50 "+us(l.Import.Percentile(50)), rate(l.SameAccount.Rate(), "req/s")+", p50 "+us(l.SameAccount.Percentile(50)),
+			fmt.Sprintf("auth_import_share_%d_throughput", l.Callers), l.Import.Rate()/l.SameAccount.Rate())
+	}
+	callers := fmt.Sprintf("%d callers", r.GrantCallers)
+	t.row("grant durable, group commit, with auth vs without", callers,
+		rate(r.AuthGrant.Rate(), "grants/s")+", "+latencies(r.AuthGrant), rate(r.NoAuthGrant.Rate(), "grants/s")+", "+latencies(r.NoAuthGrant),
+		"auth_grant_throughput", r.AuthGrant.Rate()/r.NoAuthGrant.Rate())
+	t.row("grant durable, group commit, with auth vs without, p50 latency", callers,
+		ms(r.AuthGrant.Percentile(50)), ms(r.NoAuthGrant.Percentile(50)), "auth_grant_p50", ratio(r.AuthGrant.Percentile(50), r.NoAuthGrant.Percentile(50)))
+	t.row("grant durable, group commit, with auth vs without, p99 latency", callers,
+		ms(r.AuthGrant.Percentile(99)), ms(r.NoAuthGrant.Percentile(99)), "auth_grant_p99", ratio(r.AuthGrant.Percentile(99), r.NoAuthGrant.Percentile(99)))
 	return nil
 }
 

@@ -44,7 +44,40 @@ func TestQuickRunEndsWithOneRatioPerComparison(t *testing.T) {
 	}
 	// A quick run does not wait to measure memory at rest.
 	want = append(want, "catchup_vs_drain", "rebuild_vs_pebble_load", "memory_caught_up_vs_bare_server")
+	want = append(want, authRatios...)
 
+	checkRatios(t, text, want)
+	assert.Contains(t, text, "\ngroup commit: ", "the group commit note")
+}
+
+// authRatios are the "name ratio" lines of the auth comparison.
+var authRatios = []string{
+	"auth_check_1_throughput", "auth_check_1_p50", "auth_check_1_p99", "auth_import_share_1_throughput",
+	"auth_check_32_throughput", "auth_check_32_p50", "auth_check_32_p99", "auth_import_share_32_throughput",
+	"auth_grant_throughput", "auth_grant_p50", "auth_grant_p99",
+}
+
+// -compare runs only the comparisons it names: the cost of authentication
+// alone gives its rows, each with a positive ratio.
+func TestQuickRunOfTheAuthComparison(t *testing.T) {
+	var out bytes.Buffer
+	args := []string{"-quick", "-compare", "auth", "-dir", t.TempDir(), "-grants", "256", "-lookups", "400"}
+	require.NoError(t, run(t.Context(), args, &out))
+	checkRatios(t, out.String(), authRatios)
+	assert.NotContains(t, out.String(), "grant_group_vs_alone")
+}
+
+func TestCompareNamesKnownComparisons(t *testing.T) {
+	var out bytes.Buffer
+	assert.ErrorContains(t, run(t.Context(), []string{"-compare", "auth,memory"}, &out), `-compare: unknown comparison "memory"`)
+	assert.ErrorContains(t, run(t.Context(), []string{"-compare", ","}, &out), "-compare: no comparison named")
+}
+
+// checkRatios checks that text ends with one "name ratio" line per name
+// of want, in that order, each positive and shown by the table row of the
+// same rank.
+func checkRatios(t *testing.T, text string, want []string) {
+	t.Helper()
 	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
 	require.GreaterOrEqual(t, len(lines), len(want))
 	tail := lines[len(lines)-len(want):]
@@ -74,5 +107,4 @@ func TestQuickRunEndsWithOneRatioPerComparison(t *testing.T) {
 		assert.Greater(t, ratio, 0.0, "line %q", tail[i])
 		assert.True(t, strings.HasSuffix(rows[i], " "+fields[1]), "row %q shows the ratio of %s", rows[i], name)
 	}
-	assert.Contains(t, text, "\ngroup commit: ", "the group commit note")
 }

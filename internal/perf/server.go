@@ -40,10 +40,22 @@ func StartServer(dir string, syncAlways bool) (*Server, error) {
 // StartServerAt starts an embedded server on the store directory store,
 // which Close leaves in place.
 func StartServerAt(store string, syncAlways bool) (*Server, error) {
-	s, err := server.NewServer(&server.Options{
+	return startServer(serverOptions(store, syncAlways))
+}
+
+// serverOptions are the options of an embedded server on a free loopback
+// port storing under store.
+func serverOptions(store string, syncAlways bool) *server.Options {
+	return &server.Options{
 		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
 		JetStream: true, StoreDir: store, SyncAlways: syncAlways,
-	})
+	}
+}
+
+// startServer starts an embedded server with opts and waits until it takes
+// connections.
+func startServer(opts *server.Options) (*Server, error) {
+	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -52,21 +64,23 @@ func StartServerAt(store string, syncAlways bool) (*Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded NATS server not ready in 30s")
 	}
-	return &Server{Server: s, dir: store}, nil
+	return &Server{Server: s, dir: opts.StoreDir}, nil
 }
 
-// InProcess opens a connection inside the process, as consentd's own.
-func (s *Server) InProcess() (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(s.Server))
+// InProcess opens a connection inside the process, as consentd's own,
+// with opts (credentials) added.
+func (s *Server) InProcess(opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect("", append(opts, nats.InProcessServer(s.Server))...)
 	if err == nil {
 		s.conns = append(s.conns, nc)
 	}
 	return nc, err
 }
 
-// TCP opens a connection over loopback TCP, as a client's.
-func (s *Server) TCP() (*nats.Conn, error) {
-	nc, err := nats.Connect(s.ClientURL())
+// TCP opens a connection over loopback TCP, as a client's, with opts
+// (credentials) added.
+func (s *Server) TCP(opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(s.ClientURL(), opts...)
 	if err == nil {
 		s.conns = append(s.conns, nc)
 	}
