@@ -711,17 +711,8 @@ func (a *Authority) Identify(accountKey, issuerKey string) (tenant string, role 
 }
 
 func (a *Authority) identify(accountKey, issuerKey string) (tenant string, role Role, ok bool) {
-	for t, acc := range a.clients {
-		if acc.pub != accountKey {
-			continue
-		}
-		for r, kp := range acc.roles {
-			if pub, _ := kp.PublicKey(); pub == issuerKey {
-				return t, r, true
-			}
-		}
-	}
-	return "", "", false
+	t, r, _, err := a.findUser(accountKey, issuerKey, "")
+	return t, r, err == nil
 }
 
 // ServiceAccountKey is SVC's public key (the directory of its JetStream
