@@ -201,8 +201,8 @@ func tenantName(tenant string) string              { return "tk." + tenant }
 
 // The additional data of a wrapped key binds it to its bucket key and id,
 // so a record copied to another entry does not open.
-func dataKeyAAD(name, id string) []byte { return []byte("consent-keystore " + name + " " + id) }
-func tenantAAD(tenant string) []byte    { return []byte("consent-keystore " + tenantName(tenant)) }
+func dataKeyAAD(name, id string) []byte  { return []byte("consent-keystore " + name + " " + id) }
+func tenantAAD(tenant string) []byte     { return []byte("consent-keystore " + tenantName(tenant)) }
 func cacheName(tenant, sk string) string { return tenant + "/" + sk }
 
 // checkPerson validates a tenant and a subject key: 32 lowercase hex
