@@ -33,15 +33,8 @@ func (s *Store) Rotate(ctx context.Context, oldKEK, newKEK *KEK) (int, error) {
 	s.kek = newKEK
 	s.mu.Unlock()
 
-	lister, err := s.kv.ListKeys(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("keystore: list keys: %w", err)
-	}
-	var names []string
-	for name := range lister.Keys() {
-		names = append(names, name)
-	}
-	if err := lister.Stop(); err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+	names, err := s.kv.Keys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		return 0, fmt.Errorf("keystore: list keys: %w", err)
 	}
 	rotated := 0
