@@ -483,20 +483,18 @@ func (s *Store) erase(ctx context.Context, name string) (bool, error) {
 }
 
 // secureDelete overwrites message seq on disk and removes it. A message
-// already gone (another instance erased it) is not an error.
+// already gone (another instance erased it) is not an error; the server
+// answers a delete of a missing message with an error string only, so a
+// failed delete is followed by a look whether the message is still there.
 func (s *Store) secureDelete(ctx context.Context, seq uint64) error {
 	err := s.stream.SecureDeleteMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) || isNoMessageFound(err) {
+	if err == nil || !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		return err
+	}
+	if _, getErr := s.stream.GetMsg(ctx, seq); errors.Is(getErr, jetstream.ErrMsgNotFound) {
 		return nil
 	}
 	return err
-}
-
-// isNoMessageFound matches the API error a delete of a missing message
-// gets (10057 "no message found" in some server versions).
-func isNoMessageFound(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.Code == 404
 }
 
 // TenantSecret returns the tenant's HMAC secret for keyed subject keys,

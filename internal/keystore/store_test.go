@@ -551,3 +551,28 @@ func assertFieldError(t *testing.T, err error, field string) {
 		assert.Equal(t, field, fe.Field)
 	}
 }
+
+// TestSecureDeleteOfAMissingMessage: erasing a revision another instance
+// erased first is not an error; a delete the server refuses is.
+func TestSecureDeleteOfAMissingMessage(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.open(Config{})
+	_, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	entry, err := s.Bucket().Get(ctx, "dk.acme."+aliceKey)
+	require.NoError(t, err)
+	require.NoError(t, s.secureDelete(ctx, entry.Revision()))
+	assert.NoError(t, s.secureDelete(ctx, entry.Revision()), "already gone")
+	assert.NoError(t, s.secureDelete(ctx, 1000), "past the end")
+
+	js := natstest.JetStream(t, natstest.Connect(t, e.srv))
+	std, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "std"})
+	require.NoError(t, err)
+	seq, err := std.Put(ctx, "k", []byte("v"))
+	require.NoError(t, err)
+	stream, err := js.Stream(ctx, "KV_std")
+	require.NoError(t, err)
+	denied := &Store{stream: stream}
+	assert.ErrorIs(t, denied.secureDelete(ctx, seq), jetstream.ErrMsgDeleteUnsuccessful, "deletes denied")
+}
