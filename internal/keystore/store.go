@@ -23,6 +23,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -362,8 +364,8 @@ func (s *Store) KeyByID(ctx context.Context, id string) ([]byte, error) {
 // Destroy erases the person's data keys from the bucket: every revision of
 // the person's entry and of the id entries it names, with a secure delete
 // (the server overwrites the message on disk), then checks that none is
-// left. It forgets the keys in this store's cache; other instances' caches
-// are not told (see Forget). It returns whether anything was destroyed, so
+// left. It forgets the keys in this store's cache and tells other
+// instances that Watch. It returns whether anything was destroyed, so
 // destroying a person without a key is not an error. It returns
 // ErrReplicasBehind, destroying nothing, if a replica of the bucket is not
 // current, and a *events.FieldError for a bad tenant or subject key.
@@ -401,18 +403,18 @@ func (s *Store) Destroy(ctx context.Context, tenant, subjectKey string) (bool, e
 		return destroyed, err
 	}
 	destroyed = destroyed || did
-	s.mu.Lock()
-	for id := range ids {
-		delete(s.byID, id)
-	}
-	s.mu.Unlock()
+	idList := slices.Sorted(maps.Keys(ids))
 	s.Forget(tenant, subjectKey)
+	s.forgetIDs(idList)
+	if destroyed {
+		s.notifyForget(tenant, subjectKey, idList)
+	}
 	return destroyed, nil
 }
 
 // Forget drops the person's current data key from this store's cache, so
-// the next DataKey reads the bucket. Destroy calls it; an instance that
-// learns of another's erase calls it too.
+// the next DataKey reads the bucket. Destroy calls it, and Watch when
+// another instance destroys a key.
 func (s *Store) Forget(tenant, subjectKey string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

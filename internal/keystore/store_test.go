@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
@@ -575,4 +576,54 @@ func TestSecureDeleteOfAMissingMessage(t *testing.T) {
 	require.NoError(t, err)
 	denied := &Store{stream: stream}
 	assert.ErrorIs(t, denied.secureDelete(ctx, seq), jetstream.ErrMsgDeleteUnsuccessful, "deletes denied")
+}
+
+// TestWatch: an instance that watches forgets a key another instance
+// destroys (current and by id), and forgets every cached key when its
+// connection reconnects, since a notice may have been lost meanwhile.
+func TestWatch(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s, other := e.open(Config{}), e.open(Config{})
+	stop, err := other.Watch()
+	require.NoError(t, err)
+	t.Cleanup(stop)
+
+	id, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	_, _, err = other.DataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	_, err = other.KeyByID(ctx, id)
+	require.NoError(t, err)
+
+	_, err = s.Destroy(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, _, err := other.DataKey(ctx, "acme", aliceKey)
+		return errors.Is(err, ErrNoDataKey)
+	}, 5*time.Second, 10*time.Millisecond)
+	_, err = other.KeyByID(ctx, id)
+	assert.ErrorIs(t, err, ErrDestroyed)
+
+	// A key erased with no notice (as if it was lost) stays cached until
+	// the connection reconnects.
+	bobID, _, err := s.EnsureDataKey(ctx, "acme", bobKey)
+	require.NoError(t, err)
+	_, _, err = other.DataKey(ctx, "acme", bobKey)
+	require.NoError(t, err)
+	_, err = s.erase(ctx, "kid."+bobID)
+	require.NoError(t, err)
+	_, err = s.erase(ctx, "dk.acme."+bobKey)
+	require.NoError(t, err)
+	_, _, err = other.DataKey(ctx, "acme", bobKey)
+	require.NoError(t, err, "still cached")
+	require.NoError(t, other.js.Conn().ForceReconnect())
+	require.Eventually(t, func() bool {
+		_, _, err := other.DataKey(ctx, "acme", bobKey)
+		return errors.Is(err, ErrNoDataKey)
+	}, 10*time.Second, 10*time.Millisecond)
+
+	stop()
+	_, _, err = s.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
 }
