@@ -3,6 +3,7 @@ package keystore
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,7 +49,8 @@ func TestDestroyR3(t *testing.T) {
 	// reach all three.
 	require.Eventually(t, func() bool { return s.checkReplicas(ctx) == nil }, 10*time.Second, 20*time.Millisecond)
 	for i, dir := range streamDirs {
-		assert.NotEmpty(t, residue.Scan(t, dir, []byte(aliceKey)), "node %d holds the entry before", i)
+		require.Eventually(t, func() bool { return len(residue.Scan(t, dir, []byte(aliceKey))) > 0 },
+			10*time.Second, 20*time.Millisecond, "node %d writes the entry to its stream files", i)
 	}
 
 	destroyed, err := s.Destroy(ctx, "acme", aliceKey)
@@ -65,13 +67,60 @@ func TestDestroyR3(t *testing.T) {
 		t.Logf("node %d: Raft log findings right after the erase: %d", i, len(residue.Scan(t, wal, needles...)))
 	}
 
-	// A replica down: Destroy refuses, and bob's key stays.
+	// Destroy refuses, and bob's key stays.
+	// A replica down: not the stream's leader, nor the node the client
+	// is connected to.
 	leader := c.StreamLeader("KV_consent_keys")
-	down := (leader + 1) % c.Size()
+	down := -1
+	for i := range c.Size() {
+		if i != leader && c.Node(i).ClientURL() != nc.ConnectedUrl() {
+			down = i
+		}
+	}
+	require.NotEqual(t, -1, down)
 	c.Stop(down)
 	require.Eventually(t, func() bool { return s.checkReplicas(ctx) != nil }, 20*time.Second, 50*time.Millisecond)
 	_, err = s.Destroy(ctx, "acme", bobKey)
 	require.ErrorIs(t, err, ErrReplicasBehind)
 	_, _, err = s.DataKey(ctx, "acme", bobKey)
 	assert.NoError(t, err, "nothing destroyed")
+	destroyed, err = s.Destroy(ctx, "acme", aliceKey)
+	require.NoError(t, err, "nothing to destroy needs no replica")
+	assert.False(t, destroyed)
+}
+
+// TestEnsureDataKeyR3: instances connected to different nodes of a
+// cluster, racing, get one key, and each reads it back at once.
+func TestEnsureDataKeyR3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster")
+	}
+	c := natstest.RunCluster(t, 3)
+	ctx := context.Background()
+	kek, err := GenerateKEK(filepath.Join(t.TempDir(), "kek.pem"))
+	require.NoError(t, err)
+	stores := make([]*Store, c.Size())
+	for i := range stores {
+		js := natstest.JetStream(t, natstest.Connect(t, c.Node(i)))
+		stores[i], err = Open(ctx, js, Config{KEK: kek, Replicas: 3})
+		require.NoError(t, err)
+	}
+	ids := make([]string, len(stores))
+	keys := make([][]byte, len(stores))
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() {
+			var err error
+			ids[i], keys[i], err = s.EnsureDataKey(ctx, "acme", aliceKey)
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	for i, s := range stores {
+		assert.Equal(t, ids[0], ids[i])
+		assert.Equal(t, keys[0], keys[i])
+		key, err := s.KeyByID(ctx, ids[0])
+		require.NoError(t, err)
+		assert.Equal(t, keys[0], key)
+	}
 }

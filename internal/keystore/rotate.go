@@ -65,16 +65,16 @@ func (s *Store) rotateOne(ctx context.Context, name string, oldKEK, newKEK *KEK)
 	latest := entries[len(entries)-1]
 	// Revisions before the latest are leftovers of a rotation that stopped
 	// between its two steps: erase them.
-	for _, e := range entries[:len(entries)-1] {
-		if err := s.secureDelete(ctx, e.Revision()); err != nil {
-			return false, fmt.Errorf("keystore: erase %s revision %d: %w", name, e.Revision(), err)
+	for _, rev := range entries[:len(entries)-1] {
+		if err := s.secureDelete(ctx, rev.seq); err != nil {
+			return false, fmt.Errorf("keystore: erase %s revision %d: %w", name, rev.seq, err)
 		}
 	}
-	if latest.Operation() != jetstream.KeyValuePut {
+	if latest.marker {
 		return false, nil
 	}
 	var rec record
-	if err := json.Unmarshal(latest.Value(), &rec); err != nil {
+	if err := json.Unmarshal(latest.value, &rec); err != nil {
 		return false, fmt.Errorf("keystore: %s is not a key record", name)
 	}
 	switch rec.KEKID {
@@ -98,15 +98,15 @@ func (s *Store) rotateOne(ctx context.Context, name string, oldKEK, newKEK *KEK)
 	if err != nil {
 		return false, err
 	}
-	if _, err := s.kv.Update(ctx, name, value, latest.Revision()); err != nil {
+	if _, err := s.kv.Update(ctx, name, value, latest.seq); err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			// Destroyed or rotated by another instance meanwhile: look again.
 			return s.rotateOne(ctx, name, oldKEK, newKEK)
 		}
 		return false, fmt.Errorf("keystore: rewrap %s: %w", name, err)
 	}
-	if err := s.secureDelete(ctx, latest.Revision()); err != nil {
-		return false, fmt.Errorf("keystore: erase %s revision %d: %w", name, latest.Revision(), err)
+	if err := s.secureDelete(ctx, latest.seq); err != nil {
+		return false, fmt.Errorf("keystore: erase %s revision %d: %w", name, latest.seq, err)
 	}
 	return true, nil
 }

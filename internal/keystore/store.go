@@ -247,14 +247,14 @@ func (s *Store) DataKey(ctx context.Context, tenant, subjectKey string) (string,
 		return dk.id, key, nil
 	}
 	name := dataKeyName(tenant, subjectKey)
-	entry, err := s.kv.Get(ctx, name)
+	value, err := s.get(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", nil, ErrNoDataKey
 	}
 	if err != nil {
-		return "", nil, fmt.Errorf("keystore: get %s: %w", name, err)
+		return "", nil, err
 	}
-	return s.openDataKey(tenant, subjectKey, name, entry.Value())
+	return s.openDataKey(tenant, subjectKey, name, value)
 }
 
 // openDataKey unwraps the data key record value of bucket key name and
@@ -336,15 +336,15 @@ func (s *Store) KeyByID(ctx context.Context, id string) ([]byte, error) {
 		return key, nil
 	}
 	name := keyIDName(id)
-	entry, err := s.kv.Get(ctx, name)
+	value, err := s.get(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, ErrDestroyed
 	}
 	if err != nil {
-		return nil, fmt.Errorf("keystore: get %s: %w", name, err)
+		return nil, err
 	}
 	var rec record
-	if err := json.Unmarshal(entry.Value(), &rec); err != nil || rec.KeyID != id {
+	if err := json.Unmarshal(value, &rec); err != nil || rec.KeyID != id {
 		return nil, fmt.Errorf("keystore: %s is not a data key record", name)
 	}
 	key, err = s.unwrap(name, rec, dataKeyAAD(name, id))
@@ -367,13 +367,10 @@ func (s *Store) KeyByID(ctx context.Context, id string) ([]byte, error) {
 // left. It forgets the keys in this store's cache and tells other
 // instances that Watch. It returns whether anything was destroyed, so
 // destroying a person without a key is not an error. It returns
-// ErrReplicasBehind, destroying nothing, if a replica of the bucket is not
-// current, and a *events.FieldError for a bad tenant or subject key.
+// ErrReplicasBehind, destroying nothing, if the person has a key and a
+// replica of the bucket is not current, and a *events.FieldError for a bad tenant or subject key.
 func (s *Store) Destroy(ctx context.Context, tenant, subjectKey string) (bool, error) {
 	if err := checkPerson(tenant, subjectKey); err != nil {
-		return false, err
-	}
-	if err := s.checkReplicas(ctx); err != nil {
 		return false, err
 	}
 	name := dataKeyName(tenant, subjectKey)
@@ -381,12 +378,19 @@ func (s *Store) Destroy(ctx context.Context, tenant, subjectKey string) (bool, e
 	if err != nil {
 		return false, err
 	}
+	if len(history) == 0 {
+		s.Forget(tenant, subjectKey)
+		return false, nil
+	}
+	if err := s.checkReplicas(ctx); err != nil {
+		return false, err
+	}
 	// The id entries first: if Destroy stops half way, the person's entry
 	// still names them, and Destroy again finds them.
 	ids := map[string]bool{}
-	for _, e := range history {
+	for _, rev := range history {
 		var rec record
-		if json.Unmarshal(e.Value(), &rec) == nil && isHex32(rec.KeyID) {
+		if json.Unmarshal(rev.value, &rec) == nil && isHex32(rec.KeyID) {
 			ids[rec.KeyID] = true
 		}
 	}
@@ -447,19 +451,6 @@ func (s *Store) checkReplicas(ctx context.Context) error {
 	return nil
 }
 
-// history returns every revision of a bucket key, delete markers included,
-// or none.
-func (s *Store) history(ctx context.Context, name string) ([]jetstream.KeyValueEntry, error) {
-	entries, err := s.kv.History(ctx, name)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("keystore: history of %s: %w", name, err)
-	}
-	return entries, nil
-}
-
 // erase securely deletes every revision of a bucket key and checks that
 // none is left. It reports whether it deleted anything.
 func (s *Store) erase(ctx context.Context, name string) (bool, error) {
@@ -474,9 +465,9 @@ func (s *Store) erase(ctx context.Context, name string) (bool, error) {
 		if len(entries) == 0 {
 			return erased, nil
 		}
-		for _, e := range entries {
-			if err := s.secureDelete(ctx, e.Revision()); err != nil {
-				return erased, fmt.Errorf("keystore: erase %s revision %d: %w", name, e.Revision(), err)
+		for _, rev := range entries {
+			if err := s.secureDelete(ctx, rev.seq); err != nil {
+				return erased, fmt.Errorf("keystore: erase %s revision %d: %w", name, rev.seq, err)
 			}
 			erased = true
 		}
@@ -493,7 +484,7 @@ func (s *Store) secureDelete(ctx context.Context, seq uint64) error {
 	if err == nil || !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
 		return err
 	}
-	if _, getErr := s.stream.GetMsg(ctx, seq); errors.Is(getErr, jetstream.ErrMsgNotFound) {
+	if _, getErr := s.leaderGet(ctx, msgGetRequest{Seq: seq}); getErr == jetstream.ErrMsgNotFound {
 		return nil
 	}
 	return err
@@ -514,7 +505,7 @@ func (s *Store) TenantSecret(ctx context.Context, tenant string) ([]byte, error)
 		return clone(secret), nil // secrets are never cleared
 	}
 	name := tenantName(tenant)
-	entry, err := s.kv.Get(ctx, name)
+	value, err := s.get(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		secret = make([]byte, TenantSecretSize)
 		_, _ = rand.Read(secret)
@@ -533,10 +524,10 @@ func (s *Store) TenantSecret(ctx context.Context, tenant string) ([]byte, error)
 			return nil, fmt.Errorf("keystore: create %s: %w", name, err)
 		}
 	} else if err != nil {
-		return nil, fmt.Errorf("keystore: get %s: %w", name, err)
+		return nil, err
 	} else {
 		var rec record
-		if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		if err := json.Unmarshal(value, &rec); err != nil {
 			return nil, fmt.Errorf("keystore: %s is not a tenant secret record", name)
 		}
 		if secret, err = s.unwrap(name, rec, tenantAAD(tenant)); err != nil {

@@ -574,7 +574,7 @@ func TestSecureDeleteOfAMissingMessage(t *testing.T) {
 	require.NoError(t, err)
 	stream, err := js.Stream(ctx, "KV_std")
 	require.NoError(t, err)
-	denied := &Store{stream: stream}
+	denied := &Store{js: js, stream: stream}
 	assert.ErrorIs(t, denied.secureDelete(ctx, seq), jetstream.ErrMsgDeleteUnsuccessful, "deletes denied")
 }
 

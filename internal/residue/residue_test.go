@@ -64,11 +64,22 @@ func TestScanDecodesSSTables(t *testing.T) {
 	}, got)
 }
 
+func TestScanFindsRangeDeletions(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "000011.sst")
+	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
+	require.NoError(t, err)
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), sstable.WriterOptions{TableFormat: sstable.TableFormatMax})
+	require.NoError(t, w.DeleteRange([]byte("subject/dave@example.com/"), []byte("subject/dave@example.com0")))
+	require.NoError(t, w.Close())
+	assert.Contains(t, Scan(t, dir, []byte("dave@example.com/")), Finding{Path: path, Needle: 0, Where: InSSTRangeDel})
+}
+
 // TestScanPebbleDB runs the scanner over a real database: a deleted key
 // stays in the WAL (found raw) until the database is reopened.
 func TestScanPebbleDB(t *testing.T) {
 	dir := t.TempDir()
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quiet{}})
 	require.NoError(t, err)
 	needle := []byte("carol@example.com")
 	require.NoError(t, db.Set(needle, []byte("granted"), pebble.Sync))
@@ -121,4 +132,13 @@ func writeSSTable(t *testing.T, path string, kvs map[string][]byte) {
 		require.NoError(t, w.Set([]byte(k), kvs[k]))
 	}
 	require.NoError(t, w.Close())
+}
+
+// quiet is a pebble.Logger that drops what Pebble logs.
+type quiet struct{}
+
+func (quiet) Infof(string, ...any)  {}
+func (quiet) Errorf(string, ...any) {}
+func (quiet) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
 }
