@@ -102,3 +102,17 @@ func TestLoadKEKRefusesBadFiles(t *testing.T) {
 	_, err := NewKEK(make([]byte, 31))
 	assert.ErrorContains(t, err, "32 bytes, not 31")
 }
+
+func TestLoadKEKUnreadable(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads any file")
+	}
+	path := filepath.Join(t.TempDir(), "kek.pem")
+	_, err := GenerateKEK(path)
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(path, 0o000))
+	_, err = LoadKEK(path)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), path)
+	assert.Contains(t, err.Error(), "permission denied")
+}

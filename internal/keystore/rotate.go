@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,10 +34,17 @@ func (s *Store) Rotate(ctx context.Context, oldKEK, newKEK *KEK) (int, error) {
 	s.kek = newKEK
 	s.mu.Unlock()
 
-	names, err := s.kv.Keys(ctx)
-	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+	// The stream leader lists the subjects in use (no consumer needed).
+	prefix := s.subject("")
+	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
 		return 0, fmt.Errorf("keystore: list keys: %w", err)
 	}
+	names := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		names = append(names, strings.TrimPrefix(subj, prefix))
+	}
+	slices.Sort(names)
 	rotated := 0
 	for _, name := range names {
 		did, err := s.rotateOne(ctx, name, oldKEK, newKEK)

@@ -627,3 +627,15 @@ func TestWatch(t *testing.T) {
 	_, _, err = s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
 }
+
+func TestRotateEmptyBucket(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(Config{})
+	newKEK, err := NewKEK(make([]byte, KEKSize))
+	require.NoError(t, err)
+	n, err := s.Rotate(context.Background(), e.kek, newKEK)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	_, err = s.Rotate(context.Background(), nil, newKEK)
+	assert.ErrorContains(t, err, "needs the old and the new KEK")
+}
