@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,7 +30,7 @@ type hmacSubjectKeyVector struct {
 	Note       string `json:"note"`
 }
 
-const hmacVectorsComment = "Keyed subject keys (scheme hmac-sha256-16, docs/hashing.md): subject_key = lowercase hex of the first 16 bytes of HMAC-SHA-256(key = the tenant's secret, secret_hex decoded; message = the UTF-8 bytes of subject, already in NFC). The tenant is not part of the message: each tenant has its own secret. Checked by events/subjectkey_hmac_test.go; the secrets are test values."
+const hmacVectorsComment = "Keyed subject keys (scheme hmac-sha256-16, docs/hashing.md): subject_key = lowercase hex of the first 16 bytes of HMAC-SHA-256(key = the tenant's secret, secret_hex decoded; message = the UTF-8 bytes of subject, already in NFC). The tenant is not part of the message: each tenant has its own secret. Checked by events/subjectkey_hmac_test.go (Go, and Python's hmac independently); the secrets are test values."
 
 // hmacVectorInputs are the cases of the vectors file; the keys are computed
 // by KeyedSubjectKey when the file is written (-update-hmac-vectors) and
@@ -100,4 +101,25 @@ func TestSubjectKeyScheme(t *testing.T) {
 	assert.True(t, SubjectKeyHMAC.Known())
 	assert.False(t, SubjectKeyScheme("").Known())
 	assert.False(t, SubjectKeyScheme("hmac").Known())
+}
+
+// TestKeyedSubjectKeyVectorsWithPython checks the vectors independently of
+// this code, with Python's hmac, hashlib and unicodedata.
+func TestKeyedSubjectKeyVectorsWithPython(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is not installed")
+	}
+	const script = `
+import hashlib, hmac, json, sys, unicodedata
+vectors = json.load(open(sys.argv[1], encoding="utf-8"))["vectors"]
+for v in vectors:
+    assert unicodedata.normalize("NFC", v["subject"]) == v["subject"], v["note"]
+    key = hmac.new(bytes.fromhex(v["secret_hex"]), v["subject"].encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    assert key == v["subject_key"], (v["note"], key)
+print("vectors ok", len(vectors))
+`
+	out, err := exec.Command(python, "-c", script, filepath.Join("testdata", "subject-keys-hmac.json")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "vectors ok 7")
 }
