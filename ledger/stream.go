@@ -66,7 +66,12 @@ func (o StreamOptions) Config() jetstream.StreamConfig {
 		AllowRollup:        false,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
-		Metadata:           map[string]string{"consent_schema": "v1"},
+		Metadata: map[string]string{
+			"consent_schema": "v1",
+			// How the person's id becomes the subject token; a stream
+			// without the entry uses SubjectKeySHA256 too.
+			events.SubjectKeySchemeMetadata: string(SubjectKeyScheme),
+		},
 	}
 }
 
@@ -257,5 +262,15 @@ func CheckStreamConfig(cfg jetstream.StreamConfig) []string {
 	if !cfg.AllowDirect {
 		add("does not allow direct get (allow_direct is false): the ledger reads histories with direct get")
 	}
+	if scheme, ok := cfg.Metadata[events.SubjectKeySchemeMetadata]; ok && scheme != string(SubjectKeyScheme) {
+		add("keys its subjects with %s (metadata %s): this ledger writes %s subject keys, and its events would land on other subjects than the consents' history",
+			scheme, events.SubjectKeySchemeMetadata, SubjectKeyScheme)
+	}
 	return p
 }
+
+// SubjectKeyScheme is how this ledger turns a person's id into the
+// subject key of its NATS subjects (events.SubjectKey); EnsureStream
+// records it in the stream's metadata and refuses a stream that records
+// another.
+const SubjectKeyScheme = events.SubjectKeySHA256

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go"
@@ -36,4 +37,21 @@ func TestEnsureStreamAddsMissingSubjects(t *testing.T) {
 	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: "consent.checkpoints.chain", Data: []byte(`{}`)})
 	require.NoError(t, err, "the stream now captures checkpoints")
 	assert.Equal(t, uint64(2), ack.Sequence)
+}
+
+// A stream says how its subject keys are made, and one that says another
+// scheme than this ledger writes is refused: its events would land on
+// other subjects than the consents' histories.
+func TestStreamRecordsItsSubjectKeyScheme(t *testing.T) {
+	cfg := ledger.StreamOptions{}.Config()
+	assert.Equal(t, string(events.SubjectKeySHA256), cfg.Metadata[events.SubjectKeySchemeMetadata])
+	assert.Empty(t, ledger.CheckStreamConfig(cfg))
+
+	delete(cfg.Metadata, events.SubjectKeySchemeMetadata)
+	assert.Empty(t, ledger.CheckStreamConfig(cfg), "a stream made before the entry uses the same scheme")
+
+	cfg.Metadata[events.SubjectKeySchemeMetadata] = string(events.SubjectKeyHMAC)
+	problems := ledger.CheckStreamConfig(cfg)
+	require.Len(t, problems, 1)
+	assert.Contains(t, problems[0], "keys its subjects with hmac-sha256-16 (metadata consent_subject_key_scheme): this ledger writes sha256-16 subject keys")
 }
