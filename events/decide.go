@@ -339,10 +339,11 @@ func Decide(cur Consent, kind Kind, c Command, now time.Time) (Event, error) {
 		expires = &t
 	}
 	ev := Event{
-		V:             SchemaVersion,
+		V:             SchemaVersionClear,
 		Type:          kind.EventType(),
 		Tenant:        OrDefaultTenant(c.Tenant),
 		SubjectID:     c.SubjectID,
+		SubjectKey:    cur.SubjectKey,
 		Purpose:       c.Purpose,
 		OccurredAt:    occurred,
 		RecordedAt:    now,
@@ -354,7 +355,7 @@ func Decide(cur Consent, kind Kind, c Command, now time.Time) (Event, error) {
 		Evidence:      c.Evidence,
 		Reason:        c.Reason,
 		ExpiresAt:     expires,
-		PrevHash:      cur.Hash,
+		PrevHash:      cur.NextPrevHash(),
 	}
 	return ev, nil
 }
@@ -392,6 +393,7 @@ func Evolve(cur Consent, ev *Event, seq uint64) Consent {
 	next := Consent{
 		Tenant:        ev.Tenant,
 		SubjectID:     ev.SubjectID,
+		SubjectKey:    ev.SubjectKey,
 		Purpose:       ev.Purpose,
 		PolicyVersion: ev.PolicyVersion,
 		UpdatedAt:     ev.OccurredAt,
@@ -415,6 +417,8 @@ func Evolve(cur Consent, ev *Event, seq uint64) Consent {
 	case TypeQuarantined:
 		next.State = ev.State
 		next.ExpiresAt = ev.ExpiresAt
+	case TypeErased:
+		next.State = StateErased
 	default:
 		return cur
 	}
