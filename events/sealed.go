@@ -146,9 +146,13 @@ func (e *Event) sealStored() ([]byte, error) {
 	return payload, nil
 }
 
-// clearPersonal empties the personal fields of e.
+// clearPersonal empties the personal fields of e, but for the reason of a
+// consent.erased, which is the operator's and stored in the clear.
 func (e *Event) clearPersonal() {
-	e.SubjectID, e.Actor, e.Evidence, e.Reason = "", "", nil, ""
+	e.SubjectID, e.Actor, e.Evidence = "", "", nil
+	if e.Type != TypeErased {
+		e.Reason = ""
+	}
 }
 
 // SealedAAD returns the additional data a sealed blob is authenticated
