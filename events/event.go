@@ -103,10 +103,15 @@ func (e *Event) Key() Key {
 // in e, as Open gives them back), so that resealing a decoded or opened v2
 // event gives its stored bytes. A v2 event other than consent.erased
 // without Sealed is refused with a *FieldError naming "sealed": SealWith
-// writes new v2 events.
+// writes new v2 events. So is a v1 event with v2's members (SubjectKey,
+// KeyID, Sealed, or type consent.erased): Seal never writes what Decode
+// refuses for its schema version.
 func (e *Event) Seal() ([]byte, error) {
 	if e.V >= 2 {
 		return e.sealStored()
+	}
+	if err := e.checkSchema(); err != nil {
+		return nil, err // v2's members on a v1 event
 	}
 	return e.sealAsIs()
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Schema version 2 seals the personal fields of a consent event: the
@@ -138,6 +139,9 @@ func (e *Event) sealStored() ([]byte, error) {
 	}
 	stored := *e
 	stored.clearPersonal()
+	if err := stored.checkSchema(); err != nil {
+		return nil, err
+	}
 	payload, err := stored.sealAsIs()
 	if err != nil {
 		return nil, err
@@ -276,8 +280,26 @@ func (e *Event) checkSchema() error {
 	case e.Sealed == "":
 		return &FieldError{Field: "sealed", Problem: "is required"}
 	}
-	if n, err := base64.StdEncoding.DecodeString(e.Sealed); err != nil || len(n) < nonceSize+16 {
+	if !isSealedBlob(e.Sealed) {
 		return &FieldError{Field: "sealed", Problem: "must be base64 (standard, padded) of a 12-byte nonce and an AES-GCM ciphertext"}
 	}
 	return nil
+}
+
+// isSealedBlob reports whether s looks like a sealed blob: standard padded
+// base64 of at least a nonce and a GCM tag. It does not decode s (Open
+// does): decoding a stream must not allocate for it.
+func isSealedBlob(s string) bool {
+	if len(s) < base64.StdEncoding.EncodedLen(nonceSize+16) || len(s)%4 != 0 {
+		return false
+	}
+	body := strings.TrimSuffix(strings.TrimSuffix(s, "="), "=")
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
 }

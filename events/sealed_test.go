@@ -104,6 +104,23 @@ func TestSealDoesNotWriteV2WithoutASealedBlob(t *testing.T) {
 	assert.Equal(t, "sealed", fe.Field)
 }
 
+// Seal never writes what Decode refuses: v2's members on a v1 event (as
+// Decide gives for a consent folded from v2 events, when no key is at
+// hand) are refused rather than written on the wrong subject.
+func TestSealRefusesV2MembersOnV1(t *testing.T) {
+	cur := NewConsent(Key{Tenant: testKey.Tenant, Purpose: testKey.Purpose, SubjectKey: testSubjectKey})
+	ev, err := Decide(cur, KindGrant, command(nil), t0)
+	require.NoError(t, err)
+	assert.Equal(t, testSubjectKey, ev.SubjectKey, "Decide keeps the consent's subject key")
+	ev.ID = "ev-1"
+	_, err = ev.Seal()
+	var fe *FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "subject_key", fe.Field)
+	_, err = ev.SealWith(testDataKey())
+	require.NoError(t, err, "SealWith writes it as v2")
+}
+
 func TestSealStillWritesV1(t *testing.T) {
 	ev, err := Decide(NewConsent(testKey), KindGrant, command(nil), t0)
 	require.NoError(t, err)
@@ -297,6 +314,10 @@ func TestDecodeChecksTheSchemaVersion(t *testing.T) {
 		{"v2 without sealed", edit(v2, func(m map[string]any) { delete(m, "sealed") }), "sealed"},
 		{"v2 with sealed not base64", edit(v2, func(m map[string]any) { m["sealed"] = "not base64!" }), "sealed"},
 		{"v2 with sealed too short", edit(v2, func(m map[string]any) { m["sealed"] = "AAAA" }), "sealed"},
+		{"v2 with sealed in the URL alphabet", edit(v2, func(m map[string]any) {
+			m["sealed"] = strings.Repeat("-_", 30)
+		}), "sealed"},
+		{"v2 with sealed unpadded", edit(v2, func(m map[string]any) { m["sealed"] = strings.Repeat("A", 43) }), "sealed"},
 		{"v1 with sealed", edit(v1, func(m map[string]any) { m["sealed"] = "AAAA" }), "sealed"},
 		{"v1 with key_id", edit(v1, func(m map[string]any) { m["key_id"] = "k" }), "key_id"},
 		{"v1 with subject_key", edit(v1, func(m map[string]any) { m["subject_key"] = testSubjectKey }), "subject_key"},
