@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // Schema version 2 seals the personal fields of a consent event: the
@@ -101,19 +102,9 @@ func (e *Event) sealWith(dk DataKey, nonces io.Reader) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := personal{Subject: e.SubjectID, Actor: e.Actor, Reason: e.Reason}
-	if len(e.Evidence) > 0 {
-		if p.Evidence, err = canonicalMember(e.Evidence); err != nil {
-			return nil, &FieldError{Field: "evidence", Problem: "must be a JSON object (" + err.Error() + ")"}
-		}
-	}
-	raw, err := json.Marshal(p)
+	plain, evidence, err := e.personalPlaintext()
 	if err != nil {
-		return nil, fmt.Errorf("encode personal fields: %w", err)
-	}
-	plain, err := Canonical(raw)
-	if err != nil {
-		return nil, fmt.Errorf("encode personal fields: %w", err)
+		return nil, err
 	}
 	blob := make([]byte, nonceSize, nonceSize+len(plain)+aead.Overhead())
 	if _, err := io.ReadFull(nonces, blob); err != nil {
@@ -127,9 +118,42 @@ func (e *Event) sealWith(dk DataKey, nonces io.Reader) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	stored.Evidence = p.Evidence
+	stored.Evidence = evidence
 	*e = stored
 	return payload, nil
+}
+
+// personalPlaintext returns the canonical JSON of e's personal fields that
+// are set, and the canonical form of its evidence (nil when none). It
+// writes it directly, as sealFast writes an event, and takes the general
+// path (encoding/json, then Canonical) for strings that are not valid
+// UTF-8, which encoding/json rewrites.
+func (e *Event) personalPlaintext() (plain, evidence []byte, err error) {
+	if len(e.Evidence) > 0 {
+		if evidence, err = canonicalMember(e.Evidence); err != nil {
+			return nil, nil, &FieldError{Field: "evidence", Problem: "must be a JSON object (" + err.Error() + ")"}
+		}
+	}
+	if utf8.ValidString(e.SubjectID) && utf8.ValidString(e.Actor) && utf8.ValidString(e.Reason) {
+		w := sealWriter{b: make([]byte, 0, 64+len(e.SubjectID)+len(e.Actor)+len(evidence)+len(e.Reason))}
+		w.b = append(w.b, '{')
+		w.optString("actor", e.Actor)
+		if evidence != nil {
+			w.name("evidence")
+			w.b = append(w.b, evidence...)
+		}
+		w.optString("reason", e.Reason)
+		w.string("subject", e.SubjectID)
+		return append(w.b, '}'), evidence, nil
+	}
+	raw, err := json.Marshal(personal{Subject: e.SubjectID, Actor: e.Actor, Evidence: evidence, Reason: e.Reason})
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode personal fields: %w", err)
+	}
+	if plain, err = Canonical(raw); err != nil {
+		return nil, nil, fmt.Errorf("encode personal fields: %w", err)
+	}
+	return plain, evidence, nil
 }
 
 // sealStored is Seal of a v2 event: its stored members only.

@@ -532,3 +532,22 @@ func TestSealedAAD(t *testing.T) {
 	assert.Equal(t, string(c), string(aad), "the AAD is canonical JSON")
 	assert.False(t, errors.Is(nil, ErrSealedOpen))
 }
+
+// The plaintext written directly is the canonical JSON of the personal
+// fields, as encoding/json followed by Canonical writes it.
+func TestPersonalPlaintextIsCanonical(t *testing.T) {
+	for _, ev := range []Event{
+		{SubjectID: "zoë 🎉@example.com", Actor: "a \"quoted\"\n\u2028 <&>", Reason: "r\x7f\t", Evidence: json.RawMessage(` {"b": 4.50, "a": ["\u00e9", 1e21]} `)},
+		{SubjectID: "s"},
+		{SubjectID: "s", Reason: "only a reason"},
+		{SubjectID: "bad \xff utf-8", Actor: "x"},
+	} {
+		plain, _, err := ev.personalPlaintext()
+		require.NoError(t, err)
+		raw, err := json.Marshal(personal{Subject: ev.SubjectID, Actor: ev.Actor, Evidence: ev.Evidence, Reason: ev.Reason})
+		require.NoError(t, err)
+		want, err := Canonical(raw)
+		require.NoError(t, err)
+		assert.Equal(t, string(want), string(plain))
+	}
+}
