@@ -234,6 +234,9 @@ func (r *Receipt) Text() string {
 		if len(ev.Evidence) > 0 {
 			p("    evidence: %s\n", ev.Evidence)
 		}
+		if ev.IsSealed() && ev.SubjectID == "" {
+			p("    personal fields: erased (sealed under a destroyed key)\n")
+		}
 		p("    event %s\n    hash %s\n", ev.ID, ev.Hash)
 	}
 	p("\n")

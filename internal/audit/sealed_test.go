@@ -300,6 +300,21 @@ func TestReceiptOfSealedEvents(t *testing.T) {
 	require.NoError(t, err)
 	_, err = audit.VerifyReceipt(sr, audit.NewKeyring(signer.Public()))
 	require.NoError(t, err)
+	assert.NotContains(t, sr.Text, "personal fields: erased", "every event opened")
+
+	// The events sealed under the destroyed key stay sealed: the receipt
+	// shows the skeleton and still verifies.
+	stored, err := sl.tl.stream.GetMsg(context.Background(), sl.seqs["alice-grant"])
+	require.NoError(t, err)
+	sealedGrant, err := events.Decode(stored.Data)
+	require.NoError(t, err)
+	withErased := append([]audit.ReceiptEvent{{Seq: history[0].Seq, Event: sealedGrant}}, history[1:]...)
+	sr, err = signer.SignReceipt(audit.NewReceipt("CONSENT", k, withErased, nil, t0.Add(24*time.Hour)))
+	require.NoError(t, err)
+	_, err = audit.VerifyReceipt(sr, audit.NewKeyring(signer.Public()))
+	require.NoError(t, err)
+	assert.Contains(t, sr.Text, "personal fields: erased")
+	assert.NotContains(t, string(sr.Receipt), "203.0.113.7")
 
 	// A history that links the request to the erasure does not hold.
 	forged := *history[2].Event
