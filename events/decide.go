@@ -287,8 +287,10 @@ func checkText(field, v string, max int, multiline bool) error {
 
 // Decide applies the transition table to a validated command in the
 // consent's current state cur, at time now (the ledger's clock). It returns
-// the event to append, complete but for ID and Hash, with PrevHash linked to
-// cur.Hash; or a *TransitionError when the table forbids the command; or a
+// the event to append, complete but for ID and Hash, in schema version 1
+// (SchemaVersionClear; SealWith makes it version 2), with SubjectKey
+// cur.SubjectKey and PrevHash linked to cur (cur.NextPrevHash: "" after
+// consent.erased, which ends the chain); or a *TransitionError when the table forbids the command; or a
 // *FieldError for what only now can tell: an occurred_at more than
 // MaxFutureSkew after now or more than MaxBackdate before it, an expires_at
 // not after the occurred_at that defaults to now or more than

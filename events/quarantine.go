@@ -78,7 +78,7 @@ func (q *Quarantine) Validate() error {
 // DecideQuarantine returns the consent.quarantined event that sets aside
 // the message at q.Seq for the consent whose last good state is cur,
 // complete but for ID and Hash: it resumes cur (state, policy version,
-// expires_at) and links to cur.Hash. It is recorded now by q.Actor (and
+// expires_at) and links to cur (cur.NextPrevHash). It is recorded now by q.Actor (and
 // q.RecordedBy, the authenticated user, when set) for q.Reason; the caller
 // has validated q and checked that the message at q.Seq failed the
 // consent's integrity checks.
