@@ -287,8 +287,10 @@ func checkText(field, v string, max int, multiline bool) error {
 
 // Decide applies the transition table to a validated command in the
 // consent's current state cur, at time now (the ledger's clock). It returns
-// the event to append, complete but for ID and Hash, with PrevHash linked to
-// cur.Hash; or a *TransitionError when the table forbids the command; or a
+// the event to append, complete but for ID and Hash, in schema version 1
+// (SchemaVersionClear; SealWith makes it version 2), with SubjectKey
+// cur.SubjectKey and PrevHash linked to cur (cur.NextPrevHash: "" after
+// consent.erased, which ends the chain); or a *TransitionError when the table forbids the command; or a
 // *FieldError for what only now can tell: an occurred_at more than
 // MaxFutureSkew after now or more than MaxBackdate before it, an expires_at
 // not after the occurred_at that defaults to now or more than
@@ -339,10 +341,11 @@ func Decide(cur Consent, kind Kind, c Command, now time.Time) (Event, error) {
 		expires = &t
 	}
 	ev := Event{
-		V:             SchemaVersion,
+		V:             SchemaVersionClear,
 		Type:          kind.EventType(),
 		Tenant:        OrDefaultTenant(c.Tenant),
 		SubjectID:     c.SubjectID,
+		SubjectKey:    cur.SubjectKey,
 		Purpose:       c.Purpose,
 		OccurredAt:    occurred,
 		RecordedAt:    now,
@@ -354,7 +357,7 @@ func Decide(cur Consent, kind Kind, c Command, now time.Time) (Event, error) {
 		Evidence:      c.Evidence,
 		Reason:        c.Reason,
 		ExpiresAt:     expires,
-		PrevHash:      cur.Hash,
+		PrevHash:      cur.NextPrevHash(),
 	}
 	return ev, nil
 }
@@ -392,6 +395,7 @@ func Evolve(cur Consent, ev *Event, seq uint64) Consent {
 	next := Consent{
 		Tenant:        ev.Tenant,
 		SubjectID:     ev.SubjectID,
+		SubjectKey:    ev.SubjectKey,
 		Purpose:       ev.Purpose,
 		PolicyVersion: ev.PolicyVersion,
 		UpdatedAt:     ev.OccurredAt,
@@ -415,6 +419,8 @@ func Evolve(cur Consent, ev *Event, seq uint64) Consent {
 	case TypeQuarantined:
 		next.State = ev.State
 		next.ExpiresAt = ev.ExpiresAt
+	case TypeErased:
+		next.State = StateErased
 	default:
 		return cur
 	}

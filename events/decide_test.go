@@ -181,7 +181,7 @@ func TestDecideFillsTheEvent(t *testing.T) {
 		ev, err := Decide(cur, KindGrant, c, nowInParis)
 		require.NoError(t, err)
 		assert.Equal(t, Event{
-			V:             SchemaVersion,
+			V:             SchemaVersionClear,
 			Type:          TypeGranted,
 			Tenant:        DefaultTenant,
 			SubjectID:     testKey.SubjectID,

@@ -131,7 +131,7 @@ func TestDecodeEventRefuses(t *testing.T) {
 		field   string // a *FieldError naming this field, or
 		is      error  // an error matching this
 	}{
-		{name: "newer schema", payload: editEvent(t, func(m map[string]any) { m["v"] = 2 }), is: ErrNewerSchema},
+		{name: "newer schema", payload: editEvent(t, func(m map[string]any) { m["v"] = SchemaVersion + 1 }), is: ErrNewerSchema},
 		{name: "v zero", payload: editEvent(t, func(m map[string]any) { m["v"] = 0 }), field: "v"},
 		{name: "v missing", payload: editEvent(t, func(m map[string]any) { delete(m, "v") }), field: "v"},
 		{name: "v a string", payload: editEvent(t, func(m map[string]any) { m["v"] = "1" }), field: "v"},

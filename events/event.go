@@ -11,9 +11,16 @@ import (
 	"unsafe"
 )
 
-// SchemaVersion is the version of the event schema this code writes and the
-// newest it can read.
-const SchemaVersion = 1
+// SchemaVersion is the newest version of the event schema this code reads,
+// and the version SealWith writes: personal fields sealed (see
+// SealWith). Decode reads every version from 1 to SchemaVersion.
+const SchemaVersion = 2
+
+// SchemaVersionClear is schema version 1, personal fields in the clear:
+// the version Decide, DecideExpiry and DecideQuarantine give their events,
+// which Seal writes as they are. SealWith turns such an event into a
+// SchemaVersion one.
+const SchemaVersionClear = 1
 
 // Type is the persisted name of an event type. Names are written out, never
 // derived from Go identifiers, and are added but never renamed.
@@ -30,7 +37,7 @@ const (
 // Known reports whether t is an event type this version understands.
 func (t Type) Known() bool {
 	switch t {
-	case TypeRequested, TypeGranted, TypeDenied, TypeRevoked, TypeExpired, TypeQuarantined:
+	case TypeRequested, TypeGranted, TypeDenied, TypeRevoked, TypeExpired, TypeQuarantined, TypeErased:
 		return true
 	}
 	return false
@@ -49,7 +56,7 @@ type Event struct {
 	ID            string          `json:"id"`
 	Type          Type            `json:"type"`
 	Tenant        string          `json:"tenant"`
-	SubjectID     string          `json:"subject"`
+	SubjectID     string          `json:"subject,omitempty"` // always set in v1; sealed in v2
 	Purpose       string          `json:"purpose"`
 	OccurredAt    time.Time       `json:"occurred_at"`
 	RecordedAt    time.Time       `json:"recorded_at"`
@@ -66,19 +73,58 @@ type Event struct {
 	// sequence of the message the quarantine explains.
 	State          State  `json:"state,omitempty"`
 	QuarantinedSeq uint64 `json:"quarantined_seq,omitempty"`
-	PrevHash       string `json:"prev_hash"`
-	Hash           string `json:"hash,omitempty"`
+	// SubjectKey, KeyID and Sealed are set in schema version 2 (see
+	// SealWith): the subject key (the NATS subject token), the id of the
+	// data key the personal fields are sealed under, and the sealed
+	// personal fields. consent.erased carries SubjectKey only.
+	SubjectKey string `json:"subject_key,omitempty"`
+	KeyID      string `json:"key_id,omitempty"`
+	Sealed     string `json:"sealed,omitempty"`
+	PrevHash   string `json:"prev_hash"`
+	Hash       string `json:"hash,omitempty"`
 }
 
-// Key returns the consent this event belongs to.
-func (e *Event) Key() Key { return Key{Tenant: e.Tenant, SubjectID: e.SubjectID, Purpose: e.Purpose} }
+// Key returns the consent this event belongs to. Its SubjectKey is set for
+// a schema version 2 event (whose SubjectID is empty until Open).
+func (e *Event) Key() Key {
+	return Key{Tenant: e.Tenant, SubjectID: e.SubjectID, Purpose: e.Purpose, SubjectKey: e.SubjectKey}
+}
 
 // Seal computes the event's hash over its canonical encoding (with PrevHash
 // already set), stores it in e.Hash and returns the canonical encoding of
 // the whole event, hash included: the bytes to publish. It also replaces
 // e.Evidence by its canonical form, so that e is the event as stored
 // (events.Decode of the bytes gives the same event).
+//
+// Seal writes the event in the schema version e.V says and encrypts
+// nothing: a v1 event (SchemaVersionClear, as Decide gives it) with its
+// personal fields in the clear; a v2 event as stored, that is with
+// SubjectKey, KeyID and Sealed and without the personal fields (which stay
+// in e, as Open gives them back), so that resealing a decoded or opened v2
+// event gives its stored bytes. A v2 event other than consent.erased
+// without Sealed is refused with a *FieldError naming "sealed": SealWith
+// writes new v2 events. So is a v1 event with v2's members (SubjectKey,
+// KeyID, Sealed, or type consent.erased): Seal never writes what Decode
+// refuses for its schema version. An event whose V is newer than
+// SchemaVersion (a test playing a newer ledger) is written with every
+// member as it is.
 func (e *Event) Seal() ([]byte, error) {
+	switch {
+	case e.V > SchemaVersion:
+		// A version this code does not know the rules of (only tests
+		// write one, to play a newer ledger): every member as it is.
+		return e.sealAsIs()
+	case e.V >= 2:
+		return e.sealStored()
+	}
+	if err := e.checkSchema(); err != nil {
+		return nil, err // v2's members on a v1 event
+	}
+	return e.sealAsIs()
+}
+
+// sealAsIs is Seal of e with every member it has.
+func (e *Event) sealAsIs() ([]byte, error) {
 	if payload, ok := e.sealFast(); ok {
 		return payload, nil
 	}
@@ -245,6 +291,9 @@ func decodeEvent(payload []byte, text string) (*Event, hashMember, error) {
 		return nil, hash, CheckPolicyVersion("policy_version", e.PolicyVersion)
 	case e.Hash == "":
 		return nil, hash, &FieldError{Field: "hash", Problem: "is required"}
+	}
+	if err := e.checkSchema(); err != nil {
+		return nil, hash, err
 	}
 	if err := e.Key().Validate(); err != nil {
 		return nil, hash, err

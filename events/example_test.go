@@ -66,7 +66,7 @@ func ExampleSubjectKey() {
 func ExampleEvent_Seal() {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	ev := events.Event{
-		V:             events.SchemaVersion,
+		V:             events.SchemaVersionClear,
 		ID:            "019ca9d4-0c00-7000-8000-000000000001",
 		Type:          events.TypeRequested,
 		Tenant:        "default",

@@ -47,10 +47,11 @@ func DecideExpiry(cur Consent, now time.Time) (Event, error) {
 	}
 	expires := cur.ExpiresAt.UTC()
 	return Event{
-		V:             SchemaVersion,
+		V:             SchemaVersionClear,
 		Type:          TypeExpired,
 		Tenant:        cur.Tenant,
 		SubjectID:     cur.SubjectID,
+		SubjectKey:    cur.SubjectKey,
 		Purpose:       cur.Purpose,
 		OccurredAt:    expires,
 		RecordedAt:    now,

@@ -79,7 +79,7 @@ func TestDecideExpiryFillsTheEvent(t *testing.T) {
 	ev, err := DecideExpiry(grant, now)
 	require.NoError(t, err)
 	assert.Equal(t, Event{
-		V: SchemaVersion, Type: TypeExpired,
+		V: SchemaVersionClear, Type: TypeExpired,
 		Tenant: testKey.Tenant, SubjectID: testKey.SubjectID, Purpose: testKey.Purpose,
 		OccurredAt:    t0,                       // when it lapsed
 		RecordedAt:    t0.Add(90 * time.Second), // when the ledger noticed

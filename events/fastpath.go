@@ -352,6 +352,7 @@ const (
 	fieldExpiresAt
 	fieldHash
 	fieldID
+	fieldKeyID
 	fieldMethod
 	fieldOccurredAt
 	fieldPolicyVersion
@@ -360,7 +361,9 @@ const (
 	fieldReason
 	fieldRecordedAt
 	fieldRecordedBy
+	fieldSealed
 	fieldSubject
+	fieldSubjectKey
 	fieldTenant
 	fieldType
 	fieldV
@@ -380,6 +383,8 @@ func lookupEventField(name []byte) eventField {
 		return fieldHash
 	case "id":
 		return fieldID
+	case "key_id":
+		return fieldKeyID
 	case "method":
 		return fieldMethod
 	case "occurred_at":
@@ -396,8 +401,12 @@ func lookupEventField(name []byte) eventField {
 		return fieldRecordedAt
 	case "recorded_by":
 		return fieldRecordedBy
+	case "sealed":
+		return fieldSealed
 	case "subject":
 		return fieldSubject
+	case "subject_key":
+		return fieldSubjectKey
 	case "tenant":
 		return fieldTenant
 	case "type":
@@ -523,6 +532,8 @@ func (e *Event) readField(s *canonScanner, text string, f eventField) bool {
 		e.Hash = str
 	case fieldID:
 		e.ID = str
+	case fieldKeyID:
+		e.KeyID = str
 	case fieldMethod:
 		e.Method = str
 	case fieldPrevHash:
@@ -533,8 +544,12 @@ func (e *Event) readField(s *canonScanner, text string, f eventField) bool {
 		e.Reason = str
 	case fieldRecordedBy:
 		e.RecordedBy = str
+	case fieldSealed:
+		e.Sealed = str
 	case fieldSubject:
 		e.SubjectID = str
+	case fieldSubjectKey:
+		e.SubjectKey = str
 	case fieldTenant:
 		e.Tenant = str
 	case fieldType:
@@ -557,7 +572,7 @@ func (e *Event) sealFast() ([]byte, bool) {
 		// A quarantine's own members are left to sealGeneral.
 		return nil, false
 	}
-	for _, s := range [...]string{e.ID, string(e.Type), e.Tenant, e.SubjectID, e.Purpose, e.Description, e.Actor, e.RecordedBy, e.Method, e.Reason, e.PrevHash} {
+	for _, s := range [...]string{e.ID, string(e.Type), e.Tenant, e.SubjectID, e.Purpose, e.Description, e.Actor, e.RecordedBy, e.Method, e.Reason, e.PrevHash, e.SubjectKey, e.KeyID, e.Sealed} {
 		if !utf8.ValidString(s) {
 			return nil, false
 		}
@@ -579,6 +594,7 @@ func (e *Event) sealFast() ([]byte, bool) {
 		split++ // the comma name writes
 	}
 	w.string("id", e.ID)
+	w.optString("key_id", e.KeyID)
 	w.optString("method", e.Method)
 	w.time("occurred_at", e.OccurredAt)
 	w.int("policy_version", e.PolicyVersion)
@@ -587,7 +603,9 @@ func (e *Event) sealFast() ([]byte, bool) {
 	w.optString("reason", e.Reason)
 	w.time("recorded_at", e.RecordedAt)
 	w.optString("recorded_by", e.RecordedBy)
-	w.string("subject", e.SubjectID)
+	w.optString("sealed", e.Sealed)
+	w.optString("subject", e.SubjectID) // v2: sealed
+	w.optString("subject_key", e.SubjectKey)
 	w.string("tenant", e.Tenant)
 	w.string("type", string(e.Type))
 	w.int("v", e.V)

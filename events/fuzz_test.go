@@ -63,7 +63,7 @@ func FuzzDecode(f *testing.F) {
 		if err := ev.Key().Validate(); err != nil {
 			t.Fatalf("accepted an event with an invalid key: %v", err)
 		}
-		if !ev.Type.Known() || ev.V != SchemaVersion || ev.ID == "" || ev.Hash == "" {
+		if !ev.Type.Known() || ev.V < 1 || ev.V > SchemaVersion || ev.ID == "" || ev.Hash == "" {
 			t.Fatalf("accepted an incomplete event: %+v", ev)
 		}
 		sealed, err := ev.Seal()

@@ -121,13 +121,16 @@ func newerEvent(subj string, payload []byte) *NewerEventError {
 // AppendNATSSubject appends k.NATSSubject() to dst, without allocating
 // when dst has room (at most 177 bytes for valid names).
 func (k Key) AppendNATSSubject(dst []byte) []byte {
-	var key [32]byte
-	appendSubjectKey(&key, k.Tenant, k.SubjectID)
 	dst = append(dst, "consent.events."...)
 	dst = append(dst, k.Tenant...)
 	dst = append(dst, '.')
 	dst = append(dst, k.Purpose...)
 	dst = append(dst, '.')
+	if k.SubjectKey != "" {
+		return append(dst, k.SubjectKey...)
+	}
+	var key [32]byte
+	appendSubjectKey(&key, k.Tenant, k.SubjectID)
 	return append(dst, key[:]...)
 }
 

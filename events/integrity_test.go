@@ -36,8 +36,8 @@ func TestCheckMessageStopsOnlyForAVerifiedNewerEvent(t *testing.T) {
 		f(m)
 		return sealedMap(t, m)
 	}
-	v2 := newer(func(m map[string]any) { m["v"] = 2; m["colour"] = "blue" })
-	erased := newer(func(m map[string]any) { m["type"] = "consent.erased" })
+	v2 := newer(func(m map[string]any) { m["v"] = SchemaVersion + 1; m["colour"] = "blue" })
+	erased := newer(func(m map[string]any) { m["type"] = "consent.shredded" })
 
 	tests := []struct {
 		name, subj string
@@ -68,8 +68,8 @@ func TestCheckMessageStopsOnlyForAVerifiedNewerEvent(t *testing.T) {
 	var ne *NewerEventError
 	_, _, err := CheckMessage(subj, "", v2, true)
 	require.ErrorAs(t, err, &ne)
-	assert.Equal(t, 2, ne.Version)
-	assert.Contains(t, err.Error(), "v=2")
+	assert.Equal(t, SchemaVersion+1, ne.Version)
+	assert.Contains(t, err.Error(), "v=3")
 }
 
 func TestCheckMessageNamesTheFailedCheck(t *testing.T) {

@@ -190,22 +190,46 @@ func appendSubjectKey(key *[32]byte, tenant, subjectID string) {
 
 // Key identifies one consent: a person's consent to one purpose in one
 // tenant.
+//
+// SubjectKey, when set, is the person's subject key as the caller computed
+// it (the token of the consent's NATS subject; a schema version 2 event
+// carries it): NATSSubject and IsNATSSubject use it instead of
+// SubjectKey(Tenant, SubjectID), and a key may then have no SubjectID (a
+// sealed event before Open, an erased consent). Empty: the subject key is
+// SubjectKey(Tenant, SubjectID), as for every v1 event.
 type Key struct {
-	Tenant    string
-	SubjectID string
-	Purpose   string
+	Tenant     string
+	SubjectID  string
+	Purpose    string
+	SubjectKey string
+}
+
+// Token returns the token of the consent's NATS subject: k.SubjectKey when
+// set, else SubjectKey(k.Tenant, k.SubjectID).
+func (k Key) Token() string {
+	if k.SubjectKey != "" {
+		return k.SubjectKey
+	}
+	return SubjectKey(k.Tenant, k.SubjectID)
 }
 
 // Validate checks all three parts, returning a *FieldError for the first
 // that is invalid. An empty tenant is not valid here; callers default it
 // first. The subject id is held to the rule of stored events
-// (ValidateSubjectID); see Normalize for a key a caller sent.
+// (ValidateSubjectID); see Normalize for a key a caller sent. A key with a
+// SubjectKey and no SubjectID is valid when SubjectKey is 32 lowercase hex
+// digits (else a *FieldError naming "subject_key").
 func (k Key) Validate() error {
 	if err := ValidateName("tenant", k.Tenant); err != nil {
 		return err
 	}
-	if err := ValidateSubjectID(k.SubjectID); err != nil {
-		return err
+	if k.SubjectKey != "" && !isSubjectKey(k.SubjectKey) {
+		return &FieldError{Field: "subject_key", Problem: "must be 32 lowercase hex digits"}
+	}
+	if k.SubjectKey == "" || k.SubjectID != "" {
+		if err := ValidateSubjectID(k.SubjectID); err != nil {
+			return err
+		}
 	}
 	return ValidateName("purpose", k.Purpose)
 }
@@ -230,7 +254,7 @@ func (k Key) Normalize() (Key, error) {
 // NATSSubject returns the subject this consent's events are published on:
 // consent.events.<tenant>.<purpose>.<subject key>.
 func (k Key) NATSSubject() string {
-	return "consent.events." + k.Tenant + "." + k.Purpose + "." + SubjectKey(k.Tenant, k.SubjectID)
+	return "consent.events." + k.Tenant + "." + k.Purpose + "." + k.Token()
 }
 
 // IsNATSSubject reports whether subj is NATSSubject(), without building it.
@@ -250,6 +274,9 @@ func (k Key) IsNATSSubject(subj string) bool {
 	}
 	if rest, ok = strings.CutPrefix(rest, "."); !ok || len(rest) != 32 {
 		return false
+	}
+	if k.SubjectKey != "" {
+		return rest == k.SubjectKey
 	}
 	var key [32]byte
 	appendSubjectKey(&key, k.Tenant, k.SubjectID)

@@ -102,8 +102,8 @@ func DecodePurposeEvent(payload []byte) (*PurposeEvent, error) {
 		return nil, err
 	}
 	switch {
-	case e.V > SchemaVersion:
-		return nil, fmt.Errorf("%w: v=%d, this reader knows up to %d", ErrNewerSchema, e.V, SchemaVersion)
+	case e.V > SchemaVersionClear: // purpose records hold no personal data: v1 only
+		return nil, fmt.Errorf("%w: v=%d, this reader knows purpose records up to %d", ErrNewerSchema, e.V, SchemaVersionClear)
 	case e.V < 1:
 		return nil, &FieldError{Field: "v", Problem: "must be at least 1"}
 	case e.Type == "":
@@ -319,7 +319,7 @@ func DecidePurpose(cur Purpose, c PurposeCommand, now time.Time) (PurposeEvent, 
 		version = c.PolicyVersion
 	}
 	ev := PurposeEvent{
-		V:             SchemaVersion,
+		V:             SchemaVersionClear,
 		Type:          TypePurposeSet,
 		Tenant:        OrDefaultTenant(c.Tenant),
 		Purpose:       c.Purpose,

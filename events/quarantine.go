@@ -78,7 +78,7 @@ func (q *Quarantine) Validate() error {
 // DecideQuarantine returns the consent.quarantined event that sets aside
 // the message at q.Seq for the consent whose last good state is cur,
 // complete but for ID and Hash: it resumes cur (state, policy version,
-// expires_at) and links to cur.Hash. It is recorded now by q.Actor (and
+// expires_at) and links to cur (cur.NextPrevHash). It is recorded now by q.Actor (and
 // q.RecordedBy, the authenticated user, when set) for q.Reason; the caller
 // has validated q and checked that the message at q.Seq failed the
 // consent's integrity checks.
@@ -89,10 +89,11 @@ func DecideQuarantine(cur Consent, q Quarantine, now time.Time) Event {
 		state = StateNone
 	}
 	return Event{
-		V:              SchemaVersion,
+		V:              SchemaVersionClear,
 		Type:           TypeQuarantined,
 		Tenant:         cur.Tenant,
 		SubjectID:      cur.SubjectID,
+		SubjectKey:     cur.SubjectKey,
 		Purpose:        cur.Purpose,
 		OccurredAt:     now,
 		RecordedAt:     now,
@@ -103,7 +104,7 @@ func DecideQuarantine(cur Consent, q Quarantine, now time.Time) Event {
 		Reason:         q.Reason,
 		State:          state,
 		QuarantinedSeq: q.Seq,
-		PrevHash:       cur.Hash,
+		PrevHash:       cur.NextPrevHash(),
 	}
 }
 
@@ -136,18 +137,18 @@ func (e *Event) checkQuarantine() error {
 		return &FieldError{Field: "quarantined_seq", Problem: "is required"}
 	case !e.State.known():
 		return &FieldError{Field: "state", Problem: fmt.Sprintf("%q is not a state", e.State)}
-	case e.Reason == "":
+	case e.Reason == "" && !e.IsSealed(): // in v2 they are sealed
 		return &FieldError{Field: "reason", Problem: "is required"}
-	case e.Actor == "":
+	case e.Actor == "" && !e.IsSealed():
 		return &FieldError{Field: "actor", Problem: "is required"}
 	}
 	return nil
 }
 
-// known reports whether s is one of the six states of a consent.
+// known reports whether s is one of the seven states of a consent.
 func (s State) known() bool {
 	switch s {
-	case StateNone, StateRequested, StateGranted, StateDenied, StateRevoked, StateExpired:
+	case StateNone, StateRequested, StateGranted, StateDenied, StateRevoked, StateExpired, StateErased:
 		return true
 	}
 	return false

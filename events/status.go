@@ -5,9 +5,11 @@ import "time"
 // State is where a consent stands.
 type State string
 
-// The six states of a consent. Expired is a grant whose expiry has
+// The seven states of a consent. Expired is a grant whose expiry has
 // passed: computed at read time from the clock (StateAt) until the
-// consent.expired event lands, and stored from then on.
+// consent.expired event lands, and stored from then on. Erased follows
+// consent.erased (see DecideErase): never allowed; a new request, grant or
+// deny starts the consent afresh, as from none.
 const (
 	StateNone      State = "none"
 	StateRequested State = "requested"
@@ -15,6 +17,7 @@ const (
 	StateDenied    State = "denied"
 	StateRevoked   State = "revoked"
 	StateExpired   State = "expired"
+	StateErased    State = "erased"
 )
 
 // StateIntegrityViolation is the state a status reports, instead of the
@@ -30,8 +33,11 @@ const StateIntegrityViolation State = "integrity_violation"
 // index stores. It holds what the last event decided; read-time questions
 // (has it expired, is it allowed) are answered by View.
 type Consent struct {
-	Tenant        string     `json:"tenant"`
-	SubjectID     string     `json:"subject"`
+	Tenant    string `json:"tenant"`
+	SubjectID string `json:"subject"`
+	// SubjectKey is the subject key of a consent folded from v2 events
+	// (which carry it; their SubjectID is empty until opened), "" for v1.
+	SubjectKey    string     `json:"subject_key,omitempty"`
 	Purpose       string     `json:"purpose"`
 	State         State      `json:"state"`
 	PolicyVersion int        `json:"policy_version,omitempty"`
@@ -49,11 +55,26 @@ type Consent struct {
 
 // NewConsent returns the state of a consent that has no events yet.
 func NewConsent(k Key) Consent {
-	return Consent{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose, State: StateNone}
+	return Consent{Tenant: k.Tenant, SubjectID: k.SubjectID, SubjectKey: k.SubjectKey, Purpose: k.Purpose, State: StateNone}
 }
 
 // Key returns the consent's identity.
-func (c *Consent) Key() Key { return Key{Tenant: c.Tenant, SubjectID: c.SubjectID, Purpose: c.Purpose} }
+func (c *Consent) Key() Key {
+	return Key{Tenant: c.Tenant, SubjectID: c.SubjectID, Purpose: c.Purpose, SubjectKey: c.SubjectKey}
+}
+
+// NextPrevHash returns the prev_hash the next event of the consent must
+// carry: the hash of its last event, except after consent.erased (State
+// StateErased), which ends the chain: the next event starts a fresh one
+// with prev_hash "". Decide, DecideExpiry and DecideQuarantine link with
+// it; the link check (the projector's and audit verify's) holds events to
+// it.
+func (c *Consent) NextPrevHash() string {
+	if c.State == StateErased {
+		return ""
+	}
+	return c.Hash
+}
 
 // StateAt returns the state at time now: a grant whose expiry is at or
 // before now is StateExpired.

@@ -89,6 +89,11 @@ func ConsentEntry(c *events.Consent) [32]byte {
 	b = binary.BigEndian.AppendUint64(b, c.Seq)
 	b = appendString(b, c.EventID)
 	b = appendString(b, c.Hash)
+	if c.SubjectKey != "" {
+		// A consent of v2 events: its subject key, which its entry has
+		// instead of a subject id. v1 entries are as they were.
+		b = appendString(b, c.SubjectKey)
+	}
 	return sha256.Sum256(b)
 }
 

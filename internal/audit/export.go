@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -49,7 +50,23 @@ type ExportOptions struct {
 	Progress        func(done, total uint64)
 	MaxBuffered     int           // passed to Replay
 	Idle            time.Duration // passed to Replay
+	// DataKey, when set, returns the data key named by a v2 event's
+	// key_id, so that the export shows its personal fields; an error
+	// matching events.ErrKeyErased says the key was destroyed (the event
+	// is shown as erased); any other error stops the export. It is called
+	// from several goroutines at once. Nil: v2 events are shown sealed.
+	DataKey func(keyID string) (events.DataKey, error)
 }
+
+// How the personal fields of an exported event are shown (the CSV column
+// "personal"; in JSON lines, see Export).
+const (
+	PersonalClear  = "clear"  // a v1 event: stored in the clear
+	PersonalOpened = "opened" // a v2 event opened with its data key
+	PersonalErased = "erased" // a v2 event whose data key was destroyed
+	PersonalSealed = "sealed" // a v2 event not opened: no DataKey given, or its blob does not open
+	PersonalNone   = "none"   // consent.erased, which has no personal fields
+)
 
 // ExportStats says what Export wrote.
 type ExportStats struct {
@@ -68,13 +85,21 @@ type ExportStats struct {
 // {...}}, the event being the bytes stored in the stream (canonical JSON,
 // so its hash can be recomputed from the file). A message that is not a
 // readable event is written as {"seq": n, "stored_at": time,
-// "unreadable": why, "payload_base64": ...}, never dropped.
+// "unreadable": why, "payload_base64": ...}, never dropped. The row of a
+// v2 event (personal fields sealed) adds, after "event", one of
+// "personal": {"subject", "actor", "evidence", "reason"} (those set; the
+// event opened with opts.DataKey), "erased": true (its data key was
+// destroyed), or "sealed": true (not opened: no opts.DataKey, or
+// "open_error" says why it did not open).
 //
 // CSV: a header row and one row per event: seq, stored_at, recorded_at,
 // occurred_at, tenant, subject, purpose, type, policy_version, expires_at,
-// actor, method, reason, description, evidence (JSON), id, prev_hash, hash.
-// An unreadable message is a row with its seq, stored_at and the reason in
-// the description column.
+// actor, recorded_by, method, reason, description, evidence (JSON), id,
+// prev_hash, hash, subject_key, personal (PersonalClear, PersonalOpened,
+// PersonalErased, PersonalSealed or PersonalNone). The personal fields
+// (subject, actor, reason, evidence) of a v2 event are empty unless it was
+// opened. An unreadable message is a row with its seq, stored_at and the
+// reason in the description column.
 //
 // It returns what it wrote and, on failure, the error (invalid options as
 // *events.FieldError, a stream that cannot be read, a failed write).
@@ -124,6 +149,10 @@ func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts Expor
 		if writeErr.Load() != nil {
 			return
 		}
+		if d.fatal != nil {
+			writeErr.Store(&d.fatal)
+			return
+		}
 		m, ev := &d.m, d.ev
 		when := m.Time // an unreadable message is selected by storage time
 		if d.err == nil {
@@ -142,11 +171,15 @@ func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts Expor
 			st.FirstSeq = m.Seq
 		}
 		st.LastSeq = m.Seq
-		if err := out.write(m, ev, d.err); err != nil {
+		if err := out.write(&d); err != nil {
 			writeErr.Store(&err)
 		}
 	}
-	p := runPipeline(runtime.GOMAXPROCS(0), exportSize, decodeMsg, sink)
+	decode := decodeMsg
+	if opts.DataKey != nil {
+		decode = func(m *Msg) decoded { return openMsg(decodeMsg(m), opts.DataKey) }
+	}
+	p := runPipeline(runtime.GOMAXPROCS(0), exportSize, decode, sink)
 	var done uint64
 	_, err = Replay(ctx, js, ro, func(m *Msg) error {
 		if e := writeErr.Load(); e != nil {
@@ -222,11 +255,48 @@ type decoded struct {
 	m   Msg
 	ev  *events.Event
 	err error
+	// personal is how the event's personal fields are shown (Personal*);
+	// openErr why a v2 event did not open; fatal an error that stops an
+	// export (a data key that cannot be looked up).
+	personal string
+	openErr  error
+	fatal    error
 }
 
 func decodeMsg(m *Msg) decoded {
 	ev, err := events.Decode(m.Data)
-	return decoded{m: *m, ev: ev, err: err}
+	d := decoded{m: *m, ev: ev, err: err}
+	if err == nil {
+		switch {
+		case ev.Type == events.TypeErased:
+			d.personal = PersonalNone
+		case ev.IsSealed():
+			d.personal = PersonalSealed
+		default:
+			d.personal = PersonalClear
+		}
+	}
+	return d
+}
+
+// openMsg opens the sealed personal fields of d's event with the data key
+// dataKey gives.
+func openMsg(d decoded, dataKey func(keyID string) (events.DataKey, error)) decoded {
+	if d.personal != PersonalSealed {
+		return d
+	}
+	dk, err := dataKey(d.ev.KeyID)
+	switch {
+	case errors.Is(err, events.ErrKeyErased):
+		d.personal = PersonalErased
+	case err != nil:
+		d.fatal = fmt.Errorf("data key %q of the event at seq %d: %w", d.ev.KeyID, d.m.Seq, err)
+	default:
+		if d.openErr = d.ev.Open(dk); d.openErr == nil {
+			d.personal = PersonalOpened
+		}
+	}
+	return d
 }
 
 // exportFilter returns the subject filter for a tenant and a purpose.
@@ -268,7 +338,8 @@ func newExportWriter(bw *bufio.Writer, format string) *exportWriter {
 }
 
 var csvColumns = []string{"seq", "stored_at", "recorded_at", "occurred_at", "tenant", "subject", "purpose", "type",
-	"policy_version", "expires_at", "actor", "recorded_by", "method", "reason", "description", "evidence", "id", "prev_hash", "hash"}
+	"policy_version", "expires_at", "actor", "recorded_by", "method", "reason", "description", "evidence", "id", "prev_hash", "hash",
+	"subject_key", "personal"}
 
 func (e *exportWriter) header() error {
 	if e.csv != nil {
@@ -277,9 +348,10 @@ func (e *exportWriter) header() error {
 	return nil
 }
 
-func (e *exportWriter) write(m *Msg, ev *events.Event, decodeErr error) error {
+func (e *exportWriter) write(d *decoded) error {
+	m, decodeErr := &d.m, d.err
 	if e.csv != nil {
-		return e.writeCSV(m, ev, decodeErr)
+		return e.writeCSV(d)
 	}
 	b := e.line[:0]
 	b = append(b, `{"seq":`...)
@@ -290,6 +362,7 @@ func (e *exportWriter) write(m *Msg, ev *events.Event, decodeErr error) error {
 	if decodeErr == nil {
 		b = append(b, `,"event":`...)
 		b = append(b, m.Data...)
+		b = appendPersonal(b, d)
 	} else {
 		reason, _ := json.Marshal(decodeErr.Error())
 		b = append(b, `,"unreadable":`...)
@@ -304,7 +377,47 @@ func (e *exportWriter) write(m *Msg, ev *events.Event, decodeErr error) error {
 	return err
 }
 
-func (e *exportWriter) writeCSV(m *Msg, ev *events.Event, decodeErr error) error {
+// appendPersonal appends the members of a JSON lines row that show the
+// personal fields of a v2 event (see Export).
+func appendPersonal(b []byte, d *decoded) []byte {
+	switch d.personal {
+	case PersonalOpened:
+		ev := d.ev
+		b = append(b, `,"personal":{"subject":`...)
+		b = appendJSONString(b, ev.SubjectID)
+		if ev.Actor != "" {
+			b = append(b, `,"actor":`...)
+			b = appendJSONString(b, ev.Actor)
+		}
+		if len(ev.Evidence) > 0 {
+			b = append(b, `,"evidence":`...)
+			b = append(b, ev.Evidence...)
+		}
+		if ev.Reason != "" {
+			b = append(b, `,"reason":`...)
+			b = appendJSONString(b, ev.Reason)
+		}
+		b = append(b, '}')
+	case PersonalErased:
+		b = append(b, `,"erased":true`...)
+	case PersonalSealed:
+		b = append(b, `,"sealed":true`...)
+		if d.openErr != nil {
+			b = append(b, `,"open_error":`...)
+			b = appendJSONString(b, d.openErr.Error())
+		}
+	}
+	return b
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always encodes
+	return append(b, q...)
+}
+
+func (e *exportWriter) writeCSV(d *decoded) error {
+	m, ev, decodeErr := &d.m, d.ev, d.err
 	r := e.record
 	clear(r)
 	r[0] = strconv.FormatUint(m.Seq, 10)
@@ -323,6 +436,7 @@ func (e *exportWriter) writeCSV(m *Msg, ev *events.Event, decodeErr error) error
 	r[10], r[11], r[12], r[13], r[14] = ev.Actor, ev.RecordedBy, ev.Method, ev.Reason, ev.Description
 	r[15] = string(ev.Evidence)
 	r[16], r[17], r[18] = ev.ID, ev.PrevHash, ev.Hash
+	r[19], r[20] = ev.SubjectKey, d.personal
 	return e.csv.Write(r)
 }
 

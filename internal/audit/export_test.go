@@ -135,7 +135,8 @@ func TestExportSelectsAndKeepsStoredBytes(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, rows, 5)
 		assert.Equal(t, []string{"seq", "stored_at", "recorded_at", "occurred_at", "tenant", "subject", "purpose", "type",
-			"policy_version", "expires_at", "actor", "recorded_by", "method", "reason", "description", "evidence", "id", "prev_hash", "hash"}, rows[0])
+			"policy_version", "expires_at", "actor", "recorded_by", "method", "reason", "description", "evidence", "id", "prev_hash", "hash",
+			"subject_key", "personal"}, rows[0])
 		assert.Equal(t, uint64(4), st.Events)
 		m, err := tl.stream.GetMsg(context.Background(), all[1])
 		require.NoError(t, err)
@@ -145,6 +146,7 @@ func TestExportSelectsAndKeepsStoredBytes(t *testing.T) {
 		assert.Equal(t, []string{"2", "acme", ev.SubjectID, "analytics", "consent.requested", "1", "test", "alice@acme", ev.ID, ev.Hash},
 			[]string{row[0], row[4], row[5], row[6], row[7], row[8], row[10], row[11], row[16], row[18]})
 		assert.Empty(t, rows[2][11], "recorded without authentication: no recorded_by")
+		assert.Equal(t, []string{"", audit.PersonalClear}, row[19:], "v1: no subject key, personal fields in the clear")
 	})
 }
 

@@ -2,8 +2,11 @@ package audit_test
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -37,6 +40,12 @@ type hashVector struct {
 	Stored    bool   `json:"stored"`
 	Canonical string `json:"canonical_without_hash"` // the exact bytes hashed
 	Hash      string `json:"hash"`
+	// For a v2 event with sealed personal fields: the (published, test
+	// only) data key, the additional data and the plaintext, so that an
+	// implementation can check its AES-256-GCM opening.
+	DataKeyHex string `json:"data_key_hex,omitempty"`
+	AAD        string `json:"aad,omitempty"`
+	Plaintext  string `json:"plaintext,omitempty"`
 }
 
 // checkpointVector is one signed checkpoint and the messages it covers.
@@ -96,8 +105,12 @@ func TestHashingVectors(t *testing.T) {
 				require.NoError(t, err)
 				assert.Equal(t, ev.Payload, string(payload), "the ledger writes exactly this payload")
 			}
+			if ev.DataKeyHex != "" {
+				checkSealedVector(t, ev, decoded)
+			}
 		})
 	}
+	assert.True(t, slices.ContainsFunc(v.Events, func(ev hashVector) bool { return ev.DataKeyHex != "" }), "a vector covers a sealed v2 event")
 	for _, p := range v.Purposes {
 		t.Run("purpose "+p.Name, func(t *testing.T) {
 			checkHashVector(t, p)
@@ -135,6 +148,41 @@ func TestHashingVectors(t *testing.T) {
 			assert.Equal(t, heads[cp.UpToSeq], cp.Chain, "the checkpoint states the chain at up_to_seq")
 		})
 	}
+}
+
+// checkSealedVector opens a v2 vector's sealed blob with plain AES-256-GCM
+// (nonce = the first 12 bytes) and with events.Event.Open.
+func checkSealedVector(t *testing.T, v hashVector, decoded *events.Event) {
+	t.Helper()
+	assert.Equal(t, v.AAD, string(events.SealedAAD(decoded.ID, decoded.SubjectKey)))
+	key, err := hex.DecodeString(v.DataKeyHex)
+	require.NoError(t, err)
+	blob, err := base64.StdEncoding.DecodeString(decoded.Sealed)
+	require.NoError(t, err)
+	block, err := aes.NewCipher(key)
+	require.NoError(t, err)
+	gcm, err := cipher.NewGCM(block)
+	require.NoError(t, err)
+	plain, err := gcm.Open(nil, blob[:12], blob[12:], []byte(v.AAD))
+	require.NoError(t, err)
+	assert.Equal(t, v.Plaintext, string(plain))
+	canonical, err := events.Canonical(plain)
+	require.NoError(t, err)
+	assert.Equal(t, string(canonical), string(plain), "the plaintext is canonical JSON")
+
+	opened := *decoded
+	require.NoError(t, opened.Open(events.DataKey{ID: decoded.KeyID, Key: key}))
+	var p struct {
+		Subject  string          `json:"subject"`
+		Actor    string          `json:"actor"`
+		Evidence json.RawMessage `json:"evidence"`
+		Reason   string          `json:"reason"`
+	}
+	require.NoError(t, json.Unmarshal(plain, &p))
+	assert.Equal(t, p.Subject, opened.SubjectID)
+	assert.Equal(t, p.Actor, opened.Actor)
+	assert.Equal(t, string(p.Evidence), string(opened.Evidence))
+	assert.Equal(t, p.Reason, opened.Reason)
 }
 
 func checkHashVector(t *testing.T, v hashVector) {
@@ -176,6 +224,7 @@ func buildVectors(t *testing.T) hashingVectors {
 		"stored: true means payload is exactly the message the ledger writes; false means another encoding of the same object (whitespace, escapes), which hashes the same.",
 		"stream: messages 1..n in stream order with the running chain H(n) = SHA-256(H(n-1) || uint64be(n) || SHA-256(subject) || SHA-256(payload)), H(0) = 32 zero bytes.",
 		"checkpoints: ed25519 (public_key_hex) over canonical_without_signature; the checkpoint's chain must equal the stream's chain at its up_to_seq.",
+		"events with data_key_hex (schema version 2): sealed is base64 of a 12-byte nonce and the AES-256-GCM ciphertext of plaintext with additional data aad, under the published test key data_key_hex; the hash and the subject (which uses the stored subject_key) need no key.",
 	}}
 	var stream [][2]string // subject, payload
 	add := func(list *[]hashVector, name, subject string, payload []byte, stored bool) {
@@ -278,6 +327,34 @@ func buildVectors(t *testing.T) hashingVectors {
 	seq++
 	require.NoError(t, chain.Add(seq, regrant.Key().NATSSubject(), payload))
 	v.Stream = append(v.Stream, chainVector{Seq: seq, NATSSubject: regrant.Key().NATSSubject(), Payload: string(payload), Chain: chain.HeadHex()})
+
+	// Schema version 2: a grant with its personal fields sealed, sealed
+	// here with plain AES-256-GCM (not through events.SealWith) under a
+	// published test key and a fixed nonce, then the erasure of that
+	// consent. The subject key stands for a keyed one (it is stored, not
+	// recomputed).
+	const subjectKey = "5e1f0c2a9b7d4e3f8a6c1b0d2e4f6a8c"
+	dk := sha256.Sum256([]byte("consent ledger hashing vectors: a published test data key, never use it"))
+	nonce := sha256.Sum256([]byte("consent ledger hashing vectors: a fixed nonce, never do this"))
+	sealed := events.Event{V: 2, ID: "019cab10-ca38-7b11-8c3f-5e6a7b8c9d07", Type: events.TypeGranted, Tenant: "acme",
+		SubjectKey: subjectKey, KeyID: "dk-vectors-1", Purpose: "marketing_email", OccurredAt: at.Add(3 * time.Hour),
+		RecordedAt: at.Add(3 * time.Hour), PolicyVersion: 3, Method: "dialog", RecordedBy: "support-7@acme", ExpiresAt: ptr(at.AddDate(1, 0, 0))}
+	aad := `{"id":"` + sealed.ID + `","subject_key":"` + subjectKey + `"}`
+	plaintext := `{"actor":"subject","evidence":{"ip":"203.0.113.7","ui":"form-v3"},"subject":"zoë 🎉@example.com"}`
+	block, err := aes.NewCipher(dk[:])
+	require.NoError(t, err)
+	gcm, err := cipher.NewGCM(block)
+	require.NoError(t, err)
+	sealed.Sealed = base64.StdEncoding.EncodeToString(gcm.Seal(bytes.Clone(nonce[:12]), nonce[:12], []byte(plaintext), []byte(aad)))
+	payload = seal(&sealed)
+	add(&v.Events, "v2 grant: personal fields sealed (AES-256-GCM, data_key_hex, aad, plaintext); verifies without the key", sealed.Key().NATSSubject(), payload, true)
+	last := &v.Events[len(v.Events)-1]
+	last.DataKeyHex, last.AAD, last.Plaintext = hex.EncodeToString(dk[:]), aad, plaintext
+
+	erased := events.Event{V: 2, ID: "019cab10-da38-7b11-8c3f-5e6a7b8c9d08", Type: events.TypeErased, Tenant: "acme",
+		SubjectKey: subjectKey, Purpose: "marketing_email", OccurredAt: at.Add(4 * time.Hour), RecordedAt: at.Add(4 * time.Hour),
+		PolicyVersion: 3, RecordedBy: "dpo@acme", Reason: "erasure requested (ticket 4711)", PrevHash: sealed.Hash}
+	add(&v.Events, "v2 consent.erased: no personal data, the operator's reason in the clear, links to the grant", erased.Key().NATSSubject(), seal(&erased), true)
 	return v
 }
 

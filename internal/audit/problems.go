@@ -24,17 +24,23 @@ const (
 )
 
 // ConsentRef names a consent in a report.
+// A consent of v2 events is named by its subject key (its events carry no
+// subject id in the clear; verify opens nothing).
 type ConsentRef struct {
-	Tenant    string `json:"tenant"`
-	SubjectID string `json:"subject"`
-	Purpose   string `json:"purpose"`
+	Tenant     string `json:"tenant"`
+	SubjectID  string `json:"subject,omitempty"`
+	SubjectKey string `json:"subject_key,omitempty"`
+	Purpose    string `json:"purpose"`
 }
 
 func refOf(k events.Key) *ConsentRef {
-	return &ConsentRef{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
+	return &ConsentRef{Tenant: k.Tenant, SubjectID: k.SubjectID, SubjectKey: k.SubjectKey, Purpose: k.Purpose}
 }
 
 func (c *ConsentRef) String() string {
+	if c.SubjectID == "" && c.SubjectKey != "" {
+		return fmt.Sprintf("tenant %s, subject key %s, purpose %s", c.Tenant, c.SubjectKey, c.Purpose)
+	}
 	return fmt.Sprintf("tenant %s, subject %s, purpose %s", c.Tenant, strconv.Quote(c.SubjectID), c.Purpose)
 }
 

@@ -132,27 +132,27 @@ func VerifyReceipt(sr *SignedReceipt, keys Keyring) (*Receipt, error) {
 		return nil, fmt.Errorf("%w: %s", ErrBadReceipt, fmt.Sprintf(format, args...))
 	}
 	k := events.Key{Tenant: r.Tenant, SubjectID: r.SubjectID, Purpose: r.Purpose}
-	prevHash, prevSeq := "", uint64(0)
+	prev, prevSeq := events.Consent{}, uint64(0)
 	for _, e := range r.History {
 		if e.Event == nil {
 			return bad("an entry of the history has no event")
 		}
-		raw, err := json.Marshal(e.Event)
+		raw, err := storedPayload(e.Event)
 		if err != nil {
-			return nil, err
+			return bad("the event at seq %d: %v", e.Seq, err)
 		}
 		if err := events.VerifyHash(raw, e.Event); err != nil {
 			return bad("the event at seq %d: %v", e.Seq, err)
 		}
 		switch {
-		case e.Event.Key() != k:
+		case !belongs(e.Event, k) || (prev.SubjectKey != "" && e.Event.SubjectKey != "" && e.Event.SubjectKey != prev.SubjectKey):
 			return bad("the event at seq %d belongs to another consent", e.Seq)
-		case e.Event.PrevHash != prevHash:
+		case e.Event.PrevHash != prev.NextPrevHash():
 			return bad("the event at seq %d does not link to the one before it", e.Seq)
 		case e.Seq <= prevSeq:
 			return bad("the sequences do not increase at seq %d", e.Seq)
 		}
-		prevHash, prevSeq = e.Event.Hash, e.Seq
+		prev, prevSeq = events.Evolve(prev, e.Event, e.Seq), e.Seq
 	}
 	again := NewReceipt(r.Stream, k, r.History, r.Checkpoint, r.IssuedAt)
 	want, err1 := json.Marshal(again.Status)
@@ -167,6 +167,21 @@ func VerifyReceipt(sr *SignedReceipt, keys Keyring) (*Receipt, error) {
 		return bad("the text is not the rendering of the signed receipt")
 	}
 	return &r, nil
+}
+
+// storedPayload returns the bytes the ledger stored for ev, whose hash
+// they carry: a v2 event (sealed, opened or not) is stored without its
+// personal fields (events.Event.Seal).
+func storedPayload(ev *events.Event) ([]byte, error) {
+	stored := *ev
+	return stored.Seal()
+}
+
+// belongs reports whether ev is an event of consent k: same tenant and
+// purpose, and the same subject id unless ev carries none (a v2 event that
+// was not opened: its person was erased, or the reader has no key).
+func belongs(ev *events.Event, k events.Key) bool {
+	return ev.Tenant == k.Tenant && ev.Purpose == k.Purpose && (ev.SubjectID == "" || ev.SubjectID == k.SubjectID)
 }
 
 // Text renders the receipt for people.
@@ -218,6 +233,9 @@ func (r *Receipt) Text() string {
 		}
 		if len(ev.Evidence) > 0 {
 			p("    evidence: %s\n", ev.Evidence)
+		}
+		if ev.IsSealed() && ev.SubjectID == "" {
+			p("    personal fields: erased (sealed under a destroyed key)\n")
 		}
 		p("    event %s\n    hash %s\n", ev.ID, ev.Hash)
 	}

@@ -194,9 +194,10 @@ func Verify(ctx context.Context, js jetstream.JetStream, opts VerifyOptions) (*R
 // tip is what the fresh fold keeps of one consent (or record subject):
 // enough to check the next link and to keep the digest current.
 type tip struct {
-	seq   uint64
-	hash  [32]byte
-	entry [32]byte // ConsentEntry of the folded state
+	seq    uint64
+	hash   [32]byte
+	entry  [32]byte // ConsentEntry of the folded state
+	erased bool     // the event is consent.erased: the next starts a fresh chain
 }
 
 // subjectID stands for a NATS subject in the fold's maps: the first 16
@@ -504,13 +505,21 @@ func (v *verifier) foldEvent(in *inspected) {
 		v.digest.Remove(cur.entry)
 	}
 	v.digest.Add(in.entry)
-	v.tips[id] = tip{seq: m.Seq, hash: in.hash, entry: in.entry}
+	v.tips[id] = tip{seq: m.Seq, hash: in.hash, entry: in.entry, erased: in.ev.Type == events.TypeErased}
 }
 
 // link checks prevHash against the previous event (or record) of the same
-// subject. When it fails after a gap, the gap is named after ref: the
-// missing message is most likely the one the link points to.
+// subject: its hash, or "" after a consent.erased, which ends the chain
+// (events.Consent.NextPrevHash). When it fails after a gap, the gap is
+// named after ref: the missing message is most likely the one the link
+// points to.
 func (v *verifier) link(prevHash string, cur tip, seen bool, seq uint64, ref *ConsentRef) (string, bool) {
+	if seen && cur.erased {
+		if prevHash == "" {
+			return "", true
+		}
+		return v.blameGap(fmt.Sprintf("prev_hash is %q, but the consent's previous event (seq %d) is consent.erased, after which a consent starts a fresh chain (want \"\")", prevHash, cur.seq), cur.seq, seq, ref), false
+	}
 	if !seen {
 		if prevHash == "" {
 			return "", true

@@ -52,7 +52,7 @@ func FillStream(ctx context.Context, js jetstream.JetStream, n int) error {
 				for i := lo; i < hi; i++ {
 					k := consentKey(i)
 					ev := events.Event{
-						V: events.SchemaVersion, ID: uuid.Must(uuid.NewV7()).String(), Type: events.TypeGranted,
+						V: events.SchemaVersionClear, ID: uuid.Must(uuid.NewV7()).String(), Type: events.TypeGranted,
 						Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose,
 						OccurredAt: at, RecordedAt: at, PolicyVersion: 1, Actor: "subject", Method: "import",
 					}
