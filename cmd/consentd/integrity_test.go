@@ -90,7 +90,7 @@ func TestConsentdNamesTheSeqAndVersionOfANewerEvent(t *testing.T) {
 	raw, err := json.Marshal(granted.Event)
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(raw, &newer))
-	newer["v"], newer["prev_hash"], newer["channel"] = 2, granted.Event.Hash, "sms"
+	newer["v"], newer["prev_hash"], newer["channel"] = events.SchemaVersion+1, granted.Event.Hash, "sms"
 	delete(newer, "hash")
 	raw, err = json.Marshal(newer)
 	require.NoError(t, err)
@@ -104,8 +104,8 @@ func TestConsentdNamesTheSeqAndVersionOfANewerEvent(t *testing.T) {
 	data, err := json.Marshal(m.health())
 	require.NoError(t, err)
 	assert.Contains(t, string(data), fmt.Sprintf(`"projector_stop_seq":%d`, seq))
-	assert.Contains(t, string(data), `"projector_stop_event_version":2`)
+	assert.Contains(t, string(data), fmt.Sprintf(`"projector_stop_event_version":%d`, events.SchemaVersion+1))
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "projector stopped on a problem in the stream") }, 10*time.Second, 5*time.Millisecond)
 	assert.Contains(t, logs.String(), fmt.Sprintf("seq=%d", seq))
-	assert.Contains(t, logs.String(), "event_version=2")
+	assert.Contains(t, logs.String(), fmt.Sprintf("event_version=%d", events.SchemaVersion+1))
 }
