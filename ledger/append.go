@@ -211,7 +211,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 	if err != nil {
 		return tip{}, err
 	}
-	if ev.Key() != key {
+	if !sameConsent(ev.Key(), key) {
 		return tip{}, fmt.Errorf("%w: event at seq %d on %s belongs to another consent", ErrUnreadableEvent, last.Sequence, natsSubject)
 	}
 	t.cur = events.Evolve(t.cur, ev, last.Sequence)
@@ -225,6 +225,12 @@ func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Comma
 	ev, err := events.Decide(cur, kind, cmd, now)
 	if err != nil {
 		return Reply{}, err
+	}
+	if ev.SubjectKey == events.SubjectKey(ev.Tenant, ev.SubjectID) {
+		// The first event after an erasure (which names the consent by
+		// its subject key only): an event of schema version 1 names the
+		// same subject by the person's id.
+		ev.SubjectKey = ""
 	}
 	if ev.ID, err = newEventID(); err != nil {
 		return Reply{}, err
@@ -378,4 +384,12 @@ func backoff(ctx context.Context, attempt int) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// sameConsent reports whether a and b name one consent: one tenant, one
+// purpose, one subject key, and, where both name the person's id (events
+// of schema version 1 do, sealed and erasure events do not), one id.
+func sameConsent(a, b events.Key) bool {
+	return a.Tenant == b.Tenant && a.Purpose == b.Purpose && a.Token() == b.Token() &&
+		(a.SubjectID == "" || b.SubjectID == "" || a.SubjectID == b.SubjectID)
 }

@@ -115,6 +115,8 @@ func tenantOf(q any) *string {
 		return &q.Tenant
 	case *events.Quarantine:
 		return &q.Tenant
+	case *EraseRequest:
+		return &q.Tenant
 	case *StatusQuery:
 		return &q.Tenant
 	case *ListQuery:

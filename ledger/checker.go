@@ -396,7 +396,7 @@ func (k *Checker) applyEvent(e *cachedConsent, ev *events.Event, seq uint64) {
 		if ev.Type == events.TypeQuarantined {
 			delete(k.consents, key)
 		}
-	case e.filled && hashKnown && ev.PrevHash != e.c.Hash:
+	case e.filled && hashKnown && ev.PrevHash != e.c.NextPrevHash():
 		e.c.ViolationSeq = seq
 	case e.filled && !hashKnown && (ev.Type == events.TypeGranted || ev.Type == events.TypeQuarantined):
 		delete(k.consents, key)

@@ -121,7 +121,7 @@ func (f *storedFold) step(m *jetstream.RawStreamMsg) (*events.Event, *RecordViol
 		return nil, nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
 	case check != "":
 		v = &RecordViolation{Check: check, Reason: err.Error()}
-	case ev.PrevHash != f.cur.Hash:
+	case ev.PrevHash != f.cur.NextPrevHash():
 		reason := fmt.Sprintf("prev_hash is %q but the consent has no applied event (want \"\")", ev.PrevHash)
 		if f.cur.Seq != 0 {
 			reason = fmt.Sprintf("prev_hash is %q but the consent's last applied event (seq %d) has hash %q", ev.PrevHash, f.cur.Seq, f.cur.Hash)

@@ -52,6 +52,9 @@ type Options struct {
 	// once with its *WritesRefusedError. Nil checks the stream at start
 	// only (EnsureStream).
 	Guard *StreamGuard
+	// Keys, when set, destroys a person's data key when Erase erases the
+	// person. Nil: there are no data keys (events of schema version 1).
+	Keys KeyShredder
 }
 
 // DefaultPublishAttemptTimeout is the default Options.PublishAttemptTimeout:
@@ -82,6 +85,7 @@ type Ledger struct {
 	tips           Tips          // nil: every append reads the stream first
 	own            *ownTips      // the states this Ledger's appends left, with tips
 	guard          *StreamGuard
+	keys           KeyShredder // nil: no data keys to destroy
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
@@ -97,6 +101,7 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 		tips:        opts.Tips,
 		readTimeout: cmp.Or(opts.ReadAttemptTimeout, DefaultReadAttemptTimeout),
 		guard:       opts.Guard,
+		keys:        opts.Keys,
 	}
 	if l.tips != nil {
 		l.own = new(ownTips)

@@ -349,7 +349,7 @@ func (s *Service) ServeLookups() error {
 // ServiceConfig.DeferCommands holds back.
 var ledgerEndpoints = []string{
 	"request", "grant", "deny", "revoke", "history", "purpose.set",
-	"status_at", "receipt", "admin.quarantine",
+	"status_at", "receipt", "admin.quarantine", "admin.erase",
 }
 
 // ServeCommands gives the Service its Ledger and registers the endpoints

@@ -13,9 +13,29 @@ import (
 // leads to). See Ledger.Quarantine.
 const SubjectQuarantine = "consent.v1.admin.quarantine"
 
-// adminEndpoints are the operator's: admin.quarantine.
+// adminEndpoints are the operator's: admin.quarantine and admin.erase.
 func (s *Service) adminEndpoints() []endpoint {
-	return []endpoint{{"admin.quarantine", s.handleQuarantine}}
+	return []endpoint{{"admin.quarantine", s.handleQuarantine}, {"admin.erase", s.handleErase}}
+}
+
+func (s *Service) handleErase(req micro.Request) {
+	var q EraseRequest
+	if !s.accept(req, &q) {
+		return
+	}
+	q.RecordedBy = callerOf(req).User
+	s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {
+		return s.ledger.Erase(ctx, q)
+	})
+}
+
+// Erase asks the service to erase a person (see Ledger.Erase; admin
+// role). Errors are *Error: 400 naming the field, 409 when a consent kept
+// changing meanwhile (retry: the erasure resumes where it stopped).
+func (c *Client) Erase(ctx context.Context, q EraseRequest) (EraseReply, error) {
+	var r EraseReply
+	err := c.call(ctx, SubjectErase, q, &r)
+	return r, err
 }
 
 func (s *Service) handleQuarantine(req micro.Request) {

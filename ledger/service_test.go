@@ -178,7 +178,7 @@ func TestServiceRegistersEveryEndpointInAQueueGroup(t *testing.T) {
 		ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke,
 		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
 		ledger.SubjectPurposeSet, ledger.SubjectPurposeGet, ledger.SubjectPurposeList,
-		ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest, ledger.SubjectQuarantine,
+		ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest, ledger.SubjectQuarantine, ledger.SubjectErase,
 	}, subjects)
 
 	// Discoverable the way `nats micro ls` finds it.

@@ -78,7 +78,7 @@ func (f *folder) apply(d *delivery) error {
 		if err != nil {
 			return err
 		}
-		if d.ev.PrevHash != cur.Hash {
+		if d.ev.PrevHash != cur.NextPrevHash() {
 			d.bad = &Violation{Seq: d.seq, Subject: d.subj, Check: CheckLink, EventID: d.ev.ID, Timestamp: d.stamp,
 				Reason: linkProblem(d.ev.PrevHash, &cur)}
 		} else if d.ev.Type == events.TypeQuarantined && !d.ev.Resumes(cur) {

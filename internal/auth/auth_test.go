@@ -218,7 +218,7 @@ func TestRoles(t *testing.T) {
 		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
 		ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest,
 		ledger.SubjectPurposeSet, ledger.SubjectPurposeGet, ledger.SubjectPurposeList,
-		ledger.SubjectQuarantine, ledger.SubjectFeedOpen, ledger.SubjectFeedPurposes,
+		ledger.SubjectQuarantine, ledger.SubjectErase, ledger.SubjectFeedOpen, ledger.SubjectFeedPurposes,
 	}
 	lookups := []string{ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList}
 	commands := []string{ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke}

@@ -1,0 +1,164 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// SubjectErase is the operator's endpoint that erases a person:
+// request EraseRequest, reply EraseReply. See Ledger.Erase.
+const SubjectErase = "consent.v1.admin.erase"
+
+// EraseRequest is the body of consent.v1.admin.erase: erase the person
+// SubjectID of Tenant (default "default"), for Reason (the operator's: a
+// ticket, "erasure requested"; it is stored in the clear, so it must not
+// quote the person). RecordedBy is set by the service from the caller's
+// identity, never from the body.
+type EraseRequest struct {
+	Tenant     string `json:"tenant,omitempty"`
+	SubjectID  string `json:"subject"`
+	Reason     string `json:"reason"`
+	RecordedBy string `json:"-"`
+}
+
+// Validate checks the request, returning a *events.FieldError naming the
+// field.
+func (q *EraseRequest) Validate() error {
+	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
+		return err
+	}
+	id, err := events.NormalizeSubjectID(q.SubjectID)
+	if err != nil {
+		return err
+	}
+	q.SubjectID = id
+	x := events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy}
+	return x.Validate()
+}
+
+// EraseReply is the reply of consent.v1.admin.erase: the consent.erased
+// event appended for each of the person's consents (Erased, by purpose),
+// the purposes that were erased already (a repeated erasure), and whether
+// a data key was destroyed.
+type EraseReply struct {
+	Erased       []Reply  `json:"erased"`
+	Already      []string `json:"already_erased,omitempty"`
+	KeyDestroyed bool     `json:"key_destroyed"`
+}
+
+// KeyShredder destroys a person's data key, so that the personal fields
+// sealed under it (schema version 2) can never be read again:
+// internal/keystore's Store. Destroy is idempotent; it returns whether a
+// key was there to destroy.
+type KeyShredder interface {
+	Destroy(ctx context.Context, tenant, subjectKey string) (bool, error)
+}
+
+// Erase erases a person: it appends consent.erased (events.DecideErase) to
+// each of the person's consents in the stream, then destroys the person's
+// data key (Options.Keys), so that every sealed personal field of the
+// person is unreadable; the consents' states become erased, never allowed,
+// and a new consent of the same person starts a fresh chain.
+//
+// Erase is idempotent, and an erasure cut short (a crash, a timeout) is
+// finished by calling it again: consents erased already are skipped (and
+// listed in Already), and the key is destroyed once every consent is
+// erased. Events of schema version 1 hold their personal fields in the
+// clear: erasing their consents records the erasure and hides them from
+// lookups, but their stored bytes, like every event's, stay.
+//
+// Errors: a *events.FieldError for a bad request, ErrContention when a
+// consent kept changing meanwhile, and NATS errors.
+func (l *Ledger) Erase(ctx context.Context, q EraseRequest) (EraseReply, error) {
+	if err := q.Validate(); err != nil {
+		return EraseReply{}, err
+	}
+	tenant := events.OrDefaultTenant(q.Tenant)
+	token := events.Key{Tenant: tenant, SubjectID: q.SubjectID}.Token()
+	subjects, err := l.personSubjects(ctx, tenant, token)
+	if err != nil {
+		return EraseReply{}, err
+	}
+	out := EraseReply{Erased: []Reply{}}
+	for _, subject := range subjects {
+		r, err := l.eraseConsent(ctx, subject, events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy})
+		var te *events.TransitionError
+		switch {
+		case errors.As(err, &te) && te.From == events.StateErased:
+			_, purpose, _, _ := events.ParseConsentSubject(subject)
+			out.Already = append(out.Already, purpose)
+		case err != nil:
+			return EraseReply{}, err
+		default:
+			out.Erased = append(out.Erased, r)
+		}
+	}
+	if l.keys != nil {
+		if out.KeyDestroyed, err = l.keys.Destroy(ctx, tenant, token); err != nil {
+			return EraseReply{}, fmt.Errorf("destroy the data key: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// personSubjects lists the NATS subjects of a person's consents in the
+// stream, sorted: consent.events.<tenant>.*.<token>.
+func (l *Ledger) personSubjects(ctx context.Context, tenant, token string) ([]string, error) {
+	filter := "consent.events." + tenant + ".*." + token
+	info, err := l.stream.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, fmt.Errorf("list the consents of the person: %w", err)
+	}
+	subjects := make([]string, 0, len(info.State.Subjects))
+	for s := range info.State.Subjects {
+		subjects = append(subjects, s)
+	}
+	sort.Strings(subjects)
+	return subjects, nil
+}
+
+// eraseConsent appends consent.erased to the consent on subject, chained
+// to its last good event and conditional on its last message.
+func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase) (Reply, error) {
+	unlock, err := l.locks.lock(ctx, subject)
+	if err != nil {
+		return Reply{}, err
+	}
+	defer unlock()
+	msgs, err := l.readSubject(ctx, subject)
+	if err != nil {
+		return Reply{}, err
+	}
+	f, err := foldStored(msgs)
+	if err != nil {
+		return Reply{}, err
+	}
+	now := l.now().UTC()
+	ev, err := events.DecideErase(f.cur, x, now)
+	if err != nil {
+		return Reply{}, err
+	}
+	if ev.ID, err = newEventID(); err != nil {
+		return Reply{}, err
+	}
+	payload, err := ev.Seal()
+	if err != nil {
+		return Reply{}, err
+	}
+	msg := l.eventMsg(subject, string(ev.Type), payload, ev.ID, f.last)
+	ack, err := l.publishMsg(ctx, msg, ev.ID)
+	if isConflict(err) {
+		return Reply{}, fmt.Errorf("%w: the consent changed while the erasure was decided; retry", ErrContention)
+	}
+	if err != nil {
+		return Reply{}, err
+	}
+	next := events.Evolve(f.cur, &ev, ack.Sequence)
+	l.remember(subject, next)
+	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
+}

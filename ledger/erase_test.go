@@ -1,0 +1,104 @@
+package ledger_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/audit"
+	"github.com/consentledger/consent/ledger"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// shredder records the data keys Erase destroys.
+type shredder struct{ destroyed []string }
+
+func (s *shredder) Destroy(_ context.Context, tenant, subjectKey string) (bool, error) {
+	s.destroyed = append(s.destroyed, tenant+"/"+subjectKey)
+	return len(s.destroyed) == 1, nil
+}
+
+// Erase appends consent.erased to each of the person's consents (and only
+// theirs), naming no personal data, destroys the data key, is idempotent,
+// lets a new consent start a fresh chain, and leaves a stream that
+// verifies end to end.
+func TestEraseAPerson(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	ctx := stepCtx(t)
+	keys := &shredder{}
+	l := ledger.New(st.js, st.stream, ledger.Options{Keys: keys})
+	alice := events.Command{Tenant: "acme", SubjectID: "alice@example.com", Actor: "subject", Evidence: []byte(`{"ip":"198.51.100.7"}`)}
+	for _, purpose := range []string{"newsletter", "analytics"} {
+		cmd := alice
+		cmd.Purpose = purpose
+		_, err := l.Append(ctx, events.KindGrant, cmd)
+		require.NoError(t, err)
+	}
+	bob, err := l.Append(ctx, events.KindGrant, events.Command{Tenant: "acme", SubjectID: "bob", Purpose: "newsletter"})
+	require.NoError(t, err)
+	other, err := l.Append(ctx, events.KindGrant, events.Command{Tenant: "globex", SubjectID: "alice@example.com", Purpose: "newsletter"})
+	require.NoError(t, err)
+
+	_, err = l.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com"})
+	var fe *events.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "reason", fe.Field)
+
+	r, err := l.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com", Reason: "erasure requested, ticket 4711", RecordedBy: "dpo@acme"})
+	require.NoError(t, err)
+	require.Len(t, r.Erased, 2)
+	assert.True(t, r.KeyDestroyed)
+	token := events.Key{Tenant: "acme", SubjectID: "alice@example.com"}.Token()
+	assert.Equal(t, []string{"acme/" + token}, keys.destroyed)
+	for i, purpose := range []string{"analytics", "newsletter"} { // by subject
+		e := r.Erased[i]
+		assert.Equal(t, events.TypeErased, e.Event.Type)
+		assert.Equal(t, purpose, e.Event.Purpose)
+		assert.Equal(t, token, e.Event.SubjectKey)
+		assert.Empty(t, e.Event.SubjectID, "the erasure names no personal data")
+		assert.Empty(t, e.Event.Actor)
+		assert.Equal(t, "dpo@acme", e.Event.RecordedBy)
+		assert.Equal(t, events.StateErased, e.Status.State)
+		assert.False(t, e.Status.Allowed)
+		raw, err := st.stream.GetMsg(ctx, e.Seq)
+		require.NoError(t, err)
+		assert.NotContains(t, string(raw.Data), "alice@example.com")
+		assert.NotContains(t, string(raw.Data), "198.51.100.7")
+	}
+
+	// Again: nothing more to erase; the key is destroyed again (idempotent).
+	again, err := l.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com", Reason: "again"})
+	require.NoError(t, err)
+	assert.Empty(t, again.Erased)
+	assert.Equal(t, []string{"analytics", "newsletter"}, again.Already)
+	assert.False(t, again.KeyDestroyed)
+
+	// A new consent of the person starts a fresh chain.
+	fresh, err := l.Append(ctx, events.KindGrant, events.Command{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletter"})
+	require.NoError(t, err)
+	assert.Empty(t, fresh.Event.PrevHash)
+	assert.Equal(t, events.StateGranted, fresh.Status.State)
+
+	// Others are untouched, and the stream verifies.
+	h, err := l.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: "bob", Purpose: "newsletter"})
+	require.NoError(t, err)
+	require.Len(t, h.Events, 1)
+	assert.Equal(t, bob.Seq, h.Events[0].Seq)
+	h, err = l.History(ctx, ledger.HistoryQuery{Tenant: "globex", SubjectID: "alice@example.com", Purpose: "newsletter"})
+	require.NoError(t, err)
+	require.Len(t, h.Events, 1)
+	assert.Equal(t, other.Seq, h.Events[0].Seq)
+	report, err := audit.Verify(ctx, st.js, audit.VerifyOptions{})
+	require.NoError(t, err)
+	assert.True(t, report.OK(), "%v", report.Problems)
+}
+
+// A person with no consents is erased without error: nothing to do.
+func TestEraseNobody(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	r, err := st.ledger.Erase(stepCtx(t), ledger.EraseRequest{SubjectID: "nobody", Reason: "r"})
+	require.NoError(t, err)
+	assert.Empty(t, r.Erased)
+	assert.Empty(t, r.Already)
+}
