@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/ledger"
 )
 
 // adminQuarantineCommand is admin quarantine SEQ: the operator's recorded
@@ -44,6 +45,41 @@ func adminQuarantineCommand() command {
 			fmt.Fprintf(e.stdout, "%s at seq %d (event %s): seq %d set aside by %s%s\n\n", reply.Event.Type, reply.Seq, reply.Event.ID, seq,
 				reply.Event.Actor, recordedBy(reply.Event.RecordedBy))
 			printStatuses(e.stdout, []events.Status{reply.Status})
+			return exitOK
+		},
+	}
+}
+
+// eraseCommand is erase SUBJECT: erase a person (consent.v1.admin.erase,
+// ledger.Client.Erase).
+func eraseCommand() command {
+	var reason string
+	return command{
+		name: "erase", args: "SUBJECT", nargs: [2]int{1, 1},
+		summary: "erase a person: append consent.erased to each of their consents and destroy their data key; idempotent",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&reason, "reason", "", "why, for the audit trail (`TEXT`, required; stored in the clear, so name a ticket, not the person)")
+		},
+		do: func(ctx context.Context, e *env, args []string) int {
+			r, err := e.client.Erase(ctx, ledger.EraseRequest{Tenant: e.g.tenant, SubjectID: args[0], Reason: reason})
+			if err != nil {
+				return e.fail(err)
+			}
+			if e.g.json {
+				return e.printJSON(r)
+			}
+			for _, x := range r.Erased {
+				fmt.Fprintf(e.stdout, "%s at seq %d: %s erased\n", x.Event.Type, x.Seq, x.Event.Purpose)
+			}
+			for _, purpose := range r.Already {
+				fmt.Fprintf(e.stdout, "%s was erased already\n", purpose)
+			}
+			if len(r.Erased)+len(r.Already) == 0 {
+				fmt.Fprintln(e.stdout, "nothing recorded for this person: nothing to erase")
+			}
+			if r.KeyDestroyed {
+				fmt.Fprintln(e.stdout, "data key destroyed")
+			}
 			return exitOK
 		},
 	}

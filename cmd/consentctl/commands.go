@@ -26,6 +26,7 @@ func commands() []command {
 		watchCommand(),
 		purposeCommand(),
 		adminQuarantineCommand(),
+		eraseCommand(),
 	}, userCommands()...)
 }
 
