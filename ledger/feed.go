@@ -165,10 +165,10 @@ func ServeFeed(js jetstream.JetStream, cfg FeedConfig) (*Feed, error) {
 	// feeds; plain subjects only where callers are not identified.
 	var subjects []string
 	if cfg.Identify == nil {
-		subjects = append(subjects, SubjectFeedOpen, SubjectFeedPurposes)
+		subjects = append(subjects, SubjectFeedOpen, SubjectFeedPurposes, SubjectAuditOpen)
 	}
 	if cfg.Authorize != nil || cfg.Identify != nil {
-		subjects = append(subjects, "consent.v1.*.feed.open", "consent.v1.*.feed.purposes")
+		subjects = append(subjects, "consent.v1.*.feed.open", "consent.v1.*.feed.purposes", "consent.v1.*.audit.open")
 	}
 	for _, subj := range subjects {
 		sub, err := nc.QueueSubscribe(subj, ServiceQueueGroup, f.handle)
@@ -214,6 +214,11 @@ func (f *Feed) handle(m *nats.Msg) {
 		var q FeedOpenRequest
 		if err = events.DecodeStrict(m.Data, &q); err == nil {
 			body, err = f.open(ctx, token, &q)
+		}
+	case endpoint == "audit.open":
+		var q AuditOpenRequest
+		if err = events.DecodeStrict(m.Data, &q); err == nil {
+			body, err = f.auditOpen(ctx, token, &q)
 		}
 	default:
 		var q FeedPurposesRequest
@@ -364,21 +369,9 @@ func (f *Feed) open(ctx context.Context, token string, q *FeedOpenRequest) (*Fee
 		}
 	}
 	name := cfg.Durable + cfg.Name
-	prefix := DefaultAPIPrefix
-	if f.cfg.Authorize != nil && token != "" {
-		live := func(ctx context.Context) (map[string]bool, error) {
-			out := map[string]bool{}
-			names := stream.ConsumerNames(ctx)
-			for n := range names.Name() {
-				if strings.HasPrefix(n, "feed~"+tokenOf+"~") {
-					out[n] = true
-				}
-			}
-			return out, names.Err()
-		}
-		if prefix, err = f.cfg.Authorize(ctx, tokenOf, f.cfg.Stream, name, live); err != nil {
-			return nil, fmt.Errorf("consent: feed: authorize %s: %w", name, err)
-		}
+	prefix, err := f.grant(ctx, stream, token, tokenOf, name)
+	if err != nil {
+		return nil, err
 	}
 	return &FeedOpenReply{Stream: f.cfg.Stream, Consumer: name, APIPrefix: prefix, Durable: q.Durable != "", Filters: cfg.FilterSubjects, StartSeq: startSeq}, nil
 }
@@ -444,4 +437,28 @@ func (f *Feed) purposes(ctx context.Context, token string, q *FeedPurposesReques
 		out.Messages = append(out.Messages, FeedMessage{Subject: m.Subject, Seq: m.Sequence, Data: m.Data})
 	}
 	return out, nil
+}
+
+// grant lets the account of tokenOf read consumer name (FeedConfig.Authorize)
+// when the request came from a client account (token set), and returns the
+// API prefix to read it under.
+func (f *Feed) grant(ctx context.Context, stream jetstream.Stream, token, tokenOf, name string) (string, error) {
+	if f.cfg.Authorize == nil || token == "" {
+		return DefaultAPIPrefix, nil
+	}
+	live := func(ctx context.Context) (map[string]bool, error) {
+		out := map[string]bool{}
+		names := stream.ConsumerNames(ctx)
+		for n := range names.Name() {
+			if strings.HasPrefix(n, "feed~"+tokenOf+"~") {
+				out[n] = true
+			}
+		}
+		return out, names.Err()
+	}
+	prefix, err := f.cfg.Authorize(ctx, tokenOf, f.cfg.Stream, name, live)
+	if err != nil {
+		return "", fmt.Errorf("consent: feed: authorize %s: %w", name, err)
+	}
+	return prefix, nil
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // exitProblems is what audit verify and audit verify-receipt exit with
@@ -77,18 +76,24 @@ func auditExportCommand() command {
 		},
 		do: func(ctx context.Context, e *env, _ []string) int {
 			opts.Stream, opts.Tenant, opts.Since, opts.Until = stream, e.g.tenant, since.t, until.t
-			js, err := jetstream.New(e.nc)
-			if err != nil {
+			// The service opens the consumer: clients have no JetStream
+			// API of their own.
+			q := ledger.AuditOpenRequest{Tenant: opts.Tenant, Purpose: opts.Purpose}
+			if opts.Format == audit.FormatRaw {
+				q = ledger.AuditOpenRequest{Every: true}
+			}
+			var err error
+			if opts.Source, err = e.client.AuditSource(ctx, q); err != nil {
 				return e.fail(err)
 			}
 			bar := newProgressBar(e.stderr, "export")
 			opts.Progress = bar.update
 			var st audit.ExportStats
 			if out == "" {
-				st, err = audit.Export(ctx, js, e.stdout, opts)
+				st, err = audit.Export(ctx, nil, e.stdout, opts)
 			} else {
 				err = writeWhole(out, func(f *os.File) error {
-					st, err = audit.Export(ctx, js, f, opts)
+					st, err = audit.Export(ctx, nil, f, opts)
 					return err
 				})
 			}
@@ -179,13 +184,14 @@ func auditVerifyCommand() command {
 					return d, err
 				}
 			}
-			js, err := jetstream.New(e.nc)
+			source, err := e.client.AuditSource(ctx, ledger.AuditOpenRequest{Every: true})
 			if err != nil {
 				return e.fail(err)
 			}
+			opts.Source = source
 			bar := newProgressBar(e.stderr, "verify")
 			opts.Progress = bar.update
-			report, err := audit.Verify(ctx, js, opts)
+			report, err := audit.Verify(ctx, nil, opts)
 			bar.finish()
 			if err != nil {
 				return e.fail(err)

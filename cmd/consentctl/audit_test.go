@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"log/slog"
@@ -18,7 +17,6 @@ import (
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
-	"github.com/consentledger/consent/projector"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,24 +42,9 @@ func startSignedConsentd(t *testing.T) *signedConsentd {
 	signer, err := audit.LoadSigningKey(keyFile)
 	require.NoError(t, err)
 
-	s, nc, js := natstest.Run(t)
-	stream, err := ledger.EnsureStream(t.Context(), js, ledger.StreamOptions{})
-	require.NoError(t, err)
+	s, _, js := natstest.Run(t)
 	quiet := slog.New(slog.DiscardHandler)
-	idx, err := projector.Open(filepath.Join(dir, "index"), projector.IndexOptions{Logger: quiet})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(ctx) }()
-	svc, err := ledger.NewService(natstest.Connect(t, s), ledger.New(js, stream, ledger.Options{}), idx, ledger.ServiceConfig{Logger: quiet, Signer: signer})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = svc.Stop(context.Background())
-		cancel()
-		<-done
-		_ = idx.Close()
-		nc.Close()
-	})
+	runStack(t, s, nil, dir, ledger.ServiceConfig{Signer: signer}, ledger.FeedConfig{})
 	window := time.Now()
 	cp, err := audit.NewCheckpointer(js, audit.CheckpointerOptions{Signer: signer, Logger: quiet, Now: func() time.Time { return window }})
 	require.NoError(t, err)

@@ -710,3 +710,43 @@ func TestSecurityInsecureNoAuth(t *testing.T) {
 	_, err = anonymous.SetPurpose(ctx, events.PurposeCommand{Tenant: "globex", Purpose: "newsletter"})
 	require.NoError(t, err, "every tenant, every endpoint")
 }
+
+// TestSecurityAuditorsVerifyAndExportThroughTheService: an auditor has
+// no JetStream API, so audit verify and export read a consumer the
+// service opens for its account (consent.v1.audit.open): an auditor of
+// every tenant verifies the whole stream and exports every event; an
+// auditor of acme exports acme's events only and may not read the whole
+// stream; a writer may not open one at all.
+func TestSecurityAuditorsVerifyAndExportThroughTheService(t *testing.T) {
+	s := startSecured(t)
+	ctx := secCtx(t)
+	for _, tenant := range []string{"acme", "globex"} {
+		_, err := s.admin.Grant(ctx, events.Command{Tenant: tenant, SubjectID: "alice", Purpose: "newsletter"})
+		require.NoError(t, err)
+	}
+
+	all := s.dial(t, "auditor", auth.Auditor, "*")
+	source, err := all.client.AuditSource(ctx, ledger.AuditOpenRequest{Every: true})
+	require.NoError(t, err)
+	report, err := audit.Verify(ctx, nil, audit.VerifyOptions{Source: source, Live: all.client.IndexDigest})
+	require.NoError(t, err)
+	assert.True(t, report.OK(), "%v", report.Problems)
+	assert.Equal(t, uint64(2), report.Events)
+	require.NotNil(t, report.Live)
+	all.noErrors(t)
+
+	acme := s.dial(t, "acme-auditor", auth.Auditor, "acme")
+	_, err = acme.client.AuditSource(ctx, ledger.AuditOpenRequest{Every: true})
+	forbidden(t, err, `every message of the stream holds every tenant's events; your credentials are for tenant "acme" only`)
+	source, err = acme.client.AuditSource(ctx, ledger.AuditOpenRequest{})
+	require.NoError(t, err)
+	var out strings.Builder
+	st, err := audit.Export(ctx, nil, &out, audit.ExportOptions{Source: source, Tenant: "acme"})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), st.Events)
+	assert.Contains(t, out.String(), `"tenant":"acme"`)
+	assert.NotContains(t, out.String(), "globex")
+
+	w := s.dial(t, "writer", auth.Writer, "acme")
+	w.publishRefused(t, ledger.SubjectAuditOpen, []byte(`{}`))
+}

@@ -56,6 +56,11 @@ type ExportOptions struct {
 	// is shown as erased); any other error stops the export. It is called
 	// from several goroutines at once. Nil: v2 events are shown sealed.
 	DataKey func(keyID string) (events.DataKey, error)
+	// Source, when set, is read instead of the stream through js (which
+	// may then be nil): a consumer the service opened with this export's
+	// tenant and purpose (consent.v1.audit.open); Since and Until then
+	// select from every event it delivers.
+	Source *Source
 }
 
 // How the personal fields of an exported event are shown (the CSV column
@@ -105,7 +110,7 @@ type ExportStats struct {
 // *events.FieldError, a stream that cannot be read, a failed write).
 func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts ExportOptions) (ExportStats, error) {
 	var st ExportStats
-	filter, err := exportFilter(opts.Tenant, opts.Purpose)
+	filter, err := ExportFilter(opts.Tenant, opts.Purpose)
 	if err != nil {
 		return st, err
 	}
@@ -127,8 +132,8 @@ func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts Expor
 	if opts.Skew <= 0 {
 		opts.Skew = DefaultClockSkew
 	}
-	ro := ReplayOptions{Stream: opts.Stream, Filter: []string{filter}, MaxBuffered: opts.MaxBuffered, Idle: opts.Idle}
-	if opts.Since != nil {
+	ro := ReplayOptions{Stream: opts.Stream, Filter: []string{filter}, MaxBuffered: opts.MaxBuffered, Idle: opts.Idle, Source: opts.Source}
+	if opts.Since != nil && opts.Source == nil {
 		start := opts.Since.Add(-opts.Skew)
 		ro.StartTime = &start
 	}
@@ -216,7 +221,7 @@ func exportRaw(ctx context.Context, js jetstream.JetStream, w io.Writer, opts Ex
 	var st ExportStats
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var line []byte
-	_, err := Replay(ctx, js, ReplayOptions{Stream: opts.Stream, MaxBuffered: opts.MaxBuffered, Idle: opts.Idle}, func(m *Msg) error {
+	_, err := Replay(ctx, js, ReplayOptions{Stream: opts.Stream, MaxBuffered: opts.MaxBuffered, Idle: opts.Idle, Source: opts.Source}, func(m *Msg) error {
 		st.Events++
 		if opts.Progress != nil && st.Events%1024 == 0 {
 			opts.Progress(st.Events, st.Events+m.Pending)
@@ -299,8 +304,10 @@ func openMsg(d decoded, dataKey func(keyID string) (events.DataKey, error)) deco
 	return d
 }
 
-// exportFilter returns the subject filter for a tenant and a purpose.
-func exportFilter(tenant, purpose string) (string, error) {
+// ExportFilter returns the subject filter of the consent events of a
+// tenant and a purpose (either "" for all). It returns a
+// *events.FieldError for an invalid tenant or purpose.
+func ExportFilter(tenant, purpose string) (string, error) {
 	t, p := "*", "*"
 	if tenant != "" {
 		if err := events.ValidateName("tenant", tenant); err != nil {

@@ -51,6 +51,20 @@ type ReplayOptions struct {
 	// MaxBuffered bounds the messages the client buffers ahead of the
 	// callback: the replay's memory; default 1000.
 	MaxBuffered int
+	// Source, when set, is read instead of an ordered consumer of Stream
+	// (Filter, StartSeq and StartTime are then the source's own).
+	Source *Source
+}
+
+// Source is a consumer of the stream that someone else created, with the
+// stream's bounds when it was: what a client without the stream's
+// JetStream API reads (consent.v1.audit.open: the service creates the
+// consumer, ack none, and lets the client's account read it).
+type Source struct {
+	Consumer jetstream.Consumer
+	// FirstSeq and LastSeq are the stream's first and last sequences when
+	// the consumer was created (0: an empty stream).
+	FirstSeq, LastSeq uint64
 }
 
 // ReplayEnd says what a replay covered.
@@ -87,11 +101,17 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions, fn 
 	if opts.MaxBuffered <= 0 {
 		opts.MaxBuffered = DefaultReplayMaxBuffered
 	}
-	stream, err := js.Stream(ctx, opts.Stream)
-	if err != nil {
-		return ReplayEnd{}, fmt.Errorf("stream %s: %w", opts.Stream, err)
+	var stream jetstream.Stream
+	var state jetstream.StreamState
+	if opts.Source != nil {
+		state = jetstream.StreamState{FirstSeq: opts.Source.FirstSeq, LastSeq: opts.Source.LastSeq, Msgs: opts.Source.LastSeq}
+	} else {
+		var err error
+		if stream, err = js.Stream(ctx, opts.Stream); err != nil {
+			return ReplayEnd{}, fmt.Errorf("stream %s: %w", opts.Stream, err)
+		}
+		state = stream.CachedInfo().State
 	}
-	state := stream.CachedInfo().State
 	end := ReplayEnd{EndSeq: opts.EndSeq}
 	if state.Msgs > 0 {
 		end.FirstSeq = state.FirstSeq
@@ -111,8 +131,11 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions, fn 
 	if opts.StartTime != nil {
 		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, 0, opts.StartTime
 	}
-	cons, err := stream.OrderedConsumer(ctx, cfg)
-	if err != nil {
+	var cons jetstream.Consumer
+	var err error
+	if opts.Source != nil {
+		cons = opts.Source.Consumer
+	} else if cons, err = stream.OrderedConsumer(ctx, cfg); err != nil {
 		return end, fmt.Errorf("ordered consumer on %s: %w", opts.Stream, err)
 	}
 

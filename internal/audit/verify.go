@@ -27,6 +27,10 @@ const eventSubjectPrefix = "consent.events."
 
 // VerifyOptions configures Verify.
 type VerifyOptions struct {
+	// Source, when set, is read instead of the stream through js (which
+	// may then be nil): a consumer of every message from seq 1 that the
+	// service opened (consent.v1.audit.open).
+	Source *Source
 	Stream string // default DefaultStream
 	// Keys are the public keys whose checkpoint signatures are trusted.
 	// Without keys, checkpoint signatures are not checked (their chains
@@ -169,11 +173,16 @@ func Verify(ctx context.Context, js jetstream.JetStream, opts VerifyOptions) (*R
 			v.compareLiveBefore(1) // an empty live index compares at once
 		}
 	}
-	stream, err := js.Stream(ctx, opts.Stream)
-	if err != nil {
-		return v.report, fmt.Errorf("stream %s: %w", opts.Stream, err)
+	var end uint64
+	if opts.Source != nil {
+		end = opts.Source.LastSeq
+	} else {
+		stream, err := js.Stream(ctx, opts.Stream)
+		if err != nil {
+			return v.report, fmt.Errorf("stream %s: %w", opts.Stream, err)
+		}
+		end = stream.CachedInfo().State.LastSeq
 	}
-	end := stream.CachedInfo().State.LastSeq
 	if v.liveWanted && v.liveSeq > end {
 		v.problem(Problem{Seq: v.liveSeq, Check: CheckIndex,
 			Reason: fmt.Sprintf("the live index has applied seq %d, but the stream ends at seq %d", v.liveSeq, end)})
@@ -181,7 +190,7 @@ func Verify(ctx context.Context, js jetstream.JetStream, opts VerifyOptions) (*R
 	}
 	v.total = end
 	p := runPipeline(runtime.GOMAXPROCS(0), verifySize, v.inspect, v.fold)
-	replayed, err := Replay(ctx, js, ReplayOptions{Stream: opts.Stream, EndSeq: end, Idle: opts.Idle}, p.submit)
+	replayed, err := Replay(ctx, js, ReplayOptions{Stream: opts.Stream, EndSeq: end, Idle: opts.Idle, Source: opts.Source}, p.submit)
 	p.close()
 	v.finish(replayed, err == nil)
 	v.report.Took = time.Since(started)

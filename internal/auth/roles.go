@@ -42,7 +42,13 @@ var Roles = []Role{Checker, Writer, Subscriber, Auditor, Admin}
 var (
 	checkerSubjects = []string{"consent.v1.status", "consent.v1.check", "consent.v1.list"}
 	writerSubjects  = append([]string{"consent.v1.request", "consent.v1.grant", "consent.v1.deny", "consent.v1.revoke"}, checkerSubjects...)
-	auditorSubjects = []string{"consent.v1.history", "consent.v1.status_at", "consent.v1.receipt", "consent.v1.index_digest", ServiceInfoSubjects}
+	// The auditor's: the audit endpoints, $SRV, and audit.open with the
+	// consumer API of the consumers it opens (audit verify and export
+	// read the stream through them).
+	auditorSubjects = []string{
+		"consent.v1.history", "consent.v1.status_at", "consent.v1.receipt", "consent.v1.index_digest", "consent.v1.audit.open",
+		FeedAPIPrefix + ".CONSUMER.INFO.*.*", FeedAPIPrefix + ".CONSUMER.MSG.NEXT.*.*", ServiceInfoSubjects,
+	}
 	// The subscriber's: the feed endpoints, and the consumer API and
 	// acknowledgements of the consumers its account imports (GrantFeed);
 	// the account has no other route for these subjects.
