@@ -79,7 +79,7 @@ type Checker struct {
 	feedDone chan struct{}
 
 	mu       sync.RWMutex
-	consents map[events.Key]*cachedConsent
+	consents map[consentID]*cachedConsent
 	purposes map[events.PurposeKey]*cachedPurpose
 
 	applied   atomic.Uint64 // the last stream sequence applied (or known to be reflected by fills)
@@ -99,6 +99,7 @@ type Checker struct {
 // stands for a fill in flight: the newest stream event for the consent
 // seen meanwhile is kept in pending, for the fill to compare with.
 type cachedConsent struct {
+	key     events.Key // as the first lookup named it, with the person's id
 	c       events.Consent
 	filled  bool
 	pending *events.Consent
@@ -158,7 +159,7 @@ func NewChecker(ctx context.Context, client *Client, opts CheckerOptions) (*Chec
 	k := &Checker{
 		client:   client,
 		opts:     opts,
-		consents: make(map[events.Key]*cachedConsent),
+		consents: make(map[consentID]*cachedConsent),
 		purposes: make(map[events.PurposeKey]*cachedPurpose),
 		advanced: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -356,7 +357,7 @@ func (k *Checker) apply(msg jetstream.Msg) {
 		k.mu.Lock()
 		switch {
 		case check == "":
-			if e, ok := k.consents[ev.Key()]; ok {
+			if e, ok := k.consents[idOf(ev.Key())]; ok {
 				k.applyEvent(e, ev, seq)
 			}
 		case check != events.CheckNewer:
@@ -388,32 +389,47 @@ const consentEventsPrefix = "consent.events."
 // action there (a grant, a quarantine) drops it, to be filled again; any
 // other is applied.
 func (k *Checker) applyEvent(e *cachedConsent, ev *events.Event, seq uint64) {
-	key := ev.Key()
+	key := e.key
 	hashKnown := e.c.Seq == 0 || e.c.Hash != "" // no events: the link is ""
 	switch {
 	case e.filled && seq <= e.c.Seq:
 	case e.filled && e.c.ViolationSeq != 0:
 		if ev.Type == events.TypeQuarantined {
-			delete(k.consents, key)
+			delete(k.consents, idOf(key))
 		}
 	case e.filled && hashKnown && ev.PrevHash != e.c.NextPrevHash():
 		e.c.ViolationSeq = seq
 	case e.filled && !hashKnown && (ev.Type == events.TypeGranted || ev.Type == events.TypeQuarantined):
-		delete(k.consents, key)
+		delete(k.consents, idOf(key))
 	case e.filled:
-		e.c = events.Evolve(events.NewConsent(key), ev, seq)
+		e.c = evolveFor(key, ev, seq)
 	case e.pending == nil || (seq > e.pending.Seq && e.pending.ViolationSeq == 0):
-		c := events.Evolve(events.NewConsent(key), ev, seq)
+		c := evolveFor(key, ev, seq)
 		e.pending = &c
 	}
+}
+
+// consentID names a consent whatever names its person: tenant, purpose
+// and subject key. Events of schema version 2 and consent.erased name the
+// person by the subject key only; lookups, by the id.
+type consentID struct{ tenant, purpose, token string }
+
+func idOf(k events.Key) consentID { return consentID{k.Tenant, k.Purpose, k.Token()} }
+
+// evolveFor is the state after ev of the consent that key names, with the
+// person's id of key (a sealed event or an erasure does not carry it).
+func evolveFor(key events.Key, ev *events.Event, seq uint64) events.Consent {
+	c := events.Evolve(events.NewConsent(key), ev, seq)
+	c.SubjectID, c.SubjectKey = key.SubjectID, key.SubjectKey
+	return c
 }
 
 // taint marks the entries of the consent on the NATS subject subj, whose
 // message at seq failed a check; a fill in flight answers marked. The
 // caller holds the write lock.
 func (k *Checker) taint(subj string, seq uint64) {
-	for key, e := range k.consents {
-		if !key.IsNATSSubject(subj) {
+	for _, e := range k.consents {
+		if !e.key.IsNATSSubject(subj) {
 			continue
 		}
 		if e.filled {
@@ -502,7 +518,7 @@ func (k *Checker) lookup(ctx context.Context, q StatusQuery) (events.Consent, in
 		key.Tenant = events.DefaultTenant
 	}
 	k.mu.RLock()
-	e, ok := k.consents[key]
+	e, ok := k.consents[idOf(key)]
 	var c events.Consent
 	required := q.MinPolicyVersion
 	if ok {
@@ -538,19 +554,20 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	key := q.Key()
 	pk := events.PurposeKey{Tenant: key.Tenant, Purpose: key.Purpose}
 	k.mu.Lock()
-	if _, ok := k.consents[key]; !ok {
+	id := idOf(key)
+	if _, ok := k.consents[id]; !ok {
 		k.makeRoom()
-		k.consents[key] = &cachedConsent{c: events.NewConsent(key), purpose: k.purpose(pk)}
+		k.consents[id] = &cachedConsent{key: key, c: events.NewConsent(key), purpose: k.purpose(pk)}
 	}
 	k.mu.Unlock()
 
 	ask := StatusQuery{Tenant: key.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose, MinSeq: max(q.MinSeq, k.applied.Load())}
 	st, err := k.client.Status(ctx, ask)
 	k.mu.Lock()
-	e := k.consents[key]
+	e := k.consents[id]
 	if err != nil {
 		if e != nil && !e.filled {
-			delete(k.consents, key)
+			delete(k.consents, id)
 		}
 		k.mu.Unlock()
 		return events.Status{}, err

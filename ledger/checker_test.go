@@ -214,3 +214,27 @@ func TestCheckerFailsClosedWhenDisconnected(t *testing.T) {
 	require.ErrorIs(t, err, ledger.ErrUnavailable, "at once, not after a timeout")
 	assert.False(t, allowed)
 }
+
+// An erasure names the person by the subject key only: the Checker's
+// entry, made by a lookup with the person's id, takes it all the same,
+// and the person's consent is no longer allowed.
+func TestCheckerSeesAnErasure(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	k := newChecker(t, st.client)
+	q := ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
+	granted, err := st.client.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err)
+	require.NoError(t, k.WaitSeq(stepCtx(t), granted.Seq))
+	_, err = k.Check(stepCtx(t), q)
+	require.NoError(t, err)
+
+	erased, err := st.ledger.Erase(stepCtx(t), ledger.EraseRequest{SubjectID: "alice", Reason: "ticket 4711"})
+	require.NoError(t, err)
+	require.Len(t, erased.Erased, 1)
+	require.NoError(t, k.WaitSeq(stepCtx(t), erased.Erased[0].Seq))
+	status, err := k.Check(stepCtx(t), q)
+	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	assert.Equal(t, events.StateErased, status.State)
+	assert.Equal(t, "alice", status.SubjectID, "the answer names the person it was asked about")
+	assert.Equal(t, uint64(1), k.Stats().Fills, "answered from memory")
+}
