@@ -17,11 +17,14 @@ import (
 // order.
 //
 //	kindMeta      escaped(name)                                -> meta value
-//	kindConsent   escaped(tenant) escaped(subject) escaped(purpose) -> encoded events.Consent
+//	kindConsent   escaped(tenant) escaped(token) escaped(purpose) -> encoded events.Consent
 //	kindViolation uint64(seq)                                  -> JSON Violation
 //
-// One person's consents share the prefix kindConsent+tenant+subject, so
-// Consents is one prefix scan and returns them ordered by purpose.
+// The token is the consent's subject key (events.Key.Token: the subject
+// key a v2 event carries, or events.SubjectKey of tenant and subject id
+// for v1), never the subject id: the index holds no raw id. One person's
+// consents share the prefix kindConsent+tenant+token, so Consents is one
+// prefix scan and returns them ordered by purpose.
 const (
 	kindMeta      byte = 0x01
 	kindConsent   byte = 0x02
@@ -87,23 +90,26 @@ func decodeEscaped(b []byte) (string, []byte, error) {
 }
 
 // appendPersonPrefix appends the prefix shared by every consent of one
-// person.
-func appendPersonPrefix(dst []byte, tenant, subjectID string) []byte {
+// person, token being the person's subject key (events.Key.Token).
+func appendPersonPrefix(dst []byte, tenant, token string) []byte {
 	dst = append(dst, kindConsent)
 	dst = appendEscaped(dst, tenant)
-	return appendEscaped(dst, subjectID)
+	return appendEscaped(dst, token)
 }
 
-// appendConsentKey appends the key under which k's folded state is stored.
+// appendConsentKey appends the key under which k's folded state is stored:
+// tenant, k.Token() and purpose.
 func appendConsentKey(dst []byte, k events.Key) []byte {
+	token := k.Token()
 	// One allocation for the common key (no escape bytes inside): the
 	// kind byte and two terminator bytes per part.
-	dst = slices.Grow(dst, 7+len(k.Tenant)+len(k.SubjectID)+len(k.Purpose))
-	dst = appendPersonPrefix(dst, k.Tenant, k.SubjectID)
+	dst = slices.Grow(dst, 7+len(k.Tenant)+len(token)+len(k.Purpose))
+	dst = appendPersonPrefix(dst, k.Tenant, token)
 	return appendEscaped(dst, k.Purpose)
 }
 
-// decodeConsentKey is the inverse of appendConsentKey.
+// decodeConsentKey is the inverse of appendConsentKey: the key it returns
+// has the token as its SubjectKey and no SubjectID.
 func decodeConsentKey(b []byte) (events.Key, error) {
 	if len(b) == 0 || b[0] != kindConsent {
 		return events.Key{}, errBadKey
@@ -114,7 +120,7 @@ func decodeConsentKey(b []byte) (events.Key, error) {
 	if k.Tenant, rest, err = decodeEscaped(rest); err != nil {
 		return events.Key{}, err
 	}
-	if k.SubjectID, rest, err = decodeEscaped(rest); err != nil {
+	if k.SubjectKey, rest, err = decodeEscaped(rest); err != nil {
 		return events.Key{}, err
 	}
 	if k.Purpose, rest, err = decodeEscaped(rest); err != nil {
