@@ -19,7 +19,7 @@ func TestCheckEvent(t *testing.T) {
 	ev.ID = "0190f1e2-0000-7000-8000-000000000001"
 	good := sealed(t, ev)
 	newer := ev
-	newer.V = 2
+	newer.V = events.SchemaVersion + 1
 	unknown := ev
 	unknown.Type = "consent.paused"
 	subj := k.NATSSubject()

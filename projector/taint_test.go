@@ -47,7 +47,7 @@ func TestProjectorGoesOnPastAMessageItCannotRead(t *testing.T) {
 	bad := h.queueBad(k.NATSSubject(), "", []byte(`{"v":2}`))
 	h.queueBad("consent.events.x.y.z", "", []byte(`{"v":2}`))
 	newer := h.nextEvent(t, k)
-	newer.V = 2
+	newer.V = events.SchemaVersion + 1
 	unverified := resealedWith(t, sealed(t, newer), "channel", "sms")
 	unverified = append(unverified[:len(unverified)-3], `0"}`...) // the hash no longer matches
 	h.queueBad(h.keys[1].NATSSubject(), "consent.requested", unverified)
