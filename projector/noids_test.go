@@ -103,7 +103,9 @@ func TestIndexFoldsV1AndV2EventsBySubjectKey(t *testing.T) {
 	require.Empty(t, violations, "every event links and folds")
 
 	ctx := context.Background()
-	byKey := func(k events.Key) events.Key { return events.Key{Tenant: k.Tenant, SubjectKey: k.SubjectKey, Purpose: k.Purpose} }
+	byKey := func(k events.Key) events.Key {
+		return events.Key{Tenant: k.Tenant, SubjectKey: k.SubjectKey, Purpose: k.Purpose}
+	}
 	for _, k := range []events.Key{kept, erased} {
 		want := h.model[byKey(k)]
 		require.NotZero(t, want.Seq)
