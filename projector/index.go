@@ -376,9 +376,12 @@ func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (event
 	for {
 		c, ok, gen, at := i.hot.get(key, subj)
 		if ok {
-			// A state the projector put here is as folded: name the
-			// person as a read from Pebble does.
-			identify(&c, c.SubjectKey != "", k)
+			// A state the projector put here is as folded (the subject
+			// key set for v2 only): name the person as identify does.
+			c.SubjectID = k.SubjectID
+			if c.SubjectKey == "" && k.SubjectID == "" {
+				c.SubjectKey = k.Token()
+			}
 			return c, at, nil
 		}
 		// Pebble keeps the key it is given; a copy lets buf, all a hot

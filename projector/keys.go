@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
-	"strings"
 
 	"github.com/consentledger/consent/events"
 )
@@ -53,17 +52,16 @@ const (
 var errBadKey = errors.New("projector: malformed index key")
 
 // appendEscaped appends the escaped form of s to dst.
-func appendEscaped(dst []byte, s string) []byte {
-	for {
-		i := strings.IndexByte(s, escByte)
-		if i < 0 {
-			dst = append(dst, s...)
-			break
+func appendEscaped[S string | []byte](dst []byte, s S) []byte {
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == escByte {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, escByte, escZero)
+			start = i + 1
 		}
-		dst = append(dst, s[:i]...)
-		dst = append(dst, escByte, escZero)
-		s = s[i+1:]
 	}
+	dst = append(dst, s[start:]...)
 	return append(dst, escByte, escEnd)
 }
 
@@ -91,7 +89,7 @@ func decodeEscaped(b []byte) (string, []byte, error) {
 
 // appendPersonPrefix appends the prefix shared by every consent of one
 // person, token being the person's subject key (events.Key.Token).
-func appendPersonPrefix(dst []byte, tenant, token string) []byte {
+func appendPersonPrefix[S string | []byte](dst []byte, tenant string, token S) []byte {
 	dst = append(dst, kindConsent)
 	dst = appendEscaped(dst, tenant)
 	return appendEscaped(dst, token)
@@ -100,7 +98,8 @@ func appendPersonPrefix(dst []byte, tenant, token string) []byte {
 // appendConsentKey appends the key under which k's folded state is stored:
 // tenant, k.Token() and purpose.
 func appendConsentKey(dst []byte, k events.Key) []byte {
-	token := k.Token()
+	var buf [64]byte
+	token := k.AppendToken(buf[:0])
 	// One allocation for the common key (no escape bytes inside): the
 	// kind byte and two terminator bytes per part.
 	dst = slices.Grow(dst, 7+len(k.Tenant)+len(token)+len(k.Purpose))
