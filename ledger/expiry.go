@@ -34,14 +34,19 @@ var ErrExpiryLost = errors.New("consent changed since the grant: expiry not appe
 
 // Expire appends consent.expired for c, a grant as the index holds it (its
 // Seq is the grant's stream sequence), if its expires_at is at or before
-// the ledger's clock. The reply says what was appended; Duplicate is set
+// the ledger's clock. When c names the person by SubjectKey only (as
+// projector.Index.DueGrants gives it), the grant's event at c.Seq is read
+// for the person: the subject id of a v1 grant. A grant of v2 events (no
+// subject id in its stored event) is refused by ev.Seal, as a v1 event
+// with a subject key, until the ledger writes v2 events. The reply says what was appended; Duplicate is set
 // when the very same expiry had been appended by another instance within
 // the stream's duplicate window.
 //
 // Errors: a *events.TransitionError when c is not a grant that has expired
 // by now; a *WritesRefusedError while Options.Guard finds the stream
 // unsafe; an error matching ErrExpiryLost when the consent's last event is
-// not the grant any more; context and JetStream errors as they come.
+// not the grant any more; an error when the event at c.Seq is not c's
+// grant; context and JetStream errors as they come.
 func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
 	now := l.now().UTC()
 	if c.SubjectID == "" && c.SubjectKey != "" {
