@@ -38,9 +38,9 @@ var ErrExpiryLost = errors.New("consent changed since the grant: expiry not appe
 // projector.Index.DueGrants gives it), the grant's event at c.Seq is read
 // for the person: the subject id of a v1 grant. A grant of v2 events (no
 // subject id in its stored event) is refused by ev.Seal, as a v1 event
-// with a subject key, until the ledger writes v2 events. The reply says what was appended; Duplicate is set
-// when the very same expiry had been appended by another instance within
-// the stream's duplicate window.
+// with a subject key, until the ledger writes v2 events. The reply says
+// what was appended; Duplicate is set when the very same expiry had been
+// appended by another instance within the stream's duplicate window.
 //
 // Errors: a *events.TransitionError when c is not a grant that has expired
 // by now; a *WritesRefusedError while Options.Guard finds the stream
