@@ -213,6 +213,17 @@ func (k Key) Token() string {
 	return SubjectKey(k.Tenant, k.SubjectID)
 }
 
+// AppendToken appends k.Token() to dst, without allocating for ids of
+// usual length.
+func (k Key) AppendToken(dst []byte) []byte {
+	if k.SubjectKey != "" {
+		return append(dst, k.SubjectKey...)
+	}
+	var key [32]byte
+	appendSubjectKey(&key, k.Tenant, k.SubjectID)
+	return append(dst, key[:]...)
+}
+
 // Validate checks all three parts, returning a *FieldError for the first
 // that is invalid. An empty tenant is not valid here; callers default it
 // first. The subject id is held to the rule of stored events

@@ -192,3 +192,13 @@ func TestStoredSubjectIDsStillDecode(t *testing.T) {
 		require.NoError(t, VerifyHash(payload, got))
 	}
 }
+
+func TestAppendTokenIsToken(t *testing.T) {
+	for _, k := range []Key{
+		{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "p"},
+		{Tenant: "acme", SubjectKey: "0123456789abcdef0123456789abcdef", Purpose: "p"},
+		{Tenant: "acme", SubjectID: "alice@example.com", SubjectKey: "0123456789abcdef0123456789abcdef", Purpose: "p"},
+	} {
+		assert.Equal(t, "x"+k.Token(), string(k.AppendToken([]byte("x"))), "%+v", k)
+	}
+}

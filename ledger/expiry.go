@@ -34,16 +34,29 @@ var ErrExpiryLost = errors.New("consent changed since the grant: expiry not appe
 
 // Expire appends consent.expired for c, a grant as the index holds it (its
 // Seq is the grant's stream sequence), if its expires_at is at or before
-// the ledger's clock. The reply says what was appended; Duplicate is set
-// when the very same expiry had been appended by another instance within
-// the stream's duplicate window.
+// the ledger's clock. When c names the person by SubjectKey only (as
+// projector.Index.DueGrants gives it), the grant's event at c.Seq is read
+// for the person: the subject id of a v1 grant. A grant of v2 events (no
+// subject id in its stored event) is refused by ev.Seal, as a v1 event
+// with a subject key, until the ledger writes v2 events. The reply says
+// what was appended; Duplicate is set when the very same expiry had been
+// appended by another instance within the stream's duplicate window.
 //
 // Errors: a *events.TransitionError when c is not a grant that has expired
 // by now; a *WritesRefusedError while Options.Guard finds the stream
 // unsafe; an error matching ErrExpiryLost when the consent's last event is
-// not the grant any more; context and JetStream errors as they come.
+// not the grant any more; an error when the event at c.Seq is not c's
+// grant; context and JetStream errors as they come.
 func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
 	now := l.now().UTC()
+	if c.SubjectID == "" && c.SubjectKey != "" {
+		// The index names the person by subject key only; the grant's
+		// own event names them as the expiry must.
+		var err error
+		if c, err = l.grantPerson(ctx, c); err != nil {
+			return Reply{}, err
+		}
+	}
 	ev, err := events.DecideExpiry(c, now)
 	if err != nil {
 		return Reply{}, err
@@ -84,6 +97,26 @@ func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
 	next := events.Evolve(c, &ev, ack.Sequence)
 	l.remember(msg.Subject, next)
 	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
+}
+
+// grantPerson returns c, a grant as the index holds it (SubjectKey set, no
+// SubjectID), with the person as its event at c.Seq names them: the
+// subject id and no subject key for an event of schema v1, the subject key
+// for v2. It fails when that event is not c's grant.
+func (l *Ledger) grantPerson(ctx context.Context, c events.Consent) (events.Consent, error) {
+	msg, err := l.loadMsg(ctx, c.Seq)
+	if err != nil {
+		return c, err
+	}
+	ev, err := decodeStored(msg)
+	if err != nil {
+		return c, err
+	}
+	if ev.ID != c.EventID || ev.Key().Token() != c.SubjectKey {
+		return c, fmt.Errorf("ledger: expire %s/%s: the event at seq %d is not the grant %s", c.Tenant, c.Purpose, c.Seq, c.EventID)
+	}
+	c.SubjectID, c.SubjectKey = ev.SubjectID, ev.SubjectKey
+	return c, nil
 }
 
 // ExpirySource tells an Expirer which grants are due; the projector's

@@ -83,7 +83,8 @@ func (f *folder) indexExpiry(key []byte, cur, next *events.Consent) error {
 // (see Wait), else with an error matching events.ErrNotReady.
 //
 // A grant leaves the list once an event after it (consent.expired, a
-// renewal, a revocation) has been applied.
+// renewal, a revocation) has been applied. The grants carry their
+// SubjectKey and no SubjectID, as ScanConsents gives them.
 func (i *Index) DueGrants(ctx context.Context, now time.Time, limit int) ([]events.Consent, time.Time, error) {
 	if _, err := i.Wait(ctx, 0); err != nil {
 		return nil, time.Time{}, err

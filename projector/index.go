@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,9 +44,14 @@ import (
 	"github.com/consentledger/consent/events"
 )
 
-// indexFormat is the version of the key and value layout. An index of
-// another format is refused with ErrFormat (rebuild it from the stream).
-const indexFormat = 1
+// indexFormat is the version of the key and value layout. Open wipes an
+// index of an older format, which the projector then rebuilds from the
+// stream, and refuses one of a newer format with ErrFormat. Format 2 keys
+// consents by subject key instead of subject id.
+const indexFormat = 2
+
+// errOlderFormat is what load returns for an index Open must wipe.
+var errOlderFormat = errors.New("projector: index of an older format")
 
 // DefaultSyncInterval is how often, at most, a commit of the index is
 // fsynced when IndexOptions.SyncInterval is zero.
@@ -118,10 +124,13 @@ type Index struct {
 }
 
 // Open opens the index in dir, creating the directory and an empty index
-// when there is none. It fails at once with an error matching ErrLocked when
-// the directory is open elsewhere (another process or another Open), and
-// with ErrFormat for an index of an incompatible version. The caller owns
-// the Index and must Close it.
+// when there is none. An index an older version wrote (an older format
+// stamp) is deleted, with a warning logged, and opened empty: the
+// projector rebuilds it from the stream. It fails at once with an error
+// matching ErrLocked when the directory is open elsewhere (another process
+// or another Open), and with ErrFormat for an index of a newer version or
+// a directory holding a Pebble database that is not an index. The caller
+// owns the Index and must Close it.
 func Open(dir string, opts IndexOptions) (*Index, error) {
 	if opts.SyncInterval == 0 {
 		opts.SyncInterval = DefaultSyncInterval
@@ -142,8 +151,19 @@ func Open(dir string, opts IndexOptions) (*Index, error) {
 		return nil, fmt.Errorf("projector: open index %s: %w", dir, err)
 	}
 	i := &Index{opts: opts, dir: dir, db: db, advanced: make(chan struct{}), lastSync: time.Now()}
-	if err := i.load(); err != nil {
-		_ = db.Close()
+	err = i.load()
+	if errors.Is(err, errOlderFormat) {
+		opts.Logger.Warn("projector: the index was written in an older format; deleting it to rebuild it from the stream", "dir", dir, "error", err)
+		db, err = wipe(db, dir, lock, opts.Logger)
+		if err == nil {
+			i.db = db
+			err = i.load()
+		}
+	}
+	if err != nil {
+		if db != nil {
+			_ = db.Close()
+		}
 		_ = lock.Close()
 		return nil, err
 	}
@@ -163,6 +183,36 @@ func Open(dir string, opts IndexOptions) (*Index, error) {
 	i.ready.Store(opts.ReadyOnOpen)
 	return i, nil
 }
+
+// wipe closes db, deletes every file of the index in dir but the lock, so
+// that nothing of the old index stays on disk, and opens an empty one. On
+// failure the returned DB is nil (closed).
+func wipe(db *pebble.DB, dir string, lock *pebble.Lock, log *slog.Logger) (*pebble.DB, error) {
+	if err := db.Close(); err != nil {
+		return nil, fmt.Errorf("projector: close the old index: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("projector: delete the old index: %w", err)
+	}
+	for _, e := range entries {
+		if e.Name() == pebbleLockFile {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return nil, fmt.Errorf("projector: delete the old index: %w", err)
+		}
+	}
+	db, err = pebble.Open(dir, pebbleOptions(lock, log))
+	if err != nil {
+		return nil, fmt.Errorf("projector: open index %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// pebbleLockFile is the file pebble.LockDirectory locks in an index
+// directory.
+const pebbleLockFile = "LOCK"
 
 // pebbleOptions are the index's Pebble settings. Bloom filters on every
 // level (set on L0, which the other levels inherit): folding a consent's
@@ -194,6 +244,9 @@ func (i *Index) load() error {
 			return fmt.Errorf("%w: %s has no format stamp", ErrFormat, i.dir)
 		}
 		return i.db.Set(metaKey(metaFormat), binary.BigEndian.AppendUint64(nil, indexFormat), pebble.Sync)
+	}
+	if len(format) == 8 && binary.BigEndian.Uint64(format) < indexFormat {
+		return fmt.Errorf("%w: %s has format %d, this code reads %d", errOlderFormat, i.dir, binary.BigEndian.Uint64(format), indexFormat)
 	}
 	if len(format) != 8 || binary.BigEndian.Uint64(format) != indexFormat {
 		return fmt.Errorf("%w: %s has format %x, this code reads %d; delete it to rebuild from the stream", ErrFormat, i.dir, format, indexFormat)
@@ -292,6 +345,12 @@ func (i *Index) MarkCurrent() {
 // sequence (events.Consent.View then says StateIntegrityViolation). k must have its tenant
 // defaulted; it is not validated (an invalid key has no events).
 //
+// The consent is found by k.Token() (the index holds subject keys, no
+// ids). The state returned has k's SubjectID, the id the caller sent, and
+// a SubjectKey only when the consent's last event is of schema v2 (as
+// events.Evolve leaves it), so that a consent of v1 events reads as
+// before.
+//
 // With minSeq > 0 it first waits, without polling, until the index has
 // applied minSeq, returning an error matching events.ErrStale when ctx ends
 // first. It returns an error matching events.ErrNotReady when the index
@@ -317,6 +376,12 @@ func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (event
 	for {
 		c, ok, gen, at := i.hot.get(key, subj)
 		if ok {
+			// A state the projector put here is as folded (the subject
+			// key set for v2 only): name the person as identify does.
+			c.SubjectID = k.SubjectID
+			if c.SubjectKey == "" && k.SubjectID == "" {
+				c.SubjectKey = k.Token()
+			}
 			return c, at, nil
 		}
 		// Pebble keeps the key it is given; a copy lets buf, all a hot
@@ -339,7 +404,9 @@ func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (event
 // Consents returns every consent of one person that has events, one per
 // purpose, ordered by purpose (an empty, non-nil slice when there is
 // none), and the index sequence they were read at. They are read from one
-// snapshot. minSeq and the errors are as for Consent.
+// snapshot, by the person's subject key (events.SubjectKey of tenant and
+// subjectID), and carry subjectID and a SubjectKey as Consent's do.
+// minSeq and the errors are as for Consent.
 func (i *Index) Consents(ctx context.Context, tenant, subjectID string, minSeq uint64) ([]events.Consent, uint64, error) {
 	seq, err := i.Wait(ctx, minSeq)
 	if err != nil {
@@ -350,7 +417,9 @@ func (i *Index) Consents(ctx context.Context, tenant, subjectID string, minSeq u
 	if i.db == nil {
 		return nil, seq, notReady("closed")
 	}
-	prefix := appendPersonPrefix(nil, tenant, subjectID)
+	person := events.Key{Tenant: tenant, SubjectID: subjectID}
+	person.SubjectKey = person.Token()
+	prefix := appendPersonPrefix(nil, tenant, person.SubjectKey)
 	it, err := i.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, seq, fmt.Errorf("projector: list: %w", err)
@@ -360,6 +429,7 @@ func (i *Index) Consents(ctx context.Context, tenant, subjectID string, minSeq u
 		k, err := decodeConsentKey(it.Key())
 		if err == nil {
 			var c events.Consent
+			k.SubjectID = subjectID
 			c, err = decodeConsent(it.Value(), k)
 			if subj := i.taintSubject(nil, k); subj != "" {
 				i.hot.mu.RLock()

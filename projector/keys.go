@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
-	"strings"
 
 	"github.com/consentledger/consent/events"
 )
@@ -17,11 +16,14 @@ import (
 // order.
 //
 //	kindMeta      escaped(name)                                -> meta value
-//	kindConsent   escaped(tenant) escaped(subject) escaped(purpose) -> encoded events.Consent
+//	kindConsent   escaped(tenant) escaped(token) escaped(purpose) -> encoded events.Consent
 //	kindViolation uint64(seq)                                  -> JSON Violation
 //
-// One person's consents share the prefix kindConsent+tenant+subject, so
-// Consents is one prefix scan and returns them ordered by purpose.
+// The token is the consent's subject key (events.Key.Token: the subject
+// key a v2 event carries, or events.SubjectKey of tenant and subject id
+// for v1), never the subject id: the index holds no raw id. One person's
+// consents share the prefix kindConsent+tenant+token, so Consents is one
+// prefix scan and returns them ordered by purpose.
 const (
 	kindMeta      byte = 0x01
 	kindConsent   byte = 0x02
@@ -50,17 +52,16 @@ const (
 var errBadKey = errors.New("projector: malformed index key")
 
 // appendEscaped appends the escaped form of s to dst.
-func appendEscaped(dst []byte, s string) []byte {
-	for {
-		i := strings.IndexByte(s, escByte)
-		if i < 0 {
-			dst = append(dst, s...)
-			break
+func appendEscaped[S string | []byte](dst []byte, s S) []byte {
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == escByte {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, escByte, escZero)
+			start = i + 1
 		}
-		dst = append(dst, s[:i]...)
-		dst = append(dst, escByte, escZero)
-		s = s[i+1:]
 	}
+	dst = append(dst, s[start:]...)
 	return append(dst, escByte, escEnd)
 }
 
@@ -87,23 +88,27 @@ func decodeEscaped(b []byte) (string, []byte, error) {
 }
 
 // appendPersonPrefix appends the prefix shared by every consent of one
-// person.
-func appendPersonPrefix(dst []byte, tenant, subjectID string) []byte {
+// person, token being the person's subject key (events.Key.Token).
+func appendPersonPrefix[S string | []byte](dst []byte, tenant string, token S) []byte {
 	dst = append(dst, kindConsent)
 	dst = appendEscaped(dst, tenant)
-	return appendEscaped(dst, subjectID)
+	return appendEscaped(dst, token)
 }
 
-// appendConsentKey appends the key under which k's folded state is stored.
+// appendConsentKey appends the key under which k's folded state is stored:
+// tenant, k.Token() and purpose.
 func appendConsentKey(dst []byte, k events.Key) []byte {
+	var buf [64]byte
+	token := k.AppendToken(buf[:0])
 	// One allocation for the common key (no escape bytes inside): the
 	// kind byte and two terminator bytes per part.
-	dst = slices.Grow(dst, 7+len(k.Tenant)+len(k.SubjectID)+len(k.Purpose))
-	dst = appendPersonPrefix(dst, k.Tenant, k.SubjectID)
+	dst = slices.Grow(dst, 7+len(k.Tenant)+len(token)+len(k.Purpose))
+	dst = appendPersonPrefix(dst, k.Tenant, token)
 	return appendEscaped(dst, k.Purpose)
 }
 
-// decodeConsentKey is the inverse of appendConsentKey.
+// decodeConsentKey is the inverse of appendConsentKey: the key it returns
+// has the token as its SubjectKey and no SubjectID.
 func decodeConsentKey(b []byte) (events.Key, error) {
 	if len(b) == 0 || b[0] != kindConsent {
 		return events.Key{}, errBadKey
@@ -114,7 +119,7 @@ func decodeConsentKey(b []byte) (events.Key, error) {
 	if k.Tenant, rest, err = decodeEscaped(rest); err != nil {
 		return events.Key{}, err
 	}
-	if k.SubjectID, rest, err = decodeEscaped(rest); err != nil {
+	if k.SubjectKey, rest, err = decodeEscaped(rest); err != nil {
 		return events.Key{}, err
 	}
 	if k.Purpose, rest, err = decodeEscaped(rest); err != nil {

@@ -11,9 +11,11 @@ import (
 )
 
 // ScanConsents calls fn with every consent in the index, in key order
-// (tenant, subject, purpose), read from one consistent snapshot, and
+// (tenant, subject key, purpose), read from one consistent snapshot, and
 // returns the checkpoint of that snapshot: the states are exactly those
-// after applying the stream up to it. fn must not keep c past the call.
+// after applying the stream up to it. Every c has its SubjectKey (the token
+// it is stored under) and no SubjectID: the index holds no ids. fn must not
+// keep c past the call.
 // The audit uses it to digest the live index and compare it with a fresh
 // fold of the stream.
 //

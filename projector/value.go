@@ -11,20 +11,28 @@ import (
 
 // consentFormat is the first byte of every stored consent value. A value
 // this code cannot read makes the read fail instead of being misread.
-const consentFormat byte = 1
+const consentFormat byte = 2
 
 var errBadValue = errors.New("projector: malformed consent value")
 
 // appendConsent appends the stored form of c, without the key fields
-// (tenant, subject, purpose), which are in the index key:
+// (tenant, subject key, purpose), which are in the index key, and without
+// the subject id, which the index never holds:
 //
-//	format byte, state, varint policy version, time updated_at,
+//	format byte, byte keyed, state, varint policy version, time updated_at,
 //	byte has_expires [time expires_at], uvarint seq, event id, hash
 //
-// where strings are uvarint length + bytes and a time is varint Unix
-// seconds + uvarint nanoseconds. Times are read back in UTC.
+// where keyed is 1 when c has a SubjectKey (its last event is of schema
+// v2, which names the person by subject key only) and 0 otherwise, strings
+// are uvarint length + bytes and a time is varint Unix seconds + uvarint
+// nanoseconds. Times are read back in UTC.
 func appendConsent(dst []byte, c *events.Consent) []byte {
 	dst = append(dst, consentFormat)
+	if c.SubjectKey != "" {
+		dst = append(dst, 1)
+	} else {
+		dst = append(dst, 0)
+	}
 	dst = appendString(dst, string(c.State))
 	dst = binary.AppendVarint(dst, int64(c.PolicyVersion))
 	dst = appendTime(dst, c.UpdatedAt)
@@ -40,13 +48,24 @@ func appendConsent(dst []byte, c *events.Consent) []byte {
 }
 
 // decodeConsent reads a value written by appendConsent for the consent k.
-// It never panics on malformed input.
+// The consent's SubjectID is k.SubjectID: the id the caller looked it up
+// by, "" for a key read from the index (decodeConsentKey). Its SubjectKey
+// is k.Token() when the value is keyed (a consent of v2 events) or when k
+// has no SubjectID (so that a consent read by a scan still names its
+// person), else "": a consent of v1 events looked up by id reads as it was
+// folded. It never panics on malformed input.
 func decodeConsent(b []byte, k events.Key) (events.Consent, error) {
 	d := decoder{b: b}
 	if d.byte() != consentFormat {
 		return events.Consent{}, errBadValue
 	}
-	c := events.Consent{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
+	c := events.Consent{Tenant: k.Tenant, Purpose: k.Purpose}
+	switch keyed := d.byte(); keyed {
+	case 0, 1:
+		identify(&c, keyed == 1, k)
+	default:
+		d.err = errBadValue
+	}
 	c.State = d.state()
 	pv := d.varint()
 	if pv < math.MinInt32 || pv > math.MaxInt32 {
@@ -69,6 +88,18 @@ func decodeConsent(b []byte, k events.Key) (events.Consent, error) {
 		return events.Consent{}, errBadValue
 	}
 	return c, nil
+}
+
+// identify sets the person of c, a state of the consent k read from the
+// index: SubjectID is k.SubjectID (the id the caller looked it up by, ""
+// when the caller had none), and SubjectKey is k.Token() when keyed (a
+// consent of v2 events) or when k has no SubjectID, else "" (a consent of
+// v1 events reads as it was folded).
+func identify(c *events.Consent, keyed bool, k events.Key) {
+	c.SubjectID, c.SubjectKey = k.SubjectID, ""
+	if keyed || k.SubjectID == "" {
+		c.SubjectKey = k.Token()
+	}
 }
 
 func appendString(dst []byte, s string) []byte {
@@ -155,7 +186,7 @@ func (d *decoder) state() events.State {
 }
 
 var knownStates = []events.State{events.StateGranted, events.StateRequested, events.StateDenied, events.StateRevoked,
-	events.StateExpired, events.StateNone}
+	events.StateExpired, events.StateErased, events.StateNone}
 
 func (d *decoder) time() time.Time {
 	sec := d.varint()

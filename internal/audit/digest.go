@@ -72,15 +72,20 @@ func (d *StateDigest) Sum() string {
 func limb(e [32]byte, i int) uint64 { return binary.BigEndian.Uint64(e[24-8*i:]) }
 
 // ConsentEntry returns the digest entry of one folded consent: SHA-256
-// over a fixed encoding of every field of events.Consent, so that any
-// difference between two states (of state, policy version, times,
-// sequence, event id or hash) changes the entry. Times are compared as
+// over a fixed encoding of its identity (tenant, subject key, purpose) and
+// every field of its state, so that any difference between two states (of
+// state, policy version, times, sequence, event id or hash) changes the
+// entry. The person is named by the subject key (c.Key().Token(): the
+// SubjectKey of a consent of v2 events, else events.SubjectKey of tenant
+// and subject id), never the subject id, which the index does not hold;
+// so a state of v1 events as a fold gives it (SubjectID set) and as the
+// index gives it (SubjectKey set) have one entry. Times are compared as
 // instants (Unix seconds and nanoseconds), whatever their location.
 func ConsentEntry(c *events.Consent) [32]byte {
 	b := make([]byte, 0, 256)
-	b = append(b, "consent-state-v1"...)
+	b = append(b, "consent-state-v2"...)
 	b = appendString(b, c.Tenant)
-	b = appendString(b, c.SubjectID)
+	b = appendString(b, c.Key().Token())
 	b = appendString(b, c.Purpose)
 	b = appendString(b, string(c.State))
 	b = binary.BigEndian.AppendUint64(b, uint64(int64(c.PolicyVersion)))
@@ -89,11 +94,6 @@ func ConsentEntry(c *events.Consent) [32]byte {
 	b = binary.BigEndian.AppendUint64(b, c.Seq)
 	b = appendString(b, c.EventID)
 	b = appendString(b, c.Hash)
-	if c.SubjectKey != "" {
-		// A consent of v2 events: its subject key, which its entry has
-		// instead of a subject id. v1 entries are as they were.
-		b = appendString(b, c.SubjectKey)
-	}
 	return sha256.Sum256(b)
 }
 
