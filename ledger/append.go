@@ -226,16 +226,10 @@ func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Comma
 	if err != nil {
 		return Reply{}, err
 	}
-	if ev.SubjectKey == events.SubjectKey(ev.Tenant, ev.SubjectID) {
-		// The first event after an erasure (which names the consent by
-		// its subject key only): an event of schema version 1 names the
-		// same subject by the person's id.
-		ev.SubjectKey = ""
-	}
 	if ev.ID, err = newEventID(); err != nil {
 		return Reply{}, err
 	}
-	payload, err := ev.Seal()
+	payload, err := l.seal(ctx, &ev)
 	if err != nil {
 		return Reply{}, err
 	}

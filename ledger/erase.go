@@ -51,11 +51,18 @@ type EraseReply struct {
 	KeyDestroyed bool     `json:"key_destroyed"`
 }
 
-// KeyShredder destroys a person's data key, so that the personal fields
-// sealed under it (schema version 2) can never be read again:
-// internal/keystore's Store. Destroy is idempotent; it returns whether a
+// Keys are the persons' data keys (internal/keystore's Store): the
+// ledger seals the personal fields of every consent event it appends under
+// the person's key (schema version 2), opens them for history, and
+// destroys the key when it erases the person.
+//
+// EnsureDataKey returns the person's key, made on first use; KeyByID the
+// key of an id, with an error matching ErrKeyDestroyed (set by the
+// adapter) once destroyed; Destroy is idempotent and returns whether a
 // key was there to destroy.
-type KeyShredder interface {
+type Keys interface {
+	EnsureDataKey(ctx context.Context, tenant, subjectKey string) (id string, key []byte, err error)
+	KeyByID(ctx context.Context, id string) ([]byte, error)
 	Destroy(ctx context.Context, tenant, subjectKey string) (bool, error)
 }
 

@@ -1,22 +1,27 @@
 package ledger_test
 
 import (
-	"context"
+	"path/filepath"
 	"testing"
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
+	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// shredder records the data keys Erase destroys.
-type shredder struct{ destroyed []string }
-
-func (s *shredder) Destroy(_ context.Context, tenant, subjectKey string) (bool, error) {
-	s.destroyed = append(s.destroyed, tenant+"/"+subjectKey)
-	return len(s.destroyed) == 1, nil
+// openKeys opens a key store in the stream's account, under a KEK of the
+// test's.
+func openKeys(t *testing.T, js jetstream.JetStream) *keystore.Store {
+	t.Helper()
+	kek, err := keystore.GenerateKEK(filepath.Join(t.TempDir(), "kek"))
+	require.NoError(t, err)
+	keys, err := keystore.Open(stepCtx(t), js, keystore.Config{KEK: kek})
+	require.NoError(t, err)
+	return keys
 }
 
 // Erase appends consent.erased to each of the person's consents (and only
@@ -26,7 +31,7 @@ func (s *shredder) Destroy(_ context.Context, tenant, subjectKey string) (bool, 
 func TestEraseAPerson(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	ctx := stepCtx(t)
-	keys := &shredder{}
+	keys := openKeys(t, st.js)
 	l := ledger.New(st.js, st.stream, ledger.Options{Keys: keys})
 	alice := events.Command{Tenant: "acme", SubjectID: "alice@example.com", Actor: "subject", Evidence: []byte(`{"ip":"198.51.100.7"}`)}
 	for _, purpose := range []string{"newsletter", "analytics"} {
@@ -40,6 +45,19 @@ func TestEraseAPerson(t *testing.T) {
 	other, err := l.Append(ctx, events.KindGrant, events.Command{Tenant: "globex", SubjectID: "alice@example.com", Purpose: "newsletter"})
 	require.NoError(t, err)
 
+	// Stored sealed; history opens them.
+	h, err := l.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletter"})
+	require.NoError(t, err)
+	require.Len(t, h.Events, 1)
+	grant := h.Events[0]
+	assert.Equal(t, events.SchemaVersion, grant.Event.V)
+	assert.Equal(t, "alice@example.com", grant.Event.SubjectID)
+	assert.JSONEq(t, `{"ip":"198.51.100.7"}`, string(grant.Event.Evidence))
+	raw, err := st.stream.GetMsg(ctx, grant.Seq)
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw.Data), "alice@example.com")
+	assert.NotContains(t, string(raw.Data), "198.51.100.7")
+
 	_, err = l.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com"})
 	var fe *events.FieldError
 	require.ErrorAs(t, err, &fe)
@@ -50,7 +68,8 @@ func TestEraseAPerson(t *testing.T) {
 	require.Len(t, r.Erased, 2)
 	assert.True(t, r.KeyDestroyed)
 	token := events.Key{Tenant: "acme", SubjectID: "alice@example.com"}.Token()
-	assert.Equal(t, []string{"acme/" + token}, keys.destroyed)
+	_, _, err = keys.DataKey(ctx, "acme", token)
+	require.ErrorIs(t, err, keystore.ErrNoDataKey)
 	for i, purpose := range []string{"analytics", "newsletter"} { // by subject
 		e := r.Erased[i]
 		assert.Equal(t, events.TypeErased, e.Event.Type)
@@ -67,6 +86,15 @@ func TestEraseAPerson(t *testing.T) {
 		assert.NotContains(t, string(raw.Data), "198.51.100.7")
 	}
 
+	// The skeleton stays, sealed for good.
+	h, err = l.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletter"})
+	require.NoError(t, err)
+	require.Len(t, h.Events, 2)
+	assert.Equal(t, grant.Seq, h.Events[0].Seq)
+	assert.Empty(t, h.Events[0].Event.SubjectID, "its key is gone")
+	assert.True(t, h.Events[0].Event.IsSealed())
+	assert.Equal(t, events.TypeErased, h.Events[1].Event.Type)
+
 	// Again: nothing more to erase; the key is destroyed again (idempotent).
 	again, err := l.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com", Reason: "again"})
 	require.NoError(t, err)
@@ -81,7 +109,7 @@ func TestEraseAPerson(t *testing.T) {
 	assert.Equal(t, events.StateGranted, fresh.Status.State)
 
 	// Others are untouched, and the stream verifies.
-	h, err := l.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: "bob", Purpose: "newsletter"})
+	h, err = l.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: "bob", Purpose: "newsletter"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 1)
 	assert.Equal(t, bob.Seq, h.Events[0].Seq)

@@ -49,11 +49,11 @@ var ErrExpiryLost = errors.New("consent changed since the grant: expiry not appe
 // grant; context and JetStream errors as they come.
 func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
 	now := l.now().UTC()
-	if c.SubjectID == "" && c.SubjectKey != "" {
+	if c.SubjectID == "" {
 		// The index names the person by subject key only; the grant's
 		// own event names them as the expiry must.
 		var err error
-		if c, err = l.grantPerson(ctx, c); err != nil {
+		if c, err = l.personOf(ctx, c); err != nil {
 			return Reply{}, err
 		}
 	}
@@ -73,7 +73,7 @@ func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
 	if ev.ID, err = newEventID(); err != nil {
 		return Reply{}, err
 	}
-	payload, err := ev.Seal()
+	payload, err := l.seal(ctx, &ev)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -99,11 +99,13 @@ func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
 	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
 }
 
-// grantPerson returns c, a grant as the index holds it (SubjectKey set, no
-// SubjectID), with the person as its event at c.Seq names them: the
-// subject id and no subject key for an event of schema v1, the subject key
-// for v2. It fails when that event is not c's grant.
-func (l *Ledger) grantPerson(ctx context.Context, c events.Consent) (events.Consent, error) {
+// personOf returns c, a consent whose state names no person's id (as the
+// index holds it, or folded from sealed events), with the person as its
+// event at c.Seq names them: the subject id and no subject key for an
+// event of schema v1; for v2 the subject key, and the id once the event
+// is opened with its data key. It fails when that event is not c's last
+// event, or when it is sealed and cannot be opened.
+func (l *Ledger) personOf(ctx context.Context, c events.Consent) (events.Consent, error) {
 	msg, err := l.loadMsg(ctx, c.Seq)
 	if err != nil {
 		return c, err
@@ -112,10 +114,16 @@ func (l *Ledger) grantPerson(ctx context.Context, c events.Consent) (events.Cons
 	if err != nil {
 		return c, err
 	}
+	if err := l.open(ctx, ev); err != nil {
+		return c, err
+	}
 	if ev.ID != c.EventID || ev.Key().Token() != c.SubjectKey {
-		return c, fmt.Errorf("ledger: expire %s/%s: the event at seq %d is not the grant %s", c.Tenant, c.Purpose, c.Seq, c.EventID)
+		return c, fmt.Errorf("ledger: %s/%s: the event at seq %d is not the consent's last event %s", c.Tenant, c.Purpose, c.Seq, c.EventID)
 	}
 	c.SubjectID, c.SubjectKey = ev.SubjectID, ev.SubjectKey
+	if c.SubjectID == "" {
+		return c, fmt.Errorf("ledger: %s/%s: the event at seq %d is sealed and its data key is gone", c.Tenant, c.Purpose, c.Seq)
+	}
 	return c, nil
 }
 

@@ -64,6 +64,11 @@ func (l *Ledger) History(ctx context.Context, q HistoryQuery) (History, error) {
 		if err != nil {
 			return History{}, err
 		}
+		if r.Event != nil {
+			if err := l.open(ctx, r.Event); err != nil {
+				return History{}, fmt.Errorf("history seq %d: %w", r.Seq, err)
+			}
+		}
 		h.Events = append(h.Events, r)
 	}
 	return h, nil

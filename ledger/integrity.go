@@ -224,6 +224,13 @@ func (l *Ledger) Quarantine(ctx context.Context, q events.Quarantine) (Reply, er
 		if cur.Tenant == "" {
 			cur = events.NewConsent(k)
 		}
+		cur.SubjectID = q.SubjectID
+	}
+	if cur.Tenant != "" && cur.SubjectID == "" {
+		// Folded from sealed events: the last one names the person.
+		if cur, err = l.personOf(ctx, cur); err != nil {
+			return Reply{}, err
+		}
 	}
 	if cur.Tenant == "" {
 		return Reply{}, &events.FieldError{Field: "subject", Problem: fmt.Sprintf("the stream holds no readable event of the consent of seq %d: name it with subject and purpose", q.Seq)}
@@ -233,7 +240,7 @@ func (l *Ledger) Quarantine(ctx context.Context, q events.Quarantine) (Reply, er
 	if ev.ID, err = newEventID(); err != nil {
 		return Reply{}, err
 	}
-	payload, err := ev.Seal()
+	payload, err := l.seal(ctx, &ev)
 	if err != nil {
 		return Reply{}, err
 	}

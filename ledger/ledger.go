@@ -52,9 +52,11 @@ type Options struct {
 	// once with its *WritesRefusedError. Nil checks the stream at start
 	// only (EnsureStream).
 	Guard *StreamGuard
-	// Keys, when set, destroys a person's data key when Erase erases the
-	// person. Nil: there are no data keys (events of schema version 1).
-	Keys KeyShredder
+	// Keys, when set, seals the personal fields of every consent event
+	// appended (schema version 2) under the person's data key, opens them
+	// in History, and destroys the key when Erase erases the person. Nil:
+	// events of schema version 1, personal fields in the clear.
+	Keys Keys
 }
 
 // DefaultPublishAttemptTimeout is the default Options.PublishAttemptTimeout:
@@ -85,7 +87,7 @@ type Ledger struct {
 	tips           Tips          // nil: every append reads the stream first
 	own            *ownTips      // the states this Ledger's appends left, with tips
 	guard          *StreamGuard
-	keys           KeyShredder // nil: no data keys to destroy
+	keys           Keys // nil: events of schema version 1
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
