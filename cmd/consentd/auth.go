@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 
 	"github.com/consentledger/consent/internal/auth"
+	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // AdminCredsFile is the name, in the data directory, of the credentials
@@ -141,4 +143,30 @@ func privateFile(flagName, path string) error {
 		return fmt.Errorf("%s %s: mode %04o lets other users read these credentials; run chmod 600 %s", flagName, path, perm, path)
 	}
 	return nil
+}
+
+// openKeys opens the key store of the persons' data keys in the stream's
+// account, under the KEK of --kek-file, made there (mode 0600) when the
+// file does not exist. It returns nil without --kek-file: events are then
+// written with personal fields in the clear (schema version 1).
+func (m *Main) openKeys(ctx context.Context, js jetstream.JetStream) (*keystore.Store, error) {
+	path := m.Config.KEKFile
+	if path == "" {
+		return nil, nil
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if _, err := keystore.GenerateKEK(path); err != nil {
+			return nil, fmt.Errorf("--kek-file: %w", err)
+		}
+		m.log.Info("made the key-encryption key; keep a copy apart from the data directory, or every encrypted personal field is lost with it", "file", path)
+	}
+	kek, err := keystore.LoadKEK(path)
+	if err != nil {
+		return nil, fmt.Errorf("--kek-file: %w", err)
+	}
+	store, err := keystore.Open(ctx, js, keystore.Config{KEK: kek, Replicas: m.replicas})
+	if err != nil {
+		return nil, fmt.Errorf("key store: %w", err)
+	}
+	return store, nil
 }

@@ -38,6 +38,11 @@ type Config struct {
 	// the directory of the cluster's authority (consentd nats-config),
 	// and without it consentd runs in the NATS deployment's one account.
 	AuthDir string
+	// KEKFile is the key-encryption key that wraps the persons' data keys
+	// (internal/keystore), made there on first start. With it, consentd
+	// seals the personal fields of every event it appends (schema version
+	// 2); without, they are written in the clear (schema version 1).
+	KEKFile string
 	// InsecureNoAuth starts the embedded server without authentication:
 	// every client may do everything, forgery of the trail included.
 	InsecureNoAuth bool
@@ -236,6 +241,7 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "CA certificate `FILE` (PEM): with --tls-cert, the embedded NATS server also requires a client certificate signed by it")
 	fs.BoolVar(&c.InsecureListenWithoutTLS, "insecure-listen-without-tls", c.InsecureListenWithoutTLS, "let the embedded NATS server listen on an address other hosts can reach (--listen 0.0.0.0:4222) without TLS: credentials and consents cross the network in plain text")
 	fs.StringVar(&c.AuthDir, "auth-dir", c.AuthDir, "`DIR` of the NATS operator, accounts and role keys clients are authenticated with (default DATA-DIR/auth; with --nats-url, the directory consentd nats-config wrote)")
+	fs.StringVar(&c.KEKFile, "kek-file", c.KEKFile, "key-encryption key `FILE` (mode 0600; made when absent) wrapping the persons' data keys: with it, the personal data of every event appended is sealed under the person's key, which erase destroys; give every instance the same file. Without it, events keep personal data in the clear")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", c.InsecureNoAuth, "start the embedded NATS server without authentication: every client that connects may read every consent, forge events and delete the stream (loopback only)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "`DIR` holding the JetStream store (jetstream/), the index (index/) and the LOCK file")
 	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "use the NATS deployment at `URL` (comma-separated for several) instead of embedding a server")

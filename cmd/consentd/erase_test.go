@@ -1,11 +1,17 @@
 package main
 
 import (
+	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
+	"github.com/consentledger/consent/internal/residue"
 	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -41,4 +47,62 @@ func TestConsentdErasesAPerson(t *testing.T) {
 
 	w := s.dial(t, "writer", auth.Writer, "acme")
 	w.publishRefused(t, ledger.SubjectErase, []byte(`{"subject":"alice@example.com","reason":"r"}`))
+}
+
+// TestConsentdWithAKEKSealsAndErases: with --kek-file, consentd stores the
+// personal fields of every event sealed under the person's data key
+// (history opens them for an admin); after the person is erased and
+// consentd stopped, neither the person's id nor the evidence is anywhere
+// under the data directory (stream files, key bucket, Pebble tables, WAL
+// and MANIFEST) nor in consentd's logs.
+func TestConsentdWithAKEKSealsAndErases(t *testing.T) {
+	dataDir := t.TempDir()
+	kek := filepath.Join(t.TempDir(), "consent.kek")
+	m := NewMain()
+	m.Config.Listen, m.Config.DataDir, m.Config.KEKFile, m.Config.LogLevel = "127.0.0.1:-1", dataDir, kek, "debug"
+	logs := &lockedBuffer{}
+	m.Stdout, m.Stderr = io.Discard, logs
+	require.NoError(t, m.Run(t.Context()))
+	t.Cleanup(func() { _ = m.Close() })
+	info, err := os.Stat(kek)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "the KEK is made private")
+
+	const id, ip = "residue-7f3a@example.com", "203.0.113.77"
+	admin := connectClient(t, m.ClientURL(), adminOptions(t, dataDir)...)
+	ctx := secCtx(t)
+	granted, err := admin.Grant(ctx, events.Command{SubjectID: id, Purpose: "newsletter", Actor: "subject", Evidence: []byte(`{"ip":"` + ip + `"}`)})
+	require.NoError(t, err)
+	assert.Equal(t, events.SchemaVersion, granted.Event.V, "sealed")
+	h, err := admin.History(ctx, ledger.HistoryQuery{SubjectID: id, Purpose: "newsletter"})
+	require.NoError(t, err)
+	require.Len(t, h.Events, 1)
+	assert.Equal(t, id, h.Events[0].Event.SubjectID, "an admin's history opens it")
+	svc, err := nats.Connect(m.ClientURL(), serviceOptions(t, dataDir)...)
+	require.NoError(t, err)
+	defer svc.Close()
+	js, err := jetstream.New(svc)
+	require.NoError(t, err)
+	stream, err := js.Stream(ctx, ledger.DefaultStream)
+	require.NoError(t, err)
+	raw, err := stream.GetMsg(ctx, granted.Seq)
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw.Data), id)
+	assert.NotContains(t, string(raw.Data), ip)
+
+	r, err := admin.Erase(ctx, ledger.EraseRequest{SubjectID: id, Reason: "ticket 4711"})
+	require.NoError(t, err)
+	assert.True(t, r.KeyDestroyed)
+	h, err = admin.History(ctx, ledger.HistoryQuery{SubjectID: id, Purpose: "newsletter"})
+	require.NoError(t, err)
+	require.Len(t, h.Events, 2)
+	assert.Empty(t, h.Events[0].Event.SubjectID, "sealed for good")
+	svc.Close()
+	require.NoError(t, m.Close())
+
+	for _, f := range residue.Scan(t, dataDir, []byte(id), []byte(ip)) {
+		t.Errorf("found after the erasure: %s", f)
+	}
+	assert.NotContains(t, logs.String(), id)
+	assert.NotContains(t, logs.String(), ip)
 }

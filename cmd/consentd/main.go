@@ -378,6 +378,13 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 	if m.Config.Embedded() && m.Config.Sync == SyncAlways && m.Config.GroupCommit {
 		ledgerOpts.GroupCommit = &ledger.GroupCommit{}
 	}
+	keys, err := m.openKeys(ctx, js)
+	if err != nil {
+		return err
+	}
+	if keys != nil {
+		ledgerOpts.Keys = keys
+	}
 	l := ledger.New(js, stream, ledgerOpts)
 	projectorCtx, stopProjector := context.WithCancel(context.Background())
 	m.stopProjector = stopProjector
