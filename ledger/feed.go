@@ -140,6 +140,7 @@ type Feed struct {
 	js   jetstream.JetStream
 	cfg  FeedConfig
 	subs []*nats.Subscription
+	keys feedKeys
 }
 
 // ServeFeed subscribes the feed endpoints on js's connection (a
@@ -165,10 +166,10 @@ func ServeFeed(js jetstream.JetStream, cfg FeedConfig) (*Feed, error) {
 	// feeds; plain subjects only where callers are not identified.
 	var subjects []string
 	if cfg.Identify == nil {
-		subjects = append(subjects, SubjectFeedOpen, SubjectFeedPurposes, SubjectAuditOpen)
+		subjects = append(subjects, SubjectFeedOpen, SubjectFeedPurposes, SubjectFeedPersonal, SubjectAuditOpen)
 	}
 	if cfg.Authorize != nil || cfg.Identify != nil {
-		subjects = append(subjects, "consent.v1.*.feed.open", "consent.v1.*.feed.purposes", "consent.v1.*.audit.open")
+		subjects = append(subjects, "consent.v1.*.feed.open", "consent.v1.*.feed.purposes", "consent.v1.*.feed.personal", "consent.v1.*.audit.open")
 	}
 	for _, subj := range subjects {
 		sub, err := nc.QueueSubscribe(subj, ServiceQueueGroup, f.handle)
@@ -214,6 +215,11 @@ func (f *Feed) handle(m *nats.Msg) {
 		var q FeedOpenRequest
 		if err = events.DecodeStrict(m.Data, &q); err == nil {
 			body, err = f.open(ctx, token, &q)
+		}
+	case endpoint == "feed.personal":
+		var q FeedPersonalRequest
+		if err = events.DecodeStrict(m.Data, &q); err == nil {
+			body, err = f.personal(ctx, token, &q)
 		}
 	case endpoint == "audit.open":
 		var q AuditOpenRequest

@@ -391,6 +391,19 @@ func (w *Watcher) Next(ctx context.Context) (*Change, error) {
 		ch.Err = fmt.Errorf("%w: seq %d on %s: %s check: %v", ErrUnreadableEvent, ch.Seq, subj, check, err)
 		return ch, nil
 	}
+	if ev.IsSealed() && w.client != nil {
+		// Sealed under the person's data key, which only the service
+		// holds: it opens it for us, unless the person was erased.
+		if err := w.client.openFromFeed(ctx, ev, ch.Seq); err != nil {
+			if w.durable {
+				w.mu.Lock()
+				delete(w.unacked, ch.Seq)
+				w.mu.Unlock()
+				_ = msg.Nak() // deliver it again once the service answers
+			}
+			return nil, err
+		}
+	}
 	ch.Event = ev
 	c := events.Evolve(events.NewConsent(ev.Key()), ev, ch.Seq)
 	w.mu.Lock()

@@ -106,3 +106,59 @@ func TestConsentdWithAKEKSealsAndErases(t *testing.T) {
 	assert.NotContains(t, logs.String(), id)
 	assert.NotContains(t, logs.String(), ip)
 }
+
+// TestSubscriberReadsSealedEvents: with --kek-file, a subscriber of acme
+// watching through the service gets the person's id of each sealed
+// change (the service opens it: feed.personal), not another tenant's; after
+// the person is erased it gets consent.erased, and the earlier changes,
+// read again, stay sealed.
+func TestSubscriberReadsSealedEvents(t *testing.T) {
+	dataDir := t.TempDir()
+	m := NewMain()
+	m.Config.Listen, m.Config.DataDir, m.Config.KEKFile, m.Config.LogLevel = "127.0.0.1:-1", dataDir, filepath.Join(t.TempDir(), "kek"), "warn"
+	m.Stdout, m.Stderr = io.Discard, testWriter{t}
+	require.NoError(t, m.Run(t.Context()))
+	t.Cleanup(func() { _ = m.Close() })
+	s := &secured{m: m, admin: connectClient(t, m.ClientURL(), adminOptions(t, dataDir)...)}
+	ctx := secCtx(t)
+	granted, err := s.admin.Grant(ctx, events.Command{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletter", Evidence: []byte(`{"ip":"198.51.100.7"}`)})
+	require.NoError(t, err)
+	_, err = s.admin.Grant(ctx, events.Command{Tenant: "globex", SubjectID: "zoe", Purpose: "newsletter"})
+	require.NoError(t, err)
+
+	sub := s.dial(t, "mailer", auth.Subscriber, "acme")
+	w, err := sub.client.Watch(ctx, ledger.WatchOptions{StartSeq: 1})
+	require.NoError(t, err)
+	defer w.Stop()
+	ch, err := w.Next(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, ch.Event)
+	assert.Equal(t, granted.Seq, ch.Seq)
+	assert.True(t, ch.Event.IsSealed())
+	assert.Equal(t, "alice@example.com", ch.Event.SubjectID)
+	assert.JSONEq(t, `{"ip":"198.51.100.7"}`, string(ch.Event.Evidence))
+	assert.Equal(t, "alice@example.com", ch.Status.SubjectID)
+	assert.True(t, ch.Status.Allowed)
+
+	// Another tenant's event is not for it, whatever it asks.
+	_, err = sub.client.Watch(ctx, ledger.WatchOptions{Tenant: "globex", StartSeq: 1})
+	require.ErrorIs(t, err, ledger.ErrForbidden)
+
+	r, err := s.admin.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com", Reason: "ticket 4711"})
+	require.NoError(t, err)
+	ch, err = w.Next(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, ch.Event)
+	assert.Equal(t, r.Erased[0].Seq, ch.Seq)
+	assert.Equal(t, events.TypeErased, ch.Event.Type)
+	assert.Equal(t, events.StateErased, ch.Status.State)
+
+	again, err := sub.client.Watch(ctx, ledger.WatchOptions{StartSeq: 1})
+	require.NoError(t, err)
+	defer again.Stop()
+	ch, err = again.Next(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, granted.Seq, ch.Seq)
+	assert.Empty(t, ch.Event.SubjectID, "erased: sealed for good")
+	assert.Empty(t, ch.Event.Evidence)
+}

@@ -384,6 +384,7 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 	}
 	if keys != nil {
 		ledgerOpts.Keys = keys
+		m.feed.UseKeys(keys)
 	}
 	l := ledger.New(js, stream, ledgerOpts)
 	projectorCtx, stopProjector := context.WithCancel(context.Background())

@@ -53,7 +53,7 @@ var (
 	// acknowledgements of the consumers its account imports (GrantFeed);
 	// the account has no other route for these subjects.
 	subscriberSubjects = append([]string{
-		"consent.v1.feed.open", "consent.v1.feed.purposes",
+		"consent.v1.feed.open", "consent.v1.feed.purposes", "consent.v1.feed.personal",
 		FeedAPIPrefix + ".CONSUMER.INFO.*.*", FeedAPIPrefix + ".CONSUMER.MSG.NEXT.*.*", "$JS.ACK.>",
 	}, checkerSubjects...)
 	adminSubjects = append(append(append([]string{"consent.v1.purpose.*", "consent.v1.admin.>"}, writerSubjects...), auditorSubjects...), subscriberSubjects...)
