@@ -104,20 +104,41 @@ func (f *Feed) personal(ctx context.Context, token string, q *FeedPersonalReques
 	return out, nil
 }
 
+// OpenSealed returns a function that fills in the personal fields of a
+// sealed event at a stream sequence through the service (feed.personal),
+// returning an error matching events.ErrKeyErased when the person was
+// erased: audit.ExportOptions.Open. It is safe for concurrent use.
+func (c *Client) OpenSealed(ctx context.Context) func(seq uint64, ev *events.Event) error {
+	return func(seq uint64, ev *events.Event) error {
+		erased, err := c.openPersonal(ctx, ev, seq)
+		if err == nil && erased {
+			return events.ErrKeyErased
+		}
+		return err
+	}
+}
+
 // openFromFeed fills in the personal fields of ev, a sealed event at seq,
 // from the service (feed.personal); an erased person's event stays
 // sealed.
 func (c *Client) openFromFeed(ctx context.Context, ev *events.Event, seq uint64) error {
+	_, err := c.openPersonal(ctx, ev, seq)
+	return err
+}
+
+// openPersonal asks feed.personal for the event at seq and fills in ev;
+// erased says the person was erased (ev stays sealed).
+func (c *Client) openPersonal(ctx context.Context, ev *events.Event, seq uint64) (erased bool, err error) {
 	var r FeedPersonalReply
 	if err := c.call(ctx, SubjectFeedPersonal, FeedPersonalRequest{Seqs: []uint64{seq}}, &r); err != nil {
-		return err
+		return false, err
 	}
 	if len(r.Personal) != 1 || r.Personal[0].Seq != seq {
-		return fmt.Errorf("consent: feed.personal answered for other sequences than %d", seq)
+		return false, fmt.Errorf("consent: feed.personal answered for other sequences than %d", seq)
 	}
 	p := r.Personal[0]
 	if !p.Erased {
 		ev.SubjectID, ev.Actor, ev.Evidence, ev.Reason = p.Subject, p.Actor, p.Evidence, p.Reason
 	}
-	return nil
+	return p.Erased, nil
 }

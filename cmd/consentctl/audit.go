@@ -86,6 +86,7 @@ func auditExportCommand() command {
 			if opts.Source, err = e.client.AuditSource(ctx, q); err != nil {
 				return e.fail(err)
 			}
+			opts.Open = e.client.OpenSealed(ctx)
 			bar := newProgressBar(e.stderr, "export")
 			opts.Progress = bar.update
 			var st audit.ExportStats

@@ -4,9 +4,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/residue"
 	"github.com/consentledger/consent/ledger"
@@ -144,8 +146,26 @@ func TestSubscriberReadsSealedEvents(t *testing.T) {
 	_, err = sub.client.Watch(ctx, ledger.WatchOptions{Tenant: "globex", StartSeq: 1})
 	require.ErrorIs(t, err, ledger.ErrForbidden)
 
+	// An auditor's export opens them through the service too.
+	auditor := s.dial(t, "dpo", auth.Auditor, "acme")
+	exportAcme := func() string {
+		t.Helper()
+		source, err := auditor.client.AuditSource(ctx, ledger.AuditOpenRequest{})
+		require.NoError(t, err)
+		var out strings.Builder
+		_, err = audit.Export(ctx, nil, &out, audit.ExportOptions{Source: source, Tenant: "acme", Open: auditor.client.OpenSealed(ctx)})
+		require.NoError(t, err)
+		return out.String()
+	}
+	exported := exportAcme()
+	assert.Contains(t, exported, `"personal":{`)
+	assert.Contains(t, exported, "alice@example.com")
+
 	r, err := s.admin.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com", Reason: "ticket 4711"})
 	require.NoError(t, err)
+	exported = exportAcme()
+	assert.Contains(t, exported, `"erased":true`)
+	assert.NotContains(t, exported, "alice@example.com")
 	ch, err = w.Next(ctx)
 	require.NoError(t, err)
 	require.NotNil(t, ch.Event)

@@ -56,6 +56,12 @@ type ExportOptions struct {
 	// is shown as erased); any other error stops the export. It is called
 	// from several goroutines at once. Nil: v2 events are shown sealed.
 	DataKey func(keyID string) (events.DataKey, error)
+	// Open, when set (and DataKey is not), fills in the personal fields
+	// of the sealed event at seq from whoever holds the keys (the
+	// service's consent.v1.feed.personal); an error matching
+	// events.ErrKeyErased shows the event as erased, any other stops the
+	// export. It is called from several goroutines at once.
+	Open func(seq uint64, ev *events.Event) error
 	// Source, when set, is read instead of the stream through js (which
 	// may then be nil): a consumer the service opened with this export's
 	// tenant and purpose (consent.v1.audit.open); Since and Until then
@@ -183,6 +189,8 @@ func Export(ctx context.Context, js jetstream.JetStream, w io.Writer, opts Expor
 	decode := decodeMsg
 	if opts.DataKey != nil {
 		decode = func(m *Msg) decoded { return openMsg(decodeMsg(m), opts.DataKey) }
+	} else if opts.Open != nil {
+		decode = func(m *Msg) decoded { return openVia(decodeMsg(m), opts.Open) }
 	}
 	p := runPipeline(runtime.GOMAXPROCS(0), exportSize, decode, sink)
 	var done uint64
@@ -300,6 +308,23 @@ func openMsg(d decoded, dataKey func(keyID string) (events.DataKey, error)) deco
 		if d.openErr = d.ev.Open(dk); d.openErr == nil {
 			d.personal = PersonalOpened
 		}
+	}
+	return d
+}
+
+// openVia fills in the personal fields of d's sealed event with open.
+func openVia(d decoded, open func(seq uint64, ev *events.Event) error) decoded {
+	if d.personal != PersonalSealed {
+		return d
+	}
+	err := open(d.m.Seq, d.ev)
+	switch {
+	case errors.Is(err, events.ErrKeyErased):
+		d.personal = PersonalErased
+	case err != nil:
+		d.fatal = fmt.Errorf("personal fields of the event at seq %d: %w", d.m.Seq, err)
+	case d.ev.SubjectID != "":
+		d.personal = PersonalOpened
 	}
 	return d
 }

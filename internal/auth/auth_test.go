@@ -218,12 +218,12 @@ func TestRoles(t *testing.T) {
 		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
 		ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest,
 		ledger.SubjectPurposeSet, ledger.SubjectPurposeGet, ledger.SubjectPurposeList,
-		ledger.SubjectQuarantine, ledger.SubjectErase, ledger.SubjectFeedOpen, ledger.SubjectFeedPurposes, ledger.SubjectAuditOpen,
+		ledger.SubjectQuarantine, ledger.SubjectErase, ledger.SubjectFeedOpen, ledger.SubjectFeedPurposes, ledger.SubjectAuditOpen, ledger.SubjectFeedPersonal,
 	}
 	lookups := []string{ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList}
 	commands := []string{ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke}
-	audit := []string{ledger.SubjectHistory, ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest, ledger.SubjectAuditOpen}
-	feed := []string{ledger.SubjectFeedOpen, ledger.SubjectFeedPurposes}
+	audit := []string{ledger.SubjectHistory, ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest, ledger.SubjectAuditOpen, ledger.SubjectFeedPersonal}
+	feed := []string{ledger.SubjectFeedOpen, ledger.SubjectFeedPurposes, ledger.SubjectFeedPersonal}
 	allowed := map[auth.Role][]string{
 		auth.Checker:    lookups,
 		auth.Writer:     append(append([]string{}, commands...), lookups...),

@@ -46,7 +46,7 @@ var (
 	// consumer API of the consumers it opens (audit verify and export
 	// read the stream through them).
 	auditorSubjects = []string{
-		"consent.v1.history", "consent.v1.status_at", "consent.v1.receipt", "consent.v1.index_digest", "consent.v1.audit.open",
+		"consent.v1.history", "consent.v1.status_at", "consent.v1.receipt", "consent.v1.index_digest", "consent.v1.audit.open", "consent.v1.feed.personal",
 		FeedAPIPrefix + ".CONSUMER.INFO.*.*", FeedAPIPrefix + ".CONSUMER.MSG.NEXT.*.*", ServiceInfoSubjects,
 	}
 	// The subscriber's: the feed endpoints, and the consumer API and
