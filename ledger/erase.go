@@ -150,22 +150,11 @@ func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Eras
 	if err != nil {
 		return Reply{}, err
 	}
-	if ev.ID, err = newEventID(); err != nil {
-		return Reply{}, err
-	}
-	payload, err := ev.Seal()
+	seq, err := l.appendDecided(ctx, subject, &ev, f.last, "erasure")
 	if err != nil {
 		return Reply{}, err
 	}
-	msg := l.eventMsg(subject, string(ev.Type), payload, ev.ID, f.last)
-	ack, err := l.publishMsg(ctx, msg, ev.ID)
-	if isConflict(err) {
-		return Reply{}, fmt.Errorf("%w: the consent changed while the erasure was decided; retry", ErrContention)
-	}
-	if err != nil {
-		return Reply{}, err
-	}
-	next := events.Evolve(f.cur, &ev, ack.Sequence)
+	next := events.Evolve(f.cur, &ev, seq)
 	l.remember(subject, next)
-	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
+	return Reply{Seq: seq, Event: &ev, Status: next.View(now, 0)}, nil
 }

@@ -237,25 +237,39 @@ func (l *Ledger) Quarantine(ctx context.Context, q events.Quarantine) (Reply, er
 	}
 	now := l.now().UTC()
 	ev := events.DecideQuarantine(cur, q, now)
-	if ev.ID, err = newEventID(); err != nil {
-		return Reply{}, err
-	}
-	payload, err := l.seal(ctx, &ev)
+	seq, err := l.appendDecided(ctx, subject, &ev, f.last, "quarantine")
 	if err != nil {
 		return Reply{}, err
 	}
-	msg := l.eventMsg(subject, string(ev.Type), payload, ev.ID, f.last)
-	ack, err := l.publishMsg(ctx, msg, ev.ID)
-	if isConflict(err) {
-		return Reply{}, fmt.Errorf("%w: the consent changed while the quarantine was decided; retry", ErrContention)
-	}
-	if err != nil {
-		return Reply{}, err
-	}
-	next := events.Evolve(cur, &ev, ack.Sequence)
+	next := events.Evolve(cur, &ev, seq)
 	if rest := slices.Delete(f.taints, at, at+1); len(rest) > 0 {
 		next.ViolationSeq = rest[0] // another violation awaits its own quarantine
 	}
 	l.remember(subject, next)
-	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
+	return Reply{Seq: seq, Event: &ev, Status: next.View(now, 0)}, nil
+}
+
+// appendDecided appends ev, an operator's event decided under subject's
+// lock (a quarantine, an erasure), on subject, expecting last to be the
+// subject's last sequence, and returns its sequence. A conflict (the
+// consent changed meanwhile) is ErrContention, naming what (the kind of
+// event) to retry.
+func (l *Ledger) appendDecided(ctx context.Context, subject string, ev *events.Event, last uint64, what string) (uint64, error) {
+	var err error
+	if ev.ID, err = newEventID(); err != nil {
+		return 0, err
+	}
+	payload, err := l.seal(ctx, ev)
+	if err != nil {
+		return 0, err
+	}
+	msg := l.eventMsg(subject, string(ev.Type), payload, ev.ID, last)
+	ack, err := l.publishMsg(ctx, msg, ev.ID)
+	if isConflict(err) {
+		return 0, fmt.Errorf("%w: the consent changed while the %s was decided; retry", ErrContention, what)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
 }
