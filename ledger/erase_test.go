@@ -130,3 +130,34 @@ func TestEraseNobody(t *testing.T) {
 	assert.Empty(t, r.Erased)
 	assert.Empty(t, r.Already)
 }
+
+// An erasure cut short at any step (some consents erased, the key not yet
+// destroyed) is finished by the next: each step is recorded in the stream
+// or the key bucket before the next begins, and each is skipped once done.
+func TestEraseResumesWhereItStopped(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	ctx := stepCtx(t)
+	keys := openKeys(t, st.js)
+	l := ledger.New(st.js, st.stream, ledger.Options{Keys: keys})
+	for _, purpose := range []string{"analytics", "newsletter"} {
+		_, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: "alice", Purpose: purpose})
+		require.NoError(t, err)
+	}
+	token := events.Key{Tenant: events.DefaultTenant, SubjectID: "alice"}.Token()
+
+	// Stopped after the consent.erased events, before the key was
+	// destroyed: as a ledger without keys leaves it.
+	first, err := ledger.New(st.js, st.stream, ledger.Options{}).Erase(ctx, ledger.EraseRequest{SubjectID: "alice", Reason: "r"})
+	require.NoError(t, err)
+	require.Len(t, first.Erased, 2)
+	_, _, err = keys.DataKey(ctx, events.DefaultTenant, token)
+	require.NoError(t, err, "the key outlived the cut-short erasure")
+
+	done, err := l.Erase(ctx, ledger.EraseRequest{SubjectID: "alice", Reason: "r"})
+	require.NoError(t, err)
+	assert.Empty(t, done.Erased, "nothing is erased twice")
+	assert.Equal(t, []string{"analytics", "newsletter"}, done.Already)
+	assert.True(t, done.KeyDestroyed, "the step left undone is done")
+	_, _, err = keys.DataKey(ctx, events.DefaultTenant, token)
+	require.ErrorIs(t, err, keystore.ErrNoDataKey)
+}
