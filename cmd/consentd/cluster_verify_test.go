@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,8 +41,11 @@ type streamAudit struct {
 // (events.VerifyHash) and links by prev_hash to the previous event of its
 // consent; event ids and Nats-Msg-Id values are unique. Messages on other
 // subjects (purpose or checkpoint events) count for the gaps only. It
-// returns a fresh fold of the stream with events.Evolve.
-func auditStream(t *testing.T, js jetstream.JetStream) *streamAudit {
+// returns a fresh fold of the stream with events.Evolve. A sealed event
+// (schema version 2) is opened with open, when given (see openWithKeys),
+// and the audit keys consents by tenant, person and purpose, as the load
+// that wrote them does.
+func auditStream(t *testing.T, js jetstream.JetStream, open ...func(*events.Event) error) *streamAudit {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -80,6 +84,10 @@ func auditStream(t *testing.T, js jetstream.JetStream) *streamAudit {
 		require.NoError(t, events.VerifyHash(msg.Data(), ev), "seq %d", want)
 		require.Equal(t, ev.Key().NATSSubject(), msg.Subject(), "seq %d is on another consent's subject", want)
 		require.Equal(t, string(ev.Type), msg.Headers().Get(events.HeaderEventType), "seq %d", want)
+		if ev.IsSealed() && len(open) > 0 {
+			require.NoError(t, open[0](ev), "open seq %d", want)
+		}
+		ev.SubjectKey = "" // the person by id, as the load names them
 		cur, ok := a.fold[ev.Key()]
 		if !ok {
 			cur = events.NewConsent(ev.Key())
@@ -197,10 +205,29 @@ type consentFields struct {
 }
 
 func comparable(c events.Consent) consentFields {
-	f := consentFields{Key: c.Key(), State: c.State, PolicyVersion: c.PolicyVersion,
+	key := c.Key()
+	key.SubjectKey = "" // an index states it for consents of sealed events only
+	f := consentFields{Key: key, State: c.State, PolicyVersion: c.PolicyVersion,
 		UpdatedAt: c.UpdatedAt.UnixNano(), Seq: c.Seq, EventID: c.EventID, Hash: c.Hash}
 	if c.ExpiresAt != nil {
 		f.ExpiresAt = c.ExpiresAt.UnixNano()
 	}
 	return f
+}
+
+// openWithKeys opens sealed events with the data keys of the key store in
+// the stream's account (js) under the KEK in kekFile, as consentd does.
+func openWithKeys(t *testing.T, js jetstream.JetStream, kekFile string) func(*events.Event) error {
+	t.Helper()
+	kek, err := keystore.LoadKEK(kekFile)
+	require.NoError(t, err)
+	keys, err := keystore.Open(t.Context(), js, keystore.Config{KEK: kek})
+	require.NoError(t, err)
+	return func(ev *events.Event) error {
+		key, err := keys.KeyByID(t.Context(), ev.KeyID)
+		if err != nil {
+			return err
+		}
+		return ev.Open(events.DataKey{ID: ev.KeyID, Key: key})
+	}
 }

@@ -86,7 +86,7 @@ func verifyAfterRestart(t *testing.T, url, dataDir string, load *writeLoad) *str
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	audit := auditStream(t, js)
+	audit := auditStream(t, js, openWithKeys(t, js, filepath.Join(dataDir, KEKFile)))
 	acks := load.snapshot()
 	audit.assertAcknowledged(t, acks)
 	audit.assertStatusesMatch(t, connectClient(t, url, adminOptions(t, dataDir)...))

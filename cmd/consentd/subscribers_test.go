@@ -106,7 +106,7 @@ func TestDurableWatchAcrossConsentdRestart(t *testing.T) {
 func TestExpiryOnceWithTwoConsentd(t *testing.T) {
 	a := runMain(t, t.TempDir(), "--listen", "127.0.0.1:-1", "--expiry-interval", "20ms")
 	b := runMain(t, t.TempDir(), "--nats-url", a.ClientURL(), "--nats-creds", serviceCredsFile(t, a.Config.DataDir),
-		"--auth-dir", filepath.Join(a.Config.DataDir, "auth"), "--expiry-interval", "20ms")
+		"--auth-dir", filepath.Join(a.Config.DataDir, "auth"), "--kek-file", filepath.Join(a.Config.DataDir, KEKFile), "--expiry-interval", "20ms")
 	nc, err := nats.Connect(a.ClientURL(), adminOptions(t, a.Config.DataDir)...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
