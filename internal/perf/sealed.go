@@ -27,7 +27,7 @@ type SealedConfig struct {
 	// into; default 8.
 	Rounds int
 	// RebuildRounds is the number of rebuilds of each stack's stream;
-	// the fastest counts. Default 3.
+	// the fastest counts. Default 5.
 	RebuildRounds int
 }
 
@@ -87,7 +87,7 @@ func Sealed(ctx context.Context, cfg SealedConfig) (SealedResult, error) {
 	}
 	rebuilds := cfg.RebuildRounds
 	if rebuilds <= 0 {
-		rebuilds = 3
+		rebuilds = 5
 	}
 	if cfg.Consents <= 0 {
 		return res, fmt.Errorf("perf: SealedConfig.Consents must be positive")
