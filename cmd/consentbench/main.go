@@ -28,7 +28,13 @@
 //     tenant acme in its own account) against one without (one account,
 //     an anonymous client), in interleaved rounds; and the bound the
 //     account import sets, a bare echo across the import with shared
-//     identity against one in the service's account.
+//     identity against one in the service's account;
+//   - the cost of encryption: durable grants with group commit by -callers
+//     callers, of new persons (each makes a data key) and of known ones,
+//     check at 1 and 32 callers, and the rebuild of each stack's stream,
+//     through a consent service whose ledger seals personal fields under
+//     the persons' data keys (a key store under a KEK made for the run)
+//     against one that does not, in interleaved rounds.
 //
 // -compare picks some of them: go run ./cmd/consentbench -compare auth.
 package main
@@ -78,7 +84,7 @@ type config struct {
 
 // comparisons names the comparisons -compare picks from, in the order they
 // run.
-var comparisons = []string{"grants", "lookups", "stream", "auth"}
+var comparisons = []string{"grants", "lookups", "stream", "auth", "sealed"}
 
 func parse(args []string, out io.Writer) (config, error) {
 	var c config
@@ -170,6 +176,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("auth: %w", err)
 		}
 	}
+	if slices.Contains(c.compare, "sealed") {
+		if err := sealedCost(ctx, c, t); err != nil {
+			return fmt.Errorf("sealed: %w", err)
+		}
+	}
 	t.print()
 	return nil
 }
@@ -242,6 +253,45 @@ func authCost(ctx context.Context, c config, t *table) error {
 		ms(r.AuthGrant.Percentile(50)), ms(r.NoAuthGrant.Percentile(50)), "auth_grant_p50", ratio(r.AuthGrant.Percentile(50), r.NoAuthGrant.Percentile(50)))
 	t.row("grant durable, group commit, with auth vs without, p99 latency", callers,
 		ms(r.AuthGrant.Percentile(99)), ms(r.NoAuthGrant.Percentile(99)), "auth_grant_p99", ratio(r.AuthGrant.Percentile(99), r.NoAuthGrant.Percentile(99)))
+	return nil
+}
+
+// sealedCost measures grants, lookups and rebuild with encryption against
+// the same without.
+func sealedCost(ctx context.Context, c config, t *table) error {
+	r, err := perf.Sealed(ctx, perf.SealedConfig{Dir: c.dir, Consents: 1000, Calls: c.lookups, Callers: []int{1, 32},
+		Grants: c.grants, GrantCallers: c.callers})
+	if err != nil {
+		return err
+	}
+	callers := fmt.Sprintf("%d callers", r.GrantCallers)
+	for _, g := range []struct {
+		what, name    string
+		sealed, clear perf.Run
+	}{{"new persons", "new", r.SealedNew, r.ClearNew}, {"known persons", "known", r.SealedKnown, r.ClearKnown}} {
+		what := "grant durable, group commit, " + g.what + ", sealed vs clear"
+		name := "sealed_grant_" + g.name
+		t.row(what, callers,
+			rate(g.sealed.Rate(), "grants/s")+", "+latencies(g.sealed), rate(g.clear.Rate(), "grants/s")+", "+latencies(g.clear),
+			name+"_throughput", g.sealed.Rate()/g.clear.Rate())
+		t.row(what+", p50 latency", callers,
+			ms(g.sealed.Percentile(50)), ms(g.clear.Percentile(50)), name+"_p50", ratio(g.sealed.Percentile(50), g.clear.Percentile(50)))
+		t.row(what+", p99 latency", callers,
+			ms(g.sealed.Percentile(99)), ms(g.clear.Percentile(99)), name+"_p99", ratio(g.sealed.Percentile(99), g.clear.Percentile(99)))
+	}
+	for _, l := range r.Lookups {
+		callers := fmt.Sprintf("%d callers", l.Callers)
+		name := fmt.Sprintf("sealed_check_%d", l.Callers)
+		t.row("check sealed vs clear, throughput", callers,
+			rate(l.Sealed.Rate(), "req/s"), rate(l.Clear.Rate(), "req/s"), name+"_throughput", l.Sealed.Rate()/l.Clear.Rate())
+		t.row("check sealed vs clear, p50 latency", callers,
+			us(l.Sealed.Percentile(50)), us(l.Clear.Percentile(50)), name+"_p50", ratio(l.Sealed.Percentile(50), l.Clear.Percentile(50)))
+		t.row("check sealed vs clear, p99 latency", callers,
+			us(l.Sealed.Percentile(99)), us(l.Clear.Percentile(99)), name+"_p99", ratio(l.Sealed.Percentile(99), l.Clear.Percentile(99)))
+	}
+	t.row("index rebuild sealed vs clear", fmt.Sprintf("%d events", r.SealedRebuild.Events),
+		rate(r.SealedRebuild.Rate(), "events/s"), rate(r.ClearRebuild.Rate(), "events/s"),
+		"sealed_rebuild", r.SealedRebuild.Rate()/r.ClearRebuild.Rate())
 	return nil
 }
 

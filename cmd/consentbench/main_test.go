@@ -45,6 +45,7 @@ func TestQuickRunEndsWithOneRatioPerComparison(t *testing.T) {
 	// A quick run does not wait to measure memory at rest.
 	want = append(want, "catchup_vs_drain", "rebuild_vs_pebble_load", "memory_caught_up_vs_bare_server")
 	want = append(want, authRatios...)
+	want = append(want, sealedRatios...)
 
 	checkRatios(t, text, want)
 	assert.Contains(t, text, "\ngroup commit: ", "the group commit note")
@@ -65,6 +66,25 @@ func TestQuickRunOfTheAuthComparison(t *testing.T) {
 	require.NoError(t, run(t.Context(), args, &out))
 	checkRatios(t, out.String(), authRatios)
 	assert.NotContains(t, out.String(), "grant_group_vs_alone")
+}
+
+// sealedRatios are the "name ratio" lines of the sealed comparison.
+var sealedRatios = []string{
+	"sealed_grant_new_throughput", "sealed_grant_new_p50", "sealed_grant_new_p99",
+	"sealed_grant_known_throughput", "sealed_grant_known_p50", "sealed_grant_known_p99",
+	"sealed_check_1_throughput", "sealed_check_1_p50", "sealed_check_1_p99",
+	"sealed_check_32_throughput", "sealed_check_32_p50", "sealed_check_32_p99",
+	"sealed_rebuild",
+}
+
+// The cost of encryption alone gives its rows, each with a positive
+// ratio.
+func TestQuickRunOfTheSealedComparison(t *testing.T) {
+	var out bytes.Buffer
+	args := []string{"-quick", "-compare", "sealed", "-dir", t.TempDir(), "-grants", "256", "-lookups", "400"}
+	require.NoError(t, run(t.Context(), args, &out))
+	checkRatios(t, out.String(), sealedRatios)
+	assert.NotContains(t, out.String(), "auth_grant_throughput")
 }
 
 func TestCompareNamesKnownComparisons(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/internal/auth"
+	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -70,12 +71,12 @@ func Auth(ctx context.Context, cfg AuthConfig) (AuthResult, error) {
 	if rounds <= 0 {
 		rounds = 8
 	}
-	plain, err := startStack(ctx, cfg, false)
+	plain, err := startStack(ctx, stackConfig{Dir: cfg.Dir, Consents: cfg.Consents})
 	if err != nil {
 		return res, fmt.Errorf("stack without authentication: %w", err)
 	}
 	defer plain.close()
-	secure, err := startStack(ctx, cfg, true)
+	secure, err := startStack(ctx, stackConfig{Dir: cfg.Dir, Consents: cfg.Consents, Auth: true})
 	if err != nil {
 		return res, fmt.Errorf("stack with authentication: %w", err)
 	}
@@ -187,7 +188,9 @@ const (
 // stack is one server with the consent service and a client.
 type stack struct {
 	name   string
+	dir    string // the stack's own directory, which close removes
 	s      *Server
+	js     jetstream.JetStream // in-process, as the ledger's
 	client *ledger.Client
 	// Authenticated stack only: connections for the bare echo, a user
 	// of the service account's and an admin of acme's.
@@ -201,9 +204,21 @@ func (st *stack) close() {
 	}
 }
 
-// startStack starts one stack, with or without authentication, with
-// cfg.Consents granted consents in its index.
-func startStack(ctx context.Context, cfg AuthConfig, withAuth bool) (st *stack, err error) {
+// stackConfig says what startStack starts.
+type stackConfig struct {
+	Dir      string // parent of the stack's directory
+	Consents int    // granted consents of tenant acme filled in clear (FillStream)
+	Auth     bool   // operator mode, as consentd by default
+	// Keys: the ledger seals personal fields under data keys in a key
+	// store under a KEK generated in the stack's directory, as consentd
+	// --kek-file.
+	Keys bool
+}
+
+// startStack starts one stack as cfg says, with cfg.Consents granted
+// consents in its index.
+func startStack(ctx context.Context, cfg stackConfig) (st *stack, err error) {
+	withAuth := cfg.Auth
 	st = &stack{name: "without authentication"}
 	if withAuth {
 		st.name = "with authentication"
@@ -218,6 +233,7 @@ func startStack(ctx context.Context, cfg AuthConfig, withAuth bool) (st *stack, 
 		return nil, err
 	}
 	st.stops = append(st.stops, func() { _ = os.RemoveAll(dir) })
+	st.dir = dir
 	opts := serverOptions(filepath.Join(dir, "store"), true)
 	var a *auth.Authority
 	var svcOpts []nats.Option
@@ -246,6 +262,7 @@ func startStack(ctx context.Context, cfg AuthConfig, withAuth bool) (st *stack, 
 	if err != nil {
 		return nil, err
 	}
+	st.js = js
 	if err := FillStream(ctx, js, cfg.Consents); err != nil {
 		return nil, err
 	}
@@ -260,7 +277,17 @@ func startStack(ctx context.Context, cfg AuthConfig, withAuth bool) (st *stack, 
 	st.stops = append(st.stops, stopIndex)
 	// As consentd by default: group commit, on a server that fsyncs
 	// every write.
-	l := ledger.New(js, stream, ledger.Options{GroupCommit: &ledger.GroupCommit{}, Tips: idx})
+	lopts := ledger.Options{GroupCommit: &ledger.GroupCommit{}, Tips: idx}
+	if cfg.Keys {
+		kek, err := keystore.GenerateKEK(filepath.Join(dir, "kek"))
+		if err != nil {
+			return nil, err
+		}
+		if lopts.Keys, err = keystore.Open(ctx, js, keystore.Config{KEK: kek}); err != nil {
+			return nil, err
+		}
+	}
+	l := ledger.New(js, stream, lopts)
 	svcCfg := ledger.ServiceConfig{Logger: slog.New(slog.DiscardHandler)}
 	if withAuth {
 		svcCfg.Authorize = authorizer(a)
