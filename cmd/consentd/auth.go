@@ -8,9 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/consentledger/consent/internal/auth"
-	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // AdminCredsFile is the name, in the data directory, of the credentials
@@ -145,37 +143,3 @@ func privateFile(flagName, path string) error {
 	return nil
 }
 
-// KEKFile is the name, in the data directory, of the key-encryption key
-// the embedded server's consentd uses without --kek-file.
-const KEKFile = "kek"
-
-// openKeys opens the key store of the persons' data keys in the stream's
-// account, under the KEK of --kek-file (with the embedded server, by
-// default DATA-DIR/kek), made there (mode 0600) when the file does not
-// exist. It returns nil with --nats-url and without --kek-file: events are
-// then written with personal fields in the clear (schema version 1).
-func (m *Main) openKeys(ctx context.Context, js jetstream.JetStream) (*keystore.Store, error) {
-	path := m.Config.KEKFile
-	if path == "" && m.Config.Embedded() {
-		path = filepath.Join(absDir(m.Config.DataDir), KEKFile)
-	}
-	if path == "" {
-		m.log.Warn("no --kek-file: events are written with personal data in the clear, and erasing a person cannot make it unreadable")
-		return nil, nil
-	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if _, err := keystore.GenerateKEK(path); err != nil {
-			return nil, fmt.Errorf("--kek-file: %w", err)
-		}
-		m.log.Info("made the key-encryption key; keep a copy apart from the data directory, or every encrypted personal field is lost with it", "file", path)
-	}
-	kek, err := keystore.LoadKEK(path)
-	if err != nil {
-		return nil, fmt.Errorf("--kek-file: %w", err)
-	}
-	store, err := keystore.Open(ctx, js, keystore.Config{KEK: kek, Replicas: m.replicas})
-	if err != nil {
-		return nil, fmt.Errorf("key store: %w", err)
-	}
-	return store, nil
-}
