@@ -142,4 +142,3 @@ func privateFile(flagName, path string) error {
 	}
 	return nil
 }
-
