@@ -228,6 +228,10 @@ func TestComposeConsentdFlagsAndVariablesExist(t *testing.T) {
 			volume, rel := inVolume(t, s, argOrEnv(s, "auth-dir"))
 			assert.Equal(t, authVolume, volume, "--auth-dir is on the volume of %s", initName)
 			assert.Equal(t, authRel, rel, "--auth-dir is the --auth-dir of %s", initName)
+			// Every instance seals with the same KEK: the file on the shared volume.
+			volume, rel = inVolume(t, s, argOrEnv(s, "kek-file"))
+			assert.Equal(t, authVolume, volume, "--kek-file is on the volume of %s", initName)
+			assert.Equal(t, "kek", rel, "--kek-file is the shared one")
 			volume, rel = inVolume(t, s, argOrEnv(s, "nats-creds"))
 			assert.Equal(t, authVolume, volume, "--nats-creds is on the volume of %s", initName)
 			assert.Equal(t, filepath.Join(outRel, "consentd.creds"), rel, "--nats-creds is the consentd.creds of %s", initName)

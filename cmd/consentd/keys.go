@@ -30,10 +30,15 @@ func (m *Main) openKeys(ctx context.Context, js jetstream.JetStream) (*keystore.
 		return nil, nil
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if _, err := keystore.GenerateKEK(path); err != nil {
+		// Instances sharing the file may race to make it: one does, the
+		// others load it.
+		_, err := keystore.GenerateKEK(path)
+		switch {
+		case err == nil:
+			m.log.Info("made the key-encryption key; keep a copy apart from the data directory, or every encrypted personal field is lost with it", "file", path)
+		case !errors.Is(err, keystore.ErrKEKExists):
 			return nil, fmt.Errorf("--kek-file: %w", err)
 		}
-		m.log.Info("made the key-encryption key; keep a copy apart from the data directory, or every encrypted personal field is lost with it", "file", path)
 	}
 	kek, err := keystore.LoadKEK(path)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // KEKSize is the size of a key-encryption key: AES-256.
@@ -51,10 +52,16 @@ func NewKEK(key []byte) (*KEK, error) {
 // key and tells KEKs apart during a rotation.
 func (k *KEK) ID() string { return k.id }
 
+// ErrKEKExists is matched by the error GenerateKEK returns when path
+// exists: a KEK that is replaced loses every key wrapped under it.
+var ErrKEKExists = errors.New("KEK file exists; a new KEK goes to a new file")
+
 // GenerateKEK writes a new random KEK to path, mode 0600, and returns it.
 // The file is PEM: a block of type "CONSENT LEDGER KEK" holding the 32 key
-// bytes. It refuses to overwrite an existing file (a KEK that is replaced
-// loses every key wrapped under it).
+// bytes. It is written whole beside path and then linked into place, so
+// that whoever sees path sees the whole KEK, and two processes racing to
+// make it get one KEK: it refuses to overwrite an existing file, with an
+// error matching ErrKEKExists.
 func GenerateKEK(path string) (*KEK, error) {
 	key := make([]byte, KEKSize)
 	if _, err := rand.Read(key); err != nil {
@@ -65,25 +72,32 @@ func GenerateKEK(path string) (*KEK, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("keystore: %s: %w", path, ErrKEKExists)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("keystore: KEK file %s exists; a new KEK goes to a new file", path)
-		}
 		return nil, fmt.Errorf("keystore: KEK file: %w", err)
 	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
 	data := pem.EncodeToMemory(&pem.Block{Type: kekPEMType, Bytes: key})
 	defer clear(data)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return nil, fmt.Errorf("keystore: write KEK file %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("keystore: write KEK file %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("keystore: write KEK file %s: %w", path, err)
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("keystore: %s: %w", path, ErrKEKExists)
+		}
+		return nil, fmt.Errorf("keystore: KEK file: %w", err)
 	}
 	return kek, nil
 }

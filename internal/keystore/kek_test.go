@@ -4,6 +4,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -47,7 +48,8 @@ func TestGenerateKEKRefusesExistingFile(t *testing.T) {
 	first, err := GenerateKEK(path)
 	require.NoError(t, err)
 	_, err = GenerateKEK(path)
-	assert.ErrorContains(t, err, path+" exists")
+	require.ErrorIs(t, err, ErrKEKExists)
+	assert.ErrorContains(t, err, path+": KEK file exists")
 	loaded, err := LoadKEK(path)
 	require.NoError(t, err)
 	assert.Equal(t, first.ID(), loaded.ID(), "the first KEK is kept")
@@ -115,4 +117,39 @@ func TestLoadKEKUnreadable(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), path)
 	assert.Contains(t, err.Error(), "permission denied")
+}
+
+// Processes racing to make one KEK file get one KEK, and nobody ever sees
+// a file partly written.
+func TestGenerateKEKRaceMakesOneKEK(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kek.pem")
+	var wg sync.WaitGroup
+	made := make(chan *KEK, 8)
+	for range 8 {
+		wg.Go(func() {
+			kek, err := GenerateKEK(path)
+			if err != nil {
+				assert.ErrorIs(t, err, ErrKEKExists)
+				loaded, err := LoadKEK(path)
+				if assert.NoError(t, err, "the file is whole once it is there") {
+					made <- loaded
+				}
+				return
+			}
+			made <- kek
+		})
+	}
+	wg.Wait()
+	close(made)
+	var ids []string
+	for kek := range made {
+		ids = append(ids, kek.ID())
+	}
+	require.Len(t, ids, 8)
+	for _, id := range ids {
+		assert.Equal(t, ids[0], id)
+	}
+	entries, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no temporary file is left")
 }
