@@ -132,19 +132,11 @@ func (l *Ledger) personSubjects(ctx context.Context, tenant, token string) ([]st
 // eraseConsent appends consent.erased to the consent on subject, chained
 // to its last good event and conditional on its last message.
 func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase) (Reply, error) {
-	unlock, err := l.locks.lock(ctx, subject)
+	f, unlock, err := l.lockAndFold(ctx, subject)
 	if err != nil {
 		return Reply{}, err
 	}
 	defer unlock()
-	msgs, err := l.readSubject(ctx, subject)
-	if err != nil {
-		return Reply{}, err
-	}
-	f, err := foldStored(msgs)
-	if err != nil {
-		return Reply{}, err
-	}
 	now := l.now().UTC()
 	ev, err := events.DecideErase(f.cur, x, now)
 	if err != nil {

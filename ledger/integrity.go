@@ -145,6 +145,25 @@ func (f *storedFold) step(m *jetstream.RawStreamMsg) (*events.Event, *RecordViol
 	return ev, nil, nil
 }
 
+// lockAndFold takes the lock of one consent subject and folds its history
+// from the stream (foldStored); the caller calls unlock when done (it is
+// nil on error, when nothing is held).
+func (l *Ledger) lockAndFold(ctx context.Context, subject string) (storedFold, func(), error) {
+	unlock, err := l.locks.lock(ctx, subject)
+	if err != nil {
+		return storedFold{}, nil, err
+	}
+	msgs, err := l.readSubject(ctx, subject)
+	if err == nil {
+		var f storedFold
+		if f, err = foldStored(msgs); err == nil {
+			return f, unlock, nil
+		}
+	}
+	unlock()
+	return storedFold{}, nil, err
+}
+
 // readSubject reads every message of one consent subject, oldest first.
 func (l *Ledger) readSubject(ctx context.Context, subject string) ([]*jetstream.RawStreamMsg, error) {
 	var all []*jetstream.RawStreamMsg
@@ -198,19 +217,11 @@ func (l *Ledger) Quarantine(ctx context.Context, q events.Quarantine) (Reply, er
 	if q.Tenant != "" && q.Tenant != tenant {
 		return Reply{}, &events.FieldError{Field: "tenant", Problem: fmt.Sprintf("seq %d belongs to tenant %s", q.Seq, tenant)}
 	}
-	unlock, err := l.locks.lock(ctx, subject)
+	f, unlock, err := l.lockAndFold(ctx, subject)
 	if err != nil {
 		return Reply{}, err
 	}
 	defer unlock()
-	msgs, err := l.readSubject(ctx, subject)
-	if err != nil {
-		return Reply{}, err
-	}
-	f, err := foldStored(msgs)
-	if err != nil {
-		return Reply{}, err
-	}
 	at, found := slices.BinarySearch(f.taints, q.Seq)
 	if !found {
 		return Reply{}, &events.FieldError{Field: "seq", Problem: fmt.Sprintf("the message at seq %d is not an integrity violation of its consent that awaits quarantine (it passed every check, or is quarantined already)", q.Seq)}
