@@ -44,14 +44,13 @@ type AuditOpenReply struct {
 // caller's account read it.
 func (f *Feed) auditOpen(ctx context.Context, token string, q *AuditOpenRequest) (*AuditOpenReply, error) {
 	tenant := q.Tenant
-	scoped := token != "" && token != AllTenantsToken
-	if q.Every && (scoped || tenant != "" || q.Purpose != "") {
-		if scoped {
+	if q.Every && (scoped(token) || tenant != "" || q.Purpose != "") {
+		if scoped(token) {
 			return nil, &Error{Code: 403, Description: fmt.Sprintf("forbidden: every message of the stream holds every tenant's events; your credentials are for tenant %q only", token)}
 		}
 		return nil, &events.FieldError{Field: "every", Problem: "excludes tenant and purpose"}
 	}
-	if scoped {
+	if scoped(token) {
 		t, err := feedTenant(token, q.Tenant)
 		if err != nil {
 			return nil, err

@@ -50,17 +50,38 @@ func (r *callerRequest) Subject() string { return r.subject }
 func (s *Service) authorized(name string, h micro.HandlerFunc) micro.HandlerFunc {
 	subject := "consent.v1." + name
 	return func(req micro.Request) {
-		token := subjectToken(req.Subject())
-		caller, err := s.cfg.Authorize(name, token, req.Headers().Get(HeaderRequestInfo))
-		if err == nil && caller.Tenant != token {
-			err = fmt.Errorf("the caller's tenant %q is not the request's %q", caller.Tenant, token)
-		}
+		caller, err := identify(s.cfg.Authorize, name, subjectToken(req.Subject()), req.Headers().Get(HeaderRequestInfo))
 		if err != nil {
-			s.respond(req, nil, &Error{Code: 403, Description: "forbidden: " + err.Error()})
+			s.respond(req, nil, err)
 			return
 		}
 		h(&callerRequest{Request: req, subject: subject, caller: caller})
 	}
+}
+
+// identify asks authorize who sent a request to endpoint under the tenant
+// token token, with Nats-Request-Info info: the caller, or a 403 saying
+// why not (a refusal, or a caller of another tenant than the token's).
+func identify(authorize Authorize, endpoint, token, info string) (Caller, error) {
+	caller, err := authorize(endpoint, token, info)
+	if err == nil && caller.Tenant != token {
+		err = fmt.Errorf("the caller's tenant %q is not the request's %q", caller.Tenant, token)
+	}
+	if err != nil {
+		return Caller{}, &Error{Code: 403, Description: "forbidden: " + err.Error()}
+	}
+	return caller, nil
+}
+
+// scoped reports whether the tenant token token is one tenant's (a
+// caller of every tenant, or of a Service without Authorize, has "" or
+// AllTenantsToken).
+func scoped(token string) bool { return token != "" && token != AllTenantsToken }
+
+// forbiddenTenant is the 403 for a caller of the tenant token that names
+// another tenant, asked.
+func forbiddenTenant(asked, token string) *Error {
+	return &Error{Code: 403, Description: fmt.Sprintf("forbidden: tenant %q: your credentials are for tenant %q only", asked, token)}
 }
 
 // subjectToken returns the tenant token of consent.v1.<token>.<endpoint>.
@@ -95,11 +116,11 @@ func callerOf(req micro.Request) Caller {
 // decision, or returns a 403 naming the field.
 func scope(req micro.Request, tenant *string) error {
 	token := callerOf(req).Tenant
-	if token == "" || token == AllTenantsToken {
+	if !scoped(token) {
 		return nil
 	}
 	if *tenant != "" && *tenant != token {
-		return &Error{Code: 403, Description: fmt.Sprintf("forbidden: tenant %q: your credentials are for tenant %q only", *tenant, token)}
+		return forbiddenTenant(*tenant, token)
 	}
 	*tenant = token
 	return nil

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/consentledger/consent/events"
@@ -140,7 +141,7 @@ type Feed struct {
 	js   jetstream.JetStream
 	cfg  FeedConfig
 	subs []*nats.Subscription
-	keys feedKeys
+	keys atomic.Pointer[Keys] // set by UseKeys, for feed.personal
 }
 
 // ServeFeed subscribes the feed endpoints on js's connection (a
@@ -200,12 +201,7 @@ func (f *Feed) handle(m *nats.Msg) {
 	var err error
 	token, endpoint := feedSubject(m.Subject)
 	if f.cfg.Identify != nil {
-		if c, idErr := f.cfg.Identify(endpoint, token, m.Header.Get(HeaderRequestInfo)); idErr != nil || c.Tenant != token {
-			if idErr == nil {
-				idErr = fmt.Errorf("the caller's tenant %q is not the request's %q", c.Tenant, token)
-			}
-			err = &Error{Code: 403, Description: "forbidden: " + idErr.Error()}
-		}
+		_, err = identify(f.cfg.Identify, endpoint, token, m.Header.Get(HeaderRequestInfo))
 	}
 	switch {
 	case err != nil:
@@ -269,7 +265,7 @@ const AllTenantsToken = "_all"
 // feedTenant decides the tenant of a request: the subject's token when
 // there is one (a tenant may name only itself), else the body's.
 func feedTenant(token, tenant string) (string, error) {
-	if token == "" || token == AllTenantsToken {
+	if !scoped(token) {
 		if tenant == "*" {
 			return "*", nil
 		}
@@ -277,7 +273,7 @@ func feedTenant(token, tenant string) (string, error) {
 		return t, events.ValidateName("tenant", t)
 	}
 	if tenant != "" && tenant != token {
-		return "", &Error{Code: 403, Description: fmt.Sprintf("forbidden: tenant %q: your credentials are for tenant %q only", tenant, token)}
+		return "", forbiddenTenant(tenant, token)
 	}
 	return token, events.ValidateName("tenant", token)
 }

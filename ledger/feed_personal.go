@@ -3,9 +3,7 @@ package ledger
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/consentledger/consent/events"
 )
@@ -44,12 +42,9 @@ type FeedPersonalReply struct {
 	Personal []FeedPersonal `json:"personal"`
 }
 
-// feedKeys holds the Keys the feed opens events with, set once consentd
-// has opened its key store (after the stream is found).
-type feedKeys struct{ keys atomic.Pointer[Keys] }
-
-// UseKeys gives the feed the keys to answer feed.personal with.
-func (f *Feed) UseKeys(k Keys) { f.keys.keys.Store(&k) }
+// UseKeys gives the feed the keys to answer feed.personal with (consentd
+// opens its key store once the stream is found, after the feed starts).
+func (f *Feed) UseKeys(k Keys) { f.keys.Store(&k) }
 
 // personal answers feed.personal for a caller of the tenant token token
 // ("" or AllTenantsToken: every tenant).
@@ -57,7 +52,7 @@ func (f *Feed) personal(ctx context.Context, token string, q *FeedPersonalReques
 	if len(q.Seqs) == 0 || len(q.Seqs) > MaxFeedPersonal {
 		return nil, &events.FieldError{Field: "seqs", Problem: fmt.Sprintf("must name 1 to %d sequences", MaxFeedPersonal)}
 	}
-	kp := f.keys.keys.Load()
+	kp := f.keys.Load()
 	if kp == nil {
 		return nil, &Error{Code: 503, Description: "personal fields are not sealed here: consentd runs without --kek-file"}
 	}
@@ -76,7 +71,7 @@ func (f *Feed) personal(ctx context.Context, token string, q *FeedPersonalReques
 		if !ok {
 			return nil, &events.FieldError{Field: "seqs", Problem: fmt.Sprintf("seq %d is not a consent event", seq)}
 		}
-		if token != "" && token != AllTenantsToken && tenant != token {
+		if scoped(token) && tenant != token {
 			return nil, &Error{Code: 403, Description: fmt.Sprintf("forbidden: seq %d is an event of tenant %q; your credentials are for tenant %q only", seq, tenant, token)}
 		}
 		ev, err := decodeStored(m)
@@ -84,21 +79,12 @@ func (f *Feed) personal(ctx context.Context, token string, q *FeedPersonalReques
 			return nil, err
 		}
 		p := FeedPersonal{Seq: seq}
-		if ev.IsSealed() {
-			key, err := keys.KeyByID(ctx, ev.KeyID)
-			switch {
-			case errors.Is(err, ErrKeyDestroyed):
-				p.Erased = true
-				out.Personal = append(out.Personal, p)
-				continue
-			case err != nil:
-				return nil, fmt.Errorf("data key of seq %d: %w", seq, err)
-			}
-			if err := ev.Open(events.DataKey{ID: ev.KeyID, Key: key}); err != nil {
-				return nil, fmt.Errorf("open seq %d: %w", seq, err)
-			}
+		if p.Erased, err = openSealed(ctx, keys, ev); err != nil {
+			return nil, fmt.Errorf("seq %d: %w", seq, err)
 		}
-		p.Subject, p.Actor, p.Evidence, p.Reason = ev.SubjectID, ev.Actor, ev.Evidence, ev.Reason
+		if !p.Erased {
+			p.Subject, p.Actor, p.Evidence, p.Reason = ev.SubjectID, ev.Actor, ev.Evidence, ev.Reason
+		}
 		out.Personal = append(out.Personal, p)
 	}
 	return out, nil

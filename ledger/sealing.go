@@ -40,15 +40,26 @@ var ErrKeyDestroyed = events.ErrKeyErased
 // when the ledger has Keys; an event whose key was destroyed stays sealed
 // (the person was erased). Other errors are returned.
 func (l *Ledger) open(ctx context.Context, ev *events.Event) error {
-	if l.keys == nil || !ev.IsSealed() {
+	if l.keys == nil {
 		return nil
 	}
-	key, err := l.keys.KeyByID(ctx, ev.KeyID)
+	_, err := openSealed(ctx, l.keys, ev)
+	return err
+}
+
+// openSealed fills in the personal fields of ev, when it is sealed, with
+// its data key from keys. erased says the key was destroyed (ev stays
+// sealed); other errors are returned.
+func openSealed(ctx context.Context, keys Keys, ev *events.Event) (erased bool, err error) {
+	if !ev.IsSealed() {
+		return false, nil
+	}
+	key, err := keys.KeyByID(ctx, ev.KeyID)
 	if errors.Is(err, ErrKeyDestroyed) {
-		return nil
+		return true, nil
 	}
 	if err != nil {
-		return fmt.Errorf("data key %s: %w", ev.KeyID, err)
+		return false, fmt.Errorf("data key %s: %w", ev.KeyID, err)
 	}
-	return ev.Open(events.DataKey{ID: ev.KeyID, Key: key})
+	return false, ev.Open(events.DataKey{ID: ev.KeyID, Key: key})
 }

@@ -65,7 +65,7 @@ func (s *Service) handleIndexDigest(req micro.Request) {
 	if s.tooLarge(req) {
 		return
 	}
-	if t := callerOf(req).Tenant; t != "" && t != AllTenantsToken {
+	if t := callerOf(req).Tenant; scoped(t) {
 		// The digest covers every tenant's consents.
 		s.respond(req, nil, &Error{Code: 403, Description: fmt.Sprintf("forbidden: the index digest covers every tenant; your credentials are for tenant %q only", t)})
 		return

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/consentledger/consent/events"
@@ -86,8 +85,8 @@ func (s *Service) handleUser(named, add bool) micro.HandlerFunc {
 		if err == nil && q.Tenant != "*" {
 			err = scope(req, &q.Tenant)
 			q.Tenant = events.OrDefaultTenant(q.Tenant)
-		} else if err == nil && callerOf(req).Tenant != "" && callerOf(req).Tenant != AllTenantsToken {
-			err = &Error{Code: 403, Description: fmt.Sprintf("forbidden: tenant \"*\": your credentials are for tenant %q only", callerOf(req).Tenant)}
+		} else if token := callerOf(req).Tenant; err == nil && scoped(token) {
+			err = forbiddenTenant("*", token)
 		}
 		if err == nil {
 			err = q.validate(named, add)
