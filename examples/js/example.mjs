@@ -113,7 +113,8 @@ while (!done) {
 }
 
 function act(seq, ev, opened) {
-  const id = ev.sealed ? opened?.subject : ev.subject;
+  // A sealed event's id comes from feed.personal; a v1 event carries it.
+  const id = ev.sealed ? `${opened?.subject} (id from feed.personal)` : ev.subject;
   const state = stateAfter(ev);
   if (ev.type === "consent.erased" || opened?.erased) {
     // No id in the event: match what you keep by tenant, purpose and subject_key.
