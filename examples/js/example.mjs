@@ -16,6 +16,7 @@
 
 import { randomUUID } from "node:crypto";
 import { ConsentClient, ConsentError, connectConsent, stateAfter } from "./consent.mjs";
+import { eventHash } from "./hash.mjs";
 
 const env = process.env;
 const servers = env.NATS_URL || "nats://127.0.0.1:4222";
@@ -85,6 +86,7 @@ console.log(`revoked at seq ${revoked.seq}`);
 // after the revocation above.
 const deadline = Date.now() + Number(env.CONSENT_FEED_TIMEOUT_MS || 30000);
 let done = false;
+let verified = 0;
 while (!done) {
   if (Date.now() > deadline) throw new Error(`feed: the revocation at seq ${revoked.seq} did not arrive in time`);
   const batch = [];
@@ -95,8 +97,13 @@ while (!done) {
   // feed also delivers the purpose registry (consent.purposes.…).
   const changes = [];
   for (const m of batch) {
-    if (m.subject.startsWith("consent.events.")) changes.push({ m, ev: m.json() });
-    else if (m.subject.startsWith("consent.purposes.")) console.log(`feed: purpose record at seq ${m.seq}: policy version ${m.json().policy_version}`);
+    // Every event and purpose record carries its hash (docs/hashing.md):
+    // one that does not verify was not written by the ledger.
+    const body = m.json();
+    if (eventHash(body) !== body.hash) throw new Error(`feed: seq ${m.seq}: the hash does not verify`);
+    verified++;
+    if (m.subject.startsWith("consent.events.")) changes.push({ m, ev: body });
+    else if (m.subject.startsWith("consent.purposes.")) console.log(`feed: purpose record at seq ${m.seq}: policy version ${body.policy_version}`);
   }
 
   // Sealed events (schema v2) carry no person's id: ask feed.personal for
@@ -130,6 +137,7 @@ function act(seq, ev, opened) {
   }
 }
 
+console.log(`feed: ${verified} hashes verified`);
 await fc.drain();
 if (fc !== nc) await nc.drain();
 console.log("done");

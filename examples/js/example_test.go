@@ -177,6 +177,7 @@ func TestJavaScriptExample(t *testing.T) {
 	assert.Contains(t, output, "check: allowed=true state=granted seq="+strconv.FormatUint(granted, 10)+"\n")
 	revoked := seqOf(t, output, `revoked at seq (\d+)\n`)
 	assert.Contains(t, output, "feed: seq "+strconv.FormatUint(revoked, 10)+" consent.revoked: stop mailing "+person+" (id from feed.personal)\n")
+	assert.Contains(t, output, "feed: 3 hashes verified\n")
 	assert.True(t, strings.HasSuffix(output, "done\n"), "the example ends after the revocation")
 
 	// What the example did is what the ledger holds.
@@ -199,4 +200,13 @@ func seqOf(t *testing.T, output, pattern string) uint64 {
 	seq, err := strconv.ParseUint(m[1], 10, 64)
 	require.NoError(t, err)
 	return seq
+}
+
+// TestJavaScriptHashVectors checks hash.mjs, the JavaScript hash of
+// docs/hashing.md, against docs/hashing-vectors.json.
+func TestJavaScriptHashVectors(t *testing.T) {
+	node := requireNode(t)
+	out, err := exec.Command(node, "verify-vectors.mjs", filepath.Join("..", "..", "docs", "hashing-vectors.json")).CombinedOutput()
+	require.NoError(t, err, "node verify-vectors.mjs: %s", out)
+	assert.Regexp(t, `^\d+ vectors checked, 0 failed\n$`, string(out))
 }
