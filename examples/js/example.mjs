@@ -113,27 +113,35 @@ while (!done) {
 
   for (const m of batch) {
     const change = changes.find((x) => x.m === m);
-    if (change) act(m.seq, change.ev, personal.get(m.seq));
+    if (change) await act(m.seq, change.ev, personal.get(m.seq));
     await m.ackAck(); // confirmed: once it returns, this change is not delivered again
     if (m.seq === revoked.seq) done = true;
   }
 }
 
-function act(seq, ev, opened) {
-  // A sealed event's id comes from feed.personal; a v1 event carries it.
-  const id = ev.sealed ? `${opened?.subject} (id from feed.personal)` : ev.subject;
-  const state = stateAfter(ev);
+// act decides from the event alone when it can: any state but granted is
+// never allowed. Whether a grant allows mailing also depends on its expiry
+// and on the purpose's policy version now: the service's status with
+// min_seq (the change's seq) says, so no client re-implements that rule.
+async function act(seq, ev, opened) {
   if (ev.type === "consent.erased" || opened?.erased) {
-    // No id in the event: match what you keep by tenant, purpose and subject_key.
-    console.log(`feed: seq ${seq} ${ev.type}: forget subject_key ${ev.subject_key} of ${ev.tenant}`);
+    // No id: match what you keep by tenant, purpose and subject_key.
+    console.log(`feed: seq ${seq} ${ev.type}: forget subject_key ${ev.subject_key} of tenant ${ev.tenant}`);
+    return;
+  }
+  // A sealed event's id comes from feed.personal; a v1 event carries it.
+  const id = ev.sealed ? opened.subject : ev.subject;
+  const from = ev.sealed ? " (id from feed.personal)" : "";
+  const state = stateAfter(ev);
+  if (state === undefined) throw new Error(`feed: seq ${seq}: unknown event type ${ev.type}: upgrade this client`);
+  if (state === "revoked" || state === "denied" || state === "expired") {
+    console.log(`feed: seq ${seq} ${ev.type}: stop mailing ${id}${from}`);
   } else if (state === "granted") {
-    // Whether a grant allows mailing also depends on the purpose's policy
-    // version: confirm with a status lookup (app.status({subject: id, purpose, min_seq: seq})).
-    console.log(`feed: seq ${seq} ${ev.type}: ${id} granted ${purpose}`);
-  } else if (state === "revoked" || state === "denied" || state === "expired") {
-    console.log(`feed: seq ${seq} ${ev.type}: stop mailing ${id}`);
+    const now = await mailer.status({ subject: id, purpose: ev.purpose, min_seq: seq });
+    const verdict = now.allowed ? "may mail" : `not mailing (now ${now.state}${now.outdated ? ", outdated" : ""})`;
+    console.log(`feed: seq ${seq} ${ev.type}: ${verdict} ${id}${from}`);
   } else {
-    console.log(`feed: seq ${seq} ${ev.type}: ${id} is ${state}, not allowed`);
+    console.log(`feed: seq ${seq} ${ev.type}: ${id}${from} is ${state}, not allowed`);
   }
 }
 

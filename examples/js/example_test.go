@@ -131,7 +131,8 @@ func addUser(t *testing.T, admin *ledger.Client, dir, name, role, tenant string)
 // tenant acme: its check is refused (403 with the status) then allowed, its
 // grant with a stale expected_seq gets 409 and the one with the status's
 // seq lands, and its durable feed sees the revocation it made, with the
-// person's id opened through feed.personal.
+// person's id opened through feed.personal, and judges the grant before it
+// by a status lookup.
 func TestJavaScriptExample(t *testing.T) {
 	node := requireNode(t)
 	url, dataDir := startConsentd(t)
@@ -176,6 +177,8 @@ func TestJavaScriptExample(t *testing.T) {
 	granted := seqOf(t, output, `granted at seq (\d+) with expected_seq `+strconv.FormatUint(requested, 10)+`\n`)
 	assert.Contains(t, output, "check: allowed=true state=granted seq="+strconv.FormatUint(granted, 10)+"\n")
 	revoked := seqOf(t, output, `revoked at seq (\d+)\n`)
+	// The grant is judged by a status lookup with min_seq, made after the revocation.
+	assert.Contains(t, output, "feed: seq "+strconv.FormatUint(granted, 10)+" consent.granted: not mailing (now revoked) "+person+" (id from feed.personal)\n")
 	assert.Contains(t, output, "feed: seq "+strconv.FormatUint(revoked, 10)+" consent.revoked: stop mailing "+person+" (id from feed.personal)\n")
 	assert.Contains(t, output, "feed: 3 hashes verified\n")
 	assert.True(t, strings.HasSuffix(output, "done\n"), "the example ends after the revocation")
