@@ -154,7 +154,12 @@ func TestJavaScriptExample(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "example.mjs")
-	cmd.Env = append(os.Environ(),
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CONSENT_") && !strings.HasPrefix(kv, "NATS_") { // the example's own settings
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env,
 		"NATS_URL="+url,
 		"CONSENT_CREDS="+writerCreds,
 		"CONSENT_FEED_CREDS="+mailerCreds,
