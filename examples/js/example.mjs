@@ -47,6 +47,17 @@ const q = { subject, purpose };
 let c = await app.check(q);
 console.log(`check: allowed=${c.allowed} state=${c.status.state} (${c.reason})`);
 
+// Another 403: forbidden, the credentials do not allow the request (here:
+// another tenant than the credentials'). No body; not a consent answer.
+if (!tenant) {
+  try {
+    await app.status({ ...q, tenant: "globex" });
+  } catch (err) {
+    if (!(err instanceof ConsentError) || err.code !== 403 || err.consentRequired) throw err;
+    console.log(`status in tenant globex: ${err.description} (${err.code})`);
+  }
+}
+
 // 2. Ask, then grant with expected_seq: the grant lands only if the
 // consent's last event is still the one we read. A grant decided on a stale
 // read (here: the seq read before the request) gets 409; read again, decide

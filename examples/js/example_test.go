@@ -128,7 +128,8 @@ func addUser(t *testing.T, admin *ledger.Client, dir, name, role, tenant string)
 }
 
 // TestJavaScriptExample runs example.mjs as a writer and a subscriber of
-// tenant acme: its check is refused (403 with the status) then allowed, its
+// tenant acme: its check is refused (403 with the status) then allowed, a
+// lookup in another tenant is 403 forbidden (told apart from the first), its
 // grant with a stale expected_seq gets 409 and the one with the status's
 // seq lands, and its durable feed sees the revocation it made, with the
 // person's id opened through feed.personal, and judges the grant before it
@@ -177,6 +178,7 @@ func TestJavaScriptExample(t *testing.T) {
 
 	assert.Contains(t, output, "feed: consumer feed~acme~mailer via consent.js.API, filters consent.events.acme.marketing_email.* consent.purposes.acme.marketing_email\n")
 	assert.Contains(t, output, "check: allowed=false state=none (consent required: none)\n")
+	assert.Contains(t, output, `status in tenant globex: forbidden: tenant "globex": your credentials are for tenant "acme" only (403)`+"\n")
 	requested := seqOf(t, output, `requested at seq (\d+)\n`)
 	assert.Regexp(t, `grant with expected_seq 0: conflict \(409\): expected_seq is 0 but the consent's last event is at seq `+strconv.FormatUint(requested, 10)+"\n", output)
 	granted := seqOf(t, output, `granted at seq (\d+) with expected_seq `+strconv.FormatUint(requested, 10)+`\n`)
