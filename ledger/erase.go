@@ -94,10 +94,15 @@ func (l *Ledger) Erase(ctx context.Context, q EraseRequest) (EraseReply, error) 
 	}
 	tenant := events.OrDefaultTenant(q.Tenant)
 	token := events.Key{Tenant: tenant, SubjectID: q.SubjectID}.Token()
-	return l.erasePerson(ctx, tenant, token, events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy})
+	out, err := l.erasePerson(ctx, tenant, token, events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy})
+	if err != nil {
+		return EraseReply{}, err
+	}
+	return out, nil
 }
 
 // erasePerson is Erase of the person with subject key token in tenant.
+// On error, the reply holds what was erased before it.
 func (l *Ledger) erasePerson(ctx context.Context, tenant, token string, x events.Erase) (EraseReply, error) {
 	subjects, err := l.personSubjects(ctx, tenant, token)
 	if err != nil {
@@ -112,7 +117,8 @@ func (l *Ledger) erasePerson(ctx context.Context, tenant, token string, x events
 // consent.erased is appended: an error from it stops the erasure. The
 // legal hold is checked at the start, after before and before the key is
 // destroyed; the key is kept (ErrContention) when the person has a consent
-// that was not in subjects by then.
+// that was not in subjects by then. On error, the reply holds what was
+// erased before it.
 func (l *Ledger) eraseSubjects(ctx context.Context, tenant, token string, subjects []string, x events.Erase, before func(subject string, f storedFold) error) (EraseReply, error) {
 	if err := l.holds.check(ctx, tenant, token); err != nil {
 		return EraseReply{}, err
@@ -133,28 +139,28 @@ func (l *Ledger) eraseSubjects(ctx context.Context, tenant, token string, subjec
 			_, purpose, _, _ := events.ParseConsentSubject(subject)
 			out.Already = append(out.Already, purpose)
 		case err != nil:
-			return EraseReply{}, err
+			return out, err
 		default:
 			out.Erased = append(out.Erased, r)
 		}
 	}
 	if l.keys != nil {
 		if err := l.holds.check(ctx, tenant, token); err != nil {
-			return EraseReply{}, err
+			return out, err
 		}
 		// A consent the person started meanwhile keeps the key: its
 		// events are sealed under it.
 		now, err := l.personSubjects(ctx, tenant, token)
 		if err != nil {
-			return EraseReply{}, err
+			return out, err
 		}
 		for _, s := range now {
 			if !slices.Contains(subjects, s) {
-				return EraseReply{}, fmt.Errorf("%w: a new consent of the person was recorded during the erasure; retry", ErrContention)
+				return out, fmt.Errorf("%w: a new consent of the person was recorded during the erasure; retry", ErrContention)
 			}
 		}
 		if out.KeyDestroyed, err = l.keys.Destroy(ctx, tenant, token); err != nil {
-			return EraseReply{}, fmt.Errorf("destroy the data key: %w", err)
+			return out, fmt.Errorf("destroy the data key: %w", err)
 		}
 	}
 	return out, nil

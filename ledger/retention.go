@@ -88,7 +88,7 @@ type RetainerOptions struct {
 // RetentionStats counts what a Retainer did since it was made.
 type RetentionStats struct {
 	Sweeps  uint64 // scans of the index
-	Erased  uint64 // persons this instance erased
+	Erased  uint64 // persons whose erasure this instance ran to its end (another may have run parts of it)
 	Held    uint64 // due persons skipped for a legal hold
 	Lost    uint64 // due persons another instance (or a new event) got to first
 	Failed  uint64 // erasures that failed otherwise; retried at the next sweep
@@ -145,7 +145,7 @@ type duePerson struct {
 // but time can change it: never, or not by the passing of time).
 func retentionVerdict(ctx context.Context, src RetentionSource, consents []events.Consent, now time.Time) (reason string, dueAt time.Time, err error) {
 	var last events.Consent
-	var lastRetention time.Duration
+	var lastRetention string
 	for _, c := range consents {
 		switch c.State {
 		case events.StateErased, events.StateNone, "":
@@ -163,7 +163,7 @@ func retentionVerdict(ctx context.Context, src RetentionSource, consents []event
 			return "", time.Time{}, nil // kept until an operator erases the person
 		}
 		if at := c.UpdatedAt.Add(retention); at.After(dueAt) {
-			dueAt, last, lastRetention = at, c, retention
+			dueAt, last, lastRetention = at, c, p.Retention
 		}
 	}
 	if dueAt.IsZero() || dueAt.After(now) {
@@ -243,13 +243,13 @@ func (r *Retainer) Sweep(ctx context.Context) (time.Time, error) {
 	var lastSeq uint64
 	for _, p := range due {
 		reply, err := r.ledger.eraseRetained(ctx, p)
+		s.Appends += uint64(len(reply.Erased)) // also those before an error
+		for _, e := range reply.Erased {
+			lastSeq = max(lastSeq, e.Seq)
+		}
 		switch {
 		case err == nil:
 			s.Erased++
-			s.Appends += uint64(len(reply.Erased))
-			for _, e := range reply.Erased {
-				lastSeq = max(lastSeq, e.Seq)
-			}
 		case errors.Is(err, ErrHeld):
 			s.Held++
 		case errors.Is(err, ErrRetentionChanged), errors.Is(err, ErrContention):

@@ -257,11 +257,11 @@ func (l *Ledger) ListHolds(ctx context.Context, q HoldListQuery) (HoldListReply,
 		return HoldListReply{}, fmt.Errorf("list the legal holds: %w", err)
 	}
 	var tokens []string
-	for key := range lister.Keys() {
+	for key := range lister.Keys() { // closed when all are listed
 		tokens = append(tokens, strings.TrimPrefix(key, tenant+"."))
 	}
-	if err := lister.Stop(); err != nil {
-		return HoldListReply{}, fmt.Errorf("list the legal holds: %w", err)
+	if err := ctx.Err(); err != nil {
+		return HoldListReply{}, err
 	}
 	sort.Strings(tokens)
 	out := HoldListReply{Holds: []Hold{}}
