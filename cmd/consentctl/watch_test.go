@@ -146,11 +146,11 @@ func TestConsentctlPurpose(t *testing.T) {
 	code, out, errOut = ctl(t, url, "purpose", "set", "newsletter", "--description", "Monthly news", "--default-ttl", "8760h", "--actor", "legal")
 	require.Equal(t, exitOK, code, errOut)
 	assert.Regexp(t, `^purpose\.set at seq 1 \(event \S+\)\n`, out)
-	assert.Regexp(t, `(?m)^default\s+newsletter\s+1\s+8760h\s+\S+\s+1\s+Monthly news$`, out)
+	assert.Regexp(t, `(?m)^default\s+newsletter\s+1\s+8760h\s+-\s+\S+\s+1\s+Monthly news$`, out)
 
 	code, out, errOut = ctl(t, url, "purpose", "set", "newsletter", "--policy-version", "2")
 	require.Equal(t, exitOK, code, errOut)
-	assert.Regexp(t, `(?m)^default\s+newsletter\s+2\s+8760h\s+\S+\s+2\s+Monthly news$`, out, "description and ttl kept")
+	assert.Regexp(t, `(?m)^default\s+newsletter\s+2\s+8760h\s+-\s+\S+\s+2\s+Monthly news$`, out, "description and ttl kept")
 
 	code, _, errOut = ctl(t, url, "purpose", "set", "newsletter", "--policy-version", "1")
 	assert.Equal(t, exitError, code)
