@@ -162,18 +162,25 @@ func holdEntry(tenant, token string) string { return tenant + "." + token }
 // Get returns the hold on the person (tenant, subject key), and false when
 // there is none.
 func (h *Holds) Get(ctx context.Context, tenant, token string) (Hold, bool, error) {
+	hold, rev, err := h.get(ctx, tenant, token)
+	return hold, rev > 0, err
+}
+
+// get returns the hold and its revision in the bucket, 0 when there is
+// none.
+func (h *Holds) get(ctx context.Context, tenant, token string) (Hold, uint64, error) {
 	e, err := h.kv.Get(ctx, holdEntry(tenant, token))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Hold{}, false, nil
+		return Hold{}, 0, nil
 	}
 	if err != nil {
-		return Hold{}, false, fmt.Errorf("read the legal hold: %w", err)
+		return Hold{}, 0, fmt.Errorf("read the legal hold: %w", err)
 	}
 	var hold Hold
 	if err := json.Unmarshal(e.Value(), &hold); err != nil {
-		return Hold{}, false, fmt.Errorf("legal hold %s: %w", e.Key(), err)
+		return Hold{}, 0, fmt.Errorf("legal hold %s: %w", e.Key(), err)
 	}
-	return hold, true, nil
+	return hold, e.Revision(), nil
 }
 
 // check returns a *HeldError when the person is on hold.
@@ -223,7 +230,9 @@ func (l *Ledger) SetHold(ctx context.Context, q HoldRequest) (HoldReply, error) 
 
 // ReleaseHold lifts the person's legal hold; the reply carries the hold
 // it lifted, or Released false when there was none. Erasure by retention
-// resumes at the Retainer's next sweep. Errors as SetHold's.
+// resumes at the Retainer's next sweep. Errors as SetHold's, and
+// ErrContention (409) when the hold was set again while it was released:
+// it stays.
 func (l *Ledger) ReleaseHold(ctx context.Context, q HoldRequest) (HoldReply, error) {
 	if err := q.Validate(); err != nil {
 		return HoldReply{}, err
@@ -232,11 +241,15 @@ func (l *Ledger) ReleaseHold(ctx context.Context, q HoldRequest) (HoldReply, err
 		return HoldReply{}, errNoHolds
 	}
 	tenant, token := q.holdKey()
-	hold, held, err := l.holds.Get(ctx, tenant, token)
-	if err != nil || !held {
+	hold, rev, err := l.holds.get(ctx, tenant, token)
+	if err != nil || rev == 0 {
 		return HoldReply{}, err
 	}
-	if err := l.holds.kv.Delete(ctx, holdEntry(tenant, token)); err != nil {
+	err = l.holds.kv.Delete(ctx, holdEntry(tenant, token), jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return HoldReply{}, fmt.Errorf("%w: the legal hold was set again meanwhile and stays; release it again", ErrContention)
+	}
+	if err != nil {
 		return HoldReply{}, fmt.Errorf("release the legal hold: %w", err)
 	}
 	return HoldReply{Hold: &hold, Released: true}, nil
