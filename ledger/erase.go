@@ -94,21 +94,15 @@ func (l *Ledger) Erase(ctx context.Context, q EraseRequest) (EraseReply, error) 
 	}
 	tenant := events.OrDefaultTenant(q.Tenant)
 	token := events.Key{Tenant: tenant, SubjectID: q.SubjectID}.Token()
-	out, err := l.erasePerson(ctx, tenant, token, events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy})
-	if err != nil {
-		return EraseReply{}, err
-	}
-	return out, nil
-}
-
-// erasePerson is Erase of the person with subject key token in tenant.
-// On error, the reply holds what was erased before it.
-func (l *Ledger) erasePerson(ctx context.Context, tenant, token string, x events.Erase) (EraseReply, error) {
 	subjects, err := l.personSubjects(ctx, tenant, token)
 	if err != nil {
 		return EraseReply{}, err
 	}
-	return l.eraseSubjects(ctx, tenant, token, subjects, x, nil)
+	out, err := l.eraseSubjects(ctx, tenant, token, subjects, events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy}, nil)
+	if err != nil {
+		return EraseReply{}, err
+	}
+	return out, nil
 }
 
 // eraseSubjects erases the consents on subjects, the person's, then
