@@ -76,7 +76,9 @@ type RetainerOptions struct {
 	// DefaultRetentionInterval.
 	Interval time.Duration
 	// Batch caps the persons erased per sweep; default
-	// DefaultRetentionBatch.
+	// DefaultRetentionBatch. A sweep that found more resumes, at the next,
+	// after the last person it took, so persons it could not erase (on
+	// hold, changed) do not hold back the others.
 	Batch int
 	// Now is the clock deciding what is due; default time.Now. The
 	// ledger's own clock stamps the events.
@@ -89,7 +91,7 @@ type RetainerOptions struct {
 type RetentionStats struct {
 	Sweeps  uint64 // scans of the index
 	Erased  uint64 // persons whose erasure this instance ran to its end (another may have run parts of it)
-	Held    uint64 // due persons skipped for a legal hold
+	Held    uint64 // due persons skipped for a legal hold (again at each sweep that finds them)
 	Lost    uint64 // due persons another instance (or a new event) got to first
 	Failed  uint64 // erasures that failed otherwise; retried at the next sweep
 	Appends uint64 // consent.erased events this instance appended
@@ -102,8 +104,18 @@ type Retainer struct {
 	source RetentionSource
 	opts   RetainerOptions
 
+	sweeping sync.Mutex // one sweep at a time
+	after    personRef  // a sweep that filled its batch stopped here; zero: from the start
+
 	mu    sync.Mutex
 	stats RetentionStats
+}
+
+// personRef names a person in the index's order: tenant, then subject key.
+type personRef struct{ tenant, token string }
+
+func (p personRef) after(q personRef) bool {
+	return p.tenant > q.tenant || (p.tenant == q.tenant && p.token > q.token)
 }
 
 // NewRetainer returns a Retainer erasing through l whom src shows due. It
@@ -141,8 +153,9 @@ type duePerson struct {
 
 // retentionVerdict decides for one person's consents (all of one tenant
 // and subject key) whether they are due at now. It returns the reason to
-// record when they are, else the time they become due (zero when nothing
-// but time can change it: never, or not by the passing of time).
+// record when they are, else the time they become due (zero when the
+// passing of time alone will not make them due: a live grant, a purpose
+// without retention, nothing left to erase).
 func retentionVerdict(ctx context.Context, src RetentionSource, consents []events.Consent, now time.Time) (reason string, dueAt time.Time, err error) {
 	var last events.Consent
 	var lastRetention string
@@ -177,8 +190,8 @@ func retentionVerdict(ctx context.Context, src RetentionSource, consents []event
 var errBatchFull = errors.New("batch full")
 
 // due scans the index for the persons due at now, up to Batch of them,
-// and returns them with the next time a person the scan saw becomes due
-// (zero when none; now when the batch was full).
+// starting after r.after, and returns them with the next time a person
+// the scan saw becomes due (zero when none; now when the batch was full).
 func (r *Retainer) due(ctx context.Context, now time.Time) ([]duePerson, time.Time, error) {
 	var out []duePerson
 	var next time.Time
@@ -195,7 +208,7 @@ func (r *Retainer) due(ctx context.Context, now time.Time) ([]duePerson, time.Ti
 			cur.reason = reason
 			out = append(out, cur)
 			if len(out) == r.opts.Batch {
-				next = now
+				next, r.after = now, personRef{cur.tenant, cur.token}
 				return errBatchFull
 			}
 		case !at.IsZero() && (next.IsZero() || at.Before(next)):
@@ -203,7 +216,12 @@ func (r *Retainer) due(ctx context.Context, now time.Time) ([]duePerson, time.Ti
 		}
 		return nil
 	}
+	start := r.after
+	r.after = personRef{}
 	_, err := r.source.ScanConsents(ctx, func(c *events.Consent) error {
+		if !(personRef{c.Tenant, c.SubjectKey}).after(start) {
+			return nil
+		}
 		if c.Tenant != cur.tenant || c.SubjectKey != cur.token {
 			if err := flush(); err != nil {
 				return err
@@ -231,6 +249,8 @@ func (r *Retainer) due(ctx context.Context, now time.Time) ([]duePerson, time.Ti
 // when it ends. Failures to erase one person are logged, counted and
 // retried at the next sweep.
 func (r *Retainer) Sweep(ctx context.Context) (time.Time, error) {
+	r.sweeping.Lock()
+	defer r.sweeping.Unlock()
 	if err := r.ledger.guard.Err(); err != nil {
 		return time.Time{}, err
 	}

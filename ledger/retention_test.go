@@ -349,3 +349,34 @@ func requireBadRequest(t *testing.T, err error, field string) {
 }
 
 var _ ledger.RetentionSource = (*projector.Index)(nil)
+
+// A sweep whose batch is full resumes after the last person it took, so
+// persons on hold do not hold back the others.
+func TestRetentionBatchResumesPastHeldPersons(t *testing.T) {
+	clock := newManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	r := startRetention(t, startStack(t, stackOptions{now: clock.Now}), clock)
+	r.setPurpose(t, "newsletter", "24h")
+	who := []string{"jan", "kim"}
+	for _, p := range who {
+		r.do(t, events.KindGrant, p, "newsletter")
+		r.do(t, events.KindRevoke, p, "newsletter")
+	}
+	if token(who[1]) < token(who[0]) {
+		who[0], who[1] = who[1], who[0]
+	}
+	ctx := stepCtx(t)
+	_, err := r.l.SetHold(ctx, ledger.HoldRequest{Tenant: "acme", SubjectID: who[0], Reason: "case 4"})
+	require.NoError(t, err)
+	clock.Advance(25 * time.Hour)
+	ret := ledger.NewRetainer(r.l, r.index, ledger.RetainerOptions{Now: clock.Now, Batch: 1, Logger: slog.New(slog.DiscardHandler)})
+
+	next, err := ret.Sweep(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, clock.Now(), next, "more may be due: sweep again now")
+	assert.Equal(t, uint64(1), ret.Stats().Held)
+	_, err = ret.Sweep(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), ret.Stats().Erased, "%+v", ret.Stats())
+	assert.Len(t, erasedEvents(t, r.stack, who[1], "newsletter"), 1)
+	assert.Empty(t, erasedEvents(t, r.stack, who[0], "newsletter"))
+}
