@@ -47,7 +47,7 @@ func TestConsentctlWatch(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 4, out)
 	assert.Regexp(t, `^1 \S+ default alice@example\.com newsletter granted -> granted, allowed$`, lines[0])
-	assert.Regexp(t, `^3 \S+ default purpose newsletter set: policy version 2, default ttl 720h$`, lines[1])
+	assert.Regexp(t, `^3 \S+ default purpose newsletter set: policy version 2, default ttl 720h, retention 17520h$`, lines[1])
 	assert.Regexp(t, `^4 \S+ default alice@example\.com newsletter revoked -> revoked, not allowed$`, lines[2])
 	assert.Regexp(t, `^5 \S+ default carol newsletter granted -> granted, not allowed: outdated, policy version 2 is required$`, lines[3])
 
