@@ -32,7 +32,7 @@ func TestConsentctlWatch(t *testing.T) {
 	steps := [][]string{
 		{"grant", "alice@example.com", "newsletter", "--ttl", "1h"},
 		{"grant", "bob", "analytics"}, // another purpose: filtered out
-		{"purpose", "set", "newsletter", "--policy-version", "2", "--default-ttl", "720h"},
+		{"purpose", "set", "newsletter", "--policy-version", "2", "--default-ttl", "720h", "--retention", "17520h"},
 		{"revoke", "alice@example.com", "newsletter", "--reason", "too many"},
 		{"grant", "carol", "newsletter", "--policy-version", "1"},
 	}
