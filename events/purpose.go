@@ -8,7 +8,9 @@ import (
 )
 
 // The purpose registry: per tenant and purpose, a description, the current
-// policy version and a default ttl for grants. Each change is a
+// policy version, a default ttl for grants and a retention period (how long
+// the records of a person's ended consent are kept before consentd erases
+// the person; see ledger.Retainer). Each change is a
 // PurposeEvent on consent.purposes.<tenant>.<purpose>, in the same stream
 // as the consent events, hash-chained per purpose like a consent's
 // history. A purpose that was never set is simply unregistered: consents
@@ -29,6 +31,10 @@ const PurposeSubjectPrefix = "consent.purposes."
 
 // MaxDefaultTTL bounds a purpose's default ttl (100 years).
 const MaxDefaultTTL = 100 * 365 * 24 * time.Hour
+
+// MaxRetention bounds a purpose's retention period (100 years), as
+// MaxDefaultTTL bounds its default ttl.
+const MaxRetention = MaxDefaultTTL
 
 // PurposeKey identifies one purpose of one tenant.
 type PurposeKey struct {
@@ -63,6 +69,7 @@ type PurposeEvent struct {
 	Description   string    `json:"description,omitempty"`
 	PolicyVersion int       `json:"policy_version"`
 	DefaultTTL    string    `json:"default_ttl,omitempty"`
+	Retention     string    `json:"retention,omitempty"`
 	Actor         string    `json:"actor,omitempty"`
 	RecordedBy    string    `json:"recorded_by,omitempty"` // the authenticated user; see Command.RecordedBy
 	OccurredAt    time.Time `json:"occurred_at"`
@@ -129,6 +136,11 @@ func DecodePurposeEvent(payload []byte) (*PurposeEvent, error) {
 			return nil, err
 		}
 	}
+	if e.Retention != "" {
+		if _, err := ParseRetention(e.Retention); err != nil {
+			return nil, err
+		}
+	}
 	return &e, nil
 }
 
@@ -142,6 +154,7 @@ type Purpose struct {
 	Description   string     `json:"description,omitempty"`
 	PolicyVersion int        `json:"policy_version"`
 	DefaultTTL    string     `json:"default_ttl,omitempty"`
+	Retention     string     `json:"retention,omitempty"`
 	UpdatedAt     *time.Time `json:"updated_at,omitempty"`
 	Seq           uint64     `json:"seq"`
 	EventID       string     `json:"event_id,omitempty"`
@@ -180,11 +193,24 @@ func EvolvePurpose(cur Purpose, ev *PurposeEvent, seq uint64) Purpose {
 		Description:   ev.Description,
 		PolicyVersion: ev.PolicyVersion,
 		DefaultTTL:    ev.DefaultTTL,
+		Retention:     ev.Retention,
 		UpdatedAt:     &updated,
 		Seq:           seq,
 		EventID:       ev.ID,
 		Hash:          ev.Hash,
 	}
+}
+
+// RetentionPeriod returns how long the records of an ended consent to this
+// purpose are kept (see ledger.Retainer), and false when the purpose has
+// no retention period (it is not registered, or was set without one):
+// then its records are kept until an operator erases the person.
+func (p *Purpose) RetentionPeriod() (time.Duration, bool) {
+	if !p.Registered || p.Retention == "" {
+		return 0, false
+	}
+	d, err := ParseRetention(p.Retention)
+	return d, err == nil
 }
 
 // ApplyDefaults fills what a consent command left out from the purpose, when
@@ -204,8 +230,8 @@ func (p *Purpose) ApplyDefaults(kind Kind, c *Command) {
 }
 
 // PurposeCommand is the body of consent.v1.purpose.set. Absent fields keep
-// their current value: description and default_ttl when null or missing
-// (an empty string clears them), policy_version when missing (1 for a
+// their current value: description, default_ttl and retention when null or
+// missing (an empty string clears them), policy_version when missing (1 for a
 // purpose set for the first time; 0 in Go stands for missing, and an
 // explicit 0 on the wire is refused: see UnmarshalJSON). RecordedBy is
 // set by the service, never from the body, as Command.RecordedBy is.
@@ -215,6 +241,7 @@ type PurposeCommand struct {
 	Description    *string `json:"description,omitempty"`
 	PolicyVersion  int     `json:"policy_version,omitempty"`
 	DefaultTTL     *string `json:"default_ttl,omitempty"`
+	Retention      *string `json:"retention,omitempty"`
 	Actor          string  `json:"actor,omitempty"`
 	RecordedBy     string  `json:"-"`
 	IdempotencyKey string  `json:"idempotency_key,omitempty"`
@@ -262,6 +289,11 @@ func (c *PurposeCommand) Validate() error {
 			return err
 		}
 	}
+	if c.Retention != nil && *c.Retention != "" {
+		if _, err := ParseRetention(*c.Retention); err != nil {
+			return err
+		}
+	}
 	if err := checkText("actor", c.Actor, MaxNameLen, false); err != nil {
 		return err
 	}
@@ -271,15 +303,24 @@ func (c *PurposeCommand) Validate() error {
 	return checkText("idempotency_key", c.IdempotencyKey, MaxIdempotencyKeyLen, false)
 }
 
-func parseDefaultTTL(s string) (time.Duration, error) {
+func parseDefaultTTL(s string) (time.Duration, error) { return parsePurposeDuration("default_ttl", s) }
+
+// ParseRetention parses a purpose's retention period: a Go duration such
+// as 720h (30 days) or 17520h (2 years), positive and at most MaxRetention.
+// It returns a *FieldError naming "retention" otherwise.
+func ParseRetention(s string) (time.Duration, error) { return parsePurposeDuration("retention", s) }
+
+// parsePurposeDuration parses the duration field of a purpose (default_ttl,
+// retention): positive, at most 100 years.
+func parsePurposeDuration(field, s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
-		return 0, &FieldError{Field: "default_ttl", Problem: fmt.Sprintf("%.40q is not a Go duration such as 8760h", s)}
+		return 0, &FieldError{Field: field, Problem: fmt.Sprintf("%.40q is not a Go duration such as 8760h", s)}
 	case d <= 0:
-		return 0, &FieldError{Field: "default_ttl", Problem: "must be positive"}
+		return 0, &FieldError{Field: field, Problem: "must be positive"}
 	case d > MaxDefaultTTL:
-		return 0, &FieldError{Field: "default_ttl", Problem: "must be at most 876000h (100 years)"}
+		return 0, &FieldError{Field: field, Problem: "must be at most 876000h (100 years)"}
 	}
 	return d, nil
 }
@@ -326,6 +367,7 @@ func DecidePurpose(cur Purpose, c PurposeCommand, now time.Time) (PurposeEvent, 
 		Description:   cur.Description,
 		PolicyVersion: max(version, 1),
 		DefaultTTL:    cur.DefaultTTL,
+		Retention:     cur.Retention,
 		Actor:         c.Actor,
 		RecordedBy:    c.RecordedBy,
 		OccurredAt:    now,
@@ -337,6 +379,9 @@ func DecidePurpose(cur Purpose, c PurposeCommand, now time.Time) (PurposeEvent, 
 	}
 	if c.DefaultTTL != nil {
 		ev.DefaultTTL = *c.DefaultTTL
+	}
+	if c.Retention != nil {
+		ev.Retention = *c.Retention
 	}
 	return ev, nil
 }

@@ -93,6 +93,10 @@ func TestPurposeCommandValidate(t *testing.T) {
 		{"ttl zero", PurposeCommand{Purpose: "p", DefaultTTL: ptr("0s")}, "default_ttl"},
 		{"ttl negative", PurposeCommand{Purpose: "p", DefaultTTL: ptr("-1h")}, "default_ttl"},
 		{"ttl over 100 years", PurposeCommand{Purpose: "p", DefaultTTL: ptr("876001h")}, "default_ttl"},
+		{"retention not a duration", PurposeCommand{Purpose: "p", Retention: ptr("2y")}, "retention"},
+		{"retention zero", PurposeCommand{Purpose: "p", Retention: ptr("0s")}, "retention"},
+		{"retention negative", PurposeCommand{Purpose: "p", Retention: ptr("-720h")}, "retention"},
+		{"retention over 100 years", PurposeCommand{Purpose: "p", Retention: ptr("876001h")}, "retention"},
 		{"description with control characters", PurposeCommand{Purpose: "p", Description: ptr("a\x00b")}, "description"},
 		{"description too long", PurposeCommand{Purpose: "p", Description: ptr(strings.Repeat("x", MaxDescriptionLen+1))}, "description"},
 		{"actor with newline", PurposeCommand{Purpose: "p", Actor: "a\nb"}, "actor"},
@@ -238,4 +242,39 @@ func FuzzDecodePurposeEvent(f *testing.F) {
 		require.NoError(t, ev.Key().Validate())
 		require.GreaterOrEqual(t, ev.PolicyVersion, 1)
 	})
+}
+
+func TestPurposeRetention(t *testing.T) {
+	_, v1 := setPurpose(t, NewPurpose(testPurpose), PurposeCommand{Tenant: "acme", Purpose: "marketing_email",
+		Retention: ptr("720h")}, t0)
+	assert.Equal(t, "720h", v1.Retention)
+	d, ok := v1.RetentionPeriod()
+	require.True(t, ok)
+	assert.Equal(t, 30*24*time.Hour, d)
+
+	// Absent keeps it, as for default_ttl; "" clears it.
+	_, v2 := setPurpose(t, v1, PurposeCommand{Tenant: "acme", Purpose: "marketing_email", PolicyVersion: 2}, t0.Add(time.Hour))
+	assert.Equal(t, "720h", v2.Retention)
+	_, v3 := setPurpose(t, v2, PurposeCommand{Tenant: "acme", Purpose: "marketing_email", Retention: ptr("")}, t0.Add(2*time.Hour))
+	assert.Empty(t, v3.Retention)
+	_, ok = v3.RetentionPeriod()
+	assert.False(t, ok, "a purpose without retention keeps its records")
+	unregistered := NewPurpose(testPurpose)
+	_, ok = unregistered.RetentionPeriod()
+	assert.False(t, ok)
+
+	// The field is part of the stored event, and a bad stored value is
+	// refused naming it.
+	ev, err := DecidePurpose(NewPurpose(testPurpose), PurposeCommand{Tenant: "acme", Purpose: "marketing_email", Retention: ptr("17520h")}, t0)
+	require.NoError(t, err)
+	ev.ID = "01J00000000000000000000000"
+	raw, err := ev.Seal()
+	require.NoError(t, err)
+	assert.Contains(t, string(raw), `"retention":"17520h"`)
+	back, err := DecodePurposeEvent(raw)
+	require.NoError(t, err)
+	assert.Equal(t, "17520h", back.Retention)
+	bad := strings.Replace(string(raw), `"retention":"17520h"`, `"retention":"forever"`, 1)
+	_, err = DecodePurposeEvent([]byte(bad))
+	assertFieldError(t, err, "retention")
 }

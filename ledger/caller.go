@@ -138,6 +138,10 @@ func tenantOf(q any) *string {
 		return &q.Tenant
 	case *EraseRequest:
 		return &q.Tenant
+	case *HoldRequest:
+		return &q.Tenant
+	case *HoldListQuery:
+		return &q.Tenant
 	case *StatusQuery:
 		return &q.Tenant
 	case *ListQuery:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/consentledger/consent/events"
@@ -79,8 +80,14 @@ type Keys interface {
 // clear: erasing their consents records the erasure and hides them from
 // lookups, but their stored bytes, like every event's, stay.
 //
-// Errors: a *events.FieldError for a bad request, ErrContention when a
-// consent kept changing meanwhile, and NATS errors.
+// A person on legal hold (Options.Holds) is not erased: the hold is
+// checked before each consent.erased and before the key is destroyed, and
+// a hold set meanwhile stops the erasure there (a repeat after the hold is
+// released finishes it).
+//
+// Errors: a *events.FieldError for a bad request, a *HeldError (matching
+// ErrHeld, 409) for a person on legal hold, ErrContention when a consent
+// kept changing meanwhile, and NATS errors.
 func (l *Ledger) Erase(ctx context.Context, q EraseRequest) (EraseReply, error) {
 	if err := q.Validate(); err != nil {
 		return EraseReply{}, err
@@ -91,23 +98,63 @@ func (l *Ledger) Erase(ctx context.Context, q EraseRequest) (EraseReply, error) 
 	if err != nil {
 		return EraseReply{}, err
 	}
+	out, err := l.eraseSubjects(ctx, tenant, token, subjects, events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy}, nil)
+	if err != nil {
+		return EraseReply{}, err
+	}
+	return out, nil
+}
+
+// eraseSubjects erases the consents on subjects, the person's, then
+// destroys the person's data key. before, when set, is called for each
+// consent under its lock with its fold from the stream, right before its
+// consent.erased is appended: an error from it stops the erasure. The
+// legal hold is checked at the start, after before and before the key is
+// destroyed; the key is kept (ErrContention) when the person has a consent
+// that was not in subjects by then. On error, the reply holds what was
+// erased before it.
+func (l *Ledger) eraseSubjects(ctx context.Context, tenant, token string, subjects []string, x events.Erase, before func(subject string, f storedFold) error) (EraseReply, error) {
+	if err := l.holds.check(ctx, tenant, token); err != nil {
+		return EraseReply{}, err
+	}
 	out := EraseReply{Erased: []Reply{}}
 	for _, subject := range subjects {
-		r, err := l.eraseConsent(ctx, subject, events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy})
+		r, err := l.eraseConsent(ctx, subject, x, func(ctx context.Context, f storedFold) error {
+			if before != nil {
+				if err := before(subject, f); err != nil {
+					return err
+				}
+			}
+			return l.holds.check(ctx, tenant, token)
+		})
 		var te *events.TransitionError
 		switch {
 		case errors.As(err, &te) && te.From == events.StateErased:
 			_, purpose, _, _ := events.ParseConsentSubject(subject)
 			out.Already = append(out.Already, purpose)
 		case err != nil:
-			return EraseReply{}, err
+			return out, err
 		default:
 			out.Erased = append(out.Erased, r)
 		}
 	}
 	if l.keys != nil {
+		if err := l.holds.check(ctx, tenant, token); err != nil {
+			return out, err
+		}
+		// A consent the person started meanwhile keeps the key: its
+		// events are sealed under it.
+		now, err := l.personSubjects(ctx, tenant, token)
+		if err != nil {
+			return out, err
+		}
+		for _, s := range now {
+			if !slices.Contains(subjects, s) {
+				return out, fmt.Errorf("%w: a new consent of the person was recorded during the erasure; retry", ErrContention)
+			}
+		}
 		if out.KeyDestroyed, err = l.keys.Destroy(ctx, tenant, token); err != nil {
-			return EraseReply{}, fmt.Errorf("destroy the data key: %w", err)
+			return out, fmt.Errorf("destroy the data key: %w", err)
 		}
 	}
 	return out, nil
@@ -130,8 +177,10 @@ func (l *Ledger) personSubjects(ctx context.Context, tenant, token string) ([]st
 }
 
 // eraseConsent appends consent.erased to the consent on subject, chained
-// to its last good event and conditional on its last message.
-func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase) (Reply, error) {
+// to its last good event and conditional on its last message, once
+// check, called with the fold right before the append, returns nil (no
+// legal hold, nothing changed).
+func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase, check func(context.Context, storedFold) error) (Reply, error) {
 	f, unlock, err := l.lockAndFold(ctx, subject)
 	if err != nil {
 		return Reply{}, err
@@ -140,6 +189,9 @@ func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Eras
 	now := l.now().UTC()
 	ev, err := events.DecideErase(f.cur, x, now)
 	if err != nil {
+		return Reply{}, err
+	}
+	if err := check(ctx, f); err != nil {
 		return Reply{}, err
 	}
 	seq, err := l.appendDecided(ctx, subject, &ev, f.last, "erasure")

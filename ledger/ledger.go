@@ -57,6 +57,10 @@ type Options struct {
 	// in History, and destroys the key when Erase erases the person. Nil:
 	// events of schema version 1, personal fields in the clear.
 	Keys Keys
+	// Holds, when set, keeps the legal holds (OpenHolds): Erase refuses a
+	// person on hold, the Retainer skips them, and SetHold, ReleaseHold
+	// and ListHolds work. Nil: no holds (those three answer 503).
+	Holds *Holds
 }
 
 // DefaultPublishAttemptTimeout is the default Options.PublishAttemptTimeout:
@@ -87,7 +91,8 @@ type Ledger struct {
 	tips           Tips          // nil: every append reads the stream first
 	own            *ownTips      // the states this Ledger's appends left, with tips
 	guard          *StreamGuard
-	keys           Keys // nil: events of schema version 1
+	keys           Keys   // nil: events of schema version 1
+	holds          *Holds // nil: no legal holds
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
@@ -104,6 +109,7 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 		readTimeout: cmp.Or(opts.ReadAttemptTimeout, DefaultReadAttemptTimeout),
 		guard:       opts.Guard,
 		keys:        opts.Keys,
+		holds:       opts.Holds,
 	}
 	if l.tips != nil {
 		l.own = new(ownTips)

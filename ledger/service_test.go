@@ -179,6 +179,7 @@ func TestServiceRegistersEveryEndpointInAQueueGroup(t *testing.T) {
 		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
 		ledger.SubjectPurposeSet, ledger.SubjectPurposeGet, ledger.SubjectPurposeList,
 		ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest, ledger.SubjectQuarantine, ledger.SubjectErase,
+		ledger.SubjectHoldSet, ledger.SubjectHoldRelease, ledger.SubjectHoldList,
 	}, subjects)
 
 	// Discoverable the way `nats micro ls` finds it.

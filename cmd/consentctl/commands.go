@@ -27,7 +27,7 @@ func commands() []command {
 		purposeCommand(),
 		adminQuarantineCommand(),
 		eraseCommand(),
-	}, userCommands()...)
+	}, append(holdCommands(), userCommands()...)...)
 }
 
 // optionalUint is a flag whose absence differs from 0 (expected_seq 0 means

@@ -17,17 +17,19 @@ func purposeCommand() command {
 		cmd         events.PurposeCommand
 		description string
 		defaultTTL  string
+		retention   string
 		expectedSeq optionalUint
 		minSeq      uint64
 	)
-	setOnly := []string{"description", "policy-version", "default-ttl", "actor", "idempotency-key", "expected-seq"}
+	setOnly := []string{"description", "policy-version", "default-ttl", "retention", "actor", "idempotency-key", "expected-seq"}
 	return command{
 		name: "purpose", args: "set|get|list [PURPOSE]", nargs: [2]int{1, 2},
-		summary: "set, show or list purposes: description, policy version, default ttl",
+		summary: "set, show or list purposes: description, policy version, default ttl, retention",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&description, "description", "", "set: what the purpose is, in words a person reads (`TEXT`; empty clears it)")
 			fs.IntVar(&cmd.PolicyVersion, "policy-version", 0, "set: the current policy `VERSION`; raising it makes older grants outdated (default: keep, 1 for a new purpose)")
 			fs.StringVar(&defaultTTL, "default-ttl", "", "set: grants without ttl or expires_at lapse after `DURATION`, such as 8760h (empty clears it)")
+			fs.StringVar(&retention, "retention", "", "set: once every consent of a person has ended, keep their records `DURATION` after this purpose's ended, such as 17520h (2 years), then erase the person; empty clears it (kept until erased by hand)")
 			fs.StringVar(&cmd.Actor, "actor", "", "set: who made the change (`NAME`)")
 			fs.StringVar(&cmd.IdempotencyKey, "idempotency-key", "", "set: `KEY` that makes a retry append nothing")
 			fs.Var(&expectedSeq, "expected-seq", "set: only if the purpose's last change is at `SEQ` (0: never set)")
@@ -61,6 +63,9 @@ func purposeCommand() command {
 				}
 				if e.set["default-ttl"] {
 					cmd.DefaultTTL = &defaultTTL
+				}
+				if e.set["retention"] {
+					cmd.Retention = &retention
 				}
 				reply, err := e.client.SetPurpose(ctx, cmd)
 				if err != nil {
@@ -114,10 +119,10 @@ func purposeCommand() command {
 // printPurposes writes one row per purpose.
 func printPurposes(w io.Writer, purposes []events.Purpose) {
 	tw := newTable(w)
-	fmt.Fprintln(tw, "TENANT\tPURPOSE\tPOLICY\tDEFAULT TTL\tUPDATED\tSEQ\tDESCRIPTION")
+	fmt.Fprintln(tw, "TENANT\tPURPOSE\tPOLICY\tDEFAULT TTL\tRETENTION\tUPDATED\tSEQ\tDESCRIPTION")
 	for _, p := range purposes {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\n", p.Tenant, p.Purpose, p.PolicyVersion, orDash(p.DefaultTTL),
-			formatTime(p.UpdatedAt), p.Seq, orDash(oneLine(p.Description)))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", p.Tenant, p.Purpose, p.PolicyVersion, orDash(p.DefaultTTL),
+			orDash(p.Retention), formatTime(p.UpdatedAt), p.Seq, orDash(oneLine(p.Description)))
 	}
 	_ = tw.Flush()
 }

@@ -53,7 +53,9 @@ func runStack(t *testing.T, s *server.Server, connOpts []nats.Option, dataDir st
 	done := make(chan error, 1)
 	go func() { done <- projector.New(js, idx, projector.Options{Logger: quiet}).Run(ctx) }()
 	svcCfg.Logger, feedCfg.Logger = quiet, quiet
-	svc, err := ledger.NewService(natstest.Connect(t, s, connOpts...), ledger.New(js, stream, ledger.Options{}), idx, svcCfg)
+	holds, err := ledger.OpenHolds(t.Context(), js, 1)
+	require.NoError(t, err)
+	svc, err := ledger.NewService(natstest.Connect(t, s, connOpts...), ledger.New(js, stream, ledger.Options{Holds: holds}), idx, svcCfg)
 	require.NoError(t, err)
 	feed, err := ledger.ServeFeed(js, feedCfg)
 	require.NoError(t, err)

@@ -124,6 +124,9 @@ func printChange(e *env, ch *ledger.Change) {
 		if p.DefaultTTL != "" {
 			ttl = ", default ttl " + p.DefaultTTL
 		}
+		if p.Retention != "" {
+			ttl += ", retention " + p.Retention
+		}
 		fmt.Fprintf(e.stdout, "%d %s %s purpose %s set: policy version %d%s%s\n", ch.Seq, at, p.Tenant, p.Purpose, p.PolicyVersion, ttl,
 			recordedBy(ch.PurposeEvent.RecordedBy))
 	default:

@@ -32,7 +32,7 @@ func TestConsentctlWatch(t *testing.T) {
 	steps := [][]string{
 		{"grant", "alice@example.com", "newsletter", "--ttl", "1h"},
 		{"grant", "bob", "analytics"}, // another purpose: filtered out
-		{"purpose", "set", "newsletter", "--policy-version", "2", "--default-ttl", "720h"},
+		{"purpose", "set", "newsletter", "--policy-version", "2", "--default-ttl", "720h", "--retention", "17520h"},
 		{"revoke", "alice@example.com", "newsletter", "--reason", "too many"},
 		{"grant", "carol", "newsletter", "--policy-version", "1"},
 	}
@@ -47,7 +47,7 @@ func TestConsentctlWatch(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 4, out)
 	assert.Regexp(t, `^1 \S+ default alice@example\.com newsletter granted -> granted, allowed$`, lines[0])
-	assert.Regexp(t, `^3 \S+ default purpose newsletter set: policy version 2, default ttl 720h$`, lines[1])
+	assert.Regexp(t, `^3 \S+ default purpose newsletter set: policy version 2, default ttl 720h, retention 17520h$`, lines[1])
 	assert.Regexp(t, `^4 \S+ default alice@example\.com newsletter revoked -> revoked, not allowed$`, lines[2])
 	assert.Regexp(t, `^5 \S+ default carol newsletter granted -> granted, not allowed: outdated, policy version 2 is required$`, lines[3])
 
@@ -146,11 +146,11 @@ func TestConsentctlPurpose(t *testing.T) {
 	code, out, errOut = ctl(t, url, "purpose", "set", "newsletter", "--description", "Monthly news", "--default-ttl", "8760h", "--actor", "legal")
 	require.Equal(t, exitOK, code, errOut)
 	assert.Regexp(t, `^purpose\.set at seq 1 \(event \S+\)\n`, out)
-	assert.Regexp(t, `(?m)^default\s+newsletter\s+1\s+8760h\s+\S+\s+1\s+Monthly news$`, out)
+	assert.Regexp(t, `(?m)^default\s+newsletter\s+1\s+8760h\s+-\s+\S+\s+1\s+Monthly news$`, out)
 
 	code, out, errOut = ctl(t, url, "purpose", "set", "newsletter", "--policy-version", "2")
 	require.Equal(t, exitOK, code, errOut)
-	assert.Regexp(t, `(?m)^default\s+newsletter\s+2\s+8760h\s+\S+\s+2\s+Monthly news$`, out, "description and ttl kept")
+	assert.Regexp(t, `(?m)^default\s+newsletter\s+2\s+8760h\s+-\s+\S+\s+2\s+Monthly news$`, out, "description and ttl kept")
 
 	code, _, errOut = ctl(t, url, "purpose", "set", "newsletter", "--policy-version", "1")
 	assert.Equal(t, exitError, code)

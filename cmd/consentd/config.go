@@ -75,6 +75,10 @@ type Config struct {
 	// ExpiryInterval bounds how late consent.expired is appended after a
 	// grant's expires_at: the expirer scans the index at least this often.
 	ExpiryInterval time.Duration
+	// RetentionInterval is how often the retainer scans the index for
+	// persons whose consents all ended longer ago than their purposes'
+	// retention (see ledger.Retainer).
+	RetentionInterval time.Duration
 	// StreamCheckInterval is how often the stream's configuration is read
 	// while consentd runs (besides the JetStream advisories); writes are
 	// refused while it is unsafe.
@@ -108,6 +112,8 @@ func DefaultConfig() Config {
 		MinSeqTimeout:   ledger.DefaultMinSeqTimeout,
 		ShutdownTimeout: 8 * time.Second,
 		ExpiryInterval:  ledger.DefaultExpiryInterval,
+
+		RetentionInterval: ledger.DefaultRetentionInterval,
 
 		CheckpointInterval: audit.DefaultCheckpointInterval,
 
@@ -164,6 +170,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ExpiryInterval < 10*time.Millisecond {
 		return fmt.Errorf("--expiry-interval %s: must be at least 10ms", c.ExpiryInterval)
+	}
+	if c.RetentionInterval < 10*time.Millisecond {
+		return fmt.Errorf("--retention-interval %s: must be at least 10ms", c.RetentionInterval)
 	}
 	if c.StreamCheckInterval < 10*time.Millisecond {
 		return fmt.Errorf("--stream-check-interval %s: must be at least 10ms", c.StreamCheckInterval)
@@ -260,6 +269,7 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.MinSeqTimeout, "min-seq-timeout", c.MinSeqTimeout, "`DURATION` that status, check and list wait for min_seq before answering 503")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "`DURATION` that a shutdown waits for requests in flight")
 	fs.DurationVar(&c.ExpiryInterval, "expiry-interval", c.ExpiryInterval, "`DURATION` at most between a grant's expires_at and its consent.expired event (the expirer scans the index this often)")
+	fs.DurationVar(&c.RetentionInterval, "retention-interval", c.RetentionInterval, "`DURATION` between scans for persons whose consents all ended longer ago than their purposes' retention (who are then erased)")
 	fs.DurationVar(&c.StreamCheckInterval, "stream-check-interval", c.StreamCheckInterval, "`DURATION` between two reads of the stream's configuration (also read on every JetStream advisory that it changed); writes are refused while it is unsafe")
 	fs.StringVar(&c.SigningKey, "signing-key", c.SigningKey, "ed25519 private key `FILE` (consentctl audit keygen) that signs checkpoints and receipts; without one, neither is made")
 	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", c.CheckpointInterval, "with --signing-key, append one signed checkpoint per `DURATION` (across all instances)")

@@ -98,6 +98,7 @@ type Main struct {
 	service    *ledger.Service
 	feed       *ledger.Feed // consent.v1.feed.open and feed.purposes
 	expirer    *ledger.Expirer
+	retainer   *ledger.Retainer
 	guard      *ledger.StreamGuard
 	url        string
 	replicas   int // the stream's, once startWrites found it
@@ -118,6 +119,8 @@ type Main struct {
 	projectorDone chan struct{}
 	stopExpirer   context.CancelFunc
 	expirerDone   chan struct{}
+	stopRetainer  context.CancelFunc
+	retainerDone  chan struct{}
 	closeOnce     sync.Once
 	closeErr      error
 }
@@ -386,6 +389,9 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 		ledgerOpts.Keys = keys
 		m.feed.UseKeys(keys)
 	}
+	if ledgerOpts.Holds, err = m.openHolds(ctx, js); err != nil {
+		return err
+	}
 	l := ledger.New(js, stream, ledgerOpts)
 	projectorCtx, stopProjector := context.WithCancel(context.Background())
 	m.stopProjector = stopProjector
@@ -403,6 +409,7 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 		defer close(m.expirerDone)
 		_ = m.expirer.Run(expirerCtx)
 	}()
+	m.startRetainer(l)
 
 	if signer != nil {
 		if err := m.startCheckpointer(js, signer); err != nil {
@@ -552,6 +559,10 @@ func (m *Main) close() error {
 	if m.stopExpirer != nil {
 		m.stopExpirer()
 		<-m.expirerDone
+	}
+	if m.stopRetainer != nil {
+		m.stopRetainer()
+		<-m.retainerDone
 	}
 	if m.stopGuard != nil {
 		m.stopGuard()

@@ -1,0 +1,291 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Legal holds. A hold on a person (tenant and subject key) suspends their
+// erasure: the Retainer skips them, and Erase refuses with a *HeldError
+// (409) before each step, so that an operator's erasure cannot destroy
+// records a court or an authority asked to keep either. Releasing the
+// hold lets both proceed.
+//
+// Holds are entries of the JetStream KV bucket HoldBucket in the stream's
+// account, replicated like the stream and stored before the endpoint
+// answers, so a hold set is never lost to a crash. An entry is named
+// <tenant>.<subject key> (never the person's id) and holds JSON Hold.
+
+// HoldBucket is the name of the KV bucket of the legal holds.
+const HoldBucket = "consent_holds"
+
+// holdHistory is how many revisions of a hold the bucket keeps: the
+// holds set on a person before, with their reasons.
+const holdHistory = 16
+
+// Endpoints of the legal holds (admin role).
+const (
+	SubjectHoldSet     = "consent.v1.admin.hold.set"
+	SubjectHoldRelease = "consent.v1.admin.hold.release"
+	SubjectHoldList    = "consent.v1.admin.hold.list"
+)
+
+// ErrHeld is matched by the error Erase returns for a person on legal
+// hold (a *HeldError). It matches events.ErrForbidden too: 409 on the
+// wire.
+var ErrHeld = errors.New("the person is on legal hold")
+
+// HeldError reports an erasure refused because the person is on legal
+// hold. It names the hold (who set it, when, why), never the person.
+type HeldError struct{ Hold Hold }
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("the person (subject key %s) is on legal hold since %s, set by %s: %s; release the hold first",
+		e.Hold.SubjectKey, e.Hold.SetAt.UTC().Format(time.RFC3339), orUnknown(e.Hold.SetBy), e.Hold.Reason)
+}
+
+// Is makes errors.Is match ErrHeld and events.ErrForbidden.
+func (e *HeldError) Is(target error) bool { return target == ErrHeld || target == events.ErrForbidden }
+
+func orUnknown(user string) string {
+	if user == "" {
+		return "an unknown user"
+	}
+	return user
+}
+
+// Hold is a legal hold on one person, as stored and as the hold endpoints
+// answer. Reason is the operator's (a case number, "litigation hold");
+// it is stored in the clear, so it must not quote the person.
+type Hold struct {
+	Tenant     string    `json:"tenant"`
+	SubjectKey string    `json:"subject_key"`
+	Reason     string    `json:"reason"`
+	SetBy      string    `json:"set_by,omitempty"`
+	SetAt      time.Time `json:"set_at"`
+}
+
+// HoldRequest is the body of consent.v1.admin.hold.set and hold.release:
+// the person SubjectID of Tenant (default "default"), and for set the
+// Reason (required). RecordedBy is set by the service from the caller's
+// identity, never from the body.
+type HoldRequest struct {
+	Tenant     string `json:"tenant,omitempty"`
+	SubjectID  string `json:"subject"`
+	Reason     string `json:"reason,omitempty"`
+	RecordedBy string `json:"-"`
+}
+
+// Validate checks the request, returning a *events.FieldError naming the
+// field. The reason is checked by SetHold, where it is required.
+func (q *HoldRequest) Validate() error {
+	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
+		return err
+	}
+	id, err := events.NormalizeSubjectID(q.SubjectID)
+	if err != nil {
+		return err
+	}
+	q.SubjectID = id
+	if q.Reason != "" {
+		x := events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy}
+		return x.Validate()
+	}
+	return nil
+}
+
+// holdKey returns the tenant and the bucket entry of the person q names.
+func (q *HoldRequest) holdKey() (tenant, token string) {
+	tenant = events.OrDefaultTenant(q.Tenant)
+	// The same subject key Erase erases the person by.
+	token = events.Key{Tenant: tenant, SubjectID: q.SubjectID}.Token()
+	return tenant, token
+}
+
+// HoldReply is the reply of hold.set and hold.release: the hold as it
+// stands (set) or as it stood (release; nil when there was none), and
+// whether a release removed one.
+type HoldReply struct {
+	Hold     *Hold `json:"hold,omitempty"`
+	Released bool  `json:"released,omitempty"`
+}
+
+// HoldListQuery is the body of consent.v1.admin.hold.list: the holds of
+// Tenant (default "default").
+type HoldListQuery struct {
+	Tenant string `json:"tenant,omitempty"`
+}
+
+// Validate returns a *events.FieldError for an invalid tenant.
+func (q *HoldListQuery) Validate() error {
+	return events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant))
+}
+
+// HoldListReply is the reply of hold.list, ordered by subject key.
+type HoldListReply struct {
+	Holds []Hold `json:"holds"`
+}
+
+// Holds stores the legal holds in the KV bucket HoldBucket (see OpenHolds).
+// It is safe for concurrent use.
+type Holds struct {
+	kv jetstream.KeyValue
+}
+
+// OpenHolds opens the bucket of the legal holds in js's account, creating
+// it (file storage, replicas as given, the last holdHistory revisions of
+// each entry) when it does not exist. Errors are JetStream's.
+func OpenHolds(ctx context.Context, js jetstream.JetStream, replicas int) (*Holds, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      HoldBucket,
+		Description: "Consent Ledger: legal holds, which suspend the erasure of a person",
+		History:     holdHistory,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open the legal hold bucket: %w", err)
+	}
+	return &Holds{kv: kv}, nil
+}
+
+func holdEntry(tenant, token string) string { return tenant + "." + token }
+
+// Get returns the hold on the person (tenant, subject key), and false when
+// there is none.
+func (h *Holds) Get(ctx context.Context, tenant, token string) (Hold, bool, error) {
+	hold, rev, err := h.get(ctx, tenant, token)
+	return hold, rev > 0, err
+}
+
+// get returns the hold and its revision in the bucket, 0 when there is
+// none.
+func (h *Holds) get(ctx context.Context, tenant, token string) (Hold, uint64, error) {
+	e, err := h.kv.Get(ctx, holdEntry(tenant, token))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Hold{}, 0, nil
+	}
+	if err != nil {
+		return Hold{}, 0, fmt.Errorf("read the legal hold: %w", err)
+	}
+	var hold Hold
+	if err := json.Unmarshal(e.Value(), &hold); err != nil {
+		return Hold{}, 0, fmt.Errorf("legal hold %s: %w", e.Key(), err)
+	}
+	return hold, e.Revision(), nil
+}
+
+// check returns a *HeldError when the person is on hold.
+func (h *Holds) check(ctx context.Context, tenant, token string) error {
+	if h == nil {
+		return nil
+	}
+	hold, held, err := h.Get(ctx, tenant, token)
+	if err != nil {
+		return err
+	}
+	if held {
+		return &HeldError{Hold: hold}
+	}
+	return nil
+}
+
+// errNoHolds is what the hold methods of a Ledger without Options.Holds
+// return (503 on the wire).
+var errNoHolds = &Error{Code: 503, Description: "legal holds are not available: the ledger has no hold bucket"}
+
+// SetHold puts the person q names on legal hold, or replaces the reason of
+// their hold, and returns the hold as stored. Errors: a *events.FieldError
+// for a bad request (reason is required), a 503 *Error when the ledger has
+// no hold bucket (Options.Holds), JetStream errors.
+func (l *Ledger) SetHold(ctx context.Context, q HoldRequest) (HoldReply, error) {
+	if err := q.Validate(); err != nil {
+		return HoldReply{}, err
+	}
+	if q.Reason == "" {
+		return HoldReply{}, &events.FieldError{Field: "reason", Problem: "is required: say why the person's records must be kept (no personal data)"}
+	}
+	if l.holds == nil {
+		return HoldReply{}, errNoHolds
+	}
+	tenant, token := q.holdKey()
+	hold := Hold{Tenant: tenant, SubjectKey: token, Reason: q.Reason, SetBy: q.RecordedBy, SetAt: l.now().UTC()}
+	value, err := json.Marshal(hold)
+	if err != nil {
+		return HoldReply{}, err
+	}
+	if _, err := l.holds.kv.Put(ctx, holdEntry(tenant, token), value); err != nil {
+		return HoldReply{}, fmt.Errorf("store the legal hold: %w", err)
+	}
+	return HoldReply{Hold: &hold}, nil
+}
+
+// ReleaseHold lifts the person's legal hold; the reply carries the hold
+// it lifted, or Released false when there was none. Erasure by retention
+// resumes at the Retainer's next sweep. Errors as SetHold's, and
+// ErrContention (409) when the hold was set again while it was released:
+// it stays.
+func (l *Ledger) ReleaseHold(ctx context.Context, q HoldRequest) (HoldReply, error) {
+	if err := q.Validate(); err != nil {
+		return HoldReply{}, err
+	}
+	if l.holds == nil {
+		return HoldReply{}, errNoHolds
+	}
+	tenant, token := q.holdKey()
+	hold, rev, err := l.holds.get(ctx, tenant, token)
+	if err != nil || rev == 0 {
+		return HoldReply{}, err
+	}
+	err = l.holds.kv.Delete(ctx, holdEntry(tenant, token), jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return HoldReply{}, fmt.Errorf("%w: the legal hold was set again meanwhile and stays; release it again", ErrContention)
+	}
+	if err != nil {
+		return HoldReply{}, fmt.Errorf("release the legal hold: %w", err)
+	}
+	return HoldReply{Hold: &hold, Released: true}, nil
+}
+
+// ListHolds returns the holds of the tenant q names, ordered by subject
+// key. Errors as SetHold's.
+func (l *Ledger) ListHolds(ctx context.Context, q HoldListQuery) (HoldListReply, error) {
+	if err := q.Validate(); err != nil {
+		return HoldListReply{}, err
+	}
+	if l.holds == nil {
+		return HoldListReply{}, errNoHolds
+	}
+	tenant := events.OrDefaultTenant(q.Tenant)
+	lister, err := l.holds.kv.ListKeysFiltered(ctx, tenant+".*")
+	if err != nil {
+		return HoldListReply{}, fmt.Errorf("list the legal holds: %w", err)
+	}
+	var tokens []string
+	for key := range lister.Keys() { // closed when all are listed
+		tokens = append(tokens, strings.TrimPrefix(key, tenant+"."))
+	}
+	if err := ctx.Err(); err != nil {
+		return HoldListReply{}, err
+	}
+	sort.Strings(tokens)
+	out := HoldListReply{Holds: []Hold{}}
+	for _, token := range tokens {
+		hold, held, err := l.holds.Get(ctx, tenant, token)
+		if err != nil {
+			return HoldListReply{}, err
+		}
+		if held { // released since it was listed: skip it
+			out.Holds = append(out.Holds, hold)
+		}
+	}
+	return out, nil
+}
