@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/consentledger/consent/events"
 	"github.com/nats-io/nats.go/jetstream"
@@ -131,7 +132,8 @@ func (l *Ledger) personSubjects(ctx context.Context, tenant, token string) ([]st
 
 // eraseConsent appends consent.erased to the consent on subject, chained
 // to its last good event and conditional on its last message.
-func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase) (Reply, error) {
+func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase) (reply Reply, err error) {
+	defer func(start time.Time) { l.observeAppend(events.TypeErased, start, &reply, err) }(time.Now())
 	f, unlock, err := l.lockAndFold(ctx, subject)
 	if err != nil {
 		return Reply{}, err

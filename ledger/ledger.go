@@ -57,6 +57,10 @@ type Options struct {
 	// in History, and destroys the key when Erase erases the person. Nil:
 	// events of schema version 1, personal fields in the clear.
 	Keys Keys
+	// Observer, when set, is told of every consent.expired and
+	// consent.erased append and of every group commit (consentd's
+	// metrics; the commands are observed by the Service).
+	Observer Observer
 }
 
 // DefaultPublishAttemptTimeout is the default Options.PublishAttemptTimeout:
@@ -88,6 +92,7 @@ type Ledger struct {
 	own            *ownTips      // the states this Ledger's appends left, with tips
 	guard          *StreamGuard
 	keys           Keys // nil: events of schema version 1
+	observer       Observer
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
@@ -104,6 +109,7 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 		readTimeout: cmp.Or(opts.ReadAttemptTimeout, DefaultReadAttemptTimeout),
 		guard:       opts.Guard,
 		keys:        opts.Keys,
+		observer:    opts.Observer,
 	}
 	if l.tips != nil {
 		l.own = new(ownTips)
@@ -115,6 +121,7 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 		l.retryPublish = info.Config.Duplicates > 2*l.attemptTimeout
 		if opts.GroupCommit != nil && info.Config.AllowAtomicPublish {
 			l.group = newCommitter(js, l.streamName, *opts.GroupCommit, l.attemptTimeout)
+			l.group.observer = opts.Observer
 		}
 	}
 	if l.maxRetries <= 0 {
