@@ -178,6 +178,7 @@ func TestConsentdReadiness(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { code, _ := readyz(); return code == http.StatusOK }, 10*time.Second, 5*time.Millisecond)
 	code, body := readyz()
+	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "ready\n", body)
 	healthz()
 
