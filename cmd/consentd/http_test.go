@@ -162,6 +162,37 @@ func TestConsentdMetricsCountWhatItDid(t *testing.T) {
 	assert.Equal(t, 0.0, after["consent_feed_consumers"])
 }
 
+// TestConsentdMetricsOfFeedsAndExpiries: a feed the service opened shows
+// in consent_feed_consumers, and a grant that lapses in
+// consent_expiries_total and consent_appends_total, with no backlog left.
+func TestConsentdMetricsOfFeedsAndExpiries(t *testing.T) {
+	m := startWithHTTP(t, "--expiry-interval", "10ms")
+	client := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
+	ctx := t.Context()
+
+	w, err := client.Watch(ctx, ledger.WatchOptions{Durable: "mailer", Purposes: []string{"newsletter"}})
+	require.NoError(t, err)
+	t.Cleanup(w.Stop)
+	got := scrape(t, m)
+	assert.Equal(t, 1.0, got["consent_feed_consumers"])
+	assert.Contains(t, got, "consent_feed_pending_messages")
+
+	expires := time.Now().Add(100 * time.Millisecond)
+	_, err = client.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "trial", ExpiresAt: &expires})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return scrape(t, m)[`consent_expiries_total{result="appended"}`] == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	got = scrape(t, m)
+	assert.Equal(t, 1.0, got[`consent_appends_total{result="stored",type="consent.expired"}`])
+	assert.Equal(t, 1.0, got[`consent_append_duration_seconds_count{type="consent.expired"}`])
+	// The index applies the expiry a moment after the expirer counted it.
+	require.Eventually(t, func() bool {
+		v, ok := scrape(t, m)["consent_expiry_backlog"]
+		return ok && v == 0
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
 // TestConsentdReadiness takes /readyz through its states: ready; not
 // ready with the reason while the projector is stopped, and ready again
 // once it runs; not ready while the stream is unsafe, and ready again once
