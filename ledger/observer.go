@@ -159,6 +159,9 @@ func (s *Service) observed(name string, h micro.HandlerFunc) micro.HandlerFunc {
 // observe tells the Observer how req was answered: body or err, as
 // respond and publish send it.
 func (s *Service) observe(req micro.Request, body any, err error) {
+	if s.cfg.Observer == nil {
+		return
+	}
 	var o *observedRequest
 	for o == nil {
 		switch r := req.(type) {

@@ -3,6 +3,7 @@ package perf
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/consentledger/consent/events"
@@ -28,6 +29,8 @@ type MetricsConfig struct {
 type MetricsLookup struct {
 	Callers int
 	On, Off Run
+	// Ratios are each round's throughput with metrics over without.
+	Ratios []float64
 }
 
 // MetricsResult holds the runs of the cost-of-metrics comparison.
@@ -38,6 +41,36 @@ type MetricsResult struct {
 	// and the Go client, with group commit on a server that fsyncs every
 	// write.
 	GrantsOn, GrantsOff Run
+	// GrantRatios are each round's grant throughput with metrics over
+	// without.
+	GrantRatios []float64
+}
+
+// Median returns the median of xs (0 for none). On a shared machine a
+// stall hits one side of one round; the median of the rounds' ratios
+// leaves it out, where the ratio of the totals keeps it.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// pairRatio is pair for one round into fresh runs: it merges them into
+// the totals on and off and returns the round's throughput ratio.
+func pairRatio(round, callers, n int, on, off timed) (float64, error) {
+	var roundOn, roundOff Run
+	totalOn, totalOff := on.into, off.into
+	on.into, off.into = &roundOn, &roundOff
+	if err := pair(round, callers, n, on, off); err != nil {
+		return 0, err
+	}
+	*totalOn, *totalOff = totalOn.merge(roundOn), totalOff.merge(roundOff)
+	return roundOn.Rate() / roundOff.Rate(), nil
 }
 
 // Metrics measures the cost of consentd's metrics: two stacks in this
@@ -47,7 +80,8 @@ type MetricsResult struct {
 // consents. The stacks then take turns in Rounds rounds, the first
 // alternating: checks of those consents at each concurrency, then grants
 // of new persons; the registry is gathered once per round, as a scrape
-// would. Last, it checks that the registry counted every call made.
+// would. Each side's calls of a round are one run, and each round gives
+// a throughput ratio (Median). Last, it checks that the registry counted every call made.
 func Metrics(ctx context.Context, cfg MetricsConfig) (MetricsResult, error) {
 	res := MetricsResult{GrantCallers: cfg.GrantCallers}
 	rounds := cfg.Rounds
@@ -101,11 +135,13 @@ func Metrics(ctx context.Context, cfg MetricsConfig) (MetricsResult, error) {
 					return err
 				}
 			}
-			if err := pair(round, callers, perLookup(callers),
+			ratio, err := pairRatio(round, callers, perLookup(callers),
 				timed{"check with metrics", &l.On, check(on)},
-				timed{"check without metrics", &l.Off, check(off)}); err != nil {
+				timed{"check without metrics", &l.Off, check(off)})
+			if err != nil {
 				return res, err
 			}
+			l.Ratios = append(l.Ratios, ratio)
 		}
 		grant := func(st *stack) func(int) error {
 			return func(j int) error {
@@ -115,11 +151,13 @@ func Metrics(ctx context.Context, cfg MetricsConfig) (MetricsResult, error) {
 				return err
 			}
 		}
-		if err := pair(round, cfg.GrantCallers, perGrant,
+		ratio, err := pairRatio(round, cfg.GrantCallers, perGrant,
 			timed{"grant with metrics", &res.GrantsOn, grant(on)},
-			timed{"grant without metrics", &res.GrantsOff, grant(off)}); err != nil {
+			timed{"grant without metrics", &res.GrantsOff, grant(off)})
+		if err != nil {
 			return res, err
 		}
+		res.GrantRatios = append(res.GrantRatios, ratio)
 		if _, err := reg.Registry().Gather(); err != nil {
 			return res, fmt.Errorf("gather the metrics: %w", err)
 		}
