@@ -20,10 +20,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// DefaultReadyMaxLag is the default --ready-max-lag: about two seconds of
+// DefaultReadyMaxLag is the default --ready-max-lag: several seconds of
 // appends at the group commit rate measured in docs/performance.md. A
-// live index lags by a handful of events; one catching up, or stuck, by
-// far more.
+// live index lags by a handful of events; one catching up after a
+// restart, or stuck, by far more.
 const DefaultReadyMaxLag = 10_000
 
 // Set by the build (-ldflags "-X main.version=... -X main.commit=...");
