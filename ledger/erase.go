@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/consentledger/consent/events"
 	"github.com/nats-io/nats.go/jetstream"
@@ -180,7 +181,8 @@ func (l *Ledger) personSubjects(ctx context.Context, tenant, token string) ([]st
 // to its last good event and conditional on its last message, once
 // check, called with the fold right before the append, returns nil (no
 // legal hold, nothing changed).
-func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase, check func(context.Context, storedFold) error) (Reply, error) {
+func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase, check func(context.Context, storedFold) error) (reply Reply, err error) {
+	defer func(start time.Time) { l.observeAppend(events.TypeErased, start, &reply, err) }(time.Now())
 	f, unlock, err := l.lockAndFold(ctx, subject)
 	if err != nil {
 		return Reply{}, err

@@ -47,12 +47,12 @@ var ErrExpiryLost = errors.New("consent changed since the grant: expiry not appe
 // unsafe; an error matching ErrExpiryLost when the consent's last event is
 // not the grant any more; an error when the event at c.Seq is not c's
 // grant; context and JetStream errors as they come.
-func (l *Ledger) Expire(ctx context.Context, c events.Consent) (Reply, error) {
+func (l *Ledger) Expire(ctx context.Context, c events.Consent) (reply Reply, err error) {
+	defer func(start time.Time) { l.observeAppend(events.TypeExpired, start, &reply, err) }(time.Now())
 	now := l.now().UTC()
 	if c.SubjectID == "" {
 		// The index names the person by subject key only; the grant's
 		// own event names them as the expiry must.
-		var err error
 		if c, err = l.personOf(ctx, c); err != nil {
 			return Reply{}, err
 		}

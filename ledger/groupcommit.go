@@ -102,6 +102,7 @@ type committer struct {
 	// attemptTimeout bounds the publish of a group: one attempt of each
 	// of its appends (Options.PublishAttemptTimeout).
 	attemptTimeout time.Duration
+	observer       Observer // nil: none
 
 	mu       sync.Mutex
 	pending  []*commitEntry
@@ -233,6 +234,9 @@ func (c *committer) takeLocked() []*commitEntry {
 
 // send publishes a group and hands each entry its outcome.
 func (c *committer) send(group []*commitEntry) {
+	if c.observer != nil {
+		defer func(start time.Time) { c.observer.GroupCommitted(len(group), time.Since(start)) }(time.Now())
+	}
 	var batched, singles, refused uint64
 	if len(group) >= c.cfg.MinBatch {
 		results, err := c.commitBatch(group)

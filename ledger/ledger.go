@@ -61,6 +61,10 @@ type Options struct {
 	// person on hold, the Retainer skips them, and SetHold, ReleaseHold
 	// and ListHolds work. Nil: no holds (those three answer 503).
 	Holds *Holds
+	// Observer, when set, is told of every consent.expired and
+	// consent.erased append and of every group commit (consentd's
+	// metrics; the commands are observed by the Service).
+	Observer Observer
 }
 
 // DefaultPublishAttemptTimeout is the default Options.PublishAttemptTimeout:
@@ -93,6 +97,7 @@ type Ledger struct {
 	guard          *StreamGuard
 	keys           Keys   // nil: events of schema version 1
 	holds          *Holds // nil: no legal holds
+	observer       Observer
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
@@ -110,6 +115,7 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 		guard:       opts.Guard,
 		keys:        opts.Keys,
 		holds:       opts.Holds,
+		observer:    opts.Observer,
 	}
 	if l.tips != nil {
 		l.own = new(ownTips)
@@ -121,6 +127,7 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 		l.retryPublish = info.Config.Duplicates > 2*l.attemptTimeout
 		if opts.GroupCommit != nil && info.Config.AllowAtomicPublish {
 			l.group = newCommitter(js, l.streamName, *opts.GroupCommit, l.attemptTimeout)
+			l.group.observer = opts.Observer
 		}
 	}
 	if l.maxRetries <= 0 {

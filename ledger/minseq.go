@@ -151,5 +151,5 @@ func (s *Service) goWait(req micro.Request, w work) {
 	}
 	c := s.async[req.Subject()]
 	c.inFlight.Add(1)
-	s.spawn(req, c, s.waitSlots, s.cfg.MinSeqTimeout, w)
+	s.spawn(req, c, s.waitSlots, s.cfg.MinSeqTimeout, s.observeMinSeq(w))
 }

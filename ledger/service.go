@@ -110,6 +110,10 @@ type ServiceConfig struct {
 	Authorize Authorize
 	// Users, when set, answers consent.v1.admin.user.add, revoke and list.
 	Users Users
+	// Observer, when set, is told of every command and lookup answered
+	// and of every wait for min_seq (consentd's metrics); nil costs
+	// nothing.
+	Observer Observer
 }
 
 func (c ServiceConfig) withDefaults() ServiceConfig {
@@ -313,6 +317,7 @@ func (s *Service) register(e endpoint) error {
 	if s.cfg.Authorize != nil {
 		subject, handler = "*."+e.name, s.authorized(e.name, e.handler)
 	}
+	handler = s.observed(e.name, handler)
 	if err := s.group.AddEndpoint(name, handler, micro.WithEndpointSubject(subject),
 		micro.WithEndpointPendingLimits(s.cfg.PendingMsgs, s.cfg.PendingBytes)); err != nil {
 		return fmt.Errorf("add endpoint consent.v1.%s: %w", e.name, err)
@@ -744,6 +749,7 @@ func (s *Service) encode(body any, err error) (data []byte, code, description st
 // respond answers on the endpoint's goroutine, through the micro request,
 // so that errors count in the endpoint's stats.
 func (s *Service) respond(req micro.Request, body any, err error) {
+	s.observe(req, body, err)
 	data, code, description := s.encode(body, err)
 	if code != "" {
 		err = req.Error(code, description, data)
@@ -777,6 +783,7 @@ func (s *Service) respondStatus(req micro.Request, st *events.Status, err error)
 		return
 	}
 	*buf = data
+	s.observe(req, nil, nil)
 	s.replied(req, req.Respond(data))
 }
 
@@ -788,6 +795,7 @@ var replyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return
 // sets, because the micro request may only be used on the endpoint's
 // goroutine (micro reads its error state once the handler returns).
 func (s *Service) publish(req micro.Request, c *asyncCounters, body any, err error) {
+	s.observe(req, body, err)
 	data, code, description := s.encode(body, err)
 	// Count the request as answered before the answer leaves, so that a
 	// caller who has its answer never sees it still in flight.

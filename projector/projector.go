@@ -60,6 +60,8 @@ type Projector struct {
 
 	streamSeq atomic.Uint64
 	running   atomic.Bool
+	folded    atomic.Uint64 // messages applied to the index by this Projector
+	rebuilds  atomic.Uint64 // Runs that began on an empty index and a stream with messages
 	mu        sync.Mutex
 	err       error // why the last Run stopped, nil while running
 }
@@ -132,6 +134,9 @@ func (p *Projector) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer f.close()
+	if f.next == 1 && head > 0 {
+		p.rebuilds.Add(1)
+	}
 	if f.next == 1 && head >= rebuildFilterMin && head <= rebuildFilterMax {
 		f.written = newNewKeys(head)
 	}
@@ -221,6 +226,7 @@ func (p *Projector) applyRun(f *folder, run []delivery, timer *time.Timer, caugh
 			}
 			return err
 		}
+		p.folded.Add(1)
 		switch {
 		case d.pending == 0 || f.count >= p.opts.MaxBatch || f.batch.Len() >= p.opts.MaxBatchBytes:
 			timer.Stop()
@@ -278,6 +284,12 @@ type Health struct {
 	StopSeq      uint64
 	NewerVersion int
 	NewerType    string
+	// Folded counts the stream messages this Projector applied to the
+	// index (events, checkpoints and violations alike) since it was made;
+	// Rebuilds the Runs that began on an empty index while the stream had
+	// messages (a first start, or an index deleted to be rebuilt).
+	Folded   uint64
+	Rebuilds uint64
 }
 
 // Health returns a snapshot of the projector's health. It is safe to call
@@ -289,6 +301,8 @@ func (p *Projector) Health() Health {
 		Violations: int(p.idx.ViolationCount()),
 		Running:    p.running.Load(),
 		Ready:      p.idx.Ready(),
+		Folded:     p.folded.Load(),
+		Rebuilds:   p.rebuilds.Load(),
 	}
 	p.mu.Lock()
 	if p.err != nil {

@@ -69,10 +69,10 @@ func TestProjectorFoldsStreamAndRecordsViolations(t *testing.T) {
 	assert.Equal(t, forged.ID, violations[0].EventID)
 	assert.Equal(t, "consent.events.stray", violations[5].Subject)
 
-	assert.Equal(t, Health{IndexSeq: h.seq, StreamSeq: h.seq, Violations: len(want), Running: true, Ready: true}, p.Health())
+	assert.Equal(t, Health{IndexSeq: h.seq, StreamSeq: h.seq, Violations: len(want), Running: true, Ready: true, Folded: h.seq, Rebuilds: 1}, p.Health())
 
 	require.NoError(t, stop())
-	assert.Equal(t, Health{IndexSeq: h.seq, StreamSeq: h.seq, Violations: len(want)}, p.Health())
+	assert.Equal(t, Health{IndexSeq: h.seq, StreamSeq: h.seq, Violations: len(want), Folded: h.seq, Rebuilds: 1}, p.Health())
 	_, _, err = idx.Consent(context.Background(), k, 0)
 	require.ErrorIs(t, err, events.ErrNotReady, "no projector keeps the index current")
 }

@@ -84,7 +84,7 @@ type config struct {
 
 // comparisons names the comparisons -compare picks from, in the order they
 // run.
-var comparisons = []string{"grants", "lookups", "stream", "auth", "sealed"}
+var comparisons = []string{"grants", "lookups", "stream", "auth", "sealed", "metrics"}
 
 func parse(args []string, out io.Writer) (config, error) {
 	var c config
@@ -179,6 +179,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if slices.Contains(c.compare, "sealed") {
 		if err := sealedCost(ctx, c, t); err != nil {
 			return fmt.Errorf("sealed: %w", err)
+		}
+	}
+	if slices.Contains(c.compare, "metrics") {
+		if err := metricsCost(ctx, c, t); err != nil {
+			return fmt.Errorf("metrics: %w", err)
 		}
 	}
 	t.print()
@@ -393,4 +398,31 @@ func holdInChild(ctx context.Context, c config, store string, mode perf.HoldMode
 		return perf.HoldResult{}, fmt.Errorf("child said %q: %w", outb, err)
 	}
 	return m, nil
+}
+
+// metricsCost measures grants and checks with consentd's metrics against
+// the same without.
+func metricsCost(ctx context.Context, c config, t *table) error {
+	// Short interleaved rounds: the difference measured is small, and a
+	// stall of the shared machine then weighs on both sides alike.
+	r, err := perf.Metrics(ctx, perf.MetricsConfig{Dir: c.dir, Consents: 1000, Calls: c.lookups, Callers: []int{1, 32},
+		Grants: c.grants, GrantCallers: c.callers, Rounds: 32})
+	if err != nil {
+		return err
+	}
+	callers := fmt.Sprintf("%d callers", r.GrantCallers)
+	t.row("grant durable, group commit, metrics on vs off, median of rounds", callers,
+		rate(r.GrantsOn.Rate(), "grants/s")+", "+latencies(r.GrantsOn), rate(r.GrantsOff.Rate(), "grants/s")+", "+latencies(r.GrantsOff),
+		"metrics_grant_throughput", perf.Median(r.GrantRatios))
+	t.row("grant metrics on vs off, p99 latency", callers,
+		ms(r.GrantsOn.Percentile(99)), ms(r.GrantsOff.Percentile(99)), "metrics_grant_p99", ratio(r.GrantsOn.Percentile(99), r.GrantsOff.Percentile(99)))
+	for _, l := range r.Lookups {
+		callers := fmt.Sprintf("%d callers", l.Callers)
+		name := fmt.Sprintf("metrics_check_%d", l.Callers)
+		t.row("check metrics on vs off, throughput, median of rounds", callers,
+			rate(l.On.Rate(), "req/s"), rate(l.Off.Rate(), "req/s"), name+"_throughput", perf.Median(l.Ratios))
+		t.row("check metrics on vs off, p99 latency", callers,
+			us(l.On.Percentile(99)), us(l.Off.Percentile(99)), name+"_p99", ratio(l.On.Percentile(99), l.Off.Percentile(99)))
+	}
+	return nil
 }

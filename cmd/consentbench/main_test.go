@@ -46,6 +46,7 @@ func TestQuickRunEndsWithOneRatioPerComparison(t *testing.T) {
 	want = append(want, "catchup_vs_drain", "rebuild_vs_pebble_load", "memory_caught_up_vs_bare_server")
 	want = append(want, authRatios...)
 	want = append(want, sealedRatios...)
+	want = append(want, metricsRatios...)
 
 	checkRatios(t, text, want)
 	assert.Contains(t, text, "\ngroup commit: ", "the group commit note")
@@ -85,6 +86,23 @@ func TestQuickRunOfTheSealedComparison(t *testing.T) {
 	require.NoError(t, run(t.Context(), args, &out))
 	checkRatios(t, out.String(), sealedRatios)
 	assert.NotContains(t, out.String(), "auth_grant_throughput")
+}
+
+// metricsRatios are the "name ratio" lines of the metrics comparison.
+var metricsRatios = []string{
+	"metrics_grant_throughput", "metrics_grant_p99",
+	"metrics_check_1_throughput", "metrics_check_1_p99",
+	"metrics_check_32_throughput", "metrics_check_32_p99",
+}
+
+// The cost of metrics alone gives its rows, each with a positive ratio
+// (perf.Metrics also checks that the registry counted every call).
+func TestQuickRunOfTheMetricsComparison(t *testing.T) {
+	var out bytes.Buffer
+	args := []string{"-quick", "-compare", "metrics", "-dir", t.TempDir(), "-grants", "256", "-lookups", "400"}
+	require.NoError(t, run(t.Context(), args, &out))
+	checkRatios(t, out.String(), metricsRatios)
+	assert.NotContains(t, out.String(), "sealed_rebuild")
 }
 
 func TestCompareNamesKnownComparisons(t *testing.T) {

@@ -18,6 +18,7 @@ func (m *Main) startCheckpointer(js jetstream.JetStream, signer *audit.Signer) e
 		Interval: m.Config.CheckpointInterval,
 		Logger:   m.log.With("component", "checkpointer"),
 		Writable: m.guard.Err,
+		Observe:  m.ops.observeCheckpoint(),
 	})
 	if err != nil {
 		return err

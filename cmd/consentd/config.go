@@ -91,6 +91,16 @@ type Config struct {
 	// signing key, one signed checkpoint per window is appended to the
 	// stream, whatever the number of instances.
 	CheckpointInterval time.Duration
+
+	// HTTPListen is the HOST:PORT of consentd's HTTP listener (/metrics,
+	// /healthz, /readyz; see http.go); "" (the default) starts none.
+	HTTPListen string
+	// ReadyMaxLag is how many events the index may lag the stream while
+	// /readyz still answers ready.
+	ReadyMaxLag uint64
+	// NATSMonitor is the HOST:PORT of the embedded NATS server's own
+	// monitoring (/varz, /jsz, /healthz); "" starts none.
+	NATSMonitor string
 }
 
 // Values of Config.Sync.
@@ -118,6 +128,8 @@ func DefaultConfig() Config {
 		CheckpointInterval: audit.DefaultCheckpointInterval,
 
 		StreamCheckInterval: ledger.DefaultStreamCheckInterval,
+
+		ReadyMaxLag: DefaultReadyMaxLag,
 	}
 }
 
@@ -180,7 +192,7 @@ func (c *Config) Validate() error {
 	if c.CheckpointInterval < time.Second {
 		return fmt.Errorf("--checkpoint-interval %s: must be at least 1s", c.CheckpointInterval)
 	}
-	return nil
+	return c.validateHTTP()
 }
 
 // validateTLS checks the embedded server's TLS flags, and refuses to listen
@@ -238,7 +250,7 @@ func envName(flagName string) string {
 
 // embeddedOnly are the flags that configure the embedded server; they make
 // no sense with --nats-url.
-var embeddedOnly = []string{"listen", "sync", "group-commit", "tls-cert", "tls-key", "tls-client-ca", "insecure-listen-without-tls", "insecure-no-auth"}
+var embeddedOnly = []string{"listen", "sync", "group-commit", "tls-cert", "tls-key", "tls-client-ca", "insecure-listen-without-tls", "insecure-no-auth", "nats-monitor"}
 
 // newFlagSet returns consentd's flags, bound to c.
 func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
@@ -273,6 +285,9 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.StreamCheckInterval, "stream-check-interval", c.StreamCheckInterval, "`DURATION` between two reads of the stream's configuration (also read on every JetStream advisory that it changed); writes are refused while it is unsafe")
 	fs.StringVar(&c.SigningKey, "signing-key", c.SigningKey, "ed25519 private key `FILE` (consentctl audit keygen) that signs checkpoints and receipts; without one, neither is made")
 	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", c.CheckpointInterval, "with --signing-key, append one signed checkpoint per `DURATION` (across all instances)")
+	fs.StringVar(&c.HTTPListen, "http-listen", c.HTTPListen, "`HOST:PORT` of consentd's HTTP listener serving /metrics (Prometheus), /healthz and /readyz; none by default. It shows no consent data; keep it on loopback or a monitoring network")
+	fs.Uint64Var(&c.ReadyMaxLag, "ready-max-lag", c.ReadyMaxLag, "`EVENTS` the index may lag the stream while /readyz answers ready")
+	fs.StringVar(&c.NATSMonitor, "nats-monitor", c.NATSMonitor, "`HOST:PORT` of the embedded NATS server's monitoring (/varz, /jsz, /healthz, as nats-server's --http_port); none by default")
 	fs.Usage = func() { printUsage(fs) }
 	return fs
 }

@@ -101,7 +101,8 @@ type Main struct {
 	retainer   *ledger.Retainer
 	guard      *ledger.StreamGuard
 	url        string
-	replicas   int // the stream's, once startWrites found it
+	replicas   int  // the stream's, once startWrites found it
+	ops        *ops // metrics, /healthz and /readyz (http.go)
 
 	// stopStart stops the start-up's goroutines (the look for the stream,
 	// the probe of the index), which starting waits for.
@@ -260,6 +261,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// info, which needs its leader); Health reads it from the start.
 	m.projector = projector.New(js, m.index, projector.Options{Stream: cfg.Stream, Logger: m.log.With("component", "projector")})
 	m.projectorDone = make(chan struct{})
+	m.newOps()
 
 	var signer *audit.Signer
 	if cfg.SigningKey != "" {
@@ -276,6 +278,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:        m.log.With("component", "service"),
 		Authorize:     m.authorize(),
 		Users:         m.users(),
+		Observer:      m.ops.observer(),
 	})
 	if err != nil {
 		return err
@@ -288,6 +291,9 @@ func (m *Main) Run(ctx context.Context) error {
 		feedCfg.Identify, feedCfg.Authorize = m.authorize(), m.authority.GrantFeed
 	}
 	if m.feed, err = ledger.ServeFeed(js, feedCfg); err != nil {
+		return err
+	}
+	if err := m.serveHTTP(); err != nil {
 		return err
 	}
 
@@ -377,7 +383,8 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 	// stream; the stream's sequence check catches a stale answer.
 	// The guard refuses every write while the stream is unsafe.
 	m.startGuard(js)
-	ledgerOpts := ledger.Options{Tips: m.index, Guard: m.guard}
+	m.ops.guard.Store(m.guard)
+	ledgerOpts := ledger.Options{Tips: m.index, Guard: m.guard, Observer: m.ops.observer()}
 	if m.Config.Embedded() && m.Config.Sync == SyncAlways && m.Config.GroupCommit {
 		ledgerOpts.GroupCommit = &ledger.GroupCommit{}
 	}
@@ -403,6 +410,7 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 	// Every instance runs an expirer: each consent.expired lands once
 	// whichever instances race for it (see ledger.Expire).
 	m.expirer = ledger.NewExpirer(l, m.index, ledger.ExpirerOptions{Interval: m.Config.ExpiryInterval, Logger: m.log.With("component", "expirer")})
+	m.ops.expirer.Store(m.expirer)
 	expirerCtx, stopExpirer := context.WithCancel(context.Background())
 	m.stopExpirer, m.expirerDone = stopExpirer, make(chan struct{})
 	go func() {
@@ -546,6 +554,9 @@ func (m *Main) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	if err := m.stopHTTP(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if m.stopStart != nil {
 		// From here on, what the start-up set up in the background is
 		// visible, and nothing more starts.

@@ -24,6 +24,9 @@ import (
 // accepts connections.
 func (m *Main) startServer(dataDir string) error {
 	s, err := startServer(&m.Config, dataDir, m.log, func(opts *server.Options) error {
+		if err := m.configureMonitor(opts); err != nil {
+			return err
+		}
 		if m.authority == nil {
 			return nil
 		}

@@ -42,6 +42,9 @@ type CheckpointerOptions struct {
 	// returns an error (consentd passes its stream guard's Err) Once
 	// appends nothing and returns that error.
 	Writable func() error
+	// Observe, when set, is told the outcome of every attempt Run makes
+	// (consentd's metrics): the result, or the error it logs.
+	Observe func(CheckpointResult, error)
 }
 
 // Checkpointer appends a signed Checkpoint to the stream once per
@@ -98,6 +101,9 @@ type CheckpointResult struct {
 func (c *Checkpointer) Run(ctx context.Context) error {
 	for {
 		res, err := c.Once(ctx)
+		if c.opts.Observe != nil && ctx.Err() == nil {
+			c.opts.Observe(res, err)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil

@@ -213,6 +213,9 @@ type stackConfig struct {
 	// store under a KEK generated in the stack's directory, as consentd
 	// --kek-file.
 	Keys bool
+	// Observer, when set, is the ledger's and the service's (consentd's
+	// metrics).
+	Observer ledger.Observer
 }
 
 // startStack starts one stack as cfg says, with cfg.Consents granted
@@ -277,7 +280,7 @@ func startStack(ctx context.Context, cfg stackConfig) (st *stack, err error) {
 	st.stops = append(st.stops, stopIndex)
 	// As consentd by default: group commit, on a server that fsyncs
 	// every write.
-	lopts := ledger.Options{GroupCommit: &ledger.GroupCommit{}, Tips: idx}
+	lopts := ledger.Options{GroupCommit: &ledger.GroupCommit{}, Tips: idx, Observer: cfg.Observer}
 	if cfg.Keys {
 		kek, err := keystore.GenerateKEK(filepath.Join(dir, "kek"))
 		if err != nil {
@@ -288,7 +291,7 @@ func startStack(ctx context.Context, cfg stackConfig) (st *stack, err error) {
 		}
 	}
 	l := ledger.New(js, stream, lopts)
-	svcCfg := ledger.ServiceConfig{Logger: slog.New(slog.DiscardHandler)}
+	svcCfg := ledger.ServiceConfig{Logger: slog.New(slog.DiscardHandler), Observer: cfg.Observer}
 	if withAuth {
 		svcCfg.Authorize = authorizer(a)
 	}
