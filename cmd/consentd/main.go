@@ -211,8 +211,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	level, _ := parseLevel(cfg.LogLevel)
-	m.log = slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level}))
+	m.log = newLogger(m.Stderr, cfg.LogLevel, cfg.LogFormat)
 	dataDir := absDir(cfg.DataDir)
 
 	lock, err := lockDataDir(dataDir)
@@ -608,4 +607,15 @@ func redactURL(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// newLogger returns consentd's logger writing to w at the given level
+// and format, both checked by Config.Validate.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	l, _ := parseLevel(level)
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
