@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -98,6 +99,28 @@ func endpointSubject(subject string) string {
 		return "consent.v1." + rest
 	}
 	return subject
+}
+
+// logAttrs returns what a log line about req says of it: the endpoint,
+// the tenant token and user when known, and the stream sequence err
+// names, if any. Never the person: no subject id is in a NATS subject.
+func (s *Service) logAttrs(req micro.Request, err error) []any {
+	endpoint := strings.TrimPrefix(req.Subject(), "consent.v1.")
+	var attrs []any
+	if c := callerOf(req); c.Tenant != "" {
+		attrs = []any{"endpoint", endpoint, "tenant", c.Tenant, "user", c.User}
+	} else if s.cfg.Authorize != nil {
+		// Refused before the caller was known: consent.v1.<token>.<endpoint>.
+		token, name, _ := strings.Cut(endpoint, ".")
+		attrs = []any{"endpoint", name, "tenant", token}
+	} else {
+		attrs = []any{"endpoint", endpoint}
+	}
+	var ie *IntegrityError
+	if errors.As(err, &ie) {
+		attrs = append(attrs, "seq", ie.Seq)
+	}
+	return attrs
 }
 
 // callerOf returns who sent req; the zero Caller for a Service without

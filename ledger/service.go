@@ -725,7 +725,7 @@ func (s *Service) accept(req micro.Request, q validator) bool {
 
 // encode turns a result into the reply's payload and, for an error, the
 // micro error code and description.
-func (s *Service) encode(body any, err error) (data []byte, code, description string) {
+func (s *Service) encode(req micro.Request, body any, err error) (data []byte, code, description string) {
 	if err == nil {
 		data, err = marshalReply(body)
 		if err == nil {
@@ -733,8 +733,11 @@ func (s *Service) encode(body any, err error) (data []byte, code, description st
 		}
 	}
 	we := WireError(err)
-	if we.Code == 500 {
-		s.log.Error("consent service: internal error", "error", err)
+	switch {
+	case we.Code == 500:
+		s.log.Error("consent service: internal error", append(s.logAttrs(req, err), "error", err)...)
+	case errors.Is(we, ErrForbidden):
+		s.log.Warn("consent service: request refused", append(s.logAttrs(req, err), "error", we.Description)...)
 	}
 	if we.Status != nil {
 		data, _ = marshalStatus(we.Status)
@@ -750,7 +753,7 @@ func (s *Service) encode(body any, err error) (data []byte, code, description st
 // so that errors count in the endpoint's stats.
 func (s *Service) respond(req micro.Request, body any, err error) {
 	s.observe(req, body, err)
-	data, code, description := s.encode(body, err)
+	data, code, description := s.encode(req, body, err)
 	if code != "" {
 		err = req.Error(code, description, data)
 	} else {
@@ -763,7 +766,7 @@ func (s *Service) respond(req micro.Request, body any, err error) {
 // subject wanted none.
 func (s *Service) replied(req micro.Request, err error) {
 	if err != nil && !errors.Is(err, nats.ErrMsgNoReply) {
-		s.log.Warn("consent service: reply not sent", "subject", req.Subject(), "error", err)
+		s.log.Warn("consent service: reply not sent", append(s.logAttrs(req, nil), "error", err)...)
 	}
 }
 
@@ -796,7 +799,7 @@ var replyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return
 // goroutine (micro reads its error state once the handler returns).
 func (s *Service) publish(req micro.Request, c *asyncCounters, body any, err error) {
 	s.observe(req, body, err)
-	data, code, description := s.encode(body, err)
+	data, code, description := s.encode(req, body, err)
 	// Count the request as answered before the answer leaves, so that a
 	// caller who has its answer never sees it still in flight.
 	c.inFlight.Add(-1)
@@ -817,7 +820,7 @@ func (s *Service) publish(req micro.Request, c *asyncCounters, body any, err err
 		msg.Header.Set(micro.ErrorHeader, description)
 	}
 	if err := s.nc.PublishMsg(msg); err != nil {
-		s.log.Warn("consent service: reply not sent", "reply", reply, "error", err)
+		s.log.Warn("consent service: reply not sent", append(s.logAttrs(req, nil), "error", err)...)
 	}
 }
 

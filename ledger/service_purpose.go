@@ -108,7 +108,7 @@ func (s *Service) commandStatus(ctx context.Context, r *Reply) events.Status {
 	st := c.View(s.cfg.Now(), required)
 	if err != nil {
 		s.log.Warn("consent service: command reply judged not allowed: the purpose's policy version at its seq is unknown",
-			"seq", r.Seq, "error", err)
+			"type", r.Event.Type, "tenant", r.Event.Tenant, "seq", r.Seq, "error", err)
 		st.Allowed = false
 	}
 	return st

@@ -40,6 +40,10 @@ type composeService struct {
 	Environment environment `yaml:"environment"`
 	Volumes     []string    `yaml:"volumes"`
 	DependsOn   dependsOn   `yaml:"depends_on"`
+	Restart     string      `yaml:"restart"`
+	Healthcheck struct {
+		Test stringList `yaml:"test"`
+	} `yaml:"healthcheck"`
 }
 
 // dependsOn is a service's depends_on: a list of services, or a map of

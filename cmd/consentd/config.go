@@ -66,6 +66,9 @@ type Config struct {
 	GroupCommit bool
 
 	LogLevel string
+	// LogFormat is how log lines on stderr are written: "text" (slog's
+	// key=value) or "json" (one object per line).
+	LogFormat string
 	// MemoryLimit is the Go runtime's soft memory limit for the whole
 	// process (embedded server included); 0 leaves the runtime's default,
 	// which GOMEMLIMIT sets.
@@ -119,6 +122,7 @@ func DefaultConfig() Config {
 		Sync:            SyncAlways,
 		GroupCommit:     true,
 		LogLevel:        "info",
+		LogFormat:       "text",
 		MinSeqTimeout:   ledger.DefaultMinSeqTimeout,
 		ShutdownTimeout: 8 * time.Second,
 		ExpiryInterval:  ledger.DefaultExpiryInterval,
@@ -173,6 +177,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
 	}
 	if c.MinSeqTimeout <= 0 {
 		return fmt.Errorf("--min-seq-timeout %s: must be positive", c.MinSeqTimeout)
@@ -277,6 +284,7 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Sync, "sync", c.Sync, "`MODE` of the embedded server: always fsyncs every event before acknowledging it, interval every 2 minutes")
 	fs.BoolVar(&c.GroupCommit, "group-commit", c.GroupCommit, "with --sync always, gather concurrent appends into atomic batches so that one fsync covers many events (--group-commit=false: one fsync per event)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "`LEVEL` of the logs on stderr: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "`FORMAT` of the logs on stderr: text (key=value) or json (one object per line)")
 	fs.Var(&c.MemoryLimit, "memory-limit", "soft memory limit of the process as a `SIZE` (200MiB, 1GiB): the Go runtime collects garbage and returns memory to the system harder near it; 0 keeps the runtime's default (GOMEMLIMIT)")
 	fs.DurationVar(&c.MinSeqTimeout, "min-seq-timeout", c.MinSeqTimeout, "`DURATION` that status, check and list wait for min_seq before answering 503")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "`DURATION` that a shutdown waits for requests in flight")
