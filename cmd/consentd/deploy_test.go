@@ -1,11 +1,21 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/metrics"
+	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/projector"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -89,4 +99,114 @@ func TestPrometheusScrapesEveryConsentd(t *testing.T) {
 	assert.Equal(t, want, got, "job consentd scrapes every consentd")
 	require.Len(t, cfg.RuleFiles, 1)
 	assert.Equal(t, filepath.Join(repoRoot, "deploy/prometheus/alerts.yml"), hostPath(t, prom, cfg.RuleFiles[0]))
+}
+
+// exportedMetrics returns the name of every metric family consentd
+// exports, each series made to exist (a vector has none until used), with
+// the _bucket, _sum and _count series of its histograms.
+func exportedMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	m := metrics.New(metrics.BuildInfo{Version: "test"}, metrics.Sources{
+		Projector:     func() projector.Health { return projector.Health{} },
+		StreamSafe:    func() (bool, bool) { return true, true },
+		Expiry:        func() (ledger.ExpiryStats, bool) { return ledger.ExpiryStats{}, true },
+		ExpiryBacklog: func(context.Context) (int, error) { return 0, nil },
+		Feeds:         func(context.Context) (ledger.FeedConsumerStats, error) { return ledger.FeedConsumerStats{}, nil },
+	})
+	m.Appended(events.TypeGranted, "stored", time.Millisecond)
+	m.Looked("check", "allowed", time.Millisecond)
+	m.MinSeqWaited(true)
+	m.GroupCommitted(2, time.Millisecond)
+	m.Checkpoint(true, nil)
+	families, err := m.Registry().Gather()
+	require.NoError(t, err)
+	names := map[string]bool{"up": true} // Prometheus' own, per target
+	for _, f := range families {
+		names[f.GetName()] = true
+		if f.GetType() == dto.MetricType_HISTOGRAM {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				names[f.GetName()+suffix] = true
+			}
+		}
+	}
+	return names
+}
+
+// metricNames are the names of metrics in a PromQL expression (those of
+// consentd, the Go and process collectors, and up).
+var metricNames = regexp.MustCompile(`\b(?:consent|go|process)_[a-z0-9_]+\b|\bup\b`)
+
+// TestAlertRulesAndDashboardNameExportedMetrics: the alert rules and the
+// Grafana dashboard parse, and every query in them names metrics consentd
+// exports, so that neither watches a metric that does not exist.
+func TestAlertRulesAndDashboardNameExportedMetrics(t *testing.T) {
+	exported := exportedMetrics(t)
+	checkExpr := func(t *testing.T, where, expr string) {
+		t.Helper()
+		used := metricNames.FindAllString(expr, -1)
+		assert.NotEmpty(t, used, "%s: %q names no metric", where, expr)
+		for _, name := range used {
+			assert.True(t, exported[name], "%s: %s is not a metric consentd exports", where, name)
+		}
+	}
+
+	var rules struct {
+		Groups []struct {
+			Name  string `yaml:"name"`
+			Rules []struct {
+				Alert       string            `yaml:"alert"`
+				Expr        string            `yaml:"expr"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy/prometheus/alerts.yml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(data, &rules))
+	require.NotEmpty(t, rules.Groups)
+	runbook, err := os.ReadFile(filepath.Join(repoRoot, "docs/alerts.md"))
+	require.NoError(t, err)
+	alerts := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			alerts++
+			checkExpr(t, "alert "+r.Alert, r.Expr)
+			assert.Contains(t, []string{"critical", "warning"}, r.Labels["severity"], r.Alert)
+			assert.NotEmpty(t, r.Annotations["summary"], r.Alert)
+			assert.Contains(t, string(runbook), "## "+r.Alert+"\n", "docs/alerts.md says what to do when %s fires", r.Alert)
+		}
+	}
+	for _, name := range []string{"consent_index_lag_events", "consent_integrity_violations_total", "consent_stream_safe", "consent_appends_total", "consent_expiry_backlog"} {
+		assert.Contains(t, string(data), name, "an alert watches %s", name)
+	}
+
+	var dashboard struct {
+		Title  string `json:"title"`
+		UID    string `json:"uid"`
+		Panels []struct {
+			Type    string `json:"type"`
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	data, err = os.ReadFile(filepath.Join(repoRoot, "deploy/grafana/dashboards/consent-ledger.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &dashboard))
+	assert.NotEmpty(t, dashboard.UID)
+	queries := 0
+	for _, p := range dashboard.Panels {
+		if p.Type == "row" {
+			continue
+		}
+		assert.NotEmpty(t, p.Targets, "panel %q has queries", p.Title)
+		for _, target := range p.Targets {
+			queries++
+			checkExpr(t, "panel "+p.Title, target.Expr)
+		}
+	}
+	assert.Greater(t, queries, 10)
+	t.Logf("%d alert rules, %d dashboard queries checked against %d exported names", alerts, queries, len(exported))
 }
