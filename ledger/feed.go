@@ -425,7 +425,17 @@ func (f *Feed) purposes(ctx context.Context, token string, q *FeedPurposesReques
 			subjects = append(subjects, s)
 		}
 	}
-	msgs, err := jetstreamext.GetLastMsgsFor(ctx, f.js, f.cfg.Stream, subjects, jetstreamext.GetLastMsgsUpToSeq(q.UpToSeq))
+	// The server answers nothing for an up_to_seq beyond the stream's
+	// last sequence: ask as of the last sequence then.
+	stream, err := f.js.Stream(ctx, f.cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	upTo := min(q.UpToSeq, stream.CachedInfo().State.LastSeq)
+	if upTo == 0 {
+		return out, nil
+	}
+	msgs, err := jetstreamext.GetLastMsgsFor(ctx, f.js, f.cfg.Stream, subjects, jetstreamext.GetLastMsgsUpToSeq(upTo))
 	if err != nil {
 		return nil, err
 	}

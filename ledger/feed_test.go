@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -119,4 +120,30 @@ func TestCheckerThroughTheServiceFeed(t *testing.T) {
 	}
 	assert.Equal(t, 1, k.Stats().Entries)
 	assert.Equal(t, uint64(3), k.Stats().Fills)
+}
+
+// feed.purposes answers as of the stream's last sequence for an up_to_seq
+// beyond it (a client takes it from a message it was delivered, which may
+// be the newest), not with nothing.
+func TestFeedPurposesUpToBeyondTheStream(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	serviceFeedClient(t, st)
+	ctx := stepCtx(t)
+	set, err := st.client.SetPurpose(ctx, events.PurposeCommand{Purpose: "newsletter", PolicyVersion: 2})
+	require.NoError(t, err)
+	ask := func(upTo uint64) ledger.FeedPurposesReply {
+		t.Helper()
+		m, err := st.nc.Request(ledger.SubjectFeedPurposes, fmt.Appendf(nil, `{"up_to_seq":%d}`, upTo), 5*time.Second)
+		require.NoError(t, err)
+		require.Empty(t, m.Header.Get(micro.ErrorCodeHeader), m.Header.Get(micro.ErrorHeader))
+		var r ledger.FeedPurposesReply
+		require.NoError(t, json.Unmarshal(m.Data, &r))
+		return r
+	}
+	for _, upTo := range []uint64{set.Seq, set.Seq + 1, set.Seq + 1000} {
+		r := ask(upTo)
+		require.Len(t, r.Messages, 1, "up_to_seq %d", upTo)
+		assert.Equal(t, set.Seq, r.Messages[0].Seq)
+	}
+	assert.Empty(t, ask(set.Seq-1).Messages, "before the purpose was set")
 }
