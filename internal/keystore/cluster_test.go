@@ -119,7 +119,7 @@ func TestEnsureDataKeyR3(t *testing.T) {
 	for i, s := range stores {
 		assert.Equal(t, ids[0], ids[i])
 		assert.Equal(t, keys[0], keys[i])
-		key, err := s.KeyByID(ctx, ids[0])
+		key, err := s.KeyByID(ctx, "acme", aliceKey, ids[0])
 		require.NoError(t, err)
 		assert.Equal(t, keys[0], key)
 	}
