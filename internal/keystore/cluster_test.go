@@ -104,6 +104,7 @@ func TestEnsureDataKeyR3(t *testing.T) {
 		js := natstest.JetStream(t, natstest.Connect(t, c.Node(i)))
 		stores[i], err = Open(ctx, js, Config{KEK: kek, Replicas: 3})
 		require.NoError(t, err)
+		assert.False(t, stores[i].direct, "reads go to the leader")
 	}
 	ids := make([]string, len(stores))
 	keys := make([][]byte, len(stores))

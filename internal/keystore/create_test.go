@@ -177,3 +177,20 @@ func TestOpenAllowsBatchesOnAnOlderBucket(t *testing.T) {
 	_, _, err = s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
 }
+
+// TestGetSkipsAMarker: on a bucket of one replica the store reads with
+// direct gets; an entry whose latest revision is a delete marker (as a
+// KV delete writes) reads as absent, as with the leader's message API.
+func TestGetSkipsAMarker(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.open(Config{})
+	require.True(t, s.direct)
+	_, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	require.NoError(t, s.Bucket().Delete(ctx, dataKeyName("acme", aliceKey)))
+	_, _, err = e.open(Config{}).DataKey(ctx, "acme", aliceKey)
+	assert.ErrorIs(t, err, ErrNoDataKey)
+	_, err = e.open(Config{}).KeyByID(ctx, "acme", aliceKey, aliceKey)
+	assert.ErrorIs(t, err, ErrDestroyed)
+}

@@ -107,6 +107,8 @@ type Store struct {
 	// the bucket's stream allows atomic batches.
 	creates creates
 	atomic  bool
+	// direct says the bucket has one replica: get reads with direct gets.
+	direct bool
 
 	mu      sync.Mutex
 	kek     *KEK
@@ -207,6 +209,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		byCur:   map[string]dataKey{},
 		secrets: map[string][]byte{},
 		atomic:  got.AllowAtomicPublish,
+		direct:  got.Replicas <= 1 && got.AllowDirect,
 	}
 	for _, k := range cfg.PreviousKEKs {
 		s.keks[k.ID()] = k
