@@ -58,10 +58,10 @@ var (
 	// ErrNoDataKey: the person has no data key (never had one, or it was
 	// destroyed). EnsureDataKey makes one.
 	ErrNoDataKey = errors.New("keystore: no data key for this person")
-	// ErrDestroyed (matching events.ErrKeyErased): no key has this id any
-	// more. Key ids are random and
-	// only handed out with a stored key, so an id the store does not know
-	// belonged to a key that Destroy erased.
+	// ErrDestroyed (matching events.ErrKeyErased): the person's key with
+	// this id is gone. Key ids are random and only handed out with a
+	// stored key, and a person has one key at a time, so an id the
+	// person's entry does not hold belonged to a key that Destroy erased.
 	ErrDestroyed = fmt.Errorf("keystore: %w", events.ErrKeyErased)
 	// ErrReplicasBehind: a replica of the bucket is not current, so an
 	// erase now would leave the key on its disk (it would catch up from a
