@@ -59,12 +59,12 @@ type EraseReply struct {
 // destroys the key when it erases the person.
 //
 // EnsureDataKey returns the person's key, made on first use; KeyByID the
-// key of an id, with an error matching ErrKeyDestroyed (set by the
-// adapter) once destroyed; Destroy is idempotent and returns whether a
-// key was there to destroy.
+// person's key of an id (a sealed event names all three), with an error
+// matching ErrKeyDestroyed once destroyed; Destroy is idempotent and
+// returns whether a key was there to destroy.
 type Keys interface {
 	EnsureDataKey(ctx context.Context, tenant, subjectKey string) (id string, key []byte, err error)
-	KeyByID(ctx context.Context, id string) ([]byte, error)
+	KeyByID(ctx context.Context, tenant, subjectKey, id string) ([]byte, error)
 	Destroy(ctx context.Context, tenant, subjectKey string) (bool, error)
 }
 

@@ -54,7 +54,7 @@ func openSealed(ctx context.Context, keys Keys, ev *events.Event) (erased bool, 
 	if !ev.IsSealed() {
 		return false, nil
 	}
-	key, err := keys.KeyByID(ctx, ev.KeyID)
+	key, err := keys.KeyByID(ctx, ev.Tenant, ev.SubjectKey, ev.KeyID)
 	if errors.Is(err, ErrKeyDestroyed) {
 		return true, nil
 	}

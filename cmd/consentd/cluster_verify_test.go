@@ -224,7 +224,7 @@ func openWithKeys(t *testing.T, js jetstream.JetStream, kekFile string) func(*ev
 	keys, err := keystore.Open(t.Context(), js, keystore.Config{KEK: kek})
 	require.NoError(t, err)
 	return func(ev *events.Event) error {
-		key, err := keys.KeyByID(t.Context(), ev.KeyID)
+		key, err := keys.KeyByID(t.Context(), ev.Tenant, ev.SubjectKey, ev.KeyID)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -104,6 +105,7 @@ func TestEnsureDataKeyR3(t *testing.T) {
 		js := natstest.JetStream(t, natstest.Connect(t, c.Node(i)))
 		stores[i], err = Open(ctx, js, Config{KEK: kek, Replicas: 3})
 		require.NoError(t, err)
+		assert.False(t, stores[i].direct, "reads go to the leader")
 	}
 	ids := make([]string, len(stores))
 	keys := make([][]byte, len(stores))
@@ -119,8 +121,68 @@ func TestEnsureDataKeyR3(t *testing.T) {
 	for i, s := range stores {
 		assert.Equal(t, ids[0], ids[i])
 		assert.Equal(t, keys[0], keys[i])
-		key, err := s.KeyByID(ctx, ids[0])
+		key, err := s.KeyByID(ctx, "acme", aliceKey, ids[0])
 		require.NoError(t, err)
 		assert.Equal(t, keys[0], key)
+	}
+}
+
+// TestEnsureDataKeyBatchesR3: on a three-node cluster, instances on
+// different nodes make the keys of many new persons at once, in atomic
+// batches, some persons on every instance: each person gets one key, the
+// same on every instance, readable on each.
+func TestEnsureDataKeyBatchesR3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster")
+	}
+	c := natstest.RunCluster(t, 3)
+	ctx := context.Background()
+	kek, err := GenerateKEK(filepath.Join(t.TempDir(), "kek.pem"))
+	require.NoError(t, err)
+	stores := make([]*Store, c.Size())
+	for i := range stores {
+		js := natstest.JetStream(t, natstest.Connect(t, c.Node(i)))
+		stores[i], err = Open(ctx, js, Config{KEK: kek, Replicas: 3})
+		require.NoError(t, err)
+	}
+	const persons = 60 // every third on all instances, the rest on one
+	ids := make([][]string, len(stores))
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		ids[i] = make([]string, persons)
+		for p := range persons {
+			if p%3 != 0 && p%len(stores) != i {
+				continue
+			}
+			wg.Go(func() {
+				id, _, err := s.EnsureDataKey(ctx, "acme", fmt.Sprintf("%032x", p+1))
+				assert.NoError(t, err)
+				ids[i][p] = id
+			})
+		}
+	}
+	wg.Wait()
+	batches := 0
+	for _, s := range stores {
+		s.creates.mu.Lock()
+		batches += s.creates.batches
+		s.creates.mu.Unlock()
+	}
+	assert.Positive(t, batches)
+	for p := range persons {
+		var want string
+		for i := range stores {
+			if ids[i][p] == "" {
+				continue
+			}
+			if want == "" {
+				want = ids[i][p]
+			}
+			assert.Equal(t, want, ids[i][p], "person %d", p)
+		}
+		for _, s := range stores {
+			_, err := s.KeyByID(ctx, "acme", fmt.Sprintf("%032x", p+1), want)
+			assert.NoError(t, err, "person %d", p)
+		}
 	}
 }

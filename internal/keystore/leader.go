@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -15,7 +16,8 @@ import (
 // may answer, possibly before it has applied the latest write) or with a
 // consumer (which a cluster with a node down may fail to place). So a read
 // right after another instance's write sees it, and Destroy verifies its
-// erase against the leader.
+// erase against the leader. The exception is get on a bucket of one
+// replica, where the only server answers direct gets too.
 
 // revision is one stored message of a bucket key.
 type revision struct {
@@ -91,8 +93,21 @@ func (s *Store) leaderGet(ctx context.Context, req msgGetRequest) (revision, err
 func (s *Store) subject(name string) string { return "$KV." + s.kv.Bucket() + "." + name }
 
 // get returns the latest revision of a bucket key, or
-// jetstream.ErrKeyNotFound if it has none or the latest is a marker.
+// jetstream.ErrKeyNotFound if it has none or the latest is a marker. On a
+// bucket of one replica it reads with a direct get: the one server answers
+// it from its store, which holds every acknowledged write, without the
+// JetStream API's queue.
 func (s *Store) get(ctx context.Context, name string) ([]byte, error) {
+	if s.direct {
+		msg, err := s.stream.GetLastMsgForSubject(ctx, s.subject(name))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && msg.Header.Get("KV-Operation") != "" {
+			return nil, jetstream.ErrKeyNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("keystore: get %s: %w", name, err)
+		}
+		return msg.Data, nil
+	}
 	rev, err := s.leaderGet(ctx, msgGetRequest{LastFor: s.subject(name)})
 	if err == jetstream.ErrMsgNotFound || err == nil && rev.marker {
 		return nil, jetstream.ErrKeyNotFound

@@ -8,18 +8,22 @@
 //
 // The bucket holds:
 //
-//	dk.<tenant>.<subject key>  the person's current data key: {key_id, kek_id, wrapped}
-//	kid.<key id>               the same key by id, to decrypt older events: {key_id, kek_id, wrapped}
+//	dk.<tenant>.<subject key>  the person's data key: {key_id, kek_id, wrapped}
 //	tk.<tenant>                the tenant's HMAC secret: {kek_id, wrapped}
 //
+// A sealed event names its key by id, and carries the tenant and subject
+// key: it opens with the person's entry when that entry holds the id
+// (KeyByID). Buckets written before this layout also hold kid.<key id>
+// entries, the same key by id; nothing reads them, Destroy erases them.
+//
 // The subject key is the keyed one (SubjectKey), never a raw id. Entries
-// are created once (kv.Create) and never overwritten except by Rotate.
+// are created once (create-only, concurrent creations gathered into one
+// atomic batch: create.go) and never overwritten except by Rotate.
 package keystore
 
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,10 +58,10 @@ var (
 	// ErrNoDataKey: the person has no data key (never had one, or it was
 	// destroyed). EnsureDataKey makes one.
 	ErrNoDataKey = errors.New("keystore: no data key for this person")
-	// ErrDestroyed (matching events.ErrKeyErased): no key has this id any
-	// more. Key ids are random and
-	// only handed out with a stored key, so an id the store does not know
-	// belonged to a key that Destroy erased.
+	// ErrDestroyed (matching events.ErrKeyErased): the person's key with
+	// this id is gone. Key ids are random and only handed out with a
+	// stored key, and a person has one key at a time, so an id the
+	// person's entry does not hold belonged to a key that Destroy erased.
 	ErrDestroyed = fmt.Errorf("keystore: %w", events.ErrKeyErased)
 	// ErrReplicasBehind: a replica of the bucket is not current, so an
 	// erase now would leave the key on its disk (it would catch up from a
@@ -99,11 +103,17 @@ type Store struct {
 	stream jetstream.Stream
 	kv     jetstream.KeyValue
 
+	// creates gathers the creations of new persons' entries; atomic says
+	// the bucket's stream allows atomic batches.
+	creates creates
+	atomic  bool
+	// direct says the bucket has one replica: get reads with direct gets.
+	direct bool
+
 	mu      sync.Mutex
 	kek     *KEK
 	keks    map[string]*KEK // by id: kek and the previous ones
 	byCur   map[string]dataKey
-	byID    map[string][]byte
 	secrets map[string][]byte // tenant -> HMAC secret
 }
 
@@ -122,28 +132,30 @@ type record struct {
 // StreamConfig is the configuration of the bucket's stream: what nats.go's
 // CreateKeyValue sets for a bucket with History revisions, except that it
 // allows message deletion (which the erase needs; nats.go denies it and a
-// stream update cannot allow it afterwards) and never compresses.
+// stream update cannot allow it afterwards), never compresses, and allows
+// atomic batches (the creations of new keys).
 func StreamConfig(bucket string, replicas int, storage jetstream.StorageType) jetstream.StreamConfig {
 	if replicas == 0 {
 		replicas = 1
 	}
 	return jetstream.StreamConfig{
-		Name:              "KV_" + bucket,
-		Description:       "consent ledger keys (erasable; see docs/privacy.md)",
-		Subjects:          []string{"$KV." + bucket + ".>"},
-		MaxMsgsPerSubject: History,
-		MaxBytes:          -1,
-		MaxMsgSize:        -1,
-		MaxMsgs:           -1,
-		MaxConsumers:      -1,
-		Storage:           storage,
-		Replicas:          replicas,
-		AllowRollup:       true,
-		DenyDelete:        false,
-		Duplicates:        2 * time.Minute,
-		AllowDirect:       true,
-		Compression:       jetstream.NoCompression,
-		Discard:           jetstream.DiscardNew,
+		Name:               "KV_" + bucket,
+		Description:        "consent ledger keys (erasable; see docs/privacy.md)",
+		Subjects:           []string{"$KV." + bucket + ".>"},
+		MaxMsgsPerSubject:  History,
+		MaxBytes:           -1,
+		MaxMsgSize:         -1,
+		MaxMsgs:            -1,
+		MaxConsumers:       -1,
+		Storage:            storage,
+		Replicas:           replicas,
+		AllowRollup:        true,
+		DenyDelete:         false,
+		Duplicates:         2 * time.Minute,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+		Compression:        jetstream.NoCompression,
+		Discard:            jetstream.DiscardNew,
 	}
 }
 
@@ -176,6 +188,16 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if got.Compression != jetstream.NoCompression {
 		return nil, fmt.Errorf("keystore: stream %s is compressed; the erase of a key needs it uncompressed", scfg.Name)
 	}
+	if !got.AllowAtomicPublish {
+		// A bucket made before new keys were created in batches: allow
+		// them. A server that cannot (before 2.12) keeps creating them
+		// one by one.
+		upd := got
+		upd.AllowAtomicPublish = true
+		if updated, err := js.UpdateStream(ctx, upd); err == nil {
+			stream, got = updated, updated.CachedInfo().Config
+		}
+	}
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: bucket %s: %w", cfg.Bucket, err)
@@ -185,8 +207,9 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		kek:     cfg.KEK,
 		keks:    map[string]*KEK{cfg.KEK.ID(): cfg.KEK},
 		byCur:   map[string]dataKey{},
-		byID:    map[string][]byte{},
 		secrets: map[string][]byte{},
+		atomic:  got.AllowAtomicPublish,
+		direct:  got.Replicas <= 1 && got.AllowDirect,
 	}
 	for _, k := range cfg.PreviousKEKs {
 		s.keks[k.ID()] = k
@@ -274,69 +297,62 @@ func (s *Store) openDataKey(tenant, subjectKey, name string, value []byte) (stri
 }
 
 // EnsureDataKey returns the person's current data key, making one if the
-// person has none. Instances racing to make the key get the same one (the
-// entry is created only if absent). Errors as DataKey, plus the bucket's.
+// person has none: a single entry, created only if absent and durable
+// before EnsureDataKey returns, so instances racing to make the key get the
+// same one and no event is sealed under a key that a crash can lose.
+// Concurrent creations for different persons are stored together (one
+// atomic batch, so one disk flush). Errors as DataKey, plus the bucket's.
 // The caller owns the returned slice.
 func (s *Store) EnsureDataKey(ctx context.Context, tenant, subjectKey string) (string, []byte, error) {
 	id, key, err := s.DataKey(ctx, tenant, subjectKey)
 	if !errors.Is(err, ErrNoDataKey) {
 		return id, key, err
 	}
-	idBytes := make([]byte, 16)
-	key = make([]byte, DataKeySize)
-	_, _ = rand.Read(idBytes) // never fails (Go 1.24+)
-	_, _ = rand.Read(key)
-	id = hex.EncodeToString(idBytes)
-	name, idName := dataKeyName(tenant, subjectKey), keyIDName(id)
-	s.mu.Lock()
-	byID, err := json.Marshal(record{KeyID: id, KEKID: s.kek.ID(), Wrapped: s.kek.wrap(key, dataKeyAAD(idName, id))})
-	if err != nil {
-		s.mu.Unlock()
-		return "", nil, err
-	}
-	current, err := json.Marshal(record{KeyID: id, KEKID: s.kek.ID(), Wrapped: s.kek.wrap(key, dataKeyAAD(name, id))})
-	s.mu.Unlock()
+	c, err := s.create(tenant, subjectKey)
 	if err != nil {
 		return "", nil, err
 	}
-	// The id entry first: a key is handed out only once both exist. A
-	// crash in between leaves an id entry no event uses and no person
-	// names.
-	if _, err := s.kv.Create(ctx, idName, byID); err != nil {
-		return "", nil, fmt.Errorf("keystore: create %s: %w", idName, err)
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		// The creation goes on; the next call finds its outcome.
+		return "", nil, ctx.Err()
 	}
-	_, err = s.kv.Create(ctx, name, current)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		// Another instance made the person's key first: use it, and erase
-		// the id entry of ours, which nothing uses.
-		if _, err := s.erase(ctx, idName); err != nil {
-			return "", nil, err
-		}
+	switch {
+	case errors.Is(c.err, jetstream.ErrKeyExists):
+		// Another instance made the person's key first: use it.
 		return s.DataKey(ctx, tenant, subjectKey)
+	case c.err != nil:
+		return "", nil, fmt.Errorf("keystore: create %s: %w", c.name, c.err)
 	}
-	if err != nil {
-		return "", nil, fmt.Errorf("keystore: create %s: %w", name, err)
-	}
-	s.remember(tenant, subjectKey, id, key)
-	return id, clone(key), nil
+	return c.id, clone(c.key), nil
 }
 
-// KeyByID returns the data key with the given id, current or not, to
-// decrypt older events. It returns ErrDestroyed if no key has that id, an
-// *events.FieldError naming "key_id" if id is not 32 lowercase hex digits,
-// and an *UnknownKEKError as DataKey. The caller owns the returned slice.
-func (s *Store) KeyByID(ctx context.Context, id string) ([]byte, error) {
+// KeyByID returns the person's data key with the given id, to open an
+// event sealed under it (the event names the tenant, the subject key and
+// the key id). It returns ErrDestroyed if the person's key has another id
+// or the person has none: key ids are random and a person has one key at a
+// time, so an event's key that is not the person's was destroyed. It
+// returns a *events.FieldError naming "key_id" if id is not 32 lowercase
+// hex digits, errors as DataKey for a bad person or an unknown KEK, and the
+// bucket's. The caller owns the returned slice.
+func (s *Store) KeyByID(ctx context.Context, tenant, subjectKey, id string) ([]byte, error) {
+	if err := checkPerson(tenant, subjectKey); err != nil {
+		return nil, err
+	}
 	if !isHex32(id) {
 		return nil, &events.FieldError{Field: "key_id", Problem: "must be 32 lowercase hex digits"}
 	}
 	s.mu.Lock()
-	key, ok := s.byID[id]
-	key = clone(key)
+	dk, ok := s.byCur[cacheName(tenant, subjectKey)]
+	key := clone(dk.key)
 	s.mu.Unlock()
-	if ok {
+	if ok && dk.id == id {
 		return key, nil
 	}
-	name := keyIDName(id)
+	// Not cached, or cached with another id: the bucket decides (another
+	// instance may have destroyed the person's key and made a new one).
+	name := dataKeyName(tenant, subjectKey)
 	value, err := s.get(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, ErrDestroyed
@@ -345,25 +361,19 @@ func (s *Store) KeyByID(ctx context.Context, id string) ([]byte, error) {
 		return nil, err
 	}
 	var rec record
-	if err := json.Unmarshal(value, &rec); err != nil || rec.KeyID != id {
+	if err := json.Unmarshal(value, &rec); err != nil || !isHex32(rec.KeyID) {
 		return nil, fmt.Errorf("keystore: %s is not a data key record", name)
 	}
-	key, err = s.unwrap(name, rec, dataKeyAAD(name, id))
-	if err != nil {
-		return nil, err
+	if rec.KeyID != id {
+		return nil, ErrDestroyed
 	}
-	s.mu.Lock()
-	if len(s.byID) >= maxCached {
-		s.byCur = map[string]dataKey{}
-		s.byID = map[string][]byte{}
-	}
-	s.byID[id] = clone(key)
-	s.mu.Unlock()
-	return key, nil
+	_, key, err = s.openDataKey(tenant, subjectKey, name, value)
+	return key, err
 }
 
 // Destroy erases the person's data keys from the bucket: every revision of
-// the person's entry and of the id entries it names, with a secure delete
+// the person's entry and of the id entries it names (buckets written
+// before one entry per person), with a secure delete
 // (the server overwrites the message on disk), then checks that none is
 // left. It forgets the keys in this store's cache and tells other
 // instances that Watch. It returns whether anything was destroyed, so
@@ -410,7 +420,6 @@ func (s *Store) Destroy(ctx context.Context, tenant, subjectKey string) (bool, e
 	destroyed = destroyed || did
 	idList := slices.Sorted(maps.Keys(ids))
 	s.Forget(tenant, subjectKey)
-	s.forgetIDs(idList)
 	if destroyed {
 		s.notifyForget(tenant, subjectKey, idList)
 	}
@@ -427,7 +436,6 @@ func (s *Store) Forget(tenant, subjectKey string) {
 	if dk, ok := s.byCur[c]; ok {
 		clear(dk.key)
 		delete(s.byCur, c)
-		delete(s.byID, dk.id)
 	}
 }
 
@@ -560,13 +568,10 @@ func (s *Store) unwrap(name string, rec record, aad []byte) ([]byte, error) {
 func (s *Store) remember(tenant, subjectKey, id string, key []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.byCur) >= maxCached || len(s.byID) >= maxCached {
+	if len(s.byCur) >= maxCached {
 		s.byCur = map[string]dataKey{}
-		s.byID = map[string][]byte{}
 	}
-	k := clone(key)
-	s.byCur[cacheName(tenant, subjectKey)] = dataKey{id: id, key: k}
-	s.byID[id] = k
+	s.byCur[cacheName(tenant, subjectKey)] = dataKey{id: id, key: clone(key)}
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }

@@ -22,6 +22,7 @@ import (
 const (
 	aliceKey = "a59fc578d4cb46faab1d6eb348e7c74b"
 	bobKey   = "0cf19c8f102ecc62b033b451c1d7cbe4"
+	carolKey = "5d1e2a7c9b3f40e6a8c2d4f6b8e0a2c4"
 )
 
 // env is an embedded server with its store directory, and a KEK.
@@ -141,10 +142,10 @@ func TestEnsureDataKeyMakesOneKey(t *testing.T) {
 		assert.Equal(t, ids[0], ids[i])
 		assert.Equal(t, keys[0], keys[i])
 	}
-	// The losers erased the id entries of their own keys: one is left.
+	// One entry per person, and nothing of the losers' keys.
 	names, err := s.Bucket().Keys(ctx)
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"dk.acme." + aliceKey, "kid." + ids[0]}, names)
+	assert.Equal(t, []string{"dk.acme." + aliceKey}, names)
 
 	// A fresh instance (no cache) reads the same key, current and by id.
 	fresh := e.open(Config{})
@@ -152,9 +153,11 @@ func TestEnsureDataKeyMakesOneKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ids[0], id)
 	assert.Equal(t, keys[0], key)
-	byID, err := e.open(Config{}).KeyByID(ctx, ids[0])
+	byID, err := e.open(Config{}).KeyByID(ctx, "acme", aliceKey, ids[0])
 	require.NoError(t, err)
 	assert.Equal(t, keys[0], byID)
+	_, err = e.open(Config{}).KeyByID(ctx, "acme", bobKey, ids[0])
+	assert.ErrorIs(t, err, ErrDestroyed, "alice's key id is not bob's key")
 
 	// Another person, another tenant: other keys.
 	bobID, bobKeyBytes, err := s.EnsureDataKey(ctx, "acme", bobKey)
@@ -205,12 +208,11 @@ func TestDestroyLeavesNothingOnDisk(t *testing.T) {
 	_, err = s.TenantSecret(ctx, "acme")
 	require.NoError(t, err)
 
-	var current, byID record
+	var current record
 	require.NoError(t, json.Unmarshal(rawValue(t, s, "dk.acme."+aliceKey), &current))
-	require.NoError(t, json.Unmarshal(rawValue(t, s, "kid."+id), &byID))
 	needles := [][]byte{
-		current.Wrapped, byID.Wrapped,
-		rawValue(t, s, "dk.acme."+aliceKey), rawValue(t, s, "kid."+id), // the JSON, base64 wrapped keys
+		current.Wrapped,
+		rawValue(t, s, "dk.acme."+aliceKey), // the JSON, base64 wrapped key
 		[]byte(id), []byte(aliceKey),
 	}
 	needles = append(needles, residue.Forms(key)...)
@@ -228,9 +230,9 @@ func TestDestroyLeavesNothingOnDisk(t *testing.T) {
 	s = e.open(Config{})
 	_, _, err = s.DataKey(ctx, "acme", aliceKey)
 	assert.ErrorIs(t, err, ErrNoDataKey)
-	_, err = s.KeyByID(ctx, id)
+	_, err = s.KeyByID(ctx, "acme", aliceKey, id)
 	assert.ErrorIs(t, err, ErrDestroyed)
-	_, err = s.KeyByID(ctx, bobID)
+	_, err = s.KeyByID(ctx, "acme", bobKey, bobID)
 	assert.NoError(t, err)
 }
 
@@ -240,7 +242,7 @@ func TestDestroyThenFreshKey(t *testing.T) {
 	s := e.open(Config{})
 	id, key, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
-	_, err = s.KeyByID(ctx, id) // cached by id too
+	_, err = s.KeyByID(ctx, "acme", aliceKey, id) // cached
 	require.NoError(t, err)
 
 	destroyed, err := s.Destroy(ctx, "acme", aliceKey)
@@ -249,18 +251,20 @@ func TestDestroyThenFreshKey(t *testing.T) {
 	// The cache forgot it: the same instance sees the erase.
 	_, _, err = s.DataKey(ctx, "acme", aliceKey)
 	assert.ErrorIs(t, err, ErrNoDataKey)
-	_, err = s.KeyByID(ctx, id)
+	_, err = s.KeyByID(ctx, "acme", aliceKey, id)
 	assert.ErrorIs(t, err, ErrDestroyed)
 
 	newID, newKey, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
 	assert.NotEqual(t, id, newID)
 	assert.NotEqual(t, key, newKey)
-	got, err := e.open(Config{}).KeyByID(ctx, newID)
+	got, err := e.open(Config{}).KeyByID(ctx, "acme", aliceKey, newID)
 	require.NoError(t, err)
 	assert.Equal(t, newKey, got)
-	_, err = e.open(Config{}).KeyByID(ctx, id)
+	_, err = e.open(Config{}).KeyByID(ctx, "acme", aliceKey, id)
 	assert.ErrorIs(t, err, ErrDestroyed, "the old id stays destroyed")
+	_, err = s.KeyByID(ctx, "acme", aliceKey, id)
+	assert.ErrorIs(t, err, ErrDestroyed, "the old id stays destroyed, with the new key cached")
 
 	// Idempotent: the second Destroy of the fresh key destroys it, a third
 	// finds nothing, and so does one for a person never seen.
@@ -295,19 +299,54 @@ func TestForget(t *testing.T) {
 	other.Forget("acme", aliceKey)
 	_, _, err = other.DataKey(ctx, "acme", aliceKey)
 	assert.ErrorIs(t, err, ErrNoDataKey)
-	_, err = other.KeyByID(ctx, id)
+	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
+	assert.ErrorIs(t, err, ErrDestroyed)
+
+	// A new key made by s: other, which caches no key of alice's now,
+	// opens the new id from the bucket.
+	newID, newKey, err := s.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	got, err := other.KeyByID(ctx, "acme", aliceKey, newID)
+	require.NoError(t, err)
+	assert.Equal(t, newKey, got)
+}
+
+// TestKeyByIDReadsPastAStaleCache: an instance that caches a person's
+// destroyed key (not told yet) still opens an event under the person's
+// new key, made by another instance: an id other than the cached one is
+// looked up in the bucket.
+func TestKeyByIDReadsPastAStaleCache(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s, other := e.open(Config{}), e.open(Config{})
+	id, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
+	require.NoError(t, err)
+	_, err = s.Destroy(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	newID, newKey, err := s.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+
+	got, err := other.KeyByID(ctx, "acme", aliceKey, newID)
+	require.NoError(t, err)
+	assert.Equal(t, newKey, got)
+	cachedID, _, err := other.DataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	assert.Equal(t, newID, cachedID, "the cache holds the new key now")
+	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
 	assert.ErrorIs(t, err, ErrDestroyed)
 }
 
-// TestDestroyFinishesAnInterruptedDestroy: a Destroy that stopped after
-// erasing the id entry (or between revisions) is finished by the next.
+// TestDestroyFinishesAnInterruptedDestroy: a Destroy of a person with a
+// key id entry (a bucket written before one entry per person) that
+// stopped after erasing the id entry is finished by the next.
 func TestDestroyFinishesAnInterruptedDestroy(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	s := e.open(Config{})
-	id, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
-	require.NoError(t, err)
-	_, err = s.erase(ctx, "kid."+id)
+	id, _ := legacyKey(t, s, "acme", aliceKey)
+	_, err := s.erase(ctx, "kid."+id)
 	require.NoError(t, err)
 
 	destroyed, err := s.Destroy(ctx, "acme", aliceKey)
@@ -329,11 +368,14 @@ func TestRotate(t *testing.T) {
 	require.NoError(t, err)
 	bobID, bob, err := s.EnsureDataKey(ctx, "acme", bobKey)
 	require.NoError(t, err)
+	// Carol's key was made before one entry per person: it has an id
+	// entry too.
+	carolID, carol := legacyKey(t, s, "acme", carolKey)
 	secret, err := s.TenantSecret(ctx, "acme")
 	require.NoError(t, err)
 	oldValues := [][]byte{
-		rawValue(t, s, "dk.acme."+aliceKey), rawValue(t, s, "kid."+aliceID),
-		rawValue(t, s, "dk.acme."+bobKey), rawValue(t, s, "kid."+bobID),
+		rawValue(t, s, "dk.acme."+aliceKey), rawValue(t, s, "dk.acme."+bobKey),
+		rawValue(t, s, "dk.acme."+carolKey), rawValue(t, s, "kid."+carolID),
 		rawValue(t, s, "tk.acme"),
 	}
 
@@ -342,7 +384,7 @@ func TestRotate(t *testing.T) {
 	// Another instance already runs with the new KEK and the old one as
 	// previous: it reads old records and writes new ones under the new KEK.
 	other := e.open(Config{KEK: newKEK, PreviousKEKs: []*KEK{e.kek}})
-	got, err := other.KeyByID(ctx, aliceID)
+	got, err := other.KeyByID(ctx, "acme", aliceKey, aliceID)
 	require.NoError(t, err)
 	assert.Equal(t, alice, got)
 	_, _, err = other.EnsureDataKey(ctx, "globex", aliceKey)
@@ -350,7 +392,7 @@ func TestRotate(t *testing.T) {
 
 	n, err := s.Rotate(ctx, e.kek, newKEK)
 	require.NoError(t, err)
-	assert.Equal(t, 5, n, "dk and kid of two persons and the tenant secret; globex's was new already")
+	assert.Equal(t, 5, n, "dk of three persons, carol's kid and the tenant secret; globex's was new already")
 
 	// Only the new KEK is needed now.
 	fresh := e.open(Config{KEK: newKEK})
@@ -358,9 +400,12 @@ func TestRotate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, aliceID, id)
 	assert.Equal(t, alice, key)
-	key, err = fresh.KeyByID(ctx, bobID)
+	key, err = fresh.KeyByID(ctx, "acme", bobKey, bobID)
 	require.NoError(t, err)
 	assert.Equal(t, bob, key)
+	key, err = fresh.KeyByID(ctx, "acme", carolKey, carolID)
+	require.NoError(t, err)
+	assert.Equal(t, carol, key)
 	gotSecret, err := fresh.TenantSecret(ctx, "acme")
 	require.NoError(t, err)
 	assert.Equal(t, secret, gotSecret)
@@ -453,9 +498,9 @@ func TestWrongKEK(t *testing.T) {
 	_, _, err = wrong.DataKey(ctx, "acme", aliceKey)
 	require.ErrorAs(t, err, &unknown)
 	assert.Equal(t, e.kek.ID(), unknown.KEKID)
-	_, err = wrong.KeyByID(ctx, id)
+	_, err = wrong.KeyByID(ctx, "acme", aliceKey, id)
 	require.ErrorAs(t, err, &unknown)
-	assert.Equal(t, "kid."+id, unknown.Key)
+	assert.Equal(t, "dk.acme."+aliceKey, unknown.Key)
 	_, err = wrong.TenantSecret(ctx, "acme")
 	require.ErrorAs(t, err, &unknown)
 	_, _, err = wrong.EnsureDataKey(ctx, "acme", aliceKey)
@@ -539,8 +584,12 @@ func TestBadInput(t *testing.T) {
 	assertFieldError(t, err, "subject_key")
 	_, err = s.Destroy(ctx, "acme", "a.b")
 	assertFieldError(t, err, "subject_key")
-	_, err = s.KeyByID(ctx, "kid")
+	_, err = s.KeyByID(ctx, "acme", aliceKey, "kid")
 	assertFieldError(t, err, "key_id")
+	_, err = s.KeyByID(ctx, "Acme", aliceKey, aliceKey)
+	assertFieldError(t, err, "tenant")
+	_, err = s.KeyByID(ctx, "acme", "a.b", aliceKey)
+	assertFieldError(t, err, "subject_key")
 	_, err = s.TenantSecret(ctx, "")
 	assertFieldError(t, err, "tenant")
 }
@@ -593,7 +642,7 @@ func TestWatch(t *testing.T) {
 	require.NoError(t, err)
 	_, _, err = other.DataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
-	_, err = other.KeyByID(ctx, id)
+	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
 	require.NoError(t, err)
 
 	_, err = s.Destroy(ctx, "acme", aliceKey)
@@ -602,16 +651,14 @@ func TestWatch(t *testing.T) {
 		_, _, err := other.DataKey(ctx, "acme", aliceKey)
 		return errors.Is(err, ErrNoDataKey)
 	}, 5*time.Second, 10*time.Millisecond)
-	_, err = other.KeyByID(ctx, id)
+	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
 	assert.ErrorIs(t, err, ErrDestroyed)
 
 	// A key erased with no notice (as if it was lost) stays cached until
 	// the connection reconnects.
-	bobID, _, err := s.EnsureDataKey(ctx, "acme", bobKey)
+	_, _, err = s.EnsureDataKey(ctx, "acme", bobKey)
 	require.NoError(t, err)
 	_, _, err = other.DataKey(ctx, "acme", bobKey)
-	require.NoError(t, err)
-	_, err = s.erase(ctx, "kid."+bobID)
 	require.NoError(t, err)
 	_, err = s.erase(ctx, "dk.acme."+bobKey)
 	require.NoError(t, err)

@@ -12,7 +12,8 @@ import (
 // instances sharing the bucket to forget a person's key. No stream
 // captures it, so the notice is never stored; it carries the tenant, the
 // (keyed) subject key and the ids of the destroyed keys, separated by
-// spaces.
+// spaces (the ids are for instances that cache keys by id; this one caches
+// by person).
 func (s *Store) forgetSubject() string { return "consent.keystore." + s.kv.Bucket() + ".forget" }
 
 // notifyForget tells other instances (Watch) that the person's key is
@@ -37,7 +38,6 @@ func (s *Store) Watch() (stop func(), err error) {
 			return
 		}
 		s.Forget(fields[0], fields[1])
-		s.forgetIDs(fields[2:])
 	})
 	if err != nil {
 		return nil, fmt.Errorf("keystore: watch: %w", err)
@@ -72,21 +72,5 @@ func (s *Store) forgetAll() {
 	for _, dk := range s.byCur {
 		clear(dk.key)
 	}
-	for _, k := range s.byID {
-		clear(k)
-	}
 	s.byCur = map[string]dataKey{}
-	s.byID = map[string][]byte{}
-}
-
-// forgetIDs drops keys from the cache by id.
-func (s *Store) forgetIDs(ids []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, id := range ids {
-		if k, ok := s.byID[id]; ok {
-			clear(k)
-			delete(s.byID, id)
-		}
-	}
 }
