@@ -33,7 +33,7 @@ func (k *memKeys) EnsureDataKey(_ context.Context, tenant, subjectKey string) (s
 	return id, key, nil
 }
 
-func (k *memKeys) KeyByID(_ context.Context, id string) ([]byte, error) {
+func (k *memKeys) KeyByID(_ context.Context, _, _, id string) ([]byte, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.byID[id], nil
