@@ -15,7 +15,7 @@ import (
 
 // openKeys opens a key store in the stream's account, under a KEK of the
 // test's.
-func openKeys(t *testing.T, js jetstream.JetStream) *keystore.Store {
+func openKeys(t testing.TB, js jetstream.JetStream) *keystore.Store {
 	t.Helper()
 	kek, err := keystore.GenerateKEK(filepath.Join(t.TempDir(), "kek"))
 	require.NoError(t, err)

@@ -88,11 +88,19 @@ type Ledger struct {
 	own            *ownTips      // the states this Ledger's appends left, with tips
 	guard          *StreamGuard
 	keys           Keys // nil: events of schema version 1
+	// subjectKeys compute subject keys by the stream's scheme; nil, with
+	// subjectKeysErr, when this ledger cannot (see SubjectKeys).
+	subjectKeys    *SubjectKeys
+	subjectKeysErr error
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
 // stream's cached info must be current (as EnsureStream returns it): it
-// tells whether reads go through direct get and whether it is replicated.
+// tells whether reads go through direct get, whether it is replicated and
+// how it keys its subjects (StreamSubjectKeyScheme). A ledger that cannot
+// compute the stream's subject keys (keyed subject keys without
+// Options.Keys) fails every method that takes a person's id with the
+// error SubjectKeys returns: check it after New.
 func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger {
 	l := &Ledger{
 		js:          js,
@@ -108,6 +116,7 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 	if l.tips != nil {
 		l.own = new(ownTips)
 	}
+	l.subjectKeys, l.subjectKeysErr = subjectKeysOf(stream, opts.Keys)
 	if info := stream.CachedInfo(); info != nil {
 		l.streamName = info.Config.Name
 		l.replicated = info.Config.Replicas > 1

@@ -1,12 +1,15 @@
 package ledger_test
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
@@ -27,6 +30,7 @@ type stack struct {
 	svc    *ledger.Service
 	nc     *nats.Conn // the client's
 	client *ledger.Client
+	keys   *keystore.Store // with keyed subject keys: the ledger's Options.Keys
 }
 
 type stackOptions struct {
@@ -37,6 +41,11 @@ type stackOptions struct {
 	// its Ledger (stack.ledger, for ServeCommands).
 	deferCommands bool
 	tips          bool // the ledger takes tips from the index, as consentd's does
+	// subjectKeys is the scheme of the stream; default -subject-keys.
+	// Keyed subject keys (events.SubjectKeyHMAC) give the ledger a key
+	// store (stack.keys), and the end of the test checks that every event
+	// stored is on its keyed subject (requireKeyedSubjects).
+	subjectKeys events.SubjectKeyScheme
 }
 
 // startStack starts a server (unless opts.server is set) and one instance
@@ -53,12 +62,20 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var err error
-	st.stream, err = ledger.EnsureStream(ctx, st.js, ledger.StreamOptions{})
+	scheme := cmp.Or(opts.subjectKeys, events.SubjectKeyScheme(*testSubjectKeys))
+	st.stream, err = ledger.EnsureStream(ctx, st.js, ledger.StreamOptions{SubjectKeys: scheme})
 	require.NoError(t, err)
+	if scheme == events.SubjectKeyHMAC {
+		st.keys = openKeys(t, st.js)
+		t.Cleanup(func() { requireKeyedSubjects(t, st.stream, st.keys) })
+	}
 	quiet := slog.New(slog.DiscardHandler)
 	st.index, err = projector.Open(filepath.Join(t.TempDir(), "index"), projector.IndexOptions{Logger: quiet})
 	require.NoError(t, err)
 	lopts := ledger.Options{Now: opts.now}
+	if st.keys != nil {
+		lopts.Keys = st.keys
+	}
 	if opts.tips {
 		lopts.Tips = st.index
 	}
@@ -70,11 +87,15 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 	svcConn, err := nats.Connect(s.ClientURL())
 	require.NoError(t, err)
 	svcLedger := st.ledger
+	var lookupKeys *ledger.SubjectKeys
 	if opts.deferCommands {
 		svcLedger = nil
+		lookupKeys, err = st.ledger.SubjectKeys()
+		require.NoError(t, err)
 	}
 	st.svc, err = ledger.NewService(svcConn, svcLedger, st.index, ledger.ServiceConfig{
 		Logger: quiet, Now: opts.now, DeferLookups: opts.deferLookups, DeferCommands: opts.deferCommands,
+		SubjectKeys: lookupKeys,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() {

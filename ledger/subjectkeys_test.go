@@ -1,0 +1,212 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/keystore"
+	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// testSubjectKeys is the subject key scheme of the streams startStack and
+// startLedger make when a test names none: go test ./ledger
+// -subject-keys=hmac-sha256-16 runs the suites on keyed subject keys.
+var testSubjectKeys = flag.String("subject-keys", string(events.SubjectKeySHA256), "subject key scheme of the test streams (sha256-16, hmac-sha256-16)")
+
+// requireKeyedSubjects checks that every consent event stored in the
+// stream is on the subject of its person's keyed subject key: its token
+// is its subject_key, and for an event whose data key is still there,
+// KeyedSubjectKey of the tenant's secret and the person's id. An event
+// that names its person in the clear on the sha256-16 token (an id that
+// was not resolved) fails it.
+func requireKeyedSubjects(t testing.TB, stream jetstream.Stream, keys *keystore.Store) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := stream.Info(ctx)
+	require.NoError(t, err)
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+		msg, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		require.NoError(t, err)
+		tenant, _, token, ok := events.ParseConsentSubject(msg.Subject)
+		if !ok {
+			continue // checkpoints, purposes
+		}
+		ev, err := events.Decode(msg.Data)
+		if err != nil {
+			continue // a forged message of an integrity test
+		}
+		if ev.SubjectID != "" && !ev.IsSealed() {
+			assert.NotEqual(t, events.SubjectKey(tenant, ev.SubjectID), token,
+				"seq %d (%s) is on the sha256-16 subject of its person on a stream of keyed subject keys", seq, ev.Type)
+			continue
+		}
+		if ev.SubjectKey == "" {
+			continue
+		}
+		assert.Equal(t, token, ev.SubjectKey, "seq %d (%s) is not on its subject key", seq, ev.Type)
+		if !ev.IsSealed() {
+			continue // consent.erased
+		}
+		key, err := keys.KeyByID(ctx, ev.KeyID)
+		if errors.Is(err, ledger.ErrKeyDestroyed) {
+			continue // erased
+		}
+		require.NoError(t, err)
+		require.NoError(t, ev.Open(events.DataKey{ID: ev.KeyID, Key: key}))
+		secret, err := keys.TenantSecret(ctx, tenant)
+		require.NoError(t, err)
+		assert.Equal(t, events.KeyedSubjectKey(secret, ev.SubjectID), token, "seq %d (%s) of %q", seq, ev.Type, ev.SubjectID)
+	}
+}
+
+// A stream made for a ledger with a key store keys its subjects with
+// HMAC; the ledger takes its scheme from the stream, not from whether it
+// has keys; keyed subject keys without a key store are refused, at New
+// (SubjectKeys), by every method and by the service.
+func TestLedgerTakesItsSubjectKeysFromTheStream(t *testing.T) {
+	_, nc, js := natstest.Run(t)
+	ctx := stepCtx(t)
+	keys := openKeys(t, js)
+
+	hmacStream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{Name: "KEYED", SubjectKeys: events.SubjectKeyHMAC})
+	require.NoError(t, err)
+	assert.Equal(t, string(events.SubjectKeyHMAC), hmacStream.CachedInfo().Config.Metadata[events.SubjectKeySchemeMetadata])
+	again, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{Name: "KEYED"})
+	require.NoError(t, err)
+	assert.Equal(t, events.SubjectKeyHMAC, ledger.StreamSubjectKeyScheme(again.CachedInfo().Config), "an existing stream keeps its scheme")
+
+	keyed := ledger.New(js, hmacStream, ledger.Options{Keys: keys})
+	sk, err := keyed.SubjectKeys()
+	require.NoError(t, err)
+	assert.Equal(t, events.SubjectKeyHMAC, sk.Scheme())
+
+	keyless := ledger.New(js, hmacStream, ledger.Options{})
+	_, err = keyless.SubjectKeys()
+	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
+	assert.ErrorContains(t, err, "the stream keys its subjects with hmac-sha256-16")
+	_, err = keyless.Append(ctx, events.KindGrant, events.Command{SubjectID: "alice", Purpose: "newsletter"})
+	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
+	_, err = keyless.History(ctx, ledger.HistoryQuery{SubjectID: "alice"})
+	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
+	_, err = keyless.Erase(ctx, ledger.EraseRequest{SubjectID: "alice", Reason: "test"})
+	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
+	_, err = ledger.NewService(nc, keyless, runIndex(t, js), ledger.ServiceConfig{})
+	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
+
+	// A stream of today's scheme (or none recorded) stays sha256-16, with
+	// or without keys.
+	require.NoError(t, js.DeleteStream(ctx, "KEYED"))
+	plain, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{Name: "PLAIN"})
+	require.NoError(t, err)
+	sk, err = ledger.New(js, plain, ledger.Options{Keys: keys}).SubjectKeys()
+	require.NoError(t, err)
+	assert.Equal(t, events.SubjectKeySHA256, sk.Scheme())
+
+	_, err = ledger.EnsureStream(ctx, js, ledger.StreamOptions{Name: "ODD", SubjectKeys: "md5"})
+	var fe *events.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "subject_keys", fe.Field)
+}
+
+// On a stream of keyed subject keys the main flows of the service and the
+// ledger work, reply with the id the caller sent, and store every event on
+// its person's keyed subject (checked at the end by requireKeyedSubjects);
+// the status says the subject key it looked the person up under.
+func TestKeyedSubjectKeysMainFlows(t *testing.T) {
+	st := startStack(t, stackOptions{subjectKeys: events.SubjectKeyHMAC, tips: true})
+	ctx := stepCtx(t)
+	secret, err := st.keys.TenantSecret(ctx, "acme")
+	require.NoError(t, err)
+	const alice = "Alice@Example.com"
+	aliceKey := events.KeyedSubjectKey(secret, alice)
+	cmd := events.Command{Tenant: "acme", SubjectID: alice, Purpose: "newsletter", Actor: "test", Evidence: []byte(`{"ip":"192.0.2.1"}`)}
+
+	for _, kind := range []events.Kind{events.KindRequest, events.KindGrant, events.KindRevoke, events.KindGrant} {
+		r, err := appendVia(ctx, st.client, kind, cmd)
+		require.NoError(t, err, kind)
+		assert.Equal(t, aliceKey, r.Event.SubjectKey)
+		assert.Equal(t, "consent.events.acme.newsletter."+aliceKey, r.Event.Key().NATSSubject())
+		assert.Equal(t, aliceKey, r.Status.SubjectKey)
+	}
+	other := cmd
+	other.Purpose = "analytics"
+	denied, err := st.client.Deny(ctx, other)
+	require.NoError(t, err)
+
+	q := ledger.StatusQuery{Tenant: "acme", SubjectID: alice, Purpose: "newsletter", MinSeq: denied.Seq}
+	status, err := st.client.Check(ctx, q)
+	require.NoError(t, err)
+	assert.Equal(t, events.StateGranted, status.State)
+	assert.Equal(t, alice, status.SubjectID, "the reply echoes the id sent")
+	assert.Equal(t, aliceKey, status.SubjectKey)
+
+	list, err := st.client.List(ctx, ledger.ListQuery{Tenant: "acme", SubjectID: alice, MinSeq: denied.Seq})
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	for _, s := range list {
+		assert.Equal(t, alice, s.SubjectID)
+		assert.Equal(t, aliceKey, s.SubjectKey)
+	}
+	assert.Equal(t, events.StateDenied, list[0].State)
+
+	h, err := st.client.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: alice})
+	require.NoError(t, err)
+	require.Len(t, h.Events, 5)
+	for _, r := range h.Events {
+		assert.Equal(t, alice, r.Event.SubjectID)
+	}
+	h, err = st.client.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: alice, Purpose: "analytics"})
+	require.NoError(t, err)
+	require.Len(t, h.Events, 1)
+
+	at, err := st.ledger.StatusAt(ctx, ledger.StatusAtQuery{Tenant: "acme", SubjectID: alice, Purpose: "newsletter", At: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	assert.Equal(t, events.StateGranted, at.State)
+
+	// Nothing of Alice's is found under her sha256-16 key.
+	info, err := st.stream.Info(ctx, jetstream.WithSubjectFilter("consent.events.acme.*."+events.SubjectKey("acme", alice)))
+	require.NoError(t, err)
+	assert.Empty(t, info.State.Subjects)
+
+	erased, err := st.ledger.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: alice, Reason: "test"})
+	require.NoError(t, err)
+	assert.Len(t, erased.Erased, 2)
+	assert.True(t, erased.KeyDestroyed)
+	for _, r := range erased.Erased {
+		assert.True(t, strings.HasSuffix(r.Event.Key().NATSSubject(), "."+aliceKey))
+	}
+	status, err = st.client.Status(ctx, ledger.StatusQuery{Tenant: "acme", SubjectID: alice, Purpose: "newsletter", MinSeq: erased.Erased[1].Seq})
+	require.NoError(t, err)
+	assert.Equal(t, events.StateErased, status.State)
+
+	again, err := st.client.Grant(ctx, cmd)
+	require.NoError(t, err, "a new consent after the erasure")
+	assert.Equal(t, aliceKey, again.Event.SubjectKey)
+	assert.Empty(t, again.Event.PrevHash, "a fresh chain")
+}
+
+// appendVia sends a command of kind through the client.
+func appendVia(ctx context.Context, c *ledger.Client, kind events.Kind, cmd events.Command) (ledger.Reply, error) {
+	switch kind {
+	case events.KindRequest:
+		return c.Request(ctx, cmd)
+	case events.KindGrant:
+		return c.Grant(ctx, cmd)
+	case events.KindDeny:
+		return c.Deny(ctx, cmd)
+	}
+	return c.Revoke(ctx, cmd)
+}
