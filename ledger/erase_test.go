@@ -1,7 +1,6 @@
 package ledger_test
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/consentledger/consent/events"
@@ -17,9 +16,7 @@ import (
 // test's.
 func openKeys(t testing.TB, js jetstream.JetStream) *keystore.Store {
 	t.Helper()
-	kek, err := keystore.GenerateKEK(filepath.Join(t.TempDir(), "kek"))
-	require.NoError(t, err)
-	keys, err := keystore.Open(stepCtx(t), js, keystore.Config{KEK: kek})
+	keys, err := keystore.Open(stepCtx(t), js, keystore.Config{KEK: newKEK(t)})
 	require.NoError(t, err)
 	return keys
 }

@@ -202,7 +202,7 @@ func TestCheckerFailsClosedOnABadMessage(t *testing.T) {
 			require.True(t, allowed)
 
 			eventType, payload := bad.make(t, granted.Event)
-			badSeq := publishBad(t, st.js, cmd.Key().NATSSubject(), eventType, payload)
+			badSeq := publishBad(t, st.js, granted.Event.Key().NATSSubject(), eventType, payload)
 			require.NoError(t, k.WaitSeq(ctx, badSeq))
 			allowed, err = k.Allowed(ctx, q)
 			require.NoError(t, err)

@@ -183,11 +183,11 @@ type Service struct {
 	slots    chan struct{}  // MaxInFlight
 	// waitSlots are MaxWaiting, taken by lookups waiting for min_seq.
 	waitSlots chan struct{}
-	head      streamHead  // the stream's last sequence beyond the reader's view (minseq.go)
+	head      streamHead // the stream's last sequence beyond the reader's view (minseq.go)
 	// subjectKeys are the Ledger's, or ServiceConfig.SubjectKeys before
 	// it has one; nil: lookups answer 503.
 	subjectKeys atomic.Pointer[SubjectKeys]
-	lookups   chan func() // nil unless LookupWorkers > 0
+	lookups     chan func() // nil unless LookupWorkers > 0
 
 	// async counts, per endpoint subject, the requests answered outside
 	// the endpoint goroutine, which micro's own counters do not see.

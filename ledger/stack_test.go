@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,7 +67,12 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 	st.stream, err = ledger.EnsureStream(ctx, st.js, ledger.StreamOptions{SubjectKeys: scheme})
 	require.NoError(t, err)
 	if scheme == events.SubjectKeyHMAC {
-		st.keys = openKeys(t, st.js)
+		// The instances on one server share its KEK, as consentd's on
+		// one cluster do.
+		kek, _ := serverKEKs.LoadOrStore(s, newKEK(t))
+		var err error
+		st.keys, err = keystore.Open(stepCtx(t), st.js, keystore.Config{KEK: kek.(*keystore.KEK)})
+		require.NoError(t, err)
 		t.Cleanup(func() { requireKeyedSubjects(t, st.stream, st.keys) })
 	}
 	quiet := slog.New(slog.DiscardHandler)
@@ -120,6 +126,18 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		}
 	}
 	return st
+}
+
+// serverKEKs holds the KEK of each test server whose stacks have keyed
+// subject keys.
+var serverKEKs sync.Map // *server.Server -> *keystore.KEK
+
+// newKEK makes a KEK in a temporary file.
+func newKEK(t testing.TB) *keystore.KEK {
+	t.Helper()
+	kek, err := keystore.GenerateKEK(filepath.Join(t.TempDir(), "kek"))
+	require.NoError(t, err)
+	return kek
 }
 
 // ctx returns a context for one step of a test.
