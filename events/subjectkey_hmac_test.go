@@ -41,10 +41,10 @@ var hmacVectorInputs = []hmacSubjectKeyVector{
 	{SecretHex: testSecret, Tenant: "default", SubjectID: "alice@example.com"}, // the worked example of docs/hashing.md
 	{SecretHex: strings.Repeat("00", 32), Tenant: "default", SubjectID: "alice@example.com"},
 	{SecretHex: "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100", Tenant: "acme", SubjectID: "alice@example.com"}, // another tenant's secret
-	{SecretHex: testSecret, Tenant: "default", SubjectID: "café@example.com"},                                                           // NFC, precomposed e-acute (c3 a9)
-	{SecretHex: testSecret, Tenant: "default", SubjectID: "a.b.c"},                                                                      // dots stay out of the NATS subject
-	{SecretHex: testSecret, Tenant: "default", SubjectID: "ünïcødé 🎉"},                                                                 // an astral character
-	{SecretHex: testSecret + "2021222324252627", Tenant: "default", SubjectID: "alice@example.com"},                                     // a 40-byte secret, used as given
+	{SecretHex: testSecret, Tenant: "default", SubjectID: "café@example.com"},                                                       // NFC, precomposed e-acute (c3 a9)
+	{SecretHex: testSecret, Tenant: "default", SubjectID: "a.b.c"},                                                                  // dots stay out of the NATS subject
+	{SecretHex: testSecret, Tenant: "default", SubjectID: "ünïcødé 🎉"},                                                              // an astral character
+	{SecretHex: testSecret + "2021222324252627", Tenant: "default", SubjectID: "alice@example.com"},                                 // a 40-byte secret, used as given
 }
 
 func TestKeyedSubjectKeyVectors(t *testing.T) {
