@@ -79,6 +79,27 @@ func requireKeyedSubjects(t testing.TB, stream jetstream.Stream, keys *keystore.
 	}
 }
 
+// natsSubject returns the NATS subject of the consent k by the stack's
+// scheme: keyed under the tenant's secret with keyed subject keys.
+func (st *stack) natsSubject(t testing.TB, k events.Key) string {
+	t.Helper()
+	if st.keys != nil {
+		secret, err := st.keys.TenantSecret(stepCtx(t), k.Tenant)
+		require.NoError(t, err)
+		k.SubjectKey = events.KeyedSubjectKey(secret, k.SubjectID)
+	}
+	return k.NATSSubject()
+}
+
+// keysOrNil returns the stack's key store as Options.Keys: nil without
+// one (a nil *keystore.Store in the interface would not be nil).
+func (st *stack) keysOrNil() ledger.Keys {
+	if st.keys == nil {
+		return nil
+	}
+	return st.keys
+}
+
 // A stream made for a ledger with a key store keys its subjects with
 // HMAC; the ledger takes its scheme from the stream, not from whether it
 // has keys; keyed subject keys without a key store are refused, at New
