@@ -438,10 +438,6 @@ func idOf(k events.Key) consentID { return consentID{k.Tenant, k.Purpose, k.Toke
 // personID names a person as a lookup does: tenant and (normalised) id.
 type personID struct{ tenant, subject string }
 
-// maxTokens bounds the subject keys a Checker remembers: beyond it an
-// arbitrary one is forgotten (its person's next check asks the service).
-func (k *Checker) maxTokens() int { return k.opts.MaxEntries }
-
 // keyOf returns key with the subject key the Checker learnt for its
 // person, and false when it has not learnt it. The caller holds mu.
 func (k *Checker) keyOf(key events.Key) (events.Key, bool) {
@@ -451,13 +447,15 @@ func (k *Checker) keyOf(key events.Key) (events.Key, bool) {
 }
 
 // learnToken records the subject key of key's person, as the service
-// answered it. The caller holds the write lock.
+// answered it. It remembers as many persons as MaxEntries consents:
+// beyond that an arbitrary one is forgotten (that person's next check
+// asks the service). The caller holds the write lock.
 func (k *Checker) learnToken(key events.Key, token string) {
 	p := personID{key.Tenant, key.SubjectID}
 	if _, ok := k.tokens[p]; ok {
 		return
 	}
-	if len(k.tokens) >= k.maxTokens() {
+	if len(k.tokens) >= k.opts.MaxEntries {
 		for other := range k.tokens {
 			delete(k.tokens, other)
 			break
