@@ -55,7 +55,10 @@ type Options struct {
 	// Keys, when set, seals the personal fields of every consent event
 	// appended (schema version 2) under the person's data key, opens them
 	// in History, and destroys the key when Erase erases the person. Nil:
-	// events of schema version 1, personal fields in the clear.
+	// events of schema version 1, personal fields in the clear. On a
+	// stream of keyed subject keys (events.SubjectKeyHMAC) it is required
+	// and must give the tenants' secrets too (TenantSecrets, as
+	// internal/keystore's Store does).
 	Keys Keys
 }
 
