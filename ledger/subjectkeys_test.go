@@ -131,8 +131,22 @@ func TestLedgerTakesItsSubjectKeysFromTheStream(t *testing.T) {
 	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
 	_, err = keyless.Erase(ctx, ledger.EraseRequest{SubjectID: "alice", Reason: "test"})
 	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
-	_, err = ledger.NewService(nc, keyless, runIndex(t, js), ledger.ServiceConfig{})
+	idx := runIndex(t, js)
+	_, err = ledger.NewService(nc, keyless, idx, ledger.ServiceConfig{})
 	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
+	// A service that gets its ledger later: lookups wait for the scheme
+	// (503), and a ledger that cannot compute it is refused.
+	other := natstest.RunServer(t)
+	svc, err := ledger.NewService(natstest.Connect(t, other), nil, newFakeReader(1), ledger.ServiceConfig{DeferCommands: true})
+	require.NoError(t, err)
+	defer func() { _ = svc.Stop(context.Background()) }()
+	client := ledger.NewClient(natstest.Connect(t, other), ledger.ClientOptions{})
+	_, err = client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
+	require.ErrorIs(t, err, ledger.ErrUnavailable, "the scheme is not known yet")
+	require.ErrorIs(t, svc.ServeCommands(keyless), ledger.ErrNoTenantSecrets)
+	require.NoError(t, svc.ServeCommands(keyed))
+	_, err = client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
+	require.NoError(t, err, "the scheme is the ledger's")
 
 	// A stream of today's scheme (or none recorded) stays sha256-16, with
 	// or without keys.
