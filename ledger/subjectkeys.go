@@ -2,8 +2,13 @@ package ledger
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"sync"
 
 	"github.com/consentledger/consent/events"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +29,10 @@ type TenantSecrets interface {
 type SubjectKeys struct {
 	scheme  events.SubjectKeyScheme
 	secrets TenantSecrets // SubjectKeyHMAC only
+	// macs holds, per tenant, a pool of HMAC-SHA-256 states keyed with the
+	// tenant's secret (which is never destroyed): a key costs a Reset and
+	// the id's bytes, not the key schedule and its allocations.
+	macs sync.Map // tenant -> *sync.Pool of hash.Hash
 }
 
 // ErrNoTenantSecrets is matched by the error NewSubjectKeys returns for
@@ -56,12 +65,31 @@ func (k *SubjectKeys) Token(ctx context.Context, tenant, subjectID string) (stri
 	if k.scheme == events.SubjectKeySHA256 {
 		return events.SubjectKey(tenant, subjectID), nil
 	}
+	pool, err := k.macPool(ctx, tenant)
+	if err != nil {
+		return "", err
+	}
+	mac := pool.Get().(hash.Hash)
+	defer pool.Put(mac)
+	mac.Reset()
+	mac.Write([]byte(subjectID))
+	// events.KeyedSubjectKey, with a state kept across calls.
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(mac.Sum(sum[:0])[:16]), nil
+}
+
+// macPool returns the pool of HMAC states of tenant, loading its secret
+// on first use.
+func (k *SubjectKeys) macPool(ctx context.Context, tenant string) (*sync.Pool, error) {
+	if pool, ok := k.macs.Load(tenant); ok {
+		return pool.(*sync.Pool), nil
+	}
 	secret, err := k.secrets.TenantSecret(ctx, tenant)
 	if err != nil {
-		return "", fmt.Errorf("tenant secret of %s: %w", tenant, err)
+		return nil, fmt.Errorf("tenant secret of %s: %w", tenant, err)
 	}
-	defer clear(secret)
-	return events.KeyedSubjectKey(secret, subjectID), nil
+	pool, _ := k.macs.LoadOrStore(tenant, &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }})
+	return pool.(*sync.Pool), nil
 }
 
 // Resolve returns key, which names a person by id, with its SubjectKey

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -366,4 +368,61 @@ func TestCheckerAsksAgainWhenTheStreamPassedTheFill(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, allowed, "the second answer is cached")
 	assert.Equal(t, uint64(1), k.Stats().Fills)
+}
+
+// testSecrets gives every tenant the test secret of docs/hashing.md (the
+// bytes 0 to 31), and fails for tenant "down".
+type testSecrets struct{}
+
+func (testSecrets) TenantSecret(_ context.Context, tenant string) ([]byte, error) {
+	if tenant == "down" {
+		return nil, errors.New("key store down")
+	}
+	secret := make([]byte, 32)
+	for i := range secret {
+		secret[i] = byte(i)
+	}
+	return secret, nil
+}
+
+// SubjectKeys computes each scheme's keys as the events package does
+// (the vectors of docs/hashing.md), also from many goroutines at once,
+// and passes on the key store's error.
+func TestSubjectKeysComputeTheSchemes(t *testing.T) {
+	ctx := stepCtx(t)
+	_, err := ledger.NewSubjectKeys(events.SubjectKeyHMAC, nil)
+	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
+	_, err = ledger.NewSubjectKeys("md5", testSecrets{})
+	require.ErrorContains(t, err, `unknown subject key scheme "md5"`)
+
+	sha, err := ledger.NewSubjectKeys(events.SubjectKeySHA256, nil)
+	require.NoError(t, err)
+	token, err := sha.Token(ctx, "default", "alice@example.com")
+	require.NoError(t, err)
+	assert.Equal(t, "dab6caca511cd6a9f2dee90c3f74677b", token)
+	k, err := sha.Resolve(ctx, events.Key{Tenant: "default", SubjectID: "alice@example.com", Purpose: "p"})
+	require.NoError(t, err)
+	assert.Empty(t, k.SubjectKey, "sha256-16 keys stay as Token computes them")
+
+	keyed, err := ledger.NewSubjectKeys(events.SubjectKeyHMAC, testSecrets{})
+	require.NoError(t, err)
+	k, err = keyed.Resolve(ctx, events.Key{Tenant: "default", SubjectID: "alice@example.com", Purpose: "marketing_email"})
+	require.NoError(t, err)
+	assert.Equal(t, "consent.events.default.marketing_email.a59fc578d4cb46faab1d6eb348e7c74b", k.NATSSubject())
+	secret, err := testSecrets{}.TenantSecret(ctx, "default")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				id := fmt.Sprintf("person-%d-%d@example.com", g, i)
+				got, err := keyed.Token(ctx, "default", id)
+				assert.NoError(t, err)
+				assert.Equal(t, events.KeyedSubjectKey(secret, id), got)
+			}
+		})
+	}
+	wg.Wait()
+	_, err = keyed.Token(ctx, "down", "alice")
+	require.ErrorContains(t, err, "key store down")
 }
