@@ -25,7 +25,9 @@ type TenantSecrets interface {
 // subjects of the person's consents, under one stream's scheme. Every
 // Ledger method and Service endpoint that takes a person's id resolves it
 // here first: the events.Key it uses carries the subject key, so that
-// Token and NATSSubject never compute a key of another scheme.
+// Token and NATSSubject never compute a key of another scheme. It is
+// safe for concurrent use; it keeps each tenant's secret (in its HMAC
+// states) for its lifetime, as the key store does.
 type SubjectKeys struct {
 	scheme  events.SubjectKeyScheme
 	secrets TenantSecrets // SubjectKeyHMAC only
