@@ -61,6 +61,22 @@ func ExampleSubjectKey() {
 	// consent.events.default.*.dab6caca511cd6a9f2dee90c3f74677b
 }
 
+// A keyed subject key (scheme hmac-sha256-16) needs the tenant's secret:
+// here the test secret of docs/hashing.md, the bytes 0 to 31.
+func ExampleKeyedSubjectKey() {
+	secret := make([]byte, 32)
+	for i := range secret {
+		secret[i] = byte(i)
+	}
+	token := events.KeyedSubjectKey(secret, "alice@example.com")
+	fmt.Println(token)
+	key := events.Key{Tenant: "default", SubjectID: "alice@example.com", Purpose: "marketing_email", SubjectKey: token}
+	fmt.Println(key.NATSSubject())
+	// Output:
+	// a59fc578d4cb46faab1d6eb348e7c74b
+	// consent.events.default.marketing_email.a59fc578d4cb46faab1d6eb348e7c74b
+}
+
 // Seal sets the hash and returns the canonical bytes to publish; anyone can
 // check them with VerifyHash (or docs/verify_hash.py).
 func ExampleEvent_Seal() {

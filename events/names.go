@@ -196,7 +196,11 @@ func appendSubjectKey(key *[32]byte, tenant, subjectID string) {
 // carries it): NATSSubject and IsNATSSubject use it instead of
 // SubjectKey(Tenant, SubjectID), and a key may then have no SubjectID (a
 // sealed event before Open, an erased consent). Empty: the subject key is
-// SubjectKey(Tenant, SubjectID), as for every v1 event.
+// SubjectKey(Tenant, SubjectID), as for every v1 event. A key naming a
+// person on a stream of keyed subject keys (SubjectKeyHMAC) must carry its
+// SubjectKey, which only the holder of the tenant's secret computes
+// (KeyedSubjectKey): without it Token gives the SubjectKeySHA256 key, which
+// names no consent there.
 type Key struct {
 	Tenant     string
 	SubjectID  string

@@ -112,6 +112,11 @@ type Status struct {
 	// its stream sequence. The other members then describe the consent's
 	// last good state. 0 (omitted) otherwise.
 	ViolationSeq uint64 `json:"violation_seq,omitempty"`
+	// SubjectKey is the subject key the service looked the person up
+	// under (the token of the consent's NATS subject, by the stream's
+	// scheme): a pseudonym, not the person's id. Status, check and list
+	// set it; View leaves it empty.
+	SubjectKey string `json:"subject_key,omitempty"`
 }
 
 // View computes the status of c at time now. A consent with a ViolationSeq

@@ -16,44 +16,47 @@ import (
 
 var updateHMACVectors = flag.Bool("update-hmac-vectors", false, "rewrite testdata/subject-keys-hmac.json from the code")
 
-// hmacSubjectKeyVectors is testdata/subject-keys-hmac.json.
-type hmacSubjectKeyVectors struct {
-	Comment string                 `json:"comment"`
-	Vectors []hmacSubjectKeyVector `json:"vectors"`
-}
-
+// hmacSubjectKeyVector is one entry of testdata/subject-keys-hmac.json,
+// in the style of the contract's vectors/subject-keys.json (the same
+// members) with the tenant's secret: subject_key is lowercase hex of the
+// first 16 bytes of HMAC-SHA-256(key = secret_hex decoded, message = the
+// UTF-8 bytes of subject, in NFC), see docs/hashing.md. The secrets are
+// test values.
 type hmacSubjectKeyVector struct {
-	SecretHex  string `json:"secret_hex"`
-	Tenant     string `json:"tenant"`
-	Subject    string `json:"subject"`
-	SubjectKey string `json:"subject_key"`
-	Note       string `json:"note"`
+	SecretHex   string `json:"secret_hex"`
+	Tenant      string `json:"tenant"`
+	SubjectID   string `json:"subject"`
+	SubjectKey  string `json:"subject_key"`
+	NATSSubject string `json:"nats_subject_for_purpose_marketing_email"`
 }
 
-const hmacVectorsComment = "Keyed subject keys (scheme hmac-sha256-16, docs/hashing.md): subject_key = lowercase hex of the first 16 bytes of HMAC-SHA-256(key = the tenant's secret, secret_hex decoded; message = the UTF-8 bytes of subject, already in NFC). The tenant is not part of the message: each tenant has its own secret. Checked by events/subjectkey_hmac_test.go (Go, and Python's hmac independently); the secrets are test values."
+// testSecret is the test secret of docs/hashing.md's worked example: the
+// bytes 0 to 31.
+const testSecret = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
 // hmacVectorInputs are the cases of the vectors file; the keys are computed
 // by KeyedSubjectKey when the file is written (-update-hmac-vectors) and
 // checked against it otherwise.
 var hmacVectorInputs = []hmacSubjectKeyVector{
-	{SecretHex: strings.Repeat("00", 32), Tenant: "default", Subject: "alice@example.com", Note: "all-zero secret"},
-	{SecretHex: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", Tenant: "default", Subject: "alice@example.com", Note: "worked example in docs/hashing.md"},
-	{SecretHex: "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100", Tenant: "acme", Subject: "alice@example.com", Note: "same id, another tenant's secret: another key"},
-	{SecretHex: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", Tenant: "default", Subject: "café@example.com", Note: "NFC, precomposed e-acute (c3 a9)"},
-	{SecretHex: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", Tenant: "default", Subject: "a.b.c", Note: "dots stay out of the NATS subject"},
-	{SecretHex: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", Tenant: "default", Subject: "ünïcødé 🎉", Note: "astral character"},
-	{SecretHex: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f" + "2021222324252627", Tenant: "default", Subject: "alice@example.com", Note: "a 40-byte secret is used as given (HMAC accepts any length)"},
+	{SecretHex: testSecret, Tenant: "default", SubjectID: "alice@example.com"}, // the worked example of docs/hashing.md
+	{SecretHex: strings.Repeat("00", 32), Tenant: "default", SubjectID: "alice@example.com"},
+	{SecretHex: "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100", Tenant: "acme", SubjectID: "alice@example.com"}, // another tenant's secret
+	{SecretHex: testSecret, Tenant: "default", SubjectID: "café@example.com"},                                                       // NFC, precomposed e-acute (c3 a9)
+	{SecretHex: testSecret, Tenant: "default", SubjectID: "a.b.c"},                                                                  // dots stay out of the NATS subject
+	{SecretHex: testSecret, Tenant: "default", SubjectID: "ünïcødé 🎉"},                                                              // an astral character
+	{SecretHex: testSecret + "2021222324252627", Tenant: "default", SubjectID: "alice@example.com"},                                 // a 40-byte secret, used as given
 }
 
 func TestKeyedSubjectKeyVectors(t *testing.T) {
 	path := filepath.Join("testdata", "subject-keys-hmac.json")
 	if *updateHMACVectors {
-		out := hmacSubjectKeyVectors{Comment: hmacVectorsComment}
+		var out []hmacSubjectKeyVector
 		for _, v := range hmacVectorInputs {
 			secret, err := hex.DecodeString(v.SecretHex)
 			require.NoError(t, err)
-			v.SubjectKey = KeyedSubjectKey(secret, v.Subject)
-			out.Vectors = append(out.Vectors, v)
+			v.SubjectKey = KeyedSubjectKey(secret, v.SubjectID)
+			v.NATSSubject = Key{Tenant: v.Tenant, SubjectID: v.SubjectID, Purpose: "marketing_email", SubjectKey: v.SubjectKey}.NATSSubject()
+			out = append(out, v)
 		}
 		raw, err := json.MarshalIndent(out, "", "  ")
 		require.NoError(t, err)
@@ -61,25 +64,61 @@ func TestKeyedSubjectKeyVectors(t *testing.T) {
 	}
 	raw, err := os.ReadFile(path)
 	require.NoError(t, err)
-	var file hmacSubjectKeyVectors
-	require.NoError(t, json.Unmarshal(raw, &file))
-	require.Len(t, file.Vectors, len(hmacVectorInputs), "run go test ./events -run TestKeyedSubjectKeyVectors -update-hmac-vectors")
+	var vectors []hmacSubjectKeyVector
+	require.NoError(t, json.Unmarshal(raw, &vectors))
+	require.Len(t, vectors, len(hmacVectorInputs), "run go test ./events -run TestKeyedSubjectKeyVectors -update-hmac-vectors")
 	seen := map[string]string{}
-	for i, v := range file.Vectors {
-		t.Run(v.Note, func(t *testing.T) {
-			assert.Equal(t, hmacVectorInputs[i].Subject, v.Subject)
-			normalized, err := NormalizeSubjectID(v.Subject)
+	for i, v := range vectors {
+		t.Run(v.Tenant+"/"+v.SubjectID, func(t *testing.T) {
+			assert.Equal(t, hmacVectorInputs[i].SubjectID, v.SubjectID)
+			normalized, err := NormalizeSubjectID(v.SubjectID)
 			require.NoError(t, err)
-			assert.Equal(t, v.Subject, normalized, "the vectors are in NFC")
+			assert.Equal(t, v.SubjectID, normalized, "the vectors are in NFC")
 			secret, err := hex.DecodeString(v.SecretHex)
 			require.NoError(t, err)
-			assert.Equal(t, v.SubjectKey, KeyedSubjectKey(secret, v.Subject))
+			assert.Equal(t, v.SubjectKey, KeyedSubjectKey(secret, v.SubjectID))
 			assert.Regexp(t, `^[0-9a-f]{32}$`, v.SubjectKey)
-			assert.NotEqual(t, SubjectKey(v.Tenant, v.Subject), v.SubjectKey, "differs from the sha256-16 key")
+			assert.NotEqual(t, SubjectKey(v.Tenant, v.SubjectID), v.SubjectKey, "differs from the sha256-16 key")
+			k := Key{Tenant: v.Tenant, SubjectID: v.SubjectID, Purpose: "marketing_email", SubjectKey: v.SubjectKey}
+			require.NoError(t, k.Validate())
+			assert.Equal(t, v.NATSSubject, k.NATSSubject())
 		})
-		assert.NotContains(t, seen, v.SubjectKey, "%q collides with %q", v.Note, seen[v.SubjectKey])
-		seen[v.SubjectKey] = v.Note
+		key := v.SecretHex + "/" + v.SubjectKey
+		assert.NotContains(t, seen, v.SubjectKey, "%s collides with %s", key, seen[v.SubjectKey])
+		seen[v.SubjectKey] = key
 	}
+}
+
+// TestHashingDocSubjectKeys checks the subject keys docs/hashing.md shows
+// against the code: the sha256-16 key of alice@example.com in default,
+// and the worked example of keyed subject keys (its test secret, its
+// key, its NATS subject), which is the first entry of the HMAC vectors.
+func TestHashingDocSubjectKeys(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "docs", "hashing.md"))
+	require.NoError(t, err)
+	doc := string(raw)
+	assert.Contains(t, doc, "For\n  `alice@example.com` in `default` it is `"+SubjectKey("default", "alice@example.com")+"`.")
+
+	_, example, ok := strings.Cut(doc, "### Keyed subject keys (`hmac-sha256-16`)")
+	require.True(t, ok, "the section of keyed subject keys")
+	secret, err := hex.DecodeString(testSecret)
+	require.NoError(t, err)
+	key := KeyedSubjectKey(secret, "alice@example.com")
+	assert.Contains(t, example, "`000102…1e1f` (the bytes 0 to 31)")
+	assert.Contains(t, example, "hmac.new(bytes(range(32)), \"alice@example.com\".encode(), hashlib.sha256).hexdigest()[:32])'\n"+key+"\n")
+	assert.Contains(t, example, "`consent.events.default.marketing_email."+key+"`")
+	assert.Equal(t, key, hmacVectorInputsKey(t, 0), "the worked example is the first vector")
+}
+
+// hmacVectorInputsKey is the subject key of the i-th vector of the file.
+func hmacVectorInputsKey(t *testing.T, i int) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", "subject-keys-hmac.json"))
+	require.NoError(t, err)
+	var vectors []hmacSubjectKeyVector
+	require.NoError(t, json.Unmarshal(raw, &vectors))
+	require.Greater(t, len(vectors), i)
+	return vectors[i].SubjectKey
 }
 
 func TestKeyedSubjectKeyDependsOnSecretAndID(t *testing.T) {
@@ -112,11 +151,13 @@ func TestKeyedSubjectKeyVectorsWithPython(t *testing.T) {
 	}
 	const script = `
 import hashlib, hmac, json, sys, unicodedata
-vectors = json.load(open(sys.argv[1], encoding="utf-8"))["vectors"]
+vectors = json.load(open(sys.argv[1], encoding="utf-8"))
 for v in vectors:
-    assert unicodedata.normalize("NFC", v["subject"]) == v["subject"], v["note"]
+    assert unicodedata.normalize("NFC", v["subject"]) == v["subject"], v["subject"]
     key = hmac.new(bytes.fromhex(v["secret_hex"]), v["subject"].encode("utf-8"), hashlib.sha256).hexdigest()[:32]
-    assert key == v["subject_key"], (v["note"], key)
+    assert key == v["subject_key"], (v["subject"], key)
+    subject = "consent.events." + v["tenant"] + ".marketing_email." + key
+    assert subject == v["nats_subject_for_purpose_marketing_email"], subject
 print("vectors ok", len(vectors))
 `
 	out, err := exec.Command(python, "-c", script, filepath.Join("testdata", "subject-keys-hmac.json")).CombinedOutput()

@@ -62,7 +62,10 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 	if err := l.guard.Err(); err != nil {
 		return Reply{}, err
 	}
-	key := cmd.Key()
+	key, err := l.resolve(ctx, cmd.Key())
+	if err != nil {
+		return Reply{}, err
+	}
 	unlock, err := l.locks.lock(ctx, key.NATSSubject())
 	if err != nil {
 		return Reply{}, err

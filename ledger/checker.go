@@ -32,6 +32,12 @@ import (
 //     kept on a placeholder entry (which answers nothing yet), and the
 //     fill's answer is cached only if it is newer (by the consent's event
 //     sequence) than what they decided, which is cached otherwise;
+//   - stream events name a person by subject key, which the Checker cannot
+//     compute (a keyed scheme needs the tenant's secret): it learns a
+//     person's key from the first fill's answer (its subject_key), and
+//     makes the placeholder then; when the stream has moved past what that
+//     answer reflects, it asks again, so that nothing the placeholder
+//     missed goes unseen;
 //   - purposes likewise, by the sequence their version is known at.
 //
 // While its connection is down the Checker cannot see revocations: it
@@ -81,6 +87,9 @@ type Checker struct {
 	mu       sync.RWMutex
 	consents map[consentID]*cachedConsent
 	purposes map[events.PurposeKey]*cachedPurpose
+	// tokens are the subject keys of the persons looked up, learnt from
+	// the service's answers (Status.SubjectKey).
+	tokens map[personID]string
 
 	applied   atomic.Uint64 // the last stream sequence applied (or known to be reflected by fills)
 	connected atomic.Bool
@@ -161,6 +170,7 @@ func NewChecker(ctx context.Context, client *Client, opts CheckerOptions) (*Chec
 		opts:     opts,
 		consents: make(map[consentID]*cachedConsent),
 		purposes: make(map[events.PurposeKey]*cachedPurpose),
+		tokens:   make(map[personID]string),
 		advanced: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -343,11 +353,12 @@ func (k *Checker) apply(msg jetstream.Msg) {
 	}
 	seq := meta.Sequence.Stream
 	if strings.HasPrefix(msg.Subject(), events.PurposeSubjectPrefix) {
+		k.mu.Lock()
 		if ev, err := events.DecodePurposeEvent(msg.Data()); err == nil && ev.Key().NATSSubject() == msg.Subject() {
-			k.mu.Lock()
 			k.purpose(ev.Key()).learn(ev.PolicyVersion, seq)
-			k.mu.Unlock()
 		}
+		k.advance(seq)
+		k.mu.Unlock()
 	} else if subj := msg.Subject(); strings.HasPrefix(subj, consentEventsPrefix) {
 		// The projector's rule (events.CheckMessage): a message that fails
 		// it marks its consent, which is then not allowed until the
@@ -363,16 +374,24 @@ func (k *Checker) apply(msg jetstream.Msg) {
 		case check != events.CheckNewer:
 			k.taint(subj, seq)
 		}
+		k.advance(seq)
 		k.mu.Unlock()
 	}
 	k.events.Add(1)
-	if seq > k.applied.Load() {
-		k.applied.Store(seq)
-	}
 	k.notifyMu.Lock()
 	close(k.advanced)
 	k.advanced = make(chan struct{})
 	k.notifyMu.Unlock()
+}
+
+// advance records that the stream is applied up to seq. The caller holds
+// the write lock: a fill that makes a placeholder and then reads applied
+// under it knows that every event at or below what it reads found the
+// cache without the placeholder, and every later one will find it.
+func (k *Checker) advance(seq uint64) {
+	if seq > k.applied.Load() {
+		k.applied.Store(seq)
+	}
 }
 
 // consentEventsPrefix starts the subjects of consent events.
@@ -415,6 +434,35 @@ func (k *Checker) applyEvent(e *cachedConsent, ev *events.Event, seq uint64) {
 type consentID struct{ tenant, purpose, token string }
 
 func idOf(k events.Key) consentID { return consentID{k.Tenant, k.Purpose, k.Token()} }
+
+// personID names a person as a lookup does: tenant and (normalised) id.
+type personID struct{ tenant, subject string }
+
+// keyOf returns key with the subject key the Checker learnt for its
+// person, and false when it has not learnt it. The caller holds mu.
+func (k *Checker) keyOf(key events.Key) (events.Key, bool) {
+	token, ok := k.tokens[personID{key.Tenant, key.SubjectID}]
+	key.SubjectKey = token
+	return key, ok
+}
+
+// learnToken records the subject key of key's person, as the service
+// answered it. It remembers as many persons as MaxEntries consents:
+// beyond that an arbitrary one is forgotten (that person's next check
+// asks the service). The caller holds the write lock.
+func (k *Checker) learnToken(key events.Key, token string) {
+	p := personID{key.Tenant, key.SubjectID}
+	if _, ok := k.tokens[p]; ok {
+		return
+	}
+	if len(k.tokens) >= k.opts.MaxEntries {
+		for other := range k.tokens {
+			delete(k.tokens, other)
+			break
+		}
+	}
+	k.tokens[p] = token
+}
 
 // evolveFor is the state after ev of the consent that key names, with the
 // person's id of key (a sealed event or an erasure does not carry it).
@@ -476,6 +524,7 @@ func (k *Checker) Check(ctx context.Context, q StatusQuery) (events.Status, erro
 		k.hits.Add(1)
 		st := c.View(k.now(&c), required)
 		st.IndexSeq = k.applied.Load()
+		st.SubjectKey = c.SubjectKey
 		if !st.Allowed {
 			denied := st
 			return st, &Error{Code: 403, Description: consentRequired(st, required), Status: &denied}
@@ -518,7 +567,11 @@ func (k *Checker) lookup(ctx context.Context, q StatusQuery) (events.Consent, in
 		key.Tenant = events.DefaultTenant
 	}
 	k.mu.RLock()
-	e, ok := k.consents[idOf(key)]
+	key, ok := k.keyOf(key)
+	var e *cachedConsent
+	if ok {
+		e, ok = k.consents[idOf(key)]
+	}
 	var c events.Consent
 	required := q.MinPolicyVersion
 	if ok {
@@ -554,16 +607,41 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	key := q.Key()
 	pk := events.PurposeKey{Tenant: key.Tenant, Purpose: key.Purpose}
 	k.mu.Lock()
-	id := idOf(key)
-	if _, ok := k.consents[id]; !ok {
-		k.makeRoom()
-		k.consents[id] = &cachedConsent{key: key, c: events.NewConsent(key), purpose: k.purpose(pk)}
+	key, known := k.keyOf(key)
+	if known {
+		k.placeholder(key, pk)
 	}
+	ask := StatusQuery{Tenant: key.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose, MinSeq: max(q.MinSeq, k.applied.Load())}
 	k.mu.Unlock()
 
-	ask := StatusQuery{Tenant: key.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose, MinSeq: max(q.MinSeq, k.applied.Load())}
-	st, err := k.client.Status(ctx, ask)
-	k.mu.Lock()
+	var st events.Status
+	var err error
+	for {
+		st, err = k.client.Status(ctx, ask)
+		k.mu.Lock()
+		if err != nil || known {
+			break
+		}
+		// The person's subject key, learnt from the answer (a service
+		// that does not send it keys subjects by sha256-16, which it
+		// names). The placeholder exists from here on: the events the
+		// stream brought before it, after what the answer reflects, are
+		// in the answer asked for again.
+		token := st.SubjectKey
+		if token == "" {
+			token = events.SubjectKey(key.Tenant, key.SubjectID)
+		}
+		k.learnToken(key, token)
+		key.SubjectKey, known = token, true
+		k.placeholder(key, pk)
+		applied := k.applied.Load()
+		if applied <= st.IndexSeq {
+			break
+		}
+		ask.MinSeq = applied
+		k.mu.Unlock()
+	}
+	id := idOf(key)
 	e := k.consents[id]
 	if err != nil {
 		if e != nil && !e.filled {
@@ -577,6 +655,7 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	// The newest of: the service's answer, what the stream showed during
 	// the fill, what another fill cached meanwhile.
 	c := consentOf(st)
+	c.SubjectKey = key.SubjectKey
 	if e != nil {
 		if e.pending != nil && e.pending.Seq > c.Seq {
 			c = *e.pending
@@ -594,11 +673,22 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	}
 	out := c.View(k.opts.Now(), required)
 	out.IndexSeq = max(st.IndexSeq, k.applied.Load())
+	out.SubjectKey = key.SubjectKey
 	if !out.Allowed {
 		denied := out
 		return out, &Error{Code: 403, Description: consentRequired(out, required), Status: &denied}
 	}
 	return out, nil
+}
+
+// placeholder makes the entry of key (which has its subject key) when
+// there is none, for a fill in flight. The caller holds the write lock.
+func (k *Checker) placeholder(key events.Key, pk events.PurposeKey) {
+	id := idOf(key)
+	if _, ok := k.consents[id]; !ok {
+		k.makeRoom()
+		k.consents[id] = &cachedConsent{key: key, c: events.NewConsent(key), purpose: k.purpose(pk)}
+	}
 }
 
 // makeRoom evicts an arbitrary filled entry when the cache is full.

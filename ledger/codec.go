@@ -176,6 +176,10 @@ func appendStatus(dst []byte, st *events.Status) ([]byte, bool) {
 		dst = append(dst, `,"violation_seq":`...)
 		dst = strconv.AppendUint(dst, st.ViolationSeq, 10)
 	}
+	if st.SubjectKey != "" {
+		dst = append(dst, `,"subject_key":`...)
+		dst = appendString(dst, st.SubjectKey)
+	}
 	return append(dst, '}'), true
 }
 
@@ -322,6 +326,9 @@ func unmarshalStatusFast(data []byte, text string, st *events.Status) bool {
 		case "violation_seq":
 			bit = 1 << 13
 			st.ViolationSeq, ok = p.uint()
+		case "subject_key":
+			bit = 1 << 14
+			st.SubjectKey, ok = p.str()
 		default:
 			return false
 		}

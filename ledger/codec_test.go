@@ -82,8 +82,8 @@ func statusSeeds() []events.Status {
 		{},
 		{Tenant: "default", SubjectID: "person-1@example.com", Purpose: "marketing_email", State: events.StateGranted, Allowed: true,
 			PolicyVersion: 3, UpdatedAt: &at, ExpiresAt: &later, Seq: 17, EventID: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", IndexSeq: 99,
-			RequiredPolicyVersion: 4, Outdated: true},
-		{Tenant: "t", SubjectID: "<a&b>", Purpose: "p\"q\\r\n", State: "none", UpdatedAt: &at},
+			RequiredPolicyVersion: 4, Outdated: true, SubjectKey: "a59fc578d4cb46faab1d6eb348e7c74b"},
+		{Tenant: "t", SubjectID: "<a&b>", Purpose: "p\"q\\r\n", State: "none", UpdatedAt: &at, SubjectKey: "<&>\u00e9"},
 		{SubjectID: "péter\u2028\xff", PolicyVersion: -1, RequiredPolicyVersion: -5},
 	}
 }

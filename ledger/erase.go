@@ -94,7 +94,10 @@ func (l *Ledger) Erase(ctx context.Context, q EraseRequest) (EraseReply, error) 
 		return EraseReply{}, err
 	}
 	tenant := events.OrDefaultTenant(q.Tenant)
-	token := events.Key{Tenant: tenant, SubjectID: q.SubjectID}.Token()
+	token, err := l.personToken(ctx, tenant, q.SubjectID)
+	if err != nil {
+		return EraseReply{}, err
+	}
 	subjects, err := l.personSubjects(ctx, tenant, token)
 	if err != nil {
 		return EraseReply{}, err

@@ -1,7 +1,6 @@
 package ledger_test
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/consentledger/consent/events"
@@ -15,11 +14,9 @@ import (
 
 // openKeys opens a key store in the stream's account, under a KEK of the
 // test's.
-func openKeys(t *testing.T, js jetstream.JetStream) *keystore.Store {
+func openKeys(t testing.TB, js jetstream.JetStream) *keystore.Store {
 	t.Helper()
-	kek, err := keystore.GenerateKEK(filepath.Join(t.TempDir(), "kek"))
-	require.NoError(t, err)
-	keys, err := keystore.Open(stepCtx(t), js, keystore.Config{KEK: kek})
+	keys, err := keystore.Open(stepCtx(t), js, keystore.Config{KEK: newKEK(t)})
 	require.NoError(t, err)
 	return keys
 }

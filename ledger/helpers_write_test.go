@@ -39,8 +39,16 @@ func (c *manualClock) Advance(d time.Duration) {
 func startLedger(t testing.TB, sopts ledger.StreamOptions, opts ledger.Options) (*ledger.Ledger, jetstream.Stream, jetstream.JetStream) {
 	t.Helper()
 	_, _, js := natstest.Run(t)
+	if sopts.SubjectKeys == "" && opts.Keys == nil {
+		sopts.SubjectKeys = events.SubjectKeyScheme(*testSubjectKeys)
+	}
 	stream, err := ledger.EnsureStream(context.Background(), js, sopts)
 	require.NoError(t, err)
+	if ledger.StreamSubjectKeyScheme(stream.CachedInfo().Config) == events.SubjectKeyHMAC && opts.Keys == nil {
+		keys := openKeys(t, js)
+		opts.Keys = keys
+		t.Cleanup(func() { requireKeyedSubjects(t, stream, keys) })
+	}
 	return ledger.New(js, stream, opts), stream, js
 }
 

@@ -42,9 +42,13 @@ func (l *Ledger) History(ctx context.Context, q HistoryQuery) (History, error) {
 		return History{}, err
 	}
 	tenant := events.OrDefaultTenant(q.Tenant)
-	filter := events.PersonFilter(tenant, q.SubjectID)
+	token, err := l.personToken(ctx, tenant, q.SubjectID)
+	if err != nil {
+		return History{}, err
+	}
+	filter := "consent.events." + tenant + ".*." + token
 	if q.Purpose != "" {
-		filter = events.Key{Tenant: tenant, SubjectID: q.SubjectID, Purpose: q.Purpose}.NATSSubject()
+		filter = events.Key{Tenant: tenant, SubjectID: q.SubjectID, Purpose: q.Purpose, SubjectKey: token}.NATSSubject()
 	}
 	limit := q.Limit
 	if limit == 0 {

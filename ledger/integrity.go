@@ -228,7 +228,10 @@ func (l *Ledger) Quarantine(ctx context.Context, q events.Quarantine) (Reply, er
 	}
 	cur := f.cur
 	if q.SubjectID != "" {
-		k := events.Key{Tenant: tenant, SubjectID: q.SubjectID, Purpose: q.Purpose}
+		k, err := l.resolve(ctx, events.Key{Tenant: tenant, SubjectID: q.SubjectID, Purpose: q.Purpose})
+		if err != nil {
+			return Reply{}, err
+		}
 		if !k.IsNATSSubject(subject) {
 			return Reply{}, &events.FieldError{Field: "subject", Problem: fmt.Sprintf("subject and purpose do not name the consent of seq %d (%s)", q.Seq, subject)}
 		}

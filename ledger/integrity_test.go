@@ -67,11 +67,10 @@ func TestIntegrityViolationFailsClosed(t *testing.T) {
 			st := startStack(t, stackOptions{tips: true})
 			ctx := stepCtx(t)
 			cmd := events.Command{SubjectID: "alice@example.com", Purpose: "marketing_email"}
-			key := cmd.Key()
 			granted, err := st.client.Grant(ctx, cmd)
 			require.NoError(t, err)
 			eventType, payload := bad.make(t, granted.Event)
-			badSeq := publishBad(t, st.js, key.NATSSubject(), eventType, payload)
+			badSeq := publishBad(t, st.js, granted.Event.Key().NATSSubject(), eventType, payload)
 			naming := fmt.Sprintf("seq %d", badSeq)
 
 			q := ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: badSeq}
@@ -99,7 +98,7 @@ func TestIntegrityViolationFailsClosed(t *testing.T) {
 			// A ledger that reads the stream applies the same rule: the
 			// whole history with an idempotency key; the last message alone
 			// (which shows no broken link) without one.
-			plain := ledger.New(st.js, st.stream, ledger.Options{})
+			plain := ledger.New(st.js, st.stream, ledger.Options{Keys: st.keysOrNil()})
 			keyed := cmd
 			keyed.IdempotencyKey = "withdrawal-1"
 			_, err = plain.Append(ctx, events.KindRevoke, keyed)
@@ -153,7 +152,7 @@ func TestQuarantineRefuses(t *testing.T) {
 	require.NoError(t, err)
 	stray := publishBad(t, st.js, "consent.events.x.y.z", "", []byte(`{"v":2}`))
 	nobody := events.Key{Tenant: "acme", SubjectID: "nobody", Purpose: "analytics"}
-	garbage := publishBad(t, st.js, nobody.NATSSubject(), "", []byte(`garbage`))
+	garbage := publishBad(t, st.js, st.natsSubject(t, nobody), "", []byte(`garbage`))
 
 	for name, tt := range map[string]struct {
 		q     events.Quarantine
@@ -202,7 +201,7 @@ func TestCheckerFailsClosedOnABadMessage(t *testing.T) {
 			require.True(t, allowed)
 
 			eventType, payload := bad.make(t, granted.Event)
-			badSeq := publishBad(t, st.js, cmd.Key().NATSSubject(), eventType, payload)
+			badSeq := publishBad(t, st.js, granted.Event.Key().NATSSubject(), eventType, payload)
 			require.NoError(t, k.WaitSeq(ctx, badSeq))
 			allowed, err = k.Allowed(ctx, q)
 			require.NoError(t, err)
@@ -249,8 +248,8 @@ func TestQuarantineOneOfTwo(t *testing.T) {
 	cmd := events.Command{SubjectID: "carol", Purpose: "newsletter"}
 	granted, err := st.client.Grant(ctx, cmd)
 	require.NoError(t, err)
-	first := publishBad(t, st.js, cmd.Key().NATSSubject(), "", []byte(`{"v":2}`))
-	second := publishBad(t, st.js, cmd.Key().NATSSubject(), "", []byte(`not json`))
+	first := publishBad(t, st.js, granted.Event.Key().NATSSubject(), "", []byte(`{"v":2}`))
+	second := publishBad(t, st.js, granted.Event.Key().NATSSubject(), "", []byte(`not json`))
 
 	one, err := st.client.Quarantine(ctx, events.Quarantine{Seq: second, Reason: "r", Actor: "ops"})
 	require.NoError(t, err)

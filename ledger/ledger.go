@@ -55,7 +55,10 @@ type Options struct {
 	// Keys, when set, seals the personal fields of every consent event
 	// appended (schema version 2) under the person's data key, opens them
 	// in History, and destroys the key when Erase erases the person. Nil:
-	// events of schema version 1, personal fields in the clear.
+	// events of schema version 1, personal fields in the clear. On a
+	// stream of keyed subject keys (events.SubjectKeyHMAC) it is required
+	// and must give the tenants' secrets too (TenantSecrets, as
+	// internal/keystore's Store does).
 	Keys Keys
 	// Holds, when set, keeps the legal holds (OpenHolds): Erase refuses a
 	// person on hold, the Retainer skips them, and SetHold, ReleaseHold
@@ -98,11 +101,19 @@ type Ledger struct {
 	keys           Keys   // nil: events of schema version 1
 	holds          *Holds // nil: no legal holds
 	observer       Observer
+	// subjectKeys compute subject keys by the stream's scheme; nil, with
+	// subjectKeysErr, when this ledger cannot (see SubjectKeys).
+	subjectKeys    *SubjectKeys
+	subjectKeysErr error
 }
 
 // New returns a Ledger over an existing stream (see EnsureStream). The
 // stream's cached info must be current (as EnsureStream returns it): it
-// tells whether reads go through direct get and whether it is replicated.
+// tells whether reads go through direct get, whether it is replicated and
+// how it keys its subjects (StreamSubjectKeyScheme). A ledger that cannot
+// compute the stream's subject keys (keyed subject keys without
+// Options.Keys) fails every method that takes a person's id with the
+// error SubjectKeys returns: check it after New.
 func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger {
 	l := &Ledger{
 		js:          js,
@@ -120,6 +131,7 @@ func New(js jetstream.JetStream, stream jetstream.Stream, opts Options) *Ledger 
 	if l.tips != nil {
 		l.own = new(ownTips)
 	}
+	l.subjectKeys, l.subjectKeysErr = subjectKeysOf(stream, opts.Keys)
 	if info := stream.CachedInfo(); info != nil {
 		l.streamName = info.Config.Name
 		l.replicated = info.Config.Replicas > 1

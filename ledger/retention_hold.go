@@ -102,12 +102,12 @@ func (q *HoldRequest) Validate() error {
 	return nil
 }
 
-// holdKey returns the tenant and the bucket entry of the person q names.
-func (q *HoldRequest) holdKey() (tenant, token string) {
+// holdKey returns the tenant and the subject key of the person q names:
+// the same subject key Erase erases the person by.
+func (l *Ledger) holdKey(ctx context.Context, q *HoldRequest) (tenant, token string, err error) {
 	tenant = events.OrDefaultTenant(q.Tenant)
-	// The same subject key Erase erases the person by.
-	token = events.Key{Tenant: tenant, SubjectID: q.SubjectID}.Token()
-	return tenant, token
+	token, err = l.personToken(ctx, tenant, q.SubjectID)
+	return tenant, token, err
 }
 
 // HoldReply is the reply of hold.set and hold.release: the hold as it
@@ -216,7 +216,10 @@ func (l *Ledger) SetHold(ctx context.Context, q HoldRequest) (HoldReply, error) 
 	if l.holds == nil {
 		return HoldReply{}, errNoHolds
 	}
-	tenant, token := q.holdKey()
+	tenant, token, err := l.holdKey(ctx, &q)
+	if err != nil {
+		return HoldReply{}, err
+	}
 	hold := Hold{Tenant: tenant, SubjectKey: token, Reason: q.Reason, SetBy: q.RecordedBy, SetAt: l.now().UTC()}
 	value, err := json.Marshal(hold)
 	if err != nil {
@@ -240,7 +243,10 @@ func (l *Ledger) ReleaseHold(ctx context.Context, q HoldRequest) (HoldReply, err
 	if l.holds == nil {
 		return HoldReply{}, errNoHolds
 	}
-	tenant, token := q.holdKey()
+	tenant, token, err := l.holdKey(ctx, &q)
+	if err != nil {
+		return HoldReply{}, err
+	}
 	hold, rev, err := l.holds.get(ctx, tenant, token)
 	if err != nil || rev == 0 {
 		return HoldReply{}, err

@@ -12,7 +12,14 @@ import (
 // of its key: with Options.Keys, schema version 2 with the personal fields
 // sealed under the person's data key (made on first use); without, schema
 // version 1.
+//
+// On a stream of keyed subject keys an event must carry its subject key
+// (the resolved key's, see SubjectKeys): one without is refused with
+// errUnresolvedSubjectKey, never stored on the subject of another scheme.
 func (l *Ledger) seal(ctx context.Context, ev *events.Event) ([]byte, error) {
+	if ev.SubjectKey == "" && l.subjectKeys != nil && l.subjectKeys.Scheme() != events.SubjectKeySHA256 {
+		return nil, errUnresolvedSubjectKey
+	}
 	if l.keys == nil || ev.Type == events.TypeErased {
 		if ev.V == events.SchemaVersionClear && ev.SubjectKey == events.SubjectKey(ev.Tenant, ev.SubjectID) {
 			// The first event after an erasure, which names the
@@ -31,6 +38,10 @@ func (l *Ledger) seal(ctx context.Context, ev *events.Event) ([]byte, error) {
 	}
 	return ev.SealWith(events.DataKey{ID: id, Key: key})
 }
+
+// errUnresolvedSubjectKey is a bug of the ledger: an event decided on a
+// key whose subject key was not resolved (SubjectKeys.Resolve).
+var errUnresolvedSubjectKey = errors.New("ledger: event without its subject key on a stream of keyed subject keys")
 
 // ErrKeyDestroyed is matched by the error Keys.KeyByID returns for a key
 // that was destroyed: the person was erased (events.ErrKeyErased).

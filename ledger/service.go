@@ -114,6 +114,11 @@ type ServiceConfig struct {
 	// and of every wait for min_seq (consentd's metrics); nil costs
 	// nothing.
 	Observer Observer
+	// SubjectKeys computes the subject keys status, check and list look a
+	// person up by while the Service has no Ledger (DeferCommands); the
+	// Ledger's (Ledger.SubjectKeys) replace them once it has one. Nil:
+	// until then lookups answer 503 (the stream's scheme is not known).
+	SubjectKeys *SubjectKeys
 }
 
 func (c ServiceConfig) withDefaults() ServiceConfig {
@@ -182,8 +187,11 @@ type Service struct {
 	slots    chan struct{}  // MaxInFlight
 	// waitSlots are MaxWaiting, taken by lookups waiting for min_seq.
 	waitSlots chan struct{}
-	head      streamHead  // the stream's last sequence beyond the reader's view (minseq.go)
-	lookups   chan func() // nil unless LookupWorkers > 0
+	head      streamHead // the stream's last sequence beyond the reader's view (minseq.go)
+	// subjectKeys are the Ledger's, or ServiceConfig.SubjectKeys before
+	// it has one; nil: lookups answer 503.
+	subjectKeys atomic.Pointer[SubjectKeys]
+	lookups     chan func() // nil unless LookupWorkers > 0
 
 	// async counts, per endpoint subject, the requests answered outside
 	// the endpoint goroutine, which micro's own counters do not see.
@@ -203,11 +211,19 @@ type Service struct {
 // StateReader use.
 // l and r stay owned by the caller and must stay usable until Stop returns.
 // l may be nil with ServiceConfig.DeferCommands (see ServeCommands).
-// It returns an error when one of them is nil or the service cannot be
-// registered (an invalid version, a closed connection).
+// It returns an error when one of them is nil, when l cannot compute its
+// stream's subject keys (Ledger.SubjectKeys), or when the service cannot
+// be registered (an invalid version, a closed connection).
 func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Service, error) {
 	if nc == nil || (l == nil && !cfg.DeferCommands) || r == nil {
 		return nil, errors.New("ledger: NewService needs a connection, a Ledger (unless DeferCommands) and a StateReader")
+	}
+	keys := cfg.SubjectKeys
+	if l != nil {
+		var err error
+		if keys, err = l.SubjectKeys(); err != nil {
+			return nil, err
+		}
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -223,6 +239,7 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 
 		waitSlots: make(chan struct{}, cfg.MaxWaiting),
 	}
+	s.subjectKeys.Store(keys)
 	endpoints := []endpoint{
 		{"request", s.handleCommand(events.KindRequest)},
 		{"grant", s.handleCommand(events.KindGrant)},
@@ -362,10 +379,16 @@ var ledgerEndpoints = []string{
 // back; once it returns, the server routes commands to this instance. l
 // stays owned by the caller and must stay usable until Stop returns. It
 // does nothing without DeferCommands, when called again, or once Stop has
-// begun; it returns an error for a nil l, and NATS errors.
+// begun; it returns an error for a nil l, the error of a Ledger that
+// cannot compute its stream's subject keys (Ledger.SubjectKeys), and NATS
+// errors.
 func (s *Service) ServeCommands(l *Ledger) error {
 	if l == nil {
 		return errors.New("ledger: ServeCommands needs a Ledger")
+	}
+	keys, err := l.SubjectKeys()
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -376,6 +399,7 @@ func (s *Service) ServeCommands(l *Ledger) error {
 		// Set before the first command endpoint exists: their handlers
 		// read it without the lock.
 		s.ledger = l
+		s.subjectKeys.Store(keys)
 	}
 	for len(s.commands) > 0 {
 		if err := s.register(s.commands[0]); err != nil {
@@ -557,22 +581,39 @@ func (s *Service) handleHistory(req micro.Request) {
 
 // status answers status and check. A check that is not allowed is a 403
 // carrying the status.
+// The status carries the subject key the consent was looked up under.
 func (s *Service) status(ctx context.Context, q *StatusQuery, check bool) (events.Status, error) {
-	c, indexSeq, err := s.reader.Consent(ctx, q.Key(), q.MinSeq)
+	k, err := s.resolve(ctx, q.Key())
+	if err != nil {
+		return events.Status{}, err
+	}
+	c, indexSeq, err := s.reader.Consent(ctx, k, q.MinSeq)
 	if err != nil {
 		return events.Status{}, err
 	}
 	if c.State == "" {
-		c = events.NewConsent(q.Key())
+		c = events.NewConsent(k)
 	}
-	required := s.requiredPolicyVersion(ctx, q.Key(), q.MinPolicyVersion, q.MinSeq)
+	required := s.requiredPolicyVersion(ctx, k, q.MinPolicyVersion, q.MinSeq)
 	st := c.View(s.cfg.Now(), required)
 	st.IndexSeq = indexSeq
+	st.SubjectKey = k.Token()
 	if check && !st.Allowed {
 		denied := st // a copy, so that st stays off the heap on the hot path
 		return events.Status{}, &Error{Code: 403, Description: consentRequired(st, required), Status: &denied}
 	}
 	return st, nil
+}
+
+// resolve returns key with its subject key (SubjectKeys.Resolve); an
+// error matching events.ErrNotReady (503) while the Service does not know
+// the stream's scheme.
+func (s *Service) resolve(ctx context.Context, key events.Key) (events.Key, error) {
+	keys := s.subjectKeys.Load()
+	if keys == nil {
+		return key, fmt.Errorf("%w: the stream's subject key scheme is not known yet", events.ErrNotReady)
+	}
+	return keys.Resolve(ctx, key)
 }
 
 // consentRequired describes why a check failed: "consent required: <state>",
@@ -589,8 +630,11 @@ func consentRequired(st events.Status, minPolicyVersion int) string {
 }
 
 func (s *Service) list(ctx context.Context, q ListQuery) (any, error) {
-	tenant := events.OrDefaultTenant(q.Tenant)
-	consents, indexSeq, err := s.reader.Consents(ctx, tenant, q.SubjectID, q.MinSeq)
+	person, err := s.resolve(ctx, events.Key{Tenant: events.OrDefaultTenant(q.Tenant), SubjectID: q.SubjectID})
+	if err != nil {
+		return nil, err
+	}
+	consents, indexSeq, err := s.reader.Consents(ctx, person, q.MinSeq)
 	if err != nil {
 		return nil, err
 	}
@@ -599,6 +643,7 @@ func (s *Service) list(ctx context.Context, q ListQuery) (any, error) {
 	for i := range consents {
 		st := consents[i].View(now, s.requiredPolicyVersion(ctx, consents[i].Key(), 0, q.MinSeq))
 		st.IndexSeq = indexSeq
+		st.SubjectKey = person.Token()
 		out.Statuses = append(out.Statuses, st)
 	}
 	return out, nil

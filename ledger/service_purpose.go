@@ -106,6 +106,7 @@ func (s *Service) commandStatus(ctx context.Context, r *Reply) events.Status {
 	c := events.Evolve(events.NewConsent(r.Event.Key()), r.Event, r.Seq)
 	required, err := s.requiredPolicyVersionAt(ctx, c.Key(), r.Seq)
 	st := c.View(s.cfg.Now(), required)
+	st.SubjectKey = c.Key().Token() // as status and check say it
 	if err != nil {
 		s.log.Warn("consent service: command reply judged not allowed: the purpose's policy version at its seq is unknown",
 			"type", r.Event.Type, "tenant", r.Event.Tenant, "seq", r.Seq, "error", err)

@@ -91,7 +91,7 @@ func (f *fakeReader) Consent(ctx context.Context, k events.Key, minSeq uint64) (
 	return c, seq, nil
 }
 
-func (f *fakeReader) Consents(ctx context.Context, tenant, subjectID string, minSeq uint64) ([]events.Consent, uint64, error) {
+func (f *fakeReader) Consents(ctx context.Context, person events.Key, minSeq uint64) ([]events.Consent, uint64, error) {
 	seq, err := f.wait(ctx, minSeq)
 	if err != nil {
 		return nil, 0, err
@@ -100,7 +100,7 @@ func (f *fakeReader) Consents(ctx context.Context, tenant, subjectID string, min
 	defer f.mu.Unlock()
 	var out []events.Consent
 	for k, c := range f.consents {
-		if k.Tenant == tenant && k.SubjectID == subjectID {
+		if k.Tenant == person.Tenant && k.SubjectID == person.SubjectID {
 			out = append(out, c)
 		}
 	}

@@ -1,12 +1,16 @@
 package ledger_test
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
@@ -27,6 +31,7 @@ type stack struct {
 	svc    *ledger.Service
 	nc     *nats.Conn // the client's
 	client *ledger.Client
+	keys   *keystore.Store // with keyed subject keys: the ledger's Options.Keys
 }
 
 type stackOptions struct {
@@ -37,6 +42,11 @@ type stackOptions struct {
 	// its Ledger (stack.ledger, for ServeCommands).
 	deferCommands bool
 	tips          bool // the ledger takes tips from the index, as consentd's does
+	// subjectKeys is the scheme of the stream; default -subject-keys.
+	// Keyed subject keys (events.SubjectKeyHMAC) give the ledger a key
+	// store (stack.keys), and the end of the test checks that every event
+	// stored is on its keyed subject (requireKeyedSubjects).
+	subjectKeys events.SubjectKeyScheme
 }
 
 // startStack starts a server (unless opts.server is set) and one instance
@@ -53,12 +63,25 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var err error
-	st.stream, err = ledger.EnsureStream(ctx, st.js, ledger.StreamOptions{})
+	scheme := cmp.Or(opts.subjectKeys, events.SubjectKeyScheme(*testSubjectKeys))
+	st.stream, err = ledger.EnsureStream(ctx, st.js, ledger.StreamOptions{SubjectKeys: scheme})
 	require.NoError(t, err)
+	if scheme == events.SubjectKeyHMAC {
+		// The instances on one server share its KEK, as consentd's on
+		// one cluster do.
+		kek, _ := serverKEKs.LoadOrStore(s, newKEK(t))
+		var err error
+		st.keys, err = keystore.Open(stepCtx(t), st.js, keystore.Config{KEK: kek.(*keystore.KEK)})
+		require.NoError(t, err)
+		t.Cleanup(func() { requireKeyedSubjects(t, st.stream, st.keys) })
+	}
 	quiet := slog.New(slog.DiscardHandler)
 	st.index, err = projector.Open(filepath.Join(t.TempDir(), "index"), projector.IndexOptions{Logger: quiet})
 	require.NoError(t, err)
 	lopts := ledger.Options{Now: opts.now}
+	if st.keys != nil {
+		lopts.Keys = st.keys
+	}
 	if opts.tips {
 		lopts.Tips = st.index
 	}
@@ -70,11 +93,15 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 	svcConn, err := nats.Connect(s.ClientURL())
 	require.NoError(t, err)
 	svcLedger := st.ledger
+	var lookupKeys *ledger.SubjectKeys
 	if opts.deferCommands {
 		svcLedger = nil
+		lookupKeys, err = st.ledger.SubjectKeys()
+		require.NoError(t, err)
 	}
 	st.svc, err = ledger.NewService(svcConn, svcLedger, st.index, ledger.ServiceConfig{
 		Logger: quiet, Now: opts.now, DeferLookups: opts.deferLookups, DeferCommands: opts.deferCommands,
+		SubjectKeys: lookupKeys,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -99,6 +126,18 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		}
 	}
 	return st
+}
+
+// serverKEKs holds the KEK of each test server whose stacks have keyed
+// subject keys.
+var serverKEKs sync.Map // *server.Server -> *keystore.KEK
+
+// newKEK makes a KEK in a temporary file.
+func newKEK(t testing.TB) *keystore.KEK {
+	t.Helper()
+	kek, err := keystore.GenerateKEK(filepath.Join(t.TempDir(), "kek"))
+	require.NoError(t, err)
+	return kek
 }
 
 // ctx returns a context for one step of a test.

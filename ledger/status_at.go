@@ -29,9 +29,12 @@ func (l *Ledger) StatusAt(ctx context.Context, q StatusAtQuery) (StatusAt, error
 	if err := q.Validate(); err != nil {
 		return StatusAt{}, err
 	}
-	k := q.Key()
+	k, err := l.resolve(ctx, q.Key())
+	if err != nil {
+		return StatusAt{}, err
+	}
 	p := audit.NewPointInTime(k, q.At, q.By)
-	err := l.eachEvent(ctx, k, func(r Record) bool {
+	err = l.eachEvent(ctx, k, func(r Record) bool {
 		if r.Violation != nil {
 			return p.AddViolation(r.Seq, r.stored)
 		}
@@ -57,10 +60,13 @@ func (l *Ledger) Receipt(ctx context.Context, q ReceiptQuery, signer *audit.Sign
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
-	k := q.Key()
+	k, err := l.resolve(ctx, q.Key())
+	if err != nil {
+		return nil, err
+	}
 	var history []audit.ReceiptEvent
 	violations := map[uint64]string{} // unquarantined: seq -> check
-	err := l.eachEvent(ctx, k, func(r Record) bool {
+	err = l.eachEvent(ctx, k, func(r Record) bool {
 		switch {
 		case r.Violation != nil:
 			violations[r.Seq] = r.Violation.Check

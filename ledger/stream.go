@@ -25,6 +25,12 @@ type StreamOptions struct {
 	Name       string        // default DefaultStream
 	Replicas   int           // default 1
 	Duplicates time.Duration // Nats-Msg-Id window; default DefaultDuplicates, at least 100ms
+	// SubjectKeys is the subject key scheme a new stream records in its
+	// metadata (events.SubjectKeySchemeMetadata), which every Ledger over
+	// it then uses: events.SubjectKeyHMAC for a ledger with a key store
+	// (Options.Keys), which computes it. Default events.SubjectKeySHA256.
+	// An existing stream keeps the scheme it records.
+	SubjectKeys events.SubjectKeyScheme
 }
 
 func (o StreamOptions) withDefaults() StreamOptions {
@@ -36,6 +42,9 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	}
 	if o.Duplicates <= 0 {
 		o.Duplicates = DefaultDuplicates
+	}
+	if o.SubjectKeys == "" {
+		o.SubjectKeys = events.SubjectKeySHA256
 	}
 	return o
 }
@@ -69,8 +78,8 @@ func (o StreamOptions) Config() jetstream.StreamConfig {
 		Metadata: map[string]string{
 			"consent_schema": "v1",
 			// How the person's id becomes the subject token; a stream
-			// without the entry uses SubjectKeySHA256 too.
-			events.SubjectKeySchemeMetadata: string(SubjectKeyScheme),
+			// without the entry uses SubjectKeySHA256.
+			events.SubjectKeySchemeMetadata: string(o.SubjectKeys),
 		},
 	}
 }
@@ -122,8 +131,17 @@ func (e *StreamError) Is(target error) bool { return target == ErrUnsafeStream }
 // older version lacks the checkpoints). Its replica count and duplicate
 // window are taken as they are.
 //
-// Other errors come from JetStream (no JetStream, no permission, timeout).
+// An existing stream keeps the subject key scheme it records
+// (StreamSubjectKeyScheme), whatever opts.SubjectKeys says; one that
+// records a scheme this ledger does not know is refused (ErrUnsafeStream).
+//
+// Other errors come from JetStream (no JetStream, no permission, timeout),
+// and a *events.FieldError naming "subject_keys" for an unknown
+// opts.SubjectKeys.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, opts StreamOptions) (jetstream.Stream, error) {
+	if opts.SubjectKeys != "" && !opts.SubjectKeys.Known() {
+		return nil, &events.FieldError{Field: "subject_keys", Problem: fmt.Sprintf("%q is no subject key scheme (%s, %s)", opts.SubjectKeys, events.SubjectKeySHA256, events.SubjectKeyHMAC)}
+	}
 	cfg := opts.Config()
 	stream, err := js.Stream(ctx, cfg.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -262,15 +280,9 @@ func CheckStreamConfig(cfg jetstream.StreamConfig) []string {
 	if !cfg.AllowDirect {
 		add("does not allow direct get (allow_direct is false): the ledger reads histories with direct get")
 	}
-	if scheme, ok := cfg.Metadata[events.SubjectKeySchemeMetadata]; ok && scheme != string(SubjectKeyScheme) {
-		add("keys its subjects with %s (metadata %s): this ledger writes %s subject keys, and its events would land on other subjects than the consents' history",
-			scheme, events.SubjectKeySchemeMetadata, SubjectKeyScheme)
+	if scheme := StreamSubjectKeyScheme(cfg); !scheme.Known() {
+		add("keys its subjects with %q (metadata %s), a scheme this ledger does not know (%s, %s): it cannot find the consents' histories",
+			scheme, events.SubjectKeySchemeMetadata, events.SubjectKeySHA256, events.SubjectKeyHMAC)
 	}
 	return p
 }
-
-// SubjectKeyScheme is how this ledger turns a person's id into the
-// subject key of its NATS subjects (events.SubjectKey); EnsureStream
-// records it in the stream's metadata and refuses a stream that records
-// another.
-const SubjectKeyScheme = events.SubjectKeySHA256

@@ -39,19 +39,26 @@ func TestEnsureStreamAddsMissingSubjects(t *testing.T) {
 	assert.Equal(t, uint64(2), ack.Sequence)
 }
 
-// A stream says how its subject keys are made, and one that says another
-// scheme than this ledger writes is refused: its events would land on
-// other subjects than the consents' histories.
+// A stream says how its subject keys are made: sha256-16 unless asked
+// for keyed ones; a stream that names a scheme this ledger does not know
+// is refused.
 func TestStreamRecordsItsSubjectKeyScheme(t *testing.T) {
 	cfg := ledger.StreamOptions{}.Config()
 	assert.Equal(t, string(events.SubjectKeySHA256), cfg.Metadata[events.SubjectKeySchemeMetadata])
 	assert.Empty(t, ledger.CheckStreamConfig(cfg))
+	assert.Equal(t, events.SubjectKeySHA256, ledger.StreamSubjectKeyScheme(cfg))
 
 	delete(cfg.Metadata, events.SubjectKeySchemeMetadata)
-	assert.Empty(t, ledger.CheckStreamConfig(cfg), "a stream made before the entry uses the same scheme")
+	assert.Empty(t, ledger.CheckStreamConfig(cfg), "a stream made before the entry uses sha256-16")
+	assert.Equal(t, events.SubjectKeySHA256, ledger.StreamSubjectKeyScheme(cfg))
 
-	cfg.Metadata[events.SubjectKeySchemeMetadata] = string(events.SubjectKeyHMAC)
+	cfg = ledger.StreamOptions{SubjectKeys: events.SubjectKeyHMAC}.Config()
+	assert.Equal(t, string(events.SubjectKeyHMAC), cfg.Metadata[events.SubjectKeySchemeMetadata])
+	assert.Empty(t, ledger.CheckStreamConfig(cfg))
+	assert.Equal(t, events.SubjectKeyHMAC, ledger.StreamSubjectKeyScheme(cfg))
+
+	cfg.Metadata[events.SubjectKeySchemeMetadata] = "md5-8"
 	problems := ledger.CheckStreamConfig(cfg)
 	require.Len(t, problems, 1)
-	assert.Contains(t, problems[0], "keys its subjects with hmac-sha256-16 (metadata consent_subject_key_scheme): this ledger writes sha256-16 subject keys")
+	assert.Contains(t, problems[0], `keys its subjects with "md5-8" (metadata consent_subject_key_scheme), a scheme this ledger does not know`)
 }

@@ -42,6 +42,9 @@ func serviceFeedClient(t *testing.T, st *stack) *ledger.Client {
 	t.Helper()
 	f, err := ledger.ServeFeed(st.js, ledger.FeedConfig{})
 	require.NoError(t, err)
+	if st.keys != nil {
+		f.UseKeys(st.keys)
+	}
 	t.Cleanup(f.Stop)
 	return ledger.NewClient(st.nc, ledger.ClientOptions{ServiceFeed: true})
 }

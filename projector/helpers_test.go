@@ -288,7 +288,7 @@ func assertMatchesModel(t *testing.T, idx *Index, h *history) {
 		assert.Equal(t, want, got, "consent %+v", k)
 	}
 	for _, p := range h.persons() {
-		got, _, err := idx.Consents(ctx, p[0], p[1], 0)
+		got, _, err := idx.Consents(ctx, events.Key{Tenant: p[0], SubjectID: p[1]}, 0)
 		require.NoError(t, err)
 		var want []events.Consent
 		for _, k := range h.keys {

@@ -404,10 +404,11 @@ func (i *Index) Consent(ctx context.Context, k events.Key, minSeq uint64) (event
 // Consents returns every consent of one person that has events, one per
 // purpose, ordered by purpose (an empty, non-nil slice when there is
 // none), and the index sequence they were read at. They are read from one
-// snapshot, by the person's subject key (events.SubjectKey of tenant and
-// subjectID), and carry subjectID and a SubjectKey as Consent's do.
-// minSeq and the errors are as for Consent.
-func (i *Index) Consents(ctx context.Context, tenant, subjectID string, minSeq uint64) ([]events.Consent, uint64, error) {
+// snapshot, by the person's subject key (person.Token(): its SubjectKey
+// when set, as the ledger resolves it by the stream's scheme; its purpose
+// is not looked at), and carry person.SubjectID and a SubjectKey as
+// Consent's do. minSeq and the errors are as for Consent.
+func (i *Index) Consents(ctx context.Context, person events.Key, minSeq uint64) ([]events.Consent, uint64, error) {
 	seq, err := i.Wait(ctx, minSeq)
 	if err != nil {
 		return nil, seq, err
@@ -417,9 +418,8 @@ func (i *Index) Consents(ctx context.Context, tenant, subjectID string, minSeq u
 	if i.db == nil {
 		return nil, seq, notReady("closed")
 	}
-	person := events.Key{Tenant: tenant, SubjectID: subjectID}
-	person.SubjectKey = person.Token()
-	prefix := appendPersonPrefix(nil, tenant, person.SubjectKey)
+	tenant, subjectID := person.Tenant, person.SubjectID
+	prefix := appendPersonPrefix(nil, tenant, person.Token())
 	it, err := i.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, seq, fmt.Errorf("projector: list: %w", err)

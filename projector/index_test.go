@@ -72,7 +72,7 @@ func TestIndexReadiness(t *testing.T) {
 	idx := openIndex(t, t.TempDir(), IndexOptions{})
 	_, _, err := idx.Consent(ctx, k, 0)
 	require.ErrorIs(t, err, events.ErrNotReady, "no projector has run")
-	_, _, err = idx.Consents(ctx, k.Tenant, k.SubjectID, 0)
+	_, _, err = idx.Consents(ctx, k, 0)
 	require.ErrorIs(t, err, events.ErrNotReady)
 
 	require.NoError(t, idx.claim())
@@ -138,7 +138,7 @@ func TestMinSeqWaitsForTheCommit(t *testing.T) {
 	// Closing wakes a waiter with ErrNotReady.
 	errs := make(chan error, 1)
 	go func() {
-		_, _, err := idx.Consents(ctx, k.Tenant, k.SubjectID, 10)
+		_, _, err := idx.Consents(ctx, k, 10)
 		errs <- err
 	}()
 	require.NoError(t, idx.Close())

@@ -128,7 +128,7 @@ func TestIndexFoldsV1AndV2EventsBySubjectKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, events.StateErased, c.State)
 
-	list, _, err := idx.Consents(ctx, tenant, id, 0)
+	list, _, err := idx.Consents(ctx, events.Key{Tenant: tenant, SubjectID: id}, 0)
 	require.NoError(t, err)
 	require.Len(t, list, 3, "v1 and v2 consents of one person")
 	assert.Equal(t, h.model[v1], list[0], "v1: as folded, no subject key")

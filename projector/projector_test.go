@@ -116,14 +116,14 @@ func TestProjectorReadYourWrites(t *testing.T) {
 	assert.Equal(t, uint64(1), r.seq)
 	assert.Equal(t, h.model[k], r.c)
 
-	list, seq, err := idx.Consents(context.Background(), k.Tenant, k.SubjectID, 1)
+	list, seq, err := idx.Consents(context.Background(), k, 1)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), seq)
 	assert.Equal(t, []events.Consent{h.model[k]}, list)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, _, err = idx.Consents(ctx, k.Tenant, k.SubjectID, 2)
+	_, _, err = idx.Consents(ctx, k, 2)
 	require.ErrorIs(t, err, events.ErrStale)
 	require.NotErrorIs(t, err, events.ErrNotReady)
 }

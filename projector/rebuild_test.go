@@ -27,7 +27,7 @@ func statuses(t *testing.T, idx *Index, h *history) (map[events.Key]events.Statu
 	}
 	lists := make(map[[2]string][]events.Status)
 	for _, p := range h.persons() {
-		cs, seq, err := idx.Consents(ctx, p[0], p[1], 0)
+		cs, seq, err := idx.Consents(ctx, events.Key{Tenant: p[0], SubjectID: p[1]}, 0)
 		require.NoError(t, err)
 		for _, c := range cs {
 			st := c.View(h.now, 0)

@@ -45,10 +45,10 @@ func TestConsentdStartsPastABadMessage(t *testing.T) {
 	m := startConsentd(t, dataDir)
 	client := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
 	cmd := events.Command{SubjectID: "alice@example.com", Purpose: "marketing_email"}
-	_, err := client.Grant(t.Context(), cmd)
+	granted, err := client.Grant(t.Context(), cmd)
 	require.NoError(t, err)
 	publishRaw(t, m, "consent.events.x.y.z", "", []byte(`{"v":2}`))
-	bad := publishRaw(t, m, cmd.Key().NATSSubject(), "", []byte(`{"v":2}`))
+	bad := publishRaw(t, m, granted.Event.Key().NATSSubject(), "", []byte(`{"v":2}`))
 
 	q := ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: bad}
 	_, err = client.Check(t.Context(), q)
@@ -98,7 +98,7 @@ func TestConsentdNamesTheSeqAndVersionOfANewerEvent(t *testing.T) {
 	require.NoError(t, err)
 	raw, err = json.Marshal(newer)
 	require.NoError(t, err)
-	seq := publishRaw(t, m, cmd.Key().NATSSubject(), string(events.TypeGranted), raw)
+	seq := publishRaw(t, m, granted.Event.Key().NATSSubject(), string(events.TypeGranted), raw)
 
 	require.Eventually(t, func() bool { return m.projector.Health().StopSeq != 0 }, 10*time.Second, 5*time.Millisecond)
 	data, err := json.Marshal(m.health())

@@ -281,6 +281,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Authorize:     m.authorize(),
 		Users:         m.users(),
 		Observer:      m.ops.observer(),
+		SubjectKeys:   m.lookupSubjectKeys(),
 	})
 	if err != nil {
 		return err
@@ -402,6 +403,11 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 		return err
 	}
 	l := ledger.New(js, stream, ledgerOpts)
+	subjectKeys, err := l.SubjectKeys()
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", m.Config.Stream, err)
+	}
+	m.log.Info("subject keys", "stream", m.Config.Stream, "subject_key_scheme", subjectKeys.Scheme())
 	projectorCtx, stopProjector := context.WithCancel(context.Background())
 	m.stopProjector = stopProjector
 	go m.superviseProjector(projectorCtx)
@@ -445,7 +451,7 @@ const ensureStreamAttempt = 500 * time.Millisecond
 // is still electing its JetStream leader or the stream's; it closes late
 // when the first attempt has failed. An unsafe stream is refused at once.
 func (m *Main) ensureStream(ctx context.Context, js jetstream.JetStream, late chan struct{}) (jetstream.Stream, error) {
-	opts := ledger.StreamOptions{Name: m.Config.Stream, Replicas: m.Config.Replicas}
+	opts := ledger.StreamOptions{Name: m.Config.Stream, Replicas: m.Config.Replicas, SubjectKeys: m.subjectKeyScheme()}
 	for attempt := 0; ; attempt++ {
 		if attempt == 1 {
 			close(late)

@@ -282,7 +282,7 @@ func TestConsentdShutsDownCleanlyOnSIGTERM(t *testing.T) {
 	assert.Equal(t, granted.Seq, idx.Checkpoint())
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	cons, _, err := idx.Consent(ctx, events.Key{Tenant: events.DefaultTenant, SubjectID: "bob", Purpose: "newsletter"}, 0)
+	cons, _, err := idx.Consent(ctx, granted.Event.Key(), 0) // by its subject key
 	require.NoError(t, err)
 	assert.Equal(t, events.StateGranted, cons.State)
 	require.NoError(t, idx.Close())
