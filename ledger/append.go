@@ -99,7 +99,7 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 			return Reply{}, err
 		}
 		if t.original != nil {
-			return l.duplicateReply(t.original)
+			return l.duplicateReply(ctx, t.original, key)
 		}
 		if exp := cmd.ExpectedSeq; exp != nil && *exp != t.cur.Seq {
 			// On a replicated stream a read behind the caller's
@@ -250,7 +250,7 @@ func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Comma
 		if err != nil {
 			return Reply{}, err
 		}
-		reply, err := l.duplicateReply(original)
+		reply, err := l.duplicateReply(ctx, original, cur.Key())
 		if err != nil {
 			return Reply{}, err
 		}
@@ -317,14 +317,22 @@ func (l *Ledger) eventMsg(subject, eventType string, payload []byte, msgID strin
 	return msg
 }
 
-// duplicateReply answers a repeated idempotency key with the event first
-// stored under it.
-func (l *Ledger) duplicateReply(msg *jetstream.RawStreamMsg) (Reply, error) {
+// duplicateReply answers a repeated idempotency key of the consent key
+// with the event first stored under it, opened as the first reply's was;
+// its status names the person as the caller did (a sealed event whose key
+// is gone names them by subject key only).
+func (l *Ledger) duplicateReply(ctx context.Context, msg *jetstream.RawStreamMsg, key events.Key) (Reply, error) {
 	ev, err := decodeStored(msg)
 	if err != nil {
 		return Reply{}, err
 	}
+	if err := l.open(ctx, ev); err != nil {
+		return Reply{}, err
+	}
 	cur := events.Evolve(events.NewConsent(ev.Key()), ev, msg.Sequence)
+	if cur.SubjectID == "" {
+		cur.SubjectID = key.SubjectID
+	}
 	return Reply{
 		Seq:       msg.Sequence,
 		Duplicate: true,

@@ -92,7 +92,7 @@ func (l *Ledger) Expire(ctx context.Context, c events.Consent) (reply Reply, err
 		if err != nil {
 			return Reply{}, err
 		}
-		return l.duplicateReply(original)
+		return l.duplicateReply(ctx, original, key)
 	}
 	next := events.Evolve(c, &ev, ack.Sequence)
 	l.remember(msg.Subject, next)

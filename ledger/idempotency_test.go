@@ -247,3 +247,22 @@ func TestIdempotencyKeyMeetsOwnWriteAsConflict(t *testing.T) {
 	assert.Equal(t, events.StateGranted, r.Status.State)
 	assert.Equal(t, uint64(1), storedCount(t, stream))
 }
+
+// A repeated idempotency key of a sealed consent answers, as the first
+// reply did, with a status naming the person the caller named (the stored
+// event names them by subject key only).
+func TestIdempotencyKeyRepeatedOnSealedEvents(t *testing.T) {
+	st := startStack(t, stackOptions{subjectKeys: events.SubjectKeyHMAC})
+	ctx := stepCtx(t)
+	cmd := events.Command{SubjectID: "zoë@example.com", Purpose: "newsletter", IdempotencyKey: "signup-1"}
+	first, err := st.client.Grant(ctx, cmd)
+	require.NoError(t, err)
+	require.Equal(t, events.SchemaVersion, first.Event.V, "sealed")
+	again, err := st.client.Grant(ctx, cmd)
+	require.NoError(t, err)
+	assert.True(t, again.Duplicate)
+	assert.Equal(t, first.Seq, again.Seq)
+	assert.Equal(t, cmd.SubjectID, again.Status.SubjectID, "the status names the person the caller named")
+	assert.Equal(t, first.Status.SubjectID, again.Status.SubjectID)
+	assert.Equal(t, first.Status.State, again.Status.State)
+}
