@@ -43,7 +43,11 @@ func (m *Main) openKeys(ctx context.Context, js jetstream.JetStream) (*keystore.
 	if err != nil {
 		return nil, fmt.Errorf("--kek-file: %w", err)
 	}
-	store, err := keystore.Open(ctx, js, keystore.Config{KEK: kek, Replicas: m.replicas})
+	var store *keystore.Store
+	err = m.retryUnanswered(ctx, "key store", func(ctx context.Context) (err error) {
+		store, err = keystore.Open(ctx, js, keystore.Config{KEK: kek, Replicas: m.replicas})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("key store: %w", err)
 	}

@@ -8,9 +8,14 @@ import (
 )
 
 // openHolds opens the bucket of the legal holds (ledger.HoldBucket) in the
-// stream's account, with the stream's replicas.
-func (m *Main) openHolds(ctx context.Context, js jetstream.JetStream) (*ledger.Holds, error) {
-	return ledger.OpenHolds(ctx, js, m.replicas)
+// stream's account, with the stream's replicas, waiting while the cluster
+// settles.
+func (m *Main) openHolds(ctx context.Context, js jetstream.JetStream) (holds *ledger.Holds, err error) {
+	err = m.retryUnanswered(ctx, "legal hold bucket", func(ctx context.Context) (err error) {
+		holds, err = ledger.OpenHolds(ctx, js, m.replicas)
+		return err
+	})
+	return holds, err
 }
 
 // startRetainer runs a retainer until Close: every instance runs one, and
