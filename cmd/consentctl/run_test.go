@@ -182,7 +182,7 @@ func TestConsentctlErrors(t *testing.T) {
 		{"invalid purpose", []string{"status", "alice", "Marketing Email"}, exitError, "purpose: "},
 		{"bad expected-seq", []string{"grant", "alice", "p", "--expected-seq", "-1"}, exitError, "want a stream sequence"},
 		{"bad evidence", []string{"grant", "alice", "p", "--evidence", "[1]"}, exitError, "evidence: must be a JSON object"},
-		{"nothing to revoke", []string{"revoke", "alice", "p"}, exitError, "only a grant can be revoked"},
+		{"nothing to revoke", []string{"revoke", "alice", "p"}, exitError, "cannot revoke: there is no consent to revoke for this person and purpose (409)"},
 		{"stale expected-seq", []string{"grant", "alice", "p", "--expected-seq", "5"}, exitError, "expected_seq is 5"},
 		{"min_seq never reached", []string{"check", "alice", "p", "--min-seq", "99", "--timeout", "5s"}, exitError, "min_seq"},
 	}
