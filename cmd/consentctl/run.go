@@ -320,10 +320,23 @@ func (e *env) fail(err error) int {
 		fmt.Fprintf(e.stderr, "  Nothing answers the consent service at %s: start consentd, or point --server at the NATS server where it runs.\n", e.g.server)
 	case errors.Is(err, context.DeadlineExceeded):
 		fmt.Fprintf(e.stderr, "  No answer within %s; try again, or raise --timeout.\n", e.g.timeout)
-	case errors.Is(err, ledger.ErrUnavailable):
+	case errors.Is(err, ledger.ErrUnavailable) && passes(err):
 		fmt.Fprintln(e.stderr, "  The service is not ready; try again in a moment.")
 	}
 	return exitError
+}
+
+// passes reports whether a 503 will pass by itself (not ready yet, index
+// behind: its description says to retry) rather than last until consentd
+// is configured otherwise (receipts without a signing key, no purpose
+// registry), which the description says and a retry does not change.
+func passes(err error) bool {
+	var we *ledger.Error
+	if !errors.As(err, &we) {
+		return true
+	}
+	d := we.Description
+	return d == "" || strings.Contains(d, "retry") || strings.Contains(d, "not ready")
 }
 
 func usage(w io.Writer, top *flag.FlagSet, cmds []command) {

@@ -185,6 +185,7 @@ func TestConsentctlErrors(t *testing.T) {
 		{"nothing to revoke", []string{"revoke", "alice", "p"}, exitError, "cannot revoke: there is no consent to revoke for this person and purpose (409)"},
 		{"stale expected-seq", []string{"grant", "alice", "p", "--expected-seq", "5"}, exitError, "expected_seq is 5"},
 		{"min_seq never reached", []string{"check", "alice", "p", "--min-seq", "99", "--timeout", "5s"}, exitError, "min_seq"},
+		{"503 that passes", []string{"check", "alice", "p", "--min-seq", "99", "--timeout", "5s"}, exitError, "retry later (503)\n  The service is not ready; try again in a moment.\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,4 +219,15 @@ func TestConsentctlHelp(t *testing.T) {
 	assert.Equal(t, exitOK, run([]string{"grant", "--help"}, &out, &errOut))
 	assert.Contains(t, errOut.String(), "-ttl")
 	assert.Contains(t, errOut.String(), "-server")
+}
+
+// TestConsentctlUnconfigured503: a 503 that lasts until consentd is
+// configured otherwise (receipt without a signing key) says so, without
+// the advice to try again in a moment.
+func TestConsentctlUnconfigured503(t *testing.T) {
+	url := startConsentd(t)
+	code, out, errOut := ctl(t, url, "receipt", "alice", "p")
+	assert.Equal(t, exitError, code)
+	assert.Empty(t, out)
+	assert.Equal(t, "consentctl: consent: receipts are not signed here: no signing key is configured (start consentd with --signing-key) (503)\n", errOut)
 }
