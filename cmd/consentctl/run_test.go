@@ -214,7 +214,6 @@ func TestConsentctlWithoutConsentd(t *testing.T) {
 	assert.Contains(t, errOut, "cannot reach NATS at nats://127.0.0.1:1")
 }
 
-
 // TestConsentctlUnconfigured503: a 503 that lasts until consentd is
 // configured otherwise (receipt without a signing key) says so, without
 // the advice to try again in a moment.
