@@ -122,13 +122,16 @@ func help(stdout, stderr io.Writer, g *globals, cmds []command, args []string) i
 		usage(stdout, globalFlags(g), cmds)
 		return exitOK
 	}
-	name := strings.Join(args, " ")
-	if cmd := findCommand(cmds, name); cmd != nil {
-		commandUsage(stdout, commandFlags(g, cmd), cmd)
-		return exitOK
+	// The longest command the arguments begin with: help purpose set is
+	// the help of purpose.
+	for n := min(len(args), 2); n > 0; n-- {
+		if cmd := findCommand(cmds, strings.Join(args[:n], " ")); cmd != nil {
+			commandUsage(stdout, commandFlags(g, cmd), cmd)
+			return exitOK
+		}
 	}
-	if len(args) == 1 && len(subcommands(cmds, name)) > 0 {
-		groupUsage(stdout, cmds, name)
+	if len(args) == 1 && len(subcommands(cmds, args[0])) > 0 {
+		groupUsage(stdout, cmds, args[0])
 		return exitOK
 	}
 	return unknownCommand(stderr, cmds, args[0], args[1:])

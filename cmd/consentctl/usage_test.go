@@ -52,6 +52,9 @@ func TestConsentctlHelpGoesToStdout(t *testing.T) {
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, out, "Usage: consentctl audit export [flags]")
 	assert.Contains(t, out, "--format FORMAT")
+	code, out, _ = runOffline("help", "purpose", "set")
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, out, "Usage: consentctl purpose set|get|list [PURPOSE] [flags]")
 
 	for _, args := range [][]string{{"help", "audit"}, {"audit", "--help"}} {
 		code, out, errOut := runOffline(args...)
