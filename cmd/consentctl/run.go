@@ -128,7 +128,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return flagError(stderr, err, "consentctl "+cmd.name+" --help")
 	}
 	if len(positional) < cmd.nargs[0] || len(positional) > cmd.nargs[1] {
-		fmt.Fprintf(stderr, "consentctl: usage: consentctl %s %s [flags]\nRun consentctl %s --help for its arguments and flags.\n", cmd.name, cmd.args, cmd.name)
+		fmt.Fprintf(stderr, "consentctl: usage: %s\nRun consentctl %s --help for its arguments and flags.\n", usageLine(cmd), cmd.name)
 		return exitError
 	}
 	set := map[string]bool{}

@@ -48,11 +48,7 @@ func listCommands(w io.Writer, cmds []command) {
 // commandUsage writes the help of one command: its usage line, summary,
 // own flags, then the global flags.
 func commandUsage(w io.Writer, fs *flag.FlagSet, cmd *command) {
-	args := cmd.args
-	if args != "" {
-		args += " "
-	}
-	fmt.Fprintf(w, "Usage: consentctl %s %s[flags]\n\n%s\n", cmd.name, args, cmd.summary)
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n", usageLine(cmd), cmd.summary)
 	global := map[string]bool{}
 	globalFlags(&globals{}).VisitAll(func(f *flag.Flag) { global[f.Name] = true })
 	own := func(f *flag.Flag) bool { return !global[f.Name] }
@@ -62,6 +58,11 @@ func commandUsage(w io.Writer, fs *flag.FlagSet, cmd *command) {
 	}
 	fmt.Fprint(w, "\nGlobal flags:\n")
 	printFlags(w, fs, func(f *flag.Flag) bool { return global[f.Name] })
+}
+
+// usageLine is "consentctl NAME ARGS [flags]".
+func usageLine(cmd *command) string {
+	return strings.Join(strings.Fields("consentctl "+cmd.name+" "+cmd.args+" [flags]"), " ")
 }
 
 // groupUsage writes the help of a group of two-word commands (audit,
