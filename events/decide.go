@@ -367,15 +367,25 @@ func checkTransition(cur Consent, from State, kind Kind, policy int) error {
 	switch kind {
 	case KindRequest:
 		if from == StateGranted && policy <= cur.PolicyVersion {
-			return refuse(fmt.Sprintf("it is already granted at policy version %d; a new request needs a higher policy_version", cur.PolicyVersion))
+			return refuse(fmt.Sprintf("the consent is already granted at policy version %d; a new request needs a higher policy_version", cur.PolicyVersion))
 		}
 	case KindDeny:
 		if from == StateGranted {
-			return refuse("it is granted; use revoke to withdraw a grant")
+			return refuse("the consent is granted; use revoke to withdraw a grant")
 		}
 	case KindRevoke:
-		if from != StateGranted && from != StateExpired {
-			return refuse("only a grant can be revoked")
+		switch from {
+		case StateGranted, StateExpired:
+		case StateNone:
+			return refuse("there is no consent to revoke for this person and purpose")
+		case StateRequested:
+			return refuse("the consent was requested but never granted; only a grant can be revoked")
+		case StateDenied:
+			return refuse("the person denied it; only a grant can be revoked")
+		case StateRevoked:
+			return refuse("the consent is revoked already")
+		default:
+			return refuse(fmt.Sprintf("the consent is %s; only a grant can be revoked", from))
 		}
 	}
 	return nil

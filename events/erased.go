@@ -62,9 +62,9 @@ func DecideErase(cur Consent, x Erase, now time.Time) (Event, error) {
 	}
 	switch from {
 	case StateNone:
-		return Event{}, &TransitionError{Kind: KindErase, From: from, Reason: "it has no events: nothing to erase"}
+		return Event{}, &TransitionError{Kind: KindErase, From: from, Reason: "nothing is recorded for this person and purpose: nothing to erase"}
 	case StateErased:
-		return Event{}, &TransitionError{Kind: KindErase, From: from, Reason: "it is erased already"}
+		return Event{}, &TransitionError{Kind: KindErase, From: from, Reason: "the consent is erased already"}
 	}
 	if cur.SubjectKey == "" && cur.SubjectID == "" {
 		return Event{}, &FieldError{Field: "subject_key", Problem: "is required: the consent names no subject"}

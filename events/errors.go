@@ -23,7 +23,8 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 
 // TransitionError reports a command the transition table forbids in the
-// consent's current state.
+// consent's current state. Its message is "cannot KIND: REASON", where
+// REASON says in words where the consent stands and why that refuses it.
 type TransitionError struct {
 	Kind   Kind  // the command that was refused
 	From   State // the state it was refused in
@@ -31,7 +32,7 @@ type TransitionError struct {
 }
 
 func (e *TransitionError) Error() string {
-	return fmt.Sprintf("cannot %s a consent that is %s: %s", e.Kind, e.From, e.Reason)
+	return fmt.Sprintf("cannot %s: %s", e.Kind, e.Reason)
 }
 
 // Is makes errors.Is(err, ErrForbidden) true for every TransitionError.

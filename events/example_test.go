@@ -45,7 +45,7 @@ func ExampleDecide() {
 	// Output:
 	// consent.granted expires 2026-03-31T12:00:00Z
 	// granted allowed: true
-	// true cannot deny a consent that is granted: it is granted; use revoke to withdraw a grant
+	// true cannot deny: the consent is granted; use revoke to withdraw a grant
 	// expired allowed: false
 }
 

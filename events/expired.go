@@ -39,7 +39,7 @@ func DecideExpiry(cur Consent, now time.Time) (Event, error) {
 	}
 	switch {
 	case from != StateGranted:
-		return refuse("only a grant can expire")
+		return refuse("the consent is " + string(from) + "; only a grant can expire")
 	case cur.ExpiresAt == nil:
 		return refuse("the grant has no expires_at")
 	case now.Before(*cur.ExpiresAt):

@@ -528,7 +528,7 @@ func TestServiceStatsCountAsyncAnswersAndShowIndexHealth(t *testing.T) {
 	}
 	assert.Equal(t, float64(1), data[ledger.SubjectRevoke]["answered_async"])
 	assert.Equal(t, float64(1), data[ledger.SubjectRevoke]["async_errors"])
-	assert.Equal(t, "409:cannot revoke a consent that is none: only a grant can be revoked", data[ledger.SubjectRevoke]["last_async_error"])
+	assert.Equal(t, "409:cannot revoke: there is no consent to revoke for this person and purpose", data[ledger.SubjectRevoke]["last_async_error"])
 	assert.Equal(t, float64(1), data[ledger.SubjectGrant]["answered_async"])
 	assert.Equal(t, float64(0), data[ledger.SubjectGrant]["async_errors"])
 	assert.Equal(t, float64(0), data[ledger.SubjectGrant]["in_flight"])

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -102,6 +103,10 @@ func commandOf(kind events.Kind, summary string) command {
 			cmd.Tenant, cmd.SubjectID, cmd.Purpose = e.g.tenant, args[0], args[1]
 			cmd.ExpiresAt, cmd.OccurredAt, cmd.ExpectedSeq = expiresAt.t, occurredAt.t, expectedSeq.v
 			if evidence != "" {
+				if err := checkJSON([]byte(evidence)); err != nil {
+					fmt.Fprintf(e.stderr, "consentctl: --evidence is not valid JSON: %v\n", err)
+					return exitError
+				}
 				cmd.Evidence = json.RawMessage(evidence)
 			}
 			var reply ledger.Reply
@@ -282,6 +287,27 @@ func historyCommand() command {
 			return exitOK
 		},
 	}
+}
+
+// checkJSON returns nil if data is one JSON value, else what is wrong and
+// where: line and column (from 1, in bytes) and byte offset (from 0).
+func checkJSON(data []byte) error {
+	var v any
+	err := json.Unmarshal(data, &v)
+	var syntax *json.SyntaxError
+	if !errors.As(err, &syntax) {
+		return err
+	}
+	// Offset is the number of bytes read when the error was found: the bad
+	// byte is the last of them, or there is none at the end of the input.
+	at := max(syntax.Offset-1, 0)
+	if err.Error() == "unexpected end of JSON input" {
+		at = int64(len(data))
+	}
+	before := data[:at]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := len(before) - bytes.LastIndexByte(before, '\n')
+	return fmt.Errorf("%v at line %d, column %d (byte offset %d)", err, line, col, at)
 }
 
 // tenantFlag returns " --tenant T" for hints, or "" for the default tenant.

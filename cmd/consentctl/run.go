@@ -88,55 +88,47 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if u := os.Getenv("NATS_URL"); u != "" {
 		g.server = u
 	}
-	cmds := append(commands(), auditCommands()...)
+	cmds := allCommands()
 
-	top := flag.NewFlagSet("consentctl", flag.ContinueOnError)
-	top.SetOutput(stderr)
-	g.register(top)
-	top.Usage = func() { usage(stderr, top, cmds) }
+	top := globalFlags(g)
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout, top, cmds)
 			return exitOK
 		}
-		return exitError
+		return flagError(stderr, err, "consentctl --help")
 	}
 	if top.NArg() == 0 {
 		usage(stderr, top, cmds)
 		return exitError
 	}
 	name, rest := top.Arg(0), top.Args()[1:]
+	if name == "help" {
+		return help(stdout, stderr, g, cmds, rest)
+	}
 	if len(rest) > 0 && findCommand(cmds, name+" "+rest[0]) != nil {
 		name, rest = name+" "+rest[0], rest[1:] // a two-word command: audit export
 	}
 	cmd := findCommand(cmds, name)
 	if cmd == nil {
-		if sub := subcommands(cmds, name); len(sub) > 0 {
-			fmt.Fprintf(stderr, "consentctl: %s needs one of: %s (see consentctl --help)\n", name, strings.Join(sub, ", "))
-			return exitError
+		if len(subcommands(cmds, name)) > 0 && len(rest) > 0 && isHelp(rest[0]) {
+			groupUsage(stdout, cmds, name)
+			return exitOK
 		}
-		fmt.Fprintf(stderr, "consentctl: unknown command %q (see consentctl --help)\n", name)
-		return exitError
+		return unknownCommand(stderr, cmds, name, rest)
 	}
 
-	fs := flag.NewFlagSet("consentctl "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.register(fs)
-	if cmd.flags != nil {
-		cmd.flags(fs)
-	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: consentctl %s %s [flags]\n\n%s\n\nFlags:\n", cmd.name, cmd.args, cmd.summary)
-		fs.PrintDefaults()
-	}
+	fs := commandFlags(g, cmd)
 	positional, err := parseInterleaved(fs, rest)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			commandUsage(stdout, fs, cmd)
 			return exitOK
 		}
-		return exitError
+		return flagError(stderr, err, "consentctl "+cmd.name+" --help")
 	}
 	if len(positional) < cmd.nargs[0] || len(positional) > cmd.nargs[1] {
-		fmt.Fprintf(stderr, "consentctl: usage: consentctl %s %s [flags]\n", cmd.name, cmd.args)
+		fmt.Fprintf(stderr, "consentctl: usage: %s\nRun consentctl %s --help for its arguments and flags.\n", usageLine(cmd), cmd.name)
 		return exitError
 	}
 	set := map[string]bool{}
@@ -176,6 +168,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}()
 	e := &env{g: g, nc: nc, client: ledger.NewClient(nc, ledger.ClientOptions{Timeout: g.timeout, ServiceFeed: true}), stdout: stdout, stderr: stderr, set: set, ctx: ctx}
 	return cmd.do(ctx, e, positional)
+}
+
+// allCommands lists every command of consentctl, in the order of
+// consentctl --help.
+func allCommands() []command {
+	return append(commands(), auditCommands()...)
+}
+
+// globalFlags returns the flag set of consentctl before the command: the
+// global flags alone. It prints nothing; run reports its errors.
+func globalFlags(g *globals) *flag.FlagSet {
+	top := flag.NewFlagSet("consentctl", flag.ContinueOnError)
+	top.SetOutput(io.Discard)
+	top.Usage = func() {}
+	g.register(top)
+	return top
+}
+
+// commandFlags returns the flag set of a command: the global flags and
+// its own. It prints nothing; run reports its errors.
+func commandFlags(g *globals, cmd *command) *flag.FlagSet {
+	fs := flag.NewFlagSet("consentctl "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	g.register(fs)
+	if cmd.flags != nil {
+		cmd.flags(fs)
+	}
+	return fs
 }
 
 // findCommand returns the command named name, or nil.
@@ -320,33 +341,21 @@ func (e *env) fail(err error) int {
 		fmt.Fprintf(e.stderr, "  Nothing answers the consent service at %s: start consentd, or point --server at the NATS server where it runs.\n", e.g.server)
 	case errors.Is(err, context.DeadlineExceeded):
 		fmt.Fprintf(e.stderr, "  No answer within %s; try again, or raise --timeout.\n", e.g.timeout)
-	case errors.Is(err, ledger.ErrUnavailable):
+	case errors.Is(err, ledger.ErrUnavailable) && passes(err):
 		fmt.Fprintln(e.stderr, "  The service is not ready; try again in a moment.")
 	}
 	return exitError
 }
 
-func usage(w io.Writer, top *flag.FlagSet, cmds []command) {
-	fmt.Fprint(w, `Usage: consentctl [flags] <command> <arguments> [flags]
-
-consentctl records consent and asks where it stands, through the consent
-service of consentd. SUBJECT is the person as you name them (an email, a
-customer id); PURPOSE is what the consent is for (marketing_email).
-
-Commands:
-`)
-	width := 8
-	for _, c := range cmds {
-		width = max(width, len(c.name))
+// passes reports whether a 503 will pass by itself (not ready yet, index
+// behind: its description says to retry) rather than last until consentd
+// is configured otherwise (receipts without a signing key, no purpose
+// registry), which the description says and a retry does not change.
+func passes(err error) bool {
+	var we *ledger.Error
+	if !errors.As(err, &we) {
+		return true
 	}
-	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-*s %-18s %s\n", width, c.name, c.args, c.summary)
-	}
-	fmt.Fprint(w, "\nFlags (before or after the command):\n")
-	top.PrintDefaults()
-	fmt.Fprint(w, `
-check exits 0 when the consent allows the action, 1 when consent is
-required, 2 on any other error. Run consentctl <command> --help for a
-command's own flags.
-`)
+	d := we.Description
+	return d == "" || strings.Contains(d, "retry") || strings.Contains(d, "not ready")
 }

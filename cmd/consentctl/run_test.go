@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -178,13 +177,20 @@ func TestConsentctlErrors(t *testing.T) {
 		{"no command", nil, exitError, "Usage: consentctl"},
 		{"unknown command", []string{"allow", "a", "p"}, exitError, `unknown command "allow"`},
 		{"missing argument", []string{"grant", "alice"}, exitError, "usage: consentctl grant SUBJECT PURPOSE"},
-		{"flag of another command", []string{"grant", "alice", "p", "--reason", "x"}, exitError, "flag provided but not defined: -reason"},
+		{"flag of another command", []string{"grant", "alice", "p", "--reason", "x"}, exitError, "flag provided but not defined: --reason\nRun consentctl grant --help for the flags.\n"},
 		{"invalid purpose", []string{"status", "alice", "Marketing Email"}, exitError, "purpose: "},
 		{"bad expected-seq", []string{"grant", "alice", "p", "--expected-seq", "-1"}, exitError, "want a stream sequence"},
 		{"bad evidence", []string{"grant", "alice", "p", "--evidence", "[1]"}, exitError, "evidence: must be a JSON object"},
-		{"nothing to revoke", []string{"revoke", "alice", "p"}, exitError, "only a grant can be revoked"},
+		{"evidence not JSON", []string{"grant", "alice", "p", "--evidence", "{bad"}, exitError,
+			"consentctl: --evidence is not valid JSON: invalid character 'b' looking for beginning of object key string at line 1, column 2 (byte offset 1)\n"},
+		{"evidence cut short", []string{"grant", "alice", "p", "--evidence", "{\"form\":\n \"v3\""}, exitError,
+			"consentctl: --evidence is not valid JSON: unexpected end of JSON input at line 2, column 6 (byte offset 14)\n"},
+		{"evidence bad on line 2", []string{"grant", "alice", "p", "--evidence", "{\"form\":\n v3}"}, exitError,
+			"invalid character 'v' looking for beginning of value at line 2, column 2 (byte offset 10)\n"},
+		{"nothing to revoke", []string{"revoke", "alice", "p"}, exitError, "cannot revoke: there is no consent to revoke for this person and purpose (409)"},
 		{"stale expected-seq", []string{"grant", "alice", "p", "--expected-seq", "5"}, exitError, "expected_seq is 5"},
 		{"min_seq never reached", []string{"check", "alice", "p", "--min-seq", "99", "--timeout", "5s"}, exitError, "min_seq"},
+		{"503 that passes", []string{"check", "alice", "p", "--min-seq", "99", "--timeout", "5s"}, exitError, "retry later (503)\n  The service is not ready; try again in a moment.\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,14 +214,13 @@ func TestConsentctlWithoutConsentd(t *testing.T) {
 	assert.Contains(t, errOut, "cannot reach NATS at nats://127.0.0.1:1")
 }
 
-func TestConsentctlHelp(t *testing.T) {
-	var out, errOut bytes.Buffer
-	assert.Equal(t, exitOK, run([]string{"--help"}, &out, &errOut))
-	for _, c := range commands() {
-		assert.Regexp(t, regexp.MustCompile(`(?m)^  `+c.name+`\s`), errOut.String())
-	}
-	errOut.Reset()
-	assert.Equal(t, exitOK, run([]string{"grant", "--help"}, &out, &errOut))
-	assert.Contains(t, errOut.String(), "-ttl")
-	assert.Contains(t, errOut.String(), "-server")
+// TestConsentctlUnconfigured503: a 503 that lasts until consentd is
+// configured otherwise (receipt without a signing key) says so, without
+// the advice to try again in a moment.
+func TestConsentctlUnconfigured503(t *testing.T) {
+	url := startConsentd(t)
+	code, out, errOut := ctl(t, url, "receipt", "alice", "p")
+	assert.Equal(t, exitError, code)
+	assert.Empty(t, out)
+	assert.Equal(t, "consentctl: consent: receipts are not signed here: no signing key is configured (start consentd with --signing-key) (503)\n", errOut)
 }

@@ -58,7 +58,7 @@ func watchCommand() command {
 			}
 			defer w.Stop()
 			if !e.g.json {
-				fmt.Fprintf(e.stderr, "Watching %s (Ctrl-C to stop).\n", describeWatch(opts))
+				fmt.Fprintf(e.stderr, "Watching %s (Ctrl-C to stop).\n%s\n", describeWatch(opts), watchHeader)
 			}
 			for n := 0; count == 0 || n < count; n++ {
 				ch, err := w.Next(ctx)
@@ -110,8 +110,14 @@ func describeWatch(o ledger.WatchOptions) string {
 	return fmt.Sprintf("%s of %s in %s", from, what, tenant)
 }
 
-// printChange writes one line per change: sequence, time, whose consent,
-// what happened (and the authenticated user who recorded it, when the
+// watchHeader names the fields of printChange's lines. The time is when
+// the ledger recorded the change (the stream stored it): --since goes by
+// it too.
+const watchHeader = "SEQ RECORDED TENANT SUBJECT PURPOSE CHANGE -> STATE, ALLOWED"
+
+// printChange writes one line per change: sequence, recorded time, whose
+// consent, what happened (when it occurred, for an event recorded well
+// after it occurred; the authenticated user who recorded it, when the
 // event names one) and what it leads to.
 func printChange(e *env, ch *ledger.Change) {
 	at := ch.Time.UTC().Format(time.RFC3339)
@@ -138,8 +144,12 @@ func printChange(e *env, ch *ledger.Change) {
 		case st.Outdated:
 			verdict = fmt.Sprintf("not allowed: outdated, policy version %d is required", st.RequiredPolicyVersion)
 		}
-		fmt.Fprintf(e.stdout, "%d %s %s %s %s %s%s -> %s, %s\n", ch.Seq, at, ev.Tenant, quote(ev.SubjectID), ev.Purpose,
-			strings.TrimPrefix(string(ev.Type), "consent."), recordedBy(ev.RecordedBy), st.State, verdict)
+		occurred := ""
+		if ev.IsBackdated() {
+			occurred = " (occurred " + formatTime(&ev.OccurredAt) + ")"
+		}
+		fmt.Fprintf(e.stdout, "%d %s %s %s %s %s%s%s -> %s, %s\n", ch.Seq, at, ev.Tenant, quote(ev.SubjectID), ev.Purpose,
+			strings.TrimPrefix(string(ev.Type), "consent."), occurred, recordedBy(ev.RecordedBy), st.State, verdict)
 	}
 }
 

@@ -43,7 +43,7 @@ func TestConsentctlWatch(t *testing.T) {
 
 	code, out, errOut := ctl(t, url, "watch", "newsletter", "--from-seq", "1", "--count", "4", "--for", "10s")
 	require.Equal(t, exitOK, code, errOut)
-	assert.Contains(t, errOut, "Watching changes from seq 1 of newsletter in tenant default")
+	assert.Contains(t, errOut, "Watching changes from seq 1 of newsletter in tenant default (Ctrl-C to stop).\nSEQ RECORDED TENANT SUBJECT PURPOSE CHANGE -> STATE, ALLOWED\n")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 4, out)
 	assert.Regexp(t, `^1 \S+ default alice@example\.com newsletter granted -> granted, allowed$`, lines[0])
@@ -89,9 +89,14 @@ func TestPrintChangeShowsRecordedBy(t *testing.T) {
 	unauthenticated := *grant
 	unauthenticated.RecordedBy = ""
 	printChange(e, &ledger.Change{Seq: 9, Time: at, Event: &unauthenticated, Status: granted})
+	paper := *grant
+	paper.OccurredAt, paper.RecordedAt = at.AddDate(0, -2, 0), at
+	printChange(e, &ledger.Change{Seq: 10, Time: at, Event: &paper, Status: granted})
 	assert.Equal(t, "7 2026-03-01T12:00:00Z acme alice@example.com newsletter granted (recorded by support-7@acme) -> granted, allowed\n"+
 		"8 2026-03-01T12:00:00Z acme purpose newsletter set: policy version 2 (recorded by admin@_all)\n"+
-		"9 2026-03-01T12:00:00Z acme alice@example.com newsletter granted -> granted, allowed\n", out.String())
+		"9 2026-03-01T12:00:00Z acme alice@example.com newsletter granted -> granted, allowed\n"+
+		"10 2026-03-01T12:00:00Z acme alice@example.com newsletter granted (occurred 2026-01-01T12:00:00Z) (recorded by support-7@acme) -> granted, allowed\n",
+		out.String(), "the time is the recorded one; a backdated event says when it occurred")
 }
 
 // TestConsentctlDurableWatch: a durable watch picks up after the last

@@ -96,3 +96,24 @@ func TestConsentdRefusesAnUnsafeSigningKey(t *testing.T) {
 	assert.Contains(t, err.Error(), "--signing-key")
 	assert.Contains(t, err.Error(), "chmod 600")
 }
+
+// TestConsentdRefusesAPublicSigningKey: --signing-key given the .pub file
+// says it is the public key and names the private one, without the advice
+// to chmod it.
+func TestConsentdRefusesAPublicSigningKey(t *testing.T) {
+	dir := t.TempDir()
+	pubFile := filepath.Join(dir, "ledger.pub")
+	_, err := audit.GenerateKeyFiles(filepath.Join(dir, "ledger.key"), pubFile)
+	require.NoError(t, err)
+
+	m := NewMain()
+	m.Config.Listen, m.Config.DataDir, m.Config.SigningKey = "127.0.0.1:-1", filepath.Join(dir, "data"), pubFile
+	m.Stdout, m.Stderr = &bytes.Buffer{}, testWriter{t}
+	err = m.Run(t.Context())
+	_ = m.Close()
+	require.ErrorIs(t, err, audit.ErrKeyFile)
+	assert.Contains(t, err.Error(), "--signing-key: key file: "+pubFile+" is a public key")
+	assert.Contains(t, err.Error(), "consentctl audit keygen")
+	assert.Contains(t, err.Error(), filepath.Join(dir, "ledger.key"))
+	assert.NotContains(t, err.Error(), "chmod")
+}

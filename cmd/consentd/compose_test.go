@@ -140,11 +140,16 @@ func mountedAt(s composeService, dir string) bool {
 	return false
 }
 
-func isConsentd(s composeService) bool { return s.Build != nil && !isNATSConfig(s) }
+// consentdImage is the image of consentd that docker-compose.yml builds,
+// once, and every consentd service runs.
+const consentdImage = "consent-ledger/consentd:dev"
+
+// isConsentd reports whether a service runs the consentd daemon.
+func isConsentd(s composeService) bool { return s.Image == consentdImage && !isNATSConfig(s) }
 
 // isNATSConfig reports whether a service runs consentd nats-config.
 func isNATSConfig(s composeService) bool {
-	return s.Build != nil && len(s.Command) > 0 && s.Command[0] == "nats-config"
+	return s.Image == consentdImage && len(s.Command) > 0 && s.Command[0] == "nats-config"
 }
 
 // authInit returns the one service that runs consentd nats-config, and
@@ -274,6 +279,24 @@ func TestComposeConsentdFlagsAndVariablesExist(t *testing.T) {
 		})
 	}
 	assert.Len(t, consentds, 2, "two consentd replicas")
+}
+
+// TestComposeBuildsTheImageOnce: one service builds consentd's image and
+// the others run it, so docker compose up --build builds it once.
+func TestComposeBuildsTheImageOnce(t *testing.T) {
+	f := readCompose(t)
+	var builders, users []string
+	for name, s := range f.Services {
+		if s.Build != nil {
+			builders = append(builders, name)
+			assert.Equal(t, consentdImage, s.Image, "%s tags what it builds as the image the others run", name)
+		}
+		if s.Image == consentdImage {
+			users = append(users, name)
+		}
+	}
+	assert.Len(t, builders, 1, "only one service has build: %v", builders)
+	assert.Len(t, users, 3, "auth-init and two consentd replicas run the image: %v", users)
 }
 
 func TestComposeAuthInitRunsNATSConfigOnce(t *testing.T) {

@@ -267,7 +267,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	var signer *audit.Signer
 	if cfg.SigningKey != "" {
-		if signer, err = audit.LoadSigningKey(cfg.SigningKey); err != nil {
+		if signer, err = loadSigningKey(cfg.SigningKey); err != nil {
 			return fmt.Errorf("--signing-key: %w", err)
 		}
 	}
