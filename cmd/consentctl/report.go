@@ -134,9 +134,9 @@ type timelineEntry struct {
 
 // integrityEntry is a message that failed the integrity checks.
 type integrityEntry struct {
-	Seq           uint64
-	Check, Reason string
-	QuarantineSeq uint64 // the consent.quarantined that explains it; 0 if none
+	Seq              uint64
+	Check, Reason    string
+	QuarantineSeq    uint64 // the consent.quarantined that explains it; 0 if none
 	QuarantineReason string // why the quarantine set it aside
 }
 
