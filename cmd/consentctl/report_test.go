@@ -208,3 +208,65 @@ func TestReportVerification(t *testing.T) {
 	require.Len(t, r.Integrity, 1)
 	assert.Equal(t, uint64(4), r.Integrity[0].QuarantineSeq)
 }
+
+// TestReportRoles: an auditor of the person's tenant gets the report, with
+// who recorded each event (recorded_by) and the service that answered; a
+// checker, whose role may not read histories, gets the refusal and no
+// file.
+func TestReportRoles(t *testing.T) {
+	url, dir := startConsentdWithAuth(t)
+	writer := addUser(t, url, dir, "app", "writer", "acme")
+	auditor := addUser(t, url, dir, "dpo", "auditor", "acme")
+	checker := addUser(t, url, dir, "shop", "checker", "acme")
+	code, _, errOut := ctl(t, url, "--creds", writer, "--tenant", "acme", "grant", "carol", "newsletter", "--actor", "subject", "--evidence", `{"form":"v3"}`)
+	require.Equal(t, exitOK, code, errOut)
+
+	file := filepath.Join(t.TempDir(), "carol.html")
+	code, out, errOut := ctl(t, url, "--creds", auditor, "--tenant", "acme", "report", "carol", "--html", file)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "1 purposes, 1 events; the chain verified")
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	doc, err := html.Parse(bytes.NewReader(data))
+	require.NoError(t, err)
+	text := textOf(doc)
+	assert.Contains(t, text, "Personcarol")
+	assert.Contains(t, text, "Tenantacme")
+	assert.Contains(t, text, "by user app@acme")
+	assert.Regexp(t, `Serviceconsent \S+ \(instance \S+\)`, text)
+
+	other := filepath.Join(t.TempDir(), "carol.html")
+	code, _, errOut = ctl(t, url, "--creds", checker, "--tenant", "acme", "report", "carol", "--html", other)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "Permissions Violation")
+	assert.NoFileExists(t, other)
+}
+
+// TestReportErased: after erasure the report shows the consent erased,
+// its consent.erased in the timeline, and the chain still verifies; a
+// grant after it starts a fresh chain (prev_hash ""), which verifies too.
+func TestReportErased(t *testing.T) {
+	url := startConsentd(t)
+	for _, args := range [][]string{
+		{"grant", "dave", "newsletter"},
+		{"grant", "dave", "analytics"},
+		{"erase", "dave", "--reason", "ticket 4711"},
+		{"grant", "dave", "analytics"},
+	} {
+		code, _, errOut := ctl(t, url, args...)
+		require.Equal(t, exitOK, code, "%v: %s", args, errOut)
+	}
+	file := filepath.Join(t.TempDir(), "dave.html")
+	code, out, errOut := ctl(t, url, "report", "dave", "--html", file)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "2 purposes, 5 events; the chain verified")
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	doc, err := html.Parse(bytes.NewReader(data))
+	require.NoError(t, err)
+	rows := purposeRows(doc)
+	assert.Equal(t, []string{"newsletter", "erased", "no"}, rows["newsletter"][:3])
+	assert.Equal(t, []string{"analytics", "granted", "yes"}, rows["analytics"][:3])
+	text := textOf(doc)
+	assert.Regexp(t, `(?s)analytics: granted.*granted at .*Seq2\s.*erased at .*ticket 4711.*Seq3\s.*granted at .*Seq5\s*Event\S+\s*Hash[0-9a-f]{64}\s*Prev hash-\s.*newsletter: erased`, text)
+}
