@@ -99,19 +99,21 @@ func TestReportInBrowser(t *testing.T) {
 	assert.Equal(t, "alice@example.com", run(chromedp.Text(chromedp.CSS("#person"))))
 	assert.Regexp(t, `^CONSENT at nats://`, run(chromedp.Text(chromedp.CSS("#stream"))))
 	assert.Regexp(t, `^consent \S+ \(instance \S+\)$`, run(chromedp.Text(chromedp.CSS("#service"))))
-	assert.Regexp(t, `^Chain verified: each of the 4 events`, run(chromedp.Text(chromedp.CSS("#verdict"))))
+	assert.Regexp(t, `^Chain verified: each of the 5 events`, run(chromedp.Text(chromedp.CSS("#verdict"))))
 
 	summary, err := chromedp.Run(tab, chromedp.Evaluate[map[string][]string](pageSummary))
 	require.NoError(t, err)
-	require.Len(t, summary, 2)
+	require.Len(t, summary, 3)
 	assert.Equal(t, []string{"analytics", "granted", "yes", "2"}, summary["analytics"][:4])
 	assert.Equal(t, []string{"newsletter", "revoked", "no", "1"}, summary["newsletter"][:4])
+	assert.Equal(t, []string{"profiling", "denied", "no", "1"}, summary["profiling"][:4])
 
 	timeline, err := chromedp.Run(tab, chromedp.Evaluate[map[string][]string](pageTimeline))
 	require.NoError(t, err)
 	assert.Equal(t, map[string][]string{
 		"analytics":  {"granted 5"},
 		"newsletter": {"requested 1", "granted 2", "revoked 3"},
+		"profiling":  {"denied 6"},
 	}, timeline)
 
 	// The hostile description and evidence render as text: no element

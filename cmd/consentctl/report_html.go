@@ -96,7 +96,7 @@ footer { margin-top: 2rem; font-size: .85em; color: #555; }
 </dl>
 </header>
 
-{{if .Verified}}<p id="verdict" class="verdict ok">Chain verified: each of the {{.Events}} events' hash recomputes from its content and links to the event before it in its consent; {{if .Integrity}}every message that failed the service's integrity checks is explained by a quarantine{{else}}the service found no message that failed its integrity checks{{end}}.</p>
+{{if .Verified}}<p id="verdict" class="verdict ok">Chain verified: each of the {{.Events}} events has a hash that recomputes from its content and a prev_hash that links it to the event before it in its consent; {{if .Integrity}}every message that failed the service's integrity checks is explained by a quarantine{{else}}the service found no message that failed its integrity checks{{end}}.</p>
 {{else}}<div id="verdict" class="verdict bad"><p>Chain NOT verified:</p><ul>{{range .Problems}}<li>{{.}}</li>{{end}}</ul><p>Run consentctl audit verify, and do not rely on this report until it is explained.</p></div>
 {{end}}
 

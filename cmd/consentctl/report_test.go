@@ -23,7 +23,8 @@ const hostile = `<script>alert("x")</script><img src="http://evil.example/x.png"
 // recordPersonConsents records, through consentctl, a person's consents
 // for the report tests: newsletter requested (hostile description),
 // granted (hostile evidence) and revoked (seqs 1-3); purpose analytics set
-// to policy version 2 (seq 4) and granted at it (seq 5).
+// to policy version 2 (seq 4) and granted at it (seq 5); profiling denied
+// (seq 6).
 func recordPersonConsents(t *testing.T, url, subject string) {
 	t.Helper()
 	steps := [][]string{
@@ -32,6 +33,7 @@ func recordPersonConsents(t *testing.T, url, subject string) {
 		{"revoke", subject, "newsletter", "--actor", "subject", "--reason", "too many mails"},
 		{"purpose", "set", "analytics", "--policy-version", "2", "--description", "Usage analytics"},
 		{"grant", subject, "analytics", "--policy-version", "2", "--actor", "subject", "--method", "api", "--evidence", `{"ip":"192.0.2.1"}`},
+		{"deny", subject, "profiling", "--actor", "subject", "--method", "dialog", "--reason", "not for me"},
 	}
 	for _, args := range steps {
 		code, _, errOut := ctl(t, url, args...)
@@ -83,7 +85,7 @@ func TestReportHTML(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "alice.html")
 	code, out, errOut := ctl(t, url, "report", "alice@example.com", "--html", file)
 	require.Equal(t, exitOK, code, errOut)
-	assert.Equal(t, "Wrote the report on alice@example.com to "+file+": 2 purposes, 4 events; the chain verified.\n", out)
+	assert.Equal(t, "Wrote the report on alice@example.com to "+file+": 3 purposes, 5 events; the chain verified.\n", out)
 
 	data, err := os.ReadFile(file)
 	require.NoError(t, err)
@@ -122,13 +124,14 @@ func TestReportHTML(t *testing.T) {
 	assert.Contains(t, page, "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;")
 
 	assert.Contains(t, text, "alice@example.com")
-	assert.Regexp(t, `Chain verified: each of the 4 events`, text)
+	assert.Regexp(t, `Chain verified: each of the 5 events`, text)
 	rows := purposeRows(doc)
-	require.Len(t, rows, 2)
+	require.Len(t, rows, 3)
 	assert.Equal(t, []string{"analytics", "granted", "yes", "2"}, rows["analytics"][:4])
 	assert.Equal(t, []string{"newsletter", "revoked", "no", "1"}, rows["newsletter"][:4])
+	assert.Equal(t, []string{"profiling", "denied", "no", "1"}, rows["profiling"][:4])
 	assert.Equal(t, "5", rows["analytics"][6], "the last seq (seq 4 is the purpose set)")
-	for _, want := range []string{"requested at ", "granted at ", "revoked at ", "Text shown", "too many mails", "signup-form", "dialog", "192.0.2.1"} {
+	for _, want := range []string{"requested at ", "granted at ", "revoked at ", "Text shown", "denied at ", "too many mails", "not for me", "signup-form", "dialog", "192.0.2.1"} {
 		assert.Contains(t, text, want)
 	}
 	assert.Regexp(t, `Hash\s*[0-9a-f]{64}`, text)
