@@ -24,6 +24,7 @@ func commands() []command {
 		statusCommand("check", "exit 0 if allowed, 1 if consent is required, 2 on error", true),
 		listCommand(),
 		historyCommand(),
+		reportCommand(),
 		watchCommand(),
 		purposeCommand(),
 		adminQuarantineCommand(),
