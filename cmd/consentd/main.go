@@ -359,10 +359,10 @@ func (m *Main) Run(ctx context.Context) error {
 		if m.adminCreds != "" {
 			creds = "admin credentials in " + m.adminCreds
 		}
-		fmt.Fprintf(m.Stdout, "consentd: listening on %s (embedded NATS with JetStream, sync %s), data in %s, %s\n", m.url, cfg.Sync, dataDir, creds)
+		fmt.Fprintf(m.Stdout, "consentd: listening on %s (pid %d, embedded NATS with JetStream, sync %s), data in %s, %s\n", m.url, os.Getpid(), cfg.Sync, dataDir, creds)
 	} else {
-		fmt.Fprintf(m.Stdout, "consentd: serving through NATS at %s (stream %s, %s), index in %s\n",
-			redactURL(cfg.NATSURL), cfg.Stream, replicas, indexDir)
+		fmt.Fprintf(m.Stdout, "consentd: serving through NATS at %s (pid %d, stream %s, %s), index in %s\n",
+			redactURL(cfg.NATSURL), os.Getpid(), cfg.Stream, replicas, indexDir)
 	}
 	return nil
 }
