@@ -49,6 +49,8 @@ func TestReadmeTour(t *testing.T) {
 	require.NoError(t, err)
 	steps := parseTranscripts(t, string(readme))
 	require.NotEmpty(t, steps, "README.md has no ```console block")
+	// The ready line the README shows has the form startConsentd asserts.
+	assert.Regexp(t, `(?m)^consentd: listening on nats://127\.0\.0\.1:4222 \(pid \d+, embedded NATS with JetStream, sync always\), data in (\S+)/consent-data, admin credentials in (\S+)/consent-data/admin\.creds$`, string(readme))
 
 	consentctl := buildConsentctl(t)
 	dir := t.TempDir()
