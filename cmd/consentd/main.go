@@ -82,7 +82,7 @@ func main() {
 type Main struct {
 	Config Config
 
-	Stdout io.Writer // gets the one line saying where consentd listens; default os.Stdout
+	Stdout io.Writer // gets the one line saying where consentd listens, with its pid; default os.Stdout
 	Stderr io.Writer // gets the logs; default os.Stderr
 	// Environ returns the environment ParseFlags reads; default os.Environ.
 	Environ func() []string
