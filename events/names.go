@@ -101,7 +101,7 @@ func hasControl(s string) bool {
 // alice@example.com are two people; pass a stable id such as an account
 // number, or lowercase e-mail addresses yourself), and compatibility forms
 // are kept apart (NFKC is not applied, so fullwidth "ａｌｉｃｅ" is not
-// "alice"); see the README's "Names and subjects". The reason: NFC only
+// "alice"); see docs/contract.md, "Names and subjects". The reason: NFC only
 // joins strings Unicode defines as the same text (they render alike), so
 // it can never merge two people. Case folding and NFKC join strings that
 // differ (x² and x2, ﬁ and fi, the fullwidth forms), which the system that

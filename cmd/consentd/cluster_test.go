@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"regexp"
 	"strconv"
 	"testing"
@@ -30,7 +31,7 @@ func startOnCluster(t *testing.T, urls string) *Main {
 	}
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
-	assert.Regexp(t, `^consentd: serving through NATS at `+regexp.QuoteMeta(urls)+` \(stream CONSENT, 3 replicas\), index in \S+/index\n$`, stdout.String())
+	assert.Regexp(t, `^consentd: serving through NATS at `+regexp.QuoteMeta(urls)+` \(pid `+strconv.Itoa(os.Getpid())+`, stream CONSENT, 3 replicas\), index in \S+/index\n$`, stdout.String())
 	return m
 }
 

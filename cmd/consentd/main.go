@@ -82,7 +82,7 @@ func main() {
 type Main struct {
 	Config Config
 
-	Stdout io.Writer // gets the one line saying where consentd listens; default os.Stdout
+	Stdout io.Writer // gets the one line saying where consentd listens, with its pid; default os.Stdout
 	Stderr io.Writer // gets the logs; default os.Stderr
 	// Environ returns the environment ParseFlags reads; default os.Environ.
 	Environ func() []string
@@ -360,10 +360,10 @@ func (m *Main) Run(ctx context.Context) error {
 		if m.adminCreds != "" {
 			creds = "admin credentials in " + m.adminCreds
 		}
-		fmt.Fprintf(m.Stdout, "consentd: listening on %s (embedded NATS with JetStream, sync %s), data in %s, %s\n", m.url, cfg.Sync, dataDir, creds)
+		fmt.Fprintf(m.Stdout, "consentd: listening on %s (pid %d, embedded NATS with JetStream, sync %s), data in %s, %s\n", m.url, os.Getpid(), cfg.Sync, dataDir, creds)
 	} else {
-		fmt.Fprintf(m.Stdout, "consentd: serving through NATS at %s (stream %s, %s), index in %s\n",
-			redactURL(cfg.NATSURL), cfg.Stream, replicas, indexDir)
+		fmt.Fprintf(m.Stdout, "consentd: serving through NATS at %s (pid %d, stream %s, %s), index in %s\n",
+			redactURL(cfg.NATSURL), os.Getpid(), cfg.Stream, replicas, indexDir)
 	}
 	return nil
 }

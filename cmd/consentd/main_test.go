@@ -57,7 +57,7 @@ func startConsentd(t *testing.T, dataDir string) *Main {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 
-	assert.Regexp(t, `^consentd: listening on nats://127\.0\.0\.1:\d+ \(embedded NATS with JetStream, sync always\), data in `+regexp.QuoteMeta(dataDir)+`, admin credentials in `+regexp.QuoteMeta(filepath.Join(dataDir, AdminCredsFile))+"\n$", stdout.String())
+	assert.Regexp(t, `^consentd: listening on nats://127\.0\.0\.1:\d+ \(pid `+strconv.Itoa(os.Getpid())+`, embedded NATS with JetStream, sync always\), data in `+regexp.QuoteMeta(dataDir)+`, admin credentials in `+regexp.QuoteMeta(filepath.Join(dataDir, AdminCredsFile))+"\n$", stdout.String())
 	return m
 }
 
@@ -249,9 +249,11 @@ func startChild(t *testing.T, dataDir string, env ...string) *child {
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	require.NoError(t, err, "consentd printed nothing; stderr: %s", c.stderr)
-	match := regexp.MustCompile(`^consentd: listening on (nats://\S+) `).FindStringSubmatch(line)
+	match := regexp.MustCompile(`^consentd: listening on (nats://\S+) \(pid (\d+), `).FindStringSubmatch(line)
 	require.NotNil(t, match, line)
 	c.url = match[1]
+	// The pid on the ready line is the daemon's own, the one to signal.
+	require.Equal(t, strconv.Itoa(cmd.Process.Pid), match[2], line)
 	return c
 }
 

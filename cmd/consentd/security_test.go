@@ -696,7 +696,7 @@ func TestSecurityInsecureNoAuth(t *testing.T) {
 	err := m.Run(t.Context())
 	t.Cleanup(func() { _ = m.Close() })
 	require.NoError(t, err)
-	assert.Regexp(t, `^consentd: listening on nats://127\.0\.0\.1:\d+ \(embedded NATS with JetStream, sync always\), data in .*, no authentication \(--insecure-no-auth\)\n$`, stdout.String())
+	assert.Regexp(t, `^consentd: listening on nats://127\.0\.0\.1:\d+ \(pid \d+, embedded NATS with JetStream, sync always\), data in .*, no authentication \(--insecure-no-auth\)\n$`, stdout.String())
 	assert.NoFileExists(t, filepath.Join(dataDir, AdminCredsFile))
 
 	anonymous := connectClient(t, m.ClientURL())
