@@ -168,6 +168,9 @@ const (
 	tourID   = "<event-id>"
 	tourHash = "<hash>"
 	tourRTT  = "<rtt>"
+	// tourKey stands for 32 hex digits: a subject key (keyed by the
+	// tenant's secret, made at random) or a data key's id.
+	tourKey = "<key>"
 )
 
 var transcriptVarying = []struct {
@@ -178,6 +181,7 @@ var transcriptVarying = []struct {
 	{regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\b`), tourTime},
 	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`), tourID},
 	{regexp.MustCompile(`\b[0-9a-f]{64}\b`), tourHash},
+	{regexp.MustCompile(`\b[0-9a-f]{32}\b`), tourKey},
 	{regexp.MustCompile(`rtt \S+`), "rtt " + tourRTT},
 }
 
