@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/consentledger/consent/events"
@@ -134,27 +135,61 @@ type HoldListReply struct {
 	Holds []Hold `json:"holds"`
 }
 
-// Holds stores the legal holds in the KV bucket HoldBucket (see OpenHolds).
-// It is safe for concurrent use.
+// Holds stores the legal holds in the KV bucket HoldBucket (see OpenHolds
+// and LazyHolds). It is safe for concurrent use.
 type Holds struct {
-	kv jetstream.KeyValue
+	open func(context.Context) (jetstream.KeyValue, error)
+	mu   sync.Mutex
+	kv   jetstream.KeyValue // nil until open succeeded
 }
 
 // OpenHolds opens the bucket of the legal holds in js's account, creating
 // it (file storage, replicas as given, the last holdHistory revisions of
 // each entry) when it does not exist. Errors are JetStream's.
 func OpenHolds(ctx context.Context, js jetstream.JetStream, replicas int) (*Holds, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      HoldBucket,
-		Description: "Consent Ledger: legal holds, which suspend the erasure of a person",
-		History:     holdHistory,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open the legal hold bucket: %w", err)
+	h := LazyHolds(js, replicas)
+	if _, err := h.bucket(ctx); err != nil {
+		return nil, err
 	}
-	return &Holds{kv: kv}, nil
+	return h, nil
+}
+
+// LazyHolds returns the legal holds of OpenHolds without waiting for the
+// bucket: it is opened on first use (and again after a failure), so that
+// a cluster still electing the bucket's leader delays only what needs
+// the holds (Erase, the Retainer, the hold endpoints), which fail with an error
+// matching events.ErrNotReady (503) until the bucket answers: never as "no hold".
+func LazyHolds(js jetstream.JetStream, replicas int) *Holds {
+	return &Holds{open: func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      HoldBucket,
+			Description: "Consent Ledger: legal holds, which suspend the erasure of a person",
+			History:     holdHistory,
+			Storage:     jetstream.FileStorage,
+			Replicas:    max(replicas, 1),
+		})
+	}}
+}
+
+// Open opens the bucket now, if it is not yet open: errors as bucket's.
+func (h *Holds) Open(ctx context.Context) error {
+	_, err := h.bucket(ctx)
+	return err
+}
+
+// bucket returns the hold bucket, opening it if it is not yet open; its
+// error matches events.ErrNotReady and wraps JetStream's.
+func (h *Holds) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.kv == nil {
+		kv, err := h.open(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: open the legal hold bucket: %w", events.ErrNotReady, err)
+		}
+		h.kv = kv
+	}
+	return h.kv, nil
 }
 
 func holdEntry(tenant, token string) string { return tenant + "." + token }
@@ -169,7 +204,11 @@ func (h *Holds) Get(ctx context.Context, tenant, token string) (Hold, bool, erro
 // get returns the hold and its revision in the bucket, 0 when there is
 // none.
 func (h *Holds) get(ctx context.Context, tenant, token string) (Hold, uint64, error) {
-	e, err := h.kv.Get(ctx, holdEntry(tenant, token))
+	kv, err := h.bucket(ctx)
+	if err != nil {
+		return Hold{}, 0, err
+	}
+	e, err := kv.Get(ctx, holdEntry(tenant, token))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Hold{}, 0, nil
 	}
@@ -225,7 +264,11 @@ func (l *Ledger) SetHold(ctx context.Context, q HoldRequest) (HoldReply, error) 
 	if err != nil {
 		return HoldReply{}, err
 	}
-	if _, err := l.holds.kv.Put(ctx, holdEntry(tenant, token), value); err != nil {
+	kv, err := l.holds.bucket(ctx)
+	if err != nil {
+		return HoldReply{}, err
+	}
+	if _, err := kv.Put(ctx, holdEntry(tenant, token), value); err != nil {
 		return HoldReply{}, fmt.Errorf("store the legal hold: %w", err)
 	}
 	return HoldReply{Hold: &hold}, nil
@@ -251,7 +294,11 @@ func (l *Ledger) ReleaseHold(ctx context.Context, q HoldRequest) (HoldReply, err
 	if err != nil || rev == 0 {
 		return HoldReply{}, err
 	}
-	err = l.holds.kv.Delete(ctx, holdEntry(tenant, token), jetstream.LastRevision(rev))
+	kv, err := l.holds.bucket(ctx)
+	if err != nil {
+		return HoldReply{}, err
+	}
+	err = kv.Delete(ctx, holdEntry(tenant, token), jetstream.LastRevision(rev))
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return HoldReply{}, fmt.Errorf("%w: the legal hold was set again meanwhile and stays; release it again", ErrContention)
 	}
@@ -271,7 +318,11 @@ func (l *Ledger) ListHolds(ctx context.Context, q HoldListQuery) (HoldListReply,
 		return HoldListReply{}, errNoHolds
 	}
 	tenant := events.OrDefaultTenant(q.Tenant)
-	lister, err := l.holds.kv.ListKeysFiltered(ctx, tenant+".*")
+	kv, err := l.holds.bucket(ctx)
+	if err != nil {
+		return HoldListReply{}, err
+	}
+	lister, err := kv.ListKeysFiltered(ctx, tenant+".*")
 	if err != nil {
 		return HoldListReply{}, fmt.Errorf("list the legal holds: %w", err)
 	}

@@ -399,9 +399,7 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 		ledgerOpts.Keys = keys
 		m.feed.UseKeys(keys)
 	}
-	if ledgerOpts.Holds, err = m.openHolds(ctx, js); err != nil {
-		return err
-	}
+	ledgerOpts.Holds = m.openHolds(ctx, js)
 	l := ledger.New(js, stream, ledgerOpts)
 	subjectKeys, err := l.SubjectKeys()
 	if err != nil {

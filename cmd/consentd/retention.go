@@ -7,15 +7,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// openHolds opens the bucket of the legal holds (ledger.HoldBucket) in the
-// stream's account, with the stream's replicas, waiting while the cluster
-// settles.
-func (m *Main) openHolds(ctx context.Context, js jetstream.JetStream) (holds *ledger.Holds, err error) {
-	err = m.retryUnanswered(ctx, "legal hold bucket", func(ctx context.Context) (err error) {
-		holds, err = ledger.OpenHolds(ctx, js, m.replicas)
-		return err
-	})
-	return holds, err
+// openHolds returns the legal holds (ledger.HoldBucket, in the stream's
+// account, with the stream's replicas) without waiting for the bucket:
+// right after a cluster elected the stream's leader a replicated bucket
+// may need seconds to elect its own, and commands must not wait for it
+// (what needs the holds answers 503 meanwhile). The bucket is opened in
+// the background, and again on first use if that failed.
+func (m *Main) openHolds(ctx context.Context, js jetstream.JetStream) *ledger.Holds {
+	holds := ledger.LazyHolds(js, m.replicas)
+	go func() {
+		if err := holds.Open(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("legal hold bucket not open yet; opened on first use", "error", err)
+		}
+	}()
+	return holds
 }
 
 // startRetainer runs a retainer until Close: every instance runs one, and
