@@ -66,8 +66,6 @@ func TestLegacyKeyOpensAndDestroys(t *testing.T) {
 	}
 }
 
-
-
 // TestCreateBatchWithAnExistingEntry: a batch holding an entry that exists
 // is refused whole, and its creations are then made one by one: that one
 // fails (and is never handed out), the rest are stored.
