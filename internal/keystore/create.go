@@ -34,7 +34,7 @@ const (
 	// smaller ones are created one by one.
 	minCreateBatch = 2
 	// DefaultPoolSize is Config.PoolSize's default.
-	DefaultPoolSize = 256
+	DefaultPoolSize = 1000
 )
 
 // Headers of an atomic batch publish.
