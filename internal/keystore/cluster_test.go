@@ -94,7 +94,7 @@ func TestDestroyR3(t *testing.T) {
 // TestEnsureDataKeyR3: instances connected to different nodes of a
 // cluster, racing, each hand the person a key of their own pool, which
 // every instance reads back at once; Destroy with all the ids erases
-// them all, and every instance hands the person a fresh key afterwards.
+// them all, and every instance that watches forgets them.
 func TestEnsureDataKeyR3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster")
