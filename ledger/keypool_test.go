@@ -11,6 +11,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/keystore"
+	"github.com/consentledger/consent/internal/residue"
 	"github.com/consentledger/consent/ledger"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -67,10 +68,27 @@ func TestEraseDestroysTheKeysOfEveryProcess(t *testing.T) {
 	bobIDs := keyIDsOf(t, st, "acme", "bob", "newsletter")
 	require.Len(t, bobIDs, 1)
 
+	token := events.Key{Tenant: "acme", SubjectID: "alice"}.Token()
+	// The events keep naming the ids; the key bucket's files must not,
+	// and no file may hold the keys.
+	var ids, keyBytes [][]byte
+	for _, id := range newsletter {
+		key, err := keys1.KeyByID(ctx, "acme", token, id)
+		require.NoError(t, err)
+		ids = append(ids, []byte(id))
+		keyBytes = append(keyBytes, residue.Forms(key)...)
+	}
+	storeDir := st.server.StoreDir()
+	bucketDir := filepath.Join(storeDir, "$G", "streams", "KV_"+keystore.DefaultBucket)
+	for _, id := range ids {
+		require.NotEmpty(t, residue.Scan(t, bucketDir, id), "the scanner finds the key's entry")
+	}
+
 	r, err := l1.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice", Reason: "erasure requested"})
 	require.NoError(t, err)
 	assert.True(t, r.KeyDestroyed)
-	token := events.Key{Tenant: "acme", SubjectID: "alice"}.Token()
+	assert.Empty(t, residue.Scan(t, bucketDir, ids...), "no entry of either process's key left")
+	assert.Empty(t, residue.Scan(t, storeDir, keyBytes...), "no key bytes left")
 	fresh := open()
 	for _, id := range newsletter {
 		_, err := fresh.KeyByID(ctx, "acme", token, id)
