@@ -55,23 +55,26 @@ type EraseReply struct {
 
 // Keys are the persons' data keys (internal/keystore's Store): the
 // ledger seals the personal fields of every consent event it appends under
-// the person's key (schema version 2), opens them for history, and
-// destroys the key when it erases the person.
+// a key of the person (schema version 2), opens them for history, and
+// destroys the keys when it erases the person.
 //
-// EnsureDataKey returns the person's key, made on first use; KeyByID the
-// person's key of an id (a sealed event names all three), with an error
-// matching ErrKeyDestroyed once destroyed; Destroy is idempotent and
-// returns whether a key was there to destroy.
+// EnsureDataKey returns the key to seal the person's next event under,
+// durable before it is returned (a person may have several keys over
+// time); KeyByID the key of an id (a sealed event names the tenant, the
+// subject key and the id), with an error matching ErrKeyDestroyed once
+// destroyed; Destroy destroys the person's keys of ids (every key id the
+// person's events name), is idempotent and returns whether a key was
+// there to destroy.
 type Keys interface {
 	EnsureDataKey(ctx context.Context, tenant, subjectKey string) (id string, key []byte, err error)
 	KeyByID(ctx context.Context, tenant, subjectKey, id string) ([]byte, error)
-	Destroy(ctx context.Context, tenant, subjectKey string) (bool, error)
+	Destroy(ctx context.Context, tenant, subjectKey string, ids []string) (bool, error)
 }
 
 // Erase erases a person: it appends consent.erased (events.DecideErase) to
 // each of the person's consents in the stream, then destroys the person's
-// data key (Options.Keys), so that every sealed personal field of the
-// person is unreadable; the consents' states become erased, never allowed,
+// data keys (Options.Keys: every key the person's events name), so that
+// every sealed personal field of the person is unreadable; the consents' states become erased, never allowed,
 // and a new consent of the same person starts a fresh chain.
 //
 // Erase is idempotent, and an erasure cut short (a crash, a timeout) is
@@ -110,7 +113,8 @@ func (l *Ledger) Erase(ctx context.Context, q EraseRequest) (EraseReply, error) 
 }
 
 // eraseSubjects erases the consents on subjects, the person's, then
-// destroys the person's data key. before, when set, is called for each
+// destroys the person's data keys (every key id the consents' events
+// name, also those of consents erased before). before, when set, is called for each
 // consent under its lock with its fold from the stream, right before its
 // consent.erased is appended: an error from it stops the erasure. The
 // legal hold is checked at the start, after before and before the key is
@@ -122,8 +126,9 @@ func (l *Ledger) eraseSubjects(ctx context.Context, tenant, token string, subjec
 		return EraseReply{}, err
 	}
 	out := EraseReply{Erased: []Reply{}}
+	var keyIDs []string
 	for _, subject := range subjects {
-		r, err := l.eraseConsent(ctx, subject, x, func(ctx context.Context, f storedFold) error {
+		r, ids, err := l.eraseConsent(ctx, subject, x, func(ctx context.Context, f storedFold) error {
 			if before != nil {
 				if err := before(subject, f); err != nil {
 					return err
@@ -131,6 +136,7 @@ func (l *Ledger) eraseSubjects(ctx context.Context, tenant, token string, subjec
 			}
 			return l.holds.check(ctx, tenant, token)
 		})
+		keyIDs = append(keyIDs, ids...)
 		var te *events.TransitionError
 		switch {
 		case errors.As(err, &te) && te.From == events.StateErased:
@@ -157,7 +163,8 @@ func (l *Ledger) eraseSubjects(ctx context.Context, tenant, token string, subjec
 				return out, fmt.Errorf("%w: a new consent of the person was recorded during the erasure; retry", ErrContention)
 			}
 		}
-		if out.KeyDestroyed, err = l.keys.Destroy(ctx, tenant, token); err != nil {
+		slices.Sort(keyIDs)
+		if out.KeyDestroyed, err = l.keys.Destroy(ctx, tenant, token, slices.Compact(keyIDs)); err != nil {
 			return out, fmt.Errorf("destroy the data key: %w", err)
 		}
 	}
@@ -183,27 +190,29 @@ func (l *Ledger) personSubjects(ctx context.Context, tenant, token string) ([]st
 // eraseConsent appends consent.erased to the consent on subject, chained
 // to its last good event and conditional on its last message, once
 // check, called with the fold right before the append, returns nil (no
-// legal hold, nothing changed).
-func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase, check func(context.Context, storedFold) error) (reply Reply, err error) {
+// legal hold, nothing changed). It returns the ids of the data keys the
+// consent's events name once it has read them, also with an error (a
+// consent erased already).
+func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase, check func(context.Context, storedFold) error) (reply Reply, keyIDs []string, err error) {
 	defer func(start time.Time) { l.observeAppend(events.TypeErased, start, &reply, err) }(time.Now())
 	f, unlock, err := l.lockAndFold(ctx, subject)
 	if err != nil {
-		return Reply{}, err
+		return Reply{}, nil, err
 	}
 	defer unlock()
 	now := l.now().UTC()
 	ev, err := events.DecideErase(f.cur, x, now)
 	if err != nil {
-		return Reply{}, err
+		return Reply{}, f.keyIDs, err
 	}
 	if err := check(ctx, f); err != nil {
-		return Reply{}, err
+		return Reply{}, f.keyIDs, err
 	}
 	seq, err := l.appendDecided(ctx, subject, &ev, f.last, "erasure")
 	if err != nil {
-		return Reply{}, err
+		return Reply{}, f.keyIDs, err
 	}
 	next := events.Evolve(f.cur, &ev, seq)
 	l.remember(subject, next)
-	return Reply{Seq: seq, Event: &ev, Status: next.View(now, 0)}, nil
+	return Reply{Seq: seq, Event: &ev, Status: next.View(now, 0)}, f.keyIDs, nil
 }

@@ -89,6 +89,7 @@ type storedFold struct {
 	cur    events.Consent // the last good state (Tenant "" when no event of it applied)
 	taints []uint64       // messages that failed a check, not quarantined, ascending
 	last   uint64         // the sequence of the last message on the subject
+	keyIDs []string       // the data keys the messages name (key_id), in order of first use
 }
 
 // foldStored folds one consent subject's messages, oldest first, as the
@@ -115,6 +116,11 @@ func foldStored(msgs []*jetstream.RawStreamMsg) (storedFold, error) {
 func (f *storedFold) step(m *jetstream.RawStreamMsg) (*events.Event, *RecordViolation, error) {
 	f.last = m.Sequence
 	ev, check, err := events.CheckMessage(m.Subject, m.Header.Get(events.HeaderEventType), m.Data, false)
+	// The keys of the consent's events, also of those that fail a check
+	// but belong on its subject: erasing the person destroys them.
+	if ev != nil && check != events.CheckSubject && ev.KeyID != "" && !slices.Contains(f.keyIDs, ev.KeyID) {
+		f.keyIDs = append(f.keyIDs, ev.KeyID)
+	}
 	var v *RecordViolation
 	switch {
 	case check == events.CheckNewer:

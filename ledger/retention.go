@@ -42,7 +42,15 @@ import (
 // instances racing on one person each append consent.erased expecting the
 // consent's last sequence, so exactly one lands per consent; the loser
 // stops (ErrContention) and the next sweep no longer sees the person.
-// Destroying the key is idempotent.
+// Destroying the keys is idempotent.
+//
+// An erasure cut short after its last consent.erased but before the
+// person's keys were destroyed leaves a person whose consents are all
+// erased, whom no sweep finds due. So a sweep also finishes the erasure
+// of every person whose consents are all erased and whose last event
+// came after the previous complete scan (all of them, at the first sweep
+// of a process): it destroys the keys their events name, which costs a
+// read of the key bucket per key when they are gone already.
 
 // ErrRetentionChanged is matched by the error a Retainer gets when a
 // consent of a person it was about to erase is not as its scan saw it
@@ -95,6 +103,9 @@ type RetentionStats struct {
 	Lost    uint64 // due persons another instance (or a new event) got to first
 	Failed  uint64 // erasures that failed otherwise; retried at the next sweep
 	Appends uint64 // consent.erased events this instance appended
+	// Finished counts persons whose consents were all erased already and
+	// whose keys a sweep destroyed: an erasure cut short, finished.
+	Finished uint64
 }
 
 // Retainer erases the persons whose consents all ended longer ago than
@@ -106,6 +117,10 @@ type Retainer struct {
 
 	sweeping sync.Mutex // one sweep at a time
 	after    personRef  // a sweep that filled its batch stopped here; zero: from the start
+	// finishedTo is the index's sequence at the last complete scan after
+	// which no erasure was left to finish: the persons whose consents are
+	// all erased with a later last event are checked (zero: all of them).
+	finishedTo uint64
 
 	mu    sync.Mutex
 	stats RetentionStats
@@ -189,15 +204,41 @@ func retentionVerdict(ctx context.Context, src RetentionSource, consents []event
 // errBatchFull stops the scan once a sweep has its batch.
 var errBatchFull = errors.New("batch full")
 
+// allErasedSince reports whether every one of consents is erased and the
+// last event of one of them is after seq.
+func allErasedSince(consents []events.Consent, seq uint64) bool {
+	after := false
+	for _, c := range consents {
+		if c.State != events.StateErased {
+			return false
+		}
+		after = after || c.Seq > seq
+	}
+	return after
+}
+
+// scan is what one scan of the index found.
+type scan struct {
+	due      []duePerson // due at now, up to Batch
+	next     time.Time   // when a person the scan saw becomes due (zero: none; now: batch full)
+	erased   []personRef // persons whose consents are all erased, the last after r.finishedTo
+	complete bool        // the scan read every person
+	seq      uint64      // the index's sequence it read at
+}
+
 // due scans the index for the persons due at now, up to Batch of them,
-// starting after r.after, and returns them with the next time a person
-// the scan saw becomes due (zero when none; now when the batch was full).
-func (r *Retainer) due(ctx context.Context, now time.Time) ([]duePerson, time.Time, error) {
+// starting after r.after.
+func (r *Retainer) due(ctx context.Context, now time.Time) (scan, error) {
 	var out []duePerson
 	var next time.Time
 	var cur duePerson
+	var erased []personRef
 	flush := func() error {
 		if len(cur.consents) == 0 {
+			return nil
+		}
+		if allErasedSince(cur.consents, r.finishedTo) {
+			erased = append(erased, personRef{cur.tenant, cur.token})
 			return nil
 		}
 		reason, at, err := retentionVerdict(ctx, r.source, cur.consents, now)
@@ -218,7 +259,7 @@ func (r *Retainer) due(ctx context.Context, now time.Time) ([]duePerson, time.Ti
 	}
 	start := r.after
 	r.after = personRef{}
-	_, err := r.source.ScanConsents(ctx, func(c *events.Consent) error {
+	seq, err := r.source.ScanConsents(ctx, func(c *events.Consent) error {
 		if !(personRef{c.Tenant, c.SubjectKey}).after(start) {
 			return nil
 		}
@@ -235,9 +276,9 @@ func (r *Retainer) due(ctx context.Context, now time.Time) ([]duePerson, time.Ti
 		err = flush()
 	}
 	if err != nil && !errors.Is(err, errBatchFull) {
-		return nil, time.Time{}, err
+		return scan{}, err
 	}
-	return out, next, nil
+	return scan{due: out, next: next, erased: erased, complete: err == nil && start == personRef{}, seq: seq}, nil
 }
 
 // Sweep erases every person due now (up to Batch of them) and returns
@@ -255,13 +296,40 @@ func (r *Retainer) Sweep(ctx context.Context) (time.Time, error) {
 		return time.Time{}, err
 	}
 	now := r.opts.Now()
-	due, next, err := r.due(ctx, now)
+	sc, err := r.due(ctx, now)
 	if err != nil {
 		return time.Time{}, err
 	}
 	s := RetentionStats{Sweeps: 1}
+	finished := true
+	for _, p := range sc.erased {
+		reply, err := r.ledger.finishErasure(ctx, p.tenant, p.token)
+		switch {
+		case err == nil:
+			if reply.KeyDestroyed {
+				s.Finished++
+			}
+			continue
+		case errors.Is(err, ErrHeld):
+			s.Held++
+		case errors.Is(err, ErrRetentionChanged), errors.Is(err, ErrContention):
+			s.Lost++
+		case ctx.Err() != nil:
+			r.add(s)
+			return time.Time{}, ctx.Err()
+		default:
+			s.Failed++
+			r.opts.Logger.Warn("retainer: could not finish the erasure of a person (destroy their keys); retrying at the next sweep",
+				"tenant", p.tenant, "subject_key", p.token, "error", err)
+		}
+		finished = false
+	}
+	if finished && sc.complete {
+		r.finishedTo = sc.seq
+	}
+	next := sc.next
 	var lastSeq uint64
-	for _, p := range due {
+	for _, p := range sc.due {
 		reply, err := r.ledger.eraseRetained(ctx, p)
 		s.Appends += uint64(len(reply.Erased)) // also those before an error
 		for _, e := range reply.Erased {
@@ -307,6 +375,7 @@ func (r *Retainer) add(s RetentionStats) {
 	r.stats.Lost += s.Lost
 	r.stats.Failed += s.Failed
 	r.stats.Appends += s.Appends
+	r.stats.Finished += s.Finished
 }
 
 // Run sweeps until ctx ends, then returns nil: once per Interval, sooner
@@ -375,4 +444,22 @@ func (l *Ledger) eraseRetained(ctx context.Context, p duePerson) (EraseReply, er
 		}
 	}
 	return l.eraseSubjects(ctx, p.tenant, p.token, subjects, events.Erase{Reason: p.reason}, same)
+}
+
+// finishErasure finishes the erasure of a person whose consents are all
+// erased: it destroys the keys their events name (eraseSubjects, which
+// appends nothing here). It returns an error matching ErrRetentionChanged
+// if a consent of the person is not erased any more, a *HeldError for a
+// person on legal hold.
+func (l *Ledger) finishErasure(ctx context.Context, tenant, token string) (EraseReply, error) {
+	if l.keys == nil {
+		return EraseReply{}, nil // nothing to destroy
+	}
+	subjects, err := l.personSubjects(ctx, tenant, token)
+	if err != nil {
+		return EraseReply{}, err
+	}
+	return l.eraseSubjects(ctx, tenant, token, subjects, events.Erase{Reason: "retention: finish an erasure"}, func(subject string, _ storedFold) error {
+		return fmt.Errorf("%w: %s is not erased", ErrRetentionChanged, subject)
+	})
 }

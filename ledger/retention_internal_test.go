@@ -39,13 +39,18 @@ func (k *memKeys) KeyByID(_ context.Context, _, _, id string) ([]byte, error) {
 	return k.byID[id], nil
 }
 
-func (k *memKeys) Destroy(_ context.Context, tenant, subjectKey string) (bool, error) {
+func (k *memKeys) Destroy(_ context.Context, tenant, subjectKey string, ids []string) (bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	id, ok := k.byPerson[tenant+"."+subjectKey]
+	delete(k.byPerson, tenant+"."+subjectKey)
+	ok := false
+	for _, id := range ids {
+		if _, had := k.byID[id]; had {
+			delete(k.byID, id)
+			ok = true
+		}
+	}
 	if ok {
-		delete(k.byPerson, tenant+"."+subjectKey)
-		delete(k.byID, id)
 		k.destroyed++
 	}
 	return ok, nil

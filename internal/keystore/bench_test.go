@@ -11,10 +11,11 @@ import (
 	"github.com/consentledger/consent/internal/natstest"
 )
 
-// BenchmarkEnsureDataKeyNewPersons makes the data keys of new persons from
-// 64 callers on a server that fsyncs every write (consentd's default):
-// batched creates them as the store does, in atomic batches; single as
-// one create per person (a bucket without atomic batches).
+// BenchmarkEnsureDataKeyNewPersons hands data keys to new persons from 64
+// callers on a server that fsyncs every write (consentd's default), as
+// fast as the pool is refilled: batched fills it as the store does, in
+// atomic batches; single one create per key (a bucket without atomic
+// batches).
 func BenchmarkEnsureDataKeyNewPersons(b *testing.B) {
 	for _, batched := range []bool{true, false} {
 		name := map[bool]string{true: "batched", false: "single"}[batched]

@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -38,9 +39,9 @@ func TestDestroyR3(t *testing.T) {
 
 	id, key, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
-	_, _, err = s.EnsureDataKey(ctx, "acme", bobKey)
+	bobID, _, err := s.EnsureDataKey(ctx, "acme", bobKey)
 	require.NoError(t, err)
-	needles := append([][]byte{[]byte(id), []byte(aliceKey), rawValue(t, s, "dk.acme."+aliceKey)}, residue.Forms(key)...)
+	needles := append([][]byte{[]byte(id), rawValue(t, s, poolKeyName(id))}, residue.Forms(key)...)
 
 	streamDirs := make([]string, c.Size())
 	for i := range c.Size() {
@@ -50,11 +51,11 @@ func TestDestroyR3(t *testing.T) {
 	// reach all three.
 	require.Eventually(t, func() bool { return s.checkReplicas(ctx) == nil }, 10*time.Second, 20*time.Millisecond)
 	for i, dir := range streamDirs {
-		require.Eventually(t, func() bool { return len(residue.Scan(t, dir, []byte(aliceKey))) > 0 },
+		require.Eventually(t, func() bool { return len(residue.Scan(t, dir, []byte(id))) > 0 },
 			10*time.Second, 20*time.Millisecond, "node %d writes the entry to its stream files", i)
 	}
 
-	destroyed, err := s.Destroy(ctx, "acme", aliceKey)
+	destroyed, err := s.Destroy(ctx, "acme", aliceKey, []string{id})
 	require.NoError(t, err)
 	require.True(t, destroyed)
 	for i, dir := range streamDirs {
@@ -81,17 +82,19 @@ func TestDestroyR3(t *testing.T) {
 	require.NotEqual(t, -1, down)
 	c.Stop(down)
 	require.Eventually(t, func() bool { return s.checkReplicas(ctx) != nil }, 20*time.Second, 50*time.Millisecond)
-	_, err = s.Destroy(ctx, "acme", bobKey)
+	_, err = s.Destroy(ctx, "acme", bobKey, []string{bobID})
 	require.ErrorIs(t, err, ErrReplicasBehind)
-	_, _, err = s.DataKey(ctx, "acme", bobKey)
+	_, err = s.KeyByID(ctx, "acme", bobKey, bobID)
 	assert.NoError(t, err, "nothing destroyed")
-	destroyed, err = s.Destroy(ctx, "acme", aliceKey)
+	destroyed, err = s.Destroy(ctx, "acme", aliceKey, []string{id})
 	require.NoError(t, err, "nothing to destroy needs no replica")
 	assert.False(t, destroyed)
 }
 
 // TestEnsureDataKeyR3: instances connected to different nodes of a
-// cluster, racing, get one key, and each reads it back at once.
+// cluster, racing, each hand the person a key of their own pool, which
+// every instance reads back at once; Destroy with all the ids erases
+// them all, and every instance that watches forgets them.
 func TestEnsureDataKeyR3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster")
@@ -119,18 +122,38 @@ func TestEnsureDataKeyR3(t *testing.T) {
 	}
 	wg.Wait()
 	for i, s := range stores {
-		assert.Equal(t, ids[0], ids[i])
-		assert.Equal(t, keys[0], keys[i])
-		key, err := s.KeyByID(ctx, "acme", aliceKey, ids[0])
+		for j := range stores {
+			if i != j {
+				assert.NotEqual(t, ids[j], ids[i], "one key per instance")
+			}
+			key, err := s.KeyByID(ctx, "acme", aliceKey, ids[j])
+			require.NoError(t, err)
+			assert.Equal(t, keys[j], key)
+		}
+	}
+	require.Eventually(t, func() bool { return stores[0].checkReplicas(ctx) == nil }, 10*time.Second, 20*time.Millisecond)
+	for _, s := range stores[1:] {
+		stop, err := s.Watch()
 		require.NoError(t, err)
-		assert.Equal(t, keys[0], key)
+		t.Cleanup(stop)
+	}
+	destroyed, err := stores[0].Destroy(ctx, "acme", aliceKey, ids)
+	require.NoError(t, err)
+	assert.True(t, destroyed)
+	for i, s := range stores {
+		for _, id := range ids {
+			require.Eventually(t, func() bool {
+				_, err := s.KeyByID(ctx, "acme", aliceKey, id)
+				return errors.Is(err, ErrDestroyed)
+			}, 10*time.Second, 10*time.Millisecond, "instance %d, key %s", i, id)
+		}
 	}
 }
 
 // TestEnsureDataKeyBatchesR3: on a three-node cluster, instances on
-// different nodes make the keys of many new persons at once, in atomic
-// batches, some persons on every instance: each person gets one key, the
-// same on every instance, readable on each.
+// different nodes hand keys to many new persons at once, from pools
+// filled in atomic batches: every key is distinct and readable on each
+// instance.
 func TestEnsureDataKeyBatchesR3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster")
@@ -142,18 +165,15 @@ func TestEnsureDataKeyBatchesR3(t *testing.T) {
 	stores := make([]*Store, c.Size())
 	for i := range stores {
 		js := natstest.JetStream(t, natstest.Connect(t, c.Node(i)))
-		stores[i], err = Open(ctx, js, Config{KEK: kek, Replicas: 3})
+		stores[i], err = Open(ctx, js, Config{KEK: kek, Replicas: 3, PoolSize: 16})
 		require.NoError(t, err)
 	}
-	const persons = 60 // every third on all instances, the rest on one
+	const persons = 60
 	ids := make([][]string, len(stores))
 	var wg sync.WaitGroup
 	for i, s := range stores {
 		ids[i] = make([]string, persons)
 		for p := range persons {
-			if p%3 != 0 && p%len(stores) != i {
-				continue
-			}
 			wg.Go(func() {
 				id, _, err := s.EnsureDataKey(ctx, "acme", fmt.Sprintf("%032x", p+1))
 				assert.NoError(t, err)
@@ -164,25 +184,21 @@ func TestEnsureDataKeyBatchesR3(t *testing.T) {
 	wg.Wait()
 	batches := 0
 	for _, s := range stores {
-		s.creates.mu.Lock()
-		batches += s.creates.batches
-		s.creates.mu.Unlock()
+		s.pool.mu.Lock()
+		batches += s.pool.batches
+		s.pool.mu.Unlock()
 	}
-	assert.Positive(t, batches)
-	for p := range persons {
-		var want string
-		for i := range stores {
-			if ids[i][p] == "" {
-				continue
+	assert.GreaterOrEqual(t, batches, len(stores)*persons/16, "pools of 16 filled in batches")
+	seen := map[string]bool{}
+	for i := range stores {
+		for p := range persons {
+			id := ids[i][p]
+			assert.False(t, seen[id], "a key is handed out once")
+			seen[id] = true
+			for _, s := range stores {
+				_, err := s.KeyByID(ctx, "acme", fmt.Sprintf("%032x", p+1), id)
+				assert.NoError(t, err, "person %d", p)
 			}
-			if want == "" {
-				want = ids[i][p]
-			}
-			assert.Equal(t, want, ids[i][p], "person %d", p)
-		}
-		for _, s := range stores {
-			_, err := s.KeyByID(ctx, "acme", fmt.Sprintf("%032x", p+1), want)
-			assert.NoError(t, err, "person %d", p)
 		}
 	}
 }

@@ -15,15 +15,17 @@ import (
 	"github.com/nats-io/nuid"
 )
 
-// New persons' entries are created only if absent, each with the expected
-// last sequence 0 of its subject. Creations that arrive while others are
-// being stored wait and are then stored together as one atomic batch
-// (ADR-50, server 2.12+): on a server that fsyncs every write, one flush
-// covers the whole batch, where single creates take one flush each. The
+// Data keys are made ahead of demand: each store keeps a pool of ready
+// keys, entries pk.<id> that are durable before any is handed out. The
+// pool is filled in the background, a group of entries at a time, each
+// created only if absent (expected last sequence 0 of its subject) and
+// the group stored as one atomic batch (ADR-50, server 2.12+): on a
+// server that fsyncs every write, one flush covers the whole group. The
 // server checks every message's expected sequence before it stores any;
-// if one fails (another instance made that person's key), it stores
-// nothing of the batch, and its entries are then created one by one, so
-// each gets the outcome it would have had alone.
+// if one fails, it stores nothing of the batch, and its entries are then
+// created one by one. A key in the pool is in this store's memory only,
+// and it is handed to exactly one person: keys a store made and never
+// handed out (it stopped) are never used by another.
 
 const (
 	// maxCreateBatch is the server's limit on messages in an atomic batch.
@@ -31,6 +33,8 @@ const (
 	// minCreateBatch is the smallest group sent as an atomic batch;
 	// smaller ones are created one by one.
 	minCreateBatch = 2
+	// DefaultPoolSize is Config.PoolSize's default.
+	DefaultPoolSize = 1000
 )
 
 // Headers of an atomic batch publish.
@@ -40,107 +44,146 @@ const (
 	batchCommitHeader = "Nats-Batch-Commit"
 )
 
-// creates gathers the creations of new persons' entries.
-type creates struct {
+// pool holds the store's ready data keys.
+type pool struct {
+	size int // filled up to size, refilled below size/2
+
 	mu      sync.Mutex
-	pending []*creation
-	byName  map[string]*creation // pending or being stored, by bucket key
-	sending bool                 // a goroutine is storing groups
+	ready   []dataKey
+	filling chan struct{} // closed when the fill under way ends; nil when none
+	err     error         // the last fill's error, nil once a fill stored keys
 	// batches and refused count the atomic batches stored and refused.
 	batches, refused int
 }
 
-// creation is the creation of one person's entry. Its fields other than
-// done are read only once done is closed.
+// creation is the creation of one entry. err is read once the group it
+// is in was stored.
 type creation struct {
-	tenant, subjectKey, name string
-	value                    []byte // the record
-	id                       string
-	key                      []byte
-	err                      error // jetstream.ErrKeyExists: the entry was there
-	done                     chan struct{}
+	name  string
+	value []byte // the record
+	id    string
+	key   []byte
+	err   error
 }
 
-// create returns the creation of the person's entry with a new key: the
-// one under way for that person if there is one (several callers share
-// it), else a new one queued for the next group. It returns an error only
-// if the record cannot be made.
-func (s *Store) create(tenant, subjectKey string) (*creation, error) {
-	name := dataKeyName(tenant, subjectKey)
-	cs := &s.creates
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if c, ok := cs.byName[name]; ok {
-		return c, nil
-	}
-	// A creation that ended since the caller looked remembered its key
-	// before it left byName.
-	s.mu.Lock()
-	dk, ok := s.byCur[cacheName(tenant, subjectKey)]
-	s.mu.Unlock()
-	if ok {
-		c := &creation{name: name, id: dk.id, key: clone(dk.key), done: make(chan struct{})}
-		close(c.done)
-		return c, nil
-	}
+// newPoolKey makes a key and its pool entry's record.
+func (s *Store) newPoolKey() (*creation, error) {
 	idBytes := make([]byte, 16)
 	key := make([]byte, DataKeySize)
 	_, _ = rand.Read(idBytes) // never fails (Go 1.24+)
 	_, _ = rand.Read(key)
 	id := hex.EncodeToString(idBytes)
+	name := poolKeyName(id)
 	s.mu.Lock()
 	value, err := json.Marshal(record{KeyID: id, KEKID: s.kek.ID(), Wrapped: s.kek.wrap(key, dataKeyAAD(name, id))})
 	s.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	c := &creation{tenant: tenant, subjectKey: subjectKey, name: name, value: value, id: id, key: key, done: make(chan struct{})}
-	if cs.byName == nil {
-		cs.byName = map[string]*creation{}
-	}
-	cs.byName[name] = c
-	cs.pending = append(cs.pending, c)
-	if !cs.sending {
-		cs.sending = true
-		go s.sendCreations()
-	}
-	return c, nil
+	return &creation{name: name, value: value, id: id, key: key}, nil
 }
 
-// sendCreations stores the pending creations, a group at a time, until
-// none is left.
-func (s *Store) sendCreations() {
-	cs := &s.creates
+// take hands out a key of the pool, durable in the bucket, starting a
+// refill when the pool runs low. With the pool empty it waits for the
+// fill under way (or starts one); it returns the fill's error if that
+// stored nothing, or ctx's.
+func (s *Store) take(ctx context.Context) (dataKey, error) {
+	p := &s.pool
 	for {
-		cs.mu.Lock()
-		if len(cs.pending) == 0 {
-			cs.sending = false
-			cs.mu.Unlock()
-			return
-		}
-		n := min(len(cs.pending), maxCreateBatch)
-		group := cs.pending[:n:n]
-		cs.pending = append([]*creation(nil), cs.pending[n:]...)
-		cs.mu.Unlock()
-
-		batched, refused := s.storeCreations(group)
-
-		cs.mu.Lock()
-		if batched {
-			cs.batches++
-		}
-		if refused {
-			cs.refused++
-		}
-		for _, c := range group {
-			if c.err == nil {
-				s.remember(c.tenant, c.subjectKey, c.id, c.key)
+		p.mu.Lock()
+		if n := len(p.ready); n > 0 {
+			dk := p.ready[n-1]
+			p.ready = p.ready[:n-1]
+			if n-1 < p.size/2 {
+				s.startFill()
 			}
-			delete(cs.byName, c.name)
-			close(c.done)
+			p.mu.Unlock()
+			return dk, nil
 		}
-		cs.mu.Unlock()
+		failed := p.filling == nil && p.err != nil
+		err := p.err
+		p.err = nil
+		if failed {
+			// The last fill stored nothing: this caller gets its error,
+			// the next starts a new fill.
+			p.mu.Unlock()
+			return dataKey{}, err
+		}
+		s.startFill()
+		filling := p.filling
+		p.mu.Unlock()
+		select {
+		case <-filling:
+		case <-ctx.Done():
+			return dataKey{}, ctx.Err()
+		}
 	}
+}
+
+// putBack returns an unused key (never handed to a person) to the pool.
+func (s *Store) putBack(dk dataKey) {
+	p := &s.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ready = append(p.ready, dk)
+}
+
+// startFill starts a fill of the pool unless one is under way. The caller
+// holds pool.mu.
+func (s *Store) startFill() {
+	p := &s.pool
+	if p.filling != nil {
+		return
+	}
+	p.filling = make(chan struct{})
+	n := min(max(p.size-len(p.ready), 1), maxCreateBatch)
+	go s.fill(n)
+}
+
+// fill creates n pool entries and adds the stored ones to the pool.
+func (s *Store) fill(n int) {
+	group := make([]*creation, 0, n)
+	var err error
+	for range n {
+		c, cerr := s.newPoolKey()
+		if cerr != nil {
+			err = cerr
+			break
+		}
+		group = append(group, c)
+	}
+	var batched, refused bool
+	if len(group) > 0 {
+		batched, refused = s.storeCreations(group)
+	}
+	p := &s.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if batched {
+		p.batches++
+	}
+	if refused {
+		p.refused++
+	}
+	stored := 0
+	for _, c := range group {
+		if c.err != nil {
+			// Not stored, or not known to be: never handed out.
+			err = c.err
+			continue
+		}
+		p.ready = append(p.ready, dataKey{id: c.id, key: c.key})
+		stored++
+	}
+	if stored > 0 {
+		err = nil
+	}
+	if err != nil {
+		err = fmt.Errorf("keystore: create pool keys: %w", err)
+	}
+	p.err = err
+	close(p.filling)
+	p.filling = nil
 }
 
 // storeCreations creates the group's entries, as one atomic batch when the

@@ -5,11 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/internal/residue"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,9 +33,10 @@ func legacyKey(t *testing.T, s *Store, tenant, subjectKey string) (string, []byt
 	return id, key
 }
 
-// TestLegacyKeyOpensAndDestroys: a person whose key has an id entry (a
-// bucket written before one entry per person) keeps their events
-// readable, and Destroy leaves neither entry on disk.
+// TestLegacyKeyOpensAndDestroys: a person whose key has a person entry and
+// an id entry (a bucket written by earlier versions) keeps their events
+// readable; new events get a pool key; Destroy with both ids leaves no
+// entry on disk.
 func TestLegacyKeyOpensAndDestroys(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -48,113 +48,50 @@ func TestLegacyKeyOpensAndDestroys(t *testing.T) {
 	got, err := fresh.KeyByID(ctx, "acme", aliceKey, id)
 	require.NoError(t, err)
 	assert.Equal(t, key, got)
-	gotID, got, err := e.open(Config{}).EnsureDataKey(ctx, "acme", aliceKey)
+	_, err = e.open(Config{}).KeyByID(ctx, "acme", bobKey, id)
+	assert.NoError(t, err, "the id entry opens by id alone")
+	newID, newKey, err := e.open(Config{}).EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
-	assert.Equal(t, id, gotID)
-	assert.Equal(t, key, got)
+	assert.NotEqual(t, id, newID, "new events get a pool key")
+	needles = append(needles, rawValue(t, s, poolKeyName(newID)), []byte(newID))
+	needles = append(needles, residue.Forms(newKey)...)
 
-	destroyed, err := s.Destroy(ctx, "acme", aliceKey)
+	destroyed, err := s.Destroy(ctx, "acme", aliceKey, []string{id, newID})
 	require.NoError(t, err)
 	assert.True(t, destroyed)
 	assert.Empty(t, e.scan(needles...))
-	_, err = e.open(Config{}).KeyByID(ctx, "acme", aliceKey, id)
-	assert.ErrorIs(t, err, ErrDestroyed)
-}
-
-// TestEnsureDataKeyBatchesCreations: the keys of many new persons made at
-// once are stored in atomic batches, one entry per person, each durable
-// and readable by another instance when EnsureDataKey returns.
-func TestEnsureDataKeyBatchesCreations(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	s := e.open(Config{})
-	require.True(t, s.atomic)
-	const n = 200
-	persons := make([]string, n)
-	ids := make([]string, n)
-	keys := make([][]byte, n)
-	for i := range persons {
-		persons[i] = fmt.Sprintf("%032x", i+1)
-	}
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			var err error
-			ids[i], keys[i], err = s.EnsureDataKey(ctx, "acme", persons[i])
-			assert.NoError(t, err)
-		})
-	}
-	// The same persons again, at the same time: they share the creations.
-	again := make([]string, n)
-	for i := range n {
-		wg.Go(func() {
-			var err error
-			again[i], _, err = s.EnsureDataKey(ctx, "acme", persons[i])
-			assert.NoError(t, err)
-		})
-	}
-	wg.Wait()
-	assert.Equal(t, ids, again)
-
-	s.creates.mu.Lock()
-	batches, refused := s.creates.batches, s.creates.refused
-	s.creates.mu.Unlock()
-	assert.Positive(t, batches, "stored in atomic batches")
-	assert.Zero(t, refused)
-
-	names, err := s.Bucket().Keys(ctx)
-	require.NoError(t, err)
-	assert.Len(t, names, n, "one entry per person")
-	seen := map[string]bool{}
-	fresh := e.open(Config{})
-	for i, p := range persons {
-		assert.False(t, seen[ids[i]], "ids differ")
-		seen[ids[i]] = true
-		got, err := fresh.KeyByID(ctx, "acme", p, ids[i])
-		require.NoError(t, err)
-		assert.Equal(t, keys[i], got)
+	for _, id := range []string{id, newID} {
+		_, err = e.open(Config{}).KeyByID(ctx, "acme", aliceKey, id)
+		assert.ErrorIs(t, err, ErrDestroyed)
 	}
 }
 
-// TestCreateBatchWithAnExistingEntry: when another instance made one
-// person's key, the batch holding that person is refused whole, and its
-// creations are then made one by one: that person gets the other
-// instance's key, the rest new ones.
+// TestCreateBatchWithAnExistingEntry: a batch holding an entry that exists
+// is refused whole, and its creations are then made one by one: that one
+// fails (and is never handed out), the rest are stored.
 func TestCreateBatchWithAnExistingEntry(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	s, other := e.open(Config{}), e.open(Config{})
-	otherID, otherKey, err := other.EnsureDataKey(ctx, "acme", bobKey)
-	require.NoError(t, err)
-
-	// Queue three creations as one group (no sender runs meanwhile).
-	s.creates.mu.Lock()
-	s.creates.sending = true
-	s.creates.mu.Unlock()
+	s := e.open(Config{})
 	var group []*creation
-	for _, p := range []string{aliceKey, bobKey, carolKey} {
-		c, err := s.create("acme", p)
+	for range 3 {
+		c, err := s.newPoolKey()
 		require.NoError(t, err)
 		group = append(group, c)
 	}
-	s.sendCreations()
-	for _, c := range group {
-		<-c.done
-	}
+	_, err := s.Bucket().Create(ctx, group[1].name, []byte("taken"))
+	require.NoError(t, err)
+
+	batched, refused := s.storeCreations(group)
+	assert.False(t, batched)
+	assert.True(t, refused)
 	assert.NoError(t, group[0].err)
 	assert.ErrorIs(t, group[1].err, jetstream.ErrKeyExists)
 	assert.NoError(t, group[2].err)
-	assert.Equal(t, 1, s.creates.refused)
-
-	id, key, err := s.EnsureDataKey(ctx, "acme", bobKey)
-	require.NoError(t, err)
-	assert.Equal(t, otherID, id)
-	assert.Equal(t, otherKey, key)
 	for _, c := range []*creation{group[0], group[2]} {
-		id, key, err := other.DataKey(ctx, "acme", c.subjectKey)
+		got, err := e.open(Config{}).KeyByID(ctx, "acme", aliceKey, c.id)
 		require.NoError(t, err)
-		assert.Equal(t, c.id, id)
-		assert.Equal(t, c.key, key)
+		assert.Equal(t, c.key, got)
 	}
 }
 
@@ -186,11 +123,9 @@ func TestGetSkipsAMarker(t *testing.T) {
 	ctx := context.Background()
 	s := e.open(Config{})
 	require.True(t, s.direct)
-	_, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
+	id, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
-	require.NoError(t, s.Bucket().Delete(ctx, dataKeyName("acme", aliceKey)))
-	_, _, err = e.open(Config{}).DataKey(ctx, "acme", aliceKey)
-	assert.ErrorIs(t, err, ErrNoDataKey)
-	_, err = e.open(Config{}).KeyByID(ctx, "acme", aliceKey, aliceKey)
+	require.NoError(t, s.Bucket().Delete(ctx, poolKeyName(id)))
+	_, err = e.open(Config{}).KeyByID(ctx, "acme", aliceKey, id)
 	assert.ErrorIs(t, err, ErrDestroyed)
 }

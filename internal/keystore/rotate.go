@@ -123,7 +123,7 @@ func (s *Store) rotateOne(ctx context.Context, name string, oldKEK, newKEK *KEK)
 // with.
 func recordAAD(name string, rec record) ([]byte, error) {
 	switch {
-	case strings.HasPrefix(name, "dk."), strings.HasPrefix(name, "kid."):
+	case strings.HasPrefix(name, "pk."), strings.HasPrefix(name, "dk."), strings.HasPrefix(name, "kid."):
 		if !isHex32(rec.KeyID) {
 			return nil, fmt.Errorf("keystore: %s is not a data key record", name)
 		}

@@ -3,25 +3,30 @@
 // secret per tenant, which keys the subject keys in NATS subjects. Both are
 // kept in a JetStream KV bucket wrapped under a key-encryption key (KEK)
 // that lives in a file outside NATS. Destroy erases every copy of a
-// person's data key from the bucket's files (crypto-shredding); what it
+// person's data keys from the bucket's files (crypto-shredding); what it
 // cannot reach is in docs/privacy.md, section Keys.
 //
 // The bucket holds:
 //
-//	dk.<tenant>.<subject key>  the person's data key: {key_id, kek_id, wrapped}
+//	pk.<key id>                a data key: {key_id, kek_id, wrapped}
 //	tk.<tenant>                the tenant's HMAC secret: {kek_id, wrapped}
 //
-// A sealed event names its key by id, and carries the tenant and subject
-// key: it opens with the person's entry when that entry holds the id
-// (KeyByID). Buckets written before this layout also hold kid.<key id>
-// entries, the same key by id; nothing reads them, Destroy erases them.
+// Data keys are made ahead of demand, in batches, into a pool in each
+// store's memory (create.go); EnsureDataKey hands a person a key of the
+// pool, so a person's first event waits for no write of a key. A person
+// may have several keys (one per process that wrote for them); a sealed
+// event names its key by id, and carries the tenant and subject key, and
+// erasing a person destroys the keys of every id the person's events
+// name (Destroy). Buckets written by earlier versions also hold
+// dk.<tenant>.<subject key> (one key per person) and kid.<key id>
+// entries: KeyByID reads them, Destroy erases them, nothing writes them.
 //
 // The subject key is the keyed one (SubjectKey), never a raw id. Entries
-// are created once (create-only, concurrent creations gathered into one
-// atomic batch: create.go) and never overwritten except by Rotate.
+// are created once (create-only) and never overwritten except by Rotate.
 package keystore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -55,13 +60,12 @@ const (
 )
 
 var (
-	// ErrNoDataKey: the person has no data key (never had one, or it was
-	// destroyed). EnsureDataKey makes one.
+	// ErrNoDataKey: this store has handed the person no data key (or
+	// forgot it). EnsureDataKey hands one out.
 	ErrNoDataKey = errors.New("keystore: no data key for this person")
-	// ErrDestroyed (matching events.ErrKeyErased): the person's key with
-	// this id is gone. Key ids are random and only handed out with a
-	// stored key, and a person has one key at a time, so an id the
-	// person's entry does not hold belonged to a key that Destroy erased.
+	// ErrDestroyed (matching events.ErrKeyErased): the key with this id is
+	// gone. Key ids are random and only handed out with a stored key, so
+	// an id no entry holds belonged to a key that Destroy erased.
 	ErrDestroyed = fmt.Errorf("keystore: %w", events.ErrKeyErased)
 	// ErrReplicasBehind: a replica of the bucket is not current, so an
 	// erase now would leave the key on its disk (it would catch up from a
@@ -94,6 +98,11 @@ type Config struct {
 	Replicas int
 	// Storage defaults to file storage.
 	Storage jetstream.StorageType
+	// PoolSize is how many data keys the store makes ahead of demand
+	// (DefaultPoolSize if 0; at most 1000): it refills the pool when
+	// fewer than half are left. The keys of the pool are never used once
+	// the process ends.
+	PoolSize int
 }
 
 // Store is the key store. It is safe for concurrent use; several instances
@@ -103,23 +112,25 @@ type Store struct {
 	stream jetstream.Stream
 	kv     jetstream.KeyValue
 
-	// creates gathers the creations of new persons' entries; atomic says
-	// the bucket's stream allows atomic batches.
-	creates creates
-	atomic  bool
+	// pool holds the keys made ahead of demand; atomic says the bucket's
+	// stream allows atomic batches.
+	pool   pool
+	atomic bool
 	// direct says the bucket has one replica: get reads with direct gets.
 	direct bool
 
 	mu      sync.Mutex
 	kek     *KEK
-	keks    map[string]*KEK // by id: kek and the previous ones
-	byCur   map[string]dataKey
-	secrets map[string][]byte // tenant -> HMAC secret
+	keks    map[string]*KEK    // by id: kek and the previous ones
+	byCur   map[string]dataKey // person (cacheName) -> the key handed to them
+	byID    map[string]dataKey // key id -> a key KeyByID read, with its person
+	secrets map[string][]byte  // tenant -> HMAC secret
 }
 
 type dataKey struct {
-	id  string
-	key []byte
+	id     string
+	key    []byte
+	person string // in byID: the cacheName of the person whose event named it
 }
 
 // record is the JSON value of every entry. Wrapped is base64 in JSON.
@@ -207,6 +218,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		kek:     cfg.KEK,
 		keks:    map[string]*KEK{cfg.KEK.ID(): cfg.KEK},
 		byCur:   map[string]dataKey{},
+		byID:    map[string]dataKey{},
 		secrets: map[string][]byte{},
 		atomic:  got.AllowAtomicPublish,
 		direct:  got.Replicas <= 1 && got.AllowDirect,
@@ -214,6 +226,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	for _, k := range cfg.PreviousKEKs {
 		s.keks[k.ID()] = k
 	}
+	s.pool.size = min(cmp.Or(max(cfg.PoolSize, 0), DefaultPoolSize), maxCreateBatch)
 	return s, nil
 }
 
@@ -221,6 +234,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 // directly bypasses the wrapping).
 func (s *Store) Bucket() jetstream.KeyValue { return s.kv }
 
+func poolKeyName(id string) string                 { return "pk." + id }
 func dataKeyName(tenant, subjectKey string) string { return "dk." + tenant + "." + subjectKey }
 func keyIDName(id string) string                   { return "kid." + id }
 func tenantName(tenant string) string              { return "tk." + tenant }
@@ -255,87 +269,72 @@ func isHex32(v string) bool {
 	return true
 }
 
-// DataKey returns the person's current data key and its id. It returns
-// ErrNoDataKey if the person has none, an *UnknownKEKError if the key is
-// wrapped under a KEK the store was not given, and a *events.FieldError
-// for a bad tenant or subject key. The caller owns the returned slice.
+// DataKey returns the key this store seals the person's new events
+// under: the one EnsureDataKey handed to the person in this process, until
+// Destroy, Forget or a notice (Watch) drops it. It returns ErrNoDataKey if
+// there is none (it reads no entry), and a *events.FieldError for a bad
+// tenant or subject key. The caller owns the returned slice.
 func (s *Store) DataKey(ctx context.Context, tenant, subjectKey string) (string, []byte, error) {
 	if err := checkPerson(tenant, subjectKey); err != nil {
 		return "", nil, err
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	dk, ok := s.byCur[cacheName(tenant, subjectKey)]
-	key := clone(dk.key)
-	s.mu.Unlock()
-	if ok {
-		return dk.id, key, nil
-	}
-	name := dataKeyName(tenant, subjectKey)
-	value, err := s.get(ctx, name)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	if !ok {
 		return "", nil, ErrNoDataKey
 	}
-	if err != nil {
-		return "", nil, err
-	}
-	return s.openDataKey(tenant, subjectKey, name, value)
+	return dk.id, clone(dk.key), nil
 }
 
-// openDataKey unwraps the data key record value of bucket key name and
-// caches it for the person (tenant, subjectKey).
-func (s *Store) openDataKey(tenant, subjectKey, name string, value []byte) (string, []byte, error) {
-	var rec record
-	if err := json.Unmarshal(value, &rec); err != nil || !isHex32(rec.KeyID) {
-		return "", nil, fmt.Errorf("keystore: %s is not a data key record", name)
-	}
-	key, err := s.unwrap(name, rec, dataKeyAAD(name, rec.KeyID))
-	if err != nil {
-		return "", nil, err
-	}
-	s.remember(tenant, subjectKey, rec.KeyID, key)
-	return rec.KeyID, clone(key), nil
-}
-
-// EnsureDataKey returns the person's current data key, making one if the
-// person has none: a single entry, created only if absent and durable
-// before EnsureDataKey returns, so instances racing to make the key get the
-// same one and no event is sealed under a key that a crash can lose.
-// Concurrent creations for different persons are stored together (one
-// atomic batch, so one disk flush). Errors as DataKey, plus the bucket's.
-// The caller owns the returned slice.
+// EnsureDataKey returns the key this store seals the person's new events
+// under, handing the person a key of the pool (create.go) if it has none
+// for them: a key whose entry pk.<id> is durable before it is handed out,
+// so no event is sealed under a key that a crash can lose, and which no
+// other person and no other process is given. Only when the pool is empty
+// does it wait, for the entries being made. A person thus gets a new key
+// in each process that writes for them (and after Forget); Destroy
+// erases them all by the ids their events name. It returns a
+// *events.FieldError for a bad tenant or subject key, ctx's error, and
+// the bucket's when no pool key could be made. The caller owns the
+// returned slice.
 func (s *Store) EnsureDataKey(ctx context.Context, tenant, subjectKey string) (string, []byte, error) {
 	id, key, err := s.DataKey(ctx, tenant, subjectKey)
 	if !errors.Is(err, ErrNoDataKey) {
 		return id, key, err
 	}
-	c, err := s.create(tenant, subjectKey)
+	dk, err := s.take(ctx)
 	if err != nil {
 		return "", nil, err
 	}
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		// The creation goes on; the next call finds its outcome.
-		return "", nil, ctx.Err()
+	c := cacheName(tenant, subjectKey)
+	s.mu.Lock()
+	if cur, ok := s.byCur[c]; ok {
+		// A concurrent call handed the person a key first: use it, and
+		// keep this one for another person.
+		s.mu.Unlock()
+		s.putBack(dk)
+		return cur.id, clone(cur.key), nil
 	}
-	switch {
-	case errors.Is(c.err, jetstream.ErrKeyExists):
-		// Another instance made the person's key first: use it.
-		return s.DataKey(ctx, tenant, subjectKey)
-	case c.err != nil:
-		return "", nil, fmt.Errorf("keystore: create %s: %w", c.name, c.err)
+	if len(s.byCur) >= maxCached {
+		s.byCur = map[string]dataKey{}
 	}
-	return c.id, clone(c.key), nil
+	s.byCur[c] = dataKey{id: dk.id, key: clone(dk.key)}
+	s.mu.Unlock()
+	return dk.id, dk.key, nil
 }
 
-// KeyByID returns the person's data key with the given id, to open an
-// event sealed under it (the event names the tenant, the subject key and
-// the key id). It returns ErrDestroyed if the person's key has another id
-// or the person has none: key ids are random and a person has one key at a
-// time, so an event's key that is not the person's was destroyed. It
-// returns a *events.FieldError naming "key_id" if id is not 32 lowercase
-// hex digits, errors as DataKey for a bad person or an unknown KEK, and the
-// bucket's. The caller owns the returned slice.
+// KeyByID returns the data key with the given id, to open an event sealed
+// under it (the event names the tenant, the subject key and the key id):
+// the pool entry pk.<id>, else the person's entry dk.<tenant>.<subject
+// key> if it holds that id, else an id entry kid.<id> (the last two are
+// written by earlier versions only). It returns ErrDestroyed if none is
+// there: key ids are random and only handed out with a stored key, so
+// the key was destroyed. It returns a *events.FieldError naming "key_id"
+// if id is not 32 lowercase hex digits, one for a bad tenant or subject
+// key, an *UnknownKEKError if the key is wrapped under a KEK the store
+// was not given, and the bucket's errors. The caller owns the returned
+// slice.
 func (s *Store) KeyByID(ctx context.Context, tenant, subjectKey, id string) ([]byte, error) {
 	if err := checkPerson(tenant, subjectKey); err != nil {
 		return nil, err
@@ -343,99 +342,153 @@ func (s *Store) KeyByID(ctx context.Context, tenant, subjectKey, id string) ([]b
 	if !isHex32(id) {
 		return nil, &events.FieldError{Field: "key_id", Problem: "must be 32 lowercase hex digits"}
 	}
+	person := cacheName(tenant, subjectKey)
 	s.mu.Lock()
-	dk, ok := s.byCur[cacheName(tenant, subjectKey)]
+	dk, ok := s.byCur[person]
+	if !ok || dk.id != id {
+		dk, ok = s.byID[id]
+	}
 	key := clone(dk.key)
 	s.mu.Unlock()
-	if ok && dk.id == id {
+	if ok {
 		return key, nil
 	}
-	// Not cached, or cached with another id: the bucket decides (another
-	// instance may have destroyed the person's key and made a new one).
-	name := dataKeyName(tenant, subjectKey)
-	value, err := s.get(ctx, name)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, ErrDestroyed
+	for _, name := range []string{poolKeyName(id), dataKeyName(tenant, subjectKey), keyIDName(id)} {
+		value, err := s.get(ctx, name)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var rec record
+		if err := json.Unmarshal(value, &rec); err != nil || !isHex32(rec.KeyID) {
+			return nil, fmt.Errorf("keystore: %s is not a data key record", name)
+		}
+		if rec.KeyID != id {
+			continue // the person's entry holds another key
+		}
+		key, err := s.unwrap(name, rec, dataKeyAAD(name, id))
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if len(s.byID) >= maxCached {
+			s.byID = map[string]dataKey{}
+		}
+		s.byID[id] = dataKey{id: id, key: key, person: person}
+		s.mu.Unlock()
+		return clone(key), nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	var rec record
-	if err := json.Unmarshal(value, &rec); err != nil || !isHex32(rec.KeyID) {
-		return nil, fmt.Errorf("keystore: %s is not a data key record", name)
-	}
-	if rec.KeyID != id {
-		return nil, ErrDestroyed
-	}
-	_, key, err = s.openDataKey(tenant, subjectKey, name, value)
-	return key, err
+	return nil, ErrDestroyed
 }
 
-// Destroy erases the person's data keys from the bucket: every revision of
-// the person's entry and of the id entries it names (buckets written
-// before one entry per person), with a secure delete
-// (the server overwrites the message on disk), then checks that none is
-// left. It forgets the keys in this store's cache and tells other
-// instances that Watch. It returns whether anything was destroyed, so
-// destroying a person without a key is not an error. It returns
-// ErrReplicasBehind, destroying nothing, if the person has a key and a
-// replica of the bucket is not current, and a *events.FieldError for a bad tenant or subject key.
-func (s *Store) Destroy(ctx context.Context, tenant, subjectKey string) (bool, error) {
+// Destroy erases the person's data keys with the given ids (every key id
+// the person's events name) from the bucket: the pool entries pk.<id>,
+// and the entries of earlier versions (kid.<id>, and the person's
+// dk.<tenant>.<subject key> with the kid entries it names), every
+// revision with a secure delete (the server overwrites the message on
+// disk), then checks that none is left. It forgets the person's key and
+// the keys of ids in this store's cache and tells other instances that
+// Watch, before it erases (so they stop sealing under them) and after. It
+// returns whether anything was destroyed, so destroying a person without
+// keys, or again, is not an error; a Destroy cut short is finished by
+// calling it again with the same ids. It returns ErrReplicasBehind,
+// destroying nothing, if a key is there and a replica of the bucket is
+// not current, and a *events.FieldError for a bad tenant, subject key or
+// key id ("key_id").
+func (s *Store) Destroy(ctx context.Context, tenant, subjectKey string, ids []string) (bool, error) {
 	if err := checkPerson(tenant, subjectKey); err != nil {
 		return false, err
 	}
-	name := dataKeyName(tenant, subjectKey)
-	history, err := s.history(ctx, name)
+	for _, id := range ids {
+		if !isHex32(id) {
+			return false, &events.FieldError{Field: "key_id", Problem: "must be 32 lowercase hex digits"}
+		}
+	}
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	s.forget(tenant, subjectKey, ids)
+	s.notifyForget(tenant, subjectKey, ids)
+
+	person := dataKeyName(tenant, subjectKey)
+	history, err := s.history(ctx, person)
 	if err != nil {
 		return false, err
 	}
-	if len(history) == 0 {
-		s.Forget(tenant, subjectKey)
+	// The person's entry of an earlier version names its kid entries.
+	legacy := map[string]bool{}
+	for _, rev := range history {
+		var rec record
+		if json.Unmarshal(rev.value, &rec) == nil && isHex32(rec.KeyID) {
+			legacy[rec.KeyID] = true
+		}
+	}
+	// The entries by id first: if Destroy stops half way, the person's
+	// entry and the events still name them, and Destroy again finds them.
+	var names []string
+	for _, id := range ids {
+		names = append(names, poolKeyName(id), keyIDName(id))
+		delete(legacy, id)
+	}
+	for _, id := range slices.Sorted(maps.Keys(legacy)) {
+		names = append(names, keyIDName(id))
+	}
+	present := len(history) > 0
+	for _, name := range names {
+		if present {
+			break
+		}
+		revs, err := s.history(ctx, name)
+		if err != nil {
+			return false, err
+		}
+		present = len(revs) > 0
+	}
+	if !present {
 		return false, nil
 	}
 	if err := s.checkReplicas(ctx); err != nil {
 		return false, err
 	}
-	// The id entries first: if Destroy stops half way, the person's entry
-	// still names them, and Destroy again finds them.
-	ids := map[string]bool{}
-	for _, rev := range history {
-		var rec record
-		if json.Unmarshal(rev.value, &rec) == nil && isHex32(rec.KeyID) {
-			ids[rec.KeyID] = true
-		}
-	}
 	destroyed := false
-	for id := range ids {
-		did, err := s.erase(ctx, keyIDName(id))
+	for _, name := range append(names, person) {
+		did, err := s.erase(ctx, name)
 		if err != nil {
 			return destroyed, err
 		}
 		destroyed = destroyed || did
 	}
-	did, err := s.erase(ctx, name)
-	if err != nil {
-		return destroyed, err
-	}
-	destroyed = destroyed || did
-	idList := slices.Sorted(maps.Keys(ids))
-	s.Forget(tenant, subjectKey)
+	s.forget(tenant, subjectKey, ids)
 	if destroyed {
-		s.notifyForget(tenant, subjectKey, idList)
+		s.notifyForget(tenant, subjectKey, ids)
 	}
 	return destroyed, nil
 }
 
-// Forget drops the person's current data key from this store's cache, so
-// the next DataKey reads the bucket. Destroy calls it, and Watch when
-// another instance destroys a key.
-func (s *Store) Forget(tenant, subjectKey string) {
+// Forget drops the person's keys from this store's cache (the one handed
+// to the person, and those KeyByID read for the person's events), so the
+// next EnsureDataKey hands the person a new key and KeyByID reads the
+// bucket. Destroy calls it, and Watch when another instance destroys a
+// key.
+func (s *Store) Forget(tenant, subjectKey string) { s.forget(tenant, subjectKey, nil) }
+
+// forget drops the person's keys and the keys of ids from this store's
+// cache.
+func (s *Store) forget(tenant, subjectKey string, ids []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := cacheName(tenant, subjectKey)
 	if dk, ok := s.byCur[c]; ok {
 		clear(dk.key)
 		delete(s.byCur, c)
+	}
+	for id, dk := range s.byID {
+		if dk.person == c || slices.Contains(ids, id) {
+			clear(dk.key)
+			delete(s.byID, id)
+		}
 	}
 }
 
@@ -562,16 +615,6 @@ func (s *Store) unwrap(name string, rec record, aad []byte) ([]byte, error) {
 		return nil, fmt.Errorf("keystore: %s does not open under KEK %s: %w", name, rec.KEKID, err)
 	}
 	return plain, nil
-}
-
-// remember caches a person's current data key.
-func (s *Store) remember(tenant, subjectKey, id string, key []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.byCur) >= maxCached {
-		s.byCur = map[string]dataKey{}
-	}
-	s.byCur[cacheName(tenant, subjectKey)] = dataKey{id: id, key: clone(key)}
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -112,26 +113,26 @@ func TestOpenRefusesAStandardKVBucket(t *testing.T) {
 	assert.ErrorContains(t, err, "Config.KEK is required")
 }
 
-func TestEnsureDataKeyMakesOneKey(t *testing.T) {
+// TestEnsureDataKeyHandsOutPoolKeys: a person gets a key of the store's
+// pool, the same to concurrent callers; each instance hands the person a
+// key of its own; every key is a pool entry pk.<id>, durable and readable
+// by a fresh instance when it is handed out, and no entry names a person.
+func TestEnsureDataKeyHandsOutPoolKeys(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	s := e.open(Config{})
+	s := e.open(Config{PoolSize: 8})
 	_, _, err := s.DataKey(ctx, "acme", aliceKey)
 	require.ErrorIs(t, err, ErrNoDataKey)
 
-	// Instances racing: every one gets the same key.
+	// Callers racing in one instance: every one gets the same key.
 	const n = 8
-	stores := make([]*Store, n)
-	for i := range stores {
-		stores[i] = e.open(Config{})
-	}
 	ids := make([]string, n)
 	keys := make([][]byte, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
 			var err error
-			ids[i], keys[i], err = stores[i].EnsureDataKey(ctx, "acme", aliceKey)
+			ids[i], keys[i], err = s.EnsureDataKey(ctx, "acme", aliceKey)
 			assert.NoError(t, err)
 		})
 	}
@@ -142,42 +143,92 @@ func TestEnsureDataKeyMakesOneKey(t *testing.T) {
 		assert.Equal(t, ids[0], ids[i])
 		assert.Equal(t, keys[0], keys[i])
 	}
-	// One entry per person, and nothing of the losers' keys.
+	cur, curKey, err := s.DataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	assert.Equal(t, ids[0], cur)
+	assert.Equal(t, keys[0], curKey)
+
+	// Every entry is a pool key; the pool was filled ahead of demand.
 	names, err := s.Bucket().Keys(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"dk.acme." + aliceKey}, names)
+	assert.GreaterOrEqual(t, len(names), 8)
+	assert.Contains(t, names, poolKeyName(ids[0]))
+	for _, name := range names {
+		assert.Regexp(t, `^pk\.[0-9a-f]{32}$`, name)
+	}
+	assert.Empty(t, e.scan([]byte(aliceKey)), "no entry names the person")
 
-	// A fresh instance (no cache) reads the same key, current and by id.
+	// Another instance hands alice a key of its own; a fresh one reads
+	// both by id.
+	other := e.open(Config{})
+	otherID, otherKey, err := other.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	assert.NotEqual(t, ids[0], otherID)
+	assert.NotEqual(t, keys[0], otherKey)
 	fresh := e.open(Config{})
-	id, key, err := fresh.DataKey(ctx, "acme", aliceKey)
-	require.NoError(t, err)
-	assert.Equal(t, ids[0], id)
-	assert.Equal(t, keys[0], key)
-	byID, err := e.open(Config{}).KeyByID(ctx, "acme", aliceKey, ids[0])
-	require.NoError(t, err)
-	assert.Equal(t, keys[0], byID)
-	_, err = e.open(Config{}).KeyByID(ctx, "acme", bobKey, ids[0])
-	assert.ErrorIs(t, err, ErrDestroyed, "alice's key id is not bob's key")
+	_, _, err = fresh.DataKey(ctx, "acme", aliceKey)
+	assert.ErrorIs(t, err, ErrNoDataKey, "a fresh instance has handed out nothing")
+	for id, want := range map[string][]byte{ids[0]: keys[0], otherID: otherKey} {
+		got, err := fresh.KeyByID(ctx, "acme", aliceKey, id)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	}
 
-	// Another person, another tenant: other keys.
+	// Another person, another tenant: other keys, never one handed out.
 	bobID, bobKeyBytes, err := s.EnsureDataKey(ctx, "acme", bobKey)
 	require.NoError(t, err)
 	assert.NotEqual(t, ids[0], bobID)
 	assert.NotEqual(t, keys[0], bobKeyBytes)
-	otherID, _, err := s.EnsureDataKey(ctx, "globex", aliceKey)
+	globexID, _, err := s.EnsureDataKey(ctx, "globex", aliceKey)
 	require.NoError(t, err)
-	assert.NotEqual(t, ids[0], otherID)
+	assert.NotEqual(t, ids[0], globexID)
+	assert.NotEqual(t, bobID, globexID)
 
 	// The caller owns the returned slice.
-	clear(key)
-	_, again, err := fresh.DataKey(ctx, "acme", aliceKey)
+	clear(keys[0])
+	_, again, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
-	assert.Equal(t, keys[0], again)
+	assert.Equal(t, curKey, again)
+}
+
+// TestPoolRefillsAndNeverRepeats: many persons take keys of a small pool
+// at once; the pool refills in atomic batches below its low-water mark,
+// every person gets a distinct durable key, and the pool never holds more
+// than its size plus the keys put back.
+func TestPoolRefillsAndNeverRepeats(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.open(Config{PoolSize: 10})
+	const n = 100
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			var err error
+			ids[i], _, err = s.EnsureDataKey(ctx, "acme", fmt.Sprintf("%032x", i+1))
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	fresh := e.open(Config{})
+	for i, id := range ids {
+		assert.False(t, seen[id], "a key is handed out once")
+		seen[id] = true
+		_, err := fresh.KeyByID(ctx, "acme", fmt.Sprintf("%032x", i+1), id)
+		assert.NoError(t, err)
+	}
+	s.pool.mu.Lock()
+	batches, refused, ready := s.pool.batches, s.pool.refused, len(s.pool.ready)
+	s.pool.mu.Unlock()
+	assert.GreaterOrEqual(t, batches, n/10, "filled in atomic batches of at most 10")
+	assert.Zero(t, refused)
+	assert.LessOrEqual(t, ready, 10)
 }
 
 // TestKeysAreWrappedOnDisk: no data key or tenant secret is on disk in any
-// encoding; the scanner does see the store (the subject key, which is in
-// the entry's name, is found).
+// encoding; the scanner does see the store (the key id, which is in the
+// entry's name, is found).
 func TestKeysAreWrappedOnDisk(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -189,49 +240,52 @@ func TestKeysAreWrappedOnDisk(t *testing.T) {
 	needles := append(residue.Forms(key), residue.Forms(secret)...)
 	assert.Empty(t, e.scan(needles...))
 
-	assert.NotEmpty(t, e.scan([]byte(aliceKey)), "the scanner reads the store")
-	assert.NotEmpty(t, e.scan([]byte(id)))
+	assert.NotEmpty(t, e.scan([]byte(id)), "the scanner reads the store")
 	e.restart()
 	assert.Empty(t, e.scan(needles...))
 }
 
 // TestDestroyLeavesNothingOnDisk: after Destroy no file under the server's
-// store holds the person's wrapped key, key id, subject key or key.
+// store holds the person's wrapped keys, key ids or keys, from every
+// instance that handed the person a key.
 func TestDestroyLeavesNothingOnDisk(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	s := e.open(Config{})
+	s, other := e.open(Config{}), e.open(Config{})
 	id, key, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
+	otherID, otherKey, err := other.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	require.NotEqual(t, id, otherID, "a key per instance")
 	bobID, _, err := s.EnsureDataKey(ctx, "acme", bobKey)
 	require.NoError(t, err)
 	_, err = s.TenantSecret(ctx, "acme")
 	require.NoError(t, err)
 
-	var current record
-	require.NoError(t, json.Unmarshal(rawValue(t, s, "dk.acme."+aliceKey), &current))
-	needles := [][]byte{
-		current.Wrapped,
-		rawValue(t, s, "dk.acme."+aliceKey), // the JSON, base64 wrapped key
-		[]byte(id), []byte(aliceKey),
+	var needles [][]byte
+	for _, id := range []string{id, otherID} {
+		var rec record
+		require.NoError(t, json.Unmarshal(rawValue(t, s, poolKeyName(id)), &rec))
+		needles = append(needles, rec.Wrapped, rawValue(t, s, poolKeyName(id)), []byte(id))
 	}
 	needles = append(needles, residue.Forms(key)...)
+	needles = append(needles, residue.Forms(otherKey)...)
 	require.NotEmpty(t, e.scan(needles...), "before: the entries are on disk")
 
-	destroyed, err := s.Destroy(ctx, "acme", aliceKey)
+	destroyed, err := s.Destroy(ctx, "acme", aliceKey, []string{otherID, id, id})
 	require.NoError(t, err)
 	assert.True(t, destroyed)
 	assert.Empty(t, e.scan(needles...), "at once, server running")
-	assert.NotEmpty(t, e.scan([]byte(bobID), []byte(bobKey)), "bob's key stays")
+	assert.NotEmpty(t, e.scan([]byte(bobID)), "bob's key stays")
 
 	e.restart()
 	assert.Empty(t, e.scan(needles...), "after a restart")
 
 	s = e.open(Config{})
-	_, _, err = s.DataKey(ctx, "acme", aliceKey)
-	assert.ErrorIs(t, err, ErrNoDataKey)
-	_, err = s.KeyByID(ctx, "acme", aliceKey, id)
-	assert.ErrorIs(t, err, ErrDestroyed)
+	for _, id := range []string{id, otherID} {
+		_, err = s.KeyByID(ctx, "acme", aliceKey, id)
+		assert.ErrorIs(t, err, ErrDestroyed)
+	}
 	_, err = s.KeyByID(ctx, "acme", bobKey, bobID)
 	assert.NoError(t, err)
 }
@@ -245,7 +299,7 @@ func TestDestroyThenFreshKey(t *testing.T) {
 	_, err = s.KeyByID(ctx, "acme", aliceKey, id) // cached
 	require.NoError(t, err)
 
-	destroyed, err := s.Destroy(ctx, "acme", aliceKey)
+	destroyed, err := s.Destroy(ctx, "acme", aliceKey, []string{id})
 	require.NoError(t, err)
 	require.True(t, destroyed)
 	// The cache forgot it: the same instance sees the erase.
@@ -266,44 +320,46 @@ func TestDestroyThenFreshKey(t *testing.T) {
 	_, err = s.KeyByID(ctx, "acme", aliceKey, id)
 	assert.ErrorIs(t, err, ErrDestroyed, "the old id stays destroyed, with the new key cached")
 
-	// Idempotent: the second Destroy of the fresh key destroys it, a third
-	// finds nothing, and so does one for a person never seen.
-	destroyed, err = s.Destroy(ctx, "acme", aliceKey)
+	// Idempotent: a second Destroy naming both ids destroys the fresh
+	// key, a third finds nothing, and so does one for a person never seen.
+	destroyed, err = s.Destroy(ctx, "acme", aliceKey, []string{id, newID})
 	require.NoError(t, err)
 	assert.True(t, destroyed)
-	destroyed, err = s.Destroy(ctx, "acme", aliceKey)
+	destroyed, err = s.Destroy(ctx, "acme", aliceKey, []string{id, newID})
 	require.NoError(t, err)
 	assert.False(t, destroyed)
-	destroyed, err = s.Destroy(ctx, "acme", bobKey)
+	destroyed, err = s.Destroy(ctx, "acme", bobKey, nil)
 	require.NoError(t, err)
 	assert.False(t, destroyed)
 }
 
-// TestForget: another instance keeps a destroyed key in its cache until it
-// is told (Forget); then it sees the erase.
+// TestForget: another instance keeps a destroyed key it read in its cache
+// until it is told (Forget); then it sees the erase.
 func TestForget(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	s, other := e.open(Config{}), e.open(Config{})
 	id, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
-	cachedID, _, err := other.DataKey(ctx, "acme", aliceKey)
+	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
 	require.NoError(t, err)
-	require.Equal(t, id, cachedID)
+	otherID, _, err := other.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
 
-	_, err = s.Destroy(ctx, "acme", aliceKey)
+	_, err = s.Destroy(ctx, "acme", aliceKey, []string{id, otherID})
 	require.NoError(t, err)
-	staleID, _, err := other.DataKey(ctx, "acme", aliceKey)
+	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
 	require.NoError(t, err, "not told yet")
-	assert.Equal(t, id, staleID)
+	cur, _, err := other.DataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err, "not told yet")
+	assert.Equal(t, otherID, cur)
 	other.Forget("acme", aliceKey)
 	_, _, err = other.DataKey(ctx, "acme", aliceKey)
 	assert.ErrorIs(t, err, ErrNoDataKey)
 	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
 	assert.ErrorIs(t, err, ErrDestroyed)
 
-	// A new key made by s: other, which caches no key of alice's now,
-	// opens the new id from the bucket.
+	// A new key handed out by s: other opens it from the bucket.
 	newID, newKey, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
 	got, err := other.KeyByID(ctx, "acme", aliceKey, newID)
@@ -311,19 +367,20 @@ func TestForget(t *testing.T) {
 	assert.Equal(t, newKey, got)
 }
 
-// TestKeyByIDReadsPastAStaleCache: an instance that caches a person's
-// destroyed key (not told yet) still opens an event under the person's
-// new key, made by another instance: an id other than the cached one is
-// looked up in the bucket.
+// TestKeyByIDReadsPastAStaleCache: an instance that caches one key of a
+// person opens an event under another key of the person, made by another
+// instance: an id other than the cached ones is looked up in the bucket.
 func TestKeyByIDReadsPastAStaleCache(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	s, other := e.open(Config{}), e.open(Config{})
 	id, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
+	_, _, err = other.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
 	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
 	require.NoError(t, err)
-	_, err = s.Destroy(ctx, "acme", aliceKey)
+	_, err = s.Destroy(ctx, "acme", aliceKey, []string{id})
 	require.NoError(t, err)
 	newID, newKey, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
@@ -331,16 +388,12 @@ func TestKeyByIDReadsPastAStaleCache(t *testing.T) {
 	got, err := other.KeyByID(ctx, "acme", aliceKey, newID)
 	require.NoError(t, err)
 	assert.Equal(t, newKey, got)
-	cachedID, _, err := other.DataKey(ctx, "acme", aliceKey)
-	require.NoError(t, err)
-	assert.Equal(t, newID, cachedID, "the cache holds the new key now")
-	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
-	assert.ErrorIs(t, err, ErrDestroyed)
 }
 
-// TestDestroyFinishesAnInterruptedDestroy: a Destroy of a person with a
-// key id entry (a bucket written before one entry per person) that
-// stopped after erasing the id entry is finished by the next.
+// TestDestroyFinishesAnInterruptedDestroy: a Destroy that stopped after
+// erasing some entries is finished by the next with the same ids: for a
+// person with a key id entry (a bucket written before one entry per
+// person), and for pool keys.
 func TestDestroyFinishesAnInterruptedDestroy(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -348,71 +401,93 @@ func TestDestroyFinishesAnInterruptedDestroy(t *testing.T) {
 	id, _ := legacyKey(t, s, "acme", aliceKey)
 	_, err := s.erase(ctx, "kid."+id)
 	require.NoError(t, err)
+	first, _, err := e.open(Config{}).EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	second, _, err := e.open(Config{}).EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	_, err = s.erase(ctx, poolKeyName(first))
+	require.NoError(t, err)
 
-	destroyed, err := s.Destroy(ctx, "acme", aliceKey)
+	destroyed, err := s.Destroy(ctx, "acme", aliceKey, []string{id, first, second})
 	require.NoError(t, err)
 	assert.True(t, destroyed)
 	names, err := s.Bucket().Keys(ctx)
 	if !errors.Is(err, jetstream.ErrNoKeysFound) {
 		require.NoError(t, err)
 	}
-	assert.Empty(t, names)
-	assert.Empty(t, e.scan([]byte(id), []byte(aliceKey)))
+	for _, name := range []string{dataKeyName("acme", aliceKey), keyIDName(id), poolKeyName(first), poolKeyName(second)} {
+		assert.NotContains(t, names, name)
+	}
+	assert.Empty(t, e.scan([]byte(id), []byte(aliceKey), []byte(first), []byte(second)))
+}
+
+// settle waits until no fill of s's pool is under way.
+func settle(t *testing.T, s *Store) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		s.pool.mu.Lock()
+		defer s.pool.mu.Unlock()
+		return s.pool.filling == nil
+	}, 10*time.Second, 5*time.Millisecond)
 }
 
 func TestRotate(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	s := e.open(Config{})
+	s := e.open(Config{PoolSize: 2})
 	aliceID, alice, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
 	bobID, bob, err := s.EnsureDataKey(ctx, "acme", bobKey)
 	require.NoError(t, err)
-	// Carol's key was made before one entry per person: it has an id
-	// entry too.
+	// Carol's key was made by an earlier version: a person entry and an
+	// id entry.
 	carolID, carol := legacyKey(t, s, "acme", carolKey)
 	secret, err := s.TenantSecret(ctx, "acme")
 	require.NoError(t, err)
-	oldValues := [][]byte{
-		rawValue(t, s, "dk.acme."+aliceKey), rawValue(t, s, "dk.acme."+bobKey),
-		rawValue(t, s, "dk.acme."+carolKey), rawValue(t, s, "kid."+carolID),
-		rawValue(t, s, "tk.acme"),
-	}
 
 	newKEK, err := GenerateKEK(filepath.Join(t.TempDir(), "kek2.pem"))
 	require.NoError(t, err)
 	// Another instance already runs with the new KEK and the old one as
 	// previous: it reads old records and writes new ones under the new KEK.
-	other := e.open(Config{KEK: newKEK, PreviousKEKs: []*KEK{e.kek}})
+	other := e.open(Config{KEK: newKEK, PreviousKEKs: []*KEK{e.kek}, PoolSize: 2})
 	got, err := other.KeyByID(ctx, "acme", aliceKey, aliceID)
 	require.NoError(t, err)
 	assert.Equal(t, alice, got)
 	_, _, err = other.EnsureDataKey(ctx, "globex", aliceKey)
 	require.NoError(t, err)
+	settle(t, s)
+	settle(t, other)
+
+	names, err := s.Bucket().Keys(ctx)
+	require.NoError(t, err)
+	var oldValues [][]byte
+	for _, name := range names {
+		var rec record
+		value := rawValue(t, s, name)
+		require.NoError(t, json.Unmarshal(value, &rec))
+		if rec.KEKID == e.kek.ID() {
+			oldValues = append(oldValues, value)
+		}
+	}
+	require.Greater(t, len(oldValues), 5, "alice's, bob's and the rest of the pool, carol's two entries, the tenant secret")
+	require.Less(t, len(oldValues), len(names), "the other instance's pool is under the new KEK")
 
 	n, err := s.Rotate(ctx, e.kek, newKEK)
 	require.NoError(t, err)
-	assert.Equal(t, 5, n, "dk of three persons, carol's kid and the tenant secret; globex's was new already")
+	assert.Equal(t, len(oldValues), n)
 
 	// Only the new KEK is needed now.
 	fresh := e.open(Config{KEK: newKEK})
-	id, key, err := fresh.DataKey(ctx, "acme", aliceKey)
-	require.NoError(t, err)
-	assert.Equal(t, aliceID, id)
-	assert.Equal(t, alice, key)
-	key, err = fresh.KeyByID(ctx, "acme", bobKey, bobID)
-	require.NoError(t, err)
-	assert.Equal(t, bob, key)
-	key, err = fresh.KeyByID(ctx, "acme", carolKey, carolID)
-	require.NoError(t, err)
-	assert.Equal(t, carol, key)
+	for id, want := range map[string][]byte{aliceID: alice, bobID: bob, carolID: carol} {
+		key, err := fresh.KeyByID(ctx, "acme", carolKey, id)
+		require.NoError(t, err)
+		assert.Equal(t, want, key)
+	}
 	gotSecret, err := fresh.TenantSecret(ctx, "acme")
 	require.NoError(t, err)
 	assert.Equal(t, secret, gotSecret)
 
 	// One revision per key, and the records under the old KEK are erased.
-	names, err := s.Bucket().Keys(ctx)
-	require.NoError(t, err)
 	for _, name := range names {
 		history, err := s.Bucket().History(ctx, name)
 		require.NoError(t, err)
@@ -424,12 +499,12 @@ func TestRotate(t *testing.T) {
 	assert.Empty(t, e.scan(oldValues...))
 
 	// The old KEK alone opens nothing, and names the KEK it lacks.
-	_, _, err = e.open(Config{}).DataKey(ctx, "acme", aliceKey)
+	_, err = e.open(Config{}).KeyByID(ctx, "acme", aliceKey, aliceID)
 	var unknown *UnknownKEKError
 	require.ErrorAs(t, err, &unknown)
 	assert.Equal(t, newKEK.ID(), unknown.KEKID)
 	assert.Contains(t, err.Error(), newKEK.ID())
-	assert.Contains(t, err.Error(), "dk.acme."+aliceKey)
+	assert.Contains(t, err.Error(), poolKeyName(aliceID))
 
 	// Again: nothing to do.
 	n, err = s.Rotate(ctx, e.kek, newKEK)
@@ -444,9 +519,10 @@ func TestRotateFinishesAnInterruptedRotation(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	s := e.open(Config{})
-	_, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
+	id, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
-	name := "dk.acme." + aliceKey
+	settle(t, s)
+	name := poolKeyName(id)
 	entry, err := s.Bucket().Get(ctx, name)
 	require.NoError(t, err)
 	old := entry.Value()
@@ -495,21 +571,23 @@ func TestWrongKEK(t *testing.T) {
 	require.NoError(t, err)
 	wrong := e.open(Config{KEK: other})
 	var unknown *UnknownKEKError
-	_, _, err = wrong.DataKey(ctx, "acme", aliceKey)
-	require.ErrorAs(t, err, &unknown)
-	assert.Equal(t, e.kek.ID(), unknown.KEKID)
 	_, err = wrong.KeyByID(ctx, "acme", aliceKey, id)
 	require.ErrorAs(t, err, &unknown)
-	assert.Equal(t, "dk.acme."+aliceKey, unknown.Key)
+	assert.Equal(t, e.kek.ID(), unknown.KEKID)
+	assert.Equal(t, poolKeyName(id), unknown.Key)
 	_, err = wrong.TenantSecret(ctx, "acme")
 	require.ErrorAs(t, err, &unknown)
-	_, _, err = wrong.EnsureDataKey(ctx, "acme", aliceKey)
-	require.ErrorAs(t, err, &unknown, "never makes a second key over one it cannot read")
 
-	// Alice's record copied to bob's entry does not give bob alice's key.
-	_, err = s.Bucket().Create(ctx, "dk.acme."+bobKey, rawValue(t, s, "dk.acme."+aliceKey))
+	// Alice's record copied to another entry, naming that entry's id,
+	// does not open.
+	var rec record
+	require.NoError(t, json.Unmarshal(rawValue(t, s, poolKeyName(id)), &rec))
+	rec.KeyID = bobKey
+	value, err := json.Marshal(rec)
 	require.NoError(t, err)
-	_, _, err = s.DataKey(ctx, "acme", bobKey)
+	_, err = s.Bucket().Create(ctx, poolKeyName(bobKey), value)
+	require.NoError(t, err)
+	_, err = s.KeyByID(ctx, "acme", bobKey, bobKey)
 	assert.ErrorContains(t, err, "does not open under KEK "+e.kek.ID())
 }
 
@@ -582,8 +660,10 @@ func TestBadInput(t *testing.T) {
 	assertFieldError(t, err, "subject_key")
 	_, _, err = s.EnsureDataKey(ctx, "acme", "A59FC578D4CB46FAAB1D6EB348E7C74B")
 	assertFieldError(t, err, "subject_key")
-	_, err = s.Destroy(ctx, "acme", "a.b")
+	_, err = s.Destroy(ctx, "acme", "a.b", nil)
 	assertFieldError(t, err, "subject_key")
+	_, err = s.Destroy(ctx, "acme", aliceKey, []string{aliceKey, "kid"})
+	assertFieldError(t, err, "key_id")
 	_, err = s.KeyByID(ctx, "acme", aliceKey, "kid")
 	assertFieldError(t, err, "key_id")
 	_, err = s.KeyByID(ctx, "Acme", aliceKey, aliceKey)
@@ -608,9 +688,9 @@ func TestSecureDeleteOfAMissingMessage(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	s := e.open(Config{})
-	_, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
+	id, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
-	entry, err := s.Bucket().Get(ctx, "dk.acme."+aliceKey)
+	entry, err := s.Bucket().Get(ctx, poolKeyName(id))
 	require.NoError(t, err)
 	require.NoError(t, s.secureDelete(ctx, entry.Revision()))
 	assert.NoError(t, s.secureDelete(ctx, entry.Revision()), "already gone")
@@ -627,9 +707,10 @@ func TestSecureDeleteOfAMissingMessage(t *testing.T) {
 	assert.ErrorIs(t, denied.secureDelete(ctx, seq), jetstream.ErrMsgDeleteUnsuccessful, "deletes denied")
 }
 
-// TestWatch: an instance that watches forgets a key another instance
-// destroys (current and by id), and forgets every cached key when its
-// connection reconnects, since a notice may have been lost meanwhile.
+// TestWatch: an instance that watches forgets the keys another instance
+// destroys (the one it handed the person, and those it read by id), and
+// forgets every cached key when its connection reconnects, since a notice
+// may have been lost meanwhile.
 func TestWatch(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -640,35 +721,42 @@ func TestWatch(t *testing.T) {
 
 	id, _, err := s.EnsureDataKey(ctx, "acme", aliceKey)
 	require.NoError(t, err)
-	_, _, err = other.DataKey(ctx, "acme", aliceKey)
-	require.NoError(t, err)
 	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
 	require.NoError(t, err)
+	otherID, _, err := other.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
 
-	_, err = s.Destroy(ctx, "acme", aliceKey)
+	_, err = s.Destroy(ctx, "acme", aliceKey, []string{id, otherID})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, _, err := other.DataKey(ctx, "acme", aliceKey)
 		return errors.Is(err, ErrNoDataKey)
 	}, 5*time.Second, 10*time.Millisecond)
-	_, err = other.KeyByID(ctx, "acme", aliceKey, id)
-	assert.ErrorIs(t, err, ErrDestroyed)
+	for _, id := range []string{id, otherID} {
+		_, err = other.KeyByID(ctx, "acme", aliceKey, id)
+		assert.ErrorIs(t, err, ErrDestroyed)
+	}
+	newID, _, err := other.EnsureDataKey(ctx, "acme", aliceKey)
+	require.NoError(t, err)
+	assert.NotContains(t, []string{id, otherID}, newID, "a fresh key after the erasure")
 
 	// A key erased with no notice (as if it was lost) stays cached until
 	// the connection reconnects.
-	_, _, err = s.EnsureDataKey(ctx, "acme", bobKey)
+	bobID, _, err := s.EnsureDataKey(ctx, "acme", bobKey)
 	require.NoError(t, err)
-	_, _, err = other.DataKey(ctx, "acme", bobKey)
+	_, err = other.KeyByID(ctx, "acme", bobKey, bobID)
 	require.NoError(t, err)
-	_, err = s.erase(ctx, "dk.acme."+bobKey)
+	_, err = s.erase(ctx, poolKeyName(bobID))
 	require.NoError(t, err)
-	_, _, err = other.DataKey(ctx, "acme", bobKey)
+	_, err = other.KeyByID(ctx, "acme", bobKey, bobID)
 	require.NoError(t, err, "still cached")
 	require.NoError(t, other.js.Conn().ForceReconnect())
 	require.Eventually(t, func() bool {
-		_, _, err := other.DataKey(ctx, "acme", bobKey)
-		return errors.Is(err, ErrNoDataKey)
+		_, err := other.KeyByID(ctx, "acme", bobKey, bobID)
+		return errors.Is(err, ErrDestroyed)
 	}, 10*time.Second, 10*time.Millisecond)
+	_, _, err = other.DataKey(ctx, "acme", aliceKey)
+	assert.ErrorIs(t, err, ErrNoDataKey, "the key handed out is forgotten too")
 
 	stop()
 	_, _, err = s.EnsureDataKey(ctx, "acme", aliceKey)

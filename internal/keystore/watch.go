@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -12,8 +13,8 @@ import (
 // instances sharing the bucket to forget a person's key. No stream
 // captures it, so the notice is never stored; it carries the tenant, the
 // (keyed) subject key and the ids of the destroyed keys, separated by
-// spaces (the ids are for instances that cache keys by id; this one caches
-// by person).
+// spaces: an instance forgets the key it handed the person and the keys
+// of those ids it read.
 func (s *Store) forgetSubject() string { return "consent.keystore." + s.kv.Bucket() + ".forget" }
 
 // notifyForget tells other instances (Watch) that the person's key is
@@ -23,8 +24,9 @@ func (s *Store) notifyForget(tenant, subjectKey string, ids []string) {
 	_ = s.js.Conn().Publish(s.forgetSubject(), []byte(notice))
 }
 
-// Watch makes this store forget the keys that other instances destroy:
-// it listens for their notices and, because a notice sent while this
+// Watch makes this store forget the keys that other instances destroy
+// (the person's current key, and the keys of the destroyed ids): it
+// listens for their notices and, because a notice sent while this
 // connection was down is lost, forgets every cached data key whenever the
 // connection reconnects. Keys still cached in the moment between another
 // instance's Destroy and the notice's arrival remain usable; callers that
@@ -37,7 +39,8 @@ func (s *Store) Watch() (stop func(), err error) {
 		if len(fields) < 2 || checkPerson(fields[0], fields[1]) != nil {
 			return
 		}
-		s.Forget(fields[0], fields[1])
+		ids := slices.DeleteFunc(fields[2:], func(id string) bool { return !isHex32(id) })
+		s.forget(fields[0], fields[1], ids)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("keystore: watch: %w", err)
@@ -72,5 +75,9 @@ func (s *Store) forgetAll() {
 	for _, dk := range s.byCur {
 		clear(dk.key)
 	}
+	for _, dk := range s.byID {
+		clear(dk.key)
+	}
 	s.byCur = map[string]dataKey{}
+	s.byID = map[string]dataKey{}
 }

@@ -58,8 +58,8 @@ type SealedResult struct {
 	GrantCallers int
 	// ClearNew and SealedNew: grants of persons the ledger has not seen,
 	// through the service and the Go client, with group commit on a
-	// server that fsyncs every write; sealed, each makes the person's
-	// data key.
+	// server that fsyncs every write; sealed, each takes a data key of
+	// the key store's pool (made ahead, in batches).
 	ClearNew, SealedNew Run
 	// ClearKnown and SealedKnown: grants of new consents (a new purpose)
 	// of persons granted before, whose data keys the key store holds in

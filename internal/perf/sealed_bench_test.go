@@ -9,10 +9,11 @@ import (
 	"github.com/consentledger/consent/internal/keystore"
 )
 
-// BenchmarkEnsureDataKey makes the data keys of new persons from 64
-// callers, as the grants of new persons do in the sealed comparison, on a
-// server that fsyncs every write (consentd's default) and on one that
-// does not: what bounds a sealed grant of a new person.
+// BenchmarkEnsureDataKey hands data keys to new persons from 64 callers,
+// as the grants of new persons do in the sealed comparison, on a server
+// that fsyncs every write (consentd's default) and on one that does not:
+// with nothing else to do, the callers take keys as fast as the pool is
+// refilled, which bounds the rate of new persons' sealed grants.
 func BenchmarkEnsureDataKey(b *testing.B) {
 	for _, syncAlways := range []bool{true, false} {
 		b.Run(fmt.Sprintf("fsync=%t", syncAlways), func(b *testing.B) {
