@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -311,7 +312,7 @@ func (k *Checker) watchConnection() {
 
 // errDisconnected answers the checks of a Checker whose connection is
 // down: fail closed, at once.
-var errDisconnected = &Error{Code: 503, Description: "the checker's NATS connection is down; retry later"}
+var errDisconnected = &wire.Error{Code: 503, Description: "the checker's NATS connection is down; retry later"}
 
 // Stats returns the counters so far.
 func (k *Checker) Stats() CheckerStats {
@@ -501,13 +502,13 @@ func (k *Checker) taint(subj string, seq uint64) {
 // memory when it can: the fastest form of Check (no status is built). Its
 // errors are those of Check but for ErrConsentRequired: a consent that
 // does not allow the action is (false, nil).
-func (k *Checker) Allowed(ctx context.Context, q StatusQuery) (bool, error) {
+func (k *Checker) Allowed(ctx context.Context, q wire.StatusQuery) (bool, error) {
 	if c, required, ok := k.lookup(ctx, q); ok {
 		k.hits.Add(1)
 		return c.ViolationSeq == 0 && c.StateAt(k.now(&c)) == events.StateGranted && c.PolicyVersion >= required, nil
 	}
 	st, err := k.fill(ctx, q)
-	if errors.Is(err, ErrConsentRequired) {
+	if errors.Is(err, wire.ErrConsentRequired) {
 		return false, nil
 	}
 	return st.Allowed, err
@@ -519,7 +520,7 @@ func (k *Checker) Allowed(ctx context.Context, q StatusQuery) (bool, error) {
 // applied. With q.MinSeq beyond it, it waits for the stream (bounded by
 // ctx and DefaultMinSeqTimeout) and answers from memory once the stream is
 // there; only if that wait fails does it ask the service.
-func (k *Checker) Check(ctx context.Context, q StatusQuery) (events.Status, error) {
+func (k *Checker) Check(ctx context.Context, q wire.StatusQuery) (events.Status, error) {
 	if c, required, ok := k.lookup(ctx, q); ok {
 		k.hits.Add(1)
 		st := c.View(k.now(&c), required)
@@ -527,7 +528,7 @@ func (k *Checker) Check(ctx context.Context, q StatusQuery) (events.Status, erro
 		st.SubjectKey = c.SubjectKey
 		if !st.Allowed {
 			denied := st
-			return st, &Error{Code: 403, Description: consentRequired(st, required), Status: &denied}
+			return st, &wire.Error{Code: 403, Description: consentRequired(st, required), Status: &denied}
 		}
 		return st, nil
 	}
@@ -546,7 +547,7 @@ func (k *Checker) now(c *events.Consent) time.Time {
 // lookup returns the cached consent and the policy version it must have,
 // when the Checker can answer q from memory. A q.MinSeq the stream has not
 // reached yet is waited for first (bounded by DefaultMinSeqTimeout).
-func (k *Checker) lookup(ctx context.Context, q StatusQuery) (events.Consent, int, bool) {
+func (k *Checker) lookup(ctx context.Context, q wire.StatusQuery) (events.Consent, int, bool) {
 	if !k.connected.Load() {
 		return events.Consent{}, 0, false
 	}
@@ -588,7 +589,7 @@ func (k *Checker) lookup(ctx context.Context, q StatusQuery) (events.Consent, in
 // fill asks the service about q (with min_seq at least what the Checker
 // has applied) and caches the answer unless the stream has shown a newer
 // state meanwhile, which it then answers from.
-func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error) {
+func (k *Checker) fill(ctx context.Context, q wire.StatusQuery) (events.Status, error) {
 	k.fills.Add(1)
 	if err := q.Validate(); err != nil {
 		return events.Status{}, WireError(err)
@@ -611,7 +612,7 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	if known {
 		k.placeholder(key, pk)
 	}
-	ask := StatusQuery{Tenant: key.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose, MinSeq: max(q.MinSeq, k.applied.Load())}
+	ask := wire.StatusQuery{Tenant: key.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose, MinSeq: max(q.MinSeq, k.applied.Load())}
 	k.mu.Unlock()
 
 	var st events.Status
@@ -676,7 +677,7 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	out.SubjectKey = key.SubjectKey
 	if !out.Allowed {
 		denied := out
-		return out, &Error{Code: 403, Description: consentRequired(out, required), Status: &denied}
+		return out, &wire.Error{Code: 403, Description: consentRequired(out, required), Status: &denied}
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 )
 
 // SetPurpose records a change of the purpose registry
@@ -11,24 +12,24 @@ import (
 // ttl. Raising the policy version makes grants of older versions outdated
 // (not allowed) until the person consents again. A lower version than the
 // current one is refused with ErrConflict.
-func (c *Client) SetPurpose(ctx context.Context, cmd events.PurposeCommand) (PurposeReply, error) {
-	var r PurposeReply
-	err := c.call(ctx, SubjectPurposeSet, cmd, &r)
+func (c *Client) SetPurpose(ctx context.Context, cmd events.PurposeCommand) (wire.PurposeReply, error) {
+	var r wire.PurposeReply
+	err := c.call(ctx, wire.SubjectPurposeSet, cmd, &r)
 	return r, err
 }
 
 // GetPurpose returns one purpose of the registry (Registered false when it
 // was never set).
-func (c *Client) GetPurpose(ctx context.Context, q PurposeQuery) (events.Purpose, error) {
+func (c *Client) GetPurpose(ctx context.Context, q wire.PurposeQuery) (events.Purpose, error) {
 	var p events.Purpose
-	err := c.call(ctx, SubjectPurposeGet, q, &p)
+	err := c.call(ctx, wire.SubjectPurposeGet, q, &p)
 	return p, err
 }
 
 // ListPurposes returns the registered purposes of a tenant, ordered by
 // name.
-func (c *Client) ListPurposes(ctx context.Context, q PurposeListQuery) ([]events.Purpose, error) {
-	var l PurposeList
-	err := c.call(ctx, SubjectPurposeList, q, &l)
+func (c *Client) ListPurposes(ctx context.Context, q wire.PurposeListQuery) ([]events.Purpose, error) {
+	var l wire.PurposeList
+	err := c.call(ctx, wire.SubjectPurposeList, q, &l)
 	return l.Purposes, err
 }

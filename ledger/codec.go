@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 )
 
 // The codecs in this file are fast paths for the lookups' hot messages:
@@ -20,14 +21,14 @@ import (
 
 // decodeStatusQuery decodes a status or check request as
 // events.DecodeStrict does, with the same errors.
-func decodeStatusQuery(data []byte, q *StatusQuery) error {
+func decodeStatusQuery(data []byte, q *wire.StatusQuery) error {
 	return decodeStatusQueryText(data, string(data), q)
 }
 
 // decodeOwnedStatusQuery is decodeStatusQuery for a buffer handed over
 // with the call, as a request's payload is (see unmarshalOwnedStatus): q's
 // strings share data.
-func decodeOwnedStatusQuery(data []byte, q *StatusQuery) error {
+func decodeOwnedStatusQuery(data []byte, q *wire.StatusQuery) error {
 	return decodeStatusQueryText(data, ownedText(data), q)
 }
 
@@ -39,13 +40,13 @@ func ownedText(data []byte) string {
 
 // decodeStatusQueryText is decodeStatusQuery with text holding data's
 // bytes.
-func decodeStatusQueryText(data []byte, text string, q *StatusQuery) error {
+func decodeStatusQueryText(data []byte, text string, q *wire.StatusQuery) error {
 	if decodeStatusQueryFast(data, text, q) {
 		return nil
 	}
 	// Decoded into a variable of its own so that q, which the fast path
 	// only writes, does not escape to the heap.
-	var general StatusQuery
+	var general wire.StatusQuery
 	err := events.DecodeStrict(data, &general)
 	*q = general
 	return err
@@ -55,7 +56,7 @@ func decodeStatusQueryText(data []byte, text string, q *StatusQuery) error {
 // each at most once and spelled exactly, with plain strings and small
 // unsigned integers, its strings taken from text, which holds data's
 // bytes. It reports false, leaving q partly set, for anything else.
-func decodeStatusQueryFast(data []byte, text string, q *StatusQuery) bool {
+func decodeStatusQueryFast(data []byte, text string, q *wire.StatusQuery) bool {
 	p := scanner{b: data, s: text}
 	if !p.objectStart() {
 		return false
@@ -103,7 +104,7 @@ func decodeStatusQueryFast(data []byte, text string, q *StatusQuery) bool {
 }
 
 // appendStatusQuery appends q as json.Marshal writes it.
-func appendStatusQuery(dst []byte, q *StatusQuery) []byte {
+func appendStatusQuery(dst []byte, q *wire.StatusQuery) []byte {
 	dst = append(dst, '{')
 	if q.Tenant != "" {
 		dst = append(dst, `"tenant":`...)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -47,9 +48,9 @@ func TestDecodeStatusQueryMatchesDecodeStrict(t *testing.T) {
 	for _, in := range statusQuerySeeds {
 		t.Run(in, func(t *testing.T) { checkStatusQueryDecode(t, []byte(in)) })
 	}
-	var q StatusQuery
+	var q wire.StatusQuery
 	assert.True(t, decodeStatusQueryFast([]byte(statusQuerySeeds[1]), statusQuerySeeds[1], &q), "the plain shape takes the fast path")
-	assert.Equal(t, StatusQuery{Tenant: "acme", SubjectID: "p", Purpose: "x", MinSeq: 42, MinPolicyVersion: 3}, q)
+	assert.Equal(t, wire.StatusQuery{Tenant: "acme", SubjectID: "p", Purpose: "x", MinSeq: 42, MinPolicyVersion: 3}, q)
 }
 
 func FuzzDecodeStatusQuery(f *testing.F) {
@@ -60,9 +61,9 @@ func FuzzDecodeStatusQuery(f *testing.F) {
 }
 
 func checkStatusQueryDecode(t *testing.T, data []byte) {
-	var want StatusQuery
+	var want wire.StatusQuery
 	wantErr := events.DecodeStrict(data, &want)
-	var got, owned StatusQuery
+	var got, owned wire.StatusQuery
 	gotErr := decodeStatusQuery(data, &got)
 	require.Equal(t, wantErr, gotErr)
 	require.Equal(t, wantErr, decodeOwnedStatusQuery(bytes.Clone(data), &owned))

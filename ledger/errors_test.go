@@ -3,19 +3,19 @@ package ledger_test
 import (
 	"testing"
 
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 )
 
 func TestA403IsForbiddenOrConsentRequiredByItsDescription(t *testing.T) {
-	forbidden := &ledger.Error{Code: 403, Description: `forbidden: tenant "acme": your credentials are for tenant "globex" only`}
-	required := &ledger.Error{Code: 403, Description: "consent required: none"}
-	assert.ErrorIs(t, forbidden, ledger.ErrForbidden)
-	assert.NotErrorIs(t, forbidden, ledger.ErrConsentRequired)
-	assert.ErrorIs(t, required, ledger.ErrConsentRequired)
-	assert.NotErrorIs(t, required, ledger.ErrForbidden)
-	assert.ErrorIs(t, &ledger.Error{Code: 403}, ledger.ErrConsentRequired)
-	assert.NotErrorIs(t, &ledger.Error{Code: 409, Description: "forbidden"}, ledger.ErrForbidden)
-	assert.NotErrorIs(t, forbidden, &ledger.Error{Code: 403, Description: "something else"})
-	assert.ErrorIs(t, &ledger.Error{Code: 409, Description: "x"}, ledger.ErrConflict)
+	forbidden := &wire.Error{Code: 403, Description: `forbidden: tenant "acme": your credentials are for tenant "globex" only`}
+	required := &wire.Error{Code: 403, Description: "consent required: none"}
+	assert.ErrorIs(t, forbidden, wire.ErrForbidden)
+	assert.NotErrorIs(t, forbidden, wire.ErrConsentRequired)
+	assert.ErrorIs(t, required, wire.ErrConsentRequired)
+	assert.NotErrorIs(t, required, wire.ErrForbidden)
+	assert.ErrorIs(t, &wire.Error{Code: 403}, wire.ErrConsentRequired)
+	assert.NotErrorIs(t, &wire.Error{Code: 409, Description: "forbidden"}, wire.ErrForbidden)
+	assert.NotErrorIs(t, forbidden, &wire.Error{Code: 403, Description: "something else"})
+	assert.ErrorIs(t, &wire.Error{Code: 409, Description: "x"}, wire.ErrConflict)
 }

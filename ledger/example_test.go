@@ -13,6 +13,7 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -105,13 +106,13 @@ func Example() {
 	}
 	fmt.Println("recorded", grant.Event.Type, "at seq", grant.Seq)
 
-	st, err := client.Check(ctx, ledger.StatusQuery{SubjectID: "alice@example.com", Purpose: "marketing_email", MinSeq: grant.Seq})
+	st, err := client.Check(ctx, wire.StatusQuery{SubjectID: "alice@example.com", Purpose: "marketing_email", MinSeq: grant.Seq})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("marketing_email:", st.State, "allowed:", st.Allowed)
 
-	_, err = client.Check(ctx, ledger.StatusQuery{SubjectID: "alice@example.com", Purpose: "newsletter", MinSeq: grant.Seq})
+	_, err = client.Check(ctx, wire.StatusQuery{SubjectID: "alice@example.com", Purpose: "newsletter", MinSeq: grant.Seq})
 	fmt.Println("newsletter:", err)
 	// Output:
 	// recorded consent.granted at seq 1
@@ -132,8 +133,8 @@ func ExampleClient_Check() {
 		log.Fatal(err)
 	}
 
-	_, err = client.Check(ctx, ledger.StatusQuery{SubjectID: "bob", Purpose: "analytics", MinSeq: deny.Seq})
-	if we, ok := errors.AsType[*ledger.Error](err); ok && errors.Is(err, ledger.ErrConsentRequired) {
+	_, err = client.Check(ctx, wire.StatusQuery{SubjectID: "bob", Purpose: "analytics", MinSeq: deny.Seq})
+	if we, ok := errors.AsType[*wire.Error](err); ok && errors.Is(err, wire.ErrConsentRequired) {
 		fmt.Println("do not track bob:", we.Status.State, "since seq", we.Status.Seq)
 	}
 	// Output:
@@ -166,7 +167,7 @@ func ExampleClient_Grant() {
 	fmt.Println("retry appended nothing:", retry.Duplicate, retry.Seq == first.Seq)
 
 	_, err = client.Grant(ctx, events.Command{SubjectID: "carol", Purpose: "newsletter", ExpectedSeq: &none})
-	fmt.Println("stale expected_seq is a conflict:", errors.Is(err, ledger.ErrConflict))
+	fmt.Println("stale expected_seq is a conflict:", errors.Is(err, wire.ErrConflict))
 
 	granted, err := client.Grant(ctx, events.Command{SubjectID: "carol", Purpose: "newsletter", ExpectedSeq: &first.Seq})
 	if err != nil {
@@ -174,8 +175,8 @@ func ExampleClient_Grant() {
 	}
 	fmt.Println(granted.Status.State, "at seq", granted.Seq, "chained to the request:", granted.Event.PrevHash == first.Event.Hash)
 
-	_, err = client.Status(ctx, ledger.StatusQuery{SubjectID: "carol", Purpose: "News Letter"})
-	fmt.Println(errors.Is(err, ledger.ErrBadRequest), err)
+	_, err = client.Status(ctx, wire.StatusQuery{SubjectID: "carol", Purpose: "News Letter"})
+	fmt.Println(errors.Is(err, wire.ErrBadRequest), err)
 	// Output:
 	// retry appended nothing: true true
 	// stale expected_seq is a conflict: true

@@ -4,14 +4,9 @@ import (
 	"context"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
-
-// SubjectQuarantine is the operator's endpoint that gets a consent past a
-// message that failed the integrity checks: request events.Quarantine,
-// reply Reply (the consent.quarantined event, its seq and the status it
-// leads to). See Ledger.Quarantine.
-const SubjectQuarantine = "consent.v1.admin.quarantine"
 
 // adminEndpoints are the operator's: admin.quarantine, admin.erase and
 // the legal holds (admin.hold.set, admin.hold.release, admin.hold.list).
@@ -105,8 +100,8 @@ func (s *Service) handleQuarantine(req micro.Request) {
 // a message that failed the integrity checks. Errors are *Error: 400 for a
 // request that names no such violation, 409 when the consent changed
 // meanwhile.
-func (c *Client) Quarantine(ctx context.Context, q events.Quarantine) (Reply, error) {
-	var r Reply
-	err := c.call(ctx, SubjectQuarantine, q, &r)
+func (c *Client) Quarantine(ctx context.Context, q events.Quarantine) (wire.Reply, error) {
+	var r wire.Reply
+	err := c.call(ctx, wire.SubjectQuarantine, q, &r)
 	return r, err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -41,7 +42,7 @@ func BenchmarkStatusLookup(b *testing.B) {
 	l := ledger.New(js, stream, ledger.Options{})
 
 	const people = 100
-	queries := make([]ledger.StatusQuery, people)
+	queries := make([]wire.StatusQuery, people)
 	var last uint64
 	for i := range queries {
 		subjectID := "person-" + strconv.Itoa(i) + "@example.com"
@@ -50,7 +51,7 @@ func BenchmarkStatusLookup(b *testing.B) {
 			b.Fatal(err)
 		}
 		last = r.Seq
-		queries[i] = ledger.StatusQuery{SubjectID: subjectID, Purpose: "marketing_email"}
+		queries[i] = wire.StatusQuery{SubjectID: subjectID, Purpose: "marketing_email"}
 	}
 
 	idx := runIndex(b, js)

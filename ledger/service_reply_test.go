@@ -9,6 +9,7 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -57,8 +58,8 @@ func TestCommandReplyStatusIsWhatCheckAnswers(t *testing.T) {
 			reply, err := command(t, c, step.kind, cmd)
 			require.NoError(t, err, "step %d: %s", i, step.kind)
 
-			checked, err := c.Check(stepCtx(t), ledger.StatusQuery{SubjectID: subject, Purpose: purpose, MinSeq: reply.Seq})
-			if errors.Is(err, ledger.ErrConsentRequired) {
+			checked, err := c.Check(stepCtx(t), wire.StatusQuery{SubjectID: subject, Purpose: purpose, MinSeq: reply.Seq})
+			if errors.Is(err, wire.ErrConsentRequired) {
 				assert.False(t, reply.Status.Allowed, "step %d: check says consent required, the reply must not say allowed", i)
 			} else {
 				require.NoError(t, err, "step %d", i)
@@ -71,7 +72,7 @@ func TestCommandReplyStatusIsWhatCheckAnswers(t *testing.T) {
 }
 
 // command sends cmd as a command of the given kind through the client.
-func command(t *testing.T, c *ledger.Client, kind events.Kind, cmd events.Command) (ledger.Reply, error) {
+func command(t *testing.T, c *ledger.Client, kind events.Kind, cmd events.Command) (wire.Reply, error) {
 	switch kind {
 	case events.KindRequest:
 		return c.Request(stepCtx(t), cmd)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 )
@@ -300,7 +301,7 @@ func (w *Watcher) startDurable(ctx context.Context) error {
 // durableError makes a 409 of openDurable (from this client or from the
 // service) match ErrDurableMismatch.
 func durableError(err error) error {
-	if we, ok := errors.AsType[*Error](err); ok && we.Code == 409 && strings.Contains(we.Description, ErrDurableMismatch.Error()) {
+	if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == 409 && strings.Contains(we.Description, ErrDurableMismatch.Error()) {
 		return fmt.Errorf("%w: %s", ErrDurableMismatch, we.Description)
 	}
 	return err
@@ -311,7 +312,7 @@ func durableError(err error) error {
 // the service names: js.Consumer (CONSUMER.INFO) and Messages
 // (CONSUMER.MSG.NEXT, $JS.ACK), nothing else of the JetStream API.
 func (w *Watcher) startFeed(ctx context.Context, startSeq uint64) error {
-	q := FeedOpenRequest{Tenant: w.opts.Tenant, Purposes: w.opts.Purposes, Durable: w.opts.Durable,
+	q := wire.FeedOpenRequest{Tenant: w.opts.Tenant, Purposes: w.opts.Purposes, Durable: w.opts.Durable,
 		StartSeq: startSeq, MaxAckPending: w.opts.MaxAckPending}
 	if startSeq == 0 && !w.opts.StartTime.IsZero() {
 		t := w.opts.StartTime
@@ -320,8 +321,8 @@ func (w *Watcher) startFeed(ctx context.Context, startSeq uint64) error {
 	if w.opts.AckWait > 0 {
 		q.AckWait = w.opts.AckWait.String()
 	}
-	var r FeedOpenReply
-	if err := w.client.call(ctx, SubjectFeedOpen, q, &r); err != nil {
+	var r wire.FeedOpenReply
+	if err := w.client.call(ctx, wire.SubjectFeedOpen, q, &r); err != nil {
 		return durableError(err)
 	}
 	js, err := jetstream.NewWithAPIPrefix(w.client.nc, r.APIPrefix)
@@ -495,9 +496,9 @@ func (w *Watcher) preload(ctx context.Context, firstSeq uint64) error {
 
 // preloadFeed is preload through the service (consent.v1.feed.purposes).
 func (w *Watcher) preloadFeed(ctx context.Context, firstSeq uint64) error {
-	var r FeedPurposesReply
-	q := FeedPurposesRequest{Tenant: w.opts.Tenant, Purposes: w.opts.Purposes, UpToSeq: firstSeq - 1}
-	if err := w.client.call(ctx, SubjectFeedPurposes, q, &r); err != nil {
+	var r wire.FeedPurposesReply
+	q := wire.FeedPurposesRequest{Tenant: w.opts.Tenant, Purposes: w.opts.Purposes, UpToSeq: firstSeq - 1}
+	if err := w.client.call(ctx, wire.SubjectFeedPurposes, q, &r); err != nil {
 		return fmt.Errorf("consent: watch: read the purpose registry: %w", err)
 	}
 	for _, m := range r.Messages {

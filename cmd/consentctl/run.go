@@ -18,6 +18,7 @@ import (
 
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 )
 
@@ -341,7 +342,7 @@ func (e *env) fail(err error) int {
 		fmt.Fprintf(e.stderr, "  Nothing answers the consent service at %s: start consentd, or point --server at the NATS server where it runs.\n", e.g.server)
 	case errors.Is(err, context.DeadlineExceeded):
 		fmt.Fprintf(e.stderr, "  No answer within %s; try again, or raise --timeout.\n", e.g.timeout)
-	case errors.Is(err, ledger.ErrUnavailable) && passes(err):
+	case errors.Is(err, wire.ErrUnavailable) && passes(err):
 		fmt.Fprintln(e.stderr, "  The service is not ready; try again in a moment.")
 	}
 	return exitError
@@ -352,7 +353,7 @@ func (e *env) fail(err error) int {
 // is configured otherwise (receipts without a signing key, no purpose
 // registry), which the description says and a retry does not change.
 func passes(err error) bool {
-	var we *ledger.Error
+	var we *wire.Error
 	if !errors.As(err, &we) {
 		return true
 	}

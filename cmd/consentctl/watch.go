@@ -11,6 +11,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // watchCommand prints consent changes live, as the Go client's Watch
@@ -31,7 +32,7 @@ func watchCommand() command {
 			fs.Uint64Var(&opts.StartSeq, "from-seq", 0, "start at stream sequence `SEQ` (default: only new changes)")
 			fs.Var(&since, "since", "start at the first change stored at or after `TIME` (RFC 3339)")
 			fs.StringVar(&opts.Durable, "durable", "", "resume the durable watch `NAME`: after a restart it continues where it stopped (each printed change is acknowledged)")
-			fs.StringVar(&stream, "stream", ledger.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
+			fs.StringVar(&stream, "stream", wire.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
 			fs.BoolVar(&viaFeed, "service-feed", true, "let consentd open the consumer (consent.v1.feed.open), as every user of an authenticated consentd needs (no client account has JetStream); --service-feed=false creates it with the connection's own JetStream API (consentd --insecure-no-auth, or a NATS deployment whose users reach the stream)")
 			fs.IntVar(&count, "count", 0, "stop after `N` changes (default: run until interrupted)")
 			fs.DurationVar(&forTime, "for", 0, "stop after `DURATION` (default: run until interrupted)")

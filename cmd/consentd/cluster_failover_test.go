@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -19,14 +20,14 @@ import (
 func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	h := startClusterHarness(t, 2)
 	js := h.jetStream()
-	stream, err := js.Stream(t.Context(), ledger.DefaultStream)
+	stream, err := js.Stream(t.Context(), wire.DefaultStream)
 	require.NoError(t, err)
 	require.Equal(t, 3, stream.CachedInfo().Config.Replicas)
 
 	// The writers connect to the node that leads the stream, so that its
 	// loss also loses the replies to the commands in flight: their
 	// retries must come back as duplicates, never as second events.
-	leader := h.cluster.StreamLeader(ledger.DefaultStream)
+	leader := h.cluster.StreamLeader(wire.DefaultStream)
 	const writers = 4
 	load := newWriteLoad("load", writers, 8)
 	var clients []*ledger.Client
@@ -38,7 +39,7 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 
 	const before, after = 100, 100
 	load.waitForAcks(t, before, 30*time.Second)
-	require.Equal(t, leader, h.cluster.StreamLeader(ledger.DefaultStream), "the stream leader moved under load")
+	require.Equal(t, leader, h.cluster.StreamLeader(wire.DefaultStream), "the stream leader moved under load")
 	metaLeader := -1
 	for i := range h.cluster.Size() {
 		if h.cluster.Node(i).JetStreamIsLeader() {
@@ -77,7 +78,7 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	load.waitForAcks(t, ackedAtKill+after, 60*time.Second)
 	stopLoad()
 	h.stopServices()
-	newLeader := h.cluster.StreamLeader(ledger.DefaultStream)
+	newLeader := h.cluster.StreamLeader(wire.DefaultStream)
 	assert.NotEqual(t, leader, newLeader)
 
 	acks := load.snapshot()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/assert"
@@ -72,7 +73,7 @@ func (l *hotLoad) write(ctx context.Context, w int, client *ledger.Client) {
 		for attempts := 1; ; attempts++ {
 			sent := time.Now()
 			callCtx, cancel := context.WithTimeout(ctx, l.callTimeout)
-			var reply ledger.Reply
+			var reply wire.Reply
 			var err error
 			if kind == events.KindGrant {
 				reply, err = client.Grant(callCtx, cmd)
@@ -80,7 +81,7 @@ func (l *hotLoad) write(ctx context.Context, w int, client *ledger.Client) {
 				reply, err = client.Revoke(callCtx, cmd)
 			}
 			cancel()
-			var we *ledger.Error
+			var we *wire.Error
 			if err == nil || (errors.As(err, &we) && we.Code == 409) {
 				l.mu.Lock()
 				l.answers = append(l.answers, time.Now())
@@ -156,7 +157,7 @@ func (p *lookupProbe) run(ctx context.Context, client *ledger.Client, key events
 	p.mu.Unlock()
 	for ctx.Err() == nil {
 		callCtx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
-		_, err := client.Status(callCtx, ledger.StatusQuery{SubjectID: key.SubjectID, Purpose: key.Purpose})
+		_, err := client.Status(callCtx, wire.StatusQuery{SubjectID: key.SubjectID, Purpose: key.Purpose})
 		cancel()
 		now := time.Now()
 		p.mu.Lock()
@@ -195,10 +196,10 @@ func TestClusterFailoverAfterSIGKILLOfTheStreamLeader(t *testing.T) {
 	instances := []*Main{runOnProcessCluster(t, c, t.TempDir()), runOnProcessCluster(t, c, t.TempDir())}
 	admin := c.connect(0, "admin")
 	js, _ := ledgerStream(t, admin)
-	leader := c.streamLeader(admin, ledger.DefaultStream)
+	leader := c.streamLeader(admin, wire.DefaultStream)
 	survivor := (leader + 1) % 3
 	watch := c.connect(survivor, "watch")
-	elected := leaderElected(t, watch, ledger.DefaultStream)
+	elected := leaderElected(t, watch, wire.DefaultStream)
 
 	load := newHotLoad(8)
 	var clients []*ledger.Client
@@ -370,7 +371,7 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	first := runOnProcessCluster(t, c, dataDir)
 	client := ledger.NewClient(c.connect(0, "writer"), ledger.ClientOptions{Timeout: time.Second})
 	cmd := events.Command{SubjectID: "restart@example.com", Purpose: "newsletter", Actor: "test"}
-	key := ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose}
+	key := wire.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose}
 	_, err := client.Grant(t.Context(), cmd)
 	require.NoError(t, err)
 	revoked, err := client.Revoke(t.Context(), cmd)
@@ -394,7 +395,7 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if r, _ := probeIndex(t.Context(), watch, ledger.DefaultStream, revoked.Seq); r == probeCurrent {
+			if r, _ := probeIndex(t.Context(), watch, wire.DefaultStream, revoked.Seq); r == probeCurrent {
 				replicaAnswers <- time.Now()
 				return
 			}
@@ -422,18 +423,18 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	assert.Equal(t, events.StateRevoked, st.State)
 	assert.Equal(t, revoked.Seq, st.IndexSeq)
 	_, err = client.Check(t.Context(), key)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired, "a revoked consent is not allowed")
+	require.ErrorIs(t, err, wire.ErrConsentRequired, "a revoked consent is not allowed")
 	cmd.IdempotencyKey = "after-restart"
 	_, err = client.Grant(t.Context(), cmd)
 	require.ErrorIs(t, err, nats.ErrNoResponders, "no commands without a leader")
 	waitCtx, cancel := context.WithTimeout(t.Context(), 2*ledger.DefaultMinSeqTimeout)
 	defer cancel()
-	_, err = client.Status(waitCtx, ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: revoked.Seq + 1})
-	require.ErrorIs(t, err, ledger.ErrUnavailable, "a min_seq beyond the index is not answered without a leader")
+	_, err = client.Status(waitCtx, wire.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: revoked.Seq + 1})
+	require.ErrorIs(t, err, wire.ErrUnavailable, "a min_seq beyond the index is not answered without a leader")
 
 	newLeader := restartAll(t, c, watch)
 	require.Eventually(t, func() bool {
-		return slices.ContainsFunc(m.service.Info().Endpoints, func(e micro.EndpointInfo) bool { return e.Subject == ledger.SubjectGrant })
+		return slices.ContainsFunc(m.service.Info().Endpoints, func(e micro.EndpointInfo) bool { return e.Subject == wire.SubjectGrant })
 	}, 30*time.Second, time.Millisecond, "commands not served")
 	commandsServed := time.Since(newLeader.at)
 	// A command's reply carries its status, judged once the index has
@@ -530,7 +531,7 @@ func startNoLeader(t *testing.T, c *processCluster, dataDir string) (*noLeaderSt
 func killQuorum(t *testing.T, c *processCluster, admin *nats.Conn) int {
 	t.Helper()
 	waitStreamCurrent(t, admin, 0)
-	leader := c.streamLeader(admin, ledger.DefaultStream)
+	leader := c.streamLeader(admin, wire.DefaultStream)
 	kept := (leader + 1) % 3
 	for i := range 3 {
 		if i != kept {
@@ -565,7 +566,7 @@ func waitStreamCurrent(t *testing.T, nc *nats.Conn, lastSeq uint64) {
 // leader (the LEADER_ELECTED advisory, through watch).
 func restartAll(t *testing.T, c *processCluster, watch *nats.Conn) electedLeader {
 	t.Helper()
-	elected := leaderElected(t, watch, ledger.DefaultStream)
+	elected := leaderElected(t, watch, wire.DefaultStream)
 	for i := range 3 {
 		if c.procs[i] == nil {
 			c.Start(i)
@@ -583,9 +584,9 @@ func restartAll(t *testing.T, c *processCluster, watch *nats.Conn) electedLeader
 
 // writeUntilAnswered sends cmd as a grant (with its idempotency key, so a
 // retry lands once) until it is answered.
-func writeUntilAnswered(t *testing.T, client *ledger.Client, cmd events.Command) ledger.Reply {
+func writeUntilAnswered(t *testing.T, client *ledger.Client, cmd events.Command) wire.Reply {
 	t.Helper()
-	var reply ledger.Reply
+	var reply wire.Reply
 	require.Eventually(t, func() bool {
 		var err error
 		reply, err = client.Grant(t.Context(), cmd)

@@ -10,6 +10,7 @@ import (
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -53,7 +54,7 @@ func auditStream(t *testing.T, js jetstream.JetStream, open ...func(*events.Even
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	stream, err := js.Stream(ctx, ledger.DefaultStream)
+	stream, err := js.Stream(ctx, wire.DefaultStream)
 	require.NoError(t, err)
 	info, err := stream.Info(ctx)
 	require.NoError(t, err)
@@ -195,7 +196,7 @@ func waitIndex(t *testing.T, idx *projector.Index, seq uint64) {
 func (a *streamAudit) assertStatusesMatch(t *testing.T, client *ledger.Client) {
 	t.Helper()
 	for key, want := range a.fold {
-		st, err := client.Status(t.Context(), ledger.StatusQuery{Tenant: key.Tenant, SubjectID: key.SubjectID, Purpose: key.Purpose, MinSeq: a.lastSeq})
+		st, err := client.Status(t.Context(), wire.StatusQuery{Tenant: key.Tenant, SubjectID: key.SubjectID, Purpose: key.Purpose, MinSeq: a.lastSeq})
 		require.NoError(t, err, "consent %v", key)
 		assert.Equal(t, want.State, st.State, "consent %v", key)
 		assert.Equal(t, want.Seq, st.Seq, "consent %v", key)

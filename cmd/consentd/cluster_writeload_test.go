@@ -12,6 +12,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // ack is one acknowledged command of a write load.
@@ -118,7 +119,7 @@ func (l *writeLoad) write(ctx context.Context, w *loadWriter, client *ledger.Cli
 			attempts++
 			sent := time.Now()
 			callCtx, cancel := context.WithTimeout(ctx, l.callTimeout)
-			var reply ledger.Reply
+			var reply wire.Reply
 			var err error
 			if w.pendKind == events.KindGrant {
 				reply, err = client.Grant(callCtx, *w.pending)
@@ -161,7 +162,7 @@ func (l *writeLoad) record(a ack) {
 
 func (l *writeLoad) fail(err error) {
 	reason := err.Error()
-	var we *ledger.Error
+	var we *wire.Error
 	switch {
 	case errors.As(err, &we):
 		reason = fmt.Sprintf("%d %s", we.Code, we.Description)

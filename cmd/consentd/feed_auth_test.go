@@ -11,6 +11,7 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -22,7 +23,7 @@ import (
 type tenantUser struct {
 	nc     *nats.Conn
 	client *ledger.Client
-	creds  ledger.UserCreds
+	creds  wire.UserCreds
 	errs   chan error
 }
 
@@ -31,7 +32,7 @@ type tenantUser struct {
 // consentd on the same port).
 func addTenantUser(t *testing.T, admin *ledger.Client, url, name, role, tenant string) *tenantUser {
 	t.Helper()
-	creds, err := admin.AddUser(stepContext(t), ledger.UserRequest{Name: name, Role: role, Tenant: tenant})
+	creds, err := admin.AddUser(stepContext(t), wire.UserRequest{Name: name, Role: role, Tenant: tenant})
 	require.NoError(t, err)
 	opts, err := auth.ConnectOptions([]byte(creds.Creds))
 	require.NoError(t, err)
@@ -140,7 +141,7 @@ func TestSubscriberFeedAcrossAccounts(t *testing.T) {
 	mailer.requirePublishRefused(t, auth.FeedAPIPrefix+".CONSUMER.CREATE.CONSENT")
 	// Nor can acme's subscriber open a feed of globex.
 	_, err = mailer.client.Watch(stepContext(t), ledger.WatchOptions{Tenant: "globex"})
-	var le *ledger.Error
+	var le *wire.Error
 	require.ErrorAs(t, err, &le)
 	assert.Equal(t, 403, le.Code)
 	assert.Contains(t, le.Description, `forbidden: tenant "globex": your credentials are for tenant "acme" only`)
@@ -216,9 +217,9 @@ func TestCheckerInTenantAccount(t *testing.T) {
 	k, err := ledger.NewChecker(stepContext(t), reader.client, ledger.CheckerOptions{Tenant: "acme"})
 	require.NoError(t, err)
 	t.Cleanup(k.Close)
-	q := ledger.StatusQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"}
+	q := wire.StatusQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"}
 	_, err = k.Check(stepContext(t), q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired, "a fill through the service")
+	require.ErrorIs(t, err, wire.ErrConsentRequired, "a fill through the service")
 
 	granted, err := writer.client.Grant(stepContext(t), events.Command{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
@@ -236,13 +237,13 @@ func TestCheckerInTenantAccount(t *testing.T) {
 	require.Greater(t, revoked.Seq, other.Seq)
 	require.NoError(t, k.WaitSeq(stepContext(t), revoked.Seq))
 	_, err = k.Check(stepContext(t), q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	stats := k.Stats()
 	assert.Positive(t, stats.Hits, "answered from memory")
 
 	// Another tenant's consents are not this account's to look up.
-	_, err = k.Check(stepContext(t), ledger.StatusQuery{Tenant: "globex", SubjectID: "alice", Purpose: "newsletter"})
-	var le *ledger.Error
+	_, err = k.Check(stepContext(t), wire.StatusQuery{Tenant: "globex", SubjectID: "alice", Purpose: "newsletter"})
+	var le *wire.Error
 	require.ErrorAs(t, err, &le)
 	assert.True(t, strings.Contains(le.Description, "acme"), le.Description)
 }

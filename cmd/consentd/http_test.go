@@ -12,6 +12,7 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
@@ -126,7 +127,7 @@ func TestConsentdMetricsCountWhatItDid(t *testing.T) {
 	alice := events.Command{SubjectID: "alice@example.com", Purpose: "marketing_email"}
 	waited := make(chan events.Status, 1)
 	go func() {
-		st, err := client.Status(ctx, ledger.StatusQuery{SubjectID: alice.SubjectID, Purpose: alice.Purpose, MinSeq: 1})
+		st, err := client.Status(ctx, wire.StatusQuery{SubjectID: alice.SubjectID, Purpose: alice.Purpose, MinSeq: 1})
 		assert.NoError(t, err)
 		waited <- st
 	}()
@@ -139,8 +140,8 @@ func TestConsentdMetricsCountWhatItDid(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the lookup waiting for min_seq 1 was not answered")
 	}
-	_, err = client.Check(ctx, ledger.StatusQuery{SubjectID: "bob@example.com", Purpose: "marketing_email"})
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	_, err = client.Check(ctx, wire.StatusQuery{SubjectID: "bob@example.com", Purpose: "marketing_email"})
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 
 	after := scrape(t, m)
 	assert.Equal(t, map[string]float64{

@@ -12,6 +12,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -147,7 +148,7 @@ func TestExpiryOnceWithTwoConsentd(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond)
 	assert.Equal(t, uint64(grants), a.expirer.Stats().Appended+b.expirer.Stats().Appended)
 	for i := range grants {
-		h, err := client.History(stepContext(t), ledger.HistoryQuery{SubjectID: fmt.Sprintf("p%d", i), Purpose: "trial"})
+		h, err := client.History(stepContext(t), wire.HistoryQuery{SubjectID: fmt.Sprintf("p%d", i), Purpose: "trial"})
 		require.NoError(t, err)
 		require.Len(t, h.Events, 2)
 		assert.Equal(t, events.TypeExpired, h.Events[1].Event.Type)

@@ -21,6 +21,7 @@ import (
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // feedEnv is an authority, a server trusting it, and in SVC the stream, a
@@ -55,7 +56,7 @@ func startFeed(t *testing.T) *feedEnv {
 	return &feedEnv{env: &env{a: a, s: s, svc: svc}, js: js, ledger: ledger.New(js, stream, ledger.Options{})}
 }
 
-func (e *feedEnv) append(t *testing.T, kind events.Kind, tenant, subject string) ledger.Reply {
+func (e *feedEnv) append(t *testing.T, kind events.Kind, tenant, subject string) wire.Reply {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -120,7 +121,7 @@ func TestSubscriberDurableFeedResumesAfterTheLastAck(t *testing.T) {
 	assert.Equal(t, g2.Seq, ch.Seq)
 	require.NoError(t, ch.Ack(feedCtx(t)))
 
-	info, err := e.js.Consumer(feedCtx(t), ledger.DefaultStream, ledger.FeedConsumerName("acme", "mailer"))
+	info, err := e.js.Consumer(feedCtx(t), wire.DefaultStream, wire.FeedConsumerName("acme", "mailer"))
 	require.NoError(t, err)
 	ci, err := info.Info(feedCtx(t))
 	require.NoError(t, err)
@@ -167,7 +168,7 @@ func TestSubscriberCannotOpenOrReadAnotherTenantsFeed(t *testing.T) {
 	c := acme.feedClient()
 	for _, opts := range []ledger.WatchOptions{{Tenant: "globex"}, {Tenant: "globex", Durable: "mailer"}, {Tenant: "*"}} {
 		_, err := c.Watch(feedCtx(t), opts)
-		var we *ledger.Error
+		var we *wire.Error
 		require.ErrorAs(t, err, &we, "%+v", opts)
 		assert.Equal(t, 403, we.Code)
 		assert.Contains(t, we.Description, "tenant")
@@ -186,28 +187,28 @@ func TestSubscriberCannotOpenOrReadAnotherTenantsFeed(t *testing.T) {
 		t.Cleanup(cancel)
 		return ctx
 	}
-	_, err = ajs.Consumer(short(), ledger.DefaultStream, ledger.FeedConsumerName("globex", "mailer"))
+	_, err = ajs.Consumer(short(), wire.DefaultStream, wire.FeedConsumerName("globex", "mailer"))
 	assert.True(t, errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders), "%v", err)
-	_, err = ajs.CreateConsumer(short(), ledger.DefaultStream, jetstream.ConsumerConfig{FilterSubjects: []string{"consent.events.globex.>"}})
+	_, err = ajs.CreateConsumer(short(), wire.DefaultStream, jetstream.ConsumerConfig{FilterSubjects: []string{"consent.events.globex.>"}})
 	assert.Error(t, err)
-	_, err = ajs.Stream(short(), ledger.DefaultStream)
+	_, err = ajs.Stream(short(), wire.DefaultStream)
 	assert.Error(t, err)
-	_, err = acme.nc.Request(auth.FeedAPIPrefix+".CONSUMER.MSG.NEXT."+ledger.DefaultStream+"."+ledger.FeedConsumerName("globex", "mailer"), []byte(`{"batch":1}`), 500*time.Millisecond)
+	_, err = acme.nc.Request(auth.FeedAPIPrefix+".CONSUMER.MSG.NEXT."+wire.DefaultStream+"."+wire.FeedConsumerName("globex", "mailer"), []byte(`{"batch":1}`), 500*time.Millisecond)
 	assert.ErrorIs(t, err, nats.ErrNoResponders)
 	// The default API is the server's "JetStream not enabled".
 	djs, err := jetstream.New(acme.nc)
 	require.NoError(t, err)
-	_, err = djs.Stream(short(), ledger.DefaultStream)
+	_, err = djs.Stream(short(), wire.DefaultStream)
 	assert.Error(t, err)
 
 	// Straight to SVC's API or another role's subjects: permission errors.
 	for _, subj := range []string{
-		"$JS.API.CONSUMER.CREATE." + ledger.DefaultStream,
-		"$JS.API.STREAM.INFO." + ledger.DefaultStream,
-		"$JS.API.CONSUMER.MSG.NEXT." + ledger.DefaultStream + "." + ledger.FeedConsumerName("globex", "mailer"),
-		auth.FeedAPIPrefix + ".CONSUMER.CREATE." + ledger.DefaultStream,
-		auth.FeedAPIPrefix + ".STREAM.INFO." + ledger.DefaultStream,
-		ledger.SubjectGrant, ledger.SubjectHistory,
+		"$JS.API.CONSUMER.CREATE." + wire.DefaultStream,
+		"$JS.API.STREAM.INFO." + wire.DefaultStream,
+		"$JS.API.CONSUMER.MSG.NEXT." + wire.DefaultStream + "." + wire.FeedConsumerName("globex", "mailer"),
+		auth.FeedAPIPrefix + ".CONSUMER.CREATE." + wire.DefaultStream,
+		auth.FeedAPIPrefix + ".STREAM.INFO." + wire.DefaultStream,
+		wire.SubjectGrant, wire.SubjectHistory,
 		"consent.events.acme.marketing.x",
 	} {
 		acme.denyPublish(t, subj)
@@ -255,7 +256,7 @@ func TestGoneEphemeralFeedsLoseTheirImports(t *testing.T) {
 
 	// The server deletes the ephemeral consumer (here at once, as after
 	// its InactiveThreshold).
-	stream, err := e.js.Stream(feedCtx(t), ledger.DefaultStream)
+	stream, err := e.js.Stream(feedCtx(t), wire.DefaultStream)
 	require.NoError(t, err)
 	var gone string
 	for name := range stream.ConsumerNames(feedCtx(t)).Name() {
@@ -292,7 +293,7 @@ func TestAllTenantsSubscriberWatchesEveryTenant(t *testing.T) {
 		assert.Equal(t, want, ch.Seq)
 		require.NoError(t, ch.Ack(feedCtx(t)))
 	}
-	_, err = e.js.Consumer(feedCtx(t), ledger.DefaultStream, ledger.FeedConsumerName(auth.AllTenantsToken, "ops"))
+	_, err = e.js.Consumer(feedCtx(t), wire.DefaultStream, wire.FeedConsumerName(auth.AllTenantsToken, "ops"))
 	assert.NoError(t, err)
 }
 

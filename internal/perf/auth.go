@@ -11,6 +11,7 @@ import (
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -82,10 +83,10 @@ func Auth(ctx context.Context, cfg AuthConfig) (AuthResult, error) {
 	}
 	defer secure.close()
 
-	queries := make([]ledger.StatusQuery, min(cfg.Consents, 1000))
+	queries := make([]wire.StatusQuery, min(cfg.Consents, 1000))
 	for i := range queries {
 		k := consentKey(i)
-		queries[i] = ledger.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
+		queries[i] = wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
 	}
 	// Both stacks must answer a check of a granted consent, and a grant,
 	// before they are timed.

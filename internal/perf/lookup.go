@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -86,10 +87,10 @@ func Lookups(ctx context.Context, cfg LookupConfig) ([]LookupResult, error) {
 		return nil, err
 	}
 	client := ledger.NewClient(clientConn, ledger.ClientOptions{})
-	queries := make([]ledger.StatusQuery, min(cfg.Consents, 1000))
+	queries := make([]wire.StatusQuery, min(cfg.Consents, 1000))
 	for i := range queries {
 		k := consentKey(i)
-		queries[i] = ledger.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
+		queries[i] = wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
 	}
 	echoBody := []byte(`{"tenant":"acme","subject":"person-1@example.com","purpose":"marketing_email"}`)
 

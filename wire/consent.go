@@ -1,8 +1,6 @@
-package ledger
+package wire
 
 import (
-	"time"
-
 	"encoding/json"
 
 	"github.com/consentledger/consent/events"
@@ -19,6 +17,9 @@ const (
 	SubjectList    = "consent.v1.list"
 	SubjectHistory = "consent.v1.history"
 )
+
+// DefaultStream is the name of the stream that holds the audit trail.
+const DefaultStream = "CONSENT"
 
 // ServiceName is the name the micro service registers under.
 const ServiceName = "consent"
@@ -160,7 +161,6 @@ type Record struct {
 	Seq       uint64           `json:"seq"`
 	Event     *events.Event    `json:"event,omitempty"`
 	Violation *RecordViolation `json:"violation,omitempty"`
-	stored    time.Time        // when the stream stored a violation's message (StatusAt)
 }
 
 // RecordViolation is the integrity check a history's message failed
