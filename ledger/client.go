@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/wirecodec"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -114,11 +115,11 @@ func (c *Client) Check(ctx context.Context, q wire.StatusQuery) (events.Status, 
 func (c *Client) status(ctx context.Context, subj string, q *wire.StatusQuery) (events.Status, error) {
 	var buf [256]byte
 	var st events.Status
-	msg, err := c.exchange(ctx, subj, appendStatusQuery(buf[:0], q))
+	msg, err := c.exchange(ctx, subj, wirecodec.AppendStatusQuery(buf[:0], q))
 	if err != nil {
 		return st, err
 	}
-	if err := unmarshalOwnedStatus(msg.Data, &st); err != nil {
+	if err := wirecodec.UnmarshalOwnedStatus(msg.Data, &st); err != nil {
 		return st, fmt.Errorf("consent: decode %s reply: %w", subj, err)
 	}
 	return st, nil
@@ -171,7 +172,7 @@ func (c *Client) exchange(ctx context.Context, subj string, data []byte) (*nats.
 		we := wire.FromWire(code, msg.Header.Get(micro.ErrorHeader))
 		if we.Code == 403 && len(msg.Data) > 0 {
 			st := new(events.Status)
-			if unmarshalOwnedStatus(msg.Data, st) == nil {
+			if wirecodec.UnmarshalOwnedStatus(msg.Data, st) == nil {
 				we.Status = st
 			}
 		}

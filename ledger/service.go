@@ -14,6 +14,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
+	"github.com/consentledger/consent/internal/wirecodec"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -530,7 +531,7 @@ func (s *Service) handleStatus(check bool) micro.HandlerFunc {
 			return
 		}
 		var q wire.StatusQuery
-		err := decodeOwnedStatusQuery(req.Data(), &q)
+		err := wirecodec.DecodeOwnedStatusQuery(req.Data(), &q)
 		if err == nil {
 			err = scope(req, &q.Tenant)
 		}
@@ -773,7 +774,7 @@ func (s *Service) accept(req micro.Request, q validator) bool {
 // micro error code and description.
 func (s *Service) encode(req micro.Request, body any, err error) (data []byte, code, description string) {
 	if err == nil {
-		data, err = marshalReply(body)
+		data, err = wirecodec.MarshalReply(body)
 		if err == nil {
 			return data, "", ""
 		}
@@ -786,7 +787,7 @@ func (s *Service) encode(req micro.Request, body any, err error) (data []byte, c
 		s.log.Warn("consent service: request refused", append(s.logAttrs(req, err), "error", we.Description)...)
 	}
 	if we.Status != nil {
-		data, _ = marshalStatus(we.Status)
+		data, _ = wirecodec.MarshalStatus(we.Status)
 	}
 	description = we.Text()
 	return data, strconv.Itoa(we.Code), description
@@ -822,7 +823,7 @@ func (s *Service) respondStatus(req micro.Request, st *events.Status, err error)
 	}
 	buf := replyBuffers.Get().(*[]byte)
 	defer replyBuffers.Put(buf)
-	data, ok := appendStatus((*buf)[:0], st)
+	data, ok := wirecodec.AppendStatus((*buf)[:0], st)
 	if !ok {
 		general := *st // a copy, so that st stays off the heap on the hot path
 		s.respond(req, &general, nil)
