@@ -216,7 +216,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 		return tip{}, err
 	}
 	if !sameConsent(ev.Key(), key) {
-		return tip{}, fmt.Errorf("%w: event at seq %d on %s belongs to another consent", ErrUnreadableEvent, last.Sequence, natsSubject)
+		return tip{}, fmt.Errorf("%w: event at seq %d on %s belongs to another consent", wire.ErrUnreadableEvent, last.Sequence, natsSubject)
 	}
 	t.cur = events.Evolve(t.cur, ev, last.Sequence)
 	return t, l.checkTaint(ctx, key, last.Sequence)
@@ -284,7 +284,7 @@ func (l *Ledger) loadDuplicate(ctx context.Context, seq uint64, subject string) 
 		return nil, err
 	}
 	if original.Subject != subject {
-		return nil, fmt.Errorf("%w: the server answered a publish on %s as a duplicate of seq %d on %s", ErrUnreadableEvent, subject, seq, original.Subject)
+		return nil, fmt.Errorf("%w: the server answered a publish on %s as a duplicate of seq %d on %s", wire.ErrUnreadableEvent, subject, seq, original.Subject)
 	}
 	return original, nil
 }

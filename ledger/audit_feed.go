@@ -68,22 +68,3 @@ func (f *Feed) auditOpen(ctx context.Context, token string, q *wire.AuditOpenReq
 	}
 	return out, nil
 }
-
-// AuditSource opens a consumer through the service (consent.v1.audit.open)
-// and returns it as the source of audit.Verify or audit.Export. Errors are
-// the service's (*Error) and NATS errors.
-func (c *Client) AuditSource(ctx context.Context, q wire.AuditOpenRequest) (*audit.Source, error) {
-	var r wire.AuditOpenReply
-	if err := c.call(ctx, wire.SubjectAuditOpen, q, &r); err != nil {
-		return nil, err
-	}
-	js, err := jetstream.NewWithAPIPrefix(c.nc, r.APIPrefix)
-	if err != nil {
-		return nil, err
-	}
-	cons, err := js.Consumer(ctx, r.Stream, r.Consumer)
-	if err != nil {
-		return nil, fmt.Errorf("consent: audit consumer %s: %w", r.Consumer, err)
-	}
-	return &audit.Source{Consumer: cons, FirstSeq: r.FirstSeq, LastSeq: r.LastSeq}, nil
-}

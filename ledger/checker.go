@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/changefeed"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,6 +50,11 @@ import (
 const (
 	DefaultCheckerEntries = 100_000
 )
+
+// minSeqTimeout bounds the Checker's wait for a min_seq it has not
+// applied yet when ctx has no earlier deadline: the service's default
+// (ledger.DefaultMinSeqTimeout).
+const minSeqTimeout = 2 * time.Second
 
 // CheckerOptions configures a Checker. The zero value is ready to use.
 type CheckerOptions struct {
@@ -196,7 +202,7 @@ func NewChecker(ctx context.Context, client *Client, opts CheckerOptions) (*Chec
 	k.applied.Store(last)
 	filters := []string{events.StreamSubjects, events.PurposeSubjects}
 	if opts.Tenant != "*" {
-		filters = (&WatchOptions{Tenant: opts.Tenant}).filters()
+		filters = (&changefeed.Spec{Tenant: opts.Tenant}).Filters()
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: filters,
@@ -518,7 +524,7 @@ func (k *Checker) Allowed(ctx context.Context, q wire.StatusQuery) (bool, error)
 // the action, else an *Error matching ErrConsentRequired carrying the
 // status. The status's IndexSeq is the stream sequence the Checker has
 // applied. With q.MinSeq beyond it, it waits for the stream (bounded by
-// ctx and DefaultMinSeqTimeout) and answers from memory once the stream is
+// ctx and the service's default min_seq wait of 2s) and answers from memory once the stream is
 // there; only if that wait fails does it ask the service.
 func (k *Checker) Check(ctx context.Context, q wire.StatusQuery) (events.Status, error) {
 	if c, required, ok := k.lookup(ctx, q); ok {
@@ -527,8 +533,7 @@ func (k *Checker) Check(ctx context.Context, q wire.StatusQuery) (events.Status,
 		st.IndexSeq = k.applied.Load()
 		st.SubjectKey = c.SubjectKey
 		if !st.Allowed {
-			denied := st
-			return st, &wire.Error{Code: 403, Description: consentRequired(st, required), Status: &denied}
+			return st, wire.ConsentRequired(st, required)
 		}
 		return st, nil
 	}
@@ -546,13 +551,13 @@ func (k *Checker) now(c *events.Consent) time.Time {
 
 // lookup returns the cached consent and the policy version it must have,
 // when the Checker can answer q from memory. A q.MinSeq the stream has not
-// reached yet is waited for first (bounded by DefaultMinSeqTimeout).
+// reached yet is waited for first (bounded by 2s, the service's default min_seq wait).
 func (k *Checker) lookup(ctx context.Context, q wire.StatusQuery) (events.Consent, int, bool) {
 	if !k.connected.Load() {
 		return events.Consent{}, 0, false
 	}
 	if q.MinSeq > k.applied.Load() {
-		waitCtx, cancel := context.WithTimeout(ctx, DefaultMinSeqTimeout)
+		waitCtx, cancel := context.WithTimeout(ctx, minSeqTimeout)
 		err := k.WaitSeq(waitCtx, q.MinSeq)
 		cancel()
 		if err != nil {
@@ -592,7 +597,7 @@ func (k *Checker) lookup(ctx context.Context, q wire.StatusQuery) (events.Consen
 func (k *Checker) fill(ctx context.Context, q wire.StatusQuery) (events.Status, error) {
 	k.fills.Add(1)
 	if err := q.Validate(); err != nil {
-		return events.Status{}, WireError(err)
+		return events.Status{}, &wire.Error{Code: 400, Description: err.Error()}
 	}
 	select {
 	case <-k.done:
@@ -676,8 +681,7 @@ func (k *Checker) fill(ctx context.Context, q wire.StatusQuery) (events.Status, 
 	out.IndexSeq = max(st.IndexSeq, k.applied.Load())
 	out.SubjectKey = key.SubjectKey
 	if !out.Allowed {
-		denied := out
-		return out, &wire.Error{Code: 403, Description: consentRequired(out, required), Status: &denied}
+		return out, wire.ConsentRequired(out, required)
 	}
 	return out, nil
 }

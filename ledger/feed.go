@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/changefeed"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -195,11 +195,11 @@ func (f *Feed) open(ctx context.Context, token string, q *wire.FeedOpenRequest) 
 	if err != nil {
 		return nil, err
 	}
-	opts := WatchOptions{Tenant: tenant, Purposes: q.Purposes, Durable: q.Durable, StartSeq: q.StartSeq, MaxAckPending: q.MaxAckPending}
+	opts := changefeed.Spec{Tenant: tenant, Purposes: q.Purposes, Durable: q.Durable, StartSeq: q.StartSeq, MaxAckPending: q.MaxAckPending}
 	if q.StartTime != nil {
 		opts.StartTime = *q.StartTime
 	}
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	switch q.Deliver {
@@ -236,7 +236,7 @@ func (f *Feed) open(ctx context.Context, token string, q *wire.FeedOpenRequest) 
 	if err != nil {
 		return nil, err
 	}
-	policy, seq, at := (&Watcher{opts: opts}).deliverPolicy()
+	policy, seq, at := opts.DeliverPolicy()
 	if policy == jetstream.DeliverNewPolicy {
 		// New changes: after the last one stored when the stream was
 		// looked up, which the reply can name.
@@ -244,7 +244,7 @@ func (f *Feed) open(ctx context.Context, token string, q *wire.FeedOpenRequest) 
 	}
 	startSeq := seq
 	cfg := jetstream.ConsumerConfig{
-		FilterSubjects: opts.filters(),
+		FilterSubjects: opts.Filters(),
 		DeliverPolicy:  policy,
 		OptStartSeq:    seq,
 		OptStartTime:   at,
@@ -253,9 +253,9 @@ func (f *Feed) open(ctx context.Context, token string, q *wire.FeedOpenRequest) 
 		cfg.Durable = wire.FeedConsumerName(tokenOf, q.Durable)
 		cfg.Description = "consent feed " + q.Durable + " of " + tenant
 		cfg.AckPolicy = jetstream.AckExplicitPolicy
-		cfg.AckWait = orDefault(opts.AckWait, DefaultAckWait)
-		cfg.MaxAckPending = orDefault(opts.MaxAckPending, DefaultMaxAckPending)
-		_, created, err := openDurable(ctx, stream, cfg)
+		cfg.AckWait = changefeed.OrDefault(opts.AckWait, changefeed.DefaultAckWait)
+		cfg.MaxAckPending = changefeed.OrDefault(opts.MaxAckPending, changefeed.DefaultMaxAckPending)
+		_, created, err := changefeed.OpenDurable(ctx, stream, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -282,41 +282,13 @@ func (f *Feed) open(ctx context.Context, token string, q *wire.FeedOpenRequest) 
 	return &wire.FeedOpenReply{Stream: f.cfg.Stream, Consumer: name, APIPrefix: prefix, Durable: q.Durable != "", Filters: cfg.FilterSubjects, StartSeq: startSeq}, nil
 }
 
-// openDurable finds the durable consumer cfg.Durable, or creates it
-// (created is then true). It returns an error matching ErrDurableMismatch (a 409 on the wire) when
-// one of that name has other filters.
-func openDurable(ctx context.Context, stream jetstream.Stream, cfg jetstream.ConsumerConfig) (cons jetstream.Consumer, created bool, err error) {
-	cons, err = stream.Consumer(ctx, cfg.Durable)
-	switch {
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		cons, err = stream.CreateConsumer(ctx, cfg)
-		if err != nil {
-			return nil, false, fmt.Errorf("consent: create durable watch %s: %w", cfg.Durable, err)
-		}
-		return cons, true, nil
-	case err != nil:
-		return nil, false, fmt.Errorf("consent: durable watch %s: %w", cfg.Durable, err)
-	}
-	have := slices.Clone(cons.CachedInfo().Config.FilterSubjects)
-	if len(have) == 0 && cons.CachedInfo().Config.FilterSubject != "" {
-		have = []string{cons.CachedInfo().Config.FilterSubject}
-	}
-	want := slices.Clone(cfg.FilterSubjects)
-	slices.Sort(have)
-	slices.Sort(want)
-	if !slices.Equal(have, want) {
-		return nil, false, &wire.Error{Code: 409, Description: fmt.Sprintf("%v: %s filters %v, this watch %v", ErrDurableMismatch, cfg.Durable, have, want)}
-	}
-	return cons, false, nil
-}
-
 func (f *Feed) purposes(ctx context.Context, token string, q *wire.FeedPurposesRequest) (*wire.FeedPurposesReply, error) {
 	tenant, err := feedTenant(token, q.Tenant)
 	if err != nil {
 		return nil, err
 	}
-	opts := WatchOptions{Tenant: tenant, Purposes: q.Purposes}
-	if err := opts.validate(); err != nil {
+	opts := changefeed.Spec{Tenant: tenant, Purposes: q.Purposes}
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	out := &wire.FeedPurposesReply{Messages: []wire.FeedMessage{}}
@@ -324,7 +296,7 @@ func (f *Feed) purposes(ctx context.Context, token string, q *wire.FeedPurposesR
 		return out, nil
 	}
 	var subjects []string
-	for _, s := range opts.filters() {
+	for _, s := range opts.Filters() {
 		if strings.HasPrefix(s, events.PurposeSubjectPrefix) {
 			subjects = append(subjects, s)
 		}

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -11,12 +10,6 @@ import (
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// ErrUnreadableEvent is matched by errors about a message in the stream that
-// is not an event this version can read (malformed, newer schema, unknown
-// type, or stored on another consent's subject). It is a 500 on the wire:
-// the caller cannot fix it.
-var ErrUnreadableEvent = errors.New("stored event cannot be read")
 
 // History reads events from the stream, oldest first, with their stream
 // sequences: those of one consent when q.Purpose is set, else those of one
@@ -171,7 +164,7 @@ func (l *Ledger) readMsgs(ctx context.Context, filter string, afterSeq uint64, l
 func decodeStored(m *jetstream.RawStreamMsg) (*events.Event, error) {
 	ev, err := events.Decode(m.Data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
+		return nil, fmt.Errorf("%w: seq %d on %s: %v", wire.ErrUnreadableEvent, m.Sequence, m.Subject, err)
 	}
 	return ev, nil
 }

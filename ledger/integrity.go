@@ -52,7 +52,7 @@ func checkStored(m *jetstream.RawStreamMsg) (*events.Event, error) {
 	case "":
 		return ev, nil
 	case events.CheckNewer:
-		return nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
+		return nil, fmt.Errorf("%w: seq %d on %s: %v", wire.ErrUnreadableEvent, m.Sequence, m.Subject, err)
 	}
 	return nil, &IntegrityError{Seq: m.Sequence, Subject: m.Subject, Check: check}
 }
@@ -119,7 +119,7 @@ func (f *storedFold) step(m *jetstream.RawStreamMsg) (*events.Event, *wire.Recor
 	var v *wire.RecordViolation
 	switch {
 	case check == events.CheckNewer:
-		return nil, nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
+		return nil, nil, fmt.Errorf("%w: seq %d on %s: %v", wire.ErrUnreadableEvent, m.Sequence, m.Subject, err)
 	case check != "":
 		v = &wire.RecordViolation{Check: check, Reason: err.Error()}
 	case ev.PrevHash != f.cur.NextPrevHash():

@@ -236,7 +236,7 @@ func TestWatchReportsAMessageThatFailsTheChecks(t *testing.T) {
 	ch, err := w.Next(stepCtx(t))
 	require.NoError(t, err)
 	assert.Equal(t, bad, ch.Seq)
-	require.ErrorIs(t, ch.Err, ledger.ErrUnreadableEvent)
+	require.ErrorIs(t, ch.Err, wire.ErrUnreadableEvent)
 	assert.Contains(t, ch.Err.Error(), "hash check")
 	assert.Nil(t, ch.Event)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/changefeed"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -95,7 +96,7 @@ func (l *Ledger) readPurpose(ctx context.Context, key events.PurposeKey, idempot
 			if events.StoredUnderKey(natsSubject, m.Header.Get(events.HeaderMsgID), idempotencyKey) {
 				return cur, m, nil
 			}
-			ev, err := decodeStoredPurpose(m)
+			ev, err := changefeed.DecodeStoredPurpose(m)
 			if err != nil {
 				return cur, nil, err
 			}
@@ -137,24 +138,11 @@ func (l *Ledger) publishPurpose(ctx context.Context, cmd events.PurposeCommand, 
 }
 
 func purposeDuplicate(m *jetstream.RawStreamMsg) (wire.PurposeReply, error) {
-	ev, err := decodeStoredPurpose(m)
+	ev, err := changefeed.DecodeStoredPurpose(m)
 	if err != nil {
 		return wire.PurposeReply{}, err
 	}
 	// The state after the original event follows from it alone.
 	p := events.EvolvePurpose(events.NewPurpose(ev.Key()), ev, m.Sequence)
 	return wire.PurposeReply{Seq: m.Sequence, Duplicate: true, Event: ev, Purpose: p}, nil
-}
-
-// decodeStoredPurpose decodes a stored purpose event, with an error
-// matching ErrUnreadableEvent when it cannot.
-func decodeStoredPurpose(m *jetstream.RawStreamMsg) (*events.PurposeEvent, error) {
-	ev, err := events.DecodePurposeEvent(m.Data)
-	if err == nil && ev.Key().NATSSubject() != m.Subject {
-		err = fmt.Errorf("it belongs on %s", ev.Key().NATSSubject())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
-	}
-	return ev, nil
 }

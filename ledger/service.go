@@ -601,8 +601,7 @@ func (s *Service) status(ctx context.Context, q *wire.StatusQuery, check bool) (
 	st.IndexSeq = indexSeq
 	st.SubjectKey = k.Token()
 	if check && !st.Allowed {
-		denied := st // a copy, so that st stays off the heap on the hot path
-		return events.Status{}, &wire.Error{Code: 403, Description: consentRequired(st, required), Status: &denied}
+		return events.Status{}, wire.ConsentRequired(st, required)
 	}
 	return st, nil
 }
@@ -616,19 +615,6 @@ func (s *Service) resolve(ctx context.Context, key events.Key) (events.Key, erro
 		return key, fmt.Errorf("%w: the stream's subject key scheme is not known yet", events.ErrNotReady)
 	}
 	return keys.Resolve(ctx, key)
-}
-
-// consentRequired describes why a check failed: "consent required: <state>",
-// with the policy versions when the grant is too old for the caller.
-func consentRequired(st events.Status, minPolicyVersion int) string {
-	d := "consent required: " + string(st.State)
-	if st.State == events.StateIntegrityViolation {
-		d += fmt.Sprintf(" at seq %d; an operator must quarantine it (consentctl admin quarantine %d --reason TEXT)", st.ViolationSeq, st.ViolationSeq)
-	}
-	if st.State == events.StateGranted {
-		d += fmt.Sprintf(" at policy version %d, but policy version %d is required", st.PolicyVersion, minPolicyVersion)
-	}
-	return d
 }
 
 func (s *Service) list(ctx context.Context, q wire.ListQuery) (any, error) {

@@ -90,26 +90,3 @@ func validateUserRequest(q *wire.UserRequest, named, add bool) error {
 	}
 	return nil
 }
-
-// AddUser asks the service for credentials of a new user (admin role).
-// Errors are *Error: 400 naming the field, 403, 409 when the name has
-// credentials in force.
-func (c *Client) AddUser(ctx context.Context, q wire.UserRequest) (wire.UserCreds, error) {
-	var r wire.UserCreds
-	err := c.call(ctx, wire.SubjectUserAdd, q, &r)
-	return r, err
-}
-
-// RevokeUser takes a user's credentials away at once (admin role). Errors
-// are *Error: 400 naming "name" when the name has none in force.
-func (c *Client) RevokeUser(ctx context.Context, q wire.UserRequest) error {
-	var r wire.UserList
-	return c.call(ctx, wire.SubjectUserRevoke, q, &r)
-}
-
-// Users lists the credentials issued in a tenant (admin role).
-func (c *Client) Users(ctx context.Context, q wire.UserRequest) ([]wire.UserInfo, error) {
-	var r wire.UserList
-	err := c.call(ctx, wire.SubjectUserList, q, &r)
-	return r.Users, err
-}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -175,7 +176,7 @@ func TestWatchRefusesBadOptions(t *testing.T) {
 	_, err := st.client.Watch(stepCtx(t), ledger.WatchOptions{Durable: "mailer", Purposes: []string{"a"}})
 	require.NoError(t, err)
 	_, err = st.client.Watch(stepCtx(t), ledger.WatchOptions{Durable: "mailer", Purposes: []string{"b"}})
-	require.ErrorIs(t, err, ledger.ErrDurableMismatch)
+	require.ErrorIs(t, err, wire.ErrDurableMismatch)
 }
 
 // writeLoad appends grants and revocations to n consents of purpose p

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -97,3 +98,36 @@ func FromWire(code, description string) *Error {
 	}
 	return &Error{Code: c, Description: description}
 }
+
+// ConsentRequired returns the 403 a check answers when st does not allow
+// the action: it matches ErrConsentRequired, its Description says why
+// ("consent required: <state>", with the policy versions when the grant is
+// older than minPolicyVersion), and its Status is a copy of st.
+func ConsentRequired(st events.Status, minPolicyVersion int) *Error {
+	denied := st // a copy, so that the caller's st stays off the heap
+	return &Error{Code: 403, Description: consentRequiredText(st, minPolicyVersion), Status: &denied}
+}
+
+// consentRequiredText describes why a check failed: "consent required: <state>",
+// with the policy versions when the grant is too old for the caller.
+func consentRequiredText(st events.Status, minPolicyVersion int) string {
+	d := "consent required: " + string(st.State)
+	if st.State == events.StateIntegrityViolation {
+		d += fmt.Sprintf(" at seq %d; an operator must quarantine it (consentctl admin quarantine %d --reason TEXT)", st.ViolationSeq, st.ViolationSeq)
+	}
+	if st.State == events.StateGranted {
+		d += fmt.Sprintf(" at policy version %d, but policy version %d is required", st.PolicyVersion, minPolicyVersion)
+	}
+	return d
+}
+
+// ErrUnreadableEvent is matched by errors about a message in the stream that
+// is not an event this version can read (malformed, newer schema, unknown
+// type, or stored on another consent's subject). It is a 500 on the wire:
+// the caller cannot fix it.
+var ErrUnreadableEvent = errors.New("stored event cannot be read")
+
+// ErrDurableMismatch is matched by the error Watch returns when a durable
+// consumer of that name exists with other filters: pick another name, or
+// delete the old consumer.
+var ErrDurableMismatch = errors.New("durable watch exists with other filters")

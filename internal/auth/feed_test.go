@@ -130,7 +130,7 @@ func TestSubscriberDurableFeedResumesAfterTheLastAck(t *testing.T) {
 
 	// The same name with other filters is refused.
 	_, err = u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Durable: "mailer", Purposes: []string{"marketing"}})
-	assert.ErrorIs(t, err, ledger.ErrDurableMismatch)
+	assert.ErrorIs(t, err, wire.ErrDurableMismatch)
 }
 
 func TestSubscriberEphemeralFeedFromAStartSeq(t *testing.T) {
