@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
@@ -17,9 +18,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func newChecker(t testing.TB, c *ledger.Client) *ledger.Checker {
+func newChecker(t testing.TB, c *client.Client) *client.Checker {
 	t.Helper()
-	k, err := ledger.NewChecker(stepCtx(t), c, ledger.CheckerOptions{})
+	k, err := client.NewChecker(stepCtx(t), c, client.CheckerOptions{})
 	require.NoError(t, err)
 	t.Cleanup(k.Close)
 	return k
@@ -143,7 +144,7 @@ func TestCheckerNeverGoesBack(t *testing.T) {
 		<-done
 		_ = idx.Close()
 	})
-	client := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{})
+	client := client.NewClient(natstest.Connect(t, s), client.ClientOptions{})
 
 	alice := events.Command{SubjectID: "alice", Purpose: "newsletter"}
 	granted, err := l.Append(stepCtx(t), events.KindGrant, alice)

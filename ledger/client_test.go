@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -52,7 +52,7 @@ func TestClientMapsEveryWireCodeToItsSentinel(t *testing.T) {
 		_ = json.Unmarshal(req.Data(), &q)
 		_ = req.Error(q.SubjectID, "described "+q.SubjectID, nil)
 	})
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	all := []wire.Error{*wire.ErrBadRequest, *wire.ErrConsentRequired, *wire.ErrConflict, *wire.ErrTooLarge, *wire.ErrUnavailable, *wire.ErrInternal}
 
 	for _, tt := range tests {
@@ -77,7 +77,7 @@ func TestClientCheckCarriesTheStatusOf403(t *testing.T) {
 		body, _ := json.Marshal(denied)
 		_ = req.Error("403", "consent required: denied", body)
 	})
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 
 	st, err := client.Check(t.Context(), wire.StatusQuery{SubjectID: "a", Purpose: "p"})
 	require.ErrorIs(t, err, wire.ErrConsentRequired)
@@ -110,7 +110,7 @@ func TestClientSendsEachCallToItsSubject(t *testing.T) {
 			_ = req.Respond([]byte(`{"seq":3,"duplicate":false,"event":{"type":"consent.granted"},"status":{"state":"granted"}}`))
 		}
 	})
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	ctx := t.Context()
 	cmd := events.Command{Tenant: "acme", SubjectID: "a", Purpose: "p"}
 	wantCmd := map[string]any{"tenant": "acme", "subject": "a", "purpose": "p"}
@@ -157,7 +157,7 @@ func TestClientSendsEachCallToItsSubject(t *testing.T) {
 
 func TestClientWithoutAServiceIsUnavailable(t *testing.T) {
 	s := natstest.RunServer(t)
-	client := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{})
+	client := client.NewClient(natstest.Connect(t, s), client.ClientOptions{})
 
 	_, err := client.Status(t.Context(), wire.StatusQuery{SubjectID: "a", Purpose: "p"})
 	require.ErrorIs(t, err, wire.ErrUnavailable)
@@ -172,7 +172,7 @@ func TestClientBoundsCallsWithoutADeadline(t *testing.T) {
 	_, err := silent.Subscribe(wire.SubjectStatus, func(*nats.Msg) {})
 	require.NoError(t, err)
 	require.NoError(t, silent.Flush())
-	client := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{Timeout: 20 * time.Millisecond})
+	client := client.NewClient(natstest.Connect(t, s), client.ClientOptions{Timeout: 20 * time.Millisecond})
 
 	_, err = client.Status(context.Background(), wire.StatusQuery{SubjectID: "a", Purpose: "p"})
 	require.ErrorIs(t, err, context.DeadlineExceeded)

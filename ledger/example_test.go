@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
@@ -91,7 +92,7 @@ func runConsent() (*nats.Conn, func()) {
 func Example() {
 	nc, stop := runConsent()
 	defer stop()
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	ctx := context.Background()
 
 	grant, err := client.Grant(ctx, events.Command{
@@ -125,7 +126,7 @@ func Example() {
 func ExampleClient_Check() {
 	nc, stop := runConsent()
 	defer stop()
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	ctx := context.Background()
 
 	deny, err := client.Deny(ctx, events.Command{SubjectID: "bob", Purpose: "analytics", Reason: "no tracking"})
@@ -146,7 +147,7 @@ func ExampleClient_Check() {
 func ExampleClient_Grant() {
 	nc, stop := runConsent()
 	defer stop()
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	ctx := context.Background()
 
 	none := uint64(0) // "this consent has no events yet"

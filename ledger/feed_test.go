@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
@@ -81,7 +82,7 @@ func TestFeedOpenRefusesBadInputAndOtherTenants(t *testing.T) {
 func TestCheckerThroughTheServiceFeed(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	c := serviceFeedClient(t, st)
-	k, err := ledger.NewChecker(stepCtx(t), c, ledger.CheckerOptions{Tenant: "acme"})
+	k, err := client.NewChecker(stepCtx(t), c, client.CheckerOptions{Tenant: "acme"})
 	require.NoError(t, err)
 	defer k.Close()
 	var feeds []string

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
@@ -58,7 +59,7 @@ func BenchmarkGrantUnderFlood(b *testing.B) {
 		<-idx.Changed()
 	}
 
-	client := ledger.NewClient(natstest.Connect(b, s), ledger.ClientOptions{})
+	client := client.NewClient(natstest.Connect(b, s), client.ClientOptions{})
 	floodConn := natstest.Connect(b, s)
 	var unique atomic.Uint64
 	const callers = 32

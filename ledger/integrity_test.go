@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
@@ -227,7 +228,7 @@ func TestCheckerFailsClosedOnABadMessage(t *testing.T) {
 // message as unreadable, naming the check.
 func TestWatchReportsAMessageThatFailsTheChecks(t *testing.T) {
 	st := startStack(t, stackOptions{})
-	w := watch(t, st.client, ledger.WatchOptions{Purposes: []string{"newsletter"}})
+	w := watch(t, st.client, client.WatchOptions{Purposes: []string{"newsletter"}})
 	granted, err := st.client.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	assert.Equal(t, granted.Seq, next(t, w).Seq)

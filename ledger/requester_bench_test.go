@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 )
@@ -32,7 +32,7 @@ func BenchmarkClientCall(b *testing.B) {
 		b.Fatal(err)
 	}
 	nc := natstest.Connect(b, s)
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	q := wire.StatusQuery{SubjectID: "a", Purpose: "p"}
 	body := []byte(`{"subject":"a","purpose":"p"}`)
 

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -44,7 +44,7 @@ func statusEcho(req micro.Request) {
 func TestClientCallEndsWhenItsContextIsCancelled(t *testing.T) {
 	s := natstest.RunServer(t)
 	held := heldRequests(t, s)
-	client := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{Timeout: time.Minute})
+	client := client.NewClient(natstest.Connect(t, s), client.ClientOptions{Timeout: time.Minute})
 
 	ctx, cancel := context.WithCancel(t.Context())
 	errs := make(chan error, 1)
@@ -61,7 +61,7 @@ func TestClientCallEndsWhenTheConnectionCloses(t *testing.T) {
 	s := natstest.RunServer(t)
 	held := heldRequests(t, s)
 	nc := natstest.Connect(t, s)
-	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: time.Minute})
+	client := client.NewClient(nc, client.ClientOptions{Timeout: time.Minute})
 
 	// The deadline only keeps a broken test from hanging: the call must
 	// end with the connection, long before it.
@@ -84,10 +84,10 @@ func TestClientDropsAReplyThatCameAfterItsCallTimedOut(t *testing.T) {
 	s := natstest.RunServer(t)
 	held := heldRequests(t, s)
 	nc := natstest.Connect(t, s)
-	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 20 * time.Millisecond})
+	cli := client.NewClient(nc, client.ClientOptions{Timeout: 20 * time.Millisecond})
 	q := wire.StatusQuery{SubjectID: "a", Purpose: "p"}
 
-	_, err := client.Status(t.Context(), q)
+	_, err := cli.Status(t.Context(), q)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	late := <-held
 	require.NoError(t, late.Respond([]byte(`{"subject":"late","purpose":"p","state":"granted","index_seq":1}`)))
@@ -97,7 +97,7 @@ func TestClientDropsAReplyThatCameAfterItsCallTimedOut(t *testing.T) {
 		errs := make(chan error, 1)
 		var got string
 		go func() {
-			st, err := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 10 * time.Second}).Status(t.Context(), q)
+			st, err := client.NewClient(nc, client.ClientOptions{Timeout: 10 * time.Second}).Status(t.Context(), q)
 			got = st.SubjectID
 			errs <- err
 		}()
@@ -111,9 +111,9 @@ func TestClientDropsAReplyThatCameAfterItsCallTimedOut(t *testing.T) {
 
 func TestClientRoutesConcurrentRepliesToTheirCalls(t *testing.T) {
 	nc := stubService(t, statusEcho)
-	clients := []*ledger.Client{
-		ledger.NewClient(nc, ledger.ClientOptions{}),
-		ledger.NewClient(nc, ledger.ClientOptions{}),
+	clients := []*client.Client{
+		client.NewClient(nc, client.ClientOptions{}),
+		client.NewClient(nc, client.ClientOptions{}),
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)
@@ -156,7 +156,7 @@ func TestClientKeepsWorkingAfterItsServerRestarts(t *testing.T) {
 	t.Cleanup(func() { _ = svc.Stop() })
 	require.NoError(t, svcConn.Flush(), "the server has the stub's subscription before the first request")
 	nc := natstest.Connect(t, s, reconnecting...)
-	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 10 * time.Second})
+	client := client.NewClient(nc, client.ClientOptions{Timeout: 10 * time.Second})
 	q := wire.StatusQuery{SubjectID: "a", Purpose: "before"}
 	st, err := client.Status(t.Context(), q)
 	require.NoError(t, err)

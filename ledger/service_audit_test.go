@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/natstest"
@@ -25,7 +26,7 @@ type auditEnv struct {
 	js     jetstream.JetStream
 	l      *ledger.Ledger
 	index  *projector.Index
-	client *ledger.Client
+	client *client.Client
 }
 
 func startAuditEnv(t *testing.T, signer *audit.Signer) *auditEnv {
@@ -41,7 +42,7 @@ func startAuditEnv(t *testing.T, signer *audit.Signer) *auditEnv {
 	svc, err := ledger.NewService(natstest.Connect(t, s), e.l, e.index, ledger.ServiceConfig{Logger: slog.New(slog.DiscardHandler), Now: e.clock.Now, Signer: signer})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
-	e.client = ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{})
+	e.client = client.NewClient(natstest.Connect(t, s), client.ClientOptions{})
 	return e
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
@@ -74,7 +75,7 @@ func BenchmarkStatusLookup(b *testing.B) {
 	echoBody := []byte(`{"subject":"person-1@example.com","purpose":"marketing_email"}`)
 
 	clientConn := natstest.Connect(b, s)
-	client := ledger.NewClient(clientConn, ledger.ClientOptions{})
+	client := client.NewClient(clientConn, client.ClientOptions{})
 	if err := echoConn.Flush(); err != nil {
 		b.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func BenchmarkGrantThroughService(b *testing.B) {
 	}
 	l := ledger.New(js, stream, ledger.Options{})
 	clientConn := natstest.Connect(b, s)
-	client := ledger.NewClient(clientConn, ledger.ClientOptions{})
+	client := client.NewClient(clientConn, client.ClientOptions{})
 	quiet := slog.New(slog.DiscardHandler)
 	payload := make([]byte, 400) // about the size of a grant event
 	var unique atomic.Uint64

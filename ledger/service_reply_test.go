@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
@@ -72,7 +73,7 @@ func TestCommandReplyStatusIsWhatCheckAnswers(t *testing.T) {
 }
 
 // command sends cmd as a command of the given kind through the client.
-func command(t *testing.T, c *ledger.Client, kind events.Kind, cmd events.Command) (wire.Reply, error) {
+func command(t *testing.T, c *client.Client, kind events.Kind, cmd events.Command) (wire.Reply, error) {
 	switch kind {
 	case events.KindRequest:
 		return c.Request(stepCtx(t), cmd)
@@ -114,7 +115,7 @@ func TestCommandReplyStatusWithoutTheIndex(t *testing.T) {
 	svc, err := ledger.NewService(natstest.Connect(t, s), l, stalledRegistry{newFakeReader(0)}, ledger.ServiceConfig{MinSeqTimeout: time.Minute})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
-	c := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{Timeout: 10 * time.Second})
+	c := client.NewClient(natstest.Connect(t, s), client.ClientOptions{Timeout: 10 * time.Second})
 
 	_, err = l.SetPurpose(t.Context(), events.PurposeCommand{Purpose: "marketing_email", PolicyVersion: 2, Actor: "legal"})
 	require.NoError(t, err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
@@ -125,7 +126,7 @@ func receive[T any](t *testing.T, ch <-chan T) T {
 // serviceEnv is a consent service on an embedded server, with a client.
 type serviceEnv struct {
 	svc    *ledger.Service
-	client *ledger.Client
+	client *client.Client
 	nc     *nats.Conn // the client's connection, for raw requests
 }
 
@@ -139,7 +140,7 @@ func startService(t testing.TB, r ledger.StateReader, cfg ledger.ServiceConfig) 
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
 	nc := natstest.Connect(t, s)
-	return &serviceEnv{svc: svc, client: ledger.NewClient(nc, ledger.ClientOptions{}), nc: nc}
+	return &serviceEnv{svc: svc, client: client.NewClient(nc, client.ClientOptions{}), nc: nc}
 }
 
 // rawRequest sends data to subj and returns the reply and its micro error

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
@@ -57,7 +58,7 @@ func (l *logBuffer) lines(substrs ...string) []string {
 type guardedEnv struct {
 	ledger *ledger.Ledger
 	guard  *ledger.StreamGuard
-	client *ledger.Client
+	client *client.Client
 	nc     *nats.Conn // the client's
 	admin  jetstream.JetStream
 	logs   *logBuffer
@@ -82,7 +83,7 @@ func startGuarded(t *testing.T, interval time.Duration) *guardedEnv {
 	nc := natstest.Connect(t, s)
 	return &guardedEnv{
 		ledger: l, guard: guard, logs: logs, nc: nc,
-		client: ledger.NewClient(nc, ledger.ClientOptions{}),
+		client: client.NewClient(nc, client.ClientOptions{}),
 		admin:  natstest.JetStream(t, natstest.Connect(t, s)),
 	}
 }

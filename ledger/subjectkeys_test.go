@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/internal/natstest"
@@ -143,7 +144,7 @@ func TestLedgerTakesItsSubjectKeysFromTheStream(t *testing.T) {
 	svc, err := ledger.NewService(natstest.Connect(t, other), nil, newFakeReader(1), ledger.ServiceConfig{DeferCommands: true})
 	require.NoError(t, err)
 	defer func() { _ = svc.Stop(context.Background()) }()
-	client := ledger.NewClient(natstest.Connect(t, other), ledger.ClientOptions{})
+	client := client.NewClient(natstest.Connect(t, other), client.ClientOptions{})
 	_, err = client.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
 	require.ErrorIs(t, err, wire.ErrUnavailable, "the scheme is not known yet")
 	require.ErrorIs(t, svc.ServeCommands(keyless), ledger.ErrNoTenantSecrets)
@@ -244,7 +245,7 @@ func TestKeyedSubjectKeysMainFlows(t *testing.T) {
 }
 
 // appendVia sends a command of kind through the client.
-func appendVia(ctx context.Context, c *ledger.Client, kind events.Kind, cmd events.Command) (wire.Reply, error) {
+func appendVia(ctx context.Context, c *client.Client, kind events.Kind, cmd events.Command) (wire.Reply, error) {
 	switch kind {
 	case events.KindRequest:
 		return c.Request(ctx, cmd)

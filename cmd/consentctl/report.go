@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -59,7 +59,7 @@ func reportCommand() command {
 }
 
 // fullHistory reads every page of q's history, oldest first.
-func fullHistory(ctx context.Context, c *ledger.Client, q wire.HistoryQuery) ([]wire.Record, error) {
+func fullHistory(ctx context.Context, c *client.Client, q wire.HistoryQuery) ([]wire.Record, error) {
 	q.Limit = wire.MaxHistoryLimit
 	var all []wire.Record
 	for {

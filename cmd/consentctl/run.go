@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/internal/auth"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 )
@@ -77,7 +77,7 @@ type command struct {
 type env struct {
 	g      *globals
 	nc     *nats.Conn
-	client *ledger.Client
+	client *client.Client
 	stdout io.Writer
 	stderr io.Writer
 	set    map[string]bool // flags given on the command line
@@ -167,7 +167,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case <-ctx.Done():
 		}
 	}()
-	e := &env{g: g, nc: nc, client: ledger.NewClient(nc, ledger.ClientOptions{Timeout: g.timeout, ServiceFeed: true}), stdout: stdout, stderr: stderr, set: set, ctx: ctx}
+	e := &env{g: g, nc: nc, client: client.NewClient(nc, client.ClientOptions{Timeout: g.timeout, ServiceFeed: true}), stdout: stdout, stderr: stderr, set: set, ctx: ctx}
 	return cmd.do(ctx, e, positional)
 }
 

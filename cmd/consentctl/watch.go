@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 )
 
@@ -18,7 +18,7 @@ import (
 // delivers them.
 func watchCommand() command {
 	var (
-		opts    ledger.WatchOptions
+		opts    client.WatchOptions
 		since   timeFlag
 		stream  string
 		viaFeed bool
@@ -50,7 +50,7 @@ func watchCommand() command {
 				ctx, cancel = context.WithTimeout(ctx, forTime)
 				defer cancel()
 			}
-			client := ledger.NewClient(e.nc, ledger.ClientOptions{Timeout: e.g.timeout, Stream: stream, ServiceFeed: viaFeed})
+			client := client.NewClient(e.nc, client.ClientOptions{Timeout: e.g.timeout, Stream: stream, ServiceFeed: viaFeed})
 			startCtx, cancel := context.WithTimeout(ctx, e.g.timeout)
 			w, err := client.Watch(startCtx, opts)
 			cancel()
@@ -89,7 +89,7 @@ func watchCommand() command {
 	}
 }
 
-func describeWatch(o ledger.WatchOptions) string {
+func describeWatch(o client.WatchOptions) string {
 	what := "every purpose"
 	if len(o.Purposes) > 0 {
 		what = strings.Join(o.Purposes, ", ")
@@ -120,7 +120,7 @@ const watchHeader = "SEQ RECORDED TENANT SUBJECT PURPOSE CHANGE -> STATE, ALLOWE
 // consent, what happened (when it occurred, for an event recorded well
 // after it occurred; the authenticated user who recorded it, when the
 // event names one) and what it leads to.
-func printChange(e *env, ch *ledger.Change) {
+func printChange(e *env, ch *client.Change) {
 	at := ch.Time.UTC().Format(time.RFC3339)
 	switch {
 	case ch.Err != nil:
@@ -174,7 +174,7 @@ type changeJSON struct {
 	Error        string               `json:"error,omitempty"`
 }
 
-func printChangeJSON(e *env, ch *ledger.Change) error {
+func printChangeJSON(e *env, ch *client.Change) error {
 	out := changeJSON{Seq: ch.Seq, Time: ch.Time.UTC(), Event: ch.Event, PurposeEvent: ch.PurposeEvent}
 	switch {
 	case ch.Err != nil:

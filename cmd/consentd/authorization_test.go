@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -52,7 +52,7 @@ func TestDeployAuthorizationIsEnough(t *testing.T) {
 	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("app", "app-secret"))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	ctx := t.Context()
 
 	set, err := client.SetPurpose(ctx, events.PurposeCommand{Purpose: "marketing_email", Actor: "legal"})

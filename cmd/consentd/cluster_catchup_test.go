@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
@@ -45,7 +46,7 @@ func TestClusterFrozenInstanceCatchesUpAnsweringWithIndexSeq(t *testing.T) {
 	stream, err := js.Stream(t.Context(), wire.DefaultStream)
 	require.NoError(t, err)
 	writer := ledger.New(js, stream, ledger.Options{})
-	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 30 * time.Second})
+	client := client.NewClient(nc, client.ClientOptions{Timeout: 30 * time.Second})
 
 	watched := events.Key{Tenant: events.DefaultTenant, SubjectID: "watched@example.com", Purpose: "newsletter"}
 	first, err := writer.Append(t.Context(), events.KindGrant, events.Command{SubjectID: watched.SubjectID, Purpose: watched.Purpose})
@@ -137,7 +138,7 @@ func TestClusterRestartedInstanceWaitsForCatchUpBeforeAnswering(t *testing.T) {
 	stream, err := js.Stream(t.Context(), wire.DefaultStream)
 	require.NoError(t, err)
 	writer := ledger.New(js, stream, ledger.Options{})
-	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 30 * time.Second})
+	client := client.NewClient(nc, client.ClientOptions{Timeout: 30 * time.Second})
 
 	watched := events.Key{Tenant: events.DefaultTenant, SubjectID: "watched@example.com", Purpose: "newsletter"}
 	first, err := writer.Append(t.Context(), events.KindGrant, events.Command{SubjectID: watched.SubjectID, Purpose: watched.Purpose})

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -30,9 +30,9 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	leader := h.cluster.StreamLeader(wire.DefaultStream)
 	const writers = 4
 	load := newWriteLoad("load", writers, 8)
-	var clients []*ledger.Client
+	var clients []*client.Client
 	for w := range writers {
-		clients = append(clients, ledger.NewClient(h.connectTo(leader, fmt.Sprintf("writer-%d", w)), ledger.ClientOptions{}))
+		clients = append(clients, client.NewClient(h.connectTo(leader, fmt.Sprintf("writer-%d", w)), client.ClientOptions{}))
 	}
 	stopLoad := load.start(t.Context(), clients)
 	defer stopLoad()
@@ -56,7 +56,7 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	probe := newWriteLoad("probe", 1, 1)
 	probe.callTimeout = 100 * time.Millisecond
 	survivor := (leader + 1) % h.cluster.Size()
-	stopProbe := probe.start(t.Context(), []*ledger.Client{ledger.NewClient(h.connectTo(survivor, "probe"), ledger.ClientOptions{})})
+	stopProbe := probe.start(t.Context(), []*client.Client{client.NewClient(h.connectTo(survivor, "probe"), client.ClientOptions{})})
 	probe.waitForAcks(t, 1, 60*time.Second)
 	stopProbe()
 	probed := probe.snapshot()[0]

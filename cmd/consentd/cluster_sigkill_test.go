@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
@@ -46,7 +47,7 @@ func newHotLoad(consents int) *hotLoad {
 }
 
 // start runs writers, writer w on clients[w % len(clients)], until stop.
-func (l *hotLoad) start(ctx context.Context, writers int, clients []*ledger.Client) (stop func()) {
+func (l *hotLoad) start(ctx context.Context, writers int, clients []*client.Client) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -59,7 +60,7 @@ func (l *hotLoad) start(ctx context.Context, writers int, clients []*ledger.Clie
 	}
 }
 
-func (l *hotLoad) write(ctx context.Context, w int, client *ledger.Client) {
+func (l *hotLoad) write(ctx context.Context, w int, client *client.Client) {
 	rng := rand.New(rand.NewPCG(uint64(w), 20))
 	for op := 0; ctx.Err() == nil; op++ {
 		key := l.consents[rng.IntN(len(l.consents))]
@@ -151,7 +152,7 @@ type lookupProbe struct {
 	failed   map[string]int
 }
 
-func (p *lookupProbe) run(ctx context.Context, client *ledger.Client, key events.Key) {
+func (p *lookupProbe) run(ctx context.Context, client *client.Client, key events.Key) {
 	p.mu.Lock()
 	p.last, p.failed = time.Now(), map[string]int{}
 	p.mu.Unlock()
@@ -202,9 +203,9 @@ func TestClusterFailoverAfterSIGKILLOfTheStreamLeader(t *testing.T) {
 	elected := leaderElected(t, watch, wire.DefaultStream)
 
 	load := newHotLoad(8)
-	var clients []*ledger.Client
+	var clients []*client.Client
 	for w := range 4 {
-		clients = append(clients, ledger.NewClient(c.connect(w%3, fmt.Sprintf("writer-%d", w)), ledger.ClientOptions{}))
+		clients = append(clients, client.NewClient(c.connect(w%3, fmt.Sprintf("writer-%d", w)), client.ClientOptions{}))
 	}
 	stopLoad := load.start(t.Context(), 16, clients)
 	defer stopLoad()
@@ -213,7 +214,7 @@ func TestClusterFailoverAfterSIGKILLOfTheStreamLeader(t *testing.T) {
 	probeDone := make(chan struct{})
 	go func() {
 		defer close(probeDone)
-		probe.run(probeCtx, ledger.NewClient(c.connect(survivor, "lookups"), ledger.ClientOptions{}), load.consents[0])
+		probe.run(probeCtx, client.NewClient(c.connect(survivor, "lookups"), client.ClientOptions{}), load.consents[0])
 	}()
 	defer func() {
 		stopProbe()
@@ -369,12 +370,12 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	c := startProcessCluster(t)
 	dataDir := t.TempDir()
 	first := runOnProcessCluster(t, c, dataDir)
-	client := ledger.NewClient(c.connect(0, "writer"), ledger.ClientOptions{Timeout: time.Second})
+	cli := client.NewClient(c.connect(0, "writer"), client.ClientOptions{Timeout: time.Second})
 	cmd := events.Command{SubjectID: "restart@example.com", Purpose: "newsletter", Actor: "test"}
 	key := wire.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose}
-	_, err := client.Grant(t.Context(), cmd)
+	_, err := cli.Grant(t.Context(), cmd)
 	require.NoError(t, err)
-	revoked, err := client.Revoke(t.Context(), cmd)
+	revoked, err := cli.Revoke(t.Context(), cmd)
 	require.NoError(t, err)
 	waitIndex(t, first.index, revoked.Seq)
 	require.NoError(t, first.Close())
@@ -384,7 +385,7 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	kept := killQuorum(t, c, admin)
 	watch := c.connect(kept, "watch")
 	keptConn := c.connect(kept, "writer-kept")
-	client = ledger.NewClient(keptConn, ledger.ClientOptions{Timeout: time.Second})
+	cli = client.NewClient(keptConn, client.ClientOptions{Timeout: time.Second})
 
 	// A replica answers direct gets once nats-server finds it current,
 	// on a 2s tick from the stream's creation (seconds ago here) or the
@@ -409,7 +410,7 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	m, _ := startNoLeader(t, c, dataDir)
 	var st events.Status
 	require.Eventually(t, func() bool {
-		st, err = client.Status(t.Context(), key)
+		st, err = cli.Status(t.Context(), key)
 		return err == nil
 	}, 10*time.Second, time.Millisecond, "lookups are served from the index")
 	servedAt := time.Now()
@@ -422,14 +423,14 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	}
 	assert.Equal(t, events.StateRevoked, st.State)
 	assert.Equal(t, revoked.Seq, st.IndexSeq)
-	_, err = client.Check(t.Context(), key)
+	_, err = cli.Check(t.Context(), key)
 	require.ErrorIs(t, err, wire.ErrConsentRequired, "a revoked consent is not allowed")
 	cmd.IdempotencyKey = "after-restart"
-	_, err = client.Grant(t.Context(), cmd)
+	_, err = cli.Grant(t.Context(), cmd)
 	require.ErrorIs(t, err, nats.ErrNoResponders, "no commands without a leader")
 	waitCtx, cancel := context.WithTimeout(t.Context(), 2*ledger.DefaultMinSeqTimeout)
 	defer cancel()
-	_, err = client.Status(waitCtx, wire.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: revoked.Seq + 1})
+	_, err = cli.Status(waitCtx, wire.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: revoked.Seq + 1})
 	require.ErrorIs(t, err, wire.ErrUnavailable, "a min_seq beyond the index is not answered without a leader")
 
 	newLeader := restartAll(t, c, watch)
@@ -440,7 +441,7 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	// A command's reply carries its status, judged once the index has
 	// applied it (waiting up to --min-seq-timeout, 2s): the client waits
 	// longer, so that a stored write is answered rather than retried.
-	slowClient := ledger.NewClient(keptConn, ledger.ClientOptions{Timeout: 2 * ledger.DefaultMinSeqTimeout})
+	slowClient := client.NewClient(keptConn, client.ClientOptions{Timeout: 2 * ledger.DefaultMinSeqTimeout})
 	granted := writeUntilAnswered(t, slowClient, cmd)
 	firstWrite := time.Since(newLeader.at)
 	assert.Equal(t, revoked.Seq+1, granted.Seq)
@@ -460,17 +461,17 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	// one is down; then the quorum is lost again.
 	other := runOnProcessCluster(t, c, t.TempDir())
 	cmd.IdempotencyKey = ""
-	revokedAgain, err := client.Revoke(t.Context(), cmd)
+	revokedAgain, err := cli.Revoke(t.Context(), cmd)
 	require.NoError(t, err)
 	waitStreamCurrent(t, admin, revokedAgain.Seq)
 	require.NoError(t, other.Close())
 	kept = killQuorum(t, c, admin)
 	watch = c.connect(kept, "watch-2")
-	client = ledger.NewClient(c.connect(kept, "writer-kept-2"), ledger.ClientOptions{Timeout: time.Second})
+	cli = client.NewClient(c.connect(kept, "writer-kept-2"), client.ClientOptions{Timeout: time.Second})
 
 	m, logs := startNoLeader(t, c, dataDir)
 	require.Eventually(t, func() bool { return logs.count("the index is behind the stream") == 1 }, 30*time.Second, 5*time.Millisecond)
-	_, err = client.Status(t.Context(), key)
+	_, err = cli.Status(t.Context(), key)
 	require.ErrorIs(t, err, nats.ErrNoResponders, "an index behind the stream serves no lookup")
 	select {
 	case err := <-m.started:
@@ -497,7 +498,7 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	newLeader = restartAll(t, c, watch)
 	require.NoError(t, <-m.started)
 	caughtUp := time.Since(newLeader.at)
-	st, err = client.Status(t.Context(), key)
+	st, err = cli.Status(t.Context(), key)
 	require.NoError(t, err)
 	assert.Equal(t, events.StateRevoked, st.State, "the state the stream holds, not the index's older one")
 	assert.GreaterOrEqual(t, st.IndexSeq, revokedAgain.Seq)
@@ -584,7 +585,7 @@ func restartAll(t *testing.T, c *processCluster, watch *nats.Conn) electedLeader
 
 // writeUntilAnswered sends cmd as a grant (with its idempotency key, so a
 // retry lands once) until it is answered.
-func writeUntilAnswered(t *testing.T, client *ledger.Client, cmd events.Command) wire.Reply {
+func writeUntilAnswered(t *testing.T, client *client.Client, cmd events.Command) wire.Reply {
 	t.Helper()
 	var reply wire.Reply
 	require.Eventually(t, func() bool {
@@ -613,9 +614,9 @@ func TestClusterSIGKILLOfAConsentd(t *testing.T) {
 	js, _ := ledgerStream(t, admin)
 
 	load := newHotLoad(8)
-	var clients []*ledger.Client
+	var clients []*client.Client
 	for w := range 4 {
-		clients = append(clients, ledger.NewClient(c.connect(w%3, fmt.Sprintf("writer-%d", w)), ledger.ClientOptions{}))
+		clients = append(clients, client.NewClient(c.connect(w%3, fmt.Sprintf("writer-%d", w)), client.ClientOptions{}))
 	}
 	stopLoad := load.start(t.Context(), 16, clients)
 	defer stopLoad()

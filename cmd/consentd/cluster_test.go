@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -51,7 +51,7 @@ func TestConsentdReplicasShareAThreeNodeCluster(t *testing.T) {
 	assert.Equal(t, 3, stream.CachedInfo().Config.Replicas)
 
 	// Both instances answer in the queue group.
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	const people = 20
 	var last uint64
 	for i := range people {

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/keystore"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
@@ -193,7 +193,7 @@ func waitIndex(t *testing.T, idx *projector.Index, seq uint64) {
 
 // assertStatusesMatch checks, through the service, that the status of
 // every consent reflects the fresh fold (read with min_seq, so not stale).
-func (a *streamAudit) assertStatusesMatch(t *testing.T, client *ledger.Client) {
+func (a *streamAudit) assertStatusesMatch(t *testing.T, client *client.Client) {
 	t.Helper()
 	for key, want := range a.fold {
 		st, err := client.Status(t.Context(), wire.StatusQuery{Tenant: key.Tenant, SubjectID: key.SubjectID, Purpose: key.Purpose, MinSeq: a.lastSeq})

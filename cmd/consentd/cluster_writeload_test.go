@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 )
 
@@ -79,7 +79,7 @@ func newWriteLoad(name string, writers, consentsEach int) *writeLoad {
 // run runs one round of the load: every writer sends commands through its
 // client (clients[w % len(clients)]) until ctx ends. It returns when all
 // writers have stopped.
-func (l *writeLoad) run(ctx context.Context, clients []*ledger.Client) {
+func (l *writeLoad) run(ctx context.Context, clients []*client.Client) {
 	var wg sync.WaitGroup
 	for i, w := range l.writers {
 		client := clients[i%len(clients)]
@@ -89,7 +89,7 @@ func (l *writeLoad) run(ctx context.Context, clients []*ledger.Client) {
 }
 
 // start runs a round in the background; stop ends it and waits.
-func (l *writeLoad) start(ctx context.Context, clients []*ledger.Client) (stop func()) {
+func (l *writeLoad) start(ctx context.Context, clients []*client.Client) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -102,7 +102,7 @@ func (l *writeLoad) start(ctx context.Context, clients []*ledger.Client) (stop f
 	}
 }
 
-func (l *writeLoad) write(ctx context.Context, w *loadWriter, client *ledger.Client) {
+func (l *writeLoad) write(ctx context.Context, w *loadWriter, client *client.Client) {
 	for ctx.Err() == nil {
 		if w.pending == nil {
 			n := w.op % len(w.consents)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/auth"
@@ -130,7 +131,7 @@ func TestSubscriberReadsSealedEvents(t *testing.T) {
 	require.NoError(t, err)
 
 	sub := s.dial(t, "mailer", auth.Subscriber, "acme")
-	w, err := sub.client.Watch(ctx, ledger.WatchOptions{StartSeq: 1})
+	w, err := sub.client.Watch(ctx, client.WatchOptions{StartSeq: 1})
 	require.NoError(t, err)
 	defer w.Stop()
 	ch, err := w.Next(ctx)
@@ -144,7 +145,7 @@ func TestSubscriberReadsSealedEvents(t *testing.T) {
 	assert.True(t, ch.Status.Allowed)
 
 	// Another tenant's event is not for it, whatever it asks.
-	_, err = sub.client.Watch(ctx, ledger.WatchOptions{Tenant: "globex", StartSeq: 1})
+	_, err = sub.client.Watch(ctx, client.WatchOptions{Tenant: "globex", StartSeq: 1})
 	require.ErrorIs(t, err, wire.ErrForbidden)
 
 	// An auditor's export opens them through the service too.
@@ -174,7 +175,7 @@ func TestSubscriberReadsSealedEvents(t *testing.T) {
 	assert.Equal(t, events.TypeErased, ch.Event.Type)
 	assert.Equal(t, events.StateErased, ch.Status.State)
 
-	again, err := sub.client.Watch(ctx, ledger.WatchOptions{StartSeq: 1})
+	again, err := sub.client.Watch(ctx, client.WatchOptions{StartSeq: 1})
 	require.NoError(t, err)
 	defer again.Stop()
 	ch, err = again.Next(ctx)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
@@ -168,10 +169,10 @@ func TestConsentdMetricsCountWhatItDid(t *testing.T) {
 // consent_expiries_total and consent_appends_total, with no backlog left.
 func TestConsentdMetricsOfFeedsAndExpiries(t *testing.T) {
 	m := startWithHTTP(t, "--expiry-interval", "10ms")
-	client := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
+	cli := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
 	ctx := t.Context()
 
-	w, err := client.Watch(ctx, ledger.WatchOptions{Durable: "mailer", Purposes: []string{"newsletter"}})
+	w, err := cli.Watch(ctx, client.WatchOptions{Durable: "mailer", Purposes: []string{"newsletter"}})
 	require.NoError(t, err)
 	t.Cleanup(w.Stop)
 	got := scrape(t, m)
@@ -179,7 +180,7 @@ func TestConsentdMetricsOfFeedsAndExpiries(t *testing.T) {
 	assert.Contains(t, got, "consent_feed_pending_messages")
 
 	expires := time.Now().Add(100 * time.Millisecond)
-	_, err = client.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "trial", ExpiresAt: &expires})
+	_, err = cli.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "trial", ExpiresAt: &expires})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		return scrape(t, m)[`consent_expiries_total{result="appended"}`] == 1

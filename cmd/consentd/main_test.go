@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
@@ -72,12 +72,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // connectClient connects to consentd over TCP, as an outside service does,
 // with opts (adminOptions: the administrator's credentials).
-func connectClient(t *testing.T, url string, opts ...nats.Option) *ledger.Client {
+func connectClient(t *testing.T, url string, opts ...nats.Option) *client.Client {
 	t.Helper()
 	nc, err := nats.Connect(url, opts...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	return ledger.NewClient(nc, ledger.ClientOptions{ServiceFeed: true})
+	return client.NewClient(nc, client.ClientOptions{ServiceFeed: true})
 }
 
 func TestConsentdEndToEnd(t *testing.T) {

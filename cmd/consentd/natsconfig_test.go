@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/natstest"
@@ -527,7 +528,7 @@ func TestConsentdOnTheClusterAuthenticatesAsEmbedded(t *testing.T) {
 	admin, err := dialUser(c.urls(), adminCreds)
 	require.NoError(t, err)
 	t.Cleanup(admin.nc.Close)
-	adminClient := ledger.NewClient(admin.nc, ledger.ClientOptions{})
+	adminClient := client.NewClient(admin.nc, client.ClientOptions{})
 	ctx := t.Context()
 
 	issue := func(name, role, tenant string) *authClient {
@@ -546,8 +547,8 @@ func TestConsentdOnTheClusterAuthenticatesAsEmbedded(t *testing.T) {
 	}
 	acme := issue("app", "writer", "acme")
 	globex := issue("app", "writer", "globex")
-	acmeClient := ledger.NewClient(acme.nc, ledger.ClientOptions{})
-	globexClient := ledger.NewClient(globex.nc, ledger.ClientOptions{})
+	acmeClient := client.NewClient(acme.nc, client.ClientOptions{})
+	globexClient := client.NewClient(globex.nc, client.ClientOptions{})
 
 	granted, err := acmeClient.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/auth"
@@ -33,7 +34,7 @@ import (
 // credentials (admin.creds: admin of every tenant).
 type secured struct {
 	m     *Main
-	admin *ledger.Client
+	admin *client.Client
 }
 
 func startSecured(t *testing.T) *secured {
@@ -84,7 +85,7 @@ func (s *secured) lastSeq(t *testing.T) uint64 {
 type secConn struct {
 	*nats.Conn
 	errs   chan error
-	client *ledger.Client
+	client *client.Client
 }
 
 func dialCreds(t *testing.T, url string, creds []byte) *secConn {
@@ -96,7 +97,7 @@ func dialCreds(t *testing.T, url string, creds []byte) *secConn {
 	c.Conn, err = nats.Connect(url, opts...)
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	c.client = ledger.NewClient(c.Conn, ledger.ClientOptions{ServiceFeed: true})
+	c.client = client.NewClient(c.Conn, client.ClientOptions{ServiceFeed: true})
 	return c
 }
 
@@ -327,43 +328,43 @@ func TestSecurityTenantsAreApart(t *testing.T) {
 
 // roleCall is one call of an endpoint, for a user of tenant ("" for the
 // caller's own), through the Go client.
-type roleCall func(ctx context.Context, c *ledger.Client, tenant string) error
+type roleCall func(ctx context.Context, c *client.Client, tenant string) error
 
 // roleCalls are calls of one endpoint of each role, named as under
 // consent.v1. Each needs the grants seedRoles records.
 var roleCalls = map[string]roleCall{
-	"status": func(ctx context.Context, c *ledger.Client, tenant string) error {
+	"status": func(ctx context.Context, c *client.Client, tenant string) error {
 		_, err := c.Status(ctx, wire.StatusQuery{Tenant: tenant, SubjectID: "alice", Purpose: "newsletter"})
 		return err
 	},
-	"check": func(ctx context.Context, c *ledger.Client, tenant string) error {
+	"check": func(ctx context.Context, c *client.Client, tenant string) error {
 		_, err := c.Check(ctx, wire.StatusQuery{Tenant: tenant, SubjectID: "alice", Purpose: "newsletter"})
 		return err
 	},
-	"list": func(ctx context.Context, c *ledger.Client, tenant string) error {
+	"list": func(ctx context.Context, c *client.Client, tenant string) error {
 		l, err := c.List(ctx, wire.ListQuery{Tenant: tenant, SubjectID: "alice"})
 		if err == nil && len(l) != 1 {
 			err = errors.New("list: want alice's one consent")
 		}
 		return err
 	},
-	"grant": func(ctx context.Context, c *ledger.Client, tenant string) error {
+	"grant": func(ctx context.Context, c *client.Client, tenant string) error {
 		_, err := c.Grant(ctx, events.Command{Tenant: tenant, SubjectID: "bob", Purpose: "newsletter"})
 		return err
 	},
-	"history": func(ctx context.Context, c *ledger.Client, tenant string) error {
+	"history": func(ctx context.Context, c *client.Client, tenant string) error {
 		h, err := c.History(ctx, wire.HistoryQuery{Tenant: tenant, SubjectID: "alice"})
 		if err == nil && len(h.Events) == 0 {
 			err = errors.New("history: want alice's grant")
 		}
 		return err
 	},
-	"status_at": func(ctx context.Context, c *ledger.Client, tenant string) error {
+	"status_at": func(ctx context.Context, c *client.Client, tenant string) error {
 		_, err := c.StatusAt(ctx, wire.StatusAtQuery{Tenant: tenant, SubjectID: "alice", Purpose: "newsletter", At: time.Now()})
 		return err
 	},
-	"feed.open": func(ctx context.Context, c *ledger.Client, tenant string) error {
-		w, err := c.Watch(ctx, ledger.WatchOptions{Tenant: tenant, StartSeq: 1})
+	"feed.open": func(ctx context.Context, c *client.Client, tenant string) error {
+		w, err := c.Watch(ctx, client.WatchOptions{Tenant: tenant, StartSeq: 1})
 		if err != nil {
 			return err
 		}
@@ -374,11 +375,11 @@ var roleCalls = map[string]roleCall{
 		}
 		return err
 	},
-	"purpose.set": func(ctx context.Context, c *ledger.Client, tenant string) error {
+	"purpose.set": func(ctx context.Context, c *client.Client, tenant string) error {
 		_, err := c.SetPurpose(ctx, events.PurposeCommand{Tenant: tenant, Purpose: "analytics"})
 		return err
 	},
-	"admin.user.list": func(ctx context.Context, c *ledger.Client, tenant string) error {
+	"admin.user.list": func(ctx context.Context, c *client.Client, tenant string) error {
 		_, err := c.Users(ctx, wire.UserRequest{Tenant: tenant})
 		return err
 	},
@@ -466,7 +467,7 @@ func TestSecurityRevokeTakesAUserAwayAtOnce(t *testing.T) {
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	carol := ledger.NewClient(nc, ledger.ClientOptions{})
+	carol := client.NewClient(nc, client.ClientOptions{})
 	_, err = carol.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
@@ -58,7 +59,7 @@ func TestConsentdKeysNewStreamsWithHMAC(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, events.SubjectKeyHMAC, streamScheme(t, js))
 
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	granted, err := client.Grant(stepContext(t), events.Command{SubjectID: "alice@example.com", Purpose: "newsletter"})
 	require.NoError(t, err)
 	st, err := client.Check(stepContext(t), wire.StatusQuery{SubjectID: "alice@example.com", Purpose: "newsletter", MinSeq: granted.Seq})

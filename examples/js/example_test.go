@@ -21,9 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
@@ -119,7 +119,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // addUser issues a user of tenant with admin.creds and writes its .creds
 // file (mode 0600) into dir.
-func addUser(t *testing.T, admin *ledger.Client, dir, name, role, tenant string) string {
+func addUser(t *testing.T, admin *client.Client, dir, name, role, tenant string) string {
 	t.Helper()
 	u, err := admin.AddUser(t.Context(), wire.UserRequest{Name: name, Role: role, Tenant: tenant})
 	require.NoError(t, err)
@@ -146,7 +146,7 @@ func TestJavaScriptExample(t *testing.T) {
 	nc, err := nats.Connect(url, opts...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	admin := ledger.NewClient(nc, ledger.ClientOptions{})
+	admin := client.NewClient(nc, client.ClientOptions{})
 
 	dir := t.TempDir()
 	writerCreds := addUser(t, admin, dir, "signup", "writer", "acme")

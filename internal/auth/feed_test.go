@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/natstest"
@@ -73,11 +74,11 @@ func feedCtx(t *testing.T) context.Context {
 
 // subscriberClient is a Client of an acme subscriber, reading the feed
 // through the service.
-func (u *user) feedClient() *ledger.Client {
-	return ledger.NewClient(u.nc, ledger.ClientOptions{ServiceFeed: true, Timeout: waitFor})
+func (u *user) feedClient() *client.Client {
+	return client.NewClient(u.nc, client.ClientOptions{ServiceFeed: true, Timeout: waitFor})
 }
 
-func nextChange(t *testing.T, w *ledger.Watcher) *ledger.Change {
+func nextChange(t *testing.T, w *client.Watcher) *client.Change {
 	t.Helper()
 	ch, err := w.Next(feedCtx(t))
 	require.NoError(t, err)
@@ -92,7 +93,7 @@ func TestSubscriberDurableFeedResumesAfterTheLastAck(t *testing.T) {
 	require.NoError(t, err)
 	u := e.connect(t, creds)
 
-	w, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Durable: "mailer", StartSeq: 1})
+	w, err := u.feedClient().Watch(feedCtx(t), client.WatchOptions{Durable: "mailer", StartSeq: 1})
 	require.NoError(t, err)
 	g1 := e.append(t, events.KindGrant, "acme", "alice")
 	e.append(t, events.KindGrant, "globex", "alice")
@@ -114,7 +115,7 @@ func TestSubscriberDurableFeedResumesAfterTheLastAck(t *testing.T) {
 	// A restarted subscriber (a new connection) resumes after the last
 	// acknowledged change, and the consumer was acme's.
 	u = e.connect(t, creds)
-	w, err = u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Durable: "mailer"})
+	w, err = u.feedClient().Watch(feedCtx(t), client.WatchOptions{Durable: "mailer"})
 	require.NoError(t, err)
 	defer w.Stop()
 	ch = nextChange(t, w)
@@ -129,7 +130,7 @@ func TestSubscriberDurableFeedResumesAfterTheLastAck(t *testing.T) {
 	assert.Zero(t, ci.NumAckPending)
 
 	// The same name with other filters is refused.
-	_, err = u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Durable: "mailer", Purposes: []string{"marketing"}})
+	_, err = u.feedClient().Watch(feedCtx(t), client.WatchOptions{Durable: "mailer", Purposes: []string{"marketing"}})
 	assert.ErrorIs(t, err, wire.ErrDurableMismatch)
 }
 
@@ -143,7 +144,7 @@ func TestSubscriberEphemeralFeedFromAStartSeq(t *testing.T) {
 	e.append(t, events.KindGrant, "globex", "bob")
 	g2 := e.append(t, events.KindGrant, "acme", "carol")
 
-	w, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{StartSeq: r1.Seq})
+	w, err := u.feedClient().Watch(feedCtx(t), client.WatchOptions{StartSeq: r1.Seq})
 	require.NoError(t, err)
 	defer w.Stop()
 	ch := nextChange(t, w)
@@ -160,13 +161,13 @@ func TestSubscriberCannotOpenOrReadAnotherTenantsFeed(t *testing.T) {
 	e := startFeed(t)
 	acme := e.connect(t, e.issue(t, "mailer", auth.Subscriber, "acme"))
 	globex := e.connect(t, e.issue(t, "mailer2", auth.Subscriber, "globex"))
-	gw, err := globex.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Tenant: "globex", Durable: "mailer"})
+	gw, err := globex.feedClient().Watch(feedCtx(t), client.WatchOptions{Tenant: "globex", Durable: "mailer"})
 	require.NoError(t, err)
 	defer gw.Stop()
 
 	// Whatever acme sends, it gets no feed of globex.
 	c := acme.feedClient()
-	for _, opts := range []ledger.WatchOptions{{Tenant: "globex"}, {Tenant: "globex", Durable: "mailer"}, {Tenant: "*"}} {
+	for _, opts := range []client.WatchOptions{{Tenant: "globex"}, {Tenant: "globex", Durable: "mailer"}, {Tenant: "*"}} {
 		_, err := c.Watch(feedCtx(t), opts)
 		var we *wire.Error
 		require.ErrorAs(t, err, &we, "%+v", opts)
@@ -245,10 +246,10 @@ func feedImports(t *testing.T, a *auth.Authority, tenant, namePrefix string) int
 func TestGoneEphemeralFeedsLoseTheirImports(t *testing.T) {
 	e := startFeed(t)
 	u := e.connect(t, e.issue(t, "mailer", auth.Subscriber, "acme"))
-	d, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Durable: "mailer"})
+	d, err := u.feedClient().Watch(feedCtx(t), client.WatchOptions{Durable: "mailer"})
 	require.NoError(t, err)
 	d.Stop()
-	w, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{})
+	w, err := u.feedClient().Watch(feedCtx(t), client.WatchOptions{})
 	require.NoError(t, err)
 	w.Stop()
 	assert.Equal(t, 3, feedImports(t, e.a, "acme", "feed~acme~~"))
@@ -267,7 +268,7 @@ func TestGoneEphemeralFeedsLoseTheirImports(t *testing.T) {
 	require.NotEmpty(t, gone)
 	require.NoError(t, stream.DeleteConsumer(feedCtx(t), gone))
 
-	w, err = u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{})
+	w, err = u.feedClient().Watch(feedCtx(t), client.WatchOptions{})
 	require.NoError(t, err)
 	defer w.Stop()
 	assert.Equal(t, 3, feedImports(t, e.a, "acme", "feed~acme~~"), "only the live one's")
@@ -283,7 +284,7 @@ func TestAllTenantsSubscriberWatchesEveryTenant(t *testing.T) {
 	_, err := e.a.Tenant("acme")
 	require.NoError(t, err)
 	u := e.connect(t, e.issue(t, "ops", auth.Subscriber, auth.AllTenants))
-	w, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Tenant: "*", Durable: "ops"})
+	w, err := u.feedClient().Watch(feedCtx(t), client.WatchOptions{Tenant: "*", Durable: "ops"})
 	require.NoError(t, err)
 	defer w.Stop()
 	a := e.append(t, events.KindGrant, "acme", "alice")

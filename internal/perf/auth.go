@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
@@ -192,7 +193,7 @@ type stack struct {
 	dir    string // the stack's own directory, which close removes
 	s      *Server
 	js     jetstream.JetStream // in-process, as the ledger's
-	client *ledger.Client
+	client *client.Client
 	// Authenticated stack only: connections for the bare echo, a user
 	// of the service account's and an admin of acme's.
 	sameAccount, imported *nats.Conn
@@ -322,7 +323,7 @@ func startStack(ctx context.Context, cfg stackConfig) (st *stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	st.client = ledger.NewClient(clientConn, ledger.ClientOptions{})
+	st.client = client.NewClient(clientConn, client.ClientOptions{})
 	return st, nil
 }
 

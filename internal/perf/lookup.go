@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
@@ -86,7 +87,7 @@ func Lookups(ctx context.Context, cfg LookupConfig) ([]LookupResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := ledger.NewClient(clientConn, ledger.ClientOptions{})
+	client := client.NewClient(clientConn, client.ClientOptions{})
 	queries := make([]wire.StatusQuery, min(cfg.Consents, 1000))
 	for i := range queries {
 		k := consentKey(i)

@@ -1,4 +1,4 @@
-package ledger
+package client
 
 import (
 	"context"
@@ -16,7 +16,7 @@ func (c *Client) StatusAt(ctx context.Context, q wire.StatusAtQuery) (wire.Statu
 }
 
 // Receipt returns a signed receipt of one consent: its status and history
-// with stream sequences and hashes. It fails with ErrUnavailable when the
+// with stream sequences and hashes. It fails with wire.ErrUnavailable when the
 // service has no signing key. Check it with audit.VerifyReceipt (or
 // consentctl audit verify-receipt).
 func (c *Client) Receipt(ctx context.Context, q wire.ReceiptQuery) (wire.SignedReceipt, error) {

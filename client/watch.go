@@ -1,4 +1,4 @@
-package ledger
+package client
 
 import (
 	"context"
@@ -58,11 +58,11 @@ type WatchOptions struct {
 	// restarted watcher resumes by passing the last Seq it handled + 1 as
 	// StartSeq. With ClientOptions.ServiceFeed the name follows the tenant
 	// name rule (events.ValidateName), the consumer is named
-	// FeedConsumerName(tenant, Durable), and an ephemeral watch is a
+	// wire.FeedConsumerName(tenant, Durable), and an ephemeral watch is a
 	// consumer without acknowledgements that the service opens, reopened
 	// after the last change delivered when one is lost on the way (same
 	// order, no gaps) and deleted by the server after
-	// DefaultFeedInactiveThreshold without a reader.
+	// ledger.DefaultFeedInactiveThreshold without a reader.
 	Durable string
 	// AckWait (durable only): a change not acknowledged within it is
 	// delivered again; default DefaultAckWait.
@@ -107,7 +107,7 @@ type Change struct {
 	PurposeEvent *events.PurposeEvent
 	Purpose      events.Purpose
 
-	// Err is set, matching ErrUnreadableEvent, for a message of the
+	// Err is set, matching wire.ErrUnreadableEvent, for a message of the
 	// stream that fails the integrity checks (events.CheckMessage: the
 	// projector records it as an integrity violation, and its consent is
 	// not allowed until an operator quarantines it) or that a newer
@@ -167,7 +167,7 @@ type Watcher struct {
 }
 
 // Watch starts a watch over the stream (ClientOptions.Stream, default
-// DefaultStream) with the client's connection. It needs JetStream access
+// wire.DefaultStream) with the client's connection. It needs JetStream access
 // to that stream (consumer creation and direct get), not the consent
 // service; with ClientOptions.ServiceFeed it needs the service's feed
 // endpoints instead (consent.v1.feed.open and feed.purposes) and only the
@@ -175,8 +175,8 @@ type Watcher struct {
 // Stop the Watcher when done.
 //
 // Errors: a *events.FieldError for invalid options; an error matching
-// ErrDurableMismatch; JetStream errors (no stream, no permission) as they
-// come; with ServiceFeed, the service's *Error (400 naming the field, also
+// wire.ErrDurableMismatch; JetStream errors (no stream, no permission) as they
+// come; with ServiceFeed, the service's *wire.Error (400 naming the field, also
 // for a tenant not the account's; 503 when no service answers).
 func (c *Client) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 	if err := opts.spec().Validate(); err != nil {
@@ -249,7 +249,7 @@ func (w *Watcher) startDurable(ctx context.Context) error {
 }
 
 // durableError makes a 409 of changefeed.OpenDurable (from this client or from the
-// service) match ErrDurableMismatch.
+// service) match wire.ErrDurableMismatch.
 func durableError(err error) error {
 	if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == 409 && strings.Contains(we.Description, wire.ErrDurableMismatch.Error()) {
 		return fmt.Errorf("%w: %s", wire.ErrDurableMismatch, we.Description)

@@ -1,4 +1,4 @@
-package ledger
+package client
 
 import (
 	"context"
@@ -44,7 +44,7 @@ import (
 //
 // While its connection is down the Checker cannot see revocations: it
 // drops what it cached and answers every check from the service (which
-// then fails with ErrUnavailable) until it is connected again.
+// then fails with wire.ErrUnavailable) until it is connected again.
 
 // Defaults of CheckerOptions.
 const (
@@ -506,7 +506,7 @@ func (k *Checker) taint(subj string, seq uint64) {
 
 // Allowed reports whether the consent q asks about allows the action, from
 // memory when it can: the fastest form of Check (no status is built). Its
-// errors are those of Check but for ErrConsentRequired: a consent that
+// errors are those of Check but for wire.ErrConsentRequired: a consent that
 // does not allow the action is (false, nil).
 func (k *Checker) Allowed(ctx context.Context, q wire.StatusQuery) (bool, error) {
 	if c, required, ok := k.lookup(ctx, q); ok {
@@ -521,7 +521,7 @@ func (k *Checker) Allowed(ctx context.Context, q wire.StatusQuery) (bool, error)
 }
 
 // Check answers as Client.Check does: the status when the consent allows
-// the action, else an *Error matching ErrConsentRequired carrying the
+// the action, else an *wire.Error matching wire.ErrConsentRequired carrying the
 // status. The status's IndexSeq is the stream sequence the Checker has
 // applied. With q.MinSeq beyond it, it waits for the stream (bounded by
 // ctx and the service's default min_seq wait of 2s) and answers from memory once the stream is

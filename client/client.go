@@ -1,4 +1,4 @@
-package ledger
+package client
 
 import (
 	"context"
@@ -24,7 +24,7 @@ type ClientOptions struct {
 	// default DefaultClientTimeout.
 	Timeout time.Duration
 	// Stream is the name of the stream Watch and NewChecker follow;
-	// default DefaultStream.
+	// default wire.DefaultStream.
 	Stream string
 	// ServiceFeed makes Watch ask the service to open its consumer
 	// (consent.v1.feed.open) and read it through the JetStream API prefix
@@ -36,9 +36,9 @@ type ClientOptions struct {
 
 // Client speaks to the consent service over NATS request-reply.
 //
-// Every method returns, for an error the service answered with, an *Error
-// that matches its sentinel (errors.Is(err, ErrConflict), ...). When no
-// instance of the service is running the error matches ErrUnavailable and
+// Every method returns, for an error the service answered with, an *wire.Error
+// that matches its sentinel (errors.Is(err, wire.ErrConflict), ...). When no
+// instance of the service is running the error matches wire.ErrUnavailable and
 // nats.ErrNoResponders. A context that ends first gives its own error.
 //
 // A Client is safe for concurrent use. It does not own the connection. Its
@@ -74,13 +74,13 @@ func (c *Client) Grant(ctx context.Context, cmd events.Command) (wire.Reply, err
 }
 
 // Deny records that the person declined (consent.denied). A granted
-// consent cannot be denied (ErrConflict): revoke it.
+// consent cannot be denied (wire.ErrConflict): revoke it.
 func (c *Client) Deny(ctx context.Context, cmd events.Command) (wire.Reply, error) {
 	return c.command(ctx, wire.SubjectDeny, cmd)
 }
 
 // Revoke records that the person withdrew a grant (consent.revoked). Only a
-// granted or expired consent can be revoked (ErrConflict otherwise).
+// granted or expired consent can be revoked (wire.ErrConflict otherwise).
 func (c *Client) Revoke(ctx context.Context, cmd events.Command) (wire.Reply, error) {
 	return c.command(ctx, wire.SubjectRevoke, cmd)
 }
@@ -93,13 +93,13 @@ func (c *Client) command(ctx context.Context, subj string, cmd events.Command) (
 
 // Status returns the status of one consent, State none when it has no
 // events. With q.MinSeq it reflects at least that stream sequence, or fails
-// with ErrUnavailable.
+// with wire.ErrUnavailable.
 func (c *Client) Status(ctx context.Context, q wire.StatusQuery) (events.Status, error) {
 	return c.status(ctx, wire.SubjectStatus, &q)
 }
 
 // Check returns the status when the consent allows the action. Otherwise it
-// returns an *Error matching ErrConsentRequired whose Status field holds the
+// returns an *wire.Error matching wire.ErrConsentRequired whose Status field holds the
 // status that did not allow it; that status is also returned.
 func (c *Client) Check(ctx context.Context, q wire.StatusQuery) (events.Status, error) {
 	st, err := c.status(ctx, wire.SubjectCheck, &q)
@@ -158,7 +158,7 @@ func (c *Client) call(ctx context.Context, subj string, body, out any) error {
 }
 
 // exchange sends a request and returns the reply. An error the service
-// answered with is returned as an *Error (a 403 with the status it
+// answered with is returned as an *wire.Error (a 403 with the status it
 // carried), and no service answering as a 503.
 func (c *Client) exchange(ctx context.Context, subj string, data []byte) (*nats.Msg, error) {
 	msg, err := c.request(ctx, subj, data)

@@ -1,4 +1,4 @@
-package ledger
+package client
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 // (consent.v1.purpose.set): description, current policy version, default
 // ttl. Raising the policy version makes grants of older versions outdated
 // (not allowed) until the person consents again. A lower version than the
-// current one is refused with ErrConflict.
+// current one is refused with wire.ErrConflict.
 func (c *Client) SetPurpose(ctx context.Context, cmd events.PurposeCommand) (wire.PurposeReply, error) {
 	var r wire.PurposeReply
 	err := c.call(ctx, wire.SubjectPurposeSet, cmd, &r)

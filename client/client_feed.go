@@ -1,4 +1,4 @@
-package ledger
+package client
 
 import (
 	"context"
@@ -51,7 +51,7 @@ func (c *Client) openPersonal(ctx context.Context, ev *events.Event, seq uint64)
 
 // AuditSource opens a consumer through the service (consent.v1.audit.open)
 // and returns it as the source of audit.Verify or audit.Export. Errors are
-// the service's (*Error) and NATS errors.
+// the service's (*wire.Error) and NATS errors.
 func (c *Client) AuditSource(ctx context.Context, q wire.AuditOpenRequest) (*audit.Source, error) {
 	var r wire.AuditOpenReply
 	if err := c.call(ctx, wire.SubjectAuditOpen, q, &r); err != nil {
