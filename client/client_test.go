@@ -1,4 +1,4 @@
-package ledger_test
+package client_test
 
 import (
 	"context"
@@ -186,4 +186,17 @@ func TestClientBoundsCallsWithoutADeadline(t *testing.T) {
 	cancel()
 	_, err = client.Status(ctx, wire.StatusQuery{SubjectID: "a", Purpose: "p"})
 	require.ErrorIs(t, err, context.Canceled)
+}
+
+// receive returns the next value from ch, failing the test when none
+// arrives in 10s.
+func receive[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing received in 10s")
+		panic("unreachable")
+	}
 }
