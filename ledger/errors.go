@@ -35,7 +35,7 @@ func (e *SeqMismatchError) Is(target error) bool { return target == ErrSeqMismat
 // on the wire: the caller may retry.
 var ErrContention = errors.New("too many concurrent changes to this consent")
 
-// WireError maps any error to the *Error that goes on the wire. Errors the
+// WireError maps any error to the *wire.Error that goes on the wire. Errors the
 // caller can act on keep their description; anything else becomes a 500
 // that leaks no internals.
 func WireError(err error) *wire.Error {

@@ -30,7 +30,7 @@ import (
 // read again).
 //
 // Errors: a *events.FieldError for an invalid query; an error matching
-// ErrUnreadableEvent for a stored message a newer ledger wrote; context and
+// wire.ErrUnreadableEvent for a stored message a newer ledger wrote; context and
 // JetStream errors as they come.
 func (l *Ledger) History(ctx context.Context, q wire.HistoryQuery) (wire.History, error) {
 	h, _, err := l.history(ctx, q)
@@ -159,7 +159,7 @@ func (l *Ledger) readMsgs(ctx context.Context, filter string, afterSeq uint64, l
 }
 
 // decodeStored decodes a message of the stream into an event, with an
-// error matching ErrUnreadableEvent (and not the decoder's *FieldError,
+// error matching wire.ErrUnreadableEvent (and not the decoder's *FieldError,
 // which would read as the caller's fault) when it cannot.
 func decodeStored(m *jetstream.RawStreamMsg) (*events.Event, error) {
 	ev, err := events.Decode(m.Data)

@@ -45,7 +45,7 @@ func (e *IntegrityError) Is(target error) bool { return target == ErrIntegrity }
 
 // checkStored runs events.CheckMessage on a consent's stored message: the
 // decoded event when it passes; an *IntegrityError when it fails; an error
-// matching ErrUnreadableEvent when a newer ledger wrote it.
+// matching wire.ErrUnreadableEvent when a newer ledger wrote it.
 func checkStored(m *jetstream.RawStreamMsg) (*events.Event, error) {
 	ev, check, err := events.CheckMessage(m.Subject, m.Header.Get(events.HeaderEventType), m.Data, false)
 	switch check {
@@ -94,7 +94,7 @@ type storedFold struct {
 
 // foldStored folds one consent subject's messages, oldest first, as the
 // projector does (storedFold.step). It returns an error matching
-// ErrUnreadableEvent for a message a newer ledger wrote.
+// wire.ErrUnreadableEvent for a message a newer ledger wrote.
 func foldStored(msgs []*jetstream.RawStreamMsg) (storedFold, error) {
 	var f storedFold
 	for _, m := range msgs {
@@ -111,7 +111,7 @@ func foldStored(msgs []*jetstream.RawStreamMsg) (storedFold, error) {
 // applied and taints the consent, and step returns the failed check with
 // why; a quarantine that is applied clears the taint it names. Otherwise
 // it returns the applied event. It returns an error matching
-// ErrUnreadableEvent for a message a newer ledger wrote (f is then
+// wire.ErrUnreadableEvent for a message a newer ledger wrote (f is then
 // unchanged but for last).
 func (f *storedFold) step(m *jetstream.RawStreamMsg) (*events.Event, *wire.RecordViolation, error) {
 	f.last = m.Sequence

@@ -38,7 +38,7 @@ type PurposeReader interface {
 // *events.PolicyDowngradeError (409) for a lower policy version than the
 // current one; a *SeqMismatchError (409) for a stale expected_seq; an
 // error matching ErrContention (409) after MaxRetries conflicts; an error
-// matching ErrUnreadableEvent when the purpose's stored history does not
+// matching wire.ErrUnreadableEvent when the purpose's stored history does not
 // decode; context and JetStream errors as they come.
 func (l *Ledger) SetPurpose(ctx context.Context, cmd events.PurposeCommand) (wire.PurposeReply, error) {
 	if err := cmd.Validate(); err != nil {

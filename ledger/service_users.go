@@ -11,7 +11,7 @@ import (
 // Users issues and revokes client credentials: consentd's is
 // internal/auth's Authority. Errors that are the request's fault are
 // *events.FieldError (400; Revoke's for a name with no credentials in
-// force names "name") or *Error (409); others are 500.
+// force names "name") or *wire.Error (409); others are 500.
 type Users interface {
 	Add(ctx context.Context, name, role, tenant string) (wire.UserCreds, error)
 	Revoke(ctx context.Context, name, tenant string) error

@@ -25,7 +25,7 @@ import (
 // seq, as the index says.
 //
 // Errors: a *events.FieldError for an invalid query, an error matching
-// ErrUnreadableEvent for a stored message a newer ledger wrote, context
+// wire.ErrUnreadableEvent for a stored message a newer ledger wrote, context
 // and JetStream errors as they come.
 func (l *Ledger) StatusAt(ctx context.Context, q wire.StatusAtQuery) (wire.StatusAt, error) {
 	if err := q.Validate(); err != nil {

@@ -5,7 +5,7 @@ import (
 )
 
 // The user administration endpoints (admin role; answered only by a
-// Service with ServiceConfig.Users).
+// ledger.Service with ledger.ServiceConfig.Users).
 const (
 	SubjectUserAdd    = "consent.v1.admin.user.add"
 	SubjectUserRevoke = "consent.v1.admin.user.revoke"
@@ -49,5 +49,5 @@ type UserList struct {
 // SubjectQuarantine is the operator's endpoint that gets a consent past a
 // message that failed the integrity checks: request events.Quarantine,
 // reply Reply (the consent.quarantined event, its seq and the status it
-// leads to). See Ledger.Quarantine.
+// leads to). See ledger.Ledger.Quarantine.
 const SubjectQuarantine = "consent.v1.admin.quarantine"

@@ -34,7 +34,7 @@ type Reply struct {
 	Duplicate bool          `json:"duplicate"` // true when the idempotency key had been used: nothing was appended
 	Event     *events.Event `json:"event"`
 	// Status is the status the event leads to; its index_seq is 0. From
-	// Ledger.Append it is judged without a policy minimum; the Service
+	// ledger.Ledger.Append it is judged without a policy minimum; the service
 	// judges it as a check with min_seq = Seq would (the purpose's policy
 	// version included), and says not allowed when it cannot tell.
 	Status events.Status `json:"status"`

@@ -11,7 +11,7 @@ import (
 
 // Error is an error as it crosses the wire: one of a small closed set of
 // codes and a description a caller can act on. The service sends it in the
-// micro headers Nats-Service-Error-Code and Nats-Service-Error; the Client
+// micro headers Nats-Service-Error-Code and Nats-Service-Error; the Go client
 // turns those back into an *Error, so errors.Is(err, ErrConflict) works on
 // both sides.
 type Error struct {
@@ -127,7 +127,7 @@ func consentRequiredText(st events.Status, minPolicyVersion int) string {
 // the caller cannot fix it.
 var ErrUnreadableEvent = errors.New("stored event cannot be read")
 
-// ErrDurableMismatch is matched by the error Watch returns when a durable
+// ErrDurableMismatch is matched by the error client.Client.Watch returns when a durable
 // consumer of that name exists with other filters: pick another name, or
 // delete the old consumer.
 var ErrDurableMismatch = errors.New("durable watch exists with other filters")

@@ -37,7 +37,7 @@ type FeedOpenRequest struct {
 	// Durable names the subscriber's durable consumer (events.ValidateName
 	// rules); empty: an ephemeral consumer.
 	Durable string `json:"durable,omitempty"`
-	// At most one of StartSeq and StartTime, as in WatchOptions; Deliver
+	// At most one of StartSeq and StartTime, as in client.WatchOptions; Deliver
 	// "new" (or neither) starts after the last change stored.
 	StartSeq  uint64     `json:"start_seq,omitempty"`
 	StartTime *time.Time `json:"start_time,omitempty"`
@@ -102,8 +102,8 @@ func FeedConsumerName(tenantToken, durable string) string {
 // SubjectFeedPersonal gives a subscriber the personal fields of sealed
 // events it read from its feed (schema version 2: they are sealed under
 // the person's data key, which only the service holds): request
-// FeedPersonalRequest, reply FeedPersonalReply. Served by ServeFeed once
-// it has keys (Feed.UseKeys). The fields are never kept anywhere else:
+// FeedPersonalRequest, reply FeedPersonalReply. Served by ledger.ServeFeed once
+// it has keys (ledger.Feed.UseKeys). The fields are never kept anywhere else:
 // after an erasure the answer says erased.
 const SubjectFeedPersonal = "consent.v1.feed.personal"
 
@@ -136,7 +136,7 @@ type FeedPersonalReply struct {
 // SubjectAuditOpen asks the service for a consumer of the stream from seq
 // 1, for audit verify and audit export by a client that has no JetStream
 // API of its own (a user of a client account): request AuditOpenRequest,
-// reply AuditOpenReply. Served by ServeFeed.
+// reply AuditOpenReply. Served by ledger.ServeFeed.
 const SubjectAuditOpen = "consent.v1.audit.open"
 
 // AuditOpenRequest asks for a consumer of every message of the stream
