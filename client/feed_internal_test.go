@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/changefeed"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go"
@@ -87,4 +88,11 @@ func TestEphemeralFeedReopensAfterAGap(t *testing.T) {
 		got = append(got, ch.Seq)
 	}
 	assert.Equal(t, seqs, got)
+}
+
+// A durable watch gets the same defaults whether it creates its consumer
+// or the service's feed does.
+func TestWatchDefaultsAreTheFeeds(t *testing.T) {
+	assert.Equal(t, changefeed.DefaultAckWait, DefaultAckWait)
+	assert.Equal(t, changefeed.DefaultMaxAckPending, DefaultMaxAckPending)
 }

@@ -74,10 +74,11 @@ type WatchOptions struct {
 	MaxAckPending int
 }
 
-// Defaults of WatchOptions for durable watches.
+// Defaults of WatchOptions for durable watches; the service's feed
+// (consent.v1.feed.open) defaults a durable feed's consumer the same way.
 const (
-	DefaultAckWait       = changefeed.DefaultAckWait
-	DefaultMaxAckPending = changefeed.DefaultMaxAckPending
+	DefaultAckWait       = 30 * time.Second
+	DefaultMaxAckPending = 256
 )
 
 // spec returns the options as the changefeed package takes them.
