@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -55,20 +56,20 @@ import (
 // the tip it was decided on); context and JetStream errors as
 // they come. An error never leaves a partly written event: an event is one
 // message, stored whole or not at all.
-func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Command) (Reply, error) {
+func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Command) (wire.Reply, error) {
 	if err := cmd.Validate(kind); err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	if err := l.guard.Err(); err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	key, err := l.resolve(ctx, cmd.Key())
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	unlock, err := l.locks.lock(ctx, key.NATSSubject())
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	defer unlock()
 	// With Options.Tips a hint of the consent's state stands in for the
@@ -78,7 +79,7 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 	if cmd.IdempotencyKey == "" {
 		cur, ok, err := l.hint(ctx, key, key.NATSSubject())
 		if err != nil {
-			return Reply{}, err
+			return wire.Reply{}, err
 		}
 		if ok && (cmd.ExpectedSeq == nil || *cmd.ExpectedSeq == cur.Seq) {
 			reply, err := l.publish(ctx, kind, cmd, cur)
@@ -96,7 +97,7 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 	for attempt := 0; ; attempt++ {
 		t, err := l.readTip(ctx, key, cmd.IdempotencyKey)
 		if err != nil {
-			return Reply{}, err
+			return wire.Reply{}, err
 		}
 		if t.original != nil {
 			return l.duplicateReply(ctx, t.original, key)
@@ -105,7 +106,7 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 			// On a replicated stream a read behind the caller's
 			// expectation may come from a lagging follower: read again.
 			if !l.replicated || t.cur.Seq > *exp || attempt >= l.maxRetries {
-				return Reply{}, &SeqMismatchError{Expected: *exp, Actual: t.cur.Seq}
+				return wire.Reply{}, &SeqMismatchError{Expected: *exp, Actual: t.cur.Seq}
 			}
 		} else {
 			reply, err := l.publish(ctx, kind, cmd, t.cur)
@@ -119,7 +120,7 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 				}
 				last, lerr := l.leaderLastSeq(ctx, key.NATSSubject())
 				if lerr != nil {
-					return Reply{}, lerr
+					return wire.Reply{}, lerr
 				}
 				if last == t.cur.Seq {
 					return reply, err
@@ -132,10 +133,10 @@ func (l *Ledger) Append(ctx context.Context, kind events.Kind, cmd events.Comman
 		// Another writer got in between our read and our publish (or the
 		// read was stale): read again and decide again.
 		if attempt >= l.maxRetries {
-			return Reply{}, fmt.Errorf("%w: the consent changed under %d attempts in a row; retry", ErrContention, attempt+1)
+			return wire.Reply{}, fmt.Errorf("%w: the consent changed under %d attempts in a row; retry", ErrContention, attempt+1)
 		}
 		if err := backoff(ctx, attempt); err != nil {
-			return Reply{}, err
+			return wire.Reply{}, err
 		}
 	}
 }
@@ -175,7 +176,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 	} else {
 		var all []*jetstream.RawStreamMsg
 		for afterSeq := uint64(0); ; {
-			msgs, err := l.readMsgs(ctx, natsSubject, afterSeq, MaxHistoryLimit)
+			msgs, err := l.readMsgs(ctx, natsSubject, afterSeq, wire.MaxHistoryLimit)
 			if err != nil {
 				return tip{}, fmt.Errorf("read history of %s: %w", natsSubject, err)
 			}
@@ -191,7 +192,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 			}
 			last = msgs[len(msgs)-1]
 			afterSeq = last.Sequence
-			if len(msgs) < MaxHistoryLimit {
+			if len(msgs) < wire.MaxHistoryLimit {
 				break
 			}
 		}
@@ -215,7 +216,7 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 		return tip{}, err
 	}
 	if !sameConsent(ev.Key(), key) {
-		return tip{}, fmt.Errorf("%w: event at seq %d on %s belongs to another consent", ErrUnreadableEvent, last.Sequence, natsSubject)
+		return tip{}, fmt.Errorf("%w: event at seq %d on %s belongs to another consent", wire.ErrUnreadableEvent, last.Sequence, natsSubject)
 	}
 	t.cur = events.Evolve(t.cur, ev, last.Sequence)
 	return t, l.checkTaint(ctx, key, last.Sequence)
@@ -223,36 +224,36 @@ func (l *Ledger) readTip(ctx context.Context, key events.Key, idempotencyKey str
 
 // publish decides the command's event in state cur and publishes it,
 // expecting cur.Seq to be the consent's last sequence.
-func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Command, cur events.Consent) (Reply, error) {
+func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Command, cur events.Consent) (wire.Reply, error) {
 	now := l.now().UTC()
 	ev, err := events.Decide(cur, kind, cmd, now)
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	if ev.ID, err = newEventID(); err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	payload, err := l.seal(ctx, &ev)
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	subject := cur.Key().NATSSubject()
 	msgID := eventMsgID(subject, cmd.IdempotencyKey, ev.ID)
 	msg := l.eventMsg(subject, string(ev.Type), payload, msgID, cur.Seq)
 	ack, err := l.publishMsg(ctx, msg, msgID)
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	if ack.Duplicate {
 		// The key was used inside the duplicate window: the server kept
 		// the first message and stored nothing.
 		original, err := l.loadDuplicate(ctx, ack.Sequence, subject)
 		if err != nil {
-			return Reply{}, err
+			return wire.Reply{}, err
 		}
 		reply, err := l.duplicateReply(ctx, original, cur.Key())
 		if err != nil {
-			return Reply{}, err
+			return wire.Reply{}, err
 		}
 		// Unless it is this very event, stored by an attempt whose ack was
 		// lost (publishMsg sends an unanswered publish again).
@@ -261,7 +262,7 @@ func (l *Ledger) publish(ctx context.Context, kind events.Kind, cmd events.Comma
 	}
 	next := events.Evolve(cur, &ev, ack.Sequence)
 	l.remember(msg.Subject, next)
-	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
+	return wire.Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
 }
 
 // eventMsgID is the Nats-Msg-Id of an event on subject: derived from the
@@ -283,7 +284,7 @@ func (l *Ledger) loadDuplicate(ctx context.Context, seq uint64, subject string) 
 		return nil, err
 	}
 	if original.Subject != subject {
-		return nil, fmt.Errorf("%w: the server answered a publish on %s as a duplicate of seq %d on %s", ErrUnreadableEvent, subject, seq, original.Subject)
+		return nil, fmt.Errorf("%w: the server answered a publish on %s as a duplicate of seq %d on %s", wire.ErrUnreadableEvent, subject, seq, original.Subject)
 	}
 	return original, nil
 }
@@ -321,19 +322,19 @@ func (l *Ledger) eventMsg(subject, eventType string, payload []byte, msgID strin
 // with the event first stored under it, opened as the first reply's was;
 // its status names the person as the caller did (a sealed event whose key
 // is gone names them by subject key only).
-func (l *Ledger) duplicateReply(ctx context.Context, msg *jetstream.RawStreamMsg, key events.Key) (Reply, error) {
+func (l *Ledger) duplicateReply(ctx context.Context, msg *jetstream.RawStreamMsg, key events.Key) (wire.Reply, error) {
 	ev, err := decodeStored(msg)
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	if err := l.open(ctx, ev); err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	cur := events.Evolve(events.NewConsent(ev.Key()), ev, msg.Sequence)
 	if cur.SubjectID == "" {
 		cur.SubjectID = key.SubjectID
 	}
-	return Reply{
+	return wire.Reply{
 		Seq:       msg.Sequence,
 		Duplicate: true,
 		Event:     ev,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -110,7 +111,7 @@ func TestAppendForbiddenOnATipTheLeaderGaveAsksOnce(t *testing.T) {
 	stream, err := EnsureStream(ctx, js, StreamOptions{})
 	require.NoError(t, err)
 	leaderGets := make(chan *nats.Msg, 16)
-	sub, err := nc.ChanSubscribe("$JS.API.STREAM.MSG.GET."+DefaultStream, leaderGets)
+	sub, err := nc.ChanSubscribe("$JS.API.STREAM.MSG.GET."+wire.DefaultStream, leaderGets)
 	require.NoError(t, err)
 	defer sub.Unsubscribe() //nolint:errcheck
 	lagging := &laggingStream{Stream: stream}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -326,7 +327,7 @@ func runExpectedSeqRounds(t *testing.T, ledgers []*ledger.Ledger, stream jetstre
 	for round := range rounds {
 		start := make(chan struct{})
 		results := make([]error, len(ledgers))
-		replies := make([]ledger.Reply, len(ledgers))
+		replies := make([]wire.Reply, len(ledgers))
 		var wg sync.WaitGroup
 		for w, l := range ledgers {
 			wg.Go(func() {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -69,7 +70,7 @@ func identify(authorize Authorize, endpoint, token, info string) (Caller, error)
 		err = fmt.Errorf("the caller's tenant %q is not the request's %q", caller.Tenant, token)
 	}
 	if err != nil {
-		return Caller{}, &Error{Code: 403, Description: "forbidden: " + err.Error()}
+		return Caller{}, &wire.Error{Code: 403, Description: "forbidden: " + err.Error()}
 	}
 	return caller, nil
 }
@@ -77,12 +78,12 @@ func identify(authorize Authorize, endpoint, token, info string) (Caller, error)
 // scoped reports whether the tenant token token is one tenant's (a
 // caller of every tenant, or of a Service without Authorize, has "" or
 // AllTenantsToken).
-func scoped(token string) bool { return token != "" && token != AllTenantsToken }
+func scoped(token string) bool { return token != "" && token != wire.AllTenantsToken }
 
 // forbiddenTenant is the 403 for a caller of the tenant token that names
 // another tenant, asked.
-func forbiddenTenant(asked, token string) *Error {
-	return &Error{Code: 403, Description: fmt.Sprintf("forbidden: tenant %q: your credentials are for tenant %q only", asked, token)}
+func forbiddenTenant(asked, token string) *wire.Error {
+	return &wire.Error{Code: 403, Description: fmt.Sprintf("forbidden: tenant %q: your credentials are for tenant %q only", asked, token)}
 }
 
 // subjectToken returns the tenant token of consent.v1.<token>.<endpoint>.
@@ -165,19 +166,19 @@ func tenantOf(q any) *string {
 		return &q.Tenant
 	case *HoldListQuery:
 		return &q.Tenant
-	case *StatusQuery:
+	case *wire.StatusQuery:
 		return &q.Tenant
-	case *ListQuery:
+	case *wire.ListQuery:
 		return &q.Tenant
-	case *HistoryQuery:
+	case *wire.HistoryQuery:
 		return &q.Tenant
-	case *PurposeQuery:
+	case *wire.PurposeQuery:
 		return &q.Tenant
-	case *PurposeListQuery:
+	case *wire.PurposeListQuery:
 		return &q.Tenant
-	case *StatusAtQuery:
+	case *wire.StatusAtQuery:
 		return &q.Tenant
-	case *ReceiptQuery:
+	case *wire.ReceiptQuery:
 		return &q.Tenant
 	}
 	return nil

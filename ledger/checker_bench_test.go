@@ -8,6 +8,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,7 +22,7 @@ func BenchmarkCheckerHit(b *testing.B) {
 	st := startStack(b, stackOptions{})
 	ctx := context.Background()
 	const n = 1000
-	var queries []ledger.StatusQuery
+	var queries []wire.StatusQuery
 	bare := make(map[events.Key]events.Consent, n)
 	var lastSeq uint64
 	for i := range n {
@@ -30,7 +31,7 @@ func BenchmarkCheckerHit(b *testing.B) {
 			b.Fatal(err)
 		}
 		lastSeq = reply.Seq
-		queries = append(queries, ledger.StatusQuery{SubjectID: fmt.Sprintf("person-%d", i), Purpose: "newsletter"})
+		queries = append(queries, wire.StatusQuery{SubjectID: fmt.Sprintf("person-%d", i), Purpose: "newsletter"})
 		bare[reply.Event.Key()] = events.Evolve(events.NewConsent(reply.Event.Key()), reply.Event, reply.Seq)
 	}
 	k := newChecker(b, st.client)
@@ -118,7 +119,7 @@ func BenchmarkCheckerRevocationDelay(b *testing.B) {
 	for b.Loop() {
 		i++
 		subjectID := fmt.Sprintf("person-%d", i)
-		q := ledger.StatusQuery{SubjectID: subjectID, Purpose: "newsletter"}
+		q := wire.StatusQuery{SubjectID: subjectID, Purpose: "newsletter"}
 		granted, err := st.ledger.Append(ctx, events.KindGrant, events.Command{SubjectID: subjectID, Purpose: "newsletter"})
 		if err != nil {
 			b.Fatal(err)

@@ -8,17 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func newChecker(t testing.TB, c *ledger.Client) *ledger.Checker {
+func newChecker(t testing.TB, c *client.Client) *client.Checker {
 	t.Helper()
-	k, err := ledger.NewChecker(stepCtx(t), c, ledger.CheckerOptions{})
+	k, err := client.NewChecker(stepCtx(t), c, client.CheckerOptions{})
 	require.NoError(t, err)
 	t.Cleanup(k.Close)
 	return k
@@ -30,10 +32,10 @@ func newChecker(t testing.TB, c *ledger.Client) *ledger.Checker {
 func TestCheckerSeesRevocation(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	k := newChecker(t, st.client)
-	q := ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
+	q := wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
 
 	status, err := k.Check(stepCtx(t), q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Equal(t, events.StateNone, status.State)
 	assert.Equal(t, uint64(1), k.Stats().Fills)
 
@@ -52,7 +54,7 @@ func TestCheckerSeesRevocation(t *testing.T) {
 	require.NoError(t, k.WaitSeq(stepCtx(t), revoked.Seq))
 	seen := time.Now()
 	status, err = k.Check(stepCtx(t), q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Equal(t, events.StateRevoked, status.State)
 	assert.Equal(t, revoked.Seq, status.Seq)
 	allowed, err := k.Allowed(stepCtx(t), q)
@@ -68,17 +70,17 @@ func TestCheckerSeesRevocation(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, k.WaitSeq(stepCtx(t), bump.Seq))
 	status, err = k.Check(stepCtx(t), q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Equal(t, regranted.Seq, status.Seq)
 	assert.True(t, status.Outdated)
 	assert.Equal(t, 2, status.RequiredPolicyVersion)
-	status, err = k.Check(stepCtx(t), ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinPolicyVersion: 1})
+	status, err = k.Check(stepCtx(t), wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinPolicyVersion: 1})
 	require.NoError(t, err, "an explicit minimum wins")
 	assert.True(t, status.Allowed)
 
 	consented, err := st.client.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "newsletter", PolicyVersion: 2})
 	require.NoError(t, err)
-	status, err = k.Check(stepCtx(t), ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: consented.Seq})
+	status, err = k.Check(stepCtx(t), wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: consented.Seq})
 	require.NoError(t, err)
 	assert.Equal(t, consented.Seq, status.Seq)
 	assert.Equal(t, uint64(1), k.Stats().Fills, "still from memory")
@@ -142,7 +144,7 @@ func TestCheckerNeverGoesBack(t *testing.T) {
 		<-done
 		_ = idx.Close()
 	})
-	client := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{})
+	client := client.NewClient(natstest.Connect(t, s), client.ClientOptions{})
 
 	alice := events.Command{SubjectID: "alice", Purpose: "newsletter"}
 	granted, err := l.Append(stepCtx(t), events.KindGrant, alice)
@@ -159,7 +161,7 @@ func TestCheckerNeverGoesBack(t *testing.T) {
 		err error
 	}
 	checked := make(chan result, 1)
-	q := ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
+	q := wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
 	go func() {
 		st, err := k.Check(stepCtx(t), q)
 		checked <- result{st, err}
@@ -172,7 +174,7 @@ func TestCheckerNeverGoesBack(t *testing.T) {
 	close(reader.gate) // the stale "granted" answer arrives now
 
 	r := <-checked
-	require.ErrorIs(t, r.err, ledger.ErrConsentRequired, "not allowed from the older state")
+	require.ErrorIs(t, r.err, wire.ErrConsentRequired, "not allowed from the older state")
 	assert.Equal(t, events.StateRevoked, r.st.State)
 	assert.Equal(t, revoked.Seq, r.st.Seq)
 	allowed, err := k.Allowed(stepCtx(t), q)
@@ -189,8 +191,8 @@ func TestCheckerNeverGoesBack(t *testing.T) {
 	bobRevoked, err := l.Append(stepCtx(t), events.KindRevoke, bob)
 	require.NoError(t, err)
 	require.NoError(t, k.WaitSeq(stepCtx(t), bobRevoked.Seq))
-	_, err = k.Check(stepCtx(t), ledger.StatusQuery{SubjectID: "bob", Purpose: "newsletter"})
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	_, err = k.Check(stepCtx(t), wire.StatusQuery{SubjectID: "bob", Purpose: "newsletter"})
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	reader.mu.Lock()
 	last := reader.minSeq[len(reader.minSeq)-1]
 	reader.mu.Unlock()
@@ -204,14 +206,14 @@ func TestCheckerFailsClosedWhenDisconnected(t *testing.T) {
 	granted, err := st.client.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	k := newChecker(t, st.client)
-	q := ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq}
+	q := wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq}
 	_, err = k.Check(stepCtx(t), q)
 	require.NoError(t, err)
 
 	st.server.Shutdown()
 	require.Eventually(t, func() bool { return k.Stats().Entries == 0 }, 10*time.Second, time.Millisecond)
 	allowed, err := k.Allowed(stepCtx(t), q)
-	require.ErrorIs(t, err, ledger.ErrUnavailable, "at once, not after a timeout")
+	require.ErrorIs(t, err, wire.ErrUnavailable, "at once, not after a timeout")
 	assert.False(t, allowed)
 }
 
@@ -221,7 +223,7 @@ func TestCheckerFailsClosedWhenDisconnected(t *testing.T) {
 func TestCheckerSeesAnErasure(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	k := newChecker(t, st.client)
-	q := ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
+	q := wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
 	granted, err := st.client.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	require.NoError(t, k.WaitSeq(stepCtx(t), granted.Seq))
@@ -233,7 +235,7 @@ func TestCheckerSeesAnErasure(t *testing.T) {
 	require.Len(t, erased.Erased, 1)
 	require.NoError(t, k.WaitSeq(stepCtx(t), erased.Erased[0].Seq))
 	status, err := k.Check(stepCtx(t), q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Equal(t, events.StateErased, status.State)
 	assert.Equal(t, "alice", status.SubjectID, "the answer names the person it was asked about")
 	assert.Equal(t, uint64(1), k.Stats().Fills, "answered from memory")

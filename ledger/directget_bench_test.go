@@ -9,6 +9,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 )
@@ -70,7 +71,7 @@ func BenchmarkIdempotencyScan(b *testing.B) {
 			}
 		})
 		ours.time(func() {
-			msgs, err := l.readMsgs(ctx, natsSubject, 0, MaxHistoryLimit)
+			msgs, err := l.readMsgs(ctx, natsSubject, 0, wire.MaxHistoryLimit)
 			if err != nil || len(msgs) != 10 || msgs[9].Header.Get(events.HeaderMsgID) != want {
 				b.Fatalf("batched direct get: %d messages, %v", len(msgs), err)
 			}
@@ -96,7 +97,7 @@ func BenchmarkIdempotencyScan(b *testing.B) {
 }
 
 func scanOrbit(ctx context.Context, b *testing.B, js jetstream.JetStream, natsSubject, msgID string) bool {
-	msgs, err := jetstreamext.GetBatch(ctx, js, DefaultStream, MaxHistoryLimit,
+	msgs, err := jetstreamext.GetBatch(ctx, js, wire.DefaultStream, wire.MaxHistoryLimit,
 		jetstreamext.GetBatchSubject(natsSubject), jetstreamext.GetBatchSeq(1))
 	if err != nil {
 		b.Fatal(err)
@@ -114,7 +115,7 @@ func scanOrbit(ctx context.Context, b *testing.B, js jetstream.JetStream, natsSu
 }
 
 func scanOrdered(ctx context.Context, b *testing.B, js jetstream.JetStream, natsSubject, msgID string) bool {
-	cons, err := js.OrderedConsumer(ctx, DefaultStream, jetstream.OrderedConsumerConfig{
+	cons, err := js.OrderedConsumer(ctx, wire.DefaultStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{natsSubject},
 		HeadersOnly:       true,
 		InactiveThreshold: time.Second,
@@ -124,7 +125,7 @@ func scanOrdered(ctx context.Context, b *testing.B, js jetstream.JetStream, nats
 	}
 	found := false
 	for {
-		batch, err := cons.Fetch(MaxHistoryLimit, jetstream.FetchMaxWait(time.Second))
+		batch, err := cons.Fetch(wire.MaxHistoryLimit, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -48,9 +49,9 @@ func (q *EraseRequest) Validate() error {
 // the purposes that were erased already (a repeated erasure), and whether
 // a data key was destroyed.
 type EraseReply struct {
-	Erased       []Reply  `json:"erased"`
-	Already      []string `json:"already_erased,omitempty"`
-	KeyDestroyed bool     `json:"key_destroyed"`
+	Erased       []wire.Reply `json:"erased"`
+	Already      []string     `json:"already_erased,omitempty"`
+	KeyDestroyed bool         `json:"key_destroyed"`
 }
 
 // Keys are the persons' data keys (internal/keystore's Store): the
@@ -125,7 +126,7 @@ func (l *Ledger) eraseSubjects(ctx context.Context, tenant, token string, subjec
 	if err := l.holds.check(ctx, tenant, token); err != nil {
 		return EraseReply{}, err
 	}
-	out := EraseReply{Erased: []Reply{}}
+	out := EraseReply{Erased: []wire.Reply{}}
 	var keyIDs []string
 	for _, subject := range subjects {
 		r, ids, err := l.eraseConsent(ctx, subject, x, func(ctx context.Context, f storedFold) error {
@@ -193,26 +194,26 @@ func (l *Ledger) personSubjects(ctx context.Context, tenant, token string) ([]st
 // legal hold, nothing changed). It returns the ids of the data keys the
 // consent's events name once it has read them, also with an error (a
 // consent erased already).
-func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase, check func(context.Context, storedFold) error) (reply Reply, keyIDs []string, err error) {
+func (l *Ledger) eraseConsent(ctx context.Context, subject string, x events.Erase, check func(context.Context, storedFold) error) (reply wire.Reply, keyIDs []string, err error) {
 	defer func(start time.Time) { l.observeAppend(events.TypeErased, start, &reply, err) }(time.Now())
 	f, unlock, err := l.lockAndFold(ctx, subject)
 	if err != nil {
-		return Reply{}, nil, err
+		return wire.Reply{}, nil, err
 	}
 	defer unlock()
 	now := l.now().UTC()
 	ev, err := events.DecideErase(f.cur, x, now)
 	if err != nil {
-		return Reply{}, f.keyIDs, err
+		return wire.Reply{}, f.keyIDs, err
 	}
 	if err := check(ctx, f); err != nil {
-		return Reply{}, f.keyIDs, err
+		return wire.Reply{}, f.keyIDs, err
 	}
 	seq, err := l.appendDecided(ctx, subject, &ev, f.last, "erasure")
 	if err != nil {
-		return Reply{}, f.keyIDs, err
+		return wire.Reply{}, f.keyIDs, err
 	}
 	next := events.Evolve(f.cur, &ev, seq)
 	l.remember(subject, next)
-	return Reply{Seq: seq, Event: &ev, Status: next.View(now, 0)}, f.keyIDs, nil
+	return wire.Reply{Seq: seq, Event: &ev, Status: next.View(now, 0)}, f.keyIDs, nil
 }

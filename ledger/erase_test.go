@@ -7,6 +7,7 @@ import (
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -43,7 +44,7 @@ func TestEraseAPerson(t *testing.T) {
 	require.NoError(t, err)
 
 	// Stored sealed; history opens them.
-	h, err := l.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletter"})
+	h, err := l.History(ctx, wire.HistoryQuery{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletter"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 1)
 	grant := h.Events[0]
@@ -84,7 +85,7 @@ func TestEraseAPerson(t *testing.T) {
 	}
 
 	// The skeleton stays, sealed for good.
-	h, err = l.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletter"})
+	h, err = l.History(ctx, wire.HistoryQuery{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletter"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 2)
 	assert.Equal(t, grant.Seq, h.Events[0].Seq)
@@ -106,11 +107,11 @@ func TestEraseAPerson(t *testing.T) {
 	assert.Equal(t, events.StateGranted, fresh.Status.State)
 
 	// Others are untouched, and the stream verifies.
-	h, err = l.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: "bob", Purpose: "newsletter"})
+	h, err = l.History(ctx, wire.HistoryQuery{Tenant: "acme", SubjectID: "bob", Purpose: "newsletter"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 1)
 	assert.Equal(t, bob.Seq, h.Events[0].Seq)
-	h, err = l.History(ctx, ledger.HistoryQuery{Tenant: "globex", SubjectID: "alice@example.com", Purpose: "newsletter"})
+	h, err = l.History(ctx, wire.HistoryQuery{Tenant: "globex", SubjectID: "alice@example.com", Purpose: "newsletter"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 1)
 	assert.Equal(t, other.Seq, h.Events[0].Seq)

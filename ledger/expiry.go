@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 )
 
 // Expiry is an event: when a grant's expires_at passes, an Expirer appends
@@ -47,35 +48,35 @@ var ErrExpiryLost = errors.New("consent changed since the grant: expiry not appe
 // unsafe; an error matching ErrExpiryLost when the consent's last event is
 // not the grant any more; an error when the event at c.Seq is not c's
 // grant; context and JetStream errors as they come.
-func (l *Ledger) Expire(ctx context.Context, c events.Consent) (reply Reply, err error) {
+func (l *Ledger) Expire(ctx context.Context, c events.Consent) (reply wire.Reply, err error) {
 	defer func(start time.Time) { l.observeAppend(events.TypeExpired, start, &reply, err) }(time.Now())
 	now := l.now().UTC()
 	if c.SubjectID == "" {
 		// The index names the person by subject key only; the grant's
 		// own event names them as the expiry must.
 		if c, err = l.personOf(ctx, c); err != nil {
-			return Reply{}, err
+			return wire.Reply{}, err
 		}
 	}
 	ev, err := events.DecideExpiry(c, now)
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	if err := l.guard.Err(); err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	key := c.Key()
 	unlock, err := l.locks.lock(ctx, key.NATSSubject())
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	defer unlock()
 	if ev.ID, err = newEventID(); err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	payload, err := l.seal(ctx, &ev)
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	// The same message id and expected sequence from every instance: a
 	// second publish is refused, as a duplicate or as a conflict, whichever
@@ -84,19 +85,19 @@ func (l *Ledger) Expire(ctx context.Context, c events.Consent) (reply Reply, err
 	ack, err := l.js.PublishMsg(ctx, msg)
 	switch {
 	case isConflict(err):
-		return Reply{}, fmt.Errorf("%w: %s/%s: the grant at seq %d is not its last event", ErrExpiryLost, key.Tenant, key.Purpose, c.Seq)
+		return wire.Reply{}, fmt.Errorf("%w: %s/%s: the grant at seq %d is not its last event", ErrExpiryLost, key.Tenant, key.Purpose, c.Seq)
 	case err != nil:
-		return Reply{}, err
+		return wire.Reply{}, err
 	case ack.Duplicate:
 		original, err := l.loadMsg(ctx, ack.Sequence)
 		if err != nil {
-			return Reply{}, err
+			return wire.Reply{}, err
 		}
 		return l.duplicateReply(ctx, original, key)
 	}
 	next := events.Evolve(c, &ev, ack.Sequence)
 	l.remember(msg.Subject, next)
-	return Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
+	return wire.Reply{Seq: ack.Sequence, Event: &ev, Status: next.View(now, 0)}, nil
 }
 
 // personOf returns c, a consent whose state names no person's id (as the

@@ -10,6 +10,7 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -110,7 +111,7 @@ func TestExpiredStatusFromClockThenEvent(t *testing.T) {
 	st := startStack(t, stackOptions{now: clock.Now})
 	granted, err := st.client.Grant(stepCtx(t), events.Command{SubjectID: "dan", Purpose: "analytics", TTL: "10m"})
 	require.NoError(t, err)
-	q := ledger.StatusQuery{SubjectID: "dan", Purpose: "analytics", MinSeq: granted.Seq}
+	q := wire.StatusQuery{SubjectID: "dan", Purpose: "analytics", MinSeq: granted.Seq}
 
 	clock.Advance(11 * time.Minute)
 	byClock, err := st.client.Status(stepCtx(t), q)

@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/changefeed"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -19,91 +20,9 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 )
 
-// The change feed through the service (docs/subscribers.md, "The feed
-// across accounts"): a subscriber that may not create consumers (a client
-// account, which has no JetStream API of its own) asks the service to
-// open a consumer of its tenant's subjects, then reads it through the
-// consumer API the service's account exports to it (CONSUMER.INFO,
-// CONSUMER.MSG.NEXT and $JS.ACK of that consumer only).
-const (
-	// SubjectFeedOpen creates or finds a consumer: FeedOpenRequest,
-	// reply FeedOpenReply.
-	SubjectFeedOpen = "consent.v1.feed.open"
-	// SubjectFeedPurposes reads the purpose registry of a tenant as it
-	// stood at a stream sequence: FeedPurposesRequest, reply
-	// FeedPurposesReply.
-	SubjectFeedPurposes = "consent.v1.feed.purposes"
-)
-
 // DefaultFeedInactiveThreshold is how long the server keeps an ephemeral
 // feed's consumer nobody pulls from.
 const DefaultFeedInactiveThreshold = 2 * time.Minute
-
-// DefaultAPIPrefix is the JetStream API prefix of an account that has the
-// stream (a single-account deployment).
-const DefaultAPIPrefix = "$JS.API"
-
-// FeedOpenRequest asks for a consumer of a tenant's changes.
-type FeedOpenRequest struct {
-	// Tenant whose changes to deliver; default "default", "*" for every
-	// tenant (only for the account of all tenants). When the request
-	// arrives under a tenant's subject token (consent.v1.<tenant>.feed.open,
-	// as a client account's import maps it) it must be empty or that
-	// tenant.
-	Tenant   string   `json:"tenant,omitempty"`
-	Purposes []string `json:"purposes,omitempty"`
-	// Durable names the subscriber's durable consumer (events.ValidateName
-	// rules); empty: an ephemeral consumer.
-	Durable string `json:"durable,omitempty"`
-	// At most one of StartSeq and StartTime, as in WatchOptions; Deliver
-	// "new" (or neither) starts after the last change stored.
-	StartSeq  uint64     `json:"start_seq,omitempty"`
-	StartTime *time.Time `json:"start_time,omitempty"`
-	Deliver   string     `json:"deliver,omitempty"`
-	// AckWait (a Go duration, e.g. "30s") and MaxAckPending: durable only.
-	AckWait       string `json:"ack_wait,omitempty"`
-	MaxAckPending int    `json:"max_ack_pending,omitempty"`
-}
-
-// FeedOpenReply names the consumer and how to reach it.
-type FeedOpenReply struct {
-	Stream   string `json:"stream"`
-	Consumer string `json:"consumer"`
-	// APIPrefix is the JetStream API prefix to read the consumer with
-	// ($JS.API in a single-account deployment; the private prefix the
-	// client account imports the consumer's API under otherwise).
-	APIPrefix string `json:"api_prefix"`
-	Durable   bool   `json:"durable"`
-	// Filters are the consumer's subject filters.
-	Filters []string `json:"filters"`
-	// StartSeq is the first stream sequence the consumer delivers from,
-	// for a consumer this request created: everything before it is not
-	// delivered, everything from it on is (a request without a start
-	// starts after the stream's last sequence when the service looked).
-	// 0 when unknown: a start time, or a durable that existed.
-	StartSeq uint64 `json:"start_seq,omitempty"`
-}
-
-// FeedPurposesRequest asks for the last purpose event of each purpose of
-// the tenant (and purposes) up to a stream sequence.
-type FeedPurposesRequest struct {
-	Tenant   string   `json:"tenant,omitempty"`
-	Purposes []string `json:"purposes,omitempty"`
-	UpToSeq  uint64   `json:"up_to_seq"`
-}
-
-// FeedPurposesReply holds the stored purpose messages, as the stream holds
-// them (the client checks and decodes them).
-type FeedPurposesReply struct {
-	Messages []FeedMessage `json:"messages"`
-}
-
-// FeedMessage is one stored message.
-type FeedMessage struct {
-	Subject string `json:"subject"`
-	Seq     uint64 `json:"seq"`
-	Data    []byte `json:"data"`
-}
 
 // FeedAuthorizer lets the client account of tenantToken (a tenant, or
 // "_all" for the account of all tenants) read consumer of stream, and
@@ -150,7 +69,7 @@ type Feed struct {
 // connection.
 func ServeFeed(js jetstream.JetStream, cfg FeedConfig) (*Feed, error) {
 	if cfg.Stream == "" {
-		cfg.Stream = DefaultStream
+		cfg.Stream = wire.DefaultStream
 	}
 	if cfg.InactiveThreshold <= 0 {
 		cfg.InactiveThreshold = DefaultFeedInactiveThreshold
@@ -167,7 +86,7 @@ func ServeFeed(js jetstream.JetStream, cfg FeedConfig) (*Feed, error) {
 	// feeds; plain subjects only where callers are not identified.
 	var subjects []string
 	if cfg.Identify == nil {
-		subjects = append(subjects, SubjectFeedOpen, SubjectFeedPurposes, SubjectFeedPersonal, SubjectAuditOpen)
+		subjects = append(subjects, wire.SubjectFeedOpen, wire.SubjectFeedPurposes, wire.SubjectFeedPersonal, wire.SubjectAuditOpen)
 	}
 	if cfg.Authorize != nil || cfg.Identify != nil {
 		subjects = append(subjects, "consent.v1.*.feed.open", "consent.v1.*.feed.purposes", "consent.v1.*.feed.personal", "consent.v1.*.audit.open")
@@ -205,25 +124,25 @@ func (f *Feed) handle(m *nats.Msg) {
 	}
 	switch {
 	case err != nil:
-	case len(m.Data) > MaxRequestSize:
-		err = &Error{Code: 413, Description: fmt.Sprintf("request is %d bytes; the limit is %d bytes (64 KiB)", len(m.Data), MaxRequestSize)}
+	case len(m.Data) > wire.MaxRequestSize:
+		err = &wire.Error{Code: 413, Description: fmt.Sprintf("request is %d bytes; the limit is %d bytes (64 KiB)", len(m.Data), wire.MaxRequestSize)}
 	case endpoint == "feed.open":
-		var q FeedOpenRequest
+		var q wire.FeedOpenRequest
 		if err = events.DecodeStrict(m.Data, &q); err == nil {
 			body, err = f.open(ctx, token, &q)
 		}
 	case endpoint == "feed.personal":
-		var q FeedPersonalRequest
+		var q wire.FeedPersonalRequest
 		if err = events.DecodeStrict(m.Data, &q); err == nil {
 			body, err = f.personal(ctx, token, &q)
 		}
 	case endpoint == "audit.open":
-		var q AuditOpenRequest
+		var q wire.AuditOpenRequest
 		if err = events.DecodeStrict(m.Data, &q); err == nil {
 			body, err = f.auditOpen(ctx, token, &q)
 		}
 	default:
-		var q FeedPurposesRequest
+		var q wire.FeedPurposesRequest
 		if err = events.DecodeStrict(m.Data, &q); err == nil {
 			body, err = f.purposes(ctx, token, &q)
 		}
@@ -234,10 +153,7 @@ func (f *Feed) handle(m *nats.Msg) {
 		if we.Code == 500 {
 			f.cfg.Logger.Error("consent feed: internal error", "subject", m.Subject, "error", err)
 		}
-		description := we.Description
-		if description == "" {
-			description = codeText(we.Code)
-		}
+		description := we.Text()
 		reply.Header.Set(micro.ErrorCodeHeader, fmt.Sprint(we.Code))
 		reply.Header.Set(micro.ErrorHeader, description)
 	} else if reply.Data, err = json.Marshal(body); err != nil {
@@ -258,10 +174,6 @@ func feedSubject(subj string) (token, endpoint string) {
 	return token, endpoint
 }
 
-// AllTenantsToken is the subject token of requests from the account of
-// all tenants (internal/auth.AllTenantsToken).
-const AllTenantsToken = "_all"
-
 // feedTenant decides the tenant of a request: the subject's token when
 // there is one (a tenant may name only itself), else the body's.
 func feedTenant(token, tenant string) (string, error) {
@@ -278,24 +190,16 @@ func feedTenant(token, tenant string) (string, error) {
 	return token, events.ValidateName("tenant", token)
 }
 
-// FeedConsumerName is the consumer the service opens for a durable feed
-// of tenantToken (a tenant, or "_all" for every tenant): feed~<tenant>~<durable>.
-// Tenant and durable names have no "~", so no other tenant's durable has
-// this name.
-func FeedConsumerName(tenantToken, durable string) string {
-	return "feed~" + tenantToken + "~" + durable
-}
-
-func (f *Feed) open(ctx context.Context, token string, q *FeedOpenRequest) (*FeedOpenReply, error) {
+func (f *Feed) open(ctx context.Context, token string, q *wire.FeedOpenRequest) (*wire.FeedOpenReply, error) {
 	tenant, err := feedTenant(token, q.Tenant)
 	if err != nil {
 		return nil, err
 	}
-	opts := WatchOptions{Tenant: tenant, Purposes: q.Purposes, Durable: q.Durable, StartSeq: q.StartSeq, MaxAckPending: q.MaxAckPending}
+	opts := changefeed.Spec{Tenant: tenant, Purposes: q.Purposes, Durable: q.Durable, StartSeq: q.StartSeq, MaxAckPending: q.MaxAckPending}
 	if q.StartTime != nil {
 		opts.StartTime = *q.StartTime
 	}
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	switch q.Deliver {
@@ -325,14 +229,14 @@ func (f *Feed) open(ctx context.Context, token string, q *FeedOpenRequest) (*Fee
 	if tokenOf == "" {
 		tokenOf = tenant
 		if tenant == "*" {
-			tokenOf = AllTenantsToken
+			tokenOf = wire.AllTenantsToken
 		}
 	}
 	stream, err := f.js.Stream(ctx, f.cfg.Stream)
 	if err != nil {
 		return nil, err
 	}
-	policy, seq, at := (&Watcher{opts: opts}).deliverPolicy()
+	policy, seq, at := opts.DeliverPolicy()
 	if policy == jetstream.DeliverNewPolicy {
 		// New changes: after the last one stored when the stream was
 		// looked up, which the reply can name.
@@ -340,18 +244,18 @@ func (f *Feed) open(ctx context.Context, token string, q *FeedOpenRequest) (*Fee
 	}
 	startSeq := seq
 	cfg := jetstream.ConsumerConfig{
-		FilterSubjects: opts.filters(),
+		FilterSubjects: opts.Filters(),
 		DeliverPolicy:  policy,
 		OptStartSeq:    seq,
 		OptStartTime:   at,
 	}
 	if q.Durable != "" {
-		cfg.Durable = FeedConsumerName(tokenOf, q.Durable)
+		cfg.Durable = wire.FeedConsumerName(tokenOf, q.Durable)
 		cfg.Description = "consent feed " + q.Durable + " of " + tenant
 		cfg.AckPolicy = jetstream.AckExplicitPolicy
-		cfg.AckWait = orDefault(opts.AckWait, DefaultAckWait)
-		cfg.MaxAckPending = orDefault(opts.MaxAckPending, DefaultMaxAckPending)
-		_, created, err := openDurable(ctx, stream, cfg)
+		cfg.AckWait = changefeed.OrDefault(opts.AckWait, changefeed.DefaultAckWait)
+		cfg.MaxAckPending = changefeed.OrDefault(opts.MaxAckPending, changefeed.DefaultMaxAckPending)
+		_, created, err := changefeed.OpenDurable(ctx, stream, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -375,52 +279,24 @@ func (f *Feed) open(ctx context.Context, token string, q *FeedOpenRequest) (*Fee
 	if err != nil {
 		return nil, err
 	}
-	return &FeedOpenReply{Stream: f.cfg.Stream, Consumer: name, APIPrefix: prefix, Durable: q.Durable != "", Filters: cfg.FilterSubjects, StartSeq: startSeq}, nil
+	return &wire.FeedOpenReply{Stream: f.cfg.Stream, Consumer: name, APIPrefix: prefix, Durable: q.Durable != "", Filters: cfg.FilterSubjects, StartSeq: startSeq}, nil
 }
 
-// openDurable finds the durable consumer cfg.Durable, or creates it
-// (created is then true). It returns an error matching ErrDurableMismatch (a 409 on the wire) when
-// one of that name has other filters.
-func openDurable(ctx context.Context, stream jetstream.Stream, cfg jetstream.ConsumerConfig) (cons jetstream.Consumer, created bool, err error) {
-	cons, err = stream.Consumer(ctx, cfg.Durable)
-	switch {
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		cons, err = stream.CreateConsumer(ctx, cfg)
-		if err != nil {
-			return nil, false, fmt.Errorf("consent: create durable watch %s: %w", cfg.Durable, err)
-		}
-		return cons, true, nil
-	case err != nil:
-		return nil, false, fmt.Errorf("consent: durable watch %s: %w", cfg.Durable, err)
-	}
-	have := slices.Clone(cons.CachedInfo().Config.FilterSubjects)
-	if len(have) == 0 && cons.CachedInfo().Config.FilterSubject != "" {
-		have = []string{cons.CachedInfo().Config.FilterSubject}
-	}
-	want := slices.Clone(cfg.FilterSubjects)
-	slices.Sort(have)
-	slices.Sort(want)
-	if !slices.Equal(have, want) {
-		return nil, false, &Error{Code: 409, Description: fmt.Sprintf("%v: %s filters %v, this watch %v", ErrDurableMismatch, cfg.Durable, have, want)}
-	}
-	return cons, false, nil
-}
-
-func (f *Feed) purposes(ctx context.Context, token string, q *FeedPurposesRequest) (*FeedPurposesReply, error) {
+func (f *Feed) purposes(ctx context.Context, token string, q *wire.FeedPurposesRequest) (*wire.FeedPurposesReply, error) {
 	tenant, err := feedTenant(token, q.Tenant)
 	if err != nil {
 		return nil, err
 	}
-	opts := WatchOptions{Tenant: tenant, Purposes: q.Purposes}
-	if err := opts.validate(); err != nil {
+	opts := changefeed.Spec{Tenant: tenant, Purposes: q.Purposes}
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	out := &FeedPurposesReply{Messages: []FeedMessage{}}
+	out := &wire.FeedPurposesReply{Messages: []wire.FeedMessage{}}
 	if q.UpToSeq == 0 {
 		return out, nil
 	}
 	var subjects []string
-	for _, s := range opts.filters() {
+	for _, s := range opts.Filters() {
 		if strings.HasPrefix(s, events.PurposeSubjectPrefix) {
 			subjects = append(subjects, s)
 		}
@@ -446,7 +322,7 @@ func (f *Feed) purposes(ctx context.Context, token string, q *FeedPurposesReques
 		if err != nil {
 			return nil, err
 		}
-		out.Messages = append(out.Messages, FeedMessage{Subject: m.Subject, Seq: m.Sequence, Data: m.Data})
+		out.Messages = append(out.Messages, wire.FeedMessage{Subject: m.Subject, Seq: m.Sequence, Data: m.Data})
 	}
 	return out, nil
 }
@@ -456,7 +332,7 @@ func (f *Feed) purposes(ctx context.Context, token string, q *FeedPurposesReques
 // API prefix to read it under.
 func (f *Feed) grant(ctx context.Context, stream jetstream.Stream, token, tokenOf, name string) (string, error) {
 	if f.cfg.Authorize == nil || token == "" {
-		return DefaultAPIPrefix, nil
+		return wire.DefaultAPIPrefix, nil
 	}
 	live := func(ctx context.Context) (map[string]bool, error) {
 		out := map[string]bool{}

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,7 +19,7 @@ import (
 func TestFeedOpenRefusesBadInputAndOtherTenants(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	serviceFeedClient(t, st)
-	ask := func(subject, body string) (code, description string, reply ledger.FeedOpenReply) {
+	ask := func(subject, body string) (code, description string, reply wire.FeedOpenReply) {
 		t.Helper()
 		m, err := st.nc.Request(subject, []byte(body), 5*time.Second)
 		require.NoError(t, err)
@@ -37,7 +39,7 @@ func TestFeedOpenRefusesBadInputAndOtherTenants(t *testing.T) {
 		{`{"start_seq":3,"start_time":"2026-01-01T00:00:00Z"}`, "start"},
 		{`{"tenant":"acme","extra":1}`, "extra"},
 	} {
-		code, description, _ := ask(ledger.SubjectFeedOpen, c.body)
+		code, description, _ := ask(wire.SubjectFeedOpen, c.body)
 		assert.Equal(t, "400", code, c.body)
 		assert.Contains(t, description, c.field, c.body)
 	}
@@ -59,9 +61,9 @@ func TestFeedOpenRefusesBadInputAndOtherTenants(t *testing.T) {
 	}
 	code, _, r := ask("consent.v1.acme.feed.open", `{"durable":"mailer"}`)
 	require.Empty(t, code)
-	assert.Equal(t, ledger.FeedConsumerName("acme", "mailer"), r.Consumer)
+	assert.Equal(t, wire.FeedConsumerName("acme", "mailer"), r.Consumer)
 	assert.Equal(t, []string{"consent.events.acme.*.*", "consent.purposes.acme.*"}, r.Filters)
-	assert.Equal(t, ledger.DefaultAPIPrefix, r.APIPrefix)
+	assert.Equal(t, wire.DefaultAPIPrefix, r.APIPrefix)
 	assert.True(t, r.Durable)
 	code, _, r = ask("consent.v1.acme.feed.open", `{}`)
 	require.Empty(t, code)
@@ -70,7 +72,7 @@ func TestFeedOpenRefusesBadInputAndOtherTenants(t *testing.T) {
 	code, _, r = ask("consent.v1.feed.feed.open", `{}`) // a tenant named feed
 	require.Empty(t, code)
 	assert.True(t, strings.HasPrefix(r.Consumer, "feed~feed~~"), r.Consumer)
-	info, err := st.js.Consumer(stepCtx(t), ledger.DefaultStream, r.Consumer)
+	info, err := st.js.Consumer(stepCtx(t), wire.DefaultStream, r.Consumer)
 	require.NoError(t, err)
 	assert.Equal(t, ledger.DefaultFeedInactiveThreshold, info.CachedInfo().Config.InactiveThreshold, "an ephemeral feed goes away when nobody reads it")
 }
@@ -80,7 +82,7 @@ func TestFeedOpenRefusesBadInputAndOtherTenants(t *testing.T) {
 func TestCheckerThroughTheServiceFeed(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	c := serviceFeedClient(t, st)
-	k, err := ledger.NewChecker(stepCtx(t), c, ledger.CheckerOptions{Tenant: "acme"})
+	k, err := client.NewChecker(stepCtx(t), c, client.CheckerOptions{Tenant: "acme"})
 	require.NoError(t, err)
 	defer k.Close()
 	var feeds []string
@@ -91,7 +93,7 @@ func TestCheckerThroughTheServiceFeed(t *testing.T) {
 	}
 	require.Len(t, feeds, 1)
 	assert.True(t, strings.HasPrefix(feeds[0], "feed~acme~~"), "the service opened the checker's consumer: %s", feeds[0])
-	q := ledger.StatusQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"}
+	q := wire.StatusQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"}
 	allowed, err := k.Allowed(stepCtx(t), q)
 	require.NoError(t, err)
 	assert.False(t, allowed)
@@ -114,7 +116,7 @@ func TestCheckerThroughTheServiceFeed(t *testing.T) {
 	_, err = c.Grant(stepCtx(t), events.Command{Tenant: "globex", SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	for range 2 {
-		allowed, err = k.Allowed(stepCtx(t), ledger.StatusQuery{Tenant: "globex", SubjectID: "alice", Purpose: "newsletter"})
+		allowed, err = k.Allowed(stepCtx(t), wire.StatusQuery{Tenant: "globex", SubjectID: "alice", Purpose: "newsletter"})
 		require.NoError(t, err)
 		assert.True(t, allowed)
 	}
@@ -131,12 +133,12 @@ func TestFeedPurposesUpToBeyondTheStream(t *testing.T) {
 	ctx := stepCtx(t)
 	set, err := st.client.SetPurpose(ctx, events.PurposeCommand{Purpose: "newsletter", PolicyVersion: 2})
 	require.NoError(t, err)
-	ask := func(upTo uint64) ledger.FeedPurposesReply {
+	ask := func(upTo uint64) wire.FeedPurposesReply {
 		t.Helper()
-		m, err := st.nc.Request(ledger.SubjectFeedPurposes, fmt.Appendf(nil, `{"up_to_seq":%d}`, upTo), 5*time.Second)
+		m, err := st.nc.Request(wire.SubjectFeedPurposes, fmt.Appendf(nil, `{"up_to_seq":%d}`, upTo), 5*time.Second)
 		require.NoError(t, err)
 		require.Empty(t, m.Header.Get(micro.ErrorCodeHeader), m.Header.Get(micro.ErrorHeader))
-		var r ledger.FeedPurposesReply
+		var r wire.FeedPurposesReply
 		require.NoError(t, json.Unmarshal(m.Data, &r))
 		return r
 	}

@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 )
 
@@ -57,7 +59,7 @@ func BenchmarkGrantUnderFlood(b *testing.B) {
 		<-idx.Changed()
 	}
 
-	client := ledger.NewClient(natstest.Connect(b, s), ledger.ClientOptions{})
+	client := client.NewClient(natstest.Connect(b, s), client.ClientOptions{})
 	floodConn := natstest.Connect(b, s)
 	var unique atomic.Uint64
 	const callers = 32
@@ -119,8 +121,8 @@ type flood struct {
 func startFlood(b *testing.B, nc *nats.Conn, idx *projector.Index) *flood {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &flood{cancel: cancel}
-	big := []byte(`{"subject":"s","purpose":"p","pad":"` + strings.Repeat("x", ledger.MaxRequestSize-64) + `"}`)
-	bigSubjects := []string{ledger.SubjectGrant, ledger.SubjectStatus, ledger.SubjectList}
+	big := []byte(`{"subject":"s","purpose":"p","pad":"` + strings.Repeat("x", wire.MaxRequestSize-64) + `"}`)
+	bigSubjects := []string{wire.SubjectGrant, wire.SubjectStatus, wire.SubjectList}
 	for sender := range floodSenders {
 		f.wg.Go(func() {
 			tick := time.NewTicker(floodWave)
@@ -132,9 +134,9 @@ func startFlood(b *testing.B, nc *nats.Conn, idx *projector.Index) *flood {
 					if j%2 == 1 {
 						minSeq = idx.Checkpoint() + 1 + uint64(j%500) // not reached yet
 					}
-					subj := ledger.SubjectStatus
+					subj := wire.SubjectStatus
 					if j%4 == 3 {
-						subj = ledger.SubjectList
+						subj = wire.SubjectList
 					}
 					body = fmt.Appendf(body[:0], `{"subject":"flood-%d-%d","purpose":"p","min_seq":%d}`, sender, j, minSeq)
 					// A reply subject nobody listens to: the service

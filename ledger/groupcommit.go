@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -420,7 +421,7 @@ func (l *Ledger) landedEarlier(ctx context.Context, msg *nats.Msg, msgID string,
 	if err != nil {
 		return nil, conflict
 	}
-	after, err := l.readMsgs(ctx, msg.Subject, expected, MaxHistoryLimit)
+	after, err := l.readMsgs(ctx, msg.Subject, expected, wire.MaxHistoryLimit)
 	if err != nil {
 		return nil, errors.Join(conflict, err)
 	}

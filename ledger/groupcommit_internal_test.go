@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -26,7 +27,7 @@ func newGroupFixture(t *testing.T, cfg GroupCommit) *groupFixture {
 	_, _, js := natstest.Run(t)
 	stream, err := EnsureStream(t.Context(), js, StreamOptions{})
 	require.NoError(t, err)
-	return &groupFixture{js: js, stream: stream, c: newCommitter(js, DefaultStream, cfg, 0)}
+	return &groupFixture{js: js, stream: stream, c: newCommitter(js, wire.DefaultStream, cfg, 0)}
 }
 
 // entry returns a queued message for subj expecting expectedSeq, with the
@@ -35,7 +36,7 @@ func (f *groupFixture) entry(subj string, expectedSeq uint64, msgID string) *com
 	msg := &nats.Msg{Subject: "consent.events.default.p." + subj, Data: []byte(`{"n":"` + msgID + `"}`), Header: nats.Header{
 		jetstream.MsgIDHeader:               []string{msgID},
 		jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(expectedSeq, 10)},
-		jetstream.ExpectedStreamHeader:      []string{DefaultStream},
+		jetstream.ExpectedStreamHeader:      []string{wire.DefaultStream},
 	}}
 	return &commitEntry{msg: msg, msgID: msgID, done: make(chan commitResult, 1)}
 }
@@ -136,7 +137,7 @@ func TestSmallGroupsArePublishedAlone(t *testing.T) {
 // A group holds one message per subject, none for a subject with a message
 // in flight, and unique message ids; the rest wait in order.
 func TestTakeKeepsSubjectsAndIDsUnique(t *testing.T) {
-	f := &groupFixture{c: newCommitter(nil, DefaultStream, GroupCommit{MaxBatch: 3}, 0)}
+	f := &groupFixture{c: newCommitter(nil, wire.DefaultStream, GroupCommit{MaxBatch: 3}, 0)}
 	inFlight := f.entry("busy", 0, "m0")
 	a1, b1, a2, b2, busy, c1, d1 := f.entry("a", 0, "m1"), f.entry("b", 0, "m1"), f.entry("a", 1, "m2"),
 		f.entry("b", 0, "m3"), f.entry("busy", 1, "m4"), f.entry("c", 0, "m5"), f.entry("d", 0, "m6")
@@ -185,7 +186,7 @@ func TestQueuedAppendWithdrawnOnCancel(t *testing.T) {
 // append of it gets the error, and none is published again.
 func TestUnansweredBatchFailsEveryAppend(t *testing.T) {
 	f := newGroupFixture(t, GroupCommit{MinBatch: 2})
-	require.NoError(t, f.js.DeleteStream(t.Context(), DefaultStream))
+	require.NoError(t, f.js.DeleteStream(t.Context(), wire.DefaultStream))
 	group := []*commitEntry{f.entry("a", 0, "m1"), f.entry("b", 0, "m2")}
 	for _, r := range f.sendOne(group) {
 		require.Error(t, r.err)

@@ -9,6 +9,7 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -24,7 +25,7 @@ func TestGroupCommitConcurrentAppends(t *testing.T) {
 	ctx := t.Context()
 	const people, rounds = 24, 3
 	for round := range rounds {
-		replies := make([]ledger.Reply, people)
+		replies := make([]wire.Reply, people)
 		errs := make([]error, people)
 		var wg sync.WaitGroup
 		for i := range people {
@@ -125,7 +126,7 @@ func TestGroupCommitKeepsCommandSemantics(t *testing.T) {
 	// Concurrent appends so that they share batches.
 	var wg sync.WaitGroup
 	var stale, forbidden, repeat, elsewhere, fresh error
-	var repeatReply, elsewhereReply ledger.Reply
+	var repeatReply, elsewhereReply wire.Reply
 	wg.Go(func() {
 		_, stale = l.Append(ctx, events.KindGrant, events.Command{SubjectID: "a", Purpose: "p", ExpectedSeq: ptr(uint64(7))})
 	})

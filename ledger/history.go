@@ -2,19 +2,14 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// ErrUnreadableEvent is matched by errors about a message in the stream that
-// is not an event this version can read (malformed, newer schema, unknown
-// type, or stored on another consent's subject). It is a 500 on the wire:
-// the caller cannot fix it.
-var ErrUnreadableEvent = errors.New("stored event cannot be read")
 
 // History reads events from the stream, oldest first, with their stream
 // sequences: those of one consent when q.Purpose is set, else those of one
@@ -35,16 +30,23 @@ var ErrUnreadableEvent = errors.New("stored event cannot be read")
 // read again).
 //
 // Errors: a *events.FieldError for an invalid query; an error matching
-// ErrUnreadableEvent for a stored message a newer ledger wrote; context and
+// wire.ErrUnreadableEvent for a stored message a newer ledger wrote; context and
 // JetStream errors as they come.
-func (l *Ledger) History(ctx context.Context, q HistoryQuery) (History, error) {
+func (l *Ledger) History(ctx context.Context, q wire.HistoryQuery) (wire.History, error) {
+	h, _, err := l.history(ctx, q)
+	return h, err
+}
+
+// history is History that also returns, for each record, when the stream
+// stored its message (StatusAt places a violation by it).
+func (l *Ledger) history(ctx context.Context, q wire.HistoryQuery) (wire.History, []time.Time, error) {
 	if err := q.Validate(); err != nil {
-		return History{}, err
+		return wire.History{}, nil, err
 	}
 	tenant := events.OrDefaultTenant(q.Tenant)
 	token, err := l.personToken(ctx, tenant, q.SubjectID)
 	if err != nil {
-		return History{}, err
+		return wire.History{}, nil, err
 	}
 	filter := "consent.events." + tenant + ".*." + token
 	if q.Purpose != "" {
@@ -52,35 +54,37 @@ func (l *Ledger) History(ctx context.Context, q HistoryQuery) (History, error) {
 	}
 	limit := q.Limit
 	if limit == 0 {
-		limit = DefaultHistoryLimit
+		limit = wire.DefaultHistoryLimit
 	}
 	folds := map[string]*storedFold{}
 	if err := l.foldBefore(ctx, filter, q.AfterSeq, folds); err != nil {
-		return History{}, err
+		return wire.History{}, nil, err
 	}
 	msgs, err := l.readMsgs(ctx, filter, q.AfterSeq, limit)
 	if err != nil {
-		return History{}, fmt.Errorf("read history: %w", err)
+		return wire.History{}, nil, fmt.Errorf("read history: %w", err)
 	}
-	h := History{Events: make([]Record, 0, len(msgs))}
+	h := wire.History{Events: make([]wire.Record, 0, len(msgs))}
+	stored := make([]time.Time, 0, len(msgs))
 	for _, m := range msgs {
 		r, err := historyStep(folds, m)
 		if err != nil {
-			return History{}, err
+			return wire.History{}, nil, err
 		}
 		if r.Event != nil {
 			if err := l.open(ctx, r.Event); err != nil {
-				return History{}, fmt.Errorf("history seq %d: %w", r.Seq, err)
+				return wire.History{}, nil, fmt.Errorf("history seq %d: %w", r.Seq, err)
 			}
 		}
 		h.Events = append(h.Events, r)
+		stored = append(stored, m.Time)
 	}
-	return h, nil
+	return h, stored, nil
 }
 
 // historyStep folds m into the fold of its subject (storedFold.step) and
 // returns its record: the event, or the violation.
-func historyStep(folds map[string]*storedFold, m *jetstream.RawStreamMsg) (Record, error) {
+func historyStep(folds map[string]*storedFold, m *jetstream.RawStreamMsg) (wire.Record, error) {
 	f := folds[m.Subject]
 	if f == nil {
 		f = &storedFold{}
@@ -88,16 +92,16 @@ func historyStep(folds map[string]*storedFold, m *jetstream.RawStreamMsg) (Recor
 	}
 	ev, v, err := f.step(m)
 	if err != nil {
-		return Record{}, err
+		return wire.Record{}, err
 	}
-	return Record{Seq: m.Sequence, Event: ev, Violation: v, stored: m.Time}, nil
+	return wire.Record{Seq: m.Sequence, Event: ev, Violation: v}, nil
 }
 
 // foldBefore folds the messages on filter up to seq afterSeq into folds,
 // so that the page after it judges links as a read from the start would.
 func (l *Ledger) foldBefore(ctx context.Context, filter string, afterSeq uint64, folds map[string]*storedFold) error {
 	for from := uint64(0); from < afterSeq; {
-		msgs, err := l.readMsgs(ctx, filter, from, MaxHistoryLimit)
+		msgs, err := l.readMsgs(ctx, filter, from, wire.MaxHistoryLimit)
 		if err != nil {
 			return fmt.Errorf("read history: %w", err)
 		}
@@ -109,7 +113,7 @@ func (l *Ledger) foldBefore(ctx context.Context, filter string, afterSeq uint64,
 				return err
 			}
 		}
-		if len(msgs) < MaxHistoryLimit {
+		if len(msgs) < wire.MaxHistoryLimit {
 			return nil
 		}
 		from = msgs[len(msgs)-1].Sequence
@@ -155,12 +159,12 @@ func (l *Ledger) readMsgs(ctx context.Context, filter string, afterSeq uint64, l
 }
 
 // decodeStored decodes a message of the stream into an event, with an
-// error matching ErrUnreadableEvent (and not the decoder's *FieldError,
+// error matching wire.ErrUnreadableEvent (and not the decoder's *FieldError,
 // which would read as the caller's fault) when it cannot.
 func decodeStored(m *jetstream.RawStreamMsg) (*events.Event, error) {
 	ev, err := events.Decode(m.Data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
+		return nil, fmt.Errorf("%w: seq %d on %s: %v", wire.ErrUnreadableEvent, m.Sequence, m.Subject, err)
 	}
 	return ev, nil
 }

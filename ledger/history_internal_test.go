@@ -9,6 +9,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -33,10 +34,10 @@ func TestReadsContinuePastBatchByteCap(t *testing.T) {
 		require.NoError(t, err)
 	}
 
-	h, err := l.History(ctx, HistoryQuery{SubjectID: "a", Purpose: "p", Limit: 15})
+	h, err := l.History(ctx, wire.HistoryQuery{SubjectID: "a", Purpose: "p", Limit: 15})
 	require.NoError(t, err)
 	assert.Len(t, h.Events, 15)
-	h, err = l.History(ctx, HistoryQuery{SubjectID: "a", Purpose: "p"})
+	h, err = l.History(ctx, wire.HistoryQuery{SubjectID: "a", Purpose: "p"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 20)
 	for i, r := range h.Events {
@@ -65,7 +66,7 @@ func TestBatchedReadWithoutDirectGetFailsFast(t *testing.T) {
 	l := New(js, stream, Options{})
 
 	start := time.Now()
-	_, err = l.History(ctx, HistoryQuery{SubjectID: "a"})
+	_, err = l.History(ctx, wire.HistoryQuery{SubjectID: "a"})
 	require.ErrorIs(t, err, nats.ErrNoResponders)
 	assert.Less(t, time.Since(start), time.Second)
 }

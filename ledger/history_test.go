@@ -9,11 +9,12 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func seqs(h ledger.History) []uint64 {
+func seqs(h wire.History) []uint64 {
 	out := make([]uint64, len(h.Events))
 	for i, r := range h.Events {
 		out[i] = r.Seq
@@ -37,7 +38,7 @@ func TestHistoryOfConsentAndOfPerson(t *testing.T) {
 		{"", "alice", "email", events.KindRevoke},
 		{"", "alice", "analytics", events.KindDeny},
 	}
-	var replies []ledger.Reply
+	var replies []wire.Reply
 	for _, s := range steps {
 		r, err := l.Append(ctx, s.kind, events.Command{Tenant: s.tenant, SubjectID: s.subjectID, Purpose: s.purpose})
 		require.NoError(t, err)
@@ -45,7 +46,7 @@ func TestHistoryOfConsentAndOfPerson(t *testing.T) {
 	}
 
 	t.Run("one consent", func(t *testing.T) {
-		h, err := l.History(ctx, ledger.HistoryQuery{SubjectID: "alice", Purpose: "email"})
+		h, err := l.History(ctx, wire.HistoryQuery{SubjectID: "alice", Purpose: "email"})
 		require.NoError(t, err)
 		assert.Equal(t, []uint64{1, 4, 6}, seqs(h))
 		for i, want := range []int{0, 3, 5} {
@@ -53,7 +54,7 @@ func TestHistoryOfConsentAndOfPerson(t *testing.T) {
 		}
 	})
 	t.Run("one person across purposes", func(t *testing.T) {
-		h, err := l.History(ctx, ledger.HistoryQuery{Tenant: "default", SubjectID: "alice"})
+		h, err := l.History(ctx, wire.HistoryQuery{Tenant: "default", SubjectID: "alice"})
 		require.NoError(t, err)
 		assert.Equal(t, []uint64{1, 3, 4, 6, 7}, seqs(h))
 		for _, r := range h.Events {
@@ -62,12 +63,12 @@ func TestHistoryOfConsentAndOfPerson(t *testing.T) {
 		}
 	})
 	t.Run("another tenant", func(t *testing.T) {
-		h, err := l.History(ctx, ledger.HistoryQuery{Tenant: "other", SubjectID: "alice"})
+		h, err := l.History(ctx, wire.HistoryQuery{Tenant: "other", SubjectID: "alice"})
 		require.NoError(t, err)
 		assert.Equal(t, []uint64{5}, seqs(h))
 	})
 	t.Run("no events", func(t *testing.T) {
-		h, err := l.History(ctx, ledger.HistoryQuery{SubjectID: "carol", Purpose: "email"})
+		h, err := l.History(ctx, wire.HistoryQuery{SubjectID: "carol", Purpose: "email"})
 		require.NoError(t, err)
 		assert.Empty(t, h.Events)
 		b, err := json.Marshal(h)
@@ -93,7 +94,7 @@ func TestHistoryPaging(t *testing.T) {
 	var sizes []int
 	after := uint64(0)
 	for {
-		h, err := l.History(ctx, ledger.HistoryQuery{SubjectID: "alice", Purpose: "p", AfterSeq: after, Limit: 10})
+		h, err := l.History(ctx, wire.HistoryQuery{SubjectID: "alice", Purpose: "p", AfterSeq: after, Limit: 10})
 		require.NoError(t, err)
 		sizes = append(sizes, len(h.Events))
 		paged = append(paged, seqs(h)...)
@@ -105,15 +106,15 @@ func TestHistoryPaging(t *testing.T) {
 	assert.Equal(t, []int{10, 10, 5}, sizes)
 	assert.Equal(t, all, paged)
 
-	h, err := l.History(ctx, ledger.HistoryQuery{SubjectID: "alice", Purpose: "p"})
+	h, err := l.History(ctx, wire.HistoryQuery{SubjectID: "alice", Purpose: "p"})
 	require.NoError(t, err)
 	assert.Equal(t, all, seqs(h), "the default limit (100) covers all 25")
 
-	h, err = l.History(ctx, ledger.HistoryQuery{SubjectID: "alice", Purpose: "p", AfterSeq: all[24]})
+	h, err = l.History(ctx, wire.HistoryQuery{SubjectID: "alice", Purpose: "p", AfterSeq: all[24]})
 	require.NoError(t, err)
 	assert.Empty(t, h.Events)
 
-	h, err = l.History(ctx, ledger.HistoryQuery{SubjectID: "alice", Purpose: "p", AfterSeq: all[3], Limit: 1})
+	h, err = l.History(ctx, wire.HistoryQuery{SubjectID: "alice", Purpose: "p", AfterSeq: all[3], Limit: 1})
 	require.NoError(t, err)
 	assert.Equal(t, []uint64{all[4]}, seqs(h), "after_seq need not be one of this consent's sequences")
 }
@@ -121,14 +122,14 @@ func TestHistoryPaging(t *testing.T) {
 func TestHistoryRejectsBadQueries(t *testing.T) {
 	l, _, _ := startLedger(t, ledger.StreamOptions{}, ledger.Options{})
 	tests := []struct {
-		q     ledger.HistoryQuery
+		q     wire.HistoryQuery
 		field string
 	}{
-		{ledger.HistoryQuery{}, "subject"},
-		{ledger.HistoryQuery{SubjectID: "a", Limit: ledger.MaxHistoryLimit + 1}, "limit"},
-		{ledger.HistoryQuery{SubjectID: "a", Limit: -1}, "limit"},
-		{ledger.HistoryQuery{SubjectID: "a", Purpose: "Bad.Purpose"}, "purpose"},
-		{ledger.HistoryQuery{SubjectID: "a", Tenant: "*"}, "tenant"},
+		{wire.HistoryQuery{}, "subject"},
+		{wire.HistoryQuery{SubjectID: "a", Limit: wire.MaxHistoryLimit + 1}, "limit"},
+		{wire.HistoryQuery{SubjectID: "a", Limit: -1}, "limit"},
+		{wire.HistoryQuery{SubjectID: "a", Purpose: "Bad.Purpose"}, "purpose"},
+		{wire.HistoryQuery{SubjectID: "a", Tenant: "*"}, "tenant"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
@@ -174,7 +175,7 @@ func TestSubjectIDsRoundTrip(t *testing.T) {
 		require.Len(t, stored, 1, "%q", id)
 		assert.Equal(t, id, stored[0].Event.SubjectID)
 
-		for _, q := range []ledger.HistoryQuery{{SubjectID: id, Purpose: "p"}, {SubjectID: id}} {
+		for _, q := range []wire.HistoryQuery{{SubjectID: id, Purpose: "p"}, {SubjectID: id}} {
 			h, err := l.History(ctx, q)
 			require.NoError(t, err, "%q", id)
 			require.Len(t, h.Events, 1, "%q: purpose %q", id, q.Purpose)
@@ -193,7 +194,7 @@ func TestUnreadableStoredEvent(t *testing.T) {
 	_, err := js.Publish(ctx, key.NATSSubject(), []byte(`{"v":1,"type":"consent.granted"}`))
 	require.NoError(t, err)
 
-	h, err := l.History(ctx, ledger.HistoryQuery{SubjectID: "a", Purpose: "p"})
+	h, err := l.History(ctx, wire.HistoryQuery{SubjectID: "a", Purpose: "p"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 1)
 	assert.Equal(t, uint64(1), h.Events[0].Seq)

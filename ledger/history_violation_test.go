@@ -9,7 +9,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -35,7 +35,7 @@ func TestHistoryStatusAtReceiptWithViolation(t *testing.T) {
 			e := startAuditEnv(t, signer)
 			ctx := stepCtx(t)
 			who := events.Command{SubjectID: "alice@example.com", Purpose: "marketing_email"}
-			hq := ledger.HistoryQuery{SubjectID: who.SubjectID, Purpose: who.Purpose}
+			hq := wire.HistoryQuery{SubjectID: who.SubjectID, Purpose: who.Purpose}
 			requested := e.do(t, events.KindRequest, who)
 			granted := e.do(t, events.KindGrant, who) // recorded at testNow+1m
 
@@ -57,9 +57,9 @@ func TestHistoryStatusAtReceiptWithViolation(t *testing.T) {
 			assert.Equal(t, bad.check, v.Violation.Check)
 			assert.NotEmpty(t, v.Violation.Reason)
 
-			statusAt := func(at time.Time) ledger.StatusAt {
+			statusAt := func(at time.Time) wire.StatusAt {
 				t.Helper()
-				st, err := e.client.StatusAt(ctx, ledger.StatusAtQuery{SubjectID: who.SubjectID, Purpose: who.Purpose, At: at})
+				st, err := e.client.StatusAt(ctx, wire.StatusAtQuery{SubjectID: who.SubjectID, Purpose: who.Purpose, At: at})
 				require.NoError(t, err)
 				return st
 			}
@@ -71,8 +71,8 @@ func TestHistoryStatusAtReceiptWithViolation(t *testing.T) {
 			assert.Equal(t, badSeq, after.ViolationSeq)
 			assert.False(t, after.Allowed)
 
-			_, err = e.client.Receipt(ctx, ledger.ReceiptQuery{SubjectID: who.SubjectID, Purpose: who.Purpose})
-			var we *ledger.Error
+			_, err = e.client.Receipt(ctx, wire.ReceiptQuery{SubjectID: who.SubjectID, Purpose: who.Purpose})
+			var we *wire.Error
 			require.True(t, errors.As(err, &we), "%v", err)
 			assert.Equal(t, 409, we.Code)
 			assert.Contains(t, we.Description, fmt.Sprintf("seq %d", badSeq))
@@ -111,7 +111,7 @@ func TestHistoryStatusAtReceiptWithViolation(t *testing.T) {
 			assert.Zero(t, resumed.ViolationSeq)
 			assert.Equal(t, events.StateRevoked, statusAt(stored.Add(150*time.Second)).State)
 
-			sr, err := e.client.Receipt(ctx, ledger.ReceiptQuery{SubjectID: who.SubjectID, Purpose: who.Purpose})
+			sr, err := e.client.Receipt(ctx, wire.ReceiptQuery{SubjectID: who.SubjectID, Purpose: who.Purpose})
 			require.NoError(t, err)
 			r, err := audit.VerifyReceipt(&sr, audit.NewKeyring(pub))
 			require.NoError(t, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -15,7 +16,7 @@ import (
 )
 
 // requireSameReply checks that again repeats first as a duplicate.
-func requireSameReply(t *testing.T, first, again ledger.Reply) {
+func requireSameReply(t *testing.T, first, again wire.Reply) {
 	t.Helper()
 	require.True(t, again.Duplicate, "a repeated key is a duplicate")
 	assert.False(t, first.Duplicate)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -24,7 +24,7 @@ func TestCommandReplyIsTheStoredEvent(t *testing.T) {
 		"a": {"emoji": "🎉\ud83c\udf89", "esc": "tab\tquote\"slash\/ls\u2028<&>", "é": null, "𝄞": true, "\uffff": false} } `)
 	occurred := time.Now().Add(-time.Hour).Round(0)
 	subject := "Zoe\u0308 🎉 <x&y>" // NFD: stored in NFC
-	replies := []ledger.Reply{}
+	replies := []wire.Reply{}
 	reply, err := st.client.Request(ctx, events.Command{SubjectID: subject, Purpose: "newsletter", PolicyVersion: events.MaxPolicyVersion - 1,
 		Description: "line\nline 𝄞", Evidence: evidence, Actor: "svc", Method: "web", OccurredAt: &occurred})
 	require.NoError(t, err)
@@ -76,28 +76,28 @@ func TestEveryEndpointNormalizesSubjectIDs(t *testing.T) {
 		events.Key{Tenant: "default", SubjectID: reply.Event.SubjectID, Purpose: "newsletter"}.NATSSubject())
 
 	for _, id := range []string{nfd, nfc} {
-		q := ledger.StatusQuery{SubjectID: id, Purpose: "newsletter", MinSeq: reply.Seq}
+		q := wire.StatusQuery{SubjectID: id, Purpose: "newsletter", MinSeq: reply.Seq}
 		status, err := st.client.Check(ctx, q)
 		require.NoError(t, err, "%q", id)
 		assert.Equal(t, nfc, status.SubjectID)
-		list, err := st.client.List(ctx, ledger.ListQuery{SubjectID: id, MinSeq: reply.Seq})
+		list, err := st.client.List(ctx, wire.ListQuery{SubjectID: id, MinSeq: reply.Seq})
 		require.NoError(t, err)
 		require.Len(t, list, 1)
-		h, err := st.client.History(ctx, ledger.HistoryQuery{SubjectID: id})
+		h, err := st.client.History(ctx, wire.HistoryQuery{SubjectID: id})
 		require.NoError(t, err)
 		require.Len(t, h.Events, 1)
-		h, err = st.client.History(ctx, ledger.HistoryQuery{SubjectID: id, Purpose: "newsletter"})
+		h, err = st.client.History(ctx, wire.HistoryQuery{SubjectID: id, Purpose: "newsletter"})
 		require.NoError(t, err)
 		require.Len(t, h.Events, 1)
-		at, err := st.client.StatusAt(ctx, ledger.StatusAtQuery{SubjectID: id, Purpose: "newsletter", At: time.Now().Add(time.Minute)})
+		at, err := st.client.StatusAt(ctx, wire.StatusAtQuery{SubjectID: id, Purpose: "newsletter", At: time.Now().Add(time.Minute)})
 		require.NoError(t, err)
 		assert.Equal(t, events.StateGranted, at.State)
 	}
 	// A revoke under the other spelling withdraws the same consent.
 	revoked, err := st.client.Revoke(ctx, events.Command{SubjectID: nfc, Purpose: "newsletter"})
 	require.NoError(t, err)
-	_, err = st.client.Check(ctx, ledger.StatusQuery{SubjectID: nfd, Purpose: "newsletter", MinSeq: revoked.Seq})
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	_, err = st.client.Check(ctx, wire.StatusQuery{SubjectID: nfd, Purpose: "newsletter", MinSeq: revoked.Seq})
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 }
 
 // TestServiceRefusesUnsafeInputs: out-of-range numbers, evidence that
@@ -108,33 +108,33 @@ func TestServiceRefusesUnsafeInputs(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	deep := strings.Repeat(`{"a":`, events.MaxEvidenceDepth) + `{}` + strings.Repeat(`}`, events.MaxEvidenceDepth)
 	tests := []struct{ subj, body, field string }{
-		{ledger.SubjectRequest, `{"subject":"a","purpose":"p","policy_version":9223372036854775807}`, "policy_version"},
-		{ledger.SubjectGrant, `{"subject":"a","purpose":"p","policy_version":2147483648}`, "policy_version"},
-		{ledger.SubjectGrant, `{"subject":"a","purpose":"p","policy_version":0}`, "policy_version"},
-		{ledger.SubjectPurposeSet, `{"purpose":"p","policy_version":0}`, "policy_version"},
-		{ledger.SubjectPurposeSet, `{"purpose":"p","policy_version":-3}`, "policy_version"},
-		{ledger.SubjectStatus, `{"subject":"a","purpose":"p","min_policy_version":0}`, "min_policy_version"},
-		{ledger.SubjectCheck, `{"subject":"a","purpose":"p","min_policy_version":2147483648}`, "min_policy_version"},
-		{ledger.SubjectGrant, `{"subject":"a","purpose":"p","evidence":{"n":9007199254740993}}`, "evidence"},
-		{ledger.SubjectGrant, `{"subject":"a","purpose":"p","evidence":{"n":1e-400}}`, "evidence"},
-		{ledger.SubjectGrant, `{"subject":"a","purpose":"p","evidence":` + deep + `}`, "evidence"},
-		{ledger.SubjectGrant, `{"subject":"a","purpose":"p","occurred_at":"2099-01-01T00:00:00Z"}`, "occurred_at"},
-		{ledger.SubjectGrant, `{"subject":"a","purpose":"p","occurred_at":"0001-01-01T00:00:01Z"}`, "occurred_at"},
-		{ledger.SubjectGrant, `{"subject":"a","purpose":"p","ttl":"876001h"}`, "ttl"},
-		{ledger.SubjectGrant, `{"subject":"a","purpose":"p","expires_at":"2999-01-01T00:00:00Z"}`, "expires_at"},
+		{wire.SubjectRequest, `{"subject":"a","purpose":"p","policy_version":9223372036854775807}`, "policy_version"},
+		{wire.SubjectGrant, `{"subject":"a","purpose":"p","policy_version":2147483648}`, "policy_version"},
+		{wire.SubjectGrant, `{"subject":"a","purpose":"p","policy_version":0}`, "policy_version"},
+		{wire.SubjectPurposeSet, `{"purpose":"p","policy_version":0}`, "policy_version"},
+		{wire.SubjectPurposeSet, `{"purpose":"p","policy_version":-3}`, "policy_version"},
+		{wire.SubjectStatus, `{"subject":"a","purpose":"p","min_policy_version":0}`, "min_policy_version"},
+		{wire.SubjectCheck, `{"subject":"a","purpose":"p","min_policy_version":2147483648}`, "min_policy_version"},
+		{wire.SubjectGrant, `{"subject":"a","purpose":"p","evidence":{"n":9007199254740993}}`, "evidence"},
+		{wire.SubjectGrant, `{"subject":"a","purpose":"p","evidence":{"n":1e-400}}`, "evidence"},
+		{wire.SubjectGrant, `{"subject":"a","purpose":"p","evidence":` + deep + `}`, "evidence"},
+		{wire.SubjectGrant, `{"subject":"a","purpose":"p","occurred_at":"2099-01-01T00:00:00Z"}`, "occurred_at"},
+		{wire.SubjectGrant, `{"subject":"a","purpose":"p","occurred_at":"0001-01-01T00:00:01Z"}`, "occurred_at"},
+		{wire.SubjectGrant, `{"subject":"a","purpose":"p","ttl":"876001h"}`, "ttl"},
+		{wire.SubjectGrant, `{"subject":"a","purpose":"p","expires_at":"2999-01-01T00:00:00Z"}`, "expires_at"},
 	}
 	for _, body := range []string{`" alice"`, `"alice "`, `"\u3000"`, `"a\u200bb"`, `"\ufeffalice"`, `"a\u202eb"`, `"alice\ud800"`, `"alice\ufffd"`} {
-		for _, subj := range []string{ledger.SubjectGrant, ledger.SubjectRevoke, ledger.SubjectStatus, ledger.SubjectCheck,
-			ledger.SubjectStatusAt, ledger.SubjectReceipt} {
+		for _, subj := range []string{wire.SubjectGrant, wire.SubjectRevoke, wire.SubjectStatus, wire.SubjectCheck,
+			wire.SubjectStatusAt, wire.SubjectReceipt} {
 			extra := ""
-			if subj == ledger.SubjectStatusAt {
+			if subj == wire.SubjectStatusAt {
 				extra = `,"at":"2026-01-01T00:00:00Z"`
 			}
 			tests = append(tests, struct{ subj, body, field string }{subj, `{"subject":` + body + `,"purpose":"p"` + extra + `}`, "subject"})
 		}
 		tests = append(tests,
-			struct{ subj, body, field string }{ledger.SubjectList, `{"subject":` + body + `}`, "subject"},
-			struct{ subj, body, field string }{ledger.SubjectHistory, `{"subject":` + body + `}`, "subject"})
+			struct{ subj, body, field string }{wire.SubjectList, `{"subject":` + body + `}`, "subject"},
+			struct{ subj, body, field string }{wire.SubjectHistory, `{"subject":` + body + `}`, "subject"})
 	}
 	for _, tt := range tests {
 		msg, code, description := rawRequest(t, st.nc, tt.subj, []byte(tt.body))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -44,14 +45,14 @@ func (e *IntegrityError) Is(target error) bool { return target == ErrIntegrity }
 
 // checkStored runs events.CheckMessage on a consent's stored message: the
 // decoded event when it passes; an *IntegrityError when it fails; an error
-// matching ErrUnreadableEvent when a newer ledger wrote it.
+// matching wire.ErrUnreadableEvent when a newer ledger wrote it.
 func checkStored(m *jetstream.RawStreamMsg) (*events.Event, error) {
 	ev, check, err := events.CheckMessage(m.Subject, m.Header.Get(events.HeaderEventType), m.Data, false)
 	switch check {
 	case "":
 		return ev, nil
 	case events.CheckNewer:
-		return nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
+		return nil, fmt.Errorf("%w: seq %d on %s: %v", wire.ErrUnreadableEvent, m.Sequence, m.Subject, err)
 	}
 	return nil, &IntegrityError{Seq: m.Sequence, Subject: m.Subject, Check: check}
 }
@@ -94,7 +95,7 @@ type storedFold struct {
 
 // foldStored folds one consent subject's messages, oldest first, as the
 // projector does (storedFold.step). It returns an error matching
-// ErrUnreadableEvent for a message a newer ledger wrote.
+// wire.ErrUnreadableEvent for a message a newer ledger wrote.
 func foldStored(msgs []*jetstream.RawStreamMsg) (storedFold, error) {
 	var f storedFold
 	for _, m := range msgs {
@@ -111,9 +112,9 @@ func foldStored(msgs []*jetstream.RawStreamMsg) (storedFold, error) {
 // applied and taints the consent, and step returns the failed check with
 // why; a quarantine that is applied clears the taint it names. Otherwise
 // it returns the applied event. It returns an error matching
-// ErrUnreadableEvent for a message a newer ledger wrote (f is then
+// wire.ErrUnreadableEvent for a message a newer ledger wrote (f is then
 // unchanged but for last).
-func (f *storedFold) step(m *jetstream.RawStreamMsg) (*events.Event, *RecordViolation, error) {
+func (f *storedFold) step(m *jetstream.RawStreamMsg) (*events.Event, *wire.RecordViolation, error) {
 	f.last = m.Sequence
 	ev, check, err := events.CheckMessage(m.Subject, m.Header.Get(events.HeaderEventType), m.Data, false)
 	// The keys of the consent's events, also of those that fail a check
@@ -121,20 +122,20 @@ func (f *storedFold) step(m *jetstream.RawStreamMsg) (*events.Event, *RecordViol
 	if ev != nil && check != events.CheckSubject && ev.KeyID != "" && !slices.Contains(f.keyIDs, ev.KeyID) {
 		f.keyIDs = append(f.keyIDs, ev.KeyID)
 	}
-	var v *RecordViolation
+	var v *wire.RecordViolation
 	switch {
 	case check == events.CheckNewer:
-		return nil, nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
+		return nil, nil, fmt.Errorf("%w: seq %d on %s: %v", wire.ErrUnreadableEvent, m.Sequence, m.Subject, err)
 	case check != "":
-		v = &RecordViolation{Check: check, Reason: err.Error()}
+		v = &wire.RecordViolation{Check: check, Reason: err.Error()}
 	case ev.PrevHash != f.cur.NextPrevHash():
 		reason := fmt.Sprintf("prev_hash is %q but the consent has no applied event (want \"\")", ev.PrevHash)
 		if f.cur.Seq != 0 {
 			reason = fmt.Sprintf("prev_hash is %q but the consent's last applied event (seq %d) has hash %q", ev.PrevHash, f.cur.Seq, f.cur.Hash)
 		}
-		v = &RecordViolation{Check: events.CheckLink, Reason: reason}
+		v = &wire.RecordViolation{Check: events.CheckLink, Reason: reason}
 	case ev.Type == events.TypeQuarantined && !ev.Resumes(f.cur):
-		v = &RecordViolation{Check: events.CheckQuarantine, Reason: fmt.Sprintf(
+		v = &wire.RecordViolation{Check: events.CheckQuarantine, Reason: fmt.Sprintf(
 			"it resumes state %s at policy version %d, but the consent's last good state (seq %d) is %s at policy version %d",
 			ev.State, ev.PolicyVersion, f.cur.Seq, f.cur.State, f.cur.PolicyVersion)}
 	}
@@ -174,12 +175,12 @@ func (l *Ledger) lockAndFold(ctx context.Context, subject string) (storedFold, f
 func (l *Ledger) readSubject(ctx context.Context, subject string) ([]*jetstream.RawStreamMsg, error) {
 	var all []*jetstream.RawStreamMsg
 	for afterSeq := uint64(0); ; {
-		msgs, err := l.readMsgs(ctx, subject, afterSeq, MaxHistoryLimit)
+		msgs, err := l.readMsgs(ctx, subject, afterSeq, wire.MaxHistoryLimit)
 		if err != nil {
 			return nil, fmt.Errorf("read history of %s: %w", subject, err)
 		}
 		all = append(all, msgs...)
-		if len(msgs) < MaxHistoryLimit {
+		if len(msgs) < wire.MaxHistoryLimit {
 			return all, nil
 		}
 		afterSeq = msgs[len(msgs)-1].Sequence
@@ -204,42 +205,42 @@ func (l *Ledger) readSubject(ctx context.Context, subject string) ([]*jetstream.
 // than q.Tenant, or one that is not an unquarantined violation; an error
 // matching ErrContention (409) when the consent changed while the
 // quarantine was decided; context and JetStream errors as they come.
-func (l *Ledger) Quarantine(ctx context.Context, q events.Quarantine) (Reply, error) {
+func (l *Ledger) Quarantine(ctx context.Context, q events.Quarantine) (wire.Reply, error) {
 	if err := q.Validate(); err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	bad, err := l.stream.GetMsg(ctx, q.Seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return Reply{}, &events.FieldError{Field: "seq", Problem: fmt.Sprintf("the stream holds no message at seq %d", q.Seq)}
+		return wire.Reply{}, &events.FieldError{Field: "seq", Problem: fmt.Sprintf("the stream holds no message at seq %d", q.Seq)}
 	}
 	if err != nil {
-		return Reply{}, fmt.Errorf("read seq %d: %w", q.Seq, err)
+		return wire.Reply{}, fmt.Errorf("read seq %d: %w", q.Seq, err)
 	}
 	subject := bad.Subject
 	tenant, _, _, ok := events.ParseConsentSubject(subject)
 	if !ok {
-		return Reply{}, &events.FieldError{Field: "seq", Problem: fmt.Sprintf("seq %d is on %s, which names no consent: it is recorded as a violation only, and there is nothing to quarantine", q.Seq, subject)}
+		return wire.Reply{}, &events.FieldError{Field: "seq", Problem: fmt.Sprintf("seq %d is on %s, which names no consent: it is recorded as a violation only, and there is nothing to quarantine", q.Seq, subject)}
 	}
 	if q.Tenant != "" && q.Tenant != tenant {
-		return Reply{}, &events.FieldError{Field: "tenant", Problem: fmt.Sprintf("seq %d belongs to tenant %s", q.Seq, tenant)}
+		return wire.Reply{}, &events.FieldError{Field: "tenant", Problem: fmt.Sprintf("seq %d belongs to tenant %s", q.Seq, tenant)}
 	}
 	f, unlock, err := l.lockAndFold(ctx, subject)
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	defer unlock()
 	at, found := slices.BinarySearch(f.taints, q.Seq)
 	if !found {
-		return Reply{}, &events.FieldError{Field: "seq", Problem: fmt.Sprintf("the message at seq %d is not an integrity violation of its consent that awaits quarantine (it passed every check, or is quarantined already)", q.Seq)}
+		return wire.Reply{}, &events.FieldError{Field: "seq", Problem: fmt.Sprintf("the message at seq %d is not an integrity violation of its consent that awaits quarantine (it passed every check, or is quarantined already)", q.Seq)}
 	}
 	cur := f.cur
 	if q.SubjectID != "" {
 		k, err := l.resolve(ctx, events.Key{Tenant: tenant, SubjectID: q.SubjectID, Purpose: q.Purpose})
 		if err != nil {
-			return Reply{}, err
+			return wire.Reply{}, err
 		}
 		if !k.IsNATSSubject(subject) {
-			return Reply{}, &events.FieldError{Field: "subject", Problem: fmt.Sprintf("subject and purpose do not name the consent of seq %d (%s)", q.Seq, subject)}
+			return wire.Reply{}, &events.FieldError{Field: "subject", Problem: fmt.Sprintf("subject and purpose do not name the consent of seq %d (%s)", q.Seq, subject)}
 		}
 		if cur.Tenant == "" {
 			cur = events.NewConsent(k)
@@ -249,24 +250,24 @@ func (l *Ledger) Quarantine(ctx context.Context, q events.Quarantine) (Reply, er
 	if cur.Tenant != "" && cur.SubjectID == "" {
 		// Folded from sealed events: the last one names the person.
 		if cur, err = l.personOf(ctx, cur); err != nil {
-			return Reply{}, err
+			return wire.Reply{}, err
 		}
 	}
 	if cur.Tenant == "" {
-		return Reply{}, &events.FieldError{Field: "subject", Problem: fmt.Sprintf("the stream holds no readable event of the consent of seq %d: name it with subject and purpose", q.Seq)}
+		return wire.Reply{}, &events.FieldError{Field: "subject", Problem: fmt.Sprintf("the stream holds no readable event of the consent of seq %d: name it with subject and purpose", q.Seq)}
 	}
 	now := l.now().UTC()
 	ev := events.DecideQuarantine(cur, q, now)
 	seq, err := l.appendDecided(ctx, subject, &ev, f.last, "quarantine")
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
 	next := events.Evolve(cur, &ev, seq)
 	if rest := slices.Delete(f.taints, at, at+1); len(rest) > 0 {
 		next.ViolationSeq = rest[0] // another violation awaits its own quarantine
 	}
 	l.remember(subject, next)
-	return Reply{Seq: seq, Event: &ev, Status: next.View(now, 0)}, nil
+	return wire.Reply{Seq: seq, Event: &ev, Status: next.View(now, 0)}, nil
 }
 
 // appendDecided appends ev, an operator's event decided under subject's

@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -73,10 +75,10 @@ func TestIntegrityViolationFailsClosed(t *testing.T) {
 			badSeq := publishBad(t, st.js, granted.Event.Key().NATSSubject(), eventType, payload)
 			naming := fmt.Sprintf("seq %d", badSeq)
 
-			q := ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: badSeq}
+			q := wire.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: badSeq}
 			_, err = st.client.Check(ctx, q)
-			require.ErrorIs(t, err, ledger.ErrConsentRequired)
-			var we *ledger.Error
+			require.ErrorIs(t, err, wire.ErrConsentRequired)
+			var we *wire.Error
 			require.ErrorAs(t, err, &we)
 			assert.Contains(t, we.Description, "consent required: integrity_violation at "+naming)
 			require.NotNil(t, we.Status)
@@ -88,11 +90,11 @@ func TestIntegrityViolationFailsClosed(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, events.StateIntegrityViolation, status.State)
 
-			for kind, send := range map[events.Kind]func(context.Context, events.Command) (ledger.Reply, error){
+			for kind, send := range map[events.Kind]func(context.Context, events.Command) (wire.Reply, error){
 				events.KindRevoke: st.client.Revoke, events.KindDeny: st.client.Deny, events.KindGrant: st.client.Grant,
 			} {
 				_, err := send(ctx, cmd)
-				require.ErrorIs(t, err, ledger.ErrConflict, "%s", kind)
+				require.ErrorIs(t, err, wire.ErrConflict, "%s", kind)
 				assert.Contains(t, err.Error(), "integrity violation at "+naming, "%s", kind)
 			}
 			// A ledger that reads the stream applies the same rule: the
@@ -131,12 +133,12 @@ func TestIntegrityViolationFailsClosed(t *testing.T) {
 			assert.Equal(t, quarantined.Event.Hash, revoked.Event.PrevHash)
 			q.MinSeq = revoked.Seq
 			_, err = st.client.Check(ctx, q)
-			require.ErrorIs(t, err, ledger.ErrConsentRequired)
+			require.ErrorIs(t, err, wire.ErrConsentRequired)
 			require.ErrorAs(t, err, &we)
 			assert.Equal(t, events.StateRevoked, we.Status.State)
 
 			_, err = st.client.Quarantine(ctx, events.Quarantine{Seq: badSeq, Reason: "again", Actor: "ops"})
-			require.ErrorIs(t, err, ledger.ErrBadRequest, "quarantined already")
+			require.ErrorIs(t, err, wire.ErrBadRequest, "quarantined already")
 		})
 	}
 }
@@ -168,8 +170,8 @@ func TestQuarantineRefuses(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := st.client.Quarantine(ctx, tt.q)
-			require.ErrorIs(t, err, ledger.ErrBadRequest)
-			assert.True(t, strings.HasPrefix(err.(*ledger.Error).Description, tt.field+":"), "%v", err)
+			require.ErrorIs(t, err, wire.ErrBadRequest)
+			assert.True(t, strings.HasPrefix(err.(*wire.Error).Description, tt.field+":"), "%v", err)
 		})
 	}
 	named, err := st.client.Quarantine(ctx, events.Quarantine{Seq: garbage, Reason: "r", Actor: "ops", SubjectID: "nobody", Purpose: "analytics"})
@@ -190,9 +192,9 @@ func TestCheckerFailsClosedOnABadMessage(t *testing.T) {
 			k := newChecker(t, st.client)
 			ctx := stepCtx(t)
 			cmd := events.Command{SubjectID: "alice", Purpose: "newsletter"}
-			q := ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
+			q := wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
 			_, err := k.Check(ctx, q) // cached: none
-			require.ErrorIs(t, err, ledger.ErrConsentRequired)
+			require.ErrorIs(t, err, wire.ErrConsentRequired)
 			granted, err := st.client.Grant(ctx, cmd)
 			require.NoError(t, err)
 			require.NoError(t, k.WaitSeq(ctx, granted.Seq))
@@ -207,7 +209,7 @@ func TestCheckerFailsClosedOnABadMessage(t *testing.T) {
 			require.NoError(t, err)
 			assert.False(t, allowed)
 			status, err := k.Check(ctx, q)
-			require.ErrorIs(t, err, ledger.ErrConsentRequired)
+			require.ErrorIs(t, err, wire.ErrConsentRequired)
 			assert.Equal(t, events.StateIntegrityViolation, status.State)
 			assert.Equal(t, badSeq, status.ViolationSeq)
 
@@ -226,7 +228,7 @@ func TestCheckerFailsClosedOnABadMessage(t *testing.T) {
 // message as unreadable, naming the check.
 func TestWatchReportsAMessageThatFailsTheChecks(t *testing.T) {
 	st := startStack(t, stackOptions{})
-	w := watch(t, st.client, ledger.WatchOptions{Purposes: []string{"newsletter"}})
+	w := watch(t, st.client, client.WatchOptions{Purposes: []string{"newsletter"}})
 	granted, err := st.client.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	assert.Equal(t, granted.Seq, next(t, w).Seq)
@@ -235,7 +237,7 @@ func TestWatchReportsAMessageThatFailsTheChecks(t *testing.T) {
 	ch, err := w.Next(stepCtx(t))
 	require.NoError(t, err)
 	assert.Equal(t, bad, ch.Seq)
-	require.ErrorIs(t, ch.Err, ledger.ErrUnreadableEvent)
+	require.ErrorIs(t, ch.Err, wire.ErrUnreadableEvent)
 	assert.Contains(t, ch.Err.Error(), "hash check")
 	assert.Nil(t, ch.Event)
 }
@@ -255,12 +257,12 @@ func TestQuarantineOneOfTwo(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, events.StateIntegrityViolation, one.Status.State)
 	assert.Equal(t, first, one.Status.ViolationSeq)
-	q := ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: one.Seq}
+	q := wire.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: one.Seq}
 	st1, err := st.client.Status(ctx, q)
 	require.NoError(t, err)
 	assert.Equal(t, first, st1.ViolationSeq)
 	_, err = st.client.Revoke(ctx, cmd)
-	require.ErrorIs(t, err, ledger.ErrConflict)
+	require.ErrorIs(t, err, wire.ErrConflict)
 
 	two, err := st.client.Quarantine(ctx, events.Quarantine{Seq: first, Reason: "r", Actor: "ops"})
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/internal/residue"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -109,7 +110,7 @@ func TestEraseDestroysTheKeysOfEveryProcess(t *testing.T) {
 	reply, err := l1.Append(ctx, events.KindGrant, cmd("alice", "newsletter"))
 	require.NoError(t, err)
 	assert.NotContains(t, newsletter, reply.Event.KeyID)
-	h, err := l1.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"})
+	h, err := l1.History(ctx, wire.HistoryQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	last := h.Events[len(h.Events)-1]
 	assert.Equal(t, "alice", last.Event.SubjectID, "the fresh grant opens")

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -43,7 +44,7 @@ const headRefreshTimeout = 2 * time.Second
 
 // errTooManyWaiting answers a lookup with min_seq when MaxWaiting lookups
 // already wait.
-var errTooManyWaiting = &Error{Code: 503, Description: "too many lookups waiting for min_seq; retry later"}
+var errTooManyWaiting = &wire.Error{Code: 503, Description: "too many lookups waiting for min_seq; retry later"}
 
 // streamSeqReader is a StateReader that knows the stream's last sequence
 // as its index has seen it (projector.Index.StreamSeq).
@@ -87,7 +88,7 @@ func (s *Service) beyondStream(minSeq uint64) error {
 		return nil
 	}
 	s.refreshHead()
-	return &Error{Code: 503, Description: fmt.Sprintf(
+	return &wire.Error{Code: 503, Description: fmt.Sprintf(
 		"min_seq %d is beyond the stream's last sequence (%d, as this instance knows it); retry later if a write was just acknowledged with it", minSeq, last)}
 }
 
@@ -125,9 +126,9 @@ func (s *Service) refreshHead() {
 // noteAck records the sequence of an event this service appended.
 func (s *Service) noteAck(body any) {
 	switch r := body.(type) {
-	case Reply:
+	case wire.Reply:
 		s.head.note(r.Seq)
-	case PurposeReply:
+	case wire.PurposeReply:
 		s.head.note(r.Seq)
 	}
 }

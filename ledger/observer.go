@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -70,7 +71,7 @@ var LookupEndpoints = []string{"status", "check", "list", "history", "status_at"
 var AppendedTypes = []events.Type{events.TypeRequested, events.TypeGranted, events.TypeDenied, events.TypeRevoked, events.TypeExpired, events.TypeErased}
 
 // appendResult classifies the outcome of an append.
-func appendResult(reply *Reply, err error) string {
+func appendResult(reply *wire.Reply, err error) string {
 	if err == nil {
 		if reply != nil && reply.Duplicate {
 			return AppendDuplicate
@@ -175,8 +176,8 @@ func (s *Service) observe(req micro.Request, body any, err error) {
 	}
 	d := time.Since(o.start)
 	if o.ep.command != "" {
-		var reply *Reply
-		if r, ok := body.(Reply); ok {
+		var reply *wire.Reply
+		if r, ok := body.(wire.Reply); ok {
 			reply = &r
 		}
 		s.cfg.Observer.Appended(o.ep.command, appendResult(reply, err), d)
@@ -200,7 +201,7 @@ func (s *Service) observeMinSeq(w work) work {
 
 // observeAppend tells the Ledger's Observer that an append of an event of
 // type t that began at start ended with reply and err.
-func (l *Ledger) observeAppend(t events.Type, start time.Time, reply *Reply, err error) {
+func (l *Ledger) observeAppend(t events.Type, start time.Time, reply *wire.Reply, err error) {
 	if l.observer != nil {
 		l.observer.Appended(t, appendResult(reply, err), time.Since(start))
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -83,24 +84,24 @@ func TestServiceTellsItsObserver(t *testing.T) {
 	_, err = env.client.Grant(ctx, cmd)
 	require.NoError(t, err)
 	_, err = env.client.Deny(ctx, events.Command{SubjectID: "carol", Purpose: "q"})
-	require.ErrorIs(t, err, ledger.ErrConflict, "a grant is revoked, not denied")
+	require.ErrorIs(t, err, wire.ErrConflict, "a grant is revoked, not denied")
 	stale := uint64(0)
 	_, err = env.client.Revoke(ctx, events.Command{SubjectID: "carol", Purpose: "q", ExpectedSeq: &stale})
-	require.ErrorIs(t, err, ledger.ErrConflict)
+	require.ErrorIs(t, err, wire.ErrConflict)
 	_, err = env.client.Request(ctx, events.Command{SubjectID: "carol", Purpose: "Q"})
-	require.ErrorIs(t, err, ledger.ErrBadRequest)
+	require.ErrorIs(t, err, wire.ErrBadRequest)
 
-	_, err = env.client.Check(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "p"})
+	_, err = env.client.Check(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "p"})
 	require.NoError(t, err)
-	_, err = env.client.Check(ctx, ledger.StatusQuery{SubjectID: "bob", Purpose: "p"})
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
-	_, err = env.client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "p", MinSeq: 1})
+	_, err = env.client.Check(ctx, wire.StatusQuery{SubjectID: "bob", Purpose: "p"})
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
+	_, err = env.client.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "p", MinSeq: 1})
 	require.NoError(t, err)
-	_, err = env.client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "p", MinSeq: 5})
-	require.ErrorIs(t, err, ledger.ErrUnavailable, "min_seq 5 is not reached in time")
-	_, err = env.client.List(ctx, ledger.ListQuery{SubjectID: ""})
-	require.ErrorIs(t, err, ledger.ErrBadRequest)
-	_, err = env.client.History(ctx, ledger.HistoryQuery{SubjectID: "carol"})
+	_, err = env.client.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "p", MinSeq: 5})
+	require.ErrorIs(t, err, wire.ErrUnavailable, "min_seq 5 is not reached in time")
+	_, err = env.client.List(ctx, wire.ListQuery{SubjectID: ""})
+	require.ErrorIs(t, err, wire.ErrBadRequest)
+	_, err = env.client.History(ctx, wire.HistoryQuery{SubjectID: "carol"})
 	require.NoError(t, err)
 
 	appends, lookups, waits, _ := rec.snapshot()
@@ -131,7 +132,7 @@ func TestLedgerTellsItsObserver(t *testing.T) {
 	ctx := t.Context()
 
 	var wg sync.WaitGroup
-	replies := make([]ledger.Reply, 4)
+	replies := make([]wire.Reply, 4)
 	for i := range replies {
 		wg.Go(func() {
 			var err error

@@ -9,6 +9,7 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -67,7 +68,7 @@ func TestUnansweredPublishIsSentAgain(t *testing.T) {
 			info, err := stream.Info(t.Context())
 			require.NoError(t, err)
 			assert.Equal(t, uint64(1), info.State.Msgs, "one event, whatever happened to the first attempt")
-			h, err := l.History(t.Context(), ledger.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
+			h, err := l.History(t.Context(), wire.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
 			require.NoError(t, err)
 			require.Len(t, h.Events, 1)
 			assert.Equal(t, reply.Event.ID, h.Events[0].Event.ID)
@@ -96,7 +97,7 @@ func TestUnansweredPublishOvertaken(t *testing.T) {
 	assert.False(t, reply.Duplicate)
 	assert.Equal(t, uint64(1), reply.Seq)
 	assert.Equal(t, events.TypeGranted, reply.Event.Type)
-	h, err := l.History(t.Context(), ledger.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
+	h, err := l.History(t.Context(), wire.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 2, "the grant once, then the other writer's revoke")
 	assert.Equal(t, reply.Event.ID, h.Events[0].Event.ID)

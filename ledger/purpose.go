@@ -5,14 +5,9 @@ import (
 	"fmt"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/changefeed"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
-)
-
-// Request subjects of the purpose registry.
-const (
-	SubjectPurposeSet  = "consent.v1.purpose.set"
-	SubjectPurposeGet  = "consent.v1.purpose.get"
-	SubjectPurposeList = "consent.v1.purpose.list"
 )
 
 // PurposeReader answers purpose registry questions from an index of the
@@ -30,45 +25,6 @@ type PurposeReader interface {
 	Purposes(ctx context.Context, tenant string, minSeq uint64) ([]events.Purpose, uint64, error)
 }
 
-// PurposeQuery is the body of consent.v1.purpose.get.
-type PurposeQuery struct {
-	Tenant  string `json:"tenant,omitempty"`
-	Purpose string `json:"purpose"`
-	MinSeq  uint64 `json:"min_seq,omitempty"`
-}
-
-// Key returns the purpose asked about, with the tenant defaulted.
-func (q *PurposeQuery) Key() events.PurposeKey {
-	return events.PurposeKey{Tenant: events.OrDefaultTenant(q.Tenant), Purpose: q.Purpose}
-}
-
-// Validate returns a *events.FieldError for the first invalid field.
-func (q *PurposeQuery) Validate() error { return q.Key().Validate() }
-
-// PurposeListQuery is the body of consent.v1.purpose.list.
-type PurposeListQuery struct {
-	Tenant string `json:"tenant,omitempty"`
-	MinSeq uint64 `json:"min_seq,omitempty"`
-}
-
-// Validate returns a *events.FieldError for the first invalid field.
-func (q *PurposeListQuery) Validate() error {
-	return events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant))
-}
-
-// PurposeList is the reply of consent.v1.purpose.list.
-type PurposeList struct {
-	Purposes []events.Purpose `json:"purposes"`
-}
-
-// PurposeReply is the answer to consent.v1.purpose.set.
-type PurposeReply struct {
-	Seq       uint64               `json:"seq"`       // stream sequence of the event
-	Duplicate bool                 `json:"duplicate"` // the idempotency key had been used: nothing was appended
-	Event     *events.PurposeEvent `json:"event"`
-	Purpose   events.Purpose       `json:"purpose"` // the purpose as the event leaves it; its index_seq is 0
-}
-
 // SetPurpose records a change of the purpose registry: a purpose.set event
 // on consent.purposes.<tenant>.<purpose>, chained to the purpose's previous
 // event by prev_hash and appended with the expected last sequence of that
@@ -82,33 +38,33 @@ type PurposeReply struct {
 // *events.PolicyDowngradeError (409) for a lower policy version than the
 // current one; a *SeqMismatchError (409) for a stale expected_seq; an
 // error matching ErrContention (409) after MaxRetries conflicts; an error
-// matching ErrUnreadableEvent when the purpose's stored history does not
+// matching wire.ErrUnreadableEvent when the purpose's stored history does not
 // decode; context and JetStream errors as they come.
-func (l *Ledger) SetPurpose(ctx context.Context, cmd events.PurposeCommand) (PurposeReply, error) {
+func (l *Ledger) SetPurpose(ctx context.Context, cmd events.PurposeCommand) (wire.PurposeReply, error) {
 	if err := cmd.Validate(); err != nil {
-		return PurposeReply{}, err
+		return wire.PurposeReply{}, err
 	}
 	if err := l.guard.Err(); err != nil {
-		return PurposeReply{}, err
+		return wire.PurposeReply{}, err
 	}
 	key := cmd.Key()
 	natsSubject := key.NATSSubject()
 	unlock, err := l.locks.lock(ctx, natsSubject)
 	if err != nil {
-		return PurposeReply{}, err
+		return wire.PurposeReply{}, err
 	}
 	defer unlock()
 	for attempt := 0; ; attempt++ {
 		cur, original, err := l.readPurpose(ctx, key, cmd.IdempotencyKey)
 		if err != nil {
-			return PurposeReply{}, err
+			return wire.PurposeReply{}, err
 		}
 		if original != nil {
 			return purposeDuplicate(original)
 		}
 		if exp := cmd.ExpectedSeq; exp != nil && *exp != cur.Seq {
 			if !l.replicated || cur.Seq > *exp || attempt >= l.maxRetries {
-				return PurposeReply{}, &SeqMismatchError{Expected: *exp, Actual: cur.Seq}
+				return wire.PurposeReply{}, &SeqMismatchError{Expected: *exp, Actual: cur.Seq}
 			}
 		} else {
 			reply, err := l.publishPurpose(ctx, cmd, cur)
@@ -117,10 +73,10 @@ func (l *Ledger) SetPurpose(ctx context.Context, cmd events.PurposeCommand) (Pur
 			}
 		}
 		if attempt >= l.maxRetries {
-			return PurposeReply{}, fmt.Errorf("%w: the purpose changed under %d attempts in a row; retry", ErrContention, attempt+1)
+			return wire.PurposeReply{}, fmt.Errorf("%w: the purpose changed under %d attempts in a row; retry", ErrContention, attempt+1)
 		}
 		if err := backoff(ctx, attempt); err != nil {
-			return PurposeReply{}, err
+			return wire.PurposeReply{}, err
 		}
 	}
 }
@@ -132,7 +88,7 @@ func (l *Ledger) readPurpose(ctx context.Context, key events.PurposeKey, idempot
 	cur := events.NewPurpose(key)
 	natsSubject := key.NATSSubject()
 	for afterSeq := uint64(0); ; {
-		msgs, err := l.readMsgs(ctx, natsSubject, afterSeq, MaxHistoryLimit)
+		msgs, err := l.readMsgs(ctx, natsSubject, afterSeq, wire.MaxHistoryLimit)
 		if err != nil {
 			return cur, nil, fmt.Errorf("read purpose history of %s: %w", natsSubject, err)
 		}
@@ -140,66 +96,53 @@ func (l *Ledger) readPurpose(ctx context.Context, key events.PurposeKey, idempot
 			if events.StoredUnderKey(natsSubject, m.Header.Get(events.HeaderMsgID), idempotencyKey) {
 				return cur, m, nil
 			}
-			ev, err := decodeStoredPurpose(m)
+			ev, err := changefeed.DecodeStoredPurpose(m)
 			if err != nil {
 				return cur, nil, err
 			}
 			cur = events.EvolvePurpose(cur, ev, m.Sequence)
 		}
-		if len(msgs) < MaxHistoryLimit {
+		if len(msgs) < wire.MaxHistoryLimit {
 			return cur, nil, nil
 		}
 		afterSeq = msgs[len(msgs)-1].Sequence
 	}
 }
 
-func (l *Ledger) publishPurpose(ctx context.Context, cmd events.PurposeCommand, cur events.Purpose) (PurposeReply, error) {
+func (l *Ledger) publishPurpose(ctx context.Context, cmd events.PurposeCommand, cur events.Purpose) (wire.PurposeReply, error) {
 	ev, err := events.DecidePurpose(cur, cmd, l.now())
 	if err != nil {
-		return PurposeReply{}, err
+		return wire.PurposeReply{}, err
 	}
 	if ev.ID, err = newEventID(); err != nil {
-		return PurposeReply{}, err
+		return wire.PurposeReply{}, err
 	}
 	payload, err := ev.Seal()
 	if err != nil {
-		return PurposeReply{}, err
+		return wire.PurposeReply{}, err
 	}
 	subject := cur.Key().NATSSubject()
 	msg := l.eventMsg(subject, string(ev.Type), payload, eventMsgID(subject, cmd.IdempotencyKey, ev.ID), cur.Seq)
 	ack, err := l.js.PublishMsg(ctx, msg)
 	if err != nil {
-		return PurposeReply{}, err
+		return wire.PurposeReply{}, err
 	}
 	if ack.Duplicate {
 		original, err := l.loadDuplicate(ctx, ack.Sequence, subject)
 		if err != nil {
-			return PurposeReply{}, err
+			return wire.PurposeReply{}, err
 		}
 		return purposeDuplicate(original)
 	}
-	return PurposeReply{Seq: ack.Sequence, Event: &ev, Purpose: events.EvolvePurpose(cur, &ev, ack.Sequence)}, nil
+	return wire.PurposeReply{Seq: ack.Sequence, Event: &ev, Purpose: events.EvolvePurpose(cur, &ev, ack.Sequence)}, nil
 }
 
-func purposeDuplicate(m *jetstream.RawStreamMsg) (PurposeReply, error) {
-	ev, err := decodeStoredPurpose(m)
+func purposeDuplicate(m *jetstream.RawStreamMsg) (wire.PurposeReply, error) {
+	ev, err := changefeed.DecodeStoredPurpose(m)
 	if err != nil {
-		return PurposeReply{}, err
+		return wire.PurposeReply{}, err
 	}
 	// The state after the original event follows from it alone.
 	p := events.EvolvePurpose(events.NewPurpose(ev.Key()), ev, m.Sequence)
-	return PurposeReply{Seq: m.Sequence, Duplicate: true, Event: ev, Purpose: p}, nil
-}
-
-// decodeStoredPurpose decodes a stored purpose event, with an error
-// matching ErrUnreadableEvent when it cannot.
-func decodeStoredPurpose(m *jetstream.RawStreamMsg) (*events.PurposeEvent, error) {
-	ev, err := events.DecodePurposeEvent(m.Data)
-	if err == nil && ev.Key().NATSSubject() != m.Subject {
-		err = fmt.Errorf("it belongs on %s", ev.Key().NATSSubject())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: seq %d on %s: %v", ErrUnreadableEvent, m.Sequence, m.Subject, err)
-	}
-	return ev, nil
+	return wire.PurposeReply{Seq: m.Sequence, Duplicate: true, Event: ev, Purpose: p}, nil
 }

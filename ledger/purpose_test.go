@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -17,8 +17,8 @@ func TestPolicyBumpMakesGrantsOutdated(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	c := st.client
 	const alice = "alice@example.com"
-	q := func(minSeq uint64) ledger.StatusQuery {
-		return ledger.StatusQuery{SubjectID: alice, Purpose: "newsletter", MinSeq: minSeq}
+	q := func(minSeq uint64) wire.StatusQuery {
+		return wire.StatusQuery{SubjectID: alice, Purpose: "newsletter", MinSeq: minSeq}
 	}
 
 	set, err := c.SetPurpose(stepCtx(t), events.PurposeCommand{Purpose: "newsletter", Description: ptr("Monthly news"), Actor: "legal"})
@@ -38,19 +38,19 @@ func TestPolicyBumpMakesGrantsOutdated(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "Monthly news", bump.Purpose.Description, "kept")
 	status, err = c.Check(stepCtx(t), q(bump.Seq))
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Contains(t, err.Error(), "consent required: granted at policy version 1, but policy version 2 is required")
 	assert.Equal(t, events.StateGranted, status.State)
 	assert.False(t, status.Allowed)
 	assert.True(t, status.Outdated)
 	assert.Equal(t, 2, status.RequiredPolicyVersion)
-	list, err := c.List(stepCtx(t), ledger.ListQuery{SubjectID: alice, MinSeq: bump.Seq})
+	list, err := c.List(stepCtx(t), wire.ListQuery{SubjectID: alice, MinSeq: bump.Seq})
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	assert.True(t, list[0].Outdated, "list judges by the purpose too")
 
 	// An explicit min_policy_version still wins over the purpose's.
-	status, err = c.Check(stepCtx(t), ledger.StatusQuery{SubjectID: alice, Purpose: "newsletter", MinPolicyVersion: 1})
+	status, err = c.Check(stepCtx(t), wire.StatusQuery{SubjectID: alice, Purpose: "newsletter", MinPolicyVersion: 1})
 	require.NoError(t, err)
 	assert.True(t, status.Allowed)
 
@@ -69,7 +69,7 @@ func TestPolicyBumpMakesGrantsOutdated(t *testing.T) {
 	// A purpose nobody registered works as before: no minimum.
 	other, err := c.Grant(stepCtx(t), events.Command{SubjectID: alice, Purpose: "analytics", PolicyVersion: 1})
 	require.NoError(t, err)
-	status, err = c.Check(stepCtx(t), ledger.StatusQuery{SubjectID: alice, Purpose: "analytics", MinSeq: other.Seq})
+	status, err = c.Check(stepCtx(t), wire.StatusQuery{SubjectID: alice, Purpose: "analytics", MinSeq: other.Seq})
 	require.NoError(t, err)
 	assert.Zero(t, status.RequiredPolicyVersion)
 }
@@ -79,11 +79,11 @@ func TestPurposeRegistry(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	c := st.client
 
-	none, err := c.GetPurpose(stepCtx(t), ledger.PurposeQuery{Purpose: "newsletter"})
+	none, err := c.GetPurpose(stepCtx(t), wire.PurposeQuery{Purpose: "newsletter"})
 	require.NoError(t, err)
 	assert.False(t, none.Registered)
 	assert.Equal(t, events.DefaultTenant, none.Tenant)
-	purposes, err := c.ListPurposes(stepCtx(t), ledger.PurposeListQuery{})
+	purposes, err := c.ListPurposes(stepCtx(t), wire.PurposeListQuery{})
 	require.NoError(t, err)
 	assert.Empty(t, purposes)
 
@@ -99,17 +99,17 @@ func TestPurposeRegistry(t *testing.T) {
 	assert.Equal(t, first.Event, again.Event)
 
 	_, err = c.SetPurpose(stepCtx(t), events.PurposeCommand{Purpose: "newsletter", ExpectedSeq: ptr(uint64(0))})
-	require.ErrorIs(t, err, ledger.ErrConflict, "stale expected_seq")
+	require.ErrorIs(t, err, wire.ErrConflict, "stale expected_seq")
 	_, err = c.SetPurpose(stepCtx(t), events.PurposeCommand{Purpose: "newsletter", PolicyVersion: 2})
-	require.ErrorIs(t, err, ledger.ErrConflict)
+	require.ErrorIs(t, err, wire.ErrConflict)
 	assert.Contains(t, err.Error(), "policy versions only go up")
 	_, err = c.SetPurpose(stepCtx(t), events.PurposeCommand{Purpose: "newsletter", DefaultTTL: ptr("forever")})
-	require.ErrorIs(t, err, ledger.ErrBadRequest)
+	require.ErrorIs(t, err, wire.ErrBadRequest)
 	assert.Contains(t, err.Error(), "default_ttl")
 	second, err := c.SetPurpose(stepCtx(t), events.PurposeCommand{Tenant: "acme", Purpose: "analytics"})
 	require.NoError(t, err)
 
-	got, err := c.GetPurpose(stepCtx(t), ledger.PurposeQuery{Purpose: "newsletter", MinSeq: second.Seq})
+	got, err := c.GetPurpose(stepCtx(t), wire.PurposeQuery{Purpose: "newsletter", MinSeq: second.Seq})
 	require.NoError(t, err)
 	assert.True(t, got.Registered)
 	assert.Equal(t, "News", got.Description)
@@ -118,7 +118,7 @@ func TestPurposeRegistry(t *testing.T) {
 	assert.Equal(t, first.Seq, got.Seq)
 	assert.Equal(t, first.Event.ID, got.EventID)
 	assert.GreaterOrEqual(t, got.IndexSeq, second.Seq)
-	purposes, err = c.ListPurposes(stepCtx(t), ledger.PurposeListQuery{Tenant: "acme"})
+	purposes, err = c.ListPurposes(stepCtx(t), wire.PurposeListQuery{Tenant: "acme"})
 	require.NoError(t, err)
 	require.Len(t, purposes, 1)
 	assert.Equal(t, "analytics", purposes[0].Purpose)

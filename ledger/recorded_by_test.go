@@ -8,6 +8,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -39,14 +40,14 @@ func TestAppendStoresRecordedByAndHistoryShowsIt(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(unauthenticated.Data), "recorded_by")
 
-	h, err := l.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "marketing_email"})
+	h, err := l.History(ctx, wire.HistoryQuery{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "marketing_email"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 2)
 	assert.Empty(t, h.Events[0].Event.RecordedBy)
 	assert.Equal(t, "support-7@acme", h.Events[1].Event.RecordedBy)
-	wire, err := json.Marshal(h)
+	data, err := json.Marshal(h)
 	require.NoError(t, err)
-	assert.Equal(t, 1, strings.Count(string(wire), `"recorded_by":"support-7@acme"`), "the history reply carries it: %s", wire)
+	assert.Equal(t, 1, strings.Count(string(data), `"recorded_by":"support-7@acme"`), "the history reply carries it: %s", data)
 
 	cmd.RecordedBy = strings.Repeat("u", events.MaxRecordedByLen) + "@acme"
 	_, err = l.Append(ctx, events.KindGrant, cmd)

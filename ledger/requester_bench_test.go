@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 )
 
@@ -24,15 +25,15 @@ func BenchmarkClientCall(b *testing.B) {
 	s := natstest.RunServer(b)
 	responder := natstest.Connect(b, s)
 	answer := []byte(`{"tenant":"","subject":"a","purpose":"p","state":"granted","allowed":true,"policy_version":1,"updated_at":"2026-03-01T12:00:00Z","seq":7,"event_id":"0196b3c2-0000-7000-8000-000000000001","index_seq":7}`)
-	if _, err := responder.Subscribe(ledger.SubjectStatus, func(m *nats.Msg) { _ = m.Respond(answer) }); err != nil {
+	if _, err := responder.Subscribe(wire.SubjectStatus, func(m *nats.Msg) { _ = m.Respond(answer) }); err != nil {
 		b.Fatal(err)
 	}
 	if err := responder.Flush(); err != nil {
 		b.Fatal(err)
 	}
 	nc := natstest.Connect(b, s)
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
-	q := ledger.StatusQuery{SubjectID: "a", Purpose: "p"}
+	client := client.NewClient(nc, client.ClientOptions{})
+	q := wire.StatusQuery{SubjectID: "a", Purpose: "p"}
 	body := []byte(`{"subject":"a","purpose":"p"}`)
 
 	cancellable, cancel := context.WithCancel(context.Background())
@@ -54,7 +55,7 @@ func BenchmarkClientCall(b *testing.B) {
 				_, err := client.Status(c.ctx, q)
 				return err
 			}, func(int) error {
-				_, err := nc.Request(ledger.SubjectStatus, body, 5*time.Second)
+				_, err := nc.Request(wire.SubjectStatus, body, 5*time.Second)
 				return err
 			})
 			reportAgainst(b, got, bare, "calls/s", "bare-req/s", "bare")

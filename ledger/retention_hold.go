@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -239,7 +240,7 @@ func (h *Holds) check(ctx context.Context, tenant, token string) error {
 
 // errNoHolds is what the hold methods of a Ledger without Options.Holds
 // return (503 on the wire).
-var errNoHolds = &Error{Code: 503, Description: "legal holds are not available: the ledger has no hold bucket"}
+var errNoHolds = &wire.Error{Code: 503, Description: "legal holds are not available: the ledger has no hold bucket"}
 
 // SetHold puts the person q names on legal hold, or replaces the reason of
 // their hold, and returns the hold as stored. Errors: a *events.FieldError

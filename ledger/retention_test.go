@@ -14,6 +14,7 @@ import (
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -46,7 +47,7 @@ func (r *retentionStack) retainer(clock *manualClock, src ledger.RetentionSource
 }
 
 // do appends one consent command and waits until the index has it.
-func (r *retentionStack) do(t *testing.T, kind events.Kind, subject, purpose string) ledger.Reply {
+func (r *retentionStack) do(t *testing.T, kind events.Kind, subject, purpose string) wire.Reply {
 	t.Helper()
 	reply, err := r.l.Append(stepCtx(t), kind, events.Command{Tenant: "acme", SubjectID: subject, Purpose: purpose,
 		Actor: "subject", Evidence: []byte(`{"ip":"198.51.100.7"}`)})
@@ -302,7 +303,7 @@ func TestLegalHoldEndpoints(t *testing.T) {
 	assert.Empty(t, other.Holds)
 
 	_, err = c.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "grace", Reason: "erasure requested"})
-	require.ErrorIs(t, err, ledger.ErrConflict)
+	require.ErrorIs(t, err, wire.ErrConflict)
 	assert.Contains(t, err.Error(), "legal hold")
 	assert.Contains(t, err.Error(), "case 2026-17")
 	assert.Empty(t, erasedEvents(t, st, "grace", "newsletter"))
@@ -337,13 +338,13 @@ func TestLegalHoldEndpoints(t *testing.T) {
 func TestLegalHoldsNeedTheBucket(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	_, err := st.client.SetHold(stepCtx(t), ledger.HoldRequest{SubjectID: "x", Reason: "case"})
-	require.ErrorIs(t, err, ledger.ErrUnavailable)
+	require.ErrorIs(t, err, wire.ErrUnavailable)
 }
 
 func requireBadRequest(t *testing.T, err error, field string) {
 	t.Helper()
-	require.ErrorIs(t, err, ledger.ErrBadRequest)
-	var we *ledger.Error
+	require.ErrorIs(t, err, wire.ErrBadRequest)
+	var we *wire.Error
 	require.ErrorAs(t, err, &we)
 	assert.True(t, strings.HasPrefix(we.Description, field+": "), "want a 400 naming %s: %v", field, err)
 }

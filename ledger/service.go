@@ -14,6 +14,8 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
+	"github.com/consentledger/consent/internal/wirecodec"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -287,7 +289,7 @@ func NewService(nc *nats.Conn, l *Ledger, r StateReader, cfg ServiceConfig) (*Se
 	// connection's handler only logs the rest.
 	nc.SetErrorHandler(s.connectionError)
 	svc, err := micro.AddService(nc, micro.Config{
-		Name:         ServiceName,
+		Name:         wire.ServiceName,
 		Version:      cfg.Version,
 		Description:  "Consent Ledger: record consent (request, grant, deny, revoke) and answer status, check, list and history",
 		QueueGroup:   ServiceQueueGroup,
@@ -528,8 +530,8 @@ func (s *Service) handleStatus(check bool) micro.HandlerFunc {
 		if s.tooLarge(req) {
 			return
 		}
-		var q StatusQuery
-		err := decodeOwnedStatusQuery(req.Data(), &q)
+		var q wire.StatusQuery
+		err := wirecodec.DecodeOwnedStatusQuery(req.Data(), &q)
 		if err == nil {
 			err = scope(req, &q.Tenant)
 		}
@@ -559,7 +561,7 @@ func (s *Service) handleStatus(check bool) micro.HandlerFunc {
 }
 
 func (s *Service) handleList(req micro.Request) {
-	var q ListQuery
+	var q wire.ListQuery
 	if !s.accept(req, &q) {
 		return
 	}
@@ -569,7 +571,7 @@ func (s *Service) handleList(req micro.Request) {
 }
 
 func (s *Service) handleHistory(req micro.Request) {
-	var q HistoryQuery
+	var q wire.HistoryQuery
 	if !s.accept(req, &q) {
 		return
 	}
@@ -582,7 +584,7 @@ func (s *Service) handleHistory(req micro.Request) {
 // status answers status and check. A check that is not allowed is a 403
 // carrying the status.
 // The status carries the subject key the consent was looked up under.
-func (s *Service) status(ctx context.Context, q *StatusQuery, check bool) (events.Status, error) {
+func (s *Service) status(ctx context.Context, q *wire.StatusQuery, check bool) (events.Status, error) {
 	k, err := s.resolve(ctx, q.Key())
 	if err != nil {
 		return events.Status{}, err
@@ -599,8 +601,7 @@ func (s *Service) status(ctx context.Context, q *StatusQuery, check bool) (event
 	st.IndexSeq = indexSeq
 	st.SubjectKey = k.Token()
 	if check && !st.Allowed {
-		denied := st // a copy, so that st stays off the heap on the hot path
-		return events.Status{}, &Error{Code: 403, Description: consentRequired(st, required), Status: &denied}
+		return events.Status{}, wire.ConsentRequired(st, required)
 	}
 	return st, nil
 }
@@ -616,20 +617,7 @@ func (s *Service) resolve(ctx context.Context, key events.Key) (events.Key, erro
 	return keys.Resolve(ctx, key)
 }
 
-// consentRequired describes why a check failed: "consent required: <state>",
-// with the policy versions when the grant is too old for the caller.
-func consentRequired(st events.Status, minPolicyVersion int) string {
-	d := "consent required: " + string(st.State)
-	if st.State == events.StateIntegrityViolation {
-		d += fmt.Sprintf(" at seq %d; an operator must quarantine it (consentctl admin quarantine %d --reason TEXT)", st.ViolationSeq, st.ViolationSeq)
-	}
-	if st.State == events.StateGranted {
-		d += fmt.Sprintf(" at policy version %d, but policy version %d is required", st.PolicyVersion, minPolicyVersion)
-	}
-	return d
-}
-
-func (s *Service) list(ctx context.Context, q ListQuery) (any, error) {
+func (s *Service) list(ctx context.Context, q wire.ListQuery) (any, error) {
 	person, err := s.resolve(ctx, events.Key{Tenant: events.OrDefaultTenant(q.Tenant), SubjectID: q.SubjectID})
 	if err != nil {
 		return nil, err
@@ -639,7 +627,7 @@ func (s *Service) list(ctx context.Context, q ListQuery) (any, error) {
 		return nil, err
 	}
 	now := s.cfg.Now()
-	out := StatusList{Statuses: make([]events.Status, 0, len(consents))}
+	out := wire.StatusList{Statuses: make([]events.Status, 0, len(consents))}
 	for i := range consents {
 		st := consents[i].View(now, s.requiredPolicyVersion(ctx, consents[i].Key(), 0, q.MinSeq))
 		st.IndexSeq = indexSeq
@@ -738,10 +726,10 @@ func (s *Service) spawn(req micro.Request, c *asyncCounters, slots chan struct{}
 // tooLarge answers 413 for a request over MaxRequestSize.
 func (s *Service) tooLarge(req micro.Request) bool {
 	n := len(req.Data())
-	if n <= MaxRequestSize {
+	if n <= wire.MaxRequestSize {
 		return false
 	}
-	s.respond(req, nil, &Error{Code: 413, Description: fmt.Sprintf("request is %d bytes; the limit is %d bytes (64 KiB)", n, MaxRequestSize)})
+	s.respond(req, nil, &wire.Error{Code: 413, Description: fmt.Sprintf("request is %d bytes; the limit is %d bytes (64 KiB)", n, wire.MaxRequestSize)})
 	return true
 }
 
@@ -772,7 +760,7 @@ func (s *Service) accept(req micro.Request, q validator) bool {
 // micro error code and description.
 func (s *Service) encode(req micro.Request, body any, err error) (data []byte, code, description string) {
 	if err == nil {
-		data, err = marshalReply(body)
+		data, err = wirecodec.MarshalReply(body)
 		if err == nil {
 			return data, "", ""
 		}
@@ -781,16 +769,13 @@ func (s *Service) encode(req micro.Request, body any, err error) (data []byte, c
 	switch {
 	case we.Code == 500:
 		s.log.Error("consent service: internal error", append(s.logAttrs(req, err), "error", err)...)
-	case errors.Is(we, ErrForbidden):
+	case errors.Is(we, wire.ErrForbidden):
 		s.log.Warn("consent service: request refused", append(s.logAttrs(req, err), "error", we.Description)...)
 	}
 	if we.Status != nil {
-		data, _ = marshalStatus(we.Status)
+		data, _ = wirecodec.MarshalStatus(we.Status)
 	}
-	description = we.Description
-	if description == "" {
-		description = codeText(we.Code)
-	}
+	description = we.Text()
 	return data, strconv.Itoa(we.Code), description
 }
 
@@ -824,7 +809,7 @@ func (s *Service) respondStatus(req micro.Request, st *events.Status, err error)
 	}
 	buf := replyBuffers.Get().(*[]byte)
 	defer replyBuffers.Put(buf)
-	data, ok := appendStatus((*buf)[:0], st)
+	data, ok := wirecodec.AppendStatus((*buf)[:0], st)
 	if !ok {
 		general := *st // a copy, so that st stays off the heap on the hot path
 		s.respond(req, &general, nil)
@@ -922,7 +907,7 @@ func (s *Service) endpointData(subj string) any {
 		d.LastAsyncError = *last
 	}
 	switch subj {
-	case SubjectStatus, SubjectCheck, SubjectList:
+	case wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList:
 		if s.cfg.Health != nil {
 			d.Index = s.cfg.Health()
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -28,7 +29,7 @@ func (s *Service) auditEndpoints() []endpoint {
 }
 
 func (s *Service) handleStatusAt(req micro.Request) {
-	var q StatusAtQuery
+	var q wire.StatusAtQuery
 	if !s.accept(req, &q) {
 		return
 	}
@@ -41,7 +42,7 @@ func (s *Service) handleReceipt(req micro.Request) {
 	if s.tooLarge(req) {
 		return
 	}
-	var q ReceiptQuery
+	var q wire.ReceiptQuery
 	err := events.DecodeStrict(req.Data(), &q)
 	if err == nil {
 		err = scope(req, &q.Tenant)
@@ -50,7 +51,7 @@ func (s *Service) handleReceipt(req micro.Request) {
 		err = q.Validate()
 	}
 	if err == nil && s.cfg.Signer == nil {
-		err = &Error{Code: 503, Description: "receipts are not signed here: no signing key is configured (start consentd with --signing-key)"}
+		err = &wire.Error{Code: 503, Description: "receipts are not signed here: no signing key is configured (start consentd with --signing-key)"}
 	}
 	if err != nil {
 		s.respond(req, nil, err)
@@ -67,7 +68,7 @@ func (s *Service) handleIndexDigest(req micro.Request) {
 	}
 	if t := callerOf(req).Tenant; scoped(t) {
 		// The digest covers every tenant's consents.
-		s.respond(req, nil, &Error{Code: 403, Description: fmt.Sprintf("forbidden: the index digest covers every tenant; your credentials are for tenant %q only", t)})
+		s.respond(req, nil, &wire.Error{Code: 403, Description: fmt.Sprintf("forbidden: the index digest covers every tenant; your credentials are for tenant %q only", t)})
 		return
 	}
 	var empty struct{}
@@ -79,7 +80,7 @@ func (s *Service) handleIndexDigest(req micro.Request) {
 	}
 	scanner, ok := s.reader.(IndexScanner)
 	if !ok {
-		s.respond(req, nil, &Error{Code: 503, Description: "this service's index cannot be digested"})
+		s.respond(req, nil, &wire.Error{Code: 503, Description: "this service's index cannot be digested"})
 		return
 	}
 	s.goAsync(req, s.cfg.CommandTimeout, func(ctx context.Context) (any, error) {

@@ -7,11 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -24,7 +26,7 @@ type auditEnv struct {
 	js     jetstream.JetStream
 	l      *ledger.Ledger
 	index  *projector.Index
-	client *ledger.Client
+	client *client.Client
 }
 
 func startAuditEnv(t *testing.T, signer *audit.Signer) *auditEnv {
@@ -40,12 +42,12 @@ func startAuditEnv(t *testing.T, signer *audit.Signer) *auditEnv {
 	svc, err := ledger.NewService(natstest.Connect(t, s), e.l, e.index, ledger.ServiceConfig{Logger: slog.New(slog.DiscardHandler), Now: e.clock.Now, Signer: signer})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
-	e.client = ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{})
+	e.client = client.NewClient(natstest.Connect(t, s), client.ClientOptions{})
 	return e
 }
 
 // do appends a command at the clock's time and moves the clock a minute.
-func (e *auditEnv) do(t *testing.T, kind events.Kind, cmd events.Command) ledger.Reply {
+func (e *auditEnv) do(t *testing.T, kind events.Kind, cmd events.Command) wire.Reply {
 	t.Helper()
 	r, err := e.l.Append(context.Background(), kind, cmd)
 	require.NoError(t, err)
@@ -67,8 +69,8 @@ func TestStatusAtOverTheWire(t *testing.T) {
 	rev := e.do(t, events.KindRevoke, revoke) // recorded +12m, occurred +1m30s
 
 	ctx := context.Background()
-	q := ledger.StatusAtQuery{SubjectID: "alice@example.com", Purpose: "marketing_email"}
-	at := func(d time.Duration, by ledger.TimeBasis) ledger.StatusAt {
+	q := wire.StatusAtQuery{SubjectID: "alice@example.com", Purpose: "marketing_email"}
+	at := func(d time.Duration, by wire.TimeBasis) wire.StatusAt {
 		q.At, q.By = testNow.Add(d), by
 		st, err := e.client.StatusAt(ctx, q)
 		require.NoError(t, err)
@@ -76,13 +78,13 @@ func TestStatusAtOverTheWire(t *testing.T) {
 	}
 	assert.Equal(t, events.StateNone, at(-time.Minute, "").State)
 	assert.Equal(t, events.StateRequested, at(30*time.Second, "").State)
-	st := at(5*time.Minute, ledger.ByRecorded)
+	st := at(5*time.Minute, wire.ByRecorded)
 	assert.Equal(t, events.StateGranted, st.State)
 	assert.True(t, st.Allowed)
 	assert.Equal(t, 2, st.Events)
-	assert.Equal(t, ledger.ByRecorded, st.By)
-	assert.Equal(t, events.StateRevoked, at(5*time.Minute, ledger.ByOccurred).State, "the revocation had occurred by then")
-	assert.Equal(t, rev.Seq, at(5*time.Minute, ledger.ByOccurred).Seq)
+	assert.Equal(t, wire.ByRecorded, st.By)
+	assert.Equal(t, events.StateRevoked, at(5*time.Minute, wire.ByOccurred).State, "the revocation had occurred by then")
+	assert.Equal(t, rev.Seq, at(5*time.Minute, wire.ByOccurred).Seq)
 	assert.Equal(t, events.StateRevoked, at(13*time.Minute, "").State)
 
 	// Expiry is judged at the time asked, not now.
@@ -91,8 +93,8 @@ func TestStatusAtOverTheWire(t *testing.T) {
 	assert.Equal(t, events.StateGranted, at(15*time.Minute, "").State)
 	assert.Equal(t, events.StateExpired, at(25*time.Minute, "").State)
 
-	_, err := e.client.StatusAt(ctx, ledger.StatusAtQuery{SubjectID: "a", Purpose: "p"})
-	require.ErrorIs(t, err, ledger.ErrBadRequest)
+	_, err := e.client.StatusAt(ctx, wire.StatusAtQuery{SubjectID: "a", Purpose: "p"})
+	require.ErrorIs(t, err, wire.ErrBadRequest)
 	assert.Contains(t, err.Error(), "at: is required")
 }
 
@@ -111,7 +113,7 @@ func TestReceiptOverTheWire(t *testing.T) {
 	granted := e.do(t, events.KindGrant, who)
 	ctx := context.Background()
 
-	sr, err := e.client.Receipt(ctx, ledger.ReceiptQuery{SubjectID: who.SubjectID, Purpose: who.Purpose})
+	sr, err := e.client.Receipt(ctx, wire.ReceiptQuery{SubjectID: who.SubjectID, Purpose: who.Purpose})
 	require.NoError(t, err)
 	r, err := audit.VerifyReceipt(&sr, audit.NewKeyring(pub))
 	require.NoError(t, err)
@@ -127,7 +129,7 @@ func TestReceiptOverTheWire(t *testing.T) {
 	made, err := cp.Once(ctx)
 	require.NoError(t, err)
 	require.True(t, made.Published)
-	sr, err = e.client.Receipt(ctx, ledger.ReceiptQuery{SubjectID: who.SubjectID, Purpose: who.Purpose})
+	sr, err = e.client.Receipt(ctx, wire.ReceiptQuery{SubjectID: who.SubjectID, Purpose: who.Purpose})
 	require.NoError(t, err)
 	r, err = audit.VerifyReceipt(&sr, audit.NewKeyring(pub))
 	require.NoError(t, err)
@@ -135,7 +137,7 @@ func TestReceiptOverTheWire(t *testing.T) {
 	assert.Equal(t, made.Seq, r.Checkpoint.Seq)
 	assert.Equal(t, granted.Seq, r.Checkpoint.UpToSeq)
 
-	none, err := e.client.Receipt(ctx, ledger.ReceiptQuery{SubjectID: "nobody", Purpose: "marketing_email"})
+	none, err := e.client.Receipt(ctx, wire.ReceiptQuery{SubjectID: "nobody", Purpose: "marketing_email"})
 	require.NoError(t, err)
 	r, err = audit.VerifyReceipt(&none, audit.NewKeyring(pub))
 	require.NoError(t, err)
@@ -145,8 +147,8 @@ func TestReceiptOverTheWire(t *testing.T) {
 
 func TestReceiptWithoutSigningKeyIsUnavailable(t *testing.T) {
 	e := startAuditEnv(t, nil)
-	_, err := e.client.Receipt(context.Background(), ledger.ReceiptQuery{SubjectID: "a", Purpose: "p"})
-	require.ErrorIs(t, err, ledger.ErrUnavailable)
+	_, err := e.client.Receipt(context.Background(), wire.ReceiptQuery{SubjectID: "a", Purpose: "p"})
+	require.ErrorIs(t, err, wire.ErrUnavailable)
 	assert.Contains(t, err.Error(), "--signing-key")
 }
 

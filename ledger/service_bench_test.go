@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -41,7 +43,7 @@ func BenchmarkStatusLookup(b *testing.B) {
 	l := ledger.New(js, stream, ledger.Options{})
 
 	const people = 100
-	queries := make([]ledger.StatusQuery, people)
+	queries := make([]wire.StatusQuery, people)
 	var last uint64
 	for i := range queries {
 		subjectID := "person-" + strconv.Itoa(i) + "@example.com"
@@ -50,7 +52,7 @@ func BenchmarkStatusLookup(b *testing.B) {
 			b.Fatal(err)
 		}
 		last = r.Seq
-		queries[i] = ledger.StatusQuery{SubjectID: subjectID, Purpose: "marketing_email"}
+		queries[i] = wire.StatusQuery{SubjectID: subjectID, Purpose: "marketing_email"}
 	}
 
 	idx := runIndex(b, js)
@@ -73,7 +75,7 @@ func BenchmarkStatusLookup(b *testing.B) {
 	echoBody := []byte(`{"subject":"person-1@example.com","purpose":"marketing_email"}`)
 
 	clientConn := natstest.Connect(b, s)
-	client := ledger.NewClient(clientConn, ledger.ClientOptions{})
+	client := client.NewClient(clientConn, client.ClientOptions{})
 	if err := echoConn.Flush(); err != nil {
 		b.Fatal(err)
 	}
@@ -217,7 +219,7 @@ func BenchmarkGrantThroughService(b *testing.B) {
 	}
 	l := ledger.New(js, stream, ledger.Options{})
 	clientConn := natstest.Connect(b, s)
-	client := ledger.NewClient(clientConn, ledger.ClientOptions{})
+	client := client.NewClient(clientConn, client.ClientOptions{})
 	quiet := slog.New(slog.DiscardHandler)
 	payload := make([]byte, 400) // about the size of a grant event
 	var unique atomic.Uint64

@@ -5,6 +5,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,10 +21,10 @@ func TestDeferredLookupsWaitForServeLookups(t *testing.T) {
 	granted, err := st.client.Grant(ctx, cmd)
 	require.NoError(t, err, "commands are served at once")
 
-	q := ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq}
+	q := wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq}
 	_, err = st.client.Status(ctx, q)
 	require.ErrorIs(t, err, nats.ErrNoResponders, "no instance takes lookups yet")
-	require.ErrorIs(t, err, ledger.ErrUnavailable)
+	require.ErrorIs(t, err, wire.ErrUnavailable)
 	_, err = st.client.Check(ctx, q)
 	require.ErrorIs(t, err, nats.ErrNoResponders)
 
@@ -32,7 +33,7 @@ func TestDeferredLookupsWaitForServeLookups(t *testing.T) {
 	status, err := st.client.Check(ctx, q)
 	require.NoError(t, err)
 	assert.Equal(t, events.StateGranted, status.State)
-	list, err := st.client.List(ctx, ledger.ListQuery{SubjectID: "alice", MinSeq: granted.Seq})
+	list, err := st.client.List(ctx, wire.ListQuery{SubjectID: "alice", MinSeq: granted.Seq})
 	require.NoError(t, err)
 	assert.Len(t, list, 1)
 
@@ -40,7 +41,7 @@ func TestDeferredLookupsWaitForServeLookups(t *testing.T) {
 	for _, e := range st.svc.Info().Endpoints {
 		seen[e.Subject]++
 	}
-	for _, subj := range []string{ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory} {
+	for _, subj := range []string{wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList, wire.SubjectHistory} {
 		assert.Equal(t, 1, seen[subj], subj)
 	}
 }
@@ -56,14 +57,14 @@ func TestDeferredCommandsWaitForServeCommands(t *testing.T) {
 	// The stack's ledger writes; no service takes the command yet.
 	_, err := st.client.Grant(ctx, cmd)
 	require.ErrorIs(t, err, nats.ErrNoResponders, "no instance takes commands yet")
-	_, err = st.client.History(ctx, ledger.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
+	_, err = st.client.History(ctx, wire.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
 	require.ErrorIs(t, err, nats.ErrNoResponders)
 
-	status, err := st.client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
+	status, err := st.client.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err, "lookups are served without the ledger")
 	assert.Equal(t, events.StateNone, status.State)
-	_, err = st.client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: 1 << 40})
-	require.ErrorIs(t, err, ledger.ErrUnavailable, "a min_seq far beyond the index is refused; no stream to refresh from")
+	_, err = st.client.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: 1 << 40})
+	require.ErrorIs(t, err, wire.ErrUnavailable, "a min_seq far beyond the index is refused; no stream to refresh from")
 	for _, e := range st.svc.Stats().Endpoints {
 		assert.NotContains(t, string(e.Data), `"stream"`, "no stream guard verdict without the ledger: %s", e.Subject)
 	}
@@ -72,10 +73,10 @@ func TestDeferredCommandsWaitForServeCommands(t *testing.T) {
 	require.NoError(t, st.svc.ServeCommands(st.ledger), "a second call has nothing to do")
 	granted, err := st.client.Grant(ctx, cmd)
 	require.NoError(t, err)
-	status, err = st.client.Check(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
+	status, err = st.client.Check(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
 	require.NoError(t, err)
 	assert.Equal(t, events.StateGranted, status.State)
-	history, err := st.client.History(ctx, ledger.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
+	history, err := st.client.History(ctx, wire.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	assert.Len(t, history.Events, 1)
 
@@ -83,7 +84,7 @@ func TestDeferredCommandsWaitForServeCommands(t *testing.T) {
 	for _, e := range st.svc.Info().Endpoints {
 		seen[e.Subject]++
 	}
-	for _, subj := range []string{ledger.SubjectGrant, ledger.SubjectHistory, ledger.SubjectStatus} {
+	for _, subj := range []string{wire.SubjectGrant, wire.SubjectHistory, wire.SubjectStatus} {
 		assert.Equal(t, 1, seen[subj], subj)
 	}
 }

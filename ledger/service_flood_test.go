@@ -13,6 +13,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/assert"
@@ -50,27 +51,27 @@ func TestServiceAnswersAMinSeqBeyondTheStreamAtOnce(t *testing.T) {
 	beyond := uint64(5 + ledger.MinSeqMargin + 1)
 	for _, call := range []func(ctx context.Context) error{
 		func(ctx context.Context) error {
-			_, err := env.client.Status(ctx, ledger.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: beyond})
+			_, err := env.client.Status(ctx, wire.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: beyond})
 			return err
 		},
 		func(ctx context.Context) error {
-			_, err := env.client.Check(ctx, ledger.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: beyond})
+			_, err := env.client.Check(ctx, wire.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: beyond})
 			return err
 		},
 		func(ctx context.Context) error {
-			_, err := env.client.List(ctx, ledger.ListQuery{SubjectID: "a", MinSeq: 1 << 60})
+			_, err := env.client.List(ctx, wire.ListQuery{SubjectID: "a", MinSeq: 1 << 60})
 			return err
 		},
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		err := call(ctx)
 		cancel()
-		require.ErrorIs(t, err, ledger.ErrUnavailable)
+		require.ErrorIs(t, err, wire.ErrUnavailable)
 		assert.Contains(t, err.Error(), "is beyond the stream's last sequence (5, as this instance knows it)")
 	}
 	assert.Empty(t, reader.waiting, "no lookup waited")
 	data := endpointData(t, env.svc)
-	for _, subj := range []string{ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList} {
+	for _, subj := range []string{wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList} {
 		assert.Equal(t, float64(1), data[subj]["min_seq_beyond_stream"], subj)
 		assert.Equal(t, float64(0), data[subj]["answered_async"], subj)
 	}
@@ -79,7 +80,7 @@ func TestServiceAnswersAMinSeqBeyondTheStreamAtOnce(t *testing.T) {
 	// applied yet.
 	waited := make(chan error, 1)
 	go func() {
-		_, err := env.client.Status(context.Background(), ledger.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: beyond - 1})
+		_, err := env.client.Status(context.Background(), wire.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: beyond - 1})
 		waited <- err
 	}()
 	require.Equal(t, beyond-1, receive(t, reader.waiting))
@@ -105,9 +106,9 @@ func TestServiceLearnsTheStreamsLastSequenceFromTheStream(t *testing.T) {
 		t.Fatal("publishes not acknowledged in 30s")
 	}
 
-	q := ledger.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: stored}
+	q := wire.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: stored}
 	_, err = env.client.Status(t.Context(), q)
-	require.ErrorIs(t, err, ledger.ErrUnavailable)
+	require.ErrorIs(t, err, wire.ErrUnavailable)
 	assert.Contains(t, err.Error(), "beyond the stream's last sequence (0,")
 	// That answer started a read of the stream's info; once it is in, the
 	// lookup waits (and times out: the fake index never gets there).
@@ -117,8 +118,8 @@ func TestServiceLearnsTheStreamsLastSequenceFromTheStream(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond)
 
 	// A min_seq beyond the stream's last sequence is still answered at once.
-	_, err = env.client.Status(t.Context(), ledger.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: stored + ledger.MinSeqMargin + 1})
-	require.ErrorIs(t, err, ledger.ErrUnavailable)
+	_, err = env.client.Status(t.Context(), wire.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: stored + ledger.MinSeqMargin + 1})
+	require.ErrorIs(t, err, wire.ErrUnavailable)
 	assert.Contains(t, err.Error(), fmt.Sprintf("beyond the stream's last sequence (%d,", stored))
 }
 
@@ -130,7 +131,7 @@ func TestServiceAnswersMinSeqLookupsOverMaxWaitingAtOnce(t *testing.T) {
 	waited := make(chan error, 2)
 	for range 2 {
 		go func() {
-			_, err := env.client.Status(context.Background(), ledger.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 2})
+			_, err := env.client.Status(context.Background(), wire.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 2})
 			waited <- err
 		}()
 		require.Equal(t, uint64(2), receive(t, reader.waiting))
@@ -138,11 +139,11 @@ func TestServiceAnswersMinSeqLookupsOverMaxWaitingAtOnce(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	_, err := env.client.Status(ctx, ledger.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 2})
-	require.ErrorIs(t, err, ledger.ErrUnavailable)
+	_, err := env.client.Status(ctx, wire.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 2})
+	require.ErrorIs(t, err, wire.ErrUnavailable)
 	assert.Contains(t, err.Error(), "too many lookups waiting for min_seq")
 	// Lookups without min_seq and commands are not held up.
-	_, err = env.client.Status(ctx, ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+	_, err = env.client.Status(ctx, wire.StatusQuery{SubjectID: "a", Purpose: "p"})
 	require.NoError(t, err)
 	_, err = env.client.Grant(ctx, events.Command{SubjectID: "a", Purpose: "p"})
 	require.NoError(t, err)
@@ -150,7 +151,7 @@ func TestServiceAnswersMinSeqLookupsOverMaxWaitingAtOnce(t *testing.T) {
 	reader.advance(2)
 	require.NoError(t, receive(t, waited))
 	require.NoError(t, receive(t, waited))
-	assert.Equal(t, float64(1), endpointData(t, env.svc)[ledger.SubjectStatus]["wait_pool_full"])
+	assert.Equal(t, float64(1), endpointData(t, env.svc)[wire.SubjectStatus]["wait_pool_full"])
 }
 
 // During a flood of fire-and-forget lookups with far-future min_seq and
@@ -172,7 +173,7 @@ func TestServiceCommandsAndLookupsGoOnDuringAMinSeqFlood(t *testing.T) {
 		body := fmt.Appendf(nil, `{"subject":"s%d","purpose":"p","min_seq":%d}`, i, minSeq)
 		// A reply subject nobody listens to: the service answers, the
 		// server drops the answer.
-		require.NoError(t, env.nc.PublishRequest(ledger.SubjectStatus, "_INBOX.flood", body))
+		require.NoError(t, env.nc.PublishRequest(wire.SubjectStatus, "_INBOX.flood", body))
 	}
 	require.NoError(t, env.nc.Flush())
 
@@ -186,7 +187,7 @@ func TestServiceCommandsAndLookupsGoOnDuringAMinSeqFlood(t *testing.T) {
 	// What must not happen is a lookup held up for MinSeqTimeout.
 	for {
 		attemptCtx, cancelAttempt := context.WithTimeout(ctx, time.Second)
-		_, err = env.client.Status(attemptCtx, ledger.StatusQuery{SubjectID: "alice", Purpose: "marketing"})
+		_, err = env.client.Status(attemptCtx, wire.StatusQuery{SubjectID: "alice", Purpose: "marketing"})
 		cancelAttempt()
 		if err == nil || ctx.Err() != nil {
 			break
@@ -201,9 +202,9 @@ func TestServiceIgnoresLookupsWithoutAReplySubject(t *testing.T) {
 	reader := newFakeReader(1)
 	env := startService(t, headReader{reader}, ledger.ServiceConfig{MinSeqTimeout: time.Hour})
 	bodies := map[string]string{
-		ledger.SubjectStatus: `{"subject":"a","purpose":"p"`,
-		ledger.SubjectCheck:  `{"subject":"a","purpose":"p"`,
-		ledger.SubjectList:   `{"subject":"a"`,
+		wire.SubjectStatus: `{"subject":"a","purpose":"p"`,
+		wire.SubjectCheck:  `{"subject":"a","purpose":"p"`,
+		wire.SubjectList:   `{"subject":"a"`,
 	}
 	for subj, body := range bodies {
 		for range 5 {
@@ -216,7 +217,7 @@ func TestServiceIgnoresLookupsWithoutAReplySubject(t *testing.T) {
 		assert.Contains(t, []string{"", "403"}, code, "%s: %s", subj, description)
 	}
 	assert.Empty(t, reader.waiting, "no lookup waited")
-	for _, subj := range []string{ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList} {
+	for _, subj := range []string{wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList} {
 		assert.Equal(t, float64(0), endpointData(t, env.svc)[subj]["in_flight"], subj)
 	}
 }
@@ -269,19 +270,19 @@ func TestServicePendingLimitsDropAFloodOfBigRequests(t *testing.T) {
 
 	// The first request holds the endpoint; of the 64 KiB ones after it,
 	// 4 fit in 256 KiB.
-	require.NoError(t, env.nc.Publish(ledger.SubjectStatus, []byte(`{"subject":"a","purpose":"p"}`)))
-	big := fmt.Appendf(nil, `{"subject":"a","purpose":"p","pad":"%s"}`, strings.Repeat("x", ledger.MaxRequestSize-64))
+	require.NoError(t, env.nc.Publish(wire.SubjectStatus, []byte(`{"subject":"a","purpose":"p"}`)))
+	big := fmt.Appendf(nil, `{"subject":"a","purpose":"p","pad":"%s"}`, strings.Repeat("x", wire.MaxRequestSize-64))
 	for range 100 {
-		require.NoError(t, env.nc.Publish(ledger.SubjectStatus, big))
+		require.NoError(t, env.nc.Publish(wire.SubjectStatus, big))
 	}
 	require.NoError(t, env.nc.Flush())
 	require.Eventually(t, func() bool {
-		n, _ := endpointData(t, env.svc)[ledger.SubjectStatus]["slow_consumer"].(float64)
+		n, _ := endpointData(t, env.svc)[wire.SubjectStatus]["slow_consumer"].(float64)
 		return n >= 1
 	}, 10*time.Second, 10*time.Millisecond)
 	var status *micro.EndpointStats
 	for _, e := range env.svc.Stats().Endpoints {
-		if e.Subject == ledger.SubjectStatus {
+		if e.Subject == wire.SubjectStatus {
 			status = e
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -14,7 +15,7 @@ import (
 
 // errNoRegistry answers the purpose endpoints of a service whose reader
 // keeps no purpose registry.
-var errNoRegistry = &Error{Code: 503, Description: "this consent service keeps no purpose registry"}
+var errNoRegistry = &wire.Error{Code: 503, Description: "this consent service keeps no purpose registry"}
 
 // purposeEndpoints returns the purpose endpoints, named by their subject
 // under consent.v1 (the micro endpoint name has "_" for ".").
@@ -45,7 +46,7 @@ func (s *Service) handlePurposeSet(req micro.Request) {
 }
 
 func (s *Service) handlePurposeGet(req micro.Request) {
-	var q PurposeQuery
+	var q wire.PurposeQuery
 	if !s.accept(req, &q) {
 		return
 	}
@@ -64,7 +65,7 @@ func (s *Service) handlePurposeGet(req micro.Request) {
 }
 
 func (s *Service) handlePurposeList(req micro.Request) {
-	var q PurposeListQuery
+	var q wire.PurposeListQuery
 	if !s.accept(req, &q) {
 		return
 	}
@@ -80,7 +81,7 @@ func (s *Service) handlePurposeList(req micro.Request) {
 		for i := range list {
 			list[i].IndexSeq = indexSeq
 		}
-		return PurposeList{Purposes: list}, nil
+		return wire.PurposeList{Purposes: list}, nil
 	})
 }
 
@@ -102,7 +103,7 @@ func (s *Service) purpose(ctx context.Context, k events.PurposeKey, minSeq uint6
 // grant under an outdated policy says "not allowed" in its reply as in
 // every check after it. When neither the index nor the stream can say in
 // time, the status is not allowed: never "allowed" when unsure.
-func (s *Service) commandStatus(ctx context.Context, r *Reply) events.Status {
+func (s *Service) commandStatus(ctx context.Context, r *wire.Reply) events.Status {
 	c := events.Evolve(events.NewConsent(r.Event.Key()), r.Event, r.Seq)
 	required, err := s.requiredPolicyVersionAt(ctx, c.Key(), r.Seq)
 	st := c.View(s.cfg.Now(), required)

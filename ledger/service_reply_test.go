@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -57,8 +59,8 @@ func TestCommandReplyStatusIsWhatCheckAnswers(t *testing.T) {
 			reply, err := command(t, c, step.kind, cmd)
 			require.NoError(t, err, "step %d: %s", i, step.kind)
 
-			checked, err := c.Check(stepCtx(t), ledger.StatusQuery{SubjectID: subject, Purpose: purpose, MinSeq: reply.Seq})
-			if errors.Is(err, ledger.ErrConsentRequired) {
+			checked, err := c.Check(stepCtx(t), wire.StatusQuery{SubjectID: subject, Purpose: purpose, MinSeq: reply.Seq})
+			if errors.Is(err, wire.ErrConsentRequired) {
 				assert.False(t, reply.Status.Allowed, "step %d: check says consent required, the reply must not say allowed", i)
 			} else {
 				require.NoError(t, err, "step %d", i)
@@ -71,7 +73,7 @@ func TestCommandReplyStatusIsWhatCheckAnswers(t *testing.T) {
 }
 
 // command sends cmd as a command of the given kind through the client.
-func command(t *testing.T, c *ledger.Client, kind events.Kind, cmd events.Command) (ledger.Reply, error) {
+func command(t *testing.T, c *client.Client, kind events.Kind, cmd events.Command) (wire.Reply, error) {
 	switch kind {
 	case events.KindRequest:
 		return c.Request(stepCtx(t), cmd)
@@ -113,7 +115,7 @@ func TestCommandReplyStatusWithoutTheIndex(t *testing.T) {
 	svc, err := ledger.NewService(natstest.Connect(t, s), l, stalledRegistry{newFakeReader(0)}, ledger.ServiceConfig{MinSeqTimeout: time.Minute})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
-	c := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{Timeout: 10 * time.Second})
+	c := client.NewClient(natstest.Connect(t, s), client.ClientOptions{Timeout: 10 * time.Second})
 
 	_, err = l.SetPurpose(t.Context(), events.PurposeCommand{Purpose: "marketing_email", PolicyVersion: 2, Actor: "legal"})
 	require.NoError(t, err)

@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/assert"
@@ -124,7 +126,7 @@ func receive[T any](t *testing.T, ch <-chan T) T {
 // serviceEnv is a consent service on an embedded server, with a client.
 type serviceEnv struct {
 	svc    *ledger.Service
-	client *ledger.Client
+	client *client.Client
 	nc     *nats.Conn // the client's connection, for raw requests
 }
 
@@ -138,7 +140,7 @@ func startService(t testing.TB, r ledger.StateReader, cfg ledger.ServiceConfig) 
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
 	nc := natstest.Connect(t, s)
-	return &serviceEnv{svc: svc, client: ledger.NewClient(nc, ledger.ClientOptions{}), nc: nc}
+	return &serviceEnv{svc: svc, client: client.NewClient(nc, client.ClientOptions{}), nc: nc}
 }
 
 // rawRequest sends data to subj and returns the reply and its micro error
@@ -167,7 +169,7 @@ func TestServiceRegistersEveryEndpointInAQueueGroup(t *testing.T) {
 	env := startService(t, newFakeReader(0), ledger.ServiceConfig{})
 
 	info := env.svc.Info()
-	assert.Equal(t, ledger.ServiceName, info.Name)
+	assert.Equal(t, wire.ServiceName, info.Name)
 	assert.Equal(t, ledger.ServiceVersion, info.Version)
 	var subjects []string
 	for _, e := range info.Endpoints {
@@ -175,19 +177,19 @@ func TestServiceRegistersEveryEndpointInAQueueGroup(t *testing.T) {
 		assert.Equal(t, ledger.ServiceQueueGroup, e.QueueGroup, e.Subject)
 	}
 	assert.ElementsMatch(t, []string{
-		ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke,
-		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
-		ledger.SubjectPurposeSet, ledger.SubjectPurposeGet, ledger.SubjectPurposeList,
-		ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest, ledger.SubjectQuarantine, ledger.SubjectErase,
+		wire.SubjectRequest, wire.SubjectGrant, wire.SubjectDeny, wire.SubjectRevoke,
+		wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList, wire.SubjectHistory,
+		wire.SubjectPurposeSet, wire.SubjectPurposeGet, wire.SubjectPurposeList,
+		wire.SubjectStatusAt, wire.SubjectReceipt, wire.SubjectIndexDigest, wire.SubjectQuarantine, ledger.SubjectErase,
 		ledger.SubjectHoldSet, ledger.SubjectHoldRelease, ledger.SubjectHoldList,
 	}, subjects)
 
 	// Discoverable the way `nats micro ls` finds it.
-	msg, err := env.nc.Request("$SRV.PING."+ledger.ServiceName, nil, 5*time.Second)
+	msg, err := env.nc.Request("$SRV.PING."+wire.ServiceName, nil, 5*time.Second)
 	require.NoError(t, err)
 	var ping micro.Ping
 	require.NoError(t, json.Unmarshal(msg.Data, &ping))
-	assert.Equal(t, ledger.ServiceName, ping.Name)
+	assert.Equal(t, wire.ServiceName, ping.Name)
 	assert.Equal(t, info.ID, ping.ID)
 }
 
@@ -222,7 +224,7 @@ func TestServiceStatusAndCheck(t *testing.T) {
 			env := startService(t, reader, ledger.ServiceConfig{Now: func() time.Time { return testNow }, LookupWorkers: mode.workers})
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
-					q := ledger.StatusQuery{SubjectID: tt.subjectID, Purpose: "marketing", MinPolicyVersion: tt.minPolicyVersion}
+					q := wire.StatusQuery{SubjectID: tt.subjectID, Purpose: "marketing", MinPolicyVersion: tt.minPolicyVersion}
 					st, err := env.client.Status(t.Context(), q)
 					require.NoError(t, err)
 					assert.Equal(t, tt.wantState, st.State)
@@ -237,8 +239,8 @@ func TestServiceStatusAndCheck(t *testing.T) {
 						assert.Equal(t, st, checked)
 						return
 					}
-					require.ErrorIs(t, err, ledger.ErrConsentRequired)
-					we, ok := errors.AsType[*ledger.Error](err)
+					require.ErrorIs(t, err, wire.ErrConsentRequired)
+					we, ok := errors.AsType[*wire.Error](err)
 					require.True(t, ok)
 					assert.Equal(t, tt.wantRequired, we.Description)
 					require.NotNil(t, we.Status)
@@ -258,7 +260,7 @@ func TestServiceList(t *testing.T) {
 	)
 	env := startService(t, reader, ledger.ServiceConfig{Now: func() time.Time { return testNow }})
 
-	statuses, err := env.client.List(t.Context(), ledger.ListQuery{SubjectID: "alice"})
+	statuses, err := env.client.List(t.Context(), wire.ListQuery{SubjectID: "alice"})
 	require.NoError(t, err)
 	require.Len(t, statuses, 2)
 	assert.Equal(t, "analytics", statuses[0].Purpose)
@@ -271,7 +273,7 @@ func TestServiceList(t *testing.T) {
 	}
 
 	// A person without events has an empty list, not null.
-	msg, code, _ := rawRequest(t, env.nc, ledger.SubjectList, []byte(`{"subject":"nobody"}`))
+	msg, code, _ := rawRequest(t, env.nc, wire.SubjectList, []byte(`{"subject":"nobody"}`))
 	require.Empty(t, code)
 	assert.JSONEq(t, `{"statuses":[]}`, string(msg.Data))
 }
@@ -281,18 +283,18 @@ func TestServiceRefusesBadRequests(t *testing.T) {
 	tests := []struct {
 		subj, body, wantCode, wantDescription string
 	}{
-		{ledger.SubjectStatus, `{"subject":"a","purpose":"p","colour":"red"}`, "400", "colour: is not a known field"},
-		{ledger.SubjectCheck, `{"subject":"a","purpose":`, "400", "(body): malformed JSON"},
-		{ledger.SubjectCheck, `{"subject":"a","purpose":"Marketing"}`, "400", "purpose: "},
-		{ledger.SubjectStatus, `{"tenant":"ACME","subject":"a","purpose":"p"}`, "400", "tenant: "},
-		{ledger.SubjectStatus, `{"purpose":"p"}`, "400", "subject: is required"},
-		{ledger.SubjectStatus, `{"subject":"a","purpose":"p","min_seq":-1}`, "400", "min_seq: must be a non-negative integer"},
-		{ledger.SubjectList, `[]`, "400", "(body): must be a JSON object"},
-		{ledger.SubjectHistory, `{"subject":"a","limit":5000}`, "400", "limit: "},
-		{ledger.SubjectGrant, `{"subject":"a","purpose":"p","reason":"x"}`, "400", "reason: is only allowed on deny and revoke"},
-		{ledger.SubjectRequest, `{"subject":"a","purpose":"p","ttl":"1y"}`, "400", "ttl: "},
-		{ledger.SubjectRevoke, `{"subject":"a","purpose":"p","expected_seq":"3"}`, "400", "expected_seq: must be a non-negative integer"},
-		{ledger.SubjectDeny, ``, "400", "(body): "},
+		{wire.SubjectStatus, `{"subject":"a","purpose":"p","colour":"red"}`, "400", "colour: is not a known field"},
+		{wire.SubjectCheck, `{"subject":"a","purpose":`, "400", "(body): malformed JSON"},
+		{wire.SubjectCheck, `{"subject":"a","purpose":"Marketing"}`, "400", "purpose: "},
+		{wire.SubjectStatus, `{"tenant":"ACME","subject":"a","purpose":"p"}`, "400", "tenant: "},
+		{wire.SubjectStatus, `{"purpose":"p"}`, "400", "subject: is required"},
+		{wire.SubjectStatus, `{"subject":"a","purpose":"p","min_seq":-1}`, "400", "min_seq: must be a non-negative integer"},
+		{wire.SubjectList, `[]`, "400", "(body): must be a JSON object"},
+		{wire.SubjectHistory, `{"subject":"a","limit":5000}`, "400", "limit: "},
+		{wire.SubjectGrant, `{"subject":"a","purpose":"p","reason":"x"}`, "400", "reason: is only allowed on deny and revoke"},
+		{wire.SubjectRequest, `{"subject":"a","purpose":"p","ttl":"1y"}`, "400", "ttl: "},
+		{wire.SubjectRevoke, `{"subject":"a","purpose":"p","expected_seq":"3"}`, "400", "expected_seq: must be a non-negative integer"},
+		{wire.SubjectDeny, ``, "400", "(body): "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.subj+" "+tt.body, func(t *testing.T) {
@@ -307,13 +309,13 @@ func TestServiceRefusesBadRequests(t *testing.T) {
 func TestServiceRefusesRequestsOver64KiB(t *testing.T) {
 	env := startService(t, newFakeReader(0), ledger.ServiceConfig{})
 	subjects := []string{
-		ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke,
-		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
+		wire.SubjectRequest, wire.SubjectGrant, wire.SubjectDeny, wire.SubjectRevoke,
+		wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList, wire.SubjectHistory,
 	}
 	for _, subj := range subjects {
 		t.Run(subj, func(t *testing.T) {
 			// At the limit the body is read (and is not JSON); one byte over it is not.
-			atLimit := []byte(strings.Repeat("x", ledger.MaxRequestSize))
+			atLimit := []byte(strings.Repeat("x", wire.MaxRequestSize))
 			_, code, _ := rawRequest(t, env.nc, subj, atLimit)
 			assert.Equal(t, "400", code)
 
@@ -323,8 +325,8 @@ func TestServiceRefusesRequestsOver64KiB(t *testing.T) {
 		})
 	}
 
-	_, err := env.client.Grant(t.Context(), events.Command{SubjectID: "a", Purpose: "p", Evidence: json.RawMessage(`{"blob":"` + strings.Repeat("x", ledger.MaxRequestSize) + `"}`)})
-	require.ErrorIs(t, err, ledger.ErrTooLarge)
+	_, err := env.client.Grant(t.Context(), events.Command{SubjectID: "a", Purpose: "p", Evidence: json.RawMessage(`{"blob":"` + strings.Repeat("x", wire.MaxRequestSize) + `"}`)})
+	require.ErrorIs(t, err, wire.ErrTooLarge)
 }
 
 func TestServiceMinSeqWaitsWithoutHoldingUpOtherLookups(t *testing.T) {
@@ -337,13 +339,13 @@ func TestServiceMinSeqWaitsWithoutHoldingUpOtherLookups(t *testing.T) {
 	}
 	waited := make(chan result, 1)
 	go func() {
-		st, err := env.client.Status(context.Background(), ledger.StatusQuery{SubjectID: "alice", Purpose: "marketing", MinSeq: 2})
+		st, err := env.client.Status(context.Background(), wire.StatusQuery{SubjectID: "alice", Purpose: "marketing", MinSeq: 2})
 		waited <- result{st, err}
 	}()
 	require.Equal(t, uint64(2), receive(t, reader.waiting))
 
 	// While that lookup waits, others on the same endpoint are answered.
-	st, err := env.client.Status(t.Context(), ledger.StatusQuery{SubjectID: "alice", Purpose: "marketing"})
+	st, err := env.client.Status(t.Context(), wire.StatusQuery{SubjectID: "alice", Purpose: "marketing"})
 	require.NoError(t, err)
 	assert.Equal(t, events.StateRequested, st.State)
 	assert.Equal(t, uint64(1), st.IndexSeq)
@@ -359,20 +361,20 @@ func TestServiceMinSeqTimesOutWith503(t *testing.T) {
 	env := startService(t, newFakeReader(1), ledger.ServiceConfig{MinSeqTimeout: 20 * time.Millisecond})
 	for _, call := range []func() error{
 		func() error {
-			_, err := env.client.Status(t.Context(), ledger.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 99})
+			_, err := env.client.Status(t.Context(), wire.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 99})
 			return err
 		},
 		func() error {
-			_, err := env.client.Check(t.Context(), ledger.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 99})
+			_, err := env.client.Check(t.Context(), wire.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 99})
 			return err
 		},
 		func() error {
-			_, err := env.client.List(t.Context(), ledger.ListQuery{SubjectID: "a", MinSeq: 99})
+			_, err := env.client.List(t.Context(), wire.ListQuery{SubjectID: "a", MinSeq: 99})
 			return err
 		},
 	} {
 		err := call()
-		require.ErrorIs(t, err, ledger.ErrUnavailable)
+		require.ErrorIs(t, err, wire.ErrUnavailable)
 		assert.Contains(t, err.Error(), "min_seq")
 	}
 }
@@ -387,7 +389,7 @@ func TestServiceStopAnswersRequestsInFlight(t *testing.T) {
 	}
 	inFlight := make(chan result, 1)
 	go func() {
-		st, err := env.client.Status(context.Background(), ledger.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 2})
+		st, err := env.client.Status(context.Background(), wire.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 2})
 		inFlight <- result{st, err}
 	}()
 	receive(t, reader.waiting)
@@ -403,8 +405,8 @@ func TestServiceStopAnswersRequestsInFlight(t *testing.T) {
 	assert.Equal(t, uint64(2), r.st.IndexSeq)
 	require.NoError(t, receive(t, stopped))
 
-	_, err := env.client.Status(t.Context(), ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
-	require.ErrorIs(t, err, ledger.ErrUnavailable)
+	_, err := env.client.Status(t.Context(), wire.StatusQuery{SubjectID: "a", Purpose: "p"})
+	require.ErrorIs(t, err, wire.ErrUnavailable)
 	require.ErrorIs(t, err, nats.ErrNoResponders)
 	require.NoError(t, env.svc.Stop(context.Background()), "Stop again returns the first result")
 }
@@ -415,7 +417,7 @@ func TestServiceStopGivesUpWhenItsContextEnds(t *testing.T) {
 
 	inFlight := make(chan error, 1)
 	go func() {
-		_, err := env.client.Status(context.Background(), ledger.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 2})
+		_, err := env.client.Status(context.Background(), wire.StatusQuery{SubjectID: "a", Purpose: "p", MinSeq: 2})
 		inFlight <- err
 	}()
 	receive(t, reader.waiting)
@@ -423,7 +425,7 @@ func TestServiceStopGivesUpWhenItsContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	require.ErrorIs(t, env.svc.Stop(ctx), context.Canceled)
-	require.ErrorIs(t, receive(t, inFlight), ledger.ErrUnavailable, "the caller is told to retry, not left waiting")
+	require.ErrorIs(t, receive(t, inFlight), wire.ErrUnavailable, "the caller is told to retry, not left waiting")
 }
 
 func TestServiceCommands(t *testing.T) {
@@ -447,15 +449,15 @@ func TestServiceCommands(t *testing.T) {
 	assert.Equal(t, granted.Event.ID, again.Event.ID)
 
 	_, err = env.client.Deny(ctx, events.Command{SubjectID: "alice@example.com", Purpose: "marketing"})
-	require.ErrorIs(t, err, ledger.ErrConflict, "a grant is revoked, not denied")
+	require.ErrorIs(t, err, wire.ErrConflict, "a grant is revoked, not denied")
 
 	stale := uint64(0)
 	_, err = env.client.Revoke(ctx, events.Command{SubjectID: "alice@example.com", Purpose: "marketing", ExpectedSeq: &stale})
-	require.ErrorIs(t, err, ledger.ErrConflict)
+	require.ErrorIs(t, err, wire.ErrConflict)
 	assert.Contains(t, err.Error(), "expected_seq")
 
 	_, err = env.client.Revoke(ctx, events.Command{SubjectID: "bob", Purpose: "marketing"})
-	require.ErrorIs(t, err, ledger.ErrConflict, "nothing to revoke")
+	require.ErrorIs(t, err, wire.ErrConflict, "nothing to revoke")
 
 	current := granted.Seq
 	revoked, err := env.client.Revoke(ctx, events.Command{SubjectID: "alice@example.com", Purpose: "marketing", ExpectedSeq: &current, Reason: "unsubscribed"})
@@ -467,13 +469,13 @@ func TestServiceCommands(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, events.StateRequested, requested.Status.State)
 
-	h, err := env.client.History(ctx, ledger.HistoryQuery{SubjectID: "alice@example.com"})
+	h, err := env.client.History(ctx, wire.HistoryQuery{SubjectID: "alice@example.com"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 3)
 	assert.Equal(t, []uint64{granted.Seq, revoked.Seq, requested.Seq}, []uint64{h.Events[0].Seq, h.Events[1].Seq, h.Events[2].Seq})
 	assert.Equal(t, revoked.Event.ID, h.Events[1].Event.ID)
 
-	h, err = env.client.History(ctx, ledger.HistoryQuery{SubjectID: "alice@example.com", Purpose: "marketing", AfterSeq: granted.Seq})
+	h, err = env.client.History(ctx, wire.HistoryQuery{SubjectID: "alice@example.com", Purpose: "marketing", AfterSeq: granted.Seq})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 1)
 	assert.Equal(t, revoked.Seq, h.Events[0].Seq)
@@ -511,12 +513,12 @@ func TestServiceStatsCountAsyncAnswersAndShowIndexHealth(t *testing.T) {
 	env := startService(t, newFakeReader(0), ledger.ServiceConfig{Health: func() any { return health }})
 
 	_, err := env.client.Revoke(t.Context(), events.Command{SubjectID: "a", Purpose: "p"})
-	require.ErrorIs(t, err, ledger.ErrConflict)
+	require.ErrorIs(t, err, wire.ErrConflict)
 	_, err = env.client.Grant(t.Context(), events.Command{SubjectID: "a", Purpose: "p"})
 	require.NoError(t, err)
 
 	// What `nats micro stats` and `nats micro info` read.
-	msg, err := env.nc.Request("$SRV.STATS."+ledger.ServiceName, nil, 5*time.Second)
+	msg, err := env.nc.Request("$SRV.STATS."+wire.ServiceName, nil, 5*time.Second)
 	require.NoError(t, err)
 	var stats micro.Stats
 	require.NoError(t, json.Unmarshal(msg.Data, &stats))
@@ -526,16 +528,16 @@ func TestServiceStatsCountAsyncAnswersAndShowIndexHealth(t *testing.T) {
 		require.NoError(t, json.Unmarshal(e.Data, &d), e.Subject)
 		data[e.Subject] = d
 	}
-	assert.Equal(t, float64(1), data[ledger.SubjectRevoke]["answered_async"])
-	assert.Equal(t, float64(1), data[ledger.SubjectRevoke]["async_errors"])
-	assert.Equal(t, "409:cannot revoke: there is no consent to revoke for this person and purpose", data[ledger.SubjectRevoke]["last_async_error"])
-	assert.Equal(t, float64(1), data[ledger.SubjectGrant]["answered_async"])
-	assert.Equal(t, float64(0), data[ledger.SubjectGrant]["async_errors"])
-	assert.Equal(t, float64(0), data[ledger.SubjectGrant]["in_flight"])
-	for _, subj := range []string{ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList} {
+	assert.Equal(t, float64(1), data[wire.SubjectRevoke]["answered_async"])
+	assert.Equal(t, float64(1), data[wire.SubjectRevoke]["async_errors"])
+	assert.Equal(t, "409:cannot revoke: there is no consent to revoke for this person and purpose", data[wire.SubjectRevoke]["last_async_error"])
+	assert.Equal(t, float64(1), data[wire.SubjectGrant]["answered_async"])
+	assert.Equal(t, float64(0), data[wire.SubjectGrant]["async_errors"])
+	assert.Equal(t, float64(0), data[wire.SubjectGrant]["in_flight"])
+	for _, subj := range []string{wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList} {
 		assert.Equal(t, map[string]any{"index_seq": float64(7), "ready": true}, data[subj]["index"], subj)
 	}
-	assert.NotContains(t, data[ledger.SubjectGrant], "index")
+	assert.NotContains(t, data[wire.SubjectGrant], "index")
 }
 
 func TestNewServiceRefusesMissingParts(t *testing.T) {
@@ -564,9 +566,9 @@ func FuzzServiceRequests(f *testing.F) {
 	reader := newFakeReader(1, consent("alice", "marketing", events.StateGranted, 1, 1, nil))
 	env := startService(f, reader, ledger.ServiceConfig{MinSeqTimeout: 10 * time.Millisecond})
 	subjects := []string{
-		ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke,
-		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
-		ledger.SubjectPurposeSet, ledger.SubjectPurposeGet, ledger.SubjectPurposeList,
+		wire.SubjectRequest, wire.SubjectGrant, wire.SubjectDeny, wire.SubjectRevoke,
+		wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList, wire.SubjectHistory,
+		wire.SubjectPurposeSet, wire.SubjectPurposeGet, wire.SubjectPurposeList,
 	}
 	fieldProblem := regexp.MustCompile(`^.+: \S`) // "<field>: <problem>"
 	f.Fuzz(func(t *testing.T, body []byte) {

@@ -2,62 +2,20 @@ package ledger
 
 import (
 	"context"
-	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
-
-// The user administration endpoints (admin role; answered only by a
-// Service with ServiceConfig.Users).
-const (
-	SubjectUserAdd    = "consent.v1.admin.user.add"
-	SubjectUserRevoke = "consent.v1.admin.user.revoke"
-	SubjectUserList   = "consent.v1.admin.user.list"
-)
-
-// UserRequest is the body of admin.user.add (Name, Role, Tenant),
-// admin.user.revoke (Name, Tenant) and admin.user.list (Tenant). Tenant is
-// a tenant name, "*" for a user of every tenant, or empty: the caller's
-// own tenant, "default" for a caller of every tenant.
-type UserRequest struct {
-	Name   string `json:"name,omitempty"`
-	Role   string `json:"role,omitempty"`
-	Tenant string `json:"tenant,omitempty"`
-}
-
-// UserInfo describes one issued credential.
-type UserInfo struct {
-	Name      string     `json:"name"`
-	Role      string     `json:"role"`
-	Tenant    string     `json:"tenant"`
-	PublicKey string     `json:"public_key"`
-	IssuedAt  time.Time  `json:"issued_at"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-}
-
-// UserCreds is the reply of admin.user.add: the user and its NATS
-// credentials file (a secret: store it with mode 0600), and the inbox
-// prefix its client must use.
-type UserCreds struct {
-	UserInfo
-	Creds       string `json:"creds"`
-	InboxPrefix string `json:"inbox_prefix"`
-}
-
-// UserList is the reply of admin.user.list.
-type UserList struct {
-	Users []UserInfo `json:"users"`
-}
 
 // Users issues and revokes client credentials: consentd's is
 // internal/auth's Authority. Errors that are the request's fault are
 // *events.FieldError (400; Revoke's for a name with no credentials in
-// force names "name") or *Error (409); others are 500.
+// force names "name") or *wire.Error (409); others are 500.
 type Users interface {
-	Add(ctx context.Context, name, role, tenant string) (UserCreds, error)
+	Add(ctx context.Context, name, role, tenant string) (wire.UserCreds, error)
 	Revoke(ctx context.Context, name, tenant string) error
-	List(ctx context.Context, tenant string) ([]UserInfo, error)
+	List(ctx context.Context, tenant string) ([]wire.UserInfo, error)
 }
 
 // userEndpoints are admin.user.add, revoke and list, when the Service has
@@ -80,7 +38,7 @@ func (s *Service) handleUser(named, add bool) micro.HandlerFunc {
 		if s.tooLarge(req) {
 			return
 		}
-		var q UserRequest
+		var q wire.UserRequest
 		err := events.DecodeStrict(req.Data(), &q)
 		if err == nil && q.Tenant != "*" {
 			err = scope(req, &q.Tenant)
@@ -89,7 +47,7 @@ func (s *Service) handleUser(named, add bool) micro.HandlerFunc {
 			err = forbiddenTenant("*", token)
 		}
 		if err == nil {
-			err = q.validate(named, add)
+			err = validateUserRequest(&q, named, add)
 		}
 		if err != nil {
 			s.respond(req, nil, err)
@@ -103,15 +61,15 @@ func (s *Service) handleUser(named, add bool) micro.HandlerFunc {
 				if err := s.cfg.Users.Revoke(ctx, q.Name, q.Tenant); err != nil {
 					return nil, err
 				}
-				return UserList{Users: []UserInfo{}}, nil
+				return wire.UserList{Users: []wire.UserInfo{}}, nil
 			}
 			users, err := s.cfg.Users.List(ctx, q.Tenant)
-			return UserList{Users: users}, err
+			return wire.UserList{Users: users}, err
 		})
 	}
 }
 
-func (q *UserRequest) validate(named, add bool) error {
+func validateUserRequest(q *wire.UserRequest, named, add bool) error {
 	if q.Tenant != "*" {
 		if err := events.ValidateName("tenant", q.Tenant); err != nil {
 			return err
@@ -131,27 +89,4 @@ func (q *UserRequest) validate(named, add bool) error {
 		return events.ValidateName("name", q.Name)
 	}
 	return nil
-}
-
-// AddUser asks the service for credentials of a new user (admin role).
-// Errors are *Error: 400 naming the field, 403, 409 when the name has
-// credentials in force.
-func (c *Client) AddUser(ctx context.Context, q UserRequest) (UserCreds, error) {
-	var r UserCreds
-	err := c.call(ctx, SubjectUserAdd, q, &r)
-	return r, err
-}
-
-// RevokeUser takes a user's credentials away at once (admin role). Errors
-// are *Error: 400 naming "name" when the name has none in force.
-func (c *Client) RevokeUser(ctx context.Context, q UserRequest) error {
-	var r UserList
-	return c.call(ctx, SubjectUserRevoke, q, &r)
-}
-
-// Users lists the credentials issued in a tenant (admin role).
-func (c *Client) Users(ctx context.Context, q UserRequest) ([]UserInfo, error) {
-	var r UserList
-	err := c.call(ctx, SubjectUserList, q, &r)
-	return r.Users, err
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/internal/natstest"
@@ -30,7 +31,7 @@ type stack struct {
 	index  *projector.Index
 	svc    *ledger.Service
 	nc     *nats.Conn // the client's
-	client *ledger.Client
+	client *client.Client
 	keys   *keystore.Store // with keyed subject keys: the ledger's Options.Keys
 }
 
@@ -111,7 +112,7 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 		_ = st.index.Close()
 	})
 	st.nc = natstest.Connect(t, s)
-	st.client = ledger.NewClient(st.nc, ledger.ClientOptions{})
+	st.client = client.NewClient(st.nc, client.ClientOptions{})
 	waitCtx, cancelWait := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelWait()
 	for {

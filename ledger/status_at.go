@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -23,25 +25,25 @@ import (
 // seq, as the index says.
 //
 // Errors: a *events.FieldError for an invalid query, an error matching
-// ErrUnreadableEvent for a stored message a newer ledger wrote, context
+// wire.ErrUnreadableEvent for a stored message a newer ledger wrote, context
 // and JetStream errors as they come.
-func (l *Ledger) StatusAt(ctx context.Context, q StatusAtQuery) (StatusAt, error) {
+func (l *Ledger) StatusAt(ctx context.Context, q wire.StatusAtQuery) (wire.StatusAt, error) {
 	if err := q.Validate(); err != nil {
-		return StatusAt{}, err
+		return wire.StatusAt{}, err
 	}
 	k, err := l.resolve(ctx, q.Key())
 	if err != nil {
-		return StatusAt{}, err
+		return wire.StatusAt{}, err
 	}
 	p := audit.NewPointInTime(k, q.At, q.By)
-	err = l.eachEvent(ctx, k, func(r Record) bool {
+	err = l.eachEvent(ctx, k, func(r wire.Record, stored time.Time) bool {
 		if r.Violation != nil {
-			return p.AddViolation(r.Seq, r.stored)
+			return p.AddViolation(r.Seq, stored)
 		}
 		return p.Add(r.Seq, r.Event)
 	})
 	if err != nil {
-		return StatusAt{}, err
+		return wire.StatusAt{}, err
 	}
 	return p.Status(), nil
 }
@@ -56,7 +58,7 @@ func (l *Ledger) StatusAt(ctx context.Context, q StatusAtQuery) (StatusAt, error
 // naming the first such message's seq.
 //
 // Errors: as StatusAt's, and that *IntegrityError.
-func (l *Ledger) Receipt(ctx context.Context, q ReceiptQuery, signer *audit.Signer) (*SignedReceipt, error) {
+func (l *Ledger) Receipt(ctx context.Context, q wire.ReceiptQuery, signer *audit.Signer) (*wire.SignedReceipt, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
@@ -66,7 +68,7 @@ func (l *Ledger) Receipt(ctx context.Context, q ReceiptQuery, signer *audit.Sign
 	}
 	var history []audit.ReceiptEvent
 	violations := map[uint64]string{} // unquarantined: seq -> check
-	err = l.eachEvent(ctx, k, func(r Record) bool {
+	err = l.eachEvent(ctx, k, func(r wire.Record, _ time.Time) bool {
 		switch {
 		case r.Violation != nil:
 			violations[r.Seq] = r.Violation.Check
@@ -93,16 +95,17 @@ func (l *Ledger) Receipt(ctx context.Context, q ReceiptQuery, signer *audit.Sign
 }
 
 // eachEvent calls fn with the consent's history records (events and
-// violations, see History), oldest first, until fn returns false.
-func (l *Ledger) eachEvent(ctx context.Context, k events.Key, fn func(Record) bool) error {
-	q := HistoryQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose, Limit: MaxHistoryLimit}
+// violations, see History) and when the stream stored each, oldest first,
+// until fn returns false.
+func (l *Ledger) eachEvent(ctx context.Context, k events.Key, fn func(wire.Record, time.Time) bool) error {
+	q := wire.HistoryQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose, Limit: wire.MaxHistoryLimit}
 	for {
-		h, err := l.History(ctx, q)
+		h, stored, err := l.history(ctx, q)
 		if err != nil {
 			return err
 		}
-		for _, r := range h.Events {
-			if !fn(r) {
+		for i, r := range h.Events {
+			if !fn(r, stored[i]) {
 				return nil
 			}
 		}

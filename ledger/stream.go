@@ -9,12 +9,10 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// DefaultStream is the name of the stream that holds the audit trail.
-const DefaultStream = "CONSENT"
 
 // DefaultDuplicates is the default Nats-Msg-Id duplicate window of the
 // stream (the server's own default).
@@ -35,7 +33,7 @@ type StreamOptions struct {
 
 func (o StreamOptions) withDefaults() StreamOptions {
 	if o.Name == "" {
-		o.Name = DefaultStream
+		o.Name = wire.DefaultStream
 	}
 	if o.Replicas <= 0 {
 		o.Replicas = 1

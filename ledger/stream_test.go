@@ -7,6 +7,7 @@ import (
 
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,7 +21,7 @@ func TestEnsureStreamCreatesImmutableStream(t *testing.T) {
 	require.NoError(t, err)
 
 	cfg := stream.CachedInfo().Config
-	assert.Equal(t, ledger.DefaultStream, cfg.Name)
+	assert.Equal(t, wire.DefaultStream, cfg.Name)
 	assert.Equal(t, []string{"consent.events.>", "consent.checkpoints.>", "consent.purposes.>"}, cfg.Subjects)
 	assert.Equal(t, jetstream.FileStorage, cfg.Storage)
 	assert.Equal(t, jetstream.LimitsPolicy, cfg.Retention)
@@ -47,7 +48,7 @@ func TestEnsureStreamCreatesImmutableStream(t *testing.T) {
 	// A second start finds the stream and accepts it.
 	again, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, ledger.DefaultStream, again.CachedInfo().Config.Name)
+	assert.Equal(t, wire.DefaultStream, again.CachedInfo().Config.Name)
 }
 
 func TestEnsureStreamUsesConfiguredName(t *testing.T) {

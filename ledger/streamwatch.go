@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -99,7 +100,7 @@ func NewStreamGuard(js jetstream.JetStream, opts StreamGuardOptions) *StreamGuar
 	}
 	return &StreamGuard{
 		js:         js,
-		name:       cmp.Or(opts.Stream, DefaultStream),
+		name:       cmp.Or(opts.Stream, wire.DefaultStream),
 		interval:   opts.Interval,
 		log:        cmp.Or(opts.Logger, slog.Default()),
 		advisories: true,

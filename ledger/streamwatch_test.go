@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -56,7 +58,7 @@ func (l *logBuffer) lines(substrs ...string) []string {
 type guardedEnv struct {
 	ledger *ledger.Ledger
 	guard  *ledger.StreamGuard
-	client *ledger.Client
+	client *client.Client
 	nc     *nats.Conn // the client's
 	admin  jetstream.JetStream
 	logs   *logBuffer
@@ -81,7 +83,7 @@ func startGuarded(t *testing.T, interval time.Duration) *guardedEnv {
 	nc := natstest.Connect(t, s)
 	return &guardedEnv{
 		ledger: l, guard: guard, logs: logs, nc: nc,
-		client: ledger.NewClient(nc, ledger.ClientOptions{}),
+		client: client.NewClient(nc, client.ClientOptions{}),
 		admin:  natstest.JetStream(t, natstest.Connect(t, s)),
 	}
 }
@@ -90,7 +92,7 @@ func startGuarded(t *testing.T, interval time.Duration) *guardedEnv {
 // JetStream API.
 func (e *guardedEnv) update(t *testing.T, change func(*jetstream.StreamConfig)) {
 	t.Helper()
-	stream, err := e.admin.Stream(t.Context(), ledger.DefaultStream)
+	stream, err := e.admin.Stream(t.Context(), wire.DefaultStream)
 	require.NoError(t, err)
 	cfg := stream.CachedInfo().Config
 	change(&cfg)
@@ -113,8 +115,8 @@ func (e *guardedEnv) waitAllowed(t *testing.T) {
 func (e *guardedEnv) requireRefused(t *testing.T, want string) {
 	t.Helper()
 	_, err := e.client.Grant(t.Context(), events.Command{SubjectID: "carol", Purpose: "newsletter"})
-	require.ErrorIs(t, err, ledger.ErrUnavailable)
-	we, ok := errors.AsType[*ledger.Error](err)
+	require.ErrorIs(t, err, wire.ErrUnavailable)
+	we, ok := errors.AsType[*wire.Error](err)
 	require.True(t, ok)
 	assert.Contains(t, we.Description, "stream CONSENT is unsafe for the audit trail: ")
 	assert.Contains(t, we.Description, want)
@@ -125,7 +127,7 @@ func (e *guardedEnv) requireRefused(t *testing.T, want string) {
 // $SRV.STATS, as `nats micro info consent` shows it, by subject.
 func (e *guardedEnv) streamData(t *testing.T) map[string]map[string]any {
 	t.Helper()
-	msg, err := e.nc.Request("$SRV.STATS."+ledger.ServiceName, nil, 5*time.Second)
+	msg, err := e.nc.Request("$SRV.STATS."+wire.ServiceName, nil, 5*time.Second)
 	require.NoError(t, err)
 	var stats micro.Stats
 	require.NoError(t, json.Unmarshal(msg.Data, &stats))
@@ -145,7 +147,7 @@ func (e *guardedEnv) streamData(t *testing.T) map[string]map[string]any {
 func (e *guardedEnv) requireHealth(t *testing.T, safe bool, want string) {
 	t.Helper()
 	data := e.streamData(t)
-	require.Contains(t, data, ledger.SubjectGrant)
+	require.Contains(t, data, wire.SubjectGrant)
 	for subj, h := range data {
 		require.NotNil(t, h, subj)
 		assert.Equal(t, "CONSENT", h["name"], subj)
@@ -184,7 +186,7 @@ func TestStreamGuardRefusesWritesWhileEventsCanBeDropped(t *testing.T) {
 
 	e.requireRefused(t, setting)
 	_, err := e.client.SetPurpose(ctx, events.PurposeCommand{Purpose: "newsletter", PolicyVersion: 2})
-	require.ErrorIs(t, err, ledger.ErrUnavailable)
+	require.ErrorIs(t, err, wire.ErrUnavailable)
 	assert.Contains(t, err.Error(), setting)
 	expired := time.Now().Add(-time.Minute)
 	_, err = e.ledger.Expire(ctx, events.Consent{Tenant: events.DefaultTenant, SubjectID: "alice", Purpose: "newsletter",
@@ -194,14 +196,14 @@ func TestStreamGuardRefusesWritesWhileEventsCanBeDropped(t *testing.T) {
 	// An expirer does not even ask its source what is due (it has none here).
 	_, err = ledger.NewExpirer(e.ledger, nil, ledger.ExpirerOptions{}).Sweep(ctx)
 	require.ErrorIs(t, err, ledger.ErrUnsafeStream)
-	stream, err := e.admin.Stream(ctx, ledger.DefaultStream)
+	stream, err := e.admin.Stream(ctx, wire.DefaultStream)
 	require.NoError(t, err)
 	state := stream.CachedInfo().State
 	assert.Equal(t, uint64(4), state.LastSeq, "nothing was appended while writes were refused")
 	assert.Equal(t, uint64(1), state.Msgs, "the update deleted alice's first three events")
 
 	// Lookups still answer from the index; the health says why writes do not.
-	_, err = e.client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
+	_, err = e.client.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	e.requireHealth(t, false, setting)
 
@@ -245,7 +247,7 @@ func TestStreamGuardRefusesWritesOnceTheStreamIsDeleted(t *testing.T) {
 	_, err := e.client.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 
-	require.NoError(t, e.admin.DeleteStream(ctx, ledger.DefaultStream))
+	require.NoError(t, e.admin.DeleteStream(ctx, wire.DefaultStream))
 	e.waitRefused(t)
 
 	const problem = "does not exist (it was deleted)"
@@ -332,7 +334,7 @@ func TestStreamGuardOnACluster(t *testing.T) {
 	require.Eventually(t, func() bool { return errors.Is(guard.Err(), ledger.ErrUnsafeStream) }, 10*time.Second, 2*time.Millisecond)
 	assert.Contains(t, guard.Err().Error(), "max_msgs_per_subject is 1")
 
-	require.NoError(t, admin.DeleteStream(ctx, ledger.DefaultStream))
+	require.NoError(t, admin.DeleteStream(ctx, wire.DefaultStream))
 	require.Eventually(t, func() bool {
 		err := guard.Err()
 		return err != nil && strings.Contains(err.Error(), "does not exist")

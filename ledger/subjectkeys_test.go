@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -129,7 +131,7 @@ func TestLedgerTakesItsSubjectKeysFromTheStream(t *testing.T) {
 	assert.ErrorContains(t, err, "the stream keys its subjects with hmac-sha256-16")
 	_, err = keyless.Append(ctx, events.KindGrant, events.Command{SubjectID: "alice", Purpose: "newsletter"})
 	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
-	_, err = keyless.History(ctx, ledger.HistoryQuery{SubjectID: "alice"})
+	_, err = keyless.History(ctx, wire.HistoryQuery{SubjectID: "alice"})
 	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
 	_, err = keyless.Erase(ctx, ledger.EraseRequest{SubjectID: "alice", Reason: "test"})
 	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
@@ -142,12 +144,12 @@ func TestLedgerTakesItsSubjectKeysFromTheStream(t *testing.T) {
 	svc, err := ledger.NewService(natstest.Connect(t, other), nil, newFakeReader(1), ledger.ServiceConfig{DeferCommands: true})
 	require.NoError(t, err)
 	defer func() { _ = svc.Stop(context.Background()) }()
-	client := ledger.NewClient(natstest.Connect(t, other), ledger.ClientOptions{})
-	_, err = client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
-	require.ErrorIs(t, err, ledger.ErrUnavailable, "the scheme is not known yet")
+	client := client.NewClient(natstest.Connect(t, other), client.ClientOptions{})
+	_, err = client.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
+	require.ErrorIs(t, err, wire.ErrUnavailable, "the scheme is not known yet")
 	require.ErrorIs(t, svc.ServeCommands(keyless), ledger.ErrNoTenantSecrets)
 	require.NoError(t, svc.ServeCommands(keyed))
-	_, err = client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
+	_, err = client.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err, "the scheme is the ledger's")
 
 	// A stream of today's scheme (or none recorded) stays sha256-16, with
@@ -190,14 +192,14 @@ func TestKeyedSubjectKeysMainFlows(t *testing.T) {
 	denied, err := st.client.Deny(ctx, other)
 	require.NoError(t, err)
 
-	q := ledger.StatusQuery{Tenant: "acme", SubjectID: alice, Purpose: "newsletter", MinSeq: denied.Seq}
+	q := wire.StatusQuery{Tenant: "acme", SubjectID: alice, Purpose: "newsletter", MinSeq: denied.Seq}
 	status, err := st.client.Check(ctx, q)
 	require.NoError(t, err)
 	assert.Equal(t, events.StateGranted, status.State)
 	assert.Equal(t, alice, status.SubjectID, "the reply echoes the id sent")
 	assert.Equal(t, aliceKey, status.SubjectKey)
 
-	list, err := st.client.List(ctx, ledger.ListQuery{Tenant: "acme", SubjectID: alice, MinSeq: denied.Seq})
+	list, err := st.client.List(ctx, wire.ListQuery{Tenant: "acme", SubjectID: alice, MinSeq: denied.Seq})
 	require.NoError(t, err)
 	require.Len(t, list, 2)
 	for _, s := range list {
@@ -206,17 +208,17 @@ func TestKeyedSubjectKeysMainFlows(t *testing.T) {
 	}
 	assert.Equal(t, events.StateDenied, list[0].State)
 
-	h, err := st.client.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: alice})
+	h, err := st.client.History(ctx, wire.HistoryQuery{Tenant: "acme", SubjectID: alice})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 5)
 	for _, r := range h.Events {
 		assert.Equal(t, alice, r.Event.SubjectID)
 	}
-	h, err = st.client.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: alice, Purpose: "analytics"})
+	h, err = st.client.History(ctx, wire.HistoryQuery{Tenant: "acme", SubjectID: alice, Purpose: "analytics"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 1)
 
-	at, err := st.ledger.StatusAt(ctx, ledger.StatusAtQuery{Tenant: "acme", SubjectID: alice, Purpose: "newsletter", At: time.Now().Add(time.Hour)})
+	at, err := st.ledger.StatusAt(ctx, wire.StatusAtQuery{Tenant: "acme", SubjectID: alice, Purpose: "newsletter", At: time.Now().Add(time.Hour)})
 	require.NoError(t, err)
 	assert.Equal(t, events.StateGranted, at.State)
 
@@ -232,7 +234,7 @@ func TestKeyedSubjectKeysMainFlows(t *testing.T) {
 	for _, r := range erased.Erased {
 		assert.True(t, strings.HasSuffix(r.Event.Key().NATSSubject(), "."+aliceKey))
 	}
-	status, err = st.client.Status(ctx, ledger.StatusQuery{Tenant: "acme", SubjectID: alice, Purpose: "newsletter", MinSeq: erased.Erased[1].Seq})
+	status, err = st.client.Status(ctx, wire.StatusQuery{Tenant: "acme", SubjectID: alice, Purpose: "newsletter", MinSeq: erased.Erased[1].Seq})
 	require.NoError(t, err)
 	assert.Equal(t, events.StateErased, status.State)
 
@@ -243,7 +245,7 @@ func TestKeyedSubjectKeysMainFlows(t *testing.T) {
 }
 
 // appendVia sends a command of kind through the client.
-func appendVia(ctx context.Context, c *ledger.Client, kind events.Kind, cmd events.Command) (ledger.Reply, error) {
+func appendVia(ctx context.Context, c *client.Client, kind events.Kind, cmd events.Command) (wire.Reply, error) {
 	switch kind {
 	case events.KindRequest:
 		return c.Request(ctx, cmd)
@@ -263,13 +265,13 @@ func TestCheckerSeesRevocationOnKeyedSubjects(t *testing.T) {
 	st := startStack(t, stackOptions{subjectKeys: events.SubjectKeyHMAC})
 	k := newChecker(t, st.client)
 	cmd := events.Command{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "newsletter"}
-	q := ledger.StatusQuery{Tenant: "acme", SubjectID: cmd.SubjectID, Purpose: cmd.Purpose}
+	q := wire.StatusQuery{Tenant: "acme", SubjectID: cmd.SubjectID, Purpose: cmd.Purpose}
 	secret, err := st.keys.TenantSecret(stepCtx(t), "acme")
 	require.NoError(t, err)
 	aliceKey := events.KeyedSubjectKey(secret, cmd.SubjectID)
 
 	status, err := k.Check(stepCtx(t), q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Equal(t, events.StateNone, status.State)
 	assert.Equal(t, aliceKey, status.SubjectKey, "learnt from the service")
 
@@ -283,7 +285,7 @@ func TestCheckerSeesRevocationOnKeyedSubjects(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, k.WaitSeq(stepCtx(t), revoked.Seq))
 	status, err = k.Check(stepCtx(t), q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Equal(t, events.StateRevoked, status.State)
 	assert.Equal(t, revoked.Seq, status.Seq)
 	assert.Equal(t, "alice@example.com", status.SubjectID)
@@ -316,18 +318,18 @@ func TestCheckerAsksAgainWhenTheStreamPassedTheFill(t *testing.T) {
 	st := startStack(t, stackOptions{subjectKeys: events.SubjectKeyHMAC, deferLookups: true})
 	k := newChecker(t, st.client)
 	cmd := events.Command{SubjectID: "alice", Purpose: "newsletter"}
-	q := ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
+	q := wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"}
 
 	// A status endpoint of the test's: the first answer is the state
 	// before a grant the Checker then applies; the second is asked for
 	// at least the grant's seq.
 	type asked struct {
-		q  ledger.StatusQuery
+		q  wire.StatusQuery
 		ch chan events.Status
 	}
 	requests := make(chan asked)
-	sub, err := st.nc.Subscribe(ledger.SubjectStatus, func(m *nats.Msg) {
-		var sq ledger.StatusQuery
+	sub, err := st.nc.Subscribe(wire.SubjectStatus, func(m *nats.Msg) {
+		var sq wire.StatusQuery
 		if json.Unmarshal(m.Data, &sq) != nil {
 			return
 		}

@@ -6,14 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // watch starts a watch stopped at the end of the test.
-func watch(t *testing.T, c *ledger.Client, opts ledger.WatchOptions) *ledger.Watcher {
+func watch(t *testing.T, c *client.Client, opts client.WatchOptions) *client.Watcher {
 	t.Helper()
 	w, err := c.Watch(stepCtx(t), opts)
 	require.NoError(t, err)
@@ -25,7 +27,7 @@ func watch(t *testing.T, c *ledger.Client, opts ledger.WatchOptions) *ledger.Wat
 // creating its consumers (st.client) and with a client reading feeds the
 // service opens (ClientOptions.ServiceFeed, ledger.ServeFeed on the
 // stack's connection, the default API prefix: a single account).
-func forEachWatchMode(t *testing.T, test func(t *testing.T, st *stack, c *ledger.Client)) {
+func forEachWatchMode(t *testing.T, test func(t *testing.T, st *stack, c *client.Client)) {
 	t.Run("direct", func(t *testing.T) {
 		st := startStack(t, stackOptions{})
 		test(t, st, st.client)
@@ -38,7 +40,7 @@ func forEachWatchMode(t *testing.T, test func(t *testing.T, st *stack, c *ledger
 
 // serviceFeedClient serves the feed endpoints on st and returns a client
 // that watches through them.
-func serviceFeedClient(t *testing.T, st *stack) *ledger.Client {
+func serviceFeedClient(t *testing.T, st *stack) *client.Client {
 	t.Helper()
 	f, err := ledger.ServeFeed(st.js, ledger.FeedConfig{})
 	require.NoError(t, err)
@@ -46,11 +48,11 @@ func serviceFeedClient(t *testing.T, st *stack) *ledger.Client {
 		f.UseKeys(st.keys)
 	}
 	t.Cleanup(f.Stop)
-	return ledger.NewClient(st.nc, ledger.ClientOptions{ServiceFeed: true})
+	return client.NewClient(st.nc, client.ClientOptions{ServiceFeed: true})
 }
 
 // next returns the watch's next change, failing the test after 10s.
-func next(t *testing.T, w *ledger.Watcher) *ledger.Change {
+func next(t *testing.T, w *client.Watcher) *client.Change {
 	t.Helper()
 	ch, err := w.Next(stepCtx(t))
 	require.NoError(t, err)
@@ -64,7 +66,7 @@ func TestWatchDeliversEventsWithTheirStatus(t *testing.T) {
 	before, err := c.Grant(stepCtx(t), events.Command{SubjectID: "zed", Purpose: "newsletter"})
 	require.NoError(t, err)
 
-	w := watch(t, c, ledger.WatchOptions{Purposes: []string{"newsletter"}})
+	w := watch(t, c, client.WatchOptions{Purposes: []string{"newsletter"}})
 	// Only what comes after Watch returned, of tenant default and
 	// purpose newsletter.
 	_, err = c.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "analytics"})
@@ -115,7 +117,7 @@ func TestWatchDeliversEventsWithTheirStatus(t *testing.T) {
 // TestWatchStartsMidStream: from a sequence or a time, with the purpose
 // registry as it stood there.
 func TestWatchStartsMidStream(t *testing.T) {
-	forEachWatchMode(t, func(t *testing.T, st *stack, c *ledger.Client) {
+	forEachWatchMode(t, func(t *testing.T, st *stack, c *client.Client) {
 		v2, err := c.SetPurpose(stepCtx(t), events.PurposeCommand{Purpose: "newsletter", PolicyVersion: 2})
 		require.NoError(t, err)
 		first, err := c.Grant(stepCtx(t), events.Command{SubjectID: "alice", Purpose: "newsletter", PolicyVersion: 1})
@@ -128,7 +130,7 @@ func TestWatchStartsMidStream(t *testing.T) {
 		require.NoError(t, err)
 
 		t.Run("from a sequence", func(t *testing.T) {
-			w := watch(t, c, ledger.WatchOptions{StartSeq: first.Seq})
+			w := watch(t, c, client.WatchOptions{StartSeq: first.Seq})
 			ch := next(t, w)
 			assert.Equal(t, first.Seq, ch.Seq)
 			assert.True(t, ch.Status.Outdated, "the registry said version 2 before it")
@@ -140,13 +142,13 @@ func TestWatchStartsMidStream(t *testing.T) {
 			assert.Equal(t, 3, ch.Status.RequiredPolicyVersion)
 		})
 		t.Run("from a time", func(t *testing.T) {
-			w := watch(t, c, ledger.WatchOptions{StartTime: stored.Time})
+			w := watch(t, c, client.WatchOptions{StartTime: stored.Time})
 			ch := next(t, w)
 			assert.Equal(t, second.Seq, ch.Seq)
 			assert.Equal(t, 3, ch.Status.RequiredPolicyVersion, "the registry up to the start")
 		})
 		t.Run("from the start", func(t *testing.T) {
-			w := watch(t, c, ledger.WatchOptions{StartSeq: 1})
+			w := watch(t, c, client.WatchOptions{StartSeq: 1})
 			ch := next(t, w)
 			assert.Equal(t, v2.Seq, ch.Seq)
 			assert.Equal(t, 2, ch.Purpose.PolicyVersion)
@@ -154,7 +156,7 @@ func TestWatchStartsMidStream(t *testing.T) {
 		t.Run("every tenant", func(t *testing.T) {
 			acme, err := c.Grant(stepCtx(t), events.Command{Tenant: "acme", SubjectID: "x", Purpose: "p"})
 			require.NoError(t, err)
-			w := watch(t, c, ledger.WatchOptions{Tenant: "*", StartSeq: second.Seq})
+			w := watch(t, c, client.WatchOptions{Tenant: "*", StartSeq: second.Seq})
 			assert.Equal(t, second.Seq, next(t, w).Seq)
 			assert.Equal(t, acme.Seq, next(t, w).Seq)
 		})
@@ -163,7 +165,7 @@ func TestWatchStartsMidStream(t *testing.T) {
 
 func TestWatchRefusesBadOptions(t *testing.T) {
 	st := startStack(t, stackOptions{})
-	for _, opts := range []ledger.WatchOptions{
+	for _, opts := range []client.WatchOptions{
 		{Tenant: "Acme"},
 		{Purposes: []string{"a.b"}},
 		{StartSeq: 3, StartTime: time.Now()},
@@ -172,10 +174,10 @@ func TestWatchRefusesBadOptions(t *testing.T) {
 		_, err := st.client.Watch(stepCtx(t), opts)
 		require.ErrorIs(t, err, events.ErrInvalid, "%+v", opts)
 	}
-	_, err := st.client.Watch(stepCtx(t), ledger.WatchOptions{Durable: "mailer", Purposes: []string{"a"}})
+	_, err := st.client.Watch(stepCtx(t), client.WatchOptions{Durable: "mailer", Purposes: []string{"a"}})
 	require.NoError(t, err)
-	_, err = st.client.Watch(stepCtx(t), ledger.WatchOptions{Durable: "mailer", Purposes: []string{"b"}})
-	require.ErrorIs(t, err, ledger.ErrDurableMismatch)
+	_, err = st.client.Watch(stepCtx(t), client.WatchOptions{Durable: "mailer", Purposes: []string{"b"}})
+	require.ErrorIs(t, err, wire.ErrDurableMismatch)
 }
 
 // writeLoad appends grants and revocations to n consents of purpose p
@@ -224,7 +226,7 @@ func reasonFor(kind events.Kind) string {
 func TestWatcherRestartsMidStreamMissesNothing(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	const total = 300
-	w := watch(t, st.client, ledger.WatchOptions{StartSeq: 1})
+	w := watch(t, st.client, client.WatchOptions{StartSeq: 1})
 	written := writeLoad(t, st.ledger, total, nil)
 
 	var seen []uint64
@@ -234,7 +236,7 @@ func TestWatcherRestartsMidStreamMissesNothing(t *testing.T) {
 		if len(seen)%70 == 0 {
 			w.Stop()
 			restarts++
-			w = watch(t, st.client, ledger.WatchOptions{StartSeq: ch.Seq + 1})
+			w = watch(t, st.client, client.WatchOptions{StartSeq: ch.Seq + 1})
 		}
 	}
 	want := <-written
@@ -246,14 +248,14 @@ func TestWatcherRestartsMidStreamMissesNothing(t *testing.T) {
 // its subscriber gets what it had not acknowledged (also what the client
 // had fetched ahead, again) and nothing it had.
 func TestDurableWatchResumesWhereAcknowledged(t *testing.T) {
-	forEachWatchMode(t, func(t *testing.T, st *stack, c *ledger.Client) {
+	forEachWatchMode(t, func(t *testing.T, st *stack, c *client.Client) {
 		var want []uint64
 		for i := range 20 {
 			reply, err := c.Grant(stepCtx(t), events.Command{SubjectID: fmt.Sprintf("s%d", i), Purpose: "newsletter"})
 			require.NoError(t, err)
 			want = append(want, reply.Seq)
 		}
-		opts := ledger.WatchOptions{Durable: "mailer", StartSeq: 1}
+		opts := client.WatchOptions{Durable: "mailer", StartSeq: 1}
 		var handled []uint64
 		w := watch(t, c, opts)
 		for range 5 {
@@ -300,7 +302,7 @@ func TestDurableWatchResumesWhereAcknowledged(t *testing.T) {
 func TestWatchSeesExpiry(t *testing.T) {
 	clock := newManualClock(time.Now().UTC())
 	st := startStack(t, stackOptions{now: clock.Now})
-	w := watch(t, st.client, ledger.WatchOptions{})
+	w := watch(t, st.client, client.WatchOptions{})
 	granted, err := st.client.Grant(stepCtx(t), events.Command{SubjectID: "ann", Purpose: "analytics", TTL: "1m"})
 	require.NoError(t, err)
 	assert.Equal(t, granted.Seq, next(t, w).Seq)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 )
 
@@ -72,15 +72,15 @@ func auditExportCommand() command {
 			fs.StringVar(&opts.Purpose, "purpose", "", "only the consents to `PURPOSE` (--tenant narrows to one tenant; default all tenants)")
 			fs.StringVar(&opts.Format, "format", audit.FormatJSONL, "`FORMAT` of the output: jsonl, csv, or raw (every message of the stream with its exact bytes, to recompute the chain offline)")
 			fs.StringVar(&out, "out", "", "write to `FILE` (written whole or not at all) instead of standard output")
-			fs.StringVar(&stream, "stream", ledger.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
+			fs.StringVar(&stream, "stream", wire.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
 		},
 		do: func(ctx context.Context, e *env, _ []string) int {
 			opts.Stream, opts.Tenant, opts.Since, opts.Until = stream, e.g.tenant, since.t, until.t
 			// The service opens the consumer: clients have no JetStream
 			// API of their own.
-			q := ledger.AuditOpenRequest{Tenant: opts.Tenant, Purpose: opts.Purpose}
+			q := wire.AuditOpenRequest{Tenant: opts.Tenant, Purpose: opts.Purpose}
 			if opts.Format == audit.FormatRaw {
-				q = ledger.AuditOpenRequest{Every: true}
+				q = wire.AuditOpenRequest{Every: true}
 			}
 			var err error
 			if opts.Source, err = e.client.AuditSource(ctx, q); err != nil {
@@ -155,7 +155,7 @@ func auditVerifyCommand() command {
 		flags: func(fs *flag.FlagSet) {
 			fs.Var(&keys, "public-key", "check checkpoint signatures with the public key in `FILE` (repeat for several keys)")
 			fs.StringVar(&anchor, "anchor", "", "require the chain to be `SEQ:CHAIN` at SEQ, as an earlier report printed it")
-			fs.StringVar(&stream, "stream", ledger.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
+			fs.StringVar(&stream, "stream", wire.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
 			fs.BoolVar(&noLive, "no-live", false, "do not compare with the live index (by default it is compared when consentd answers)")
 		},
 		do: func(ctx context.Context, e *env, _ []string) int {
@@ -185,7 +185,7 @@ func auditVerifyCommand() command {
 					return d, err
 				}
 			}
-			source, err := e.client.AuditSource(ctx, ledger.AuditOpenRequest{Every: true})
+			source, err := e.client.AuditSource(ctx, wire.AuditOpenRequest{Every: true})
 			if err != nil {
 				return e.fail(err)
 			}
@@ -279,7 +279,7 @@ func receiptCommand() command {
 			fs.StringVar(&out, "out", "", "also save the signed receipt (JSON) to `FILE`, to check later with audit verify-receipt")
 		},
 		do: func(ctx context.Context, e *env, args []string) int {
-			q := ledger.ReceiptQuery{Tenant: e.g.tenant, SubjectID: args[0], Purpose: args[1]}
+			q := wire.ReceiptQuery{Tenant: e.g.tenant, SubjectID: args[0], Purpose: args[1]}
 			sr, err := e.client.Receipt(ctx, q)
 			if err != nil {
 				return e.fail(err)
@@ -310,8 +310,8 @@ func receiptCommand() command {
 
 // statusAt answers status --at: the status as recorded (or as occurred)
 // at a past time.
-func statusAt(ctx context.Context, e *env, q ledger.StatusQuery, at time.Time, by string) int {
-	st, err := e.client.StatusAt(ctx, ledger.StatusAtQuery{Tenant: q.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose, At: at, By: ledger.TimeBasis(by)})
+func statusAt(ctx context.Context, e *env, q wire.StatusQuery, at time.Time, by string) int {
+	st, err := e.client.StatusAt(ctx, wire.StatusAtQuery{Tenant: q.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose, At: at, By: wire.TimeBasis(by)})
 	if err != nil {
 		return e.fail(err)
 	}
@@ -320,7 +320,7 @@ func statusAt(ctx context.Context, e *env, q ledger.StatusQuery, at time.Time, b
 	}
 	printStatuses(e.stdout, []events.Status{st.Status})
 	basis := "as the ledger had recorded it"
-	if st.By == ledger.ByOccurred {
+	if st.By == wire.ByOccurred {
 		basis = "as it had happened, by occurred_at, as the ledger knows it now"
 	}
 	fmt.Fprintf(e.stdout, "\nAt %s, %s (%d events counted).\n", at.UTC().Format(time.RFC3339), basis, st.Events)

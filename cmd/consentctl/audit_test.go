@@ -17,6 +17,7 @@ import (
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -226,10 +227,10 @@ func TestAuditCommandsOnASignedLedger(t *testing.T) {
 
 		code, out, errOut = ctl(t, url, "status", "alice@example.com", "marketing_email", "--at", time.Now().Add(time.Minute).Format(time.RFC3339), "--by", "occurred", "--json")
 		require.Equal(t, exitOK, code, errOut)
-		var st ledger.StatusAt
+		var st wire.StatusAt
 		require.NoError(t, json.Unmarshal([]byte(out), &st))
 		assert.Equal(t, events.StateRevoked, st.State)
-		assert.Equal(t, ledger.ByOccurred, st.By)
+		assert.Equal(t, wire.ByOccurred, st.By)
 		assert.Equal(t, 3, st.Events)
 
 		code, _, errOut = ctl(t, url, "status", "alice@example.com", "marketing_email", "--at", time.Now().Format(time.RFC3339), "--by", "stored")

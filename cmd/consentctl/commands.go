@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 func commands() []command {
@@ -110,7 +110,7 @@ func commandOf(kind events.Kind, summary string) command {
 				}
 				cmd.Evidence = json.RawMessage(evidence)
 			}
-			var reply ledger.Reply
+			var reply wire.Reply
 			var err error
 			switch kind {
 			case events.KindRequest:
@@ -123,7 +123,7 @@ func commandOf(kind events.Kind, summary string) command {
 				reply, err = e.client.Revoke(ctx, cmd)
 			}
 			if err != nil {
-				if errors.Is(err, ledger.ErrConflict) {
+				if errors.Is(err, wire.ErrConflict) {
 					fmt.Fprintf(e.stderr, "consentctl: %v\n  See where it stands with: consentctl status %s %s%s\n", err, quote(cmd.SubjectID), cmd.Purpose, tenantFlag(e.g.tenant))
 					return exitError
 				}
@@ -144,7 +144,7 @@ func commandOf(kind events.Kind, summary string) command {
 
 func statusCommand(name, summary string, check bool) command {
 	var (
-		q  ledger.StatusQuery
+		q  wire.StatusQuery
 		at timeFlag // status only: the status at a past time (audit.go)
 		by string
 	)
@@ -170,7 +170,7 @@ func statusCommand(name, summary string, check bool) command {
 			} else {
 				st, err = e.client.Status(ctx, q)
 			}
-			if err != nil && !(check && errors.Is(err, ledger.ErrConsentRequired)) {
+			if err != nil && !(check && errors.Is(err, wire.ErrConsentRequired)) {
 				return e.fail(err)
 			}
 			if e.g.json {
@@ -227,7 +227,7 @@ func whatToDo(st events.Status, minPolicyVersion int, tenant string) string {
 }
 
 func listCommand() command {
-	var q ledger.ListQuery
+	var q wire.ListQuery
 	return command{
 		name: "list", args: "SUBJECT", summary: "show every purpose SUBJECT has a consent for", nargs: [2]int{1, 1},
 		flags: func(fs *flag.FlagSet) {
@@ -240,7 +240,7 @@ func listCommand() command {
 				return e.fail(err)
 			}
 			if e.g.json {
-				return e.printJSON(ledger.StatusList{Statuses: statuses})
+				return e.printJSON(wire.StatusList{Statuses: statuses})
 			}
 			if len(statuses) == 0 {
 				fmt.Fprintf(e.stdout, "Nothing is recorded for %s in tenant %s.\n", quote(q.SubjectID), events.OrDefaultTenant(q.Tenant))
@@ -253,7 +253,7 @@ func listCommand() command {
 }
 
 func historyCommand() command {
-	var q ledger.HistoryQuery
+	var q wire.HistoryQuery
 	return command{
 		name: "history", args: "SUBJECT [PURPOSE]", summary: "show the recorded events, oldest first", nargs: [2]int{1, 2},
 		flags: func(fs *flag.FlagSet) {
@@ -279,7 +279,7 @@ func historyCommand() command {
 			printHistory(e.stdout, h)
 			limit := q.Limit
 			if limit == 0 {
-				limit = ledger.DefaultHistoryLimit
+				limit = wire.DefaultHistoryLimit
 			}
 			if len(h.Events) == limit {
 				last := h.Events[len(h.Events)-1].Seq

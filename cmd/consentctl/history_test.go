@@ -10,7 +10,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,7 +26,7 @@ func TestHistoryShowsBackdatedEvents(t *testing.T) {
 	paper := &events.Event{Type: events.TypeGranted, Purpose: "p", PolicyVersion: 1,
 		OccurredAt: recorded.AddDate(0, -2, 0), RecordedAt: recorded}
 	var out bytes.Buffer
-	printHistory(&out, ledger.History{Events: []ledger.Record{{Seq: 1, Event: onTime}, {Seq: 2, Event: paper}}})
+	printHistory(&out, wire.History{Events: []wire.Record{{Seq: 1, Event: onTime}, {Seq: 2, Event: paper}}})
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	require.Len(t, lines, 3, out.String())
 	assert.Regexp(t, `^1\s+2026-03-01T11:55:00Z\s+p\s+granted\s+1\s+-\s+-$`, lines[1])
@@ -43,7 +43,7 @@ func TestHistoryShowsRecordedBy(t *testing.T) {
 	paper := &events.Event{Type: events.TypeRevoked, Purpose: "p", PolicyVersion: 1, Actor: "subject", RecordedBy: "admin@_all",
 		OccurredAt: recorded.AddDate(0, -2, 0), RecordedAt: recorded}
 	var out bytes.Buffer
-	printHistory(&out, ledger.History{Events: []ledger.Record{{Seq: 1, Event: onTime}, {Seq: 2, Event: paper}}})
+	printHistory(&out, wire.History{Events: []wire.Record{{Seq: 1, Event: onTime}, {Seq: 2, Event: paper}}})
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	require.Len(t, lines, 3, out.String())
 	assert.Regexp(t, `^1\s+2026-03-01T12:00:00Z\s+p\s+granted\s+1\s+subject\s+recorded by alice@acme; method dialog$`, lines[1])

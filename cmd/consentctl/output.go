@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // printJSON writes v as indented JSON, as the service sent it.
@@ -45,13 +45,13 @@ func printStatuses(w io.Writer, statuses []events.Status) {
 
 // printHistory writes one row per event, and one of TYPE violation, with
 // the check and why, per message that failed the integrity rule.
-func printHistory(w io.Writer, h ledger.History) {
+func printHistory(w io.Writer, h wire.History) {
 	tw := newTable(w)
 	fmt.Fprintln(tw, "SEQ\tOCCURRED\tPURPOSE\tTYPE\tPOLICY\tACTOR\tDETAILS")
 	for _, r := range h.Events {
 		if v := r.Violation; v != nil || r.Event == nil {
 			if v == nil {
-				v = &ledger.RecordViolation{}
+				v = &wire.RecordViolation{}
 			}
 			fmt.Fprintf(tw, "%d\t-\t-\tviolation\t-\t-\tcheck %s: %s\n", r.Seq, orDash(v.Check), oneLine(v.Reason))
 			continue

@@ -8,7 +8,7 @@ import (
 	"io"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // purposeCommand is purpose set|get|list: the purpose registry.
@@ -69,7 +69,7 @@ func purposeCommand() command {
 				}
 				reply, err := e.client.SetPurpose(ctx, cmd)
 				if err != nil {
-					if errors.Is(err, ledger.ErrConflict) {
+					if errors.Is(err, wire.ErrConflict) {
 						fmt.Fprintf(e.stderr, "consentctl: %v\n  See where it stands with: consentctl purpose get %s%s\n", err, cmd.Purpose, tenantFlag(tenant))
 						return exitError
 					}
@@ -84,7 +84,7 @@ func purposeCommand() command {
 				fmt.Fprintf(e.stdout, "%s at seq %d (event %s)\n\n", reply.Event.Type, reply.Seq, reply.Event.ID)
 				printPurposes(e.stdout, []events.Purpose{reply.Purpose})
 			case "get":
-				p, err := e.client.GetPurpose(ctx, ledger.PurposeQuery{Tenant: tenant, Purpose: args[1], MinSeq: minSeq})
+				p, err := e.client.GetPurpose(ctx, wire.PurposeQuery{Tenant: tenant, Purpose: args[1], MinSeq: minSeq})
 				if err != nil {
 					return e.fail(err)
 				}
@@ -98,12 +98,12 @@ func purposeCommand() command {
 				}
 				printPurposes(e.stdout, []events.Purpose{p})
 			case "list":
-				list, err := e.client.ListPurposes(ctx, ledger.PurposeListQuery{Tenant: tenant, MinSeq: minSeq})
+				list, err := e.client.ListPurposes(ctx, wire.PurposeListQuery{Tenant: tenant, MinSeq: minSeq})
 				if err != nil {
 					return e.fail(err)
 				}
 				if e.g.json {
-					return e.printJSON(ledger.PurposeList{Purposes: list})
+					return e.printJSON(wire.PurposeList{Purposes: list})
 				}
 				if len(list) == 0 {
 					fmt.Fprintf(e.stdout, "No purposes are registered in tenant %s.\n", events.OrDefaultTenant(tenant))

@@ -11,8 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -26,14 +27,14 @@ func reportCommand() command {
 		summary: "write everything recorded about SUBJECT's consents as one printable HTML page (--html FILE)",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&htmlPath, "html", "", "write the report to `FILE` (written whole or not at all)")
-			fs.StringVar(&stream, "stream", ledger.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in (named in the report's header)")
+			fs.StringVar(&stream, "stream", wire.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in (named in the report's header)")
 		},
 		do: func(ctx context.Context, e *env, args []string) int {
 			if htmlPath == "" {
 				fmt.Fprintln(e.stderr, "consentctl: report needs --html FILE: the file to write the page to")
 				return exitError
 			}
-			q := ledger.HistoryQuery{Tenant: e.g.tenant, SubjectID: args[0]}
+			q := wire.HistoryQuery{Tenant: e.g.tenant, SubjectID: args[0]}
 			records, err := fullHistory(ctx, e.client, q)
 			if err != nil {
 				return e.fail(err)
@@ -58,9 +59,9 @@ func reportCommand() command {
 }
 
 // fullHistory reads every page of q's history, oldest first.
-func fullHistory(ctx context.Context, c *ledger.Client, q ledger.HistoryQuery) ([]ledger.Record, error) {
-	q.Limit = ledger.MaxHistoryLimit
-	var all []ledger.Record
+func fullHistory(ctx context.Context, c *client.Client, q wire.HistoryQuery) ([]wire.Record, error) {
+	q.Limit = wire.MaxHistoryLimit
+	var all []wire.Record
 	for {
 		h, err := c.History(ctx, q)
 		if err != nil {
@@ -79,7 +80,7 @@ func fullHistory(ctx context.Context, c *ledger.Client, q ledger.HistoryQuery) (
 func serviceName(ctx context.Context, e *env) string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	msg, err := e.nc.RequestWithContext(ctx, "$SRV.INFO."+ledger.ServiceName, nil)
+	msg, err := e.nc.RequestWithContext(ctx, "$SRV.INFO."+wire.ServiceName, nil)
 	if err != nil {
 		return ""
 	}
@@ -147,7 +148,7 @@ type integrityEntry struct {
 // (events.VerifyHash), its prev_hash links it to the consent's event
 // before it (events.Consent.NextPrevHash), and every message the service
 // flagged as a violation is explained by a consent.quarantined.
-func buildReport(subject, tenant string, records []ledger.Record, now time.Time, src reportSource) *personReport {
+func buildReport(subject, tenant string, records []wire.Record, now time.Time, src reportSource) *personReport {
 	r := &personReport{Subject: subject, Tenant: tenant, GeneratedAt: now.UTC(), Source: src}
 	byPurpose := map[string]*purposeReport{}
 	folds := map[string]events.Consent{}
@@ -158,7 +159,7 @@ func buildReport(subject, tenant string, records []ledger.Record, now time.Time,
 		if rec.Violation != nil || ev == nil {
 			v := rec.Violation
 			if v == nil {
-				v = &ledger.RecordViolation{Reason: "no event in the record"}
+				v = &wire.RecordViolation{Reason: "no event in the record"}
 			}
 			r.Integrity = append(r.Integrity, integrityEntry{Seq: rec.Seq, Check: v.Check, Reason: v.Reason})
 			continue

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/html"
@@ -178,7 +178,7 @@ func TestReportVerification(t *testing.T) {
 	}
 	req := newEvent(events.TypeRequested, "")
 	grant := newEvent(events.TypeGranted, req.Hash)
-	good := []ledger.Record{{Seq: 1, Event: req}, {Seq: 2, Event: grant}}
+	good := []wire.Record{{Seq: 1, Event: req}, {Seq: 2, Event: grant}}
 
 	r := buildReport("bob", "default", good, now, reportSource{})
 	require.True(t, r.Verified, r.Problems)
@@ -187,15 +187,15 @@ func TestReportVerification(t *testing.T) {
 
 	tampered := *grant
 	tampered.Actor = "someone else" // after sealing: the hash no longer matches
-	r = buildReport("bob", "default", []ledger.Record{{Seq: 1, Event: req}, {Seq: 2, Event: &tampered}}, now, reportSource{})
+	r = buildReport("bob", "default", []wire.Record{{Seq: 1, Event: req}, {Seq: 2, Event: &tampered}}, now, reportSource{})
 	assert.False(t, r.Verified)
 	assert.Equal(t, []string{"p, seq 2: its hash does not recompute from its content"}, r.Problems)
 
 	unlinked := newEvent(events.TypeGranted, strings.Repeat("0", 64))
-	r = buildReport("bob", "default", []ledger.Record{{Seq: 1, Event: req}, {Seq: 2, Event: unlinked}}, now, reportSource{})
+	r = buildReport("bob", "default", []wire.Record{{Seq: 1, Event: req}, {Seq: 2, Event: unlinked}}, now, reportSource{})
 	assert.Equal(t, []string{"p, seq 2: its prev_hash does not link it to the event before it"}, r.Problems)
 
-	violation := append(append([]ledger.Record(nil), good...), ledger.Record{Seq: 3, Violation: &ledger.RecordViolation{Check: "decode", Reason: "bad json"}})
+	violation := append(append([]wire.Record(nil), good...), wire.Record{Seq: 3, Violation: &wire.RecordViolation{Check: "decode", Reason: "bad json"}})
 	r = buildReport("bob", "default", violation, now, reportSource{})
 	assert.Equal(t, []string{"the message at seq 3 failed the integrity check decode and no quarantine explains it"}, r.Problems)
 	var page bytes.Buffer
@@ -206,7 +206,7 @@ func TestReportVerification(t *testing.T) {
 	q := newEvent(events.TypeQuarantined, grant.Hash)
 	q.QuarantinedSeq, q.State, q.Reason = 3, events.StateGranted, "test message"
 	seal(q)
-	r = buildReport("bob", "default", append(violation, ledger.Record{Seq: 4, Event: q}), now, reportSource{})
+	r = buildReport("bob", "default", append(violation, wire.Record{Seq: 4, Event: q}), now, reportSource{})
 	assert.True(t, r.Verified, r.Problems)
 	require.Len(t, r.Integrity, 1)
 	assert.Equal(t, uint64(4), r.Integrity[0].QuarantineSeq)

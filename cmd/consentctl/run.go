@@ -16,8 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/internal/auth"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 )
 
@@ -76,7 +77,7 @@ type command struct {
 type env struct {
 	g      *globals
 	nc     *nats.Conn
-	client *ledger.Client
+	client *client.Client
 	stdout io.Writer
 	stderr io.Writer
 	set    map[string]bool // flags given on the command line
@@ -166,7 +167,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case <-ctx.Done():
 		}
 	}()
-	e := &env{g: g, nc: nc, client: ledger.NewClient(nc, ledger.ClientOptions{Timeout: g.timeout, ServiceFeed: true}), stdout: stdout, stderr: stderr, set: set, ctx: ctx}
+	e := &env{g: g, nc: nc, client: client.NewClient(nc, client.ClientOptions{Timeout: g.timeout, ServiceFeed: true}), stdout: stdout, stderr: stderr, set: set, ctx: ctx}
 	return cmd.do(ctx, e, positional)
 }
 
@@ -341,7 +342,7 @@ func (e *env) fail(err error) int {
 		fmt.Fprintf(e.stderr, "  Nothing answers the consent service at %s: start consentd, or point --server at the NATS server where it runs.\n", e.g.server)
 	case errors.Is(err, context.DeadlineExceeded):
 		fmt.Fprintf(e.stderr, "  No answer within %s; try again, or raise --timeout.\n", e.g.timeout)
-	case errors.Is(err, ledger.ErrUnavailable) && passes(err):
+	case errors.Is(err, wire.ErrUnavailable) && passes(err):
 		fmt.Fprintln(e.stderr, "  The service is not ready; try again in a moment.")
 	}
 	return exitError
@@ -352,7 +353,7 @@ func (e *env) fail(err error) int {
 // is configured otherwise (receipts without a signing key, no purpose
 // registry), which the description says and a retry does not change.
 func passes(err error) bool {
-	var we *ledger.Error
+	var we *wire.Error
 	if !errors.As(err, &we) {
 		return true
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
@@ -157,7 +158,7 @@ func TestConsentctlTour(t *testing.T) {
 
 	code, out, errOut = ctl(t, url, "history", "alice@example.com", "marketing_email", "--limit", "1", "--json")
 	require.Equal(t, exitOK, code, errOut)
-	var h ledger.History
+	var h wire.History
 	require.NoError(t, json.Unmarshal([]byte(out), &h))
 	require.Len(t, h.Events, 1)
 	assert.Equal(t, uint64(1), h.Events[0].Seq)

@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // userCommands are user add, user revoke and user list: the credentials of
@@ -38,7 +38,7 @@ func userCommands() []command {
 					}
 					defer f.Close()
 				}
-				u, err := e.client.AddUser(ctx, ledger.UserRequest{Name: args[0], Role: role, Tenant: e.g.tenant})
+				u, err := e.client.AddUser(ctx, wire.UserRequest{Name: args[0], Role: role, Tenant: e.g.tenant})
 				if err != nil {
 					if f != nil {
 						_ = os.Remove(out)
@@ -70,7 +70,7 @@ func userCommands() []command {
 			name: "user revoke", args: "NAME", nargs: [2]int{1, 1},
 			summary: "take a user's credentials away: its connections are closed and refused from now on",
 			do: func(ctx context.Context, e *env, args []string) int {
-				if err := e.client.RevokeUser(ctx, ledger.UserRequest{Name: args[0], Tenant: e.g.tenant}); err != nil {
+				if err := e.client.RevokeUser(ctx, wire.UserRequest{Name: args[0], Tenant: e.g.tenant}); err != nil {
 					return e.fail(err)
 				}
 				fmt.Fprintf(e.stdout, "user %s revoked\n", args[0])
@@ -81,12 +81,12 @@ func userCommands() []command {
 			name: "user list", nargs: [2]int{0, 0},
 			summary: "list the credentials issued in a tenant, revoked ones included",
 			do: func(ctx context.Context, e *env, _ []string) int {
-				users, err := e.client.Users(ctx, ledger.UserRequest{Tenant: e.g.tenant})
+				users, err := e.client.Users(ctx, wire.UserRequest{Tenant: e.g.tenant})
 				if err != nil {
 					return e.fail(err)
 				}
 				if e.g.json {
-					return e.printJSON(ledger.UserList{Users: users})
+					return e.printJSON(wire.UserList{Users: users})
 				}
 				w := newTable(e.stdout)
 				fmt.Fprintln(w, "NAME\tROLE\tTENANT\tISSUED\tREVOKED\tPUBLIC KEY")

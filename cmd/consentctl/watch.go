@@ -9,15 +9,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // watchCommand prints consent changes live, as the Go client's Watch
 // delivers them.
 func watchCommand() command {
 	var (
-		opts    ledger.WatchOptions
+		opts    client.WatchOptions
 		since   timeFlag
 		stream  string
 		viaFeed bool
@@ -31,7 +32,7 @@ func watchCommand() command {
 			fs.Uint64Var(&opts.StartSeq, "from-seq", 0, "start at stream sequence `SEQ` (default: only new changes)")
 			fs.Var(&since, "since", "start at the first change stored at or after `TIME` (RFC 3339)")
 			fs.StringVar(&opts.Durable, "durable", "", "resume the durable watch `NAME`: after a restart it continues where it stopped (each printed change is acknowledged)")
-			fs.StringVar(&stream, "stream", ledger.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
+			fs.StringVar(&stream, "stream", wire.DefaultStream, "`NAME` of the stream consentd keeps the audit trail in")
 			fs.BoolVar(&viaFeed, "service-feed", true, "let consentd open the consumer (consent.v1.feed.open), as every user of an authenticated consentd needs (no client account has JetStream); --service-feed=false creates it with the connection's own JetStream API (consentd --insecure-no-auth, or a NATS deployment whose users reach the stream)")
 			fs.IntVar(&count, "count", 0, "stop after `N` changes (default: run until interrupted)")
 			fs.DurationVar(&forTime, "for", 0, "stop after `DURATION` (default: run until interrupted)")
@@ -49,7 +50,7 @@ func watchCommand() command {
 				ctx, cancel = context.WithTimeout(ctx, forTime)
 				defer cancel()
 			}
-			client := ledger.NewClient(e.nc, ledger.ClientOptions{Timeout: e.g.timeout, Stream: stream, ServiceFeed: viaFeed})
+			client := client.NewClient(e.nc, client.ClientOptions{Timeout: e.g.timeout, Stream: stream, ServiceFeed: viaFeed})
 			startCtx, cancel := context.WithTimeout(ctx, e.g.timeout)
 			w, err := client.Watch(startCtx, opts)
 			cancel()
@@ -88,7 +89,7 @@ func watchCommand() command {
 	}
 }
 
-func describeWatch(o ledger.WatchOptions) string {
+func describeWatch(o client.WatchOptions) string {
 	what := "every purpose"
 	if len(o.Purposes) > 0 {
 		what = strings.Join(o.Purposes, ", ")
@@ -119,7 +120,7 @@ const watchHeader = "SEQ RECORDED TENANT SUBJECT PURPOSE CHANGE -> STATE, ALLOWE
 // consent, what happened (when it occurred, for an event recorded well
 // after it occurred; the authenticated user who recorded it, when the
 // event names one) and what it leads to.
-func printChange(e *env, ch *ledger.Change) {
+func printChange(e *env, ch *client.Change) {
 	at := ch.Time.UTC().Format(time.RFC3339)
 	switch {
 	case ch.Err != nil:
@@ -173,7 +174,7 @@ type changeJSON struct {
 	Error        string               `json:"error,omitempty"`
 }
 
-func printChangeJSON(e *env, ch *ledger.Change) error {
+func printChangeJSON(e *env, ch *client.Change) error {
 	out := changeJSON{Seq: ch.Seq, Time: ch.Time.UTC(), Event: ch.Event, PurposeEvent: ch.PurposeEvent}
 	switch {
 	case ch.Err != nil:

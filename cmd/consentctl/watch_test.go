@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -84,14 +84,14 @@ func TestPrintChangeShowsRecordedBy(t *testing.T) {
 	set := &events.PurposeEvent{Type: events.TypePurposeSet, Tenant: "acme", Purpose: "newsletter", PolicyVersion: 2, RecordedBy: "admin@_all"}
 	var out bytes.Buffer
 	e := &env{stdout: &out}
-	printChange(e, &ledger.Change{Seq: 7, Time: at, Event: grant, Status: granted})
-	printChange(e, &ledger.Change{Seq: 8, Time: at, PurposeEvent: set, Purpose: events.Purpose{Tenant: "acme", Purpose: "newsletter", PolicyVersion: 2}})
+	printChange(e, &client.Change{Seq: 7, Time: at, Event: grant, Status: granted})
+	printChange(e, &client.Change{Seq: 8, Time: at, PurposeEvent: set, Purpose: events.Purpose{Tenant: "acme", Purpose: "newsletter", PolicyVersion: 2}})
 	unauthenticated := *grant
 	unauthenticated.RecordedBy = ""
-	printChange(e, &ledger.Change{Seq: 9, Time: at, Event: &unauthenticated, Status: granted})
+	printChange(e, &client.Change{Seq: 9, Time: at, Event: &unauthenticated, Status: granted})
 	paper := *grant
 	paper.OccurredAt, paper.RecordedAt = at.AddDate(0, -2, 0), at
-	printChange(e, &ledger.Change{Seq: 10, Time: at, Event: &paper, Status: granted})
+	printChange(e, &client.Change{Seq: 10, Time: at, Event: &paper, Status: granted})
 	assert.Equal(t, "7 2026-03-01T12:00:00Z acme alice@example.com newsletter granted (recorded by support-7@acme) -> granted, allowed\n"+
 		"8 2026-03-01T12:00:00Z acme purpose newsletter set: policy version 2 (recorded by admin@_all)\n"+
 		"9 2026-03-01T12:00:00Z acme alice@example.com newsletter granted -> granted, allowed\n"+

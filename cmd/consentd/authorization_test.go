@@ -5,8 +5,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
@@ -51,7 +52,7 @@ func TestDeployAuthorizationIsEnough(t *testing.T) {
 	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("app", "app-secret"))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	ctx := t.Context()
 
 	set, err := client.SetPurpose(ctx, events.PurposeCommand{Purpose: "marketing_email", Actor: "legal"})
@@ -59,10 +60,10 @@ func TestDeployAuthorizationIsEnough(t *testing.T) {
 	granted, err := client.Grant(ctx, events.Command{SubjectID: "alice@example.com", Purpose: "marketing_email", Actor: "subject"})
 	require.NoError(t, err)
 	assert.Greater(t, granted.Seq, set.Seq)
-	st, err := client.Check(ctx, ledger.StatusQuery{SubjectID: "alice@example.com", Purpose: "marketing_email", MinSeq: granted.Seq})
+	st, err := client.Check(ctx, wire.StatusQuery{SubjectID: "alice@example.com", Purpose: "marketing_email", MinSeq: granted.Seq})
 	require.NoError(t, err)
 	assert.True(t, st.Allowed)
-	history, err := client.History(ctx, ledger.HistoryQuery{SubjectID: "alice@example.com"})
+	history, err := client.History(ctx, wire.HistoryQuery{SubjectID: "alice@example.com"})
 	require.NoError(t, err)
 	assert.Len(t, history.Events, 1)
 

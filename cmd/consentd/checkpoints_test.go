@@ -10,7 +10,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -52,7 +52,7 @@ func TestConsentdSignsCheckpointsAndReceipts(t *testing.T) {
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	stream, err := js.Stream(ctx, ledger.DefaultStream)
+	stream, err := js.Stream(ctx, wire.DefaultStream)
 	require.NoError(t, err)
 	var cp *audit.Checkpoint
 	require.Eventually(t, func() bool {
@@ -65,7 +65,7 @@ func TestConsentdSignsCheckpointsAndReceipts(t *testing.T) {
 		return cp.UpToSeq >= last.Seq
 	}, 15*time.Second, 20*time.Millisecond, "a checkpoint covering the grant within the next window")
 
-	_, err = client.StatusAt(ctx, ledger.StatusAtQuery{SubjectID: "alice@example.com", Purpose: "marketing_email", At: time.Now()})
+	_, err = client.StatusAt(ctx, wire.StatusAtQuery{SubjectID: "alice@example.com", Purpose: "marketing_email", At: time.Now()})
 	require.NoError(t, err)
 	r, err := audit.Verify(ctx, js, audit.VerifyOptions{Keys: audit.NewKeyring(pub), Live: func(ctx context.Context) (audit.IndexDigest, error) { return client.IndexDigest(ctx) }})
 	require.NoError(t, err)
@@ -73,7 +73,7 @@ func TestConsentdSignsCheckpointsAndReceipts(t *testing.T) {
 	assert.GreaterOrEqual(t, r.UpToSeq, last.Seq)
 	assert.True(t, r.Live.Match)
 
-	sr, err := client.Receipt(ctx, ledger.ReceiptQuery{SubjectID: "alice@example.com", Purpose: "marketing_email"})
+	sr, err := client.Receipt(ctx, wire.ReceiptQuery{SubjectID: "alice@example.com", Purpose: "marketing_email"})
 	require.NoError(t, err)
 	receipt, err := audit.VerifyReceipt(&sr, audit.NewKeyring(pub))
 	require.NoError(t, err)

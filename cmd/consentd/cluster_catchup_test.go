@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -41,10 +43,10 @@ func TestClusterFrozenInstanceCatchesUpAnsweringWithIndexSeq(t *testing.T) {
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	stream, err := js.Stream(t.Context(), ledger.DefaultStream)
+	stream, err := js.Stream(t.Context(), wire.DefaultStream)
 	require.NoError(t, err)
 	writer := ledger.New(js, stream, ledger.Options{})
-	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 30 * time.Second})
+	client := client.NewClient(nc, client.ClientOptions{Timeout: 30 * time.Second})
 
 	watched := events.Key{Tenant: events.DefaultTenant, SubjectID: "watched@example.com", Purpose: "newsletter"}
 	first, err := writer.Append(t.Context(), events.KindGrant, events.Command{SubjectID: watched.SubjectID, Purpose: watched.Purpose})
@@ -67,7 +69,7 @@ func TestClusterFrozenInstanceCatchesUpAnsweringWithIndexSeq(t *testing.T) {
 		err error
 		at  time.Time
 	}
-	ask := func(q ledger.StatusQuery) <-chan answer {
+	ask := func(q wire.StatusQuery) <-chan answer {
 		ch := make(chan answer, 1)
 		go func() {
 			st, err := client.Status(t.Context(), q)
@@ -108,13 +110,13 @@ func TestClusterFrozenInstanceCatchesUpAnsweringWithIndexSeq(t *testing.T) {
 	assertStatusAt(t, audit, watched, a.st)
 
 	a = <-future
-	require.ErrorIs(t, a.err, ledger.ErrUnavailable, "min_seq just beyond the stream: 503 after the timeout")
+	require.ErrorIs(t, a.err, wire.ErrUnavailable, "min_seq just beyond the stream: 503 after the timeout")
 	assert.GreaterOrEqual(t, a.at.Sub(resumed), catchUpMinSeqTimeout, "503 only once min_seq_timeout has passed")
 
 	// Further than ledger.MinSeqMargin beyond the stream, it is not waited
 	// for.
 	a = <-farFuture
-	require.ErrorIs(t, a.err, ledger.ErrUnavailable)
+	require.ErrorIs(t, a.err, wire.ErrUnavailable)
 	assert.Contains(t, a.err.Error(), "is beyond the stream's last sequence")
 }
 
@@ -133,10 +135,10 @@ func TestClusterRestartedInstanceWaitsForCatchUpBeforeAnswering(t *testing.T) {
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	stream, err := js.Stream(t.Context(), ledger.DefaultStream)
+	stream, err := js.Stream(t.Context(), wire.DefaultStream)
 	require.NoError(t, err)
 	writer := ledger.New(js, stream, ledger.Options{})
-	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 30 * time.Second})
+	client := client.NewClient(nc, client.ClientOptions{Timeout: 30 * time.Second})
 
 	watched := events.Key{Tenant: events.DefaultTenant, SubjectID: "watched@example.com", Purpose: "newsletter"}
 	first, err := writer.Append(t.Context(), events.KindGrant, events.Command{SubjectID: watched.SubjectID, Purpose: watched.Purpose})
@@ -167,7 +169,7 @@ func TestClusterRestartedInstanceWaitsForCatchUpBeforeAnswering(t *testing.T) {
 			case err == nil:
 				answered = append(answered, st)
 			case ctx.Err() == nil:
-				assert.ErrorIs(t, err, ledger.ErrUnavailable)
+				assert.ErrorIs(t, err, wire.ErrUnavailable)
 				unavailable++
 			}
 			mu.Unlock()
@@ -248,8 +250,8 @@ func appendMany(t *testing.T, l *ledger.Ledger, goroutines, each int, watched ev
 	return last
 }
 
-func statusQuery(k events.Key, minSeq uint64) ledger.StatusQuery {
-	return ledger.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose, MinSeq: minSeq}
+func statusQuery(k events.Key, minSeq uint64) wire.StatusQuery {
+	return wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose, MinSeq: minSeq}
 }
 
 // assertStatusAt checks that st is exactly the consent's state in the

@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/client"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -19,26 +20,26 @@ import (
 func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	h := startClusterHarness(t, 2)
 	js := h.jetStream()
-	stream, err := js.Stream(t.Context(), ledger.DefaultStream)
+	stream, err := js.Stream(t.Context(), wire.DefaultStream)
 	require.NoError(t, err)
 	require.Equal(t, 3, stream.CachedInfo().Config.Replicas)
 
 	// The writers connect to the node that leads the stream, so that its
 	// loss also loses the replies to the commands in flight: their
 	// retries must come back as duplicates, never as second events.
-	leader := h.cluster.StreamLeader(ledger.DefaultStream)
+	leader := h.cluster.StreamLeader(wire.DefaultStream)
 	const writers = 4
 	load := newWriteLoad("load", writers, 8)
-	var clients []*ledger.Client
+	var clients []*client.Client
 	for w := range writers {
-		clients = append(clients, ledger.NewClient(h.connectTo(leader, fmt.Sprintf("writer-%d", w)), ledger.ClientOptions{}))
+		clients = append(clients, client.NewClient(h.connectTo(leader, fmt.Sprintf("writer-%d", w)), client.ClientOptions{}))
 	}
 	stopLoad := load.start(t.Context(), clients)
 	defer stopLoad()
 
 	const before, after = 100, 100
 	load.waitForAcks(t, before, 30*time.Second)
-	require.Equal(t, leader, h.cluster.StreamLeader(ledger.DefaultStream), "the stream leader moved under load")
+	require.Equal(t, leader, h.cluster.StreamLeader(wire.DefaultStream), "the stream leader moved under load")
 	metaLeader := -1
 	for i := range h.cluster.Size() {
 		if h.cluster.Node(i).JetStreamIsLeader() {
@@ -55,7 +56,7 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	probe := newWriteLoad("probe", 1, 1)
 	probe.callTimeout = 100 * time.Millisecond
 	survivor := (leader + 1) % h.cluster.Size()
-	stopProbe := probe.start(t.Context(), []*ledger.Client{ledger.NewClient(h.connectTo(survivor, "probe"), ledger.ClientOptions{})})
+	stopProbe := probe.start(t.Context(), []*client.Client{client.NewClient(h.connectTo(survivor, "probe"), client.ClientOptions{})})
 	probe.waitForAcks(t, 1, 60*time.Second)
 	stopProbe()
 	probed := probe.snapshot()[0]
@@ -77,7 +78,7 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	load.waitForAcks(t, ackedAtKill+after, 60*time.Second)
 	stopLoad()
 	h.stopServices()
-	newLeader := h.cluster.StreamLeader(ledger.DefaultStream)
+	newLeader := h.cluster.StreamLeader(wire.DefaultStream)
 	assert.NotEqual(t, leader, newLeader)
 
 	acks := load.snapshot()

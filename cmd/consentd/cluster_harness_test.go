@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -118,8 +118,8 @@ func (h *clusterHarness) connectTo(node int, name string) *nats.Conn {
 }
 
 // client returns a consent client on a connection of its own.
-func (h *clusterHarness) client(name string) *ledger.Client {
-	return ledger.NewClient(h.connect(name), ledger.ClientOptions{})
+func (h *clusterHarness) client(name string) *client.Client {
+	return client.NewClient(h.connect(name), client.ClientOptions{})
 }
 
 // jetStream returns a JetStream context on a connection of its own.

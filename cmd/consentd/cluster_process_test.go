@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -239,7 +239,7 @@ func ledgerStream(t *testing.T, nc *nats.Conn) (jetstream.JetStream, jetstream.S
 	t.Helper()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	s, err := js.Stream(t.Context(), ledger.DefaultStream)
+	s, err := js.Stream(t.Context(), wire.DefaultStream)
 	require.NoError(t, err)
 	return js, s
 }

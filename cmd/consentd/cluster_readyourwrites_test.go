@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -29,7 +29,7 @@ func TestClusterReadsYourWritesAcrossInstances(t *testing.T) {
 			key := events.Key{Tenant: events.DefaultTenant, SubjectID: fmt.Sprintf("reader-%d@example.com", c), Purpose: "analytics"}
 			for r := range rounds {
 				cmd := events.Command{SubjectID: key.SubjectID, Purpose: key.Purpose}
-				var reply ledger.Reply
+				var reply wire.Reply
 				var err error
 				want := events.StateGranted
 				if r%2 == 0 {
@@ -53,7 +53,7 @@ func TestClusterReadsYourWritesAcrossInstances(t *testing.T) {
 					assert.Equal(t, reply.Seq, got.Seq, "consentd %s is stale", in.name)
 					assert.Equal(t, want, got.State, "consentd %s is stale", in.name)
 				}
-				st, err := client.Status(t.Context(), ledger.StatusQuery{SubjectID: key.SubjectID, Purpose: key.Purpose, MinSeq: reply.Seq})
+				st, err := client.Status(t.Context(), wire.StatusQuery{SubjectID: key.SubjectID, Purpose: key.Purpose, MinSeq: reply.Seq})
 				if !assert.NoError(t, err) {
 					return
 				}
@@ -71,8 +71,8 @@ func TestClusterReadsYourWritesAcrossInstances(t *testing.T) {
 	// Both instances took commands and both answered status with min_seq
 	// through the queue group: reads crossed instances on the wire too.
 	for _, in := range h.instances {
-		assert.NotZero(t, answered(t, in.Main, ledger.SubjectGrant), "consentd %s took no grant", in.name)
-		assert.NotZero(t, answered(t, in.Main, ledger.SubjectStatus), "consentd %s answered no status", in.name)
+		assert.NotZero(t, answered(t, in.Main, wire.SubjectGrant), "consentd %s took no grant", in.name)
+		assert.NotZero(t, answered(t, in.Main, wire.SubjectStatus), "consentd %s answered no status", in.name)
 	}
 }
 

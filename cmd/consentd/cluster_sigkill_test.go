@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/assert"
@@ -45,7 +47,7 @@ func newHotLoad(consents int) *hotLoad {
 }
 
 // start runs writers, writer w on clients[w % len(clients)], until stop.
-func (l *hotLoad) start(ctx context.Context, writers int, clients []*ledger.Client) (stop func()) {
+func (l *hotLoad) start(ctx context.Context, writers int, clients []*client.Client) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -58,7 +60,7 @@ func (l *hotLoad) start(ctx context.Context, writers int, clients []*ledger.Clie
 	}
 }
 
-func (l *hotLoad) write(ctx context.Context, w int, client *ledger.Client) {
+func (l *hotLoad) write(ctx context.Context, w int, client *client.Client) {
 	rng := rand.New(rand.NewPCG(uint64(w), 20))
 	for op := 0; ctx.Err() == nil; op++ {
 		key := l.consents[rng.IntN(len(l.consents))]
@@ -72,7 +74,7 @@ func (l *hotLoad) write(ctx context.Context, w int, client *ledger.Client) {
 		for attempts := 1; ; attempts++ {
 			sent := time.Now()
 			callCtx, cancel := context.WithTimeout(ctx, l.callTimeout)
-			var reply ledger.Reply
+			var reply wire.Reply
 			var err error
 			if kind == events.KindGrant {
 				reply, err = client.Grant(callCtx, cmd)
@@ -80,7 +82,7 @@ func (l *hotLoad) write(ctx context.Context, w int, client *ledger.Client) {
 				reply, err = client.Revoke(callCtx, cmd)
 			}
 			cancel()
-			var we *ledger.Error
+			var we *wire.Error
 			if err == nil || (errors.As(err, &we) && we.Code == 409) {
 				l.mu.Lock()
 				l.answers = append(l.answers, time.Now())
@@ -150,13 +152,13 @@ type lookupProbe struct {
 	failed   map[string]int
 }
 
-func (p *lookupProbe) run(ctx context.Context, client *ledger.Client, key events.Key) {
+func (p *lookupProbe) run(ctx context.Context, client *client.Client, key events.Key) {
 	p.mu.Lock()
 	p.last, p.failed = time.Now(), map[string]int{}
 	p.mu.Unlock()
 	for ctx.Err() == nil {
 		callCtx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
-		_, err := client.Status(callCtx, ledger.StatusQuery{SubjectID: key.SubjectID, Purpose: key.Purpose})
+		_, err := client.Status(callCtx, wire.StatusQuery{SubjectID: key.SubjectID, Purpose: key.Purpose})
 		cancel()
 		now := time.Now()
 		p.mu.Lock()
@@ -195,15 +197,15 @@ func TestClusterFailoverAfterSIGKILLOfTheStreamLeader(t *testing.T) {
 	instances := []*Main{runOnProcessCluster(t, c, t.TempDir()), runOnProcessCluster(t, c, t.TempDir())}
 	admin := c.connect(0, "admin")
 	js, _ := ledgerStream(t, admin)
-	leader := c.streamLeader(admin, ledger.DefaultStream)
+	leader := c.streamLeader(admin, wire.DefaultStream)
 	survivor := (leader + 1) % 3
 	watch := c.connect(survivor, "watch")
-	elected := leaderElected(t, watch, ledger.DefaultStream)
+	elected := leaderElected(t, watch, wire.DefaultStream)
 
 	load := newHotLoad(8)
-	var clients []*ledger.Client
+	var clients []*client.Client
 	for w := range 4 {
-		clients = append(clients, ledger.NewClient(c.connect(w%3, fmt.Sprintf("writer-%d", w)), ledger.ClientOptions{}))
+		clients = append(clients, client.NewClient(c.connect(w%3, fmt.Sprintf("writer-%d", w)), client.ClientOptions{}))
 	}
 	stopLoad := load.start(t.Context(), 16, clients)
 	defer stopLoad()
@@ -212,7 +214,7 @@ func TestClusterFailoverAfterSIGKILLOfTheStreamLeader(t *testing.T) {
 	probeDone := make(chan struct{})
 	go func() {
 		defer close(probeDone)
-		probe.run(probeCtx, ledger.NewClient(c.connect(survivor, "lookups"), ledger.ClientOptions{}), load.consents[0])
+		probe.run(probeCtx, client.NewClient(c.connect(survivor, "lookups"), client.ClientOptions{}), load.consents[0])
 	}()
 	defer func() {
 		stopProbe()
@@ -368,12 +370,12 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	c := startProcessCluster(t)
 	dataDir := t.TempDir()
 	first := runOnProcessCluster(t, c, dataDir)
-	client := ledger.NewClient(c.connect(0, "writer"), ledger.ClientOptions{Timeout: time.Second})
+	cli := client.NewClient(c.connect(0, "writer"), client.ClientOptions{Timeout: time.Second})
 	cmd := events.Command{SubjectID: "restart@example.com", Purpose: "newsletter", Actor: "test"}
-	key := ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose}
-	_, err := client.Grant(t.Context(), cmd)
+	key := wire.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose}
+	_, err := cli.Grant(t.Context(), cmd)
 	require.NoError(t, err)
-	revoked, err := client.Revoke(t.Context(), cmd)
+	revoked, err := cli.Revoke(t.Context(), cmd)
 	require.NoError(t, err)
 	waitIndex(t, first.index, revoked.Seq)
 	require.NoError(t, first.Close())
@@ -383,7 +385,7 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	kept := killQuorum(t, c, admin)
 	watch := c.connect(kept, "watch")
 	keptConn := c.connect(kept, "writer-kept")
-	client = ledger.NewClient(keptConn, ledger.ClientOptions{Timeout: time.Second})
+	cli = client.NewClient(keptConn, client.ClientOptions{Timeout: time.Second})
 
 	// A replica answers direct gets once nats-server finds it current,
 	// on a 2s tick from the stream's creation (seconds ago here) or the
@@ -394,7 +396,7 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if r, _ := probeIndex(t.Context(), watch, ledger.DefaultStream, revoked.Seq); r == probeCurrent {
+			if r, _ := probeIndex(t.Context(), watch, wire.DefaultStream, revoked.Seq); r == probeCurrent {
 				replicaAnswers <- time.Now()
 				return
 			}
@@ -408,7 +410,7 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	m, _ := startNoLeader(t, c, dataDir)
 	var st events.Status
 	require.Eventually(t, func() bool {
-		st, err = client.Status(t.Context(), key)
+		st, err = cli.Status(t.Context(), key)
 		return err == nil
 	}, 10*time.Second, time.Millisecond, "lookups are served from the index")
 	servedAt := time.Now()
@@ -421,25 +423,25 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	}
 	assert.Equal(t, events.StateRevoked, st.State)
 	assert.Equal(t, revoked.Seq, st.IndexSeq)
-	_, err = client.Check(t.Context(), key)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired, "a revoked consent is not allowed")
+	_, err = cli.Check(t.Context(), key)
+	require.ErrorIs(t, err, wire.ErrConsentRequired, "a revoked consent is not allowed")
 	cmd.IdempotencyKey = "after-restart"
-	_, err = client.Grant(t.Context(), cmd)
+	_, err = cli.Grant(t.Context(), cmd)
 	require.ErrorIs(t, err, nats.ErrNoResponders, "no commands without a leader")
 	waitCtx, cancel := context.WithTimeout(t.Context(), 2*ledger.DefaultMinSeqTimeout)
 	defer cancel()
-	_, err = client.Status(waitCtx, ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: revoked.Seq + 1})
-	require.ErrorIs(t, err, ledger.ErrUnavailable, "a min_seq beyond the index is not answered without a leader")
+	_, err = cli.Status(waitCtx, wire.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: revoked.Seq + 1})
+	require.ErrorIs(t, err, wire.ErrUnavailable, "a min_seq beyond the index is not answered without a leader")
 
 	newLeader := restartAll(t, c, watch)
 	require.Eventually(t, func() bool {
-		return slices.ContainsFunc(m.service.Info().Endpoints, func(e micro.EndpointInfo) bool { return e.Subject == ledger.SubjectGrant })
+		return slices.ContainsFunc(m.service.Info().Endpoints, func(e micro.EndpointInfo) bool { return e.Subject == wire.SubjectGrant })
 	}, 30*time.Second, time.Millisecond, "commands not served")
 	commandsServed := time.Since(newLeader.at)
 	// A command's reply carries its status, judged once the index has
 	// applied it (waiting up to --min-seq-timeout, 2s): the client waits
 	// longer, so that a stored write is answered rather than retried.
-	slowClient := ledger.NewClient(keptConn, ledger.ClientOptions{Timeout: 2 * ledger.DefaultMinSeqTimeout})
+	slowClient := client.NewClient(keptConn, client.ClientOptions{Timeout: 2 * ledger.DefaultMinSeqTimeout})
 	granted := writeUntilAnswered(t, slowClient, cmd)
 	firstWrite := time.Since(newLeader.at)
 	assert.Equal(t, revoked.Seq+1, granted.Seq)
@@ -459,17 +461,17 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	// one is down; then the quorum is lost again.
 	other := runOnProcessCluster(t, c, t.TempDir())
 	cmd.IdempotencyKey = ""
-	revokedAgain, err := client.Revoke(t.Context(), cmd)
+	revokedAgain, err := cli.Revoke(t.Context(), cmd)
 	require.NoError(t, err)
 	waitStreamCurrent(t, admin, revokedAgain.Seq)
 	require.NoError(t, other.Close())
 	kept = killQuorum(t, c, admin)
 	watch = c.connect(kept, "watch-2")
-	client = ledger.NewClient(c.connect(kept, "writer-kept-2"), ledger.ClientOptions{Timeout: time.Second})
+	cli = client.NewClient(c.connect(kept, "writer-kept-2"), client.ClientOptions{Timeout: time.Second})
 
 	m, logs := startNoLeader(t, c, dataDir)
 	require.Eventually(t, func() bool { return logs.count("the index is behind the stream") == 1 }, 30*time.Second, 5*time.Millisecond)
-	_, err = client.Status(t.Context(), key)
+	_, err = cli.Status(t.Context(), key)
 	require.ErrorIs(t, err, nats.ErrNoResponders, "an index behind the stream serves no lookup")
 	select {
 	case err := <-m.started:
@@ -496,7 +498,7 @@ func TestConsentdStartsWhileTheStreamHasNoLeader(t *testing.T) {
 	newLeader = restartAll(t, c, watch)
 	require.NoError(t, <-m.started)
 	caughtUp := time.Since(newLeader.at)
-	st, err = client.Status(t.Context(), key)
+	st, err = cli.Status(t.Context(), key)
 	require.NoError(t, err)
 	assert.Equal(t, events.StateRevoked, st.State, "the state the stream holds, not the index's older one")
 	assert.GreaterOrEqual(t, st.IndexSeq, revokedAgain.Seq)
@@ -530,7 +532,7 @@ func startNoLeader(t *testing.T, c *processCluster, dataDir string) (*noLeaderSt
 func killQuorum(t *testing.T, c *processCluster, admin *nats.Conn) int {
 	t.Helper()
 	waitStreamCurrent(t, admin, 0)
-	leader := c.streamLeader(admin, ledger.DefaultStream)
+	leader := c.streamLeader(admin, wire.DefaultStream)
 	kept := (leader + 1) % 3
 	for i := range 3 {
 		if i != kept {
@@ -565,7 +567,7 @@ func waitStreamCurrent(t *testing.T, nc *nats.Conn, lastSeq uint64) {
 // leader (the LEADER_ELECTED advisory, through watch).
 func restartAll(t *testing.T, c *processCluster, watch *nats.Conn) electedLeader {
 	t.Helper()
-	elected := leaderElected(t, watch, ledger.DefaultStream)
+	elected := leaderElected(t, watch, wire.DefaultStream)
 	for i := range 3 {
 		if c.procs[i] == nil {
 			c.Start(i)
@@ -583,9 +585,9 @@ func restartAll(t *testing.T, c *processCluster, watch *nats.Conn) electedLeader
 
 // writeUntilAnswered sends cmd as a grant (with its idempotency key, so a
 // retry lands once) until it is answered.
-func writeUntilAnswered(t *testing.T, client *ledger.Client, cmd events.Command) ledger.Reply {
+func writeUntilAnswered(t *testing.T, client *client.Client, cmd events.Command) wire.Reply {
 	t.Helper()
-	var reply ledger.Reply
+	var reply wire.Reply
 	require.Eventually(t, func() bool {
 		var err error
 		reply, err = client.Grant(t.Context(), cmd)
@@ -612,9 +614,9 @@ func TestClusterSIGKILLOfAConsentd(t *testing.T) {
 	js, _ := ledgerStream(t, admin)
 
 	load := newHotLoad(8)
-	var clients []*ledger.Client
+	var clients []*client.Client
 	for w := range 4 {
-		clients = append(clients, ledger.NewClient(c.connect(w%3, fmt.Sprintf("writer-%d", w)), ledger.ClientOptions{}))
+		clients = append(clients, client.NewClient(c.connect(w%3, fmt.Sprintf("writer-%d", w)), client.ClientOptions{}))
 	}
 	stopLoad := load.start(t.Context(), 16, clients)
 	defer stopLoad()

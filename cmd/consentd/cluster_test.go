@@ -7,9 +7,10 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -45,12 +46,12 @@ func TestConsentdReplicasShareAThreeNodeCluster(t *testing.T) {
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	stream, err := js.Stream(t.Context(), ledger.DefaultStream)
+	stream, err := js.Stream(t.Context(), wire.DefaultStream)
 	require.NoError(t, err)
 	assert.Equal(t, 3, stream.CachedInfo().Config.Replicas)
 
 	// Both instances answer in the queue group.
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	const people = 20
 	var last uint64
 	for i := range people {
@@ -61,7 +62,7 @@ func TestConsentdReplicasShareAThreeNodeCluster(t *testing.T) {
 	assert.Equal(t, uint64(people), last)
 	answered := func(m *Main) uint64 {
 		for _, e := range m.service.Stats().Endpoints {
-			if e.Subject == ledger.SubjectGrant {
+			if e.Subject == wire.SubjectGrant {
 				return uint64(e.NumRequests)
 			}
 		}
@@ -70,7 +71,7 @@ func TestConsentdReplicasShareAThreeNodeCluster(t *testing.T) {
 	assert.Equal(t, uint64(people), answered(first)+answered(second))
 
 	// Either one's index reads its writes.
-	st, err := client.Check(t.Context(), ledger.StatusQuery{SubjectID: "person-0", Purpose: "newsletter", MinSeq: last})
+	st, err := client.Check(t.Context(), wire.StatusQuery{SubjectID: "person-0", Purpose: "newsletter", MinSeq: last})
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, st.IndexSeq, last)
 
@@ -78,7 +79,7 @@ func TestConsentdReplicasShareAThreeNodeCluster(t *testing.T) {
 	require.NoError(t, first.Close())
 	r, err := client.Revoke(t.Context(), events.Command{SubjectID: "person-0", Purpose: "newsletter"})
 	require.NoError(t, err)
-	st, err = client.Check(t.Context(), ledger.StatusQuery{SubjectID: "person-0", Purpose: "newsletter", MinSeq: r.Seq})
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	st, err = client.Check(t.Context(), wire.StatusQuery{SubjectID: "person-0", Purpose: "newsletter", MinSeq: r.Seq})
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Equal(t, events.StateRevoked, st.State)
 }

@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/keystore"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -53,7 +54,7 @@ func auditStream(t *testing.T, js jetstream.JetStream, open ...func(*events.Even
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	stream, err := js.Stream(ctx, ledger.DefaultStream)
+	stream, err := js.Stream(ctx, wire.DefaultStream)
 	require.NoError(t, err)
 	info, err := stream.Info(ctx)
 	require.NoError(t, err)
@@ -192,10 +193,10 @@ func waitIndex(t *testing.T, idx *projector.Index, seq uint64) {
 
 // assertStatusesMatch checks, through the service, that the status of
 // every consent reflects the fresh fold (read with min_seq, so not stale).
-func (a *streamAudit) assertStatusesMatch(t *testing.T, client *ledger.Client) {
+func (a *streamAudit) assertStatusesMatch(t *testing.T, client *client.Client) {
 	t.Helper()
 	for key, want := range a.fold {
-		st, err := client.Status(t.Context(), ledger.StatusQuery{Tenant: key.Tenant, SubjectID: key.SubjectID, Purpose: key.Purpose, MinSeq: a.lastSeq})
+		st, err := client.Status(t.Context(), wire.StatusQuery{Tenant: key.Tenant, SubjectID: key.SubjectID, Purpose: key.Purpose, MinSeq: a.lastSeq})
 		require.NoError(t, err, "consent %v", key)
 		assert.Equal(t, want.State, st.State, "consent %v", key)
 		assert.Equal(t, want.Seq, st.Seq, "consent %v", key)

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // ack is one acknowledged command of a write load.
@@ -78,7 +79,7 @@ func newWriteLoad(name string, writers, consentsEach int) *writeLoad {
 // run runs one round of the load: every writer sends commands through its
 // client (clients[w % len(clients)]) until ctx ends. It returns when all
 // writers have stopped.
-func (l *writeLoad) run(ctx context.Context, clients []*ledger.Client) {
+func (l *writeLoad) run(ctx context.Context, clients []*client.Client) {
 	var wg sync.WaitGroup
 	for i, w := range l.writers {
 		client := clients[i%len(clients)]
@@ -88,7 +89,7 @@ func (l *writeLoad) run(ctx context.Context, clients []*ledger.Client) {
 }
 
 // start runs a round in the background; stop ends it and waits.
-func (l *writeLoad) start(ctx context.Context, clients []*ledger.Client) (stop func()) {
+func (l *writeLoad) start(ctx context.Context, clients []*client.Client) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -101,7 +102,7 @@ func (l *writeLoad) start(ctx context.Context, clients []*ledger.Client) (stop f
 	}
 }
 
-func (l *writeLoad) write(ctx context.Context, w *loadWriter, client *ledger.Client) {
+func (l *writeLoad) write(ctx context.Context, w *loadWriter, client *client.Client) {
 	for ctx.Err() == nil {
 		if w.pending == nil {
 			n := w.op % len(w.consents)
@@ -118,7 +119,7 @@ func (l *writeLoad) write(ctx context.Context, w *loadWriter, client *ledger.Cli
 			attempts++
 			sent := time.Now()
 			callCtx, cancel := context.WithTimeout(ctx, l.callTimeout)
-			var reply ledger.Reply
+			var reply wire.Reply
 			var err error
 			if w.pendKind == events.KindGrant {
 				reply, err = client.Grant(callCtx, *w.pending)
@@ -161,7 +162,7 @@ func (l *writeLoad) record(a ack) {
 
 func (l *writeLoad) fail(err error) {
 	reason := err.Error()
-	var we *ledger.Error
+	var we *wire.Error
 	switch {
 	case errors.As(err, &we):
 		reason = fmt.Sprintf("%d %s", we.Code, we.Description)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // Config is everything consentd can be told, by flag or by environment
@@ -117,7 +118,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:          "127.0.0.1:4222",
 		DataDir:         "consent-data",
-		Stream:          ledger.DefaultStream,
+		Stream:          wire.DefaultStream,
 		Replicas:        1,
 		Sync:            SyncAlways,
 		GroupCommit:     true,

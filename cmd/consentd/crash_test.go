@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,12 +31,12 @@ func TestConsentdSurvivesSIGKILLUnderWriteLoad(t *testing.T) {
 	// The writers' connections outlive each consentd: they reconnect to
 	// the same port once it is back.
 	const writers = 3
-	var clients []*ledger.Client
+	var clients []*client.Client
 	for w := range writers {
 		nc, err := nats.Connect(url, append(adminOptions(t, dataDir), writerOptions(fmt.Sprintf("writer-%d", w))...)...)
 		require.NoError(t, err)
 		t.Cleanup(nc.Close)
-		clients = append(clients, ledger.NewClient(nc, ledger.ClientOptions{}))
+		clients = append(clients, client.NewClient(nc, client.ClientOptions{}))
 	}
 	load := newWriteLoad("crash", writers, 6)
 

@@ -13,6 +13,7 @@ import (
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -71,13 +72,13 @@ func TestEraseSurvivesSIGKILL(t *testing.T) {
 		var r ledger.EraseReply
 		require.Eventually(t, func() bool {
 			r, err = admin.Erase(stepContext(t), ledger.EraseRequest{SubjectID: person, Reason: "ticket, again"})
-			return !errors.Is(err, ledger.ErrUnavailable) && !errors.Is(err, nats.ErrNoResponders)
+			return !errors.Is(err, wire.ErrUnavailable) && !errors.Is(err, nats.ErrNoResponders)
 		}, 30*time.Second, 20*time.Millisecond)
 		require.NoError(t, err)
 		assert.Len(t, append(purposeNames(r.Erased), r.Already...), len(purposes), "every consent erased, none twice")
 
 		for _, p := range purposes {
-			h, err := admin.History(stepContext(t), ledger.HistoryQuery{SubjectID: person, Purpose: p})
+			h, err := admin.History(stepContext(t), wire.HistoryQuery{SubjectID: person, Purpose: p})
 			require.NoError(t, err)
 			erased := 0
 			for _, e := range h.Events {
@@ -91,7 +92,7 @@ func TestEraseSurvivesSIGKILL(t *testing.T) {
 				}
 			}
 			assert.Equal(t, 1, erased, "%s of %s erased once", p, person)
-			st, err := admin.Status(stepContext(t), ledger.StatusQuery{SubjectID: person, Purpose: p, MinSeq: h.Events[len(h.Events)-1].Seq})
+			st, err := admin.Status(stepContext(t), wire.StatusQuery{SubjectID: person, Purpose: p, MinSeq: h.Events[len(h.Events)-1].Seq})
 			require.NoError(t, err)
 			assert.Equal(t, events.StateErased, st.State)
 		}
@@ -111,7 +112,7 @@ func TestEraseSurvivesSIGKILL(t *testing.T) {
 	assert.True(t, report.OK(), "%v", report.Problems)
 }
 
-func purposeNames(rs []ledger.Reply) []string {
+func purposeNames(rs []wire.Reply) []string {
 	var out []string
 	for _, r := range rs {
 		out = append(out, r.Event.Purpose)
@@ -124,7 +125,7 @@ func purposeNames(rs []ledger.Reply) []string {
 func erasedEvents(t *testing.T, js jetstream.JetStream, token string) int {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	stream, err := js.Stream(ctx, ledger.DefaultStream)
+	stream, err := js.Stream(ctx, wire.DefaultStream)
 	if err != nil {
 		return -1 // the server is coming back
 	}

@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/residue"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -33,9 +35,9 @@ func TestConsentdErasesAPerson(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, r.Erased, 1)
 	assert.Equal(t, "admin@_all", r.Erased[0].Event.RecordedBy)
-	q := ledger.StatusQuery{Tenant: "acme", SubjectID: alice.SubjectID, Purpose: "newsletter", MinSeq: r.Erased[0].Seq}
+	q := wire.StatusQuery{Tenant: "acme", SubjectID: alice.SubjectID, Purpose: "newsletter", MinSeq: r.Erased[0].Seq}
 	st, err := s.admin.Check(ctx, q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Contains(t, err.Error(), "consent required: erased")
 	assert.Equal(t, events.StateErased, st.State)
 	assert.Equal(t, alice.SubjectID, st.SubjectID, "the answer names the person it was asked about")
@@ -76,7 +78,7 @@ func TestConsentdWithAKEKSealsAndErases(t *testing.T) {
 	granted, err := admin.Grant(ctx, events.Command{SubjectID: id, Purpose: "newsletter", Actor: "subject", Evidence: []byte(`{"ip":"` + ip + `"}`)})
 	require.NoError(t, err)
 	assert.Equal(t, events.SchemaVersion, granted.Event.V, "sealed")
-	h, err := admin.History(ctx, ledger.HistoryQuery{SubjectID: id, Purpose: "newsletter"})
+	h, err := admin.History(ctx, wire.HistoryQuery{SubjectID: id, Purpose: "newsletter"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 1)
 	assert.Equal(t, id, h.Events[0].Event.SubjectID, "an admin's history opens it")
@@ -85,7 +87,7 @@ func TestConsentdWithAKEKSealsAndErases(t *testing.T) {
 	defer svc.Close()
 	js, err := jetstream.New(svc)
 	require.NoError(t, err)
-	stream, err := js.Stream(ctx, ledger.DefaultStream)
+	stream, err := js.Stream(ctx, wire.DefaultStream)
 	require.NoError(t, err)
 	raw, err := stream.GetMsg(ctx, granted.Seq)
 	require.NoError(t, err)
@@ -95,7 +97,7 @@ func TestConsentdWithAKEKSealsAndErases(t *testing.T) {
 	r, err := admin.Erase(ctx, ledger.EraseRequest{SubjectID: id, Reason: "ticket 4711"})
 	require.NoError(t, err)
 	assert.True(t, r.KeyDestroyed)
-	h, err = admin.History(ctx, ledger.HistoryQuery{SubjectID: id, Purpose: "newsletter"})
+	h, err = admin.History(ctx, wire.HistoryQuery{SubjectID: id, Purpose: "newsletter"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 2)
 	assert.Empty(t, h.Events[0].Event.SubjectID, "sealed for good")
@@ -129,7 +131,7 @@ func TestSubscriberReadsSealedEvents(t *testing.T) {
 	require.NoError(t, err)
 
 	sub := s.dial(t, "mailer", auth.Subscriber, "acme")
-	w, err := sub.client.Watch(ctx, ledger.WatchOptions{StartSeq: 1})
+	w, err := sub.client.Watch(ctx, client.WatchOptions{StartSeq: 1})
 	require.NoError(t, err)
 	defer w.Stop()
 	ch, err := w.Next(ctx)
@@ -143,14 +145,14 @@ func TestSubscriberReadsSealedEvents(t *testing.T) {
 	assert.True(t, ch.Status.Allowed)
 
 	// Another tenant's event is not for it, whatever it asks.
-	_, err = sub.client.Watch(ctx, ledger.WatchOptions{Tenant: "globex", StartSeq: 1})
-	require.ErrorIs(t, err, ledger.ErrForbidden)
+	_, err = sub.client.Watch(ctx, client.WatchOptions{Tenant: "globex", StartSeq: 1})
+	require.ErrorIs(t, err, wire.ErrForbidden)
 
 	// An auditor's export opens them through the service too.
 	auditor := s.dial(t, "dpo", auth.Auditor, "acme")
 	exportAcme := func() string {
 		t.Helper()
-		source, err := auditor.client.AuditSource(ctx, ledger.AuditOpenRequest{})
+		source, err := auditor.client.AuditSource(ctx, wire.AuditOpenRequest{})
 		require.NoError(t, err)
 		var out strings.Builder
 		_, err = audit.Export(ctx, nil, &out, audit.ExportOptions{Source: source, Tenant: "acme", Open: auditor.client.OpenSealed(ctx)})
@@ -173,7 +175,7 @@ func TestSubscriberReadsSealedEvents(t *testing.T) {
 	assert.Equal(t, events.TypeErased, ch.Event.Type)
 	assert.Equal(t, events.StateErased, ch.Status.State)
 
-	again, err := sub.client.Watch(ctx, ledger.WatchOptions{StartSeq: 1})
+	again, err := sub.client.Watch(ctx, client.WatchOptions{StartSeq: 1})
 	require.NoError(t, err)
 	defer again.Stop()
 	ch, err = again.Next(ctx)

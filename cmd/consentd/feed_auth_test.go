@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,17 +22,17 @@ import (
 // (permission violations).
 type tenantUser struct {
 	nc     *nats.Conn
-	client *ledger.Client
-	creds  ledger.UserCreds
+	client *client.Client
+	creds  wire.UserCreds
 	errs   chan error
 }
 
 // addTenantUser issues a user of role in tenant through admin and
 // connects it to url (reconnecting forever: it outlives a restart of
 // consentd on the same port).
-func addTenantUser(t *testing.T, admin *ledger.Client, url, name, role, tenant string) *tenantUser {
+func addTenantUser(t *testing.T, admin *client.Client, url, name, role, tenant string) *tenantUser {
 	t.Helper()
-	creds, err := admin.AddUser(stepContext(t), ledger.UserRequest{Name: name, Role: role, Tenant: tenant})
+	creds, err := admin.AddUser(stepContext(t), wire.UserRequest{Name: name, Role: role, Tenant: tenant})
 	require.NoError(t, err)
 	opts, err := auth.ConnectOptions([]byte(creds.Creds))
 	require.NoError(t, err)
@@ -46,7 +47,7 @@ func addTenantUser(t *testing.T, admin *ledger.Client, url, name, role, tenant s
 	u.nc, err = nats.Connect(url, opts...)
 	require.NoError(t, err)
 	t.Cleanup(u.nc.Close)
-	u.client = ledger.NewClient(u.nc, ledger.ClientOptions{ServiceFeed: true})
+	u.client = client.NewClient(u.nc, client.ClientOptions{ServiceFeed: true})
 	return u
 }
 
@@ -72,7 +73,7 @@ func (u *tenantUser) requirePublishRefused(t *testing.T, subject string) {
 }
 
 // nextChange returns the watch's next change, requiring one in time.
-func nextChange(t *testing.T, w *ledger.Watcher) *ledger.Change {
+func nextChange(t *testing.T, w *client.Watcher) *client.Change {
 	t.Helper()
 	ch, err := w.Next(stepContext(t))
 	require.NoError(t, err)
@@ -101,14 +102,14 @@ func TestSubscriberFeedAcrossAccounts(t *testing.T) {
 	globexMailer := addTenantUser(t, admin, m.ClientURL(), "mailer", "subscriber", "globex")
 	assert.Equal(t, "_INBOX_mailer", mailer.creds.InboxPrefix)
 
-	live, err := mailer.client.Watch(stepContext(t), ledger.WatchOptions{Tenant: "acme"})
+	live, err := mailer.client.Watch(stepContext(t), client.WatchOptions{Tenant: "acme"})
 	require.NoError(t, err)
 	t.Cleanup(live.Stop)
-	durable, err := mailer.client.Watch(stepContext(t), ledger.WatchOptions{Tenant: "acme", Durable: "x", StartSeq: 1, AckWait: 2 * time.Second})
+	durable, err := mailer.client.Watch(stepContext(t), client.WatchOptions{Tenant: "acme", Durable: "x", StartSeq: 1, AckWait: 2 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(durable.Stop)
 	// globex's durable of the same name is another consumer.
-	globexDurable, err := globexMailer.client.Watch(stepContext(t), ledger.WatchOptions{Tenant: "globex", Durable: "x", StartSeq: 1})
+	globexDurable, err := globexMailer.client.Watch(stepContext(t), client.WatchOptions{Tenant: "globex", Durable: "x", StartSeq: 1})
 	require.NoError(t, err)
 	t.Cleanup(globexDurable.Stop)
 
@@ -139,8 +140,8 @@ func TestSubscriberFeedAcrossAccounts(t *testing.T) {
 	mailer.requirePublishRefused(t, auth.FeedAPIPrefix+".STREAM.INFO.CONSENT")
 	mailer.requirePublishRefused(t, auth.FeedAPIPrefix+".CONSUMER.CREATE.CONSENT")
 	// Nor can acme's subscriber open a feed of globex.
-	_, err = mailer.client.Watch(stepContext(t), ledger.WatchOptions{Tenant: "globex"})
-	var le *ledger.Error
+	_, err = mailer.client.Watch(stepContext(t), client.WatchOptions{Tenant: "globex"})
+	var le *wire.Error
 	require.ErrorAs(t, err, &le)
 	assert.Equal(t, 403, le.Code)
 	assert.Contains(t, le.Description, `forbidden: tenant "globex": your credentials are for tenant "acme" only`)
@@ -158,7 +159,7 @@ func TestSubscriberFeedAcrossAccounts(t *testing.T) {
 
 	// Each watch gets acme's two grants, in order: globex's, between
 	// them, never.
-	for _, w := range []*ledger.Watcher{live, durable} {
+	for _, w := range []*client.Watcher{live, durable} {
 		for _, want := range []struct {
 			seq uint64
 			who string
@@ -213,12 +214,12 @@ func TestCheckerInTenantAccount(t *testing.T) {
 	globex := addTenantUser(t, admin, m.ClientURL(), "app", "writer", "globex")
 	reader := addTenantUser(t, admin, m.ClientURL(), "cache", "subscriber", "acme")
 
-	k, err := ledger.NewChecker(stepContext(t), reader.client, ledger.CheckerOptions{Tenant: "acme"})
+	k, err := client.NewChecker(stepContext(t), reader.client, client.CheckerOptions{Tenant: "acme"})
 	require.NoError(t, err)
 	t.Cleanup(k.Close)
-	q := ledger.StatusQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"}
+	q := wire.StatusQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"}
 	_, err = k.Check(stepContext(t), q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired, "a fill through the service")
+	require.ErrorIs(t, err, wire.ErrConsentRequired, "a fill through the service")
 
 	granted, err := writer.client.Grant(stepContext(t), events.Command{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
@@ -236,13 +237,13 @@ func TestCheckerInTenantAccount(t *testing.T) {
 	require.Greater(t, revoked.Seq, other.Seq)
 	require.NoError(t, k.WaitSeq(stepContext(t), revoked.Seq))
 	_, err = k.Check(stepContext(t), q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	stats := k.Stats()
 	assert.Positive(t, stats.Hits, "answered from memory")
 
 	// Another tenant's consents are not this account's to look up.
-	_, err = k.Check(stepContext(t), ledger.StatusQuery{Tenant: "globex", SubjectID: "alice", Purpose: "newsletter"})
-	var le *ledger.Error
+	_, err = k.Check(stepContext(t), wire.StatusQuery{Tenant: "globex", SubjectID: "alice", Purpose: "newsletter"})
+	var le *wire.Error
 	require.ErrorAs(t, err, &le)
 	assert.True(t, strings.Contains(le.Description, "acme"), le.Description)
 }

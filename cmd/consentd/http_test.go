@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
@@ -126,7 +128,7 @@ func TestConsentdMetricsCountWhatItDid(t *testing.T) {
 	alice := events.Command{SubjectID: "alice@example.com", Purpose: "marketing_email"}
 	waited := make(chan events.Status, 1)
 	go func() {
-		st, err := client.Status(ctx, ledger.StatusQuery{SubjectID: alice.SubjectID, Purpose: alice.Purpose, MinSeq: 1})
+		st, err := client.Status(ctx, wire.StatusQuery{SubjectID: alice.SubjectID, Purpose: alice.Purpose, MinSeq: 1})
 		assert.NoError(t, err)
 		waited <- st
 	}()
@@ -139,8 +141,8 @@ func TestConsentdMetricsCountWhatItDid(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the lookup waiting for min_seq 1 was not answered")
 	}
-	_, err = client.Check(ctx, ledger.StatusQuery{SubjectID: "bob@example.com", Purpose: "marketing_email"})
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	_, err = client.Check(ctx, wire.StatusQuery{SubjectID: "bob@example.com", Purpose: "marketing_email"})
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 
 	after := scrape(t, m)
 	assert.Equal(t, map[string]float64{
@@ -167,10 +169,10 @@ func TestConsentdMetricsCountWhatItDid(t *testing.T) {
 // consent_expiries_total and consent_appends_total, with no backlog left.
 func TestConsentdMetricsOfFeedsAndExpiries(t *testing.T) {
 	m := startWithHTTP(t, "--expiry-interval", "10ms")
-	client := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
+	cli := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
 	ctx := t.Context()
 
-	w, err := client.Watch(ctx, ledger.WatchOptions{Durable: "mailer", Purposes: []string{"newsletter"}})
+	w, err := cli.Watch(ctx, client.WatchOptions{Durable: "mailer", Purposes: []string{"newsletter"}})
 	require.NoError(t, err)
 	t.Cleanup(w.Stop)
 	got := scrape(t, m)
@@ -178,7 +180,7 @@ func TestConsentdMetricsOfFeedsAndExpiries(t *testing.T) {
 	assert.Contains(t, got, "consent_feed_pending_messages")
 
 	expires := time.Now().Add(100 * time.Millisecond)
-	_, err = client.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "trial", ExpiresAt: &expires})
+	_, err = cli.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "trial", ExpiresAt: &expires})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		return scrape(t, m)[`consent_expiries_total{result="appended"}`] == 1

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -50,9 +50,9 @@ func TestConsentdStartsPastABadMessage(t *testing.T) {
 	publishRaw(t, m, "consent.events.x.y.z", "", []byte(`{"v":2}`))
 	bad := publishRaw(t, m, granted.Event.Key().NATSSubject(), "", []byte(`{"v":2}`))
 
-	q := ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: bad}
+	q := wire.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose, MinSeq: bad}
 	_, err = client.Check(t.Context(), q)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Contains(t, err.Error(), fmt.Sprintf("integrity_violation at seq %d", bad))
 	require.NoError(t, m.Close())
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,7 +19,7 @@ func TestProbeIndex(t *testing.T) {
 	nc := natstest.Connect(t, s)
 	ctx := t.Context()
 
-	got, err := probeIndex(ctx, nc, ledger.DefaultStream, 1)
+	got, err := probeIndex(ctx, nc, wire.DefaultStream, 1)
 	assert.Equal(t, probeUnknown, got, "no stream")
 	require.ErrorIs(t, err, nats.ErrNoResponders)
 
@@ -39,7 +40,7 @@ func TestProbeIndex(t *testing.T) {
 		{3, probeCurrent},
 		{4, probeUnknown}, // the replica is behind the index: 404
 	} {
-		got, err := probeIndex(ctx, nc, ledger.DefaultStream, tt.checkpoint)
+		got, err := probeIndex(ctx, nc, wire.DefaultStream, tt.checkpoint)
 		assert.Equal(t, tt.want, got, "checkpoint %d (%v)", tt.checkpoint, err)
 		if tt.want == probeUnknown {
 			assert.Error(t, err, "checkpoint %d", tt.checkpoint)

@@ -17,9 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -71,12 +72,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // connectClient connects to consentd over TCP, as an outside service does,
 // with opts (adminOptions: the administrator's credentials).
-func connectClient(t *testing.T, url string, opts ...nats.Option) *ledger.Client {
+func connectClient(t *testing.T, url string, opts ...nats.Option) *client.Client {
 	t.Helper()
 	nc, err := nats.Connect(url, opts...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	return ledger.NewClient(nc, ledger.ClientOptions{ServiceFeed: true})
+	return client.NewClient(nc, client.ClientOptions{ServiceFeed: true})
 }
 
 func TestConsentdEndToEnd(t *testing.T) {
@@ -85,7 +86,7 @@ func TestConsentdEndToEnd(t *testing.T) {
 	client := connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
 	ctx := t.Context()
 	const alice = "alice@example.com"
-	marketing := ledger.StatusQuery{SubjectID: alice, Purpose: "marketing_email"}
+	marketing := wire.StatusQuery{SubjectID: alice, Purpose: "marketing_email"}
 
 	// Nothing recorded yet.
 	st, err := client.Status(ctx, marketing)
@@ -93,7 +94,7 @@ func TestConsentdEndToEnd(t *testing.T) {
 	assert.Equal(t, events.StateNone, st.State)
 	assert.False(t, st.Allowed)
 	_, err = client.Check(ctx, marketing)
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 
 	// request, then grant with the expected sequence.
 	requested, err := client.Request(ctx, events.Command{SubjectID: alice, Purpose: "marketing_email",
@@ -113,7 +114,7 @@ func TestConsentdEndToEnd(t *testing.T) {
 	assert.Equal(t, requested.Event.Hash, granted.Event.PrevHash)
 
 	// Read your writes: with min_seq the index has the grant.
-	st, err = client.Check(ctx, ledger.StatusQuery{SubjectID: alice, Purpose: "marketing_email", MinSeq: granted.Seq})
+	st, err = client.Check(ctx, wire.StatusQuery{SubjectID: alice, Purpose: "marketing_email", MinSeq: granted.Seq})
 	require.NoError(t, err)
 	assert.True(t, st.Allowed)
 	assert.Equal(t, events.StateGranted, st.State)
@@ -122,25 +123,25 @@ func TestConsentdEndToEnd(t *testing.T) {
 	assert.GreaterOrEqual(t, st.IndexSeq, granted.Seq)
 
 	// A newer policy needs a new grant: 403 carrying the status.
-	st, err = client.Check(ctx, ledger.StatusQuery{SubjectID: alice, Purpose: "marketing_email", MinPolicyVersion: 2})
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	st, err = client.Check(ctx, wire.StatusQuery{SubjectID: alice, Purpose: "marketing_email", MinPolicyVersion: 2})
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Equal(t, events.StateGranted, st.State)
 	assert.False(t, st.Allowed)
-	we, ok := errors.AsType[*ledger.Error](err)
+	we, ok := errors.AsType[*wire.Error](err)
 	require.True(t, ok)
 	require.NotNil(t, we.Status)
 	assert.True(t, strings.HasPrefix(we.Description, "consent required: granted"), we.Description)
 
 	// 409: deny a grant; a stale expected_seq.
 	_, err = client.Deny(ctx, events.Command{SubjectID: alice, Purpose: "marketing_email"})
-	require.ErrorIs(t, err, ledger.ErrConflict)
+	require.ErrorIs(t, err, wire.ErrConflict)
 	_, err = client.Revoke(ctx, events.Command{SubjectID: alice, Purpose: "marketing_email", ExpectedSeq: &requested.Seq})
-	require.ErrorIs(t, err, ledger.ErrConflict)
+	require.ErrorIs(t, err, wire.ErrConflict)
 
 	revoked, err := client.Revoke(ctx, events.Command{SubjectID: alice, Purpose: "marketing_email", Reason: "unsubscribed", ExpectedSeq: &granted.Seq})
 	require.NoError(t, err)
-	st, err = client.Check(ctx, ledger.StatusQuery{SubjectID: alice, Purpose: "marketing_email", MinSeq: revoked.Seq})
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
+	st, err = client.Check(ctx, wire.StatusQuery{SubjectID: alice, Purpose: "marketing_email", MinSeq: revoked.Seq})
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
 	assert.Equal(t, events.StateRevoked, st.State)
 	assert.Equal(t, revoked.Seq, st.Seq)
 
@@ -150,14 +151,14 @@ func TestConsentdEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 
 	// 400 naming the field; 413.
-	_, err = client.Status(ctx, ledger.StatusQuery{SubjectID: alice, Purpose: "Marketing Email"})
-	require.ErrorIs(t, err, ledger.ErrBadRequest)
+	_, err = client.Status(ctx, wire.StatusQuery{SubjectID: alice, Purpose: "Marketing Email"})
+	require.ErrorIs(t, err, wire.ErrBadRequest)
 	assert.Contains(t, err.Error(), "purpose")
-	_, err = client.Grant(ctx, events.Command{SubjectID: alice, Purpose: "analytics", Evidence: json.RawMessage(`{"scan":"` + strings.Repeat("A", ledger.MaxRequestSize) + `"}`)})
-	require.ErrorIs(t, err, ledger.ErrTooLarge)
+	_, err = client.Grant(ctx, events.Command{SubjectID: alice, Purpose: "analytics", Evidence: json.RawMessage(`{"scan":"` + strings.Repeat("A", wire.MaxRequestSize) + `"}`)})
+	require.ErrorIs(t, err, wire.ErrTooLarge)
 
 	// list, with min_seq; tenants are apart.
-	statuses, err := client.List(ctx, ledger.ListQuery{SubjectID: alice, MinSeq: other.Seq})
+	statuses, err := client.List(ctx, wire.ListQuery{SubjectID: alice, MinSeq: other.Seq})
 	require.NoError(t, err)
 	require.Len(t, statuses, 2)
 	assert.Equal(t, "analytics", statuses[0].Purpose)
@@ -165,20 +166,20 @@ func TestConsentdEndToEnd(t *testing.T) {
 	assert.Equal(t, denied.Seq, statuses[0].Seq)
 	assert.Equal(t, "marketing_email", statuses[1].Purpose)
 	assert.Equal(t, events.StateRevoked, statuses[1].State)
-	acme, err := client.List(ctx, ledger.ListQuery{Tenant: "acme", SubjectID: alice, MinSeq: other.Seq})
+	acme, err := client.List(ctx, wire.ListQuery{Tenant: "acme", SubjectID: alice, MinSeq: other.Seq})
 	require.NoError(t, err)
 	require.Len(t, acme, 1)
 	assert.True(t, acme[0].Allowed)
 
 	// history: the person's events oldest first, one consent's, paged.
-	history, err := client.History(ctx, ledger.HistoryQuery{SubjectID: alice})
+	history, err := client.History(ctx, wire.HistoryQuery{SubjectID: alice})
 	require.NoError(t, err)
 	var seqs []uint64
 	for _, r := range history.Events {
 		seqs = append(seqs, r.Seq)
 	}
 	assert.Equal(t, []uint64{requested.Seq, granted.Seq, revoked.Seq, denied.Seq}, seqs)
-	page, err := client.History(ctx, ledger.HistoryQuery{SubjectID: alice, Purpose: "marketing_email", AfterSeq: requested.Seq, Limit: 1})
+	page, err := client.History(ctx, wire.HistoryQuery{SubjectID: alice, Purpose: "marketing_email", AfterSeq: requested.Seq, Limit: 1})
 	require.NoError(t, err)
 	require.Len(t, page.Events, 1)
 	assert.Equal(t, granted.Seq, page.Events[0].Seq)
@@ -189,10 +190,10 @@ func TestConsentdEndToEnd(t *testing.T) {
 	m = startConsentd(t, dataDir)
 	client = connectClient(t, m.ClientURL(), adminOptions(t, m.Config.DataDir)...)
 
-	statusesAfter, err := client.List(ctx, ledger.ListQuery{SubjectID: alice})
+	statusesAfter, err := client.List(ctx, wire.ListQuery{SubjectID: alice})
 	require.NoError(t, err)
 	assert.Equal(t, statuses, statusesAfter)
-	historyAfter, err := client.History(ctx, ledger.HistoryQuery{SubjectID: alice})
+	historyAfter, err := client.History(ctx, wire.HistoryQuery{SubjectID: alice})
 	require.NoError(t, err)
 	assert.Equal(t, history, historyAfter)
 
@@ -201,7 +202,7 @@ func TestConsentdEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, other.Seq+1, regranted.Seq)
 	assert.Equal(t, revoked.Event.Hash, regranted.Event.PrevHash)
-	st, err = client.Check(ctx, ledger.StatusQuery{SubjectID: alice, Purpose: "marketing_email", MinSeq: regranted.Seq})
+	st, err = client.Check(ctx, wire.StatusQuery{SubjectID: alice, Purpose: "marketing_email", MinSeq: regranted.Seq})
 	require.NoError(t, err)
 	assert.True(t, st.Allowed)
 }

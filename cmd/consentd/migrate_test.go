@@ -10,7 +10,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -48,11 +48,11 @@ func TestAuthenticationKeepsTheStreamOfAnUnauthenticatedDataDir(t *testing.T) {
 	dataDir := t.TempDir()
 	seqs := recordWithoutAuth(t, dataDir)
 	global := filepath.Join(dataDir, "jetstream", "$G")
-	require.DirExists(t, filepath.Join(global, "streams", ledger.DefaultStream))
+	require.DirExists(t, filepath.Join(global, "streams", wire.DefaultStream))
 
 	m := runMain(t, dataDir, "--listen", "127.0.0.1:-1")
 	admin := connectClient(t, m.ClientURL(), adminOptions(t, dataDir)...)
-	h, err := admin.History(stepContext(t), ledger.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
+	h, err := admin.History(stepContext(t), wire.HistoryQuery{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 2)
 	for i, want := range []events.Type{events.TypeGranted, events.TypeRevoked} {
@@ -60,7 +60,7 @@ func TestAuthenticationKeepsTheStreamOfAnUnauthenticatedDataDir(t *testing.T) {
 		assert.Equal(t, want, h.Events[i].Event.Type)
 		assert.Empty(t, h.Events[i].Event.RecordedBy, "recorded without authentication")
 	}
-	st, err := admin.Status(stepContext(t), ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: seqs[1]})
+	st, err := admin.Status(stepContext(t), wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: seqs[1]})
 	require.NoError(t, err)
 	assert.Equal(t, events.StateRevoked, st.State)
 	// The trail goes on from there, now with the recorder's name.
@@ -71,7 +71,7 @@ func TestAuthenticationKeepsTheStreamOfAnUnauthenticatedDataDir(t *testing.T) {
 	require.NoError(t, m.Close())
 
 	assert.NoDirExists(t, global)
-	assert.DirExists(t, filepath.Join(dataDir, "jetstream", serviceAccountKey(t, dataDir), "streams", ledger.DefaultStream))
+	assert.DirExists(t, filepath.Join(dataDir, "jetstream", serviceAccountKey(t, dataDir), "streams", wire.DefaultStream))
 }
 
 // TestAuthenticationRefusesADataDirWithBothStores: a data directory
@@ -104,5 +104,5 @@ func TestAuthenticationRefusesADataDirWithBothStores(t *testing.T) {
 	assert.ErrorContains(t, err, global+" and "+service+" both hold a JetStream store")
 	assert.ErrorContains(t, err, "move one away")
 	assert.DirExists(t, global)
-	assert.DirExists(t, filepath.Join(service, "streams", ledger.DefaultStream))
+	assert.DirExists(t, filepath.Join(service, "streams", wire.DefaultStream))
 }

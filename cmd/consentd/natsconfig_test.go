@@ -20,10 +20,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // natsConfig runs consentd nats-config with args and returns its exit code
@@ -311,7 +313,7 @@ type echoed struct {
 
 func (c *authClient) check(t *testing.T) echoed {
 	t.Helper()
-	m, err := c.nc.Request(ledger.SubjectCheck, []byte(`{}`), 10*time.Second)
+	m, err := c.nc.Request(wire.SubjectCheck, []byte(`{}`), 10*time.Second)
 	require.NoError(t, err)
 	var e echoed
 	require.NoError(t, json.Unmarshal(m.Data, &e), string(m.Data))
@@ -376,7 +378,7 @@ func TestNATSConfigRunsAThreeNodeClusterWithAccounts(t *testing.T) {
 	// Nothing else: the trail, the JetStream API, others' replies, the
 	// service's subjects.
 	u := mailers[0]
-	for _, subj := range []string{"consent.events.acme.marketing.alice", "$JS.API.STREAM.DELETE." + ledger.DefaultStream, "$JS.API.STREAM.INFO." + ledger.DefaultStream} {
+	for _, subj := range []string{"consent.events.acme.marketing.alice", "$JS.API.STREAM.DELETE." + wire.DefaultStream, "$JS.API.STREAM.INFO." + wire.DefaultStream} {
 		_, err := u.nc.Request(subj, []byte(`{}`), 200*time.Millisecond)
 		assert.Error(t, err, subj)
 		u.refused(t, `Permissions Violation for Publish to "`+subj+`"`)
@@ -502,7 +504,7 @@ func TestConsentdRunsOnTheClusterWithTheGeneratedCredentials(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	stream, err := js.Stream(ctx, ledger.DefaultStream)
+	stream, err := js.Stream(ctx, wire.DefaultStream)
 	require.NoError(t, err)
 	assert.Equal(t, 3, stream.CachedInfo().Config.Replicas)
 	a, err := auth.Open(authDir)
@@ -531,12 +533,12 @@ func TestConsentdOnTheClusterAuthenticatesAsEmbedded(t *testing.T) {
 	admin, err := dialUser(c.urls(), adminCreds)
 	require.NoError(t, err)
 	t.Cleanup(admin.nc.Close)
-	adminClient := ledger.NewClient(admin.nc, ledger.ClientOptions{})
+	adminClient := client.NewClient(admin.nc, client.ClientOptions{})
 	ctx := t.Context()
 
 	issue := func(name, role, tenant string) *authClient {
 		t.Helper()
-		u, err := adminClient.AddUser(ctx, ledger.UserRequest{Name: name, Role: role, Tenant: tenant})
+		u, err := adminClient.AddUser(ctx, wire.UserRequest{Name: name, Role: role, Tenant: tenant})
 		require.NoError(t, err)
 		var cl *authClient
 		// A new tenant's account reaches every node by the push the
@@ -550,26 +552,26 @@ func TestConsentdOnTheClusterAuthenticatesAsEmbedded(t *testing.T) {
 	}
 	acme := issue("app", "writer", "acme")
 	globex := issue("app", "writer", "globex")
-	acmeClient := ledger.NewClient(acme.nc, ledger.ClientOptions{})
-	globexClient := ledger.NewClient(globex.nc, ledger.ClientOptions{})
+	acmeClient := client.NewClient(acme.nc, client.ClientOptions{})
+	globexClient := client.NewClient(globex.nc, client.ClientOptions{})
 
 	granted, err := acmeClient.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	assert.Equal(t, "acme", granted.Event.Tenant)
 	assert.Equal(t, "app@acme", granted.Event.RecordedBy)
-	st, err := acmeClient.Check(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
+	st, err := acmeClient.Check(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
 	require.NoError(t, err)
 	assert.True(t, st.Allowed)
 
 	// globex sees nothing of acme's and may not name it.
-	st, err = globexClient.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
+	st, err = globexClient.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
 	require.NoError(t, err)
 	assert.Equal(t, events.StateNone, st.State)
 	_, err = globexClient.Revoke(ctx, events.Command{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"})
-	require.ErrorIs(t, err, ledger.ErrForbidden)
+	require.ErrorIs(t, err, wire.ErrForbidden)
 
 	// The trail is out of reach.
-	for _, subj := range []string{"consent.events.acme.newsletter.x", "$JS.API.STREAM.DELETE." + ledger.DefaultStream} {
+	for _, subj := range []string{"consent.events.acme.newsletter.x", "$JS.API.STREAM.DELETE." + wire.DefaultStream} {
 		require.NoError(t, acme.nc.Publish(subj, []byte(`{}`)))
 		require.NoError(t, acme.nc.Flush())
 		select {
@@ -595,13 +597,13 @@ func TestConsentdOnTheClusterAuthenticatesAsEmbedded(t *testing.T) {
 	}
 
 	// Revoked through one consentd, refused on every node.
-	require.NoError(t, adminClient.RevokeUser(ctx, ledger.UserRequest{Name: "app", Tenant: "acme"}))
+	require.NoError(t, adminClient.RevokeUser(ctx, wire.UserRequest{Name: "app", Tenant: "acme"}))
 	select {
 	case err := <-acme.errs:
 		require.ErrorIs(t, err, nats.ErrAuthRevoked)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the revoked user's connection was not closed")
 	}
-	_, err = acmeClient.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
+	_, err = acmeClient.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
 	require.Error(t, err)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -40,7 +41,7 @@ func TestConsentdErasesByRetention(t *testing.T) {
 	require.NoError(t, err)
 
 	last := func(who string) events.Event {
-		h, err := admin.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: who, Purpose: "newsletter"})
+		h, err := admin.History(ctx, wire.HistoryQuery{Tenant: "acme", SubjectID: who, Purpose: "newsletter"})
 		require.NoError(t, err)
 		return *h.Events[len(h.Events)-1].Event
 	}

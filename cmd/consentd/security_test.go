@@ -13,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -32,7 +34,7 @@ import (
 // credentials (admin.creds: admin of every tenant).
 type secured struct {
 	m     *Main
-	admin *ledger.Client
+	admin *client.Client
 }
 
 func startSecured(t *testing.T) *secured {
@@ -45,7 +47,7 @@ func startSecured(t *testing.T) *secured {
 // tenants), issued by the administrator through consent.v1.admin.user.add.
 func (s *secured) issue(t *testing.T, name string, role auth.Role, tenant string) []byte {
 	t.Helper()
-	u, err := s.admin.AddUser(secCtx(t), ledger.UserRequest{Name: name, Role: string(role), Tenant: tenant})
+	u, err := s.admin.AddUser(secCtx(t), wire.UserRequest{Name: name, Role: string(role), Tenant: tenant})
 	require.NoError(t, err)
 	return []byte(u.Creds)
 }
@@ -73,7 +75,7 @@ func (s *secured) lastSeq(t *testing.T) uint64 {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	stream, err := js.Stream(secCtx(t), ledger.DefaultStream)
+	stream, err := js.Stream(secCtx(t), wire.DefaultStream)
 	require.NoError(t, err)
 	return stream.CachedInfo().State.LastSeq
 }
@@ -83,7 +85,7 @@ func (s *secured) lastSeq(t *testing.T) uint64 {
 type secConn struct {
 	*nats.Conn
 	errs   chan error
-	client *ledger.Client
+	client *client.Client
 }
 
 func dialCreds(t *testing.T, url string, creds []byte) *secConn {
@@ -95,7 +97,7 @@ func dialCreds(t *testing.T, url string, creds []byte) *secConn {
 	c.Conn, err = nats.Connect(url, opts...)
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	c.client = ledger.NewClient(c.Conn, ledger.ClientOptions{ServiceFeed: true})
+	c.client = client.NewClient(c.Conn, client.ClientOptions{ServiceFeed: true})
 	return c
 }
 
@@ -162,7 +164,7 @@ func secCtx(t *testing.T) context.Context {
 // check's "consent required").
 func forbidden(t *testing.T, err error, contains string) {
 	t.Helper()
-	we, ok := errors.AsType[*ledger.Error](err)
+	we, ok := errors.AsType[*wire.Error](err)
 	require.True(t, ok, "want a service error, got %v", err)
 	assert.Equal(t, 403, we.Code)
 	assert.True(t, strings.HasPrefix(we.Description, "forbidden: "), we.Description)
@@ -182,7 +184,7 @@ func TestSecurityAttacksFail(t *testing.T) {
 	ctx := secCtx(t)
 	alice := events.Command{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "marketing_email"}
 	key := events.Key{Tenant: "acme", SubjectID: alice.SubjectID, Purpose: alice.Purpose}
-	aliceQuery := ledger.StatusQuery{Tenant: "acme", SubjectID: alice.SubjectID, Purpose: alice.Purpose}
+	aliceQuery := wire.StatusQuery{Tenant: "acme", SubjectID: alice.SubjectID, Purpose: alice.Purpose}
 	requested, err := s.admin.Request(ctx, alice)
 	require.NoError(t, err)
 
@@ -208,7 +210,7 @@ func TestSecurityAttacksFail(t *testing.T) {
 			c.publishRefused(t, "consent.purposes.acme.marketing_email", []byte(`{"policy_version":2147483647}`))
 			assert.Equal(t, before, s.lastSeq(t), "nothing reached the stream")
 			_, err = s.admin.Check(ctx, aliceQuery)
-			require.ErrorIs(t, err, ledger.ErrConsentRequired, "the forged grant does not allow anything")
+			require.ErrorIs(t, err, wire.ErrConsentRequired, "the forged grant does not allow anything")
 
 			// The stream's admin API: the client accounts have no route
 			// to it, and their users may not even publish there.
@@ -243,7 +245,7 @@ func TestSecurityRepliesAreTheirUsersOwn(t *testing.T) {
 	bob.subscribeRefused(t, "_INBOX_alice.*", "")
 
 	// Alice's own inbox works, and her answers reach her only.
-	_, err := alice.client.Status(secCtx(t), ledger.StatusQuery{SubjectID: "x", Purpose: "newsletter"})
+	_, err := alice.client.Status(secCtx(t), wire.StatusQuery{SubjectID: "x", Purpose: "newsletter"})
 	require.NoError(t, err)
 	alice.noErrors(t)
 	bob.noErrors(t)
@@ -255,7 +257,7 @@ func TestSecurityRepliesAreTheirUsersOwn(t *testing.T) {
 func TestSecurityTenantsAreApart(t *testing.T) {
 	s := startSecured(t)
 	ctx := secCtx(t)
-	key := ledger.StatusQuery{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "marketing_email"}
+	key := wire.StatusQuery{Tenant: "acme", SubjectID: "alice@example.com", Purpose: "marketing_email"}
 	granted, err := s.admin.Grant(ctx, events.Command{Tenant: "acme", SubjectID: key.SubjectID, Purpose: key.Purpose})
 	require.NoError(t, err)
 	_, err = s.admin.SetPurpose(ctx, events.PurposeCommand{Tenant: "acme", Purpose: key.Purpose, PolicyVersion: 1})
@@ -266,7 +268,7 @@ func TestSecurityTenantsAreApart(t *testing.T) {
 	admin := s.dial(t, "gadmin", auth.Admin, "globex")
 	const notAcme = `tenant "acme": your credentials are for tenant "globex" only`
 
-	_, err = writer.client.List(ctx, ledger.ListQuery{Tenant: "acme", SubjectID: key.SubjectID})
+	_, err = writer.client.List(ctx, wire.ListQuery{Tenant: "acme", SubjectID: key.SubjectID})
 	forbidden(t, err, notAcme)
 	_, err = writer.client.Check(ctx, key)
 	forbidden(t, err, notAcme)
@@ -276,15 +278,15 @@ func TestSecurityTenantsAreApart(t *testing.T) {
 	forbidden(t, err, notAcme)
 	_, err = writer.client.Grant(ctx, events.Command{Tenant: "acme", SubjectID: "mallory", Purpose: key.Purpose})
 	forbidden(t, err, notAcme)
-	_, err = auditor.client.History(ctx, ledger.HistoryQuery{Tenant: "acme", SubjectID: key.SubjectID})
+	_, err = auditor.client.History(ctx, wire.HistoryQuery{Tenant: "acme", SubjectID: key.SubjectID})
 	forbidden(t, err, notAcme)
-	_, err = auditor.client.StatusAt(ctx, ledger.StatusAtQuery{Tenant: "acme", SubjectID: key.SubjectID, Purpose: key.Purpose, At: time.Now()})
+	_, err = auditor.client.StatusAt(ctx, wire.StatusAtQuery{Tenant: "acme", SubjectID: key.SubjectID, Purpose: key.Purpose, At: time.Now()})
 	forbidden(t, err, notAcme)
 	_, err = admin.client.SetPurpose(ctx, events.PurposeCommand{Tenant: "acme", Purpose: key.Purpose, PolicyVersion: 2147483647})
 	forbidden(t, err, notAcme)
-	_, err = admin.client.ListPurposes(ctx, ledger.PurposeListQuery{Tenant: "acme"})
+	_, err = admin.client.ListPurposes(ctx, wire.PurposeListQuery{Tenant: "acme"})
 	forbidden(t, err, notAcme)
-	_, err = admin.client.Users(ctx, ledger.UserRequest{Tenant: "acme"})
+	_, err = admin.client.Users(ctx, wire.UserRequest{Tenant: "acme"})
 	forbidden(t, err, notAcme)
 
 	// Naming acme in the subject: the user may not publish there.
@@ -297,17 +299,17 @@ func TestSecurityTenantsAreApart(t *testing.T) {
 	info, err := json.Marshal(map[string]string{"acc": "whatever", "user": "admin", "issuer_key": "forged"})
 	require.NoError(t, err)
 	hdr.Set(ledger.HeaderRequestInfo, string(info))
-	msg, err := writer.RequestMsgWithContext(ctx, &nats.Msg{Subject: ledger.SubjectRevoke, Header: hdr,
+	msg, err := writer.RequestMsgWithContext(ctx, &nats.Msg{Subject: wire.SubjectRevoke, Header: hdr,
 		Data: []byte(`{"tenant":"acme","subject":"alice@example.com","purpose":"marketing_email"}`)})
 	require.NoError(t, err)
 	assert.Equal(t, "403", msg.Header.Get("Nats-Service-Error-Code"))
 	assert.Contains(t, msg.Header.Get("Nats-Service-Error"), notAcme)
 	// ... and recorded as globex's, by its writer, without a tenant.
-	msg, err = writer.RequestMsgWithContext(ctx, &nats.Msg{Subject: ledger.SubjectGrant, Header: hdr,
+	msg, err = writer.RequestMsgWithContext(ctx, &nats.Msg{Subject: wire.SubjectGrant, Header: hdr,
 		Data: []byte(`{"subject":"alice@example.com","purpose":"marketing_email"}`)})
 	require.NoError(t, err)
 	require.Empty(t, msg.Header.Get("Nats-Service-Error"))
-	var reply ledger.Reply
+	var reply wire.Reply
 	require.NoError(t, json.Unmarshal(msg.Data, &reply))
 	assert.Equal(t, "globex", reply.Event.Tenant)
 	assert.Equal(t, "gw@globex", reply.Event.RecordedBy)
@@ -316,7 +318,7 @@ func TestSecurityTenantsAreApart(t *testing.T) {
 	st, err := s.admin.Check(ctx, key)
 	require.NoError(t, err)
 	assert.Equal(t, granted.Seq, st.Seq)
-	p, err := s.admin.GetPurpose(ctx, ledger.PurposeQuery{Tenant: "acme", Purpose: key.Purpose})
+	p, err := s.admin.GetPurpose(ctx, wire.PurposeQuery{Tenant: "acme", Purpose: key.Purpose})
 	require.NoError(t, err)
 	assert.Equal(t, 1, p.PolicyVersion)
 	for _, c := range []*secConn{writer, auditor, admin} {
@@ -326,43 +328,43 @@ func TestSecurityTenantsAreApart(t *testing.T) {
 
 // roleCall is one call of an endpoint, for a user of tenant ("" for the
 // caller's own), through the Go client.
-type roleCall func(ctx context.Context, c *ledger.Client, tenant string) error
+type roleCall func(ctx context.Context, c *client.Client, tenant string) error
 
 // roleCalls are calls of one endpoint of each role, named as under
 // consent.v1. Each needs the grants seedRoles records.
 var roleCalls = map[string]roleCall{
-	"status": func(ctx context.Context, c *ledger.Client, tenant string) error {
-		_, err := c.Status(ctx, ledger.StatusQuery{Tenant: tenant, SubjectID: "alice", Purpose: "newsletter"})
+	"status": func(ctx context.Context, c *client.Client, tenant string) error {
+		_, err := c.Status(ctx, wire.StatusQuery{Tenant: tenant, SubjectID: "alice", Purpose: "newsletter"})
 		return err
 	},
-	"check": func(ctx context.Context, c *ledger.Client, tenant string) error {
-		_, err := c.Check(ctx, ledger.StatusQuery{Tenant: tenant, SubjectID: "alice", Purpose: "newsletter"})
+	"check": func(ctx context.Context, c *client.Client, tenant string) error {
+		_, err := c.Check(ctx, wire.StatusQuery{Tenant: tenant, SubjectID: "alice", Purpose: "newsletter"})
 		return err
 	},
-	"list": func(ctx context.Context, c *ledger.Client, tenant string) error {
-		l, err := c.List(ctx, ledger.ListQuery{Tenant: tenant, SubjectID: "alice"})
+	"list": func(ctx context.Context, c *client.Client, tenant string) error {
+		l, err := c.List(ctx, wire.ListQuery{Tenant: tenant, SubjectID: "alice"})
 		if err == nil && len(l) != 1 {
 			err = errors.New("list: want alice's one consent")
 		}
 		return err
 	},
-	"grant": func(ctx context.Context, c *ledger.Client, tenant string) error {
+	"grant": func(ctx context.Context, c *client.Client, tenant string) error {
 		_, err := c.Grant(ctx, events.Command{Tenant: tenant, SubjectID: "bob", Purpose: "newsletter"})
 		return err
 	},
-	"history": func(ctx context.Context, c *ledger.Client, tenant string) error {
-		h, err := c.History(ctx, ledger.HistoryQuery{Tenant: tenant, SubjectID: "alice"})
+	"history": func(ctx context.Context, c *client.Client, tenant string) error {
+		h, err := c.History(ctx, wire.HistoryQuery{Tenant: tenant, SubjectID: "alice"})
 		if err == nil && len(h.Events) == 0 {
 			err = errors.New("history: want alice's grant")
 		}
 		return err
 	},
-	"status_at": func(ctx context.Context, c *ledger.Client, tenant string) error {
-		_, err := c.StatusAt(ctx, ledger.StatusAtQuery{Tenant: tenant, SubjectID: "alice", Purpose: "newsletter", At: time.Now()})
+	"status_at": func(ctx context.Context, c *client.Client, tenant string) error {
+		_, err := c.StatusAt(ctx, wire.StatusAtQuery{Tenant: tenant, SubjectID: "alice", Purpose: "newsletter", At: time.Now()})
 		return err
 	},
-	"feed.open": func(ctx context.Context, c *ledger.Client, tenant string) error {
-		w, err := c.Watch(ctx, ledger.WatchOptions{Tenant: tenant, StartSeq: 1})
+	"feed.open": func(ctx context.Context, c *client.Client, tenant string) error {
+		w, err := c.Watch(ctx, client.WatchOptions{Tenant: tenant, StartSeq: 1})
 		if err != nil {
 			return err
 		}
@@ -373,12 +375,12 @@ var roleCalls = map[string]roleCall{
 		}
 		return err
 	},
-	"purpose.set": func(ctx context.Context, c *ledger.Client, tenant string) error {
+	"purpose.set": func(ctx context.Context, c *client.Client, tenant string) error {
 		_, err := c.SetPurpose(ctx, events.PurposeCommand{Tenant: tenant, Purpose: "analytics"})
 		return err
 	},
-	"admin.user.list": func(ctx context.Context, c *ledger.Client, tenant string) error {
-		_, err := c.Users(ctx, ledger.UserRequest{Tenant: tenant})
+	"admin.user.list": func(ctx context.Context, c *client.Client, tenant string) error {
+		_, err := c.Users(ctx, wire.UserRequest{Tenant: tenant})
 		return err
 	},
 }
@@ -465,11 +467,11 @@ func TestSecurityRevokeTakesAUserAwayAtOnce(t *testing.T) {
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	carol := ledger.NewClient(nc, ledger.ClientOptions{})
+	carol := client.NewClient(nc, client.ClientOptions{})
 	_, err = carol.Grant(ctx, events.Command{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 
-	require.NoError(t, s.admin.RevokeUser(ctx, ledger.UserRequest{Name: "carol", Tenant: "acme"}))
+	require.NoError(t, s.admin.RevokeUser(ctx, wire.UserRequest{Name: "carol", Tenant: "acme"}))
 	select {
 	case err := <-errs:
 		require.ErrorIs(t, err, nats.ErrAuthRevoked, "the server closed the connection")
@@ -486,7 +488,7 @@ func TestSecurityRevokeTakesAUserAwayAtOnce(t *testing.T) {
 	_, err = nats.Connect(s.m.ClientURL(), opts...)
 	require.ErrorIs(t, err, nats.ErrAuthorization)
 
-	users, err := s.admin.Users(ctx, ledger.UserRequest{Tenant: "acme"})
+	users, err := s.admin.Users(ctx, wire.UserRequest{Tenant: "acme"})
 	require.NoError(t, err)
 	require.Len(t, users, 1)
 	assert.Equal(t, "carol", users[0].Name)
@@ -503,8 +505,8 @@ func TestSecurityRevokeTakesAUserAwayAtOnce(t *testing.T) {
 	require.ErrorIs(t, err, nats.ErrAuthorization)
 
 	// Revoking a name with nothing in force is a 400 naming it.
-	err = s.admin.RevokeUser(ctx, ledger.UserRequest{Name: "nobody", Tenant: "acme"})
-	require.ErrorIs(t, err, ledger.ErrBadRequest)
+	err = s.admin.RevokeUser(ctx, wire.UserRequest{Name: "nobody", Tenant: "acme"})
+	require.ErrorIs(t, err, wire.ErrBadRequest)
 	assert.Contains(t, err.Error(), `name: "nobody" has no credentials in force in tenant "acme"`)
 }
 
@@ -516,28 +518,28 @@ func TestSecurityTenantAdminManagesItsOwnTenantOnly(t *testing.T) {
 	ctx := secCtx(t)
 	admin := s.dial(t, "boss", auth.Admin, "acme")
 
-	u, err := admin.client.AddUser(ctx, ledger.UserRequest{Name: "clerk", Role: "checker"})
+	u, err := admin.client.AddUser(ctx, wire.UserRequest{Name: "clerk", Role: "checker"})
 	require.NoError(t, err)
 	assert.Equal(t, "acme", u.Tenant, "no tenant: the admin's own")
 	assert.Equal(t, "_INBOX_clerk", u.InboxPrefix)
 	clerk := dialCreds(t, s.m.ClientURL(), []byte(u.Creds))
-	_, err = clerk.client.Status(ctx, ledger.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
+	_, err = clerk.client.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 
-	_, err = admin.client.AddUser(ctx, ledger.UserRequest{Name: "spy", Role: "writer", Tenant: "globex"})
+	_, err = admin.client.AddUser(ctx, wire.UserRequest{Name: "spy", Role: "writer", Tenant: "globex"})
 	forbidden(t, err, `tenant "globex": your credentials are for tenant "acme" only`)
-	_, err = admin.client.AddUser(ctx, ledger.UserRequest{Name: "spy", Role: "admin", Tenant: "*"})
+	_, err = admin.client.AddUser(ctx, wire.UserRequest{Name: "spy", Role: "admin", Tenant: "*"})
 	forbidden(t, err, `tenant "*": your credentials are for tenant "acme" only`)
-	err = admin.client.RevokeUser(ctx, ledger.UserRequest{Name: "admin", Tenant: "*"})
+	err = admin.client.RevokeUser(ctx, wire.UserRequest{Name: "admin", Tenant: "*"})
 	forbidden(t, err, `tenant "*": your credentials are for tenant "acme" only`)
-	_, err = admin.client.Users(ctx, ledger.UserRequest{Tenant: "*"})
+	_, err = admin.client.Users(ctx, wire.UserRequest{Tenant: "*"})
 	forbidden(t, err, `tenant "*": your credentials are for tenant "acme" only`)
 
-	users, err := s.admin.Users(ctx, ledger.UserRequest{Tenant: "globex"})
+	users, err := s.admin.Users(ctx, wire.UserRequest{Tenant: "globex"})
 	require.NoError(t, err)
 	assert.Empty(t, users, "nobody was added to globex")
-	require.NoError(t, admin.client.RevokeUser(ctx, ledger.UserRequest{Name: "clerk"}))
-	users, err = admin.client.Users(ctx, ledger.UserRequest{})
+	require.NoError(t, admin.client.RevokeUser(ctx, wire.UserRequest{Name: "clerk"}))
+	users, err = admin.client.Users(ctx, wire.UserRequest{})
 	require.NoError(t, err)
 	require.Len(t, users, 2) // boss and the revoked clerk
 	admin.noErrors(t)
@@ -604,13 +606,13 @@ func TestSecurityRecordedBy(t *testing.T) {
 	assert.Equal(t, "subject", granted.Event.Actor)
 	assert.Equal(t, "acme", granted.Event.Tenant)
 
-	history, err := auditor.client.History(ctx, ledger.HistoryQuery{SubjectID: "alice@example.com"})
+	history, err := auditor.client.History(ctx, wire.HistoryQuery{SubjectID: "alice@example.com"})
 	require.NoError(t, err)
 	require.Len(t, history.Events, 1)
 	assert.Equal(t, "app@acme", history.Events[0].Event.RecordedBy, "history")
 	assert.Equal(t, granted.Event.Hash, history.Events[0].Event.Hash)
 
-	sr, err := auditor.client.Receipt(ctx, ledger.ReceiptQuery{SubjectID: "alice@example.com", Purpose: "newsletter"})
+	sr, err := auditor.client.Receipt(ctx, wire.ReceiptQuery{SubjectID: "alice@example.com", Purpose: "newsletter"})
 	require.NoError(t, err)
 	receipt, err := audit.VerifyReceipt(&sr, audit.NewKeyring(pub))
 	require.NoError(t, err)
@@ -622,7 +624,7 @@ func TestSecurityRecordedBy(t *testing.T) {
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	stream, err := js.Stream(ctx, ledger.DefaultStream)
+	stream, err := js.Stream(ctx, wire.DefaultStream)
 	require.NoError(t, err)
 	raw, err := stream.GetMsg(ctx, granted.Seq)
 	require.NoError(t, err)
@@ -665,7 +667,7 @@ func TestSecurityAdminCreds(t *testing.T) {
 	_, err = nats.Connect(m.ClientURL(), oldOpts...)
 	require.ErrorIs(t, err, nats.ErrAuthorization, "the deleted credentials")
 	c := dialCreds(t, m.ClientURL(), renewed)
-	users, err := c.client.Users(secCtx(t), ledger.UserRequest{Tenant: "*"})
+	users, err := c.client.Users(secCtx(t), wire.UserRequest{Tenant: "*"})
 	require.NoError(t, err)
 	require.Len(t, users, 2, "the old admin, revoked, and the new")
 	assert.NotNil(t, users[0].RevokedAt)
@@ -704,7 +706,7 @@ func TestSecurityInsecureNoAuth(t *testing.T) {
 	granted, err := anonymous.Grant(ctx, events.Command{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter"})
 	require.NoError(t, err)
 	assert.Empty(t, granted.Event.RecordedBy, "no user to record")
-	st, err := anonymous.Check(ctx, ledger.StatusQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
+	st, err := anonymous.Check(ctx, wire.StatusQuery{Tenant: "acme", SubjectID: "alice", Purpose: "newsletter", MinSeq: granted.Seq})
 	require.NoError(t, err)
 	assert.True(t, st.Allowed)
 	_, err = anonymous.SetPurpose(ctx, events.PurposeCommand{Tenant: "globex", Purpose: "newsletter"})
@@ -726,7 +728,7 @@ func TestSecurityAuditorsVerifyAndExportThroughTheService(t *testing.T) {
 	}
 
 	all := s.dial(t, "auditor", auth.Auditor, "*")
-	source, err := all.client.AuditSource(ctx, ledger.AuditOpenRequest{Every: true})
+	source, err := all.client.AuditSource(ctx, wire.AuditOpenRequest{Every: true})
 	require.NoError(t, err)
 	report, err := audit.Verify(ctx, nil, audit.VerifyOptions{Source: source, Live: all.client.IndexDigest})
 	require.NoError(t, err)
@@ -736,9 +738,9 @@ func TestSecurityAuditorsVerifyAndExportThroughTheService(t *testing.T) {
 	all.noErrors(t)
 
 	acme := s.dial(t, "acme-auditor", auth.Auditor, "acme")
-	_, err = acme.client.AuditSource(ctx, ledger.AuditOpenRequest{Every: true})
+	_, err = acme.client.AuditSource(ctx, wire.AuditOpenRequest{Every: true})
 	forbidden(t, err, `every message of the stream holds every tenant's events; your credentials are for tenant "acme" only`)
-	source, err = acme.client.AuditSource(ctx, ledger.AuditOpenRequest{})
+	source, err = acme.client.AuditSource(ctx, wire.AuditOpenRequest{})
 	require.NoError(t, err)
 	var out strings.Builder
 	st, err := audit.Export(ctx, nil, &out, audit.ExportOptions{Source: source, Tenant: "acme"})
@@ -748,5 +750,5 @@ func TestSecurityAuditorsVerifyAndExportThroughTheService(t *testing.T) {
 	assert.NotContains(t, out.String(), "globex")
 
 	w := s.dial(t, "writer", auth.Writer, "acme")
-	w.publishRefused(t, ledger.SubjectAuditOpen, []byte(`{}`))
+	w.publishRefused(t, wire.SubjectAuditOpen, []byte(`{}`))
 }

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -53,7 +53,7 @@ func (c *logCapture) count(substrs ...string) int {
 // them.
 func endpointHealth(t *testing.T, nc *nats.Conn) map[string]struct{ Stream, Index map[string]any } {
 	t.Helper()
-	msg, err := nc.Request("$SRV.STATS."+ledger.ServiceName, nil, 5*time.Second)
+	msg, err := nc.Request("$SRV.STATS."+wire.ServiceName, nil, 5*time.Second)
 	require.NoError(t, err)
 	var stats micro.Stats
 	require.NoError(t, json.Unmarshal(msg.Data, &stats))
@@ -74,7 +74,7 @@ func endpointHealth(t *testing.T, nc *nats.Conn) map[string]struct{ Stream, Inde
 // streamSafe reports the "safe" of the grant endpoint's stream health.
 func streamSafe(t *testing.T, nc *nats.Conn) bool {
 	t.Helper()
-	h := endpointHealth(t, nc)[ledger.SubjectGrant].Stream
+	h := endpointHealth(t, nc)[wire.SubjectGrant].Stream
 	require.NotNil(t, h, "the grant endpoint shows no stream health")
 	return h["safe"] == true
 }
@@ -100,7 +100,7 @@ func TestConsentdRefusesWritesWhileTheStreamIsUnsafe(t *testing.T) {
 			"sealed is true", nil},
 		{"deleted",
 			func(t *testing.T, js jetstream.JetStream) {
-				require.NoError(t, js.DeleteStream(t.Context(), ledger.DefaultStream))
+				require.NoError(t, js.DeleteStream(t.Context(), wire.DefaultStream))
 			},
 			"does not exist (it was deleted)", nil},
 	}
@@ -137,14 +137,14 @@ func TestConsentdRefusesWritesWhileTheStreamIsUnsafe(t *testing.T) {
 			require.Eventually(t, func() bool { return !streamSafe(t, admin) }, 10*time.Second, 5*time.Millisecond)
 
 			_, err = client.Revoke(ctx, alice)
-			require.ErrorIs(t, err, ledger.ErrUnavailable)
-			we, ok := errors.AsType[*ledger.Error](err)
+			require.ErrorIs(t, err, wire.ErrUnavailable)
+			we, ok := errors.AsType[*wire.Error](err)
 			require.True(t, ok)
 			assert.Contains(t, we.Description, "stream CONSENT is unsafe for the audit trail: ")
 			assert.Contains(t, we.Description, tt.problem)
 			assert.Contains(t, we.Description, "writes are refused until an operator restores it")
 			_, err = client.SetPurpose(ctx, events.PurposeCommand{Purpose: "marketing_email", PolicyVersion: 2})
-			require.ErrorIs(t, err, ledger.ErrUnavailable)
+			require.ErrorIs(t, err, wire.ErrUnavailable)
 
 			// Every endpoint says so; status still answers from the index.
 			for subj, h := range endpointHealth(t, admin) {
@@ -152,8 +152,8 @@ func TestConsentdRefusesWritesWhileTheStreamIsUnsafe(t *testing.T) {
 				assert.Equal(t, false, h.Stream["safe"], subj)
 				assert.Contains(t, h.Stream["writes_refused"], tt.problem, subj)
 			}
-			assert.NotNil(t, endpointHealth(t, admin)[ledger.SubjectStatus].Index, "the index health is still shown")
-			st, err := client.Status(ctx, ledger.StatusQuery{SubjectID: alice.SubjectID, Purpose: alice.Purpose, MinSeq: granted.Seq})
+			assert.NotNil(t, endpointHealth(t, admin)[wire.SubjectStatus].Index, "the index health is still shown")
+			st, err := client.Status(ctx, wire.StatusQuery{SubjectID: alice.SubjectID, Purpose: alice.Purpose, MinSeq: granted.Seq})
 			require.NoError(t, err)
 			assert.Equal(t, events.StateGranted, st.State)
 
@@ -177,7 +177,7 @@ func TestConsentdRefusesWritesWhileTheStreamIsUnsafe(t *testing.T) {
 func updateStream(change func(*jetstream.StreamConfig)) func(t *testing.T, js jetstream.JetStream) {
 	return func(t *testing.T, js jetstream.JetStream) {
 		t.Helper()
-		stream, err := js.Stream(t.Context(), ledger.DefaultStream)
+		stream, err := js.Stream(t.Context(), wire.DefaultStream)
 		require.NoError(t, err)
 		cfg := stream.CachedInfo().Config
 		change(&cfg)

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -38,7 +40,7 @@ func runLogged(t *testing.T, dataDir string) (*Main, *lockedBuffer) {
 // streamScheme returns the subject key scheme the stream records.
 func streamScheme(t *testing.T, js jetstream.JetStream) events.SubjectKeyScheme {
 	t.Helper()
-	stream, err := js.Stream(stepContext(t), ledger.DefaultStream)
+	stream, err := js.Stream(stepContext(t), wire.DefaultStream)
 	require.NoError(t, err)
 	return ledger.StreamSubjectKeyScheme(stream.CachedInfo().Config)
 }
@@ -57,14 +59,14 @@ func TestConsentdKeysNewStreamsWithHMAC(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, events.SubjectKeyHMAC, streamScheme(t, js))
 
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	granted, err := client.Grant(stepContext(t), events.Command{SubjectID: "alice@example.com", Purpose: "newsletter"})
 	require.NoError(t, err)
-	st, err := client.Check(stepContext(t), ledger.StatusQuery{SubjectID: "alice@example.com", Purpose: "newsletter", MinSeq: granted.Seq})
+	st, err := client.Check(stepContext(t), wire.StatusQuery{SubjectID: "alice@example.com", Purpose: "newsletter", MinSeq: granted.Seq})
 	require.NoError(t, err)
 	assert.Equal(t, granted.Event.SubjectKey, st.SubjectKey)
 	assert.NotEqual(t, events.SubjectKey("default", "alice@example.com"), st.SubjectKey)
-	msg, err := js.Stream(stepContext(t), ledger.DefaultStream)
+	msg, err := js.Stream(stepContext(t), wire.DefaultStream)
 	require.NoError(t, err)
 	stored, err := msg.GetMsg(stepContext(t), granted.Seq)
 	require.NoError(t, err)
@@ -83,7 +85,7 @@ func TestConsentdKeepsASHA256Stream(t *testing.T) {
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 	// The stream of an older consentd: the scheme sha256-16.
-	stream, err := js.Stream(stepContext(t), ledger.DefaultStream)
+	stream, err := js.Stream(stepContext(t), wire.DefaultStream)
 	require.NoError(t, err)
 	cfg := stream.CachedInfo().Config
 	cfg.Metadata[events.SubjectKeySchemeMetadata] = string(events.SubjectKeySHA256)
@@ -93,7 +95,7 @@ func TestConsentdKeepsASHA256Stream(t *testing.T) {
 	require.NoError(t, m.Close())
 
 	cmd := events.Command{SubjectID: "alice@example.com", Purpose: "newsletter"}
-	q := ledger.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose}
+	q := wire.StatusQuery{SubjectID: cmd.SubjectID, Purpose: cmd.Purpose}
 	sha := events.SubjectKey("default", cmd.SubjectID)
 	m, logs := runLogged(t, dataDir)
 	assert.Contains(t, logs.String(), "subject_key_scheme=sha256-16")
@@ -115,7 +117,7 @@ func TestConsentdKeepsASHA256Stream(t *testing.T) {
 	revoked, err := client.Revoke(stepContext(t), cmd)
 	require.NoError(t, err, "takes writes")
 	assert.Equal(t, granted.Event.Hash, revoked.Event.PrevHash, "on the same consent")
-	h, err := client.History(stepContext(t), ledger.HistoryQuery{SubjectID: cmd.SubjectID})
+	h, err := client.History(stepContext(t), wire.HistoryQuery{SubjectID: cmd.SubjectID})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 2)
 	assert.Equal(t, cmd.SubjectID, h.Events[0].Event.SubjectID)

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -56,17 +57,17 @@ func TestDurableWatchAcrossConsentdRestart(t *testing.T) {
 	nc, err := nats.Connect(m.ClientURL(), append(adminOptions(t, dataDir), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	client := ledger.NewClient(nc, ledger.ClientOptions{ServiceFeed: true})
+	cli := client.NewClient(nc, client.ClientOptions{ServiceFeed: true})
 	var want []uint64
 	for _, who := range []string{"a", "b", "c"} {
-		reply, err := client.Grant(stepContext(t), events.Command{SubjectID: who, Purpose: "newsletter"})
+		reply, err := cli.Grant(stepContext(t), events.Command{SubjectID: who, Purpose: "newsletter"})
 		require.NoError(t, err)
 		want = append(want, reply.Seq)
 	}
 
 	// AckWait is short so that the change unacknowledged when the server
 	// went away is delivered again soon after it is back.
-	w, err := client.Watch(stepContext(t), ledger.WatchOptions{Durable: "mailer", StartSeq: 1, AckWait: time.Second})
+	w, err := cli.Watch(stepContext(t), client.WatchOptions{Durable: "mailer", StartSeq: 1, AckWait: time.Second})
 	require.NoError(t, err)
 	t.Cleanup(w.Stop)
 	var handled []uint64
@@ -84,7 +85,7 @@ func TestDurableWatchAcrossConsentdRestart(t *testing.T) {
 	require.NoError(t, m.Close())
 	restarted := runMain(t, dataDir, "--listen", "127.0.0.1:"+port)
 	assert.Equal(t, m.ClientURL(), restarted.ClientURL())
-	later, err := client.Grant(stepContext(t), events.Command{SubjectID: "d", Purpose: "newsletter"})
+	later, err := cli.Grant(stepContext(t), events.Command{SubjectID: "d", Purpose: "newsletter"})
 	require.NoError(t, err)
 	want = append(want, later.Seq)
 
@@ -110,8 +111,8 @@ func TestExpiryOnceWithTwoConsentd(t *testing.T) {
 	nc, err := nats.Connect(a.ClientURL(), adminOptions(t, a.Config.DataDir)...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	client := ledger.NewClient(nc, ledger.ClientOptions{ServiceFeed: true})
-	w, err := client.Watch(stepContext(t), ledger.WatchOptions{Purposes: []string{"trial"}})
+	cli := client.NewClient(nc, client.ClientOptions{ServiceFeed: true})
+	w, err := cli.Watch(stepContext(t), client.WatchOptions{Purposes: []string{"trial"}})
 	require.NoError(t, err)
 	t.Cleanup(w.Stop)
 
@@ -119,7 +120,7 @@ func TestExpiryOnceWithTwoConsentd(t *testing.T) {
 	expires := time.Now().Add(500 * time.Millisecond).UTC()
 	granted := map[uint64]bool{}
 	for i := range grants {
-		reply, err := client.Grant(stepContext(t), events.Command{SubjectID: fmt.Sprintf("p%d", i), Purpose: "trial", ExpiresAt: &expires})
+		reply, err := cli.Grant(stepContext(t), events.Command{SubjectID: fmt.Sprintf("p%d", i), Purpose: "trial", ExpiresAt: &expires})
 		require.NoError(t, err)
 		granted[reply.Seq] = true
 	}
@@ -147,7 +148,7 @@ func TestExpiryOnceWithTwoConsentd(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond)
 	assert.Equal(t, uint64(grants), a.expirer.Stats().Appended+b.expirer.Stats().Appended)
 	for i := range grants {
-		h, err := client.History(stepContext(t), ledger.HistoryQuery{SubjectID: fmt.Sprintf("p%d", i), Purpose: "trial"})
+		h, err := cli.History(stepContext(t), wire.HistoryQuery{SubjectID: fmt.Sprintf("p%d", i), Purpose: "trial"})
 		require.NoError(t, err)
 		require.Len(t, h.Events, 2)
 		assert.Equal(t, events.TypeExpired, h.Events[1].Event.Type)

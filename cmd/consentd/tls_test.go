@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -107,10 +108,10 @@ func startTLSConsentd(t *testing.T, pki natstest.PKI, clientCA string) *Main {
 // application does.
 func grantAndCheck(t *testing.T, nc *nats.Conn, subject string) {
 	t.Helper()
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	granted, err := client.Grant(t.Context(), events.Command{SubjectID: subject, Purpose: "marketing_email", Actor: "subject"})
 	require.NoError(t, err)
-	st, err := client.Check(t.Context(), ledger.StatusQuery{SubjectID: subject, Purpose: "marketing_email", MinSeq: granted.Seq})
+	st, err := client.Check(t.Context(), wire.StatusQuery{SubjectID: subject, Purpose: "marketing_email", MinSeq: granted.Seq})
 	require.NoError(t, err)
 	assert.True(t, st.Allowed)
 }

@@ -21,9 +21,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -118,9 +119,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // addUser issues a user of tenant with admin.creds and writes its .creds
 // file (mode 0600) into dir.
-func addUser(t *testing.T, admin *ledger.Client, dir, name, role, tenant string) string {
+func addUser(t *testing.T, admin *client.Client, dir, name, role, tenant string) string {
 	t.Helper()
-	u, err := admin.AddUser(t.Context(), ledger.UserRequest{Name: name, Role: role, Tenant: tenant})
+	u, err := admin.AddUser(t.Context(), wire.UserRequest{Name: name, Role: role, Tenant: tenant})
 	require.NoError(t, err)
 	path := filepath.Join(dir, name+".creds")
 	require.NoError(t, os.WriteFile(path, []byte(u.Creds), 0o600))
@@ -145,7 +146,7 @@ func TestJavaScriptExample(t *testing.T) {
 	nc, err := nats.Connect(url, opts...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	admin := ledger.NewClient(nc, ledger.ClientOptions{})
+	admin := client.NewClient(nc, client.ClientOptions{})
 
 	dir := t.TempDir()
 	writerCreds := addUser(t, admin, dir, "signup", "writer", "acme")
@@ -191,11 +192,11 @@ func TestJavaScriptExample(t *testing.T) {
 	assert.True(t, strings.HasSuffix(output, "done\n"), "the example ends after the revocation")
 
 	// What the example did is what the ledger holds.
-	st, err := admin.Status(t.Context(), ledger.StatusQuery{Tenant: "acme", SubjectID: person, Purpose: "marketing_email", MinSeq: revoked})
+	st, err := admin.Status(t.Context(), wire.StatusQuery{Tenant: "acme", SubjectID: person, Purpose: "marketing_email", MinSeq: revoked})
 	require.NoError(t, err)
 	assert.Equal(t, events.StateRevoked, st.State)
 	assert.Equal(t, revoked, st.Seq)
-	h, err := admin.History(t.Context(), ledger.HistoryQuery{Tenant: "acme", SubjectID: person, Purpose: "marketing_email"})
+	h, err := admin.History(t.Context(), wire.HistoryQuery{Tenant: "acme", SubjectID: person, Purpose: "marketing_email"})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 3)
 	assert.Equal(t, []uint64{requested, granted, revoked}, []uint64{h.Events[0].Seq, h.Events[1].Seq, h.Events[2].Seq})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -23,7 +24,7 @@ func TestCheckpointerAppendsNothingWhileWritesAreRefused(t *testing.T) {
 	cp, err := audit.NewCheckpointer(tl.js, audit.CheckpointerOptions{Signer: signer, Interval: time.Minute, Now: clock.Now,
 		Writable: func() error {
 			if refused.Load() {
-				return &ledger.WritesRefusedError{Stream: ledger.DefaultStream, Problems: []string{"is sealed (sealed is true): no event can be appended"}}
+				return &ledger.WritesRefusedError{Stream: wire.DefaultStream, Problems: []string{"is sealed (sealed is true): no event can be appended"}}
 			}
 			return nil
 		}})

@@ -15,6 +15,7 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/google/uuid"
 	"github.com/minio/highwayhash"
 	"github.com/nats-io/nats-server/v2/server"
@@ -73,7 +74,7 @@ func (tl *testLedger) clock() time.Time {
 }
 
 // append records a command and returns the reply.
-func (tl *testLedger) append(kind events.Kind, subjectID, purpose string, edit ...func(*events.Command)) ledger.Reply {
+func (tl *testLedger) append(kind events.Kind, subjectID, purpose string, edit ...func(*events.Command)) wire.Reply {
 	tl.t.Helper()
 	cmd := events.Command{SubjectID: subjectID, Purpose: purpose, Actor: "test"}
 	for _, e := range edit {

@@ -24,6 +24,7 @@ import (
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // authDir is a new directory for an authority: a subdirectory of the
@@ -166,7 +167,7 @@ func TestWriterGrantReachesTheServiceUnderItsTenantWithItsIdentity(t *testing.T)
 	require.NoError(t, err)
 	u := e.connect(t, e.issue(t, "mailer", auth.Writer, "acme"))
 
-	got, info := u.call(t, ledger.SubjectGrant)
+	got, info := u.call(t, wire.SubjectGrant)
 	assert.Equal(t, "consent.v1.acme.grant", got.Subject)
 	assert.Equal(t, acmeKey, info.Account)
 	assert.Equal(t, "mailer", info.NameTag)
@@ -182,10 +183,10 @@ func TestWriterGrantReachesTheServiceUnderItsTenantWithItsIdentity(t *testing.T)
 	// The default tenant is mapped like any other; the account of all
 	// tenants to the reserved token _all.
 	def := e.connect(t, e.issue(t, "app", auth.Checker, events.DefaultTenant))
-	got, _ = def.call(t, ledger.SubjectCheck)
+	got, _ = def.call(t, wire.SubjectCheck)
 	assert.Equal(t, "consent.v1.default.check", got.Subject)
 	ops := e.connect(t, e.issue(t, "ops", auth.Auditor, auth.AllTenants))
-	got, info = ops.call(t, ledger.SubjectHistory)
+	got, info = ops.call(t, wire.SubjectHistory)
 	assert.Equal(t, "consent.v1._all.history", got.Subject)
 	tenant, role, ok = e.a.Identify(info.Account, info.IssuerKey)
 	assert.True(t, ok)
@@ -214,16 +215,16 @@ func TestATenantCannotReachAnother(t *testing.T) {
 // The role table: which endpoint each role may call.
 func TestRoles(t *testing.T) {
 	all := []string{
-		ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke,
-		ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList, ledger.SubjectHistory,
-		ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest,
-		ledger.SubjectPurposeSet, ledger.SubjectPurposeGet, ledger.SubjectPurposeList,
-		ledger.SubjectQuarantine, ledger.SubjectErase, ledger.SubjectFeedOpen, ledger.SubjectFeedPurposes, ledger.SubjectAuditOpen, ledger.SubjectFeedPersonal,
+		wire.SubjectRequest, wire.SubjectGrant, wire.SubjectDeny, wire.SubjectRevoke,
+		wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList, wire.SubjectHistory,
+		wire.SubjectStatusAt, wire.SubjectReceipt, wire.SubjectIndexDigest,
+		wire.SubjectPurposeSet, wire.SubjectPurposeGet, wire.SubjectPurposeList,
+		wire.SubjectQuarantine, ledger.SubjectErase, wire.SubjectFeedOpen, wire.SubjectFeedPurposes, wire.SubjectAuditOpen, wire.SubjectFeedPersonal,
 	}
-	lookups := []string{ledger.SubjectStatus, ledger.SubjectCheck, ledger.SubjectList}
-	commands := []string{ledger.SubjectRequest, ledger.SubjectGrant, ledger.SubjectDeny, ledger.SubjectRevoke}
-	audit := []string{ledger.SubjectHistory, ledger.SubjectStatusAt, ledger.SubjectReceipt, ledger.SubjectIndexDigest, ledger.SubjectAuditOpen, ledger.SubjectFeedPersonal}
-	feed := []string{ledger.SubjectFeedOpen, ledger.SubjectFeedPurposes, ledger.SubjectFeedPersonal}
+	lookups := []string{wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList}
+	commands := []string{wire.SubjectRequest, wire.SubjectGrant, wire.SubjectDeny, wire.SubjectRevoke}
+	audit := []string{wire.SubjectHistory, wire.SubjectStatusAt, wire.SubjectReceipt, wire.SubjectIndexDigest, wire.SubjectAuditOpen, wire.SubjectFeedPersonal}
+	feed := []string{wire.SubjectFeedOpen, wire.SubjectFeedPurposes, wire.SubjectFeedPersonal}
 	allowed := map[auth.Role][]string{
 		auth.Checker:    lookups,
 		auth.Writer:     append(append([]string{}, commands...), lookups...),
@@ -264,7 +265,7 @@ func TestAppUsersCannotTouchTheTrail(t *testing.T) {
 	js := natstest.JetStream(t, e.svc)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: ledger.DefaultStream, Subjects: []string{events.StreamSubjects, events.PurposeSubjects, events.CheckpointSubjects}})
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: wire.DefaultStream, Subjects: []string{events.StreamSubjects, events.PurposeSubjects, events.CheckpointSubjects}})
 	require.NoError(t, err)
 
 	for _, role := range auth.Roles {
@@ -272,8 +273,8 @@ func TestAppUsersCannotTouchTheTrail(t *testing.T) {
 			u := e.connect(t, e.issue(t, "u-"+string(role), role, "acme"))
 			for _, subj := range []string{
 				"consent.events.acme.marketing.x", "consent.purposes.acme.marketing", "consent.checkpoints.chain",
-				"$JS.API.STREAM.INFO." + ledger.DefaultStream, "$JS.API.STREAM.DELETE." + ledger.DefaultStream,
-				"$JS.API.CONSUMER.CREATE." + ledger.DefaultStream, "$JS.API.STREAM.LIST",
+				"$JS.API.STREAM.INFO." + wire.DefaultStream, "$JS.API.STREAM.DELETE." + wire.DefaultStream,
+				"$JS.API.CONSUMER.CREATE." + wire.DefaultStream, "$JS.API.STREAM.LIST",
 			} {
 				u.denyPublish(t, subj)
 			}
@@ -287,11 +288,11 @@ func TestAppUsersCannotTouchTheTrail(t *testing.T) {
 			require.NoError(t, err)
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
-			_, err = ujs.Stream(ctx, ledger.DefaultStream)
+			_, err = ujs.Stream(ctx, wire.DefaultStream)
 			assert.Error(t, err)
 		})
 	}
-	info, err := js.Stream(ctx, ledger.DefaultStream)
+	info, err := js.Stream(ctx, wire.DefaultStream)
 	require.NoError(t, err)
 	i, err := info.Info(ctx)
 	require.NoError(t, err)
@@ -317,7 +318,7 @@ func TestRevokeClosesTheLiveConnectionAndRefusesTheNext(t *testing.T) {
 	creds := e.issue(t, "mailer", auth.Writer, "acme")
 	keep := e.connect(t, e.issue(t, "other", auth.Writer, "acme"))
 	u := e.connect(t, creds)
-	u.call(t, ledger.SubjectGrant)
+	u.call(t, wire.SubjectGrant)
 
 	require.NoError(t, e.a.Revoke("mailer", "acme"))
 	select {
@@ -327,16 +328,16 @@ func TestRevokeClosesTheLiveConnectionAndRefusesTheNext(t *testing.T) {
 		t.Fatal("the revoked user's connection was not told")
 	}
 	require.Eventually(t, u.nc.IsClosed, waitFor, 10*time.Millisecond)
-	_, err := u.nc.Request(ledger.SubjectGrant, nil, time.Second)
+	_, err := u.nc.Request(wire.SubjectGrant, nil, time.Second)
 	assert.ErrorIs(t, err, nats.ErrConnectionClosed)
 	_, err = e.dial(creds)
 	assert.ErrorIs(t, err, nats.ErrAuthorization)
 
 	// Others of the account keep working, and the name can be issued
 	// again, with a new key.
-	keep.call(t, ledger.SubjectGrant)
+	keep.call(t, wire.SubjectGrant)
 	again := e.connect(t, e.issue(t, "mailer", auth.Writer, "acme"))
-	again.call(t, ledger.SubjectGrant)
+	again.call(t, wire.SubjectGrant)
 	users := e.a.Users("acme")
 	require.Len(t, users, 3)
 	assert.NotNil(t, users[0].RevokedAt)
@@ -354,7 +355,7 @@ func TestRestartKeepsUsersRevocationsAndTheStream(t *testing.T) {
 	js := natstest.JetStream(t, e.svc)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: ledger.DefaultStream, Subjects: []string{events.StreamSubjects}})
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: wire.DefaultStream, Subjects: []string{events.StreamSubjects}})
 	require.NoError(t, err)
 	_, err = js.Publish(ctx, "consent.events.acme.marketing.x", []byte("{}"))
 	require.NoError(t, err)
@@ -368,7 +369,7 @@ func TestRestartKeepsUsersRevocationsAndTheStream(t *testing.T) {
 	require.NoError(t, a2.Revoke("carol", "acme"))
 
 	e2 := start(t, dir, storeDir)
-	e2.connect(t, alice).call(t, ledger.SubjectGrant)
+	e2.connect(t, alice).call(t, wire.SubjectGrant)
 	for _, creds := range [][]byte{bob, carol} {
 		_, err = e2.dial(creds)
 		assert.ErrorIs(t, err, nats.ErrAuthorization)
@@ -379,7 +380,7 @@ func TestRestartKeepsUsersRevocationsAndTheStream(t *testing.T) {
 	assert.NotNil(t, users[1].RevokedAt)
 	assert.NotNil(t, users[2].RevokedAt)
 	// SVC's key is kept, so is its JetStream data.
-	s, err := natstest.JetStream(t, e2.svc).Stream(ctx, ledger.DefaultStream)
+	s, err := natstest.JetStream(t, e2.svc).Stream(ctx, wire.DefaultStream)
 	require.NoError(t, err)
 	i, err := s.Info(ctx)
 	require.NoError(t, err)
@@ -572,7 +573,7 @@ func TestAClientWithoutItsInboxPrefixGetsNoReplies(t *testing.T) {
 	u.nc = natstest.Connect(t, e.s, nats.UserJWTAndSeed(tok, string(seed)), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		u.errs <- err
 	}))
-	_, err = u.nc.Request(ledger.SubjectGrant, nil, 200*time.Millisecond)
+	_, err = u.nc.Request(wire.SubjectGrant, nil, 200*time.Millisecond)
 	assert.ErrorIs(t, err, nats.ErrTimeout)
 	u.violation(t, `Subscription to "_INBOX.`)
 }

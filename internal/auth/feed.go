@@ -85,7 +85,7 @@ func (a *Authority) ensureFeedExports() error {
 //
 // Errors: the account does not exist; stream or consumer is not a single
 // subject token, or consumer is not named for that tenant (feed~<tenant>~…,
-// ledger.FeedConsumerName); the account cannot be signed or pushed.
+// wire.FeedConsumerName); the account cannot be signed or pushed.
 func (a *Authority) GrantFeed(ctx context.Context, tenantToken, stream, consumer string, live func(context.Context) (map[string]bool, error)) (string, error) {
 	if !validToken(stream) || !validToken(consumer) || !strings.HasPrefix(consumer, "feed~"+tenantToken+"~") {
 		return "", fmt.Errorf("auth: grant feed: consumer %q of stream %q is not a feed of tenant %q", consumer, stream, tenantToken)

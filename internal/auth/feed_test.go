@@ -17,10 +17,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // feedEnv is an authority, a server trusting it, and in SVC the stream, a
@@ -55,7 +57,7 @@ func startFeed(t *testing.T) *feedEnv {
 	return &feedEnv{env: &env{a: a, s: s, svc: svc}, js: js, ledger: ledger.New(js, stream, ledger.Options{})}
 }
 
-func (e *feedEnv) append(t *testing.T, kind events.Kind, tenant, subject string) ledger.Reply {
+func (e *feedEnv) append(t *testing.T, kind events.Kind, tenant, subject string) wire.Reply {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -72,11 +74,11 @@ func feedCtx(t *testing.T) context.Context {
 
 // subscriberClient is a Client of an acme subscriber, reading the feed
 // through the service.
-func (u *user) feedClient() *ledger.Client {
-	return ledger.NewClient(u.nc, ledger.ClientOptions{ServiceFeed: true, Timeout: waitFor})
+func (u *user) feedClient() *client.Client {
+	return client.NewClient(u.nc, client.ClientOptions{ServiceFeed: true, Timeout: waitFor})
 }
 
-func nextChange(t *testing.T, w *ledger.Watcher) *ledger.Change {
+func nextChange(t *testing.T, w *client.Watcher) *client.Change {
 	t.Helper()
 	ch, err := w.Next(feedCtx(t))
 	require.NoError(t, err)
@@ -91,7 +93,7 @@ func TestSubscriberDurableFeedResumesAfterTheLastAck(t *testing.T) {
 	require.NoError(t, err)
 	u := e.connect(t, creds)
 
-	w, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Durable: "mailer", StartSeq: 1})
+	w, err := u.feedClient().Watch(feedCtx(t), client.WatchOptions{Durable: "mailer", StartSeq: 1})
 	require.NoError(t, err)
 	g1 := e.append(t, events.KindGrant, "acme", "alice")
 	e.append(t, events.KindGrant, "globex", "alice")
@@ -113,14 +115,14 @@ func TestSubscriberDurableFeedResumesAfterTheLastAck(t *testing.T) {
 	// A restarted subscriber (a new connection) resumes after the last
 	// acknowledged change, and the consumer was acme's.
 	u = e.connect(t, creds)
-	w, err = u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Durable: "mailer"})
+	w, err = u.feedClient().Watch(feedCtx(t), client.WatchOptions{Durable: "mailer"})
 	require.NoError(t, err)
 	defer w.Stop()
 	ch = nextChange(t, w)
 	assert.Equal(t, g2.Seq, ch.Seq)
 	require.NoError(t, ch.Ack(feedCtx(t)))
 
-	info, err := e.js.Consumer(feedCtx(t), ledger.DefaultStream, ledger.FeedConsumerName("acme", "mailer"))
+	info, err := e.js.Consumer(feedCtx(t), wire.DefaultStream, wire.FeedConsumerName("acme", "mailer"))
 	require.NoError(t, err)
 	ci, err := info.Info(feedCtx(t))
 	require.NoError(t, err)
@@ -128,8 +130,8 @@ func TestSubscriberDurableFeedResumesAfterTheLastAck(t *testing.T) {
 	assert.Zero(t, ci.NumAckPending)
 
 	// The same name with other filters is refused.
-	_, err = u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Durable: "mailer", Purposes: []string{"marketing"}})
-	assert.ErrorIs(t, err, ledger.ErrDurableMismatch)
+	_, err = u.feedClient().Watch(feedCtx(t), client.WatchOptions{Durable: "mailer", Purposes: []string{"marketing"}})
+	assert.ErrorIs(t, err, wire.ErrDurableMismatch)
 }
 
 func TestSubscriberEphemeralFeedFromAStartSeq(t *testing.T) {
@@ -142,7 +144,7 @@ func TestSubscriberEphemeralFeedFromAStartSeq(t *testing.T) {
 	e.append(t, events.KindGrant, "globex", "bob")
 	g2 := e.append(t, events.KindGrant, "acme", "carol")
 
-	w, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{StartSeq: r1.Seq})
+	w, err := u.feedClient().Watch(feedCtx(t), client.WatchOptions{StartSeq: r1.Seq})
 	require.NoError(t, err)
 	defer w.Stop()
 	ch := nextChange(t, w)
@@ -159,15 +161,15 @@ func TestSubscriberCannotOpenOrReadAnotherTenantsFeed(t *testing.T) {
 	e := startFeed(t)
 	acme := e.connect(t, e.issue(t, "mailer", auth.Subscriber, "acme"))
 	globex := e.connect(t, e.issue(t, "mailer2", auth.Subscriber, "globex"))
-	gw, err := globex.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Tenant: "globex", Durable: "mailer"})
+	gw, err := globex.feedClient().Watch(feedCtx(t), client.WatchOptions{Tenant: "globex", Durable: "mailer"})
 	require.NoError(t, err)
 	defer gw.Stop()
 
 	// Whatever acme sends, it gets no feed of globex.
 	c := acme.feedClient()
-	for _, opts := range []ledger.WatchOptions{{Tenant: "globex"}, {Tenant: "globex", Durable: "mailer"}, {Tenant: "*"}} {
+	for _, opts := range []client.WatchOptions{{Tenant: "globex"}, {Tenant: "globex", Durable: "mailer"}, {Tenant: "*"}} {
 		_, err := c.Watch(feedCtx(t), opts)
-		var we *ledger.Error
+		var we *wire.Error
 		require.ErrorAs(t, err, &we, "%+v", opts)
 		assert.Equal(t, 403, we.Code)
 		assert.Contains(t, we.Description, "tenant")
@@ -186,28 +188,28 @@ func TestSubscriberCannotOpenOrReadAnotherTenantsFeed(t *testing.T) {
 		t.Cleanup(cancel)
 		return ctx
 	}
-	_, err = ajs.Consumer(short(), ledger.DefaultStream, ledger.FeedConsumerName("globex", "mailer"))
+	_, err = ajs.Consumer(short(), wire.DefaultStream, wire.FeedConsumerName("globex", "mailer"))
 	assert.True(t, errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders), "%v", err)
-	_, err = ajs.CreateConsumer(short(), ledger.DefaultStream, jetstream.ConsumerConfig{FilterSubjects: []string{"consent.events.globex.>"}})
+	_, err = ajs.CreateConsumer(short(), wire.DefaultStream, jetstream.ConsumerConfig{FilterSubjects: []string{"consent.events.globex.>"}})
 	assert.Error(t, err)
-	_, err = ajs.Stream(short(), ledger.DefaultStream)
+	_, err = ajs.Stream(short(), wire.DefaultStream)
 	assert.Error(t, err)
-	_, err = acme.nc.Request(auth.FeedAPIPrefix+".CONSUMER.MSG.NEXT."+ledger.DefaultStream+"."+ledger.FeedConsumerName("globex", "mailer"), []byte(`{"batch":1}`), 500*time.Millisecond)
+	_, err = acme.nc.Request(auth.FeedAPIPrefix+".CONSUMER.MSG.NEXT."+wire.DefaultStream+"."+wire.FeedConsumerName("globex", "mailer"), []byte(`{"batch":1}`), 500*time.Millisecond)
 	assert.ErrorIs(t, err, nats.ErrNoResponders)
 	// The default API is the server's "JetStream not enabled".
 	djs, err := jetstream.New(acme.nc)
 	require.NoError(t, err)
-	_, err = djs.Stream(short(), ledger.DefaultStream)
+	_, err = djs.Stream(short(), wire.DefaultStream)
 	assert.Error(t, err)
 
 	// Straight to SVC's API or another role's subjects: permission errors.
 	for _, subj := range []string{
-		"$JS.API.CONSUMER.CREATE." + ledger.DefaultStream,
-		"$JS.API.STREAM.INFO." + ledger.DefaultStream,
-		"$JS.API.CONSUMER.MSG.NEXT." + ledger.DefaultStream + "." + ledger.FeedConsumerName("globex", "mailer"),
-		auth.FeedAPIPrefix + ".CONSUMER.CREATE." + ledger.DefaultStream,
-		auth.FeedAPIPrefix + ".STREAM.INFO." + ledger.DefaultStream,
-		ledger.SubjectGrant, ledger.SubjectHistory,
+		"$JS.API.CONSUMER.CREATE." + wire.DefaultStream,
+		"$JS.API.STREAM.INFO." + wire.DefaultStream,
+		"$JS.API.CONSUMER.MSG.NEXT." + wire.DefaultStream + "." + wire.FeedConsumerName("globex", "mailer"),
+		auth.FeedAPIPrefix + ".CONSUMER.CREATE." + wire.DefaultStream,
+		auth.FeedAPIPrefix + ".STREAM.INFO." + wire.DefaultStream,
+		wire.SubjectGrant, wire.SubjectHistory,
 		"consent.events.acme.marketing.x",
 	} {
 		acme.denyPublish(t, subj)
@@ -244,10 +246,10 @@ func feedImports(t *testing.T, a *auth.Authority, tenant, namePrefix string) int
 func TestGoneEphemeralFeedsLoseTheirImports(t *testing.T) {
 	e := startFeed(t)
 	u := e.connect(t, e.issue(t, "mailer", auth.Subscriber, "acme"))
-	d, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Durable: "mailer"})
+	d, err := u.feedClient().Watch(feedCtx(t), client.WatchOptions{Durable: "mailer"})
 	require.NoError(t, err)
 	d.Stop()
-	w, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{})
+	w, err := u.feedClient().Watch(feedCtx(t), client.WatchOptions{})
 	require.NoError(t, err)
 	w.Stop()
 	assert.Equal(t, 3, feedImports(t, e.a, "acme", "feed~acme~~"))
@@ -255,7 +257,7 @@ func TestGoneEphemeralFeedsLoseTheirImports(t *testing.T) {
 
 	// The server deletes the ephemeral consumer (here at once, as after
 	// its InactiveThreshold).
-	stream, err := e.js.Stream(feedCtx(t), ledger.DefaultStream)
+	stream, err := e.js.Stream(feedCtx(t), wire.DefaultStream)
 	require.NoError(t, err)
 	var gone string
 	for name := range stream.ConsumerNames(feedCtx(t)).Name() {
@@ -266,7 +268,7 @@ func TestGoneEphemeralFeedsLoseTheirImports(t *testing.T) {
 	require.NotEmpty(t, gone)
 	require.NoError(t, stream.DeleteConsumer(feedCtx(t), gone))
 
-	w, err = u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{})
+	w, err = u.feedClient().Watch(feedCtx(t), client.WatchOptions{})
 	require.NoError(t, err)
 	defer w.Stop()
 	assert.Equal(t, 3, feedImports(t, e.a, "acme", "feed~acme~~"), "only the live one's")
@@ -282,7 +284,7 @@ func TestAllTenantsSubscriberWatchesEveryTenant(t *testing.T) {
 	_, err := e.a.Tenant("acme")
 	require.NoError(t, err)
 	u := e.connect(t, e.issue(t, "ops", auth.Subscriber, auth.AllTenants))
-	w, err := u.feedClient().Watch(feedCtx(t), ledger.WatchOptions{Tenant: "*", Durable: "ops"})
+	w, err := u.feedClient().Watch(feedCtx(t), client.WatchOptions{Tenant: "*", Durable: "ops"})
 	require.NoError(t, err)
 	defer w.Stop()
 	a := e.append(t, events.KindGrant, "acme", "alice")
@@ -292,7 +294,7 @@ func TestAllTenantsSubscriberWatchesEveryTenant(t *testing.T) {
 		assert.Equal(t, want, ch.Seq)
 		require.NoError(t, ch.Ack(feedCtx(t)))
 	}
-	_, err = e.js.Consumer(feedCtx(t), ledger.DefaultStream, ledger.FeedConsumerName(auth.AllTenantsToken, "ops"))
+	_, err = e.js.Consumer(feedCtx(t), wire.DefaultStream, wire.FeedConsumerName(auth.AllTenantsToken, "ops"))
 	assert.NoError(t, err)
 }
 

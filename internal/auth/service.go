@@ -7,6 +7,7 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // ServiceAuthorize returns the authority as the consent service's
@@ -27,7 +28,7 @@ func (a *Authority) ServiceAuthorize() ledger.Authorize {
 // ledger.Users (ServiceConfig.Users): IssueUser, Revoke and Users. A
 // cluster's servers learn of the changes through PushChanges. Errors: a
 // *events.FieldError for an invalid name, tenant or role, or a name not
-// in force (Revoke); a *ledger.Error 409 for a name in force (Add).
+// in force (Revoke); a *wire.Error 409 for a name in force (Add).
 func (a *Authority) ServiceUsers() ledger.Users {
 	return serviceUsers{a: a}
 }
@@ -35,26 +36,26 @@ func (a *Authority) ServiceUsers() ledger.Users {
 // serviceUsers is ServiceUsers.
 type serviceUsers struct{ a *Authority }
 
-func (u serviceUsers) Add(_ context.Context, name, role, tenant string) (ledger.UserCreds, error) {
+func (u serviceUsers) Add(_ context.Context, name, role, tenant string) (wire.UserCreds, error) {
 	creds, err := u.a.IssueUser(name, Role(role), tenant)
 	if errors.Is(err, ErrUserExists) {
-		return ledger.UserCreds{}, &ledger.Error{Code: 409, Description: err.Error() + "; revoke it first (consentctl user revoke)"}
+		return wire.UserCreds{}, &wire.Error{Code: 409, Description: err.Error() + "; revoke it first (consentctl user revoke)"}
 	}
 	if err != nil {
 		if fe, ok := errors.AsType[*events.FieldError](err); ok {
-			return ledger.UserCreds{}, fe
+			return wire.UserCreds{}, fe
 		}
 		if Role(role).Validate() != nil {
-			return ledger.UserCreds{}, &events.FieldError{Field: "role", Problem: "must be one of checker, writer, subscriber, auditor, admin"}
+			return wire.UserCreds{}, &events.FieldError{Field: "role", Problem: "must be one of checker, writer, subscriber, auditor, admin"}
 		}
-		return ledger.UserCreds{}, err
+		return wire.UserCreds{}, err
 	}
 	for _, info := range u.list(tenant) {
 		if info.Name == name && info.RevokedAt == nil {
-			return ledger.UserCreds{UserInfo: info, Creds: string(creds), InboxPrefix: InboxPrefix(name)}, nil
+			return wire.UserCreds{UserInfo: info, Creds: string(creds), InboxPrefix: InboxPrefix(name)}, nil
 		}
 	}
-	return ledger.UserCreds{}, fmt.Errorf("user %q issued but not listed", name)
+	return wire.UserCreds{}, fmt.Errorf("user %q issued but not listed", name)
 }
 
 func (u serviceUsers) Revoke(_ context.Context, name, tenant string) error {
@@ -65,14 +66,14 @@ func (u serviceUsers) Revoke(_ context.Context, name, tenant string) error {
 	return err
 }
 
-func (u serviceUsers) List(_ context.Context, tenant string) ([]ledger.UserInfo, error) {
+func (u serviceUsers) List(_ context.Context, tenant string) ([]wire.UserInfo, error) {
 	return u.list(tenant), nil
 }
 
-func (u serviceUsers) list(tenant string) []ledger.UserInfo {
-	out := []ledger.UserInfo{}
+func (u serviceUsers) list(tenant string) []wire.UserInfo {
+	out := []wire.UserInfo{}
 	for _, x := range u.a.Users(tenant) {
-		out = append(out, ledger.UserInfo{Name: x.Name, Role: string(x.Role), Tenant: tenant,
+		out = append(out, wire.UserInfo{Name: x.Name, Role: string(x.Role), Tenant: tenant,
 			PublicKey: x.PublicKey, IssuedAt: x.IssuedAt, RevokedAt: x.RevokedAt})
 	}
 	return out

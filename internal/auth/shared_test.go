@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/consentledger/consent/internal/auth"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // Two authorities on one directory (two consentd on a shared volume, or a
@@ -79,9 +79,9 @@ func TestTwoAuthoritiesGrantFeedsOnOneDirectory(t *testing.T) {
 	a2, err := auth.Open(dir)
 	require.NoError(t, err)
 	ctx := context.Background()
-	_, err = a1.GrantFeed(ctx, "acme", ledger.DefaultStream, "feed~acme~one", nil)
+	_, err = a1.GrantFeed(ctx, "acme", wire.DefaultStream, "feed~acme~one", nil)
 	require.NoError(t, err)
-	_, err = a2.GrantFeed(ctx, "acme", ledger.DefaultStream, "feed~acme~two", nil)
+	_, err = a2.GrantFeed(ctx, "acme", wire.DefaultStream, "feed~acme~two", nil)
 	require.NoError(t, err)
 	for _, a := range []*auth.Authority{a1, a2} {
 		assert.Equal(t, 3, feedImports(t, a, "acme", "feed~acme~one"))
@@ -101,7 +101,7 @@ func TestIdentifyReadsTheDirectoryAgainOnAMiss(t *testing.T) {
 	require.NoError(t, err)
 	// The embedded server learns of globex at e.a's next reading.
 	require.NoError(t, e.a.Reload())
-	_, info := e.connect(t, creds).call(t, ledger.SubjectGrant)
+	_, info := e.connect(t, creds).call(t, wire.SubjectGrant)
 	tenant, role, ok := e.a.Identify(info.Account, info.IssuerKey)
 	assert.True(t, ok)
 	assert.Equal(t, "globex", tenant)
@@ -134,7 +134,7 @@ func TestReloadPushesAnotherProcesssRevocationToTheEmbeddedServer(t *testing.T) 
 	dir := authDir(t)
 	e := start(t, dir, t.TempDir())
 	u := e.connect(t, e.issue(t, "mailer", auth.Writer, "acme"))
-	u.call(t, ledger.SubjectGrant)
+	u.call(t, wire.SubjectGrant)
 	offline, err := auth.Open(dir)
 	require.NoError(t, err)
 	require.NoError(t, offline.Revoke("mailer", "acme"))

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -82,10 +84,10 @@ func Auth(ctx context.Context, cfg AuthConfig) (AuthResult, error) {
 	}
 	defer secure.close()
 
-	queries := make([]ledger.StatusQuery, min(cfg.Consents, 1000))
+	queries := make([]wire.StatusQuery, min(cfg.Consents, 1000))
 	for i := range queries {
 		k := consentKey(i)
-		queries[i] = ledger.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
+		queries[i] = wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
 	}
 	// Both stacks must answer a check of a granted consent, and a grant,
 	// before they are timed.
@@ -191,7 +193,7 @@ type stack struct {
 	dir    string // the stack's own directory, which close removes
 	s      *Server
 	js     jetstream.JetStream // in-process, as the ledger's
-	client *ledger.Client
+	client *client.Client
 	// Authenticated stack only: connections for the bare echo, a user
 	// of the service account's and an admin of acme's.
 	sameAccount, imported *nats.Conn
@@ -321,7 +323,7 @@ func startStack(ctx context.Context, cfg stackConfig) (st *stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	st.client = ledger.NewClient(clientConn, ledger.ClientOptions{})
+	st.client = client.NewClient(clientConn, client.ClientOptions{})
 	return st, nil
 }
 

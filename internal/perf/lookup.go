@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -85,11 +87,11 @@ func Lookups(ctx context.Context, cfg LookupConfig) ([]LookupResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := ledger.NewClient(clientConn, ledger.ClientOptions{})
-	queries := make([]ledger.StatusQuery, min(cfg.Consents, 1000))
+	client := client.NewClient(clientConn, client.ClientOptions{})
+	queries := make([]wire.StatusQuery, min(cfg.Consents, 1000))
 	for i := range queries {
 		k := consentKey(i)
-		queries[i] = ledger.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
+		queries[i] = wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
 	}
 	echoBody := []byte(`{"tenant":"acme","subject":"person-1@example.com","purpose":"marketing_email"}`)
 

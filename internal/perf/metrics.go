@@ -9,6 +9,7 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/metrics"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 )
 
 // MetricsConfig sizes the cost-of-metrics comparison.
@@ -105,10 +106,10 @@ func Metrics(ctx context.Context, cfg MetricsConfig) (MetricsResult, error) {
 	defer on.close()
 	on.name = "with metrics"
 
-	queries := make([]ledger.StatusQuery, cfg.Consents)
+	queries := make([]wire.StatusQuery, cfg.Consents)
 	for i := range queries {
 		k := consentKey(i)
-		queries[i] = ledger.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
+		queries[i] = wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
 	}
 	for _, st := range []*stack{off, on} {
 		if _, err := Drive(cfg.GrantCallers, cfg.Consents, func(i int) error {

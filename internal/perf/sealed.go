@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 )
 
 // SealedConfig sizes the cost-of-encryption comparison.
@@ -105,10 +105,10 @@ func Sealed(ctx context.Context, cfg SealedConfig) (SealedResult, error) {
 	defer sealed.close()
 	sealed.name = "with encryption"
 
-	queries := make([]ledger.StatusQuery, cfg.Consents)
+	queries := make([]wire.StatusQuery, cfg.Consents)
 	for i := range queries {
 		k := consentKey(i)
-		queries[i] = ledger.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
+		queries[i] = wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
 	}
 	for _, st := range []*stack{clear, sealed} {
 		if _, err := Drive(cfg.GrantCallers, cfg.Consents, func(i int) error {

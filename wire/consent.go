@@ -1,8 +1,6 @@
-package ledger
+package wire
 
 import (
-	"time"
-
 	"encoding/json"
 
 	"github.com/consentledger/consent/events"
@@ -20,6 +18,9 @@ const (
 	SubjectHistory = "consent.v1.history"
 )
 
+// DefaultStream is the name of the stream that holds the audit trail.
+const DefaultStream = "CONSENT"
+
 // ServiceName is the name the micro service registers under.
 const ServiceName = "consent"
 
@@ -33,7 +34,7 @@ type Reply struct {
 	Duplicate bool          `json:"duplicate"` // true when the idempotency key had been used: nothing was appended
 	Event     *events.Event `json:"event"`
 	// Status is the status the event leads to; its index_seq is 0. From
-	// Ledger.Append it is judged without a policy minimum; the Service
+	// ledger.Ledger.Append it is judged without a policy minimum; the service
 	// judges it as a check with min_seq = Seq would (the purpose's policy
 	// version included), and says not allowed when it cannot tell.
 	Status events.Status `json:"status"`
@@ -160,7 +161,6 @@ type Record struct {
 	Seq       uint64           `json:"seq"`
 	Event     *events.Event    `json:"event,omitempty"`
 	Violation *RecordViolation `json:"violation,omitempty"`
-	stored    time.Time        // when the stream stored a violation's message (StatusAt)
 }
 
 // RecordViolation is the integrity check a history's message failed

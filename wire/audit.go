@@ -1,4 +1,4 @@
-package ledger
+package wire
 
 import "github.com/consentledger/consent/internal/audit"
 

@@ -1,4 +1,4 @@
-package ledger
+package wirecodec
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -47,9 +48,9 @@ func TestDecodeStatusQueryMatchesDecodeStrict(t *testing.T) {
 	for _, in := range statusQuerySeeds {
 		t.Run(in, func(t *testing.T) { checkStatusQueryDecode(t, []byte(in)) })
 	}
-	var q StatusQuery
+	var q wire.StatusQuery
 	assert.True(t, decodeStatusQueryFast([]byte(statusQuerySeeds[1]), statusQuerySeeds[1], &q), "the plain shape takes the fast path")
-	assert.Equal(t, StatusQuery{Tenant: "acme", SubjectID: "p", Purpose: "x", MinSeq: 42, MinPolicyVersion: 3}, q)
+	assert.Equal(t, wire.StatusQuery{Tenant: "acme", SubjectID: "p", Purpose: "x", MinSeq: 42, MinPolicyVersion: 3}, q)
 }
 
 func FuzzDecodeStatusQuery(f *testing.F) {
@@ -60,18 +61,18 @@ func FuzzDecodeStatusQuery(f *testing.F) {
 }
 
 func checkStatusQueryDecode(t *testing.T, data []byte) {
-	var want StatusQuery
+	var want wire.StatusQuery
 	wantErr := events.DecodeStrict(data, &want)
-	var got, owned StatusQuery
+	var got, owned wire.StatusQuery
 	gotErr := decodeStatusQuery(data, &got)
 	require.Equal(t, wantErr, gotErr)
-	require.Equal(t, wantErr, decodeOwnedStatusQuery(bytes.Clone(data), &owned))
+	require.Equal(t, wantErr, DecodeOwnedStatusQuery(bytes.Clone(data), &owned))
 	if wantErr == nil {
 		require.Equal(t, want, got)
 		require.Equal(t, want, owned)
 		encoded, err := json.Marshal(&got)
 		require.NoError(t, err)
-		require.Equal(t, string(encoded), string(appendStatusQuery(nil, &got)), "request encoding")
+		require.Equal(t, string(encoded), string(AppendStatusQuery(nil, &got)), "request encoding")
 	}
 }
 
@@ -96,12 +97,12 @@ func TestStatusCodecMatchesEncodingJSON(t *testing.T) {
 	}
 	bad := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 	_, wantErr := json.Marshal(&events.Status{UpdatedAt: &bad})
-	_, gotErr := marshalStatus(&events.Status{UpdatedAt: &bad})
+	_, gotErr := MarshalStatus(&events.Status{UpdatedAt: &bad})
 	require.Error(t, wantErr)
 	assert.Equal(t, wantErr.Error(), gotErr.Error(), "a time encoding/json refuses is refused alike")
 
 	var st events.Status
-	data, err := marshalStatus(&statusSeeds()[1])
+	data, err := MarshalStatus(&statusSeeds()[1])
 	require.NoError(t, err)
 	assert.True(t, unmarshalStatusFast(data, string(data), &st), "what the service writes takes the fast path")
 }
@@ -152,7 +153,7 @@ func FuzzUnmarshalStatus(f *testing.F) {
 
 func checkStatusCodec(t *testing.T, st events.Status) {
 	want, wantErr := json.Marshal(&st)
-	got, gotErr := marshalStatus(&st)
+	got, gotErr := MarshalStatus(&st)
 	if wantErr != nil {
 		require.Error(t, gotErr)
 		require.Equal(t, wantErr.Error(), gotErr.Error())
@@ -189,14 +190,14 @@ func requireSameStatus(t *testing.T, want, got events.Status) {
 func BenchmarkStatusCodec(b *testing.B) {
 	st := &statusSeeds()[1]
 	st.ExpiresAt, st.RequiredPolicyVersion, st.Outdated = nil, 0, false
-	data, err := marshalStatus(st)
+	data, err := MarshalStatus(st)
 	require.NoError(b, err)
 	for _, c := range []struct {
 		name        string
 		codec, json func() error
 	}{
-		{"encode", func() error { _, err := marshalStatus(st); return err }, func() error { _, err := json.Marshal(st); return err }},
-		{"decode", func() error { var out events.Status; return unmarshalOwnedStatus(data, &out) },
+		{"encode", func() error { _, err := MarshalStatus(st); return err }, func() error { _, err := json.Marshal(st); return err }},
+		{"decode", func() error { var out events.Status; return UnmarshalOwnedStatus(data, &out) },
 			func() error { var out events.Status; return json.Unmarshal(data, &out) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {

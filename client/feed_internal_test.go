@@ -1,4 +1,4 @@
-package ledger
+package client
 
 import (
 	"context"
@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/changefeed"
 	"github.com/consentledger/consent/internal/natstest"
+	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -53,12 +55,12 @@ func TestEphemeralFeedReopensAfterAGap(t *testing.T) {
 	_, nc, js := natstest.Run(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	stream, err := EnsureStream(ctx, js, StreamOptions{})
+	stream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{})
 	require.NoError(t, err)
-	f, err := ServeFeed(js, FeedConfig{})
+	f, err := ledger.ServeFeed(js, ledger.FeedConfig{})
 	require.NoError(t, err)
 	defer f.Stop()
-	l := New(js, stream, Options{})
+	l := ledger.New(js, stream, ledger.Options{})
 	var seqs []uint64
 	for _, who := range []string{"a", "b", "c"} {
 		r, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: who, Purpose: "news"})
@@ -86,4 +88,11 @@ func TestEphemeralFeedReopensAfterAGap(t *testing.T) {
 		got = append(got, ch.Seq)
 	}
 	assert.Equal(t, seqs, got)
+}
+
+// A durable watch gets the same defaults whether it creates its consumer
+// or the service's feed does.
+func TestWatchDefaultsAreTheFeeds(t *testing.T) {
+	assert.Equal(t, changefeed.DefaultAckWait, DefaultAckWait)
+	assert.Equal(t, changefeed.DefaultMaxAckPending, DefaultMaxAckPending)
 }

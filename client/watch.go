@@ -1,4 +1,4 @@
-package ledger
+package client
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/changefeed"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 )
@@ -56,11 +58,11 @@ type WatchOptions struct {
 	// restarted watcher resumes by passing the last Seq it handled + 1 as
 	// StartSeq. With ClientOptions.ServiceFeed the name follows the tenant
 	// name rule (events.ValidateName), the consumer is named
-	// FeedConsumerName(tenant, Durable), and an ephemeral watch is a
+	// wire.FeedConsumerName(tenant, Durable), and an ephemeral watch is a
 	// consumer without acknowledgements that the service opens, reopened
 	// after the last change delivered when one is lost on the way (same
 	// order, no gaps) and deleted by the server after
-	// DefaultFeedInactiveThreshold without a reader.
+	// ledger.DefaultFeedInactiveThreshold without a reader.
 	Durable string
 	// AckWait (durable only): a change not acknowledged within it is
 	// delivered again; default DefaultAckWait.
@@ -72,56 +74,17 @@ type WatchOptions struct {
 	MaxAckPending int
 }
 
-// Defaults of WatchOptions for durable watches.
+// Defaults of WatchOptions for durable watches; the service's feed
+// (consent.v1.feed.open) defaults a durable feed's consumer the same way.
 const (
 	DefaultAckWait       = 30 * time.Second
 	DefaultMaxAckPending = 256
 )
 
-// ErrDurableMismatch is matched by the error Watch returns when a durable
-// consumer of that name exists with other filters: pick another name, or
-// delete the old consumer.
-var ErrDurableMismatch = errors.New("durable watch exists with other filters")
-
-// validate checks the options, returning a *events.FieldError.
-func (o *WatchOptions) validate() error {
-	if o.Tenant != "*" {
-		if err := events.ValidateName("tenant", events.OrDefaultTenant(o.Tenant)); err != nil {
-			return err
-		}
-	}
-	for _, p := range o.Purposes {
-		if err := events.ValidateName("purpose", p); err != nil {
-			return err
-		}
-	}
-	if o.StartSeq > 0 && !o.StartTime.IsZero() {
-		return &events.FieldError{Field: "start", Problem: "give a start sequence or a start time, not both"}
-	}
-	if o.Durable != "" && (len(o.Durable) > 64 || strings.ContainsAny(o.Durable, ".*> \t\r\n")) {
-		return &events.FieldError{Field: "durable", Problem: "must be a name of at most 64 characters without dots, spaces, * or >"}
-	}
-	if o.AckWait < 0 || o.MaxAckPending < 0 {
-		return &events.FieldError{Field: "ack_wait", Problem: "must not be negative"}
-	}
-	return nil
-}
-
-// filters returns the subject filters of the watch: the consent events and
-// the purpose registry events of its tenant and purposes.
-func (o *WatchOptions) filters() []string {
-	tenant := o.Tenant
-	if tenant != "*" {
-		tenant = events.OrDefaultTenant(tenant)
-	}
-	if len(o.Purposes) == 0 {
-		return []string{"consent.events." + tenant + ".*.*", events.PurposeSubjectPrefix + tenant + ".*"}
-	}
-	var out []string
-	for _, p := range o.Purposes {
-		out = append(out, "consent.events."+tenant+"."+p+".*", events.PurposeSubjectPrefix+tenant+"."+p)
-	}
-	return out
+// spec returns the options as the changefeed package takes them.
+func (o *WatchOptions) spec() *changefeed.Spec {
+	s := changefeed.Spec(*o)
+	return &s
 }
 
 // Change is one change delivered by a watch: a consent event, or a change
@@ -145,7 +108,7 @@ type Change struct {
 	PurposeEvent *events.PurposeEvent
 	Purpose      events.Purpose
 
-	// Err is set, matching ErrUnreadableEvent, for a message of the
+	// Err is set, matching wire.ErrUnreadableEvent, for a message of the
 	// stream that fails the integrity checks (events.CheckMessage: the
 	// projector records it as an integrity violation, and its consent is
 	// not allowed until an operator quarantines it) or that a newer
@@ -205,7 +168,7 @@ type Watcher struct {
 }
 
 // Watch starts a watch over the stream (ClientOptions.Stream, default
-// DefaultStream) with the client's connection. It needs JetStream access
+// wire.DefaultStream) with the client's connection. It needs JetStream access
 // to that stream (consumer creation and direct get), not the consent
 // service; with ClientOptions.ServiceFeed it needs the service's feed
 // endpoints instead (consent.v1.feed.open and feed.purposes) and only the
@@ -213,18 +176,18 @@ type Watcher struct {
 // Stop the Watcher when done.
 //
 // Errors: a *events.FieldError for invalid options; an error matching
-// ErrDurableMismatch; JetStream errors (no stream, no permission) as they
-// come; with ServiceFeed, the service's *Error (400 naming the field, also
+// wire.ErrDurableMismatch; JetStream errors (no stream, no permission) as they
+// come; with ServiceFeed, the service's *wire.Error (400 naming the field, also
 // for a tenant not the account's; 503 when no service answers).
 func (c *Client) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
-	if err := opts.validate(); err != nil {
+	if err := opts.spec().Validate(); err != nil {
 		return nil, err
 	}
 	js, err := jetstream.New(c.nc)
 	if err != nil {
 		return nil, fmt.Errorf("consent: watch: %w", err)
 	}
-	w := &Watcher{opts: opts, js: js, stream: c.stream, filters: opts.filters(), now: time.Now,
+	w := &Watcher{opts: opts, js: js, stream: c.stream, filters: opts.spec().Filters(), now: time.Now,
 		purposes: make(map[events.PurposeKey]events.Purpose), unacked: make(map[uint64]jetstream.Msg)}
 	if c.feed {
 		w.client = c
@@ -240,19 +203,8 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error)
 	return w, nil
 }
 
-func (w *Watcher) deliverPolicy() (jetstream.DeliverPolicy, uint64, *time.Time) {
-	switch {
-	case w.opts.StartSeq > 0:
-		return jetstream.DeliverByStartSequencePolicy, w.opts.StartSeq, nil
-	case !w.opts.StartTime.IsZero():
-		t := w.opts.StartTime
-		return jetstream.DeliverByStartTimePolicy, 0, &t
-	}
-	return jetstream.DeliverNewPolicy, 0, nil
-}
-
 func (w *Watcher) startOrdered(ctx context.Context) error {
-	policy, seq, at := w.deliverPolicy()
+	policy, seq, at := w.opts.spec().DeliverPolicy()
 	cons, err := w.js.OrderedConsumer(ctx, w.stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: w.filters,
 		DeliverPolicy:  policy,
@@ -275,8 +227,8 @@ func (w *Watcher) startDurable(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consent: watch %s: %w", w.stream, err)
 	}
-	policy, seq, at := w.deliverPolicy()
-	cons, _, err := openDurable(ctx, stream, jetstream.ConsumerConfig{
+	policy, seq, at := w.opts.spec().DeliverPolicy()
+	cons, _, err := changefeed.OpenDurable(ctx, stream, jetstream.ConsumerConfig{
 		Durable:        w.opts.Durable,
 		Description:    "consent watch " + w.opts.Durable,
 		FilterSubjects: w.filters,
@@ -284,8 +236,8 @@ func (w *Watcher) startDurable(ctx context.Context) error {
 		OptStartSeq:    seq,
 		OptStartTime:   at,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        orDefault(w.opts.AckWait, DefaultAckWait),
-		MaxAckPending:  orDefault(w.opts.MaxAckPending, DefaultMaxAckPending),
+		AckWait:        changefeed.OrDefault(w.opts.AckWait, DefaultAckWait),
+		MaxAckPending:  changefeed.OrDefault(w.opts.MaxAckPending, DefaultMaxAckPending),
 	})
 	if err != nil {
 		return durableError(err)
@@ -297,11 +249,11 @@ func (w *Watcher) startDurable(ctx context.Context) error {
 	return nil
 }
 
-// durableError makes a 409 of openDurable (from this client or from the
-// service) match ErrDurableMismatch.
+// durableError makes a 409 of changefeed.OpenDurable (from this client or from the
+// service) match wire.ErrDurableMismatch.
 func durableError(err error) error {
-	if we, ok := errors.AsType[*Error](err); ok && we.Code == 409 && strings.Contains(we.Description, ErrDurableMismatch.Error()) {
-		return fmt.Errorf("%w: %s", ErrDurableMismatch, we.Description)
+	if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == 409 && strings.Contains(we.Description, wire.ErrDurableMismatch.Error()) {
+		return fmt.Errorf("%w: %s", wire.ErrDurableMismatch, we.Description)
 	}
 	return err
 }
@@ -311,7 +263,7 @@ func durableError(err error) error {
 // the service names: js.Consumer (CONSUMER.INFO) and Messages
 // (CONSUMER.MSG.NEXT, $JS.ACK), nothing else of the JetStream API.
 func (w *Watcher) startFeed(ctx context.Context, startSeq uint64) error {
-	q := FeedOpenRequest{Tenant: w.opts.Tenant, Purposes: w.opts.Purposes, Durable: w.opts.Durable,
+	q := wire.FeedOpenRequest{Tenant: w.opts.Tenant, Purposes: w.opts.Purposes, Durable: w.opts.Durable,
 		StartSeq: startSeq, MaxAckPending: w.opts.MaxAckPending}
 	if startSeq == 0 && !w.opts.StartTime.IsZero() {
 		t := w.opts.StartTime
@@ -320,8 +272,8 @@ func (w *Watcher) startFeed(ctx context.Context, startSeq uint64) error {
 	if w.opts.AckWait > 0 {
 		q.AckWait = w.opts.AckWait.String()
 	}
-	var r FeedOpenReply
-	if err := w.client.call(ctx, SubjectFeedOpen, q, &r); err != nil {
+	var r wire.FeedOpenReply
+	if err := w.client.call(ctx, wire.SubjectFeedOpen, q, &r); err != nil {
 		return durableError(err)
 	}
 	js, err := jetstream.NewWithAPIPrefix(w.client.nc, r.APIPrefix)
@@ -341,14 +293,6 @@ func (w *Watcher) startFeed(ctx context.Context, startSeq uint64) error {
 		return fmt.Errorf("consent: watch %s: %w", r.Stream, err)
 	}
 	return nil
-}
-
-// orDefault returns v when it is set (positive), else def.
-func orDefault[T int | time.Duration](v, def T) T {
-	if v > 0 {
-		return v
-	}
-	return def
 }
 
 // Next waits for the next change and returns it. It returns ctx's error
@@ -375,7 +319,7 @@ func (w *Watcher) Next(ctx context.Context) (*Change, error) {
 	}
 	subj := msg.Subject()
 	if strings.HasPrefix(subj, events.PurposeSubjectPrefix) {
-		ev, err := decodeStoredPurpose(&jetstream.RawStreamMsg{Subject: subj, Sequence: ch.Seq, Data: msg.Data()})
+		ev, err := changefeed.DecodeStoredPurpose(&jetstream.RawStreamMsg{Subject: subj, Sequence: ch.Seq, Data: msg.Data()})
 		if err != nil {
 			ch.Err = err
 			return ch, nil
@@ -388,7 +332,7 @@ func (w *Watcher) Next(ctx context.Context) (*Change, error) {
 	// needs the consent's history).
 	ev, check, err := events.CheckMessage(subj, msg.Headers().Get(events.HeaderEventType), msg.Data(), false)
 	if check != "" {
-		ch.Err = fmt.Errorf("%w: seq %d on %s: %s check: %v", ErrUnreadableEvent, ch.Seq, subj, check, err)
+		ch.Err = fmt.Errorf("%w: seq %d on %s: %s check: %v", wire.ErrUnreadableEvent, ch.Seq, subj, check, err)
 		return ch, nil
 	}
 	if ev.IsSealed() && w.client != nil {
@@ -484,7 +428,7 @@ func (w *Watcher) preload(ctx context.Context, firstSeq uint64) error {
 			if err != nil {
 				return fmt.Errorf("consent: watch: read the purpose registry: %w", err)
 			}
-			if ev, err := decodeStoredPurpose(m); err == nil {
+			if ev, err := changefeed.DecodeStoredPurpose(m); err == nil {
 				w.applyPurpose(ev, m.Sequence)
 			}
 		}
@@ -495,13 +439,13 @@ func (w *Watcher) preload(ctx context.Context, firstSeq uint64) error {
 
 // preloadFeed is preload through the service (consent.v1.feed.purposes).
 func (w *Watcher) preloadFeed(ctx context.Context, firstSeq uint64) error {
-	var r FeedPurposesReply
-	q := FeedPurposesRequest{Tenant: w.opts.Tenant, Purposes: w.opts.Purposes, UpToSeq: firstSeq - 1}
-	if err := w.client.call(ctx, SubjectFeedPurposes, q, &r); err != nil {
+	var r wire.FeedPurposesReply
+	q := wire.FeedPurposesRequest{Tenant: w.opts.Tenant, Purposes: w.opts.Purposes, UpToSeq: firstSeq - 1}
+	if err := w.client.call(ctx, wire.SubjectFeedPurposes, q, &r); err != nil {
 		return fmt.Errorf("consent: watch: read the purpose registry: %w", err)
 	}
 	for _, m := range r.Messages {
-		if ev, err := decodeStoredPurpose(&jetstream.RawStreamMsg{Subject: m.Subject, Sequence: m.Seq, Data: m.Data}); err == nil {
+		if ev, err := changefeed.DecodeStoredPurpose(&jetstream.RawStreamMsg{Subject: m.Subject, Sequence: m.Seq, Data: m.Data}); err == nil {
 			w.applyPurpose(ev, m.Seq)
 		}
 	}

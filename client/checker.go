@@ -1,4 +1,4 @@
-package ledger
+package client
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/changefeed"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -42,12 +44,17 @@ import (
 //
 // While its connection is down the Checker cannot see revocations: it
 // drops what it cached and answers every check from the service (which
-// then fails with ErrUnavailable) until it is connected again.
+// then fails with wire.ErrUnavailable) until it is connected again.
 
 // Defaults of CheckerOptions.
 const (
 	DefaultCheckerEntries = 100_000
 )
+
+// minSeqTimeout bounds the Checker's wait for a min_seq it has not
+// applied yet when ctx has no earlier deadline: the service's default
+// (ledger.DefaultMinSeqTimeout).
+const minSeqTimeout = 2 * time.Second
 
 // CheckerOptions configures a Checker. The zero value is ready to use.
 type CheckerOptions struct {
@@ -195,7 +202,7 @@ func NewChecker(ctx context.Context, client *Client, opts CheckerOptions) (*Chec
 	k.applied.Store(last)
 	filters := []string{events.StreamSubjects, events.PurposeSubjects}
 	if opts.Tenant != "*" {
-		filters = (&WatchOptions{Tenant: opts.Tenant}).filters()
+		filters = (&changefeed.Spec{Tenant: opts.Tenant}).Filters()
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: filters,
@@ -311,7 +318,7 @@ func (k *Checker) watchConnection() {
 
 // errDisconnected answers the checks of a Checker whose connection is
 // down: fail closed, at once.
-var errDisconnected = &Error{Code: 503, Description: "the checker's NATS connection is down; retry later"}
+var errDisconnected = &wire.Error{Code: 503, Description: "the checker's NATS connection is down; retry later"}
 
 // Stats returns the counters so far.
 func (k *Checker) Stats() CheckerStats {
@@ -499,35 +506,34 @@ func (k *Checker) taint(subj string, seq uint64) {
 
 // Allowed reports whether the consent q asks about allows the action, from
 // memory when it can: the fastest form of Check (no status is built). Its
-// errors are those of Check but for ErrConsentRequired: a consent that
+// errors are those of Check but for wire.ErrConsentRequired: a consent that
 // does not allow the action is (false, nil).
-func (k *Checker) Allowed(ctx context.Context, q StatusQuery) (bool, error) {
+func (k *Checker) Allowed(ctx context.Context, q wire.StatusQuery) (bool, error) {
 	if c, required, ok := k.lookup(ctx, q); ok {
 		k.hits.Add(1)
 		return c.ViolationSeq == 0 && c.StateAt(k.now(&c)) == events.StateGranted && c.PolicyVersion >= required, nil
 	}
 	st, err := k.fill(ctx, q)
-	if errors.Is(err, ErrConsentRequired) {
+	if errors.Is(err, wire.ErrConsentRequired) {
 		return false, nil
 	}
 	return st.Allowed, err
 }
 
 // Check answers as Client.Check does: the status when the consent allows
-// the action, else an *Error matching ErrConsentRequired carrying the
+// the action, else an *wire.Error matching wire.ErrConsentRequired carrying the
 // status. The status's IndexSeq is the stream sequence the Checker has
 // applied. With q.MinSeq beyond it, it waits for the stream (bounded by
-// ctx and DefaultMinSeqTimeout) and answers from memory once the stream is
+// ctx and the service's default min_seq wait of 2s) and answers from memory once the stream is
 // there; only if that wait fails does it ask the service.
-func (k *Checker) Check(ctx context.Context, q StatusQuery) (events.Status, error) {
+func (k *Checker) Check(ctx context.Context, q wire.StatusQuery) (events.Status, error) {
 	if c, required, ok := k.lookup(ctx, q); ok {
 		k.hits.Add(1)
 		st := c.View(k.now(&c), required)
 		st.IndexSeq = k.applied.Load()
 		st.SubjectKey = c.SubjectKey
 		if !st.Allowed {
-			denied := st
-			return st, &Error{Code: 403, Description: consentRequired(st, required), Status: &denied}
+			return st, wire.ConsentRequired(st, required)
 		}
 		return st, nil
 	}
@@ -545,13 +551,13 @@ func (k *Checker) now(c *events.Consent) time.Time {
 
 // lookup returns the cached consent and the policy version it must have,
 // when the Checker can answer q from memory. A q.MinSeq the stream has not
-// reached yet is waited for first (bounded by DefaultMinSeqTimeout).
-func (k *Checker) lookup(ctx context.Context, q StatusQuery) (events.Consent, int, bool) {
+// reached yet is waited for first (bounded by 2s, the service's default min_seq wait).
+func (k *Checker) lookup(ctx context.Context, q wire.StatusQuery) (events.Consent, int, bool) {
 	if !k.connected.Load() {
 		return events.Consent{}, 0, false
 	}
 	if q.MinSeq > k.applied.Load() {
-		waitCtx, cancel := context.WithTimeout(ctx, DefaultMinSeqTimeout)
+		waitCtx, cancel := context.WithTimeout(ctx, minSeqTimeout)
 		err := k.WaitSeq(waitCtx, q.MinSeq)
 		cancel()
 		if err != nil {
@@ -588,10 +594,10 @@ func (k *Checker) lookup(ctx context.Context, q StatusQuery) (events.Consent, in
 // fill asks the service about q (with min_seq at least what the Checker
 // has applied) and caches the answer unless the stream has shown a newer
 // state meanwhile, which it then answers from.
-func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error) {
+func (k *Checker) fill(ctx context.Context, q wire.StatusQuery) (events.Status, error) {
 	k.fills.Add(1)
 	if err := q.Validate(); err != nil {
-		return events.Status{}, WireError(err)
+		return events.Status{}, &wire.Error{Code: 400, Description: err.Error()}
 	}
 	select {
 	case <-k.done:
@@ -611,7 +617,7 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	if known {
 		k.placeholder(key, pk)
 	}
-	ask := StatusQuery{Tenant: key.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose, MinSeq: max(q.MinSeq, k.applied.Load())}
+	ask := wire.StatusQuery{Tenant: key.Tenant, SubjectID: q.SubjectID, Purpose: q.Purpose, MinSeq: max(q.MinSeq, k.applied.Load())}
 	k.mu.Unlock()
 
 	var st events.Status
@@ -675,8 +681,7 @@ func (k *Checker) fill(ctx context.Context, q StatusQuery) (events.Status, error
 	out.IndexSeq = max(st.IndexSeq, k.applied.Load())
 	out.SubjectKey = key.SubjectKey
 	if !out.Allowed {
-		denied := out
-		return out, &Error{Code: 403, Description: consentRequired(out, required), Status: &denied}
+		return out, wire.ConsentRequired(out, required)
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package ledger_test
+package client_test
 
 import (
 	"context"
@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -90,10 +92,10 @@ func runConsent() (*nats.Conn, func()) {
 func Example() {
 	nc, stop := runConsent()
 	defer stop()
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	c := client.NewClient(nc, client.ClientOptions{})
 	ctx := context.Background()
 
-	grant, err := client.Grant(ctx, events.Command{
+	grant, err := c.Grant(ctx, events.Command{
 		SubjectID: "alice@example.com",
 		Purpose:   "marketing_email",
 		Actor:     "subject",
@@ -105,13 +107,13 @@ func Example() {
 	}
 	fmt.Println("recorded", grant.Event.Type, "at seq", grant.Seq)
 
-	st, err := client.Check(ctx, ledger.StatusQuery{SubjectID: "alice@example.com", Purpose: "marketing_email", MinSeq: grant.Seq})
+	st, err := c.Check(ctx, wire.StatusQuery{SubjectID: "alice@example.com", Purpose: "marketing_email", MinSeq: grant.Seq})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("marketing_email:", st.State, "allowed:", st.Allowed)
 
-	_, err = client.Check(ctx, ledger.StatusQuery{SubjectID: "alice@example.com", Purpose: "newsletter", MinSeq: grant.Seq})
+	_, err = c.Check(ctx, wire.StatusQuery{SubjectID: "alice@example.com", Purpose: "newsletter", MinSeq: grant.Seq})
 	fmt.Println("newsletter:", err)
 	// Output:
 	// recorded consent.granted at seq 1
@@ -119,21 +121,21 @@ func Example() {
 	// newsletter: consent: consent required: none (403)
 }
 
-// Check fails with an error matching ErrConsentRequired, which carries the
-// status that did not allow the action.
+// Check fails with an error matching wire.ErrConsentRequired, which
+// carries the status that did not allow the action.
 func ExampleClient_Check() {
 	nc, stop := runConsent()
 	defer stop()
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	c := client.NewClient(nc, client.ClientOptions{})
 	ctx := context.Background()
 
-	deny, err := client.Deny(ctx, events.Command{SubjectID: "bob", Purpose: "analytics", Reason: "no tracking"})
+	deny, err := c.Deny(ctx, events.Command{SubjectID: "bob", Purpose: "analytics", Reason: "no tracking"})
 	if err != nil {
 		log.Fatal(err)
 	}
 
-	_, err = client.Check(ctx, ledger.StatusQuery{SubjectID: "bob", Purpose: "analytics", MinSeq: deny.Seq})
-	if we, ok := errors.AsType[*ledger.Error](err); ok && errors.Is(err, ledger.ErrConsentRequired) {
+	_, err = c.Check(ctx, wire.StatusQuery{SubjectID: "bob", Purpose: "analytics", MinSeq: deny.Seq})
+	if we, ok := errors.AsType[*wire.Error](err); ok && errors.Is(err, wire.ErrConsentRequired) {
 		fmt.Println("do not track bob:", we.Status.State, "since seq", we.Status.Seq)
 	}
 	// Output:
@@ -141,22 +143,22 @@ func ExampleClient_Check() {
 }
 
 // Commands carry optimistic concurrency (expected_seq) and idempotency
-// keys; the errors they can meet match the package's sentinels.
+// keys; the errors they can meet match the sentinels of package wire.
 func ExampleClient_Grant() {
 	nc, stop := runConsent()
 	defer stop()
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	c := client.NewClient(nc, client.ClientOptions{})
 	ctx := context.Background()
 
 	none := uint64(0) // "this consent has no events yet"
-	first, err := client.Request(ctx, events.Command{
+	first, err := c.Request(ctx, events.Command{
 		SubjectID: "carol", Purpose: "newsletter", Description: "A weekly newsletter",
 		IdempotencyKey: "signup-7", ExpectedSeq: &none,
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	retry, err := client.Request(ctx, events.Command{
+	retry, err := c.Request(ctx, events.Command{
 		SubjectID: "carol", Purpose: "newsletter", Description: "A weekly newsletter",
 		IdempotencyKey: "signup-7", ExpectedSeq: &none,
 	})
@@ -165,20 +167,96 @@ func ExampleClient_Grant() {
 	}
 	fmt.Println("retry appended nothing:", retry.Duplicate, retry.Seq == first.Seq)
 
-	_, err = client.Grant(ctx, events.Command{SubjectID: "carol", Purpose: "newsletter", ExpectedSeq: &none})
-	fmt.Println("stale expected_seq is a conflict:", errors.Is(err, ledger.ErrConflict))
+	_, err = c.Grant(ctx, events.Command{SubjectID: "carol", Purpose: "newsletter", ExpectedSeq: &none})
+	fmt.Println("stale expected_seq is a conflict:", errors.Is(err, wire.ErrConflict))
 
-	granted, err := client.Grant(ctx, events.Command{SubjectID: "carol", Purpose: "newsletter", ExpectedSeq: &first.Seq})
+	granted, err := c.Grant(ctx, events.Command{SubjectID: "carol", Purpose: "newsletter", ExpectedSeq: &first.Seq})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(granted.Status.State, "at seq", granted.Seq, "chained to the request:", granted.Event.PrevHash == first.Event.Hash)
 
-	_, err = client.Status(ctx, ledger.StatusQuery{SubjectID: "carol", Purpose: "News Letter"})
-	fmt.Println(errors.Is(err, ledger.ErrBadRequest), err)
+	_, err = c.Status(ctx, wire.StatusQuery{SubjectID: "carol", Purpose: "News Letter"})
+	fmt.Println(errors.Is(err, wire.ErrBadRequest), err)
 	// Output:
 	// retry appended nothing: true true
 	// stale expected_seq is a conflict: true
 	// granted at seq 2 chained to the request: true
 	// true consent: purpose: "News Letter" must match ^[a-z0-9][a-z0-9_-]{0,63}$ (400)
+}
+
+// A subscriber follows every change from the start of the stream, each
+// with the status it leads to. A durable watch (WatchOptions.Durable)
+// would resume after a restart, and acknowledge what it handled.
+func ExampleClient_Watch() {
+	nc, stop := runConsent()
+	defer stop()
+	c := client.NewClient(nc, client.ClientOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	if _, err := c.Grant(ctx, events.Command{SubjectID: "dave", Purpose: "newsletter"}); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := c.Revoke(ctx, events.Command{SubjectID: "dave", Purpose: "newsletter"}); err != nil {
+		log.Fatal(err)
+	}
+
+	w, err := c.Watch(ctx, client.WatchOptions{Purposes: []string{"newsletter"}, StartSeq: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Stop()
+	for range 2 {
+		ch, err := w.Next(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(ch.Seq, ch.Event.Type, "allowed:", ch.Status.Allowed)
+	}
+	// Output:
+	// 1 consent.granted allowed: true
+	// 2 consent.revoked allowed: false
+}
+
+// A service that checks consent on every request keeps a Checker: it
+// answers from memory, kept current by a watch of the stream, and asks the
+// service only about consents it has not seen.
+func ExampleNewChecker() {
+	nc, stop := runConsent()
+	defer stop()
+	c := client.NewClient(nc, client.ClientOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	checker, err := client.NewChecker(ctx, c, client.CheckerOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer checker.Close()
+
+	grant, err := c.Grant(ctx, events.Command{SubjectID: "erin", Purpose: "analytics"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	q := wire.StatusQuery{SubjectID: "erin", Purpose: "analytics", MinSeq: grant.Seq}
+	ok, err := checker.Allowed(ctx, q)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("analytics for erin:", ok)
+
+	revoke, err := c.Revoke(ctx, events.Command{SubjectID: "erin", Purpose: "analytics"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	q.MinSeq = revoke.Seq
+	ok, err = checker.Allowed(ctx, q)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("after the revocation:", ok)
+	// Output:
+	// analytics for erin: true
+	// after the revocation: false
 }

@@ -1,4 +1,4 @@
-package ledger_test
+package client_test
 
 import (
 	"context"
@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/assert"
@@ -34,36 +35,36 @@ func stubService(t *testing.T, answer func(req micro.Request)) *nats.Conn {
 func TestClientMapsEveryWireCodeToItsSentinel(t *testing.T) {
 	tests := []struct {
 		code string
-		want *ledger.Error
+		want *wire.Error
 	}{
-		{"400", ledger.ErrBadRequest},
-		{"403", ledger.ErrConsentRequired},
-		{"409", ledger.ErrConflict},
-		{"413", ledger.ErrTooLarge},
-		{"503", ledger.ErrUnavailable},
-		{"500", ledger.ErrInternal},
-		{"418", ledger.ErrInternal},
-		{"not-a-number", ledger.ErrInternal},
+		{"400", wire.ErrBadRequest},
+		{"403", wire.ErrConsentRequired},
+		{"409", wire.ErrConflict},
+		{"413", wire.ErrTooLarge},
+		{"503", wire.ErrUnavailable},
+		{"500", wire.ErrInternal},
+		{"418", wire.ErrInternal},
+		{"not-a-number", wire.ErrInternal},
 	}
 	// The stub answers with the code the request names as its subject.
 	nc := stubService(t, func(req micro.Request) {
-		var q ledger.StatusQuery
+		var q wire.StatusQuery
 		_ = json.Unmarshal(req.Data(), &q)
 		_ = req.Error(q.SubjectID, "described "+q.SubjectID, nil)
 	})
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
-	all := []ledger.Error{*ledger.ErrBadRequest, *ledger.ErrConsentRequired, *ledger.ErrConflict, *ledger.ErrTooLarge, *ledger.ErrUnavailable, *ledger.ErrInternal}
+	client := client.NewClient(nc, client.ClientOptions{})
+	all := []wire.Error{*wire.ErrBadRequest, *wire.ErrConsentRequired, *wire.ErrConflict, *wire.ErrTooLarge, *wire.ErrUnavailable, *wire.ErrInternal}
 
 	for _, tt := range tests {
 		t.Run(tt.code, func(t *testing.T) {
-			_, err := client.Status(t.Context(), ledger.StatusQuery{SubjectID: tt.code, Purpose: "p"})
+			_, err := client.Status(t.Context(), wire.StatusQuery{SubjectID: tt.code, Purpose: "p"})
 			require.ErrorIs(t, err, tt.want)
 			for _, other := range all {
 				if other.Code != tt.want.Code {
 					assert.NotErrorIs(t, err, &other)
 				}
 			}
-			we, ok := errors.AsType[*ledger.Error](err)
+			we, ok := errors.AsType[*wire.Error](err)
 			require.True(t, ok)
 			assert.Equal(t, "described "+tt.code, we.Description)
 		})
@@ -76,11 +77,11 @@ func TestClientCheckCarriesTheStatusOf403(t *testing.T) {
 		body, _ := json.Marshal(denied)
 		_ = req.Error("403", "consent required: denied", body)
 	})
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 
-	st, err := client.Check(t.Context(), ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
-	require.ErrorIs(t, err, ledger.ErrConsentRequired)
-	we, ok := errors.AsType[*ledger.Error](err)
+	st, err := client.Check(t.Context(), wire.StatusQuery{SubjectID: "a", Purpose: "p"})
+	require.ErrorIs(t, err, wire.ErrConsentRequired)
+	we, ok := errors.AsType[*wire.Error](err)
 	require.True(t, ok)
 	require.NotNil(t, we.Status)
 	assert.Equal(t, denied, *we.Status)
@@ -99,17 +100,17 @@ func TestClientSendsEachCallToItsSubject(t *testing.T) {
 		_ = json.Unmarshal(req.Data(), &body)
 		requests <- seen{req.Subject(), body}
 		switch req.Subject() {
-		case ledger.SubjectList:
+		case wire.SubjectList:
 			_ = req.Respond([]byte(`{"statuses":[{"purpose":"p","state":"granted","allowed":true}]}`))
-		case ledger.SubjectHistory:
+		case wire.SubjectHistory:
 			_ = req.Respond([]byte(`{"events":[{"seq":3,"event":{"type":"consent.granted"}}]}`))
-		case ledger.SubjectStatus, ledger.SubjectCheck:
+		case wire.SubjectStatus, wire.SubjectCheck:
 			_ = req.Respond([]byte(`{"purpose":"p","state":"granted","allowed":true,"index_seq":3}`))
 		default:
 			_ = req.Respond([]byte(`{"seq":3,"duplicate":false,"event":{"type":"consent.granted"},"status":{"state":"granted"}}`))
 		}
 	})
-	client := ledger.NewClient(nc, ledger.ClientOptions{})
+	client := client.NewClient(nc, client.ClientOptions{})
 	ctx := t.Context()
 	cmd := events.Command{Tenant: "acme", SubjectID: "a", Purpose: "p"}
 	wantCmd := map[string]any{"tenant": "acme", "subject": "a", "purpose": "p"}
@@ -118,48 +119,48 @@ func TestClientSendsEachCallToItsSubject(t *testing.T) {
 		subj string
 		call func() (any, error)
 	}{
-		{ledger.SubjectRequest, func() (any, error) { return client.Request(ctx, cmd) }},
-		{ledger.SubjectGrant, func() (any, error) { return client.Grant(ctx, cmd) }},
-		{ledger.SubjectDeny, func() (any, error) { return client.Deny(ctx, cmd) }},
-		{ledger.SubjectRevoke, func() (any, error) { return client.Revoke(ctx, cmd) }},
+		{wire.SubjectRequest, func() (any, error) { return client.Request(ctx, cmd) }},
+		{wire.SubjectGrant, func() (any, error) { return client.Grant(ctx, cmd) }},
+		{wire.SubjectDeny, func() (any, error) { return client.Deny(ctx, cmd) }},
+		{wire.SubjectRevoke, func() (any, error) { return client.Revoke(ctx, cmd) }},
 	} {
 		r, err := c.call()
 		require.NoError(t, err, c.subj)
-		assert.Equal(t, uint64(3), r.(ledger.Reply).Seq)
+		assert.Equal(t, uint64(3), r.(wire.Reply).Seq)
 		got := receive(t, requests)
 		assert.Equal(t, c.subj, got.subj)
 		assert.Equal(t, wantCmd, got.body)
 	}
 
-	q := ledger.StatusQuery{Tenant: "acme", SubjectID: "a", Purpose: "p", MinSeq: 2}
+	q := wire.StatusQuery{Tenant: "acme", SubjectID: "a", Purpose: "p", MinSeq: 2}
 	wantQuery := map[string]any{"tenant": "acme", "subject": "a", "purpose": "p", "min_seq": float64(2)}
 	st, err := client.Status(ctx, q)
 	require.NoError(t, err)
 	assert.True(t, st.Allowed)
-	assert.Equal(t, seen{ledger.SubjectStatus, wantQuery}, receive(t, requests))
+	assert.Equal(t, seen{wire.SubjectStatus, wantQuery}, receive(t, requests))
 	st, err = client.Check(ctx, q)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(3), st.IndexSeq)
-	assert.Equal(t, seen{ledger.SubjectCheck, wantQuery}, receive(t, requests))
+	assert.Equal(t, seen{wire.SubjectCheck, wantQuery}, receive(t, requests))
 
-	statuses, err := client.List(ctx, ledger.ListQuery{SubjectID: "a"})
+	statuses, err := client.List(ctx, wire.ListQuery{SubjectID: "a"})
 	require.NoError(t, err)
 	require.Len(t, statuses, 1)
-	assert.Equal(t, seen{ledger.SubjectList, map[string]any{"subject": "a"}}, receive(t, requests))
+	assert.Equal(t, seen{wire.SubjectList, map[string]any{"subject": "a"}}, receive(t, requests))
 
-	h, err := client.History(ctx, ledger.HistoryQuery{SubjectID: "a", AfterSeq: 2, Limit: 10})
+	h, err := client.History(ctx, wire.HistoryQuery{SubjectID: "a", AfterSeq: 2, Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, h.Events, 1)
 	assert.Equal(t, events.TypeGranted, h.Events[0].Event.Type)
-	assert.Equal(t, seen{ledger.SubjectHistory, map[string]any{"subject": "a", "after_seq": float64(2), "limit": float64(10)}}, receive(t, requests))
+	assert.Equal(t, seen{wire.SubjectHistory, map[string]any{"subject": "a", "after_seq": float64(2), "limit": float64(10)}}, receive(t, requests))
 }
 
 func TestClientWithoutAServiceIsUnavailable(t *testing.T) {
 	s := natstest.RunServer(t)
-	client := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{})
+	client := client.NewClient(natstest.Connect(t, s), client.ClientOptions{})
 
-	_, err := client.Status(t.Context(), ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
-	require.ErrorIs(t, err, ledger.ErrUnavailable)
+	_, err := client.Status(t.Context(), wire.StatusQuery{SubjectID: "a", Purpose: "p"})
+	require.ErrorIs(t, err, wire.ErrUnavailable)
 	require.ErrorIs(t, err, nats.ErrNoResponders)
 	assert.Contains(t, err.Error(), "is consentd running?")
 }
@@ -168,21 +169,34 @@ func TestClientBoundsCallsWithoutADeadline(t *testing.T) {
 	// A service that takes the request but never answers.
 	s := natstest.RunServer(t)
 	silent := natstest.Connect(t, s)
-	_, err := silent.Subscribe(ledger.SubjectStatus, func(*nats.Msg) {})
+	_, err := silent.Subscribe(wire.SubjectStatus, func(*nats.Msg) {})
 	require.NoError(t, err)
 	require.NoError(t, silent.Flush())
-	client := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{Timeout: 20 * time.Millisecond})
+	client := client.NewClient(natstest.Connect(t, s), client.ClientOptions{Timeout: 20 * time.Millisecond})
 
-	_, err = client.Status(context.Background(), ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+	_, err = client.Status(context.Background(), wire.StatusQuery{SubjectID: "a", Purpose: "p"})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
 	live, stop := context.WithCancel(t.Context())
 	defer stop()
-	_, err = client.Status(live, ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+	_, err = client.Status(live, wire.StatusQuery{SubjectID: "a", Purpose: "p"})
 	require.ErrorIs(t, err, context.DeadlineExceeded, "a context that can end but has no deadline gets the timeout too")
 
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err = client.Status(ctx, ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+	_, err = client.Status(ctx, wire.StatusQuery{SubjectID: "a", Purpose: "p"})
 	require.ErrorIs(t, err, context.Canceled)
+}
+
+// receive returns the next value from ch, failing the test when none
+// arrives in 10s.
+func receive[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing received in 10s")
+		panic("unreachable")
+	}
 }

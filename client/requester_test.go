@@ -1,4 +1,4 @@
-package ledger_test
+package client_test
 
 import (
 	"context"
@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -24,7 +25,7 @@ func heldRequests(t *testing.T, s *server.Server) <-chan *nats.Msg {
 	t.Helper()
 	held := make(chan *nats.Msg, 16)
 	nc := natstest.Connect(t, s)
-	_, err := nc.Subscribe(ledger.SubjectStatus, func(m *nats.Msg) { held <- m })
+	_, err := nc.Subscribe(wire.SubjectStatus, func(m *nats.Msg) { held <- m })
 	require.NoError(t, err)
 	require.NoError(t, nc.Flush())
 	return held
@@ -32,7 +33,7 @@ func heldRequests(t *testing.T, s *server.Server) <-chan *nats.Msg {
 
 // statusEcho answers a status query with a status of the consent it names.
 func statusEcho(req micro.Request) {
-	var q ledger.StatusQuery
+	var q wire.StatusQuery
 	if err := json.Unmarshal(req.Data(), &q); err != nil {
 		_ = req.Error("400", err.Error(), nil)
 		return
@@ -43,12 +44,12 @@ func statusEcho(req micro.Request) {
 func TestClientCallEndsWhenItsContextIsCancelled(t *testing.T) {
 	s := natstest.RunServer(t)
 	held := heldRequests(t, s)
-	client := ledger.NewClient(natstest.Connect(t, s), ledger.ClientOptions{Timeout: time.Minute})
+	client := client.NewClient(natstest.Connect(t, s), client.ClientOptions{Timeout: time.Minute})
 
 	ctx, cancel := context.WithCancel(t.Context())
 	errs := make(chan error, 1)
 	go func() {
-		_, err := client.Status(ctx, ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+		_, err := client.Status(ctx, wire.StatusQuery{SubjectID: "a", Purpose: "p"})
 		errs <- err
 	}()
 	<-held // the call is waiting for its reply
@@ -60,7 +61,7 @@ func TestClientCallEndsWhenTheConnectionCloses(t *testing.T) {
 	s := natstest.RunServer(t)
 	held := heldRequests(t, s)
 	nc := natstest.Connect(t, s)
-	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: time.Minute})
+	client := client.NewClient(nc, client.ClientOptions{Timeout: time.Minute})
 
 	// The deadline only keeps a broken test from hanging: the call must
 	// end with the connection, long before it.
@@ -68,14 +69,14 @@ func TestClientCallEndsWhenTheConnectionCloses(t *testing.T) {
 	defer cancel()
 	errs := make(chan error, 1)
 	go func() {
-		_, err := client.Status(ctx, ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+		_, err := client.Status(ctx, wire.StatusQuery{SubjectID: "a", Purpose: "p"})
 		errs <- err
 	}()
 	<-held
 	nc.Close()
 	require.ErrorIs(t, <-errs, nats.ErrConnectionClosed)
 
-	_, err := client.Status(ctx, ledger.StatusQuery{SubjectID: "a", Purpose: "p"})
+	_, err := client.Status(ctx, wire.StatusQuery{SubjectID: "a", Purpose: "p"})
 	require.ErrorIs(t, err, nats.ErrConnectionClosed, "a call on the closed connection")
 }
 
@@ -83,10 +84,10 @@ func TestClientDropsAReplyThatCameAfterItsCallTimedOut(t *testing.T) {
 	s := natstest.RunServer(t)
 	held := heldRequests(t, s)
 	nc := natstest.Connect(t, s)
-	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 20 * time.Millisecond})
-	q := ledger.StatusQuery{SubjectID: "a", Purpose: "p"}
+	cli := client.NewClient(nc, client.ClientOptions{Timeout: 20 * time.Millisecond})
+	q := wire.StatusQuery{SubjectID: "a", Purpose: "p"}
 
-	_, err := client.Status(t.Context(), q)
+	_, err := cli.Status(t.Context(), q)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	late := <-held
 	require.NoError(t, late.Respond([]byte(`{"subject":"late","purpose":"p","state":"granted","index_seq":1}`)))
@@ -96,7 +97,7 @@ func TestClientDropsAReplyThatCameAfterItsCallTimedOut(t *testing.T) {
 		errs := make(chan error, 1)
 		var got string
 		go func() {
-			st, err := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 10 * time.Second}).Status(t.Context(), q)
+			st, err := client.NewClient(nc, client.ClientOptions{Timeout: 10 * time.Second}).Status(t.Context(), q)
 			got = st.SubjectID
 			errs <- err
 		}()
@@ -110,9 +111,9 @@ func TestClientDropsAReplyThatCameAfterItsCallTimedOut(t *testing.T) {
 
 func TestClientRoutesConcurrentRepliesToTheirCalls(t *testing.T) {
 	nc := stubService(t, statusEcho)
-	clients := []*ledger.Client{
-		ledger.NewClient(nc, ledger.ClientOptions{}),
-		ledger.NewClient(nc, ledger.ClientOptions{}),
+	clients := []*client.Client{
+		client.NewClient(nc, client.ClientOptions{}),
+		client.NewClient(nc, client.ClientOptions{}),
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)
@@ -122,7 +123,7 @@ func TestClientRoutesConcurrentRepliesToTheirCalls(t *testing.T) {
 			defer cancel()
 			for i := range 50 {
 				want := fmt.Sprintf("p-%d-%d", g, i)
-				st, err := clients[g%2].Status(ctx, ledger.StatusQuery{SubjectID: "a", Purpose: want})
+				st, err := clients[g%2].Status(ctx, wire.StatusQuery{SubjectID: "a", Purpose: want})
 				if err == nil && st.Purpose != want {
 					err = fmt.Errorf("call for %s got the reply for %s", want, st.Purpose)
 				}
@@ -149,14 +150,14 @@ func TestClientKeepsWorkingAfterItsServerRestarts(t *testing.T) {
 	svcConn := natstest.Connect(t, s, reconnecting...)
 	svc, err := micro.AddService(svcConn, micro.Config{
 		Name: "stub", Version: "0.0.1",
-		Endpoint: &micro.EndpointConfig{Subject: ledger.SubjectStatus, Handler: micro.HandlerFunc(statusEcho)},
+		Endpoint: &micro.EndpointConfig{Subject: wire.SubjectStatus, Handler: micro.HandlerFunc(statusEcho)},
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop() })
 	require.NoError(t, svcConn.Flush(), "the server has the stub's subscription before the first request")
 	nc := natstest.Connect(t, s, reconnecting...)
-	client := ledger.NewClient(nc, ledger.ClientOptions{Timeout: 10 * time.Second})
-	q := ledger.StatusQuery{SubjectID: "a", Purpose: "before"}
+	client := client.NewClient(nc, client.ClientOptions{Timeout: 10 * time.Second})
+	q := wire.StatusQuery{SubjectID: "a", Purpose: "before"}
 	st, err := client.Status(t.Context(), q)
 	require.NoError(t, err)
 	require.Equal(t, "before", st.Purpose)

@@ -1,4 +1,8 @@
-package ledger
+// Package wirecodec encodes and decodes the hot messages of the consent
+// service (the status and check query, the status reply) without
+// reflection, byte for byte as encoding/json does; the server (ledger) and
+// the Go client (client) share it.
+package wirecodec
 
 import (
 	"encoding/json"
@@ -7,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/wire"
 )
 
 // The codecs in this file are fast paths for the lookups' hot messages:
@@ -20,14 +25,14 @@ import (
 
 // decodeStatusQuery decodes a status or check request as
 // events.DecodeStrict does, with the same errors.
-func decodeStatusQuery(data []byte, q *StatusQuery) error {
+func decodeStatusQuery(data []byte, q *wire.StatusQuery) error {
 	return decodeStatusQueryText(data, string(data), q)
 }
 
-// decodeOwnedStatusQuery is decodeStatusQuery for a buffer handed over
-// with the call, as a request's payload is (see unmarshalOwnedStatus): q's
+// DecodeOwnedStatusQuery is decodeStatusQuery for a buffer handed over
+// with the call, as a request's payload is (see UnmarshalOwnedStatus): q's
 // strings share data.
-func decodeOwnedStatusQuery(data []byte, q *StatusQuery) error {
+func DecodeOwnedStatusQuery(data []byte, q *wire.StatusQuery) error {
 	return decodeStatusQueryText(data, ownedText(data), q)
 }
 
@@ -39,13 +44,13 @@ func ownedText(data []byte) string {
 
 // decodeStatusQueryText is decodeStatusQuery with text holding data's
 // bytes.
-func decodeStatusQueryText(data []byte, text string, q *StatusQuery) error {
+func decodeStatusQueryText(data []byte, text string, q *wire.StatusQuery) error {
 	if decodeStatusQueryFast(data, text, q) {
 		return nil
 	}
 	// Decoded into a variable of its own so that q, which the fast path
 	// only writes, does not escape to the heap.
-	var general StatusQuery
+	var general wire.StatusQuery
 	err := events.DecodeStrict(data, &general)
 	*q = general
 	return err
@@ -55,7 +60,7 @@ func decodeStatusQueryText(data []byte, text string, q *StatusQuery) error {
 // each at most once and spelled exactly, with plain strings and small
 // unsigned integers, its strings taken from text, which holds data's
 // bytes. It reports false, leaving q partly set, for anything else.
-func decodeStatusQueryFast(data []byte, text string, q *StatusQuery) bool {
+func decodeStatusQueryFast(data []byte, text string, q *wire.StatusQuery) bool {
 	p := scanner{b: data, s: text}
 	if !p.objectStart() {
 		return false
@@ -102,8 +107,8 @@ func decodeStatusQueryFast(data []byte, text string, q *StatusQuery) bool {
 	return p.end()
 }
 
-// appendStatusQuery appends q as json.Marshal writes it.
-func appendStatusQuery(dst []byte, q *StatusQuery) []byte {
+// AppendStatusQuery appends q as json.Marshal writes it.
+func AppendStatusQuery(dst []byte, q *wire.StatusQuery) []byte {
 	dst = append(dst, '{')
 	if q.Tenant != "" {
 		dst = append(dst, `"tenant":`...)
@@ -125,17 +130,17 @@ func appendStatusQuery(dst []byte, q *StatusQuery) []byte {
 	return append(dst, '}')
 }
 
-// marshalStatus returns st as json.Marshal writes it, with the same error.
-func marshalStatus(st *events.Status) ([]byte, error) {
-	if b, ok := appendStatus(make([]byte, 0, 320), st); ok {
+// MarshalStatus returns st as json.Marshal writes it, with the same error.
+func MarshalStatus(st *events.Status) ([]byte, error) {
+	if b, ok := AppendStatus(make([]byte, 0, 320), st); ok {
 		return b, nil
 	}
 	return json.Marshal(st)
 }
 
-// appendStatus appends st as json.Marshal writes it. It reports false when
+// AppendStatus appends st as json.Marshal writes it. It reports false when
 // a time cannot be written (json.Marshal fails on it too).
-func appendStatus(dst []byte, st *events.Status) ([]byte, bool) {
+func AppendStatus(dst []byte, st *events.Status) ([]byte, bool) {
 	var ok bool
 	dst = append(dst, `{"tenant":`...)
 	dst = appendString(dst, st.Tenant)
@@ -241,11 +246,11 @@ func unmarshalStatus(data []byte, st *events.Status) error {
 	return unmarshalStatusText(data, string(data), st)
 }
 
-// unmarshalOwnedStatus is unmarshalStatus for a buffer handed over with
+// UnmarshalOwnedStatus is unmarshalStatus for a buffer handed over with
 // the call: st's strings share data instead of a copy of it, so nothing
 // may write to data afterwards. A reply's payload qualifies: nats.go gives
 // every delivered message a buffer of its own.
-func unmarshalOwnedStatus(data []byte, st *events.Status) error {
+func UnmarshalOwnedStatus(data []byte, st *events.Status) error {
 	return unmarshalStatusText(data, ownedText(data), st)
 }
 
@@ -262,7 +267,7 @@ func unmarshalStatusText(data []byte, text string, st *events.Status) error {
 	return err
 }
 
-// unmarshalStatusFast decodes the status as appendStatus writes it (its
+// unmarshalStatusFast decodes the status as AppendStatus writes it (its
 // members in any order, each once), its strings taken from text, which
 // holds data's bytes. It reports false, leaving st partly set, for
 // anything else.
@@ -343,10 +348,10 @@ func unmarshalStatusFast(data []byte, text string, st *events.Status) bool {
 	return p.end()
 }
 
-// marshalReply encodes a service reply; a status takes the fast path.
-func marshalReply(body any) ([]byte, error) {
+// MarshalReply encodes a service reply; a status takes the fast path.
+func MarshalReply(body any) ([]byte, error) {
 	if st, ok := body.(*events.Status); ok {
-		return marshalStatus(st)
+		return MarshalStatus(st)
 	}
 	return json.Marshal(body)
 }
