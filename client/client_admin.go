@@ -4,31 +4,30 @@ import (
 	"context"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 )
 
 // SetHold puts a person on legal hold (see ledger.Ledger.SetHold; admin role).
 // Errors are *wire.Error: 400 naming the field, 503 without a hold bucket.
-func (c *Client) SetHold(ctx context.Context, q ledger.HoldRequest) (ledger.HoldReply, error) {
-	var r ledger.HoldReply
-	err := c.call(ctx, ledger.SubjectHoldSet, q, &r)
+func (c *Client) SetHold(ctx context.Context, q wire.HoldRequest) (wire.HoldReply, error) {
+	var r wire.HoldReply
+	err := c.call(ctx, wire.SubjectHoldSet, q, &r)
 	return r, err
 }
 
 // ReleaseHold lifts a person's legal hold (see ledger.Ledger.ReleaseHold; admin
 // role). Errors as SetHold's.
-func (c *Client) ReleaseHold(ctx context.Context, q ledger.HoldRequest) (ledger.HoldReply, error) {
-	var r ledger.HoldReply
-	err := c.call(ctx, ledger.SubjectHoldRelease, q, &r)
+func (c *Client) ReleaseHold(ctx context.Context, q wire.HoldRequest) (wire.HoldReply, error) {
+	var r wire.HoldReply
+	err := c.call(ctx, wire.SubjectHoldRelease, q, &r)
 	return r, err
 }
 
 // ListHolds returns a tenant's legal holds (see ledger.Ledger.ListHolds; admin
 // role). Errors as SetHold's.
-func (c *Client) ListHolds(ctx context.Context, q ledger.HoldListQuery) (ledger.HoldListReply, error) {
-	var r ledger.HoldListReply
-	err := c.call(ctx, ledger.SubjectHoldList, q, &r)
+func (c *Client) ListHolds(ctx context.Context, q wire.HoldListQuery) (wire.HoldListReply, error) {
+	var r wire.HoldListReply
+	err := c.call(ctx, wire.SubjectHoldList, q, &r)
 	return r, err
 }
 
@@ -36,9 +35,9 @@ func (c *Client) ListHolds(ctx context.Context, q ledger.HoldListQuery) (ledger.
 // role). Errors are *wire.Error: 400 naming the field, 409 when a consent kept
 // changing meanwhile (retry: the erasure resumes where it stopped) or the
 // person is on legal hold (the description names the hold).
-func (c *Client) Erase(ctx context.Context, q ledger.EraseRequest) (ledger.EraseReply, error) {
-	var r ledger.EraseReply
-	err := c.call(ctx, ledger.SubjectErase, q, &r)
+func (c *Client) Erase(ctx context.Context, q wire.EraseRequest) (wire.EraseReply, error) {
+	var r wire.EraseReply
+	err := c.call(ctx, wire.SubjectErase, q, &r)
 	return r, err
 }
 

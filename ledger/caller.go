@@ -160,11 +160,11 @@ func tenantOf(q any) *string {
 		return &q.Tenant
 	case *events.Quarantine:
 		return &q.Tenant
-	case *EraseRequest:
+	case *wire.EraseRequest:
 		return &q.Tenant
-	case *HoldRequest:
+	case *wire.HoldRequest:
 		return &q.Tenant
-	case *HoldListQuery:
+	case *wire.HoldListQuery:
 		return &q.Tenant
 	case *wire.StatusQuery:
 		return &q.Tenant

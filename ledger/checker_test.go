@@ -230,7 +230,7 @@ func TestCheckerSeesAnErasure(t *testing.T) {
 	_, err = k.Check(stepCtx(t), q)
 	require.NoError(t, err)
 
-	erased, err := st.ledger.Erase(stepCtx(t), ledger.EraseRequest{SubjectID: "alice", Reason: "ticket 4711"})
+	erased, err := st.ledger.Erase(stepCtx(t), wire.EraseRequest{SubjectID: "alice", Reason: "ticket 4711"})
 	require.NoError(t, err)
 	require.Len(t, erased.Erased, 1)
 	require.NoError(t, k.WaitSeq(stepCtx(t), erased.Erased[0].Seq))

@@ -13,47 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// SubjectErase is the operator's endpoint that erases a person:
-// request EraseRequest, reply EraseReply. See Ledger.Erase.
-const SubjectErase = "consent.v1.admin.erase"
-
-// EraseRequest is the body of consent.v1.admin.erase: erase the person
-// SubjectID of Tenant (default "default"), for Reason (the operator's: a
-// ticket, "erasure requested"; it is stored in the clear, so it must not
-// quote the person). RecordedBy is set by the service from the caller's
-// identity, never from the body.
-type EraseRequest struct {
-	Tenant     string `json:"tenant,omitempty"`
-	SubjectID  string `json:"subject"`
-	Reason     string `json:"reason"`
-	RecordedBy string `json:"-"`
-}
-
-// Validate checks the request, returning a *events.FieldError naming the
-// field.
-func (q *EraseRequest) Validate() error {
-	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
-		return err
-	}
-	id, err := events.NormalizeSubjectID(q.SubjectID)
-	if err != nil {
-		return err
-	}
-	q.SubjectID = id
-	x := events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy}
-	return x.Validate()
-}
-
-// EraseReply is the reply of consent.v1.admin.erase: the consent.erased
-// event appended for each of the person's consents (Erased, by purpose),
-// the purposes that were erased already (a repeated erasure), and whether
-// a data key was destroyed.
-type EraseReply struct {
-	Erased       []wire.Reply `json:"erased"`
-	Already      []string     `json:"already_erased,omitempty"`
-	KeyDestroyed bool         `json:"key_destroyed"`
-}
-
 // Keys are the persons' data keys (internal/keystore's Store): the
 // ledger seals the personal fields of every consent event it appends under
 // a key of the person (schema version 2), opens them for history, and
@@ -93,22 +52,22 @@ type Keys interface {
 // Errors: a *events.FieldError for a bad request, a *HeldError (matching
 // ErrHeld, 409) for a person on legal hold, ErrContention when a consent
 // kept changing meanwhile, and NATS errors.
-func (l *Ledger) Erase(ctx context.Context, q EraseRequest) (EraseReply, error) {
+func (l *Ledger) Erase(ctx context.Context, q wire.EraseRequest) (wire.EraseReply, error) {
 	if err := q.Validate(); err != nil {
-		return EraseReply{}, err
+		return wire.EraseReply{}, err
 	}
 	tenant := events.OrDefaultTenant(q.Tenant)
 	token, err := l.personToken(ctx, tenant, q.SubjectID)
 	if err != nil {
-		return EraseReply{}, err
+		return wire.EraseReply{}, err
 	}
 	subjects, err := l.personSubjects(ctx, tenant, token)
 	if err != nil {
-		return EraseReply{}, err
+		return wire.EraseReply{}, err
 	}
 	out, err := l.eraseSubjects(ctx, tenant, token, subjects, events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy}, nil)
 	if err != nil {
-		return EraseReply{}, err
+		return wire.EraseReply{}, err
 	}
 	return out, nil
 }
@@ -122,11 +81,11 @@ func (l *Ledger) Erase(ctx context.Context, q EraseRequest) (EraseReply, error) 
 // destroyed; the key is kept (ErrContention) when the person has a consent
 // that was not in subjects by then. On error, the reply holds what was
 // erased before it.
-func (l *Ledger) eraseSubjects(ctx context.Context, tenant, token string, subjects []string, x events.Erase, before func(subject string, f storedFold) error) (EraseReply, error) {
+func (l *Ledger) eraseSubjects(ctx context.Context, tenant, token string, subjects []string, x events.Erase, before func(subject string, f storedFold) error) (wire.EraseReply, error) {
 	if err := l.holds.check(ctx, tenant, token); err != nil {
-		return EraseReply{}, err
+		return wire.EraseReply{}, err
 	}
-	out := EraseReply{Erased: []wire.Reply{}}
+	out := wire.EraseReply{Erased: []wire.Reply{}}
 	var keyIDs []string
 	for _, subject := range subjects {
 		r, ids, err := l.eraseConsent(ctx, subject, x, func(ctx context.Context, f storedFold) error {

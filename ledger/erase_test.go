@@ -56,12 +56,12 @@ func TestEraseAPerson(t *testing.T) {
 	assert.NotContains(t, string(raw.Data), "alice@example.com")
 	assert.NotContains(t, string(raw.Data), "198.51.100.7")
 
-	_, err = l.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com"})
+	_, err = l.Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com"})
 	var fe *events.FieldError
 	require.ErrorAs(t, err, &fe)
 	assert.Equal(t, "reason", fe.Field)
 
-	r, err := l.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com", Reason: "erasure requested, ticket 4711", RecordedBy: "dpo@acme"})
+	r, err := l.Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com", Reason: "erasure requested, ticket 4711", RecordedBy: "dpo@acme"})
 	require.NoError(t, err)
 	require.Len(t, r.Erased, 2)
 	assert.True(t, r.KeyDestroyed)
@@ -94,7 +94,7 @@ func TestEraseAPerson(t *testing.T) {
 	assert.Equal(t, events.TypeErased, h.Events[1].Event.Type)
 
 	// Again: nothing more to erase; the key is destroyed again (idempotent).
-	again, err := l.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com", Reason: "again"})
+	again, err := l.Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com", Reason: "again"})
 	require.NoError(t, err)
 	assert.Empty(t, again.Erased)
 	assert.Equal(t, []string{"analytics", "newsletter"}, again.Already)
@@ -123,7 +123,7 @@ func TestEraseAPerson(t *testing.T) {
 // A person with no consents is erased without error: nothing to do.
 func TestEraseNobody(t *testing.T) {
 	st := startStack(t, stackOptions{})
-	r, err := st.ledger.Erase(stepCtx(t), ledger.EraseRequest{SubjectID: "nobody", Reason: "r"})
+	r, err := st.ledger.Erase(stepCtx(t), wire.EraseRequest{SubjectID: "nobody", Reason: "r"})
 	require.NoError(t, err)
 	assert.Empty(t, r.Erased)
 	assert.Empty(t, r.Already)
@@ -145,13 +145,13 @@ func TestEraseResumesWhereItStopped(t *testing.T) {
 
 	// Stopped after the consent.erased events, before the key was
 	// destroyed: as a ledger without keys leaves it.
-	first, err := ledger.New(st.js, st.stream, ledger.Options{}).Erase(ctx, ledger.EraseRequest{SubjectID: "alice", Reason: "r"})
+	first, err := ledger.New(st.js, st.stream, ledger.Options{}).Erase(ctx, wire.EraseRequest{SubjectID: "alice", Reason: "r"})
 	require.NoError(t, err)
 	require.Len(t, first.Erased, 2)
 	_, _, err = keys.DataKey(ctx, events.DefaultTenant, token)
 	require.NoError(t, err, "the key outlived the cut-short erasure")
 
-	done, err := l.Erase(ctx, ledger.EraseRequest{SubjectID: "alice", Reason: "r"})
+	done, err := l.Erase(ctx, wire.EraseRequest{SubjectID: "alice", Reason: "r"})
 	require.NoError(t, err)
 	assert.Empty(t, done.Erased, "nothing is erased twice")
 	assert.Equal(t, []string{"analytics", "newsletter"}, done.Already)

@@ -85,7 +85,7 @@ func TestEraseDestroysTheKeysOfEveryProcess(t *testing.T) {
 		require.NotEmpty(t, residue.Scan(t, bucketDir, id), "the scanner finds the key's entry")
 	}
 
-	r, err := l1.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice", Reason: "erasure requested"})
+	r, err := l1.Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: "alice", Reason: "erasure requested"})
 	require.NoError(t, err)
 	assert.True(t, r.KeyDestroyed)
 	assert.Empty(t, residue.Scan(t, bucketDir, ids...), "no entry of either process's key left")
@@ -149,7 +149,7 @@ func TestRetainerFinishesAnErasureCutShort(t *testing.T) {
 
 	// The erasure stops after the consent.erased events: as a ledger
 	// without keys leaves it.
-	cut, err := ledger.New(st.js, st.stream, ledger.Options{Now: clock.Now}).Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice", Reason: "r"})
+	cut, err := ledger.New(st.js, st.stream, ledger.Options{Now: clock.Now}).Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: "alice", Reason: "r"})
 	require.NoError(t, err)
 	require.Len(t, cut.Erased, 2)
 	_, err = st.index.Wait(ctx, cut.Erased[1].Seq)

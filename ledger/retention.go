@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/consentledger/consent/wire"
 	"log/slog"
 	"sync"
 	"time"
@@ -412,14 +413,14 @@ func (r *Retainer) Run(ctx context.Context) error {
 // again for each under its lock right before its consent.erased.
 // Otherwise it returns an error matching ErrRetentionChanged, and a
 // *HeldError for a person on legal hold.
-func (l *Ledger) eraseRetained(ctx context.Context, p duePerson) (EraseReply, error) {
+func (l *Ledger) eraseRetained(ctx context.Context, p duePerson) (wire.EraseReply, error) {
 	seen := make(map[string]uint64, len(p.consents))
 	for _, c := range p.consents {
 		seen[events.Key{Tenant: c.Tenant, SubjectKey: c.SubjectKey, Purpose: c.Purpose}.NATSSubject()] = c.Seq
 	}
 	subjects, err := l.personSubjects(ctx, p.tenant, p.token)
 	if err != nil {
-		return EraseReply{}, err
+		return wire.EraseReply{}, err
 	}
 	same := func(subject string, f storedFold) error {
 		seq, ok := seen[subject]
@@ -436,11 +437,11 @@ func (l *Ledger) eraseRetained(ctx context.Context, p duePerson) (EraseReply, er
 	for _, subject := range subjects {
 		f, unlock, err := l.lockAndFold(ctx, subject)
 		if err != nil {
-			return EraseReply{}, err
+			return wire.EraseReply{}, err
 		}
 		unlock()
 		if err := same(subject, f); err != nil {
-			return EraseReply{}, err
+			return wire.EraseReply{}, err
 		}
 	}
 	return l.eraseSubjects(ctx, p.tenant, p.token, subjects, events.Erase{Reason: p.reason}, same)
@@ -451,13 +452,13 @@ func (l *Ledger) eraseRetained(ctx context.Context, p duePerson) (EraseReply, er
 // appends nothing here). It returns an error matching ErrRetentionChanged
 // if a consent of the person is not erased any more, a *HeldError for a
 // person on legal hold.
-func (l *Ledger) finishErasure(ctx context.Context, tenant, token string) (EraseReply, error) {
+func (l *Ledger) finishErasure(ctx context.Context, tenant, token string) (wire.EraseReply, error) {
 	if l.keys == nil {
-		return EraseReply{}, nil // nothing to destroy
+		return wire.EraseReply{}, nil // nothing to destroy
 	}
 	subjects, err := l.personSubjects(ctx, tenant, token)
 	if err != nil {
-		return EraseReply{}, err
+		return wire.EraseReply{}, err
 	}
 	return l.eraseSubjects(ctx, tenant, token, subjects, events.Erase{Reason: "retention: finish an erasure"}, func(subject string, _ storedFold) error {
 		return fmt.Errorf("%w: %s is not erased", ErrRetentionChanged, subject)

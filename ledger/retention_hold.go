@@ -33,13 +33,6 @@ const HoldBucket = "consent_holds"
 // holds set on a person before, with their reasons.
 const holdHistory = 16
 
-// Endpoints of the legal holds (admin role).
-const (
-	SubjectHoldSet     = "consent.v1.admin.hold.set"
-	SubjectHoldRelease = "consent.v1.admin.hold.release"
-	SubjectHoldList    = "consent.v1.admin.hold.list"
-)
-
 // ErrHeld is matched by the error Erase returns for a person on legal
 // hold (a *HeldError). It matches events.ErrForbidden too: 409 on the
 // wire.
@@ -47,7 +40,7 @@ var ErrHeld = errors.New("the person is on legal hold")
 
 // HeldError reports an erasure refused because the person is on legal
 // hold. It names the hold (who set it, when, why), never the person.
-type HeldError struct{ Hold Hold }
+type HeldError struct{ Hold wire.Hold }
 
 func (e *HeldError) Error() string {
 	return fmt.Sprintf("the person (subject key %s) is on legal hold since %s, set by %s: %s; release the hold first",
@@ -64,76 +57,12 @@ func orUnknown(user string) string {
 	return user
 }
 
-// Hold is a legal hold on one person, as stored and as the hold endpoints
-// answer. Reason is the operator's (a case number, "litigation hold");
-// it is stored in the clear, so it must not quote the person.
-type Hold struct {
-	Tenant     string    `json:"tenant"`
-	SubjectKey string    `json:"subject_key"`
-	Reason     string    `json:"reason"`
-	SetBy      string    `json:"set_by,omitempty"`
-	SetAt      time.Time `json:"set_at"`
-}
-
-// HoldRequest is the body of consent.v1.admin.hold.set and hold.release:
-// the person SubjectID of Tenant (default "default"), and for set the
-// Reason (required). RecordedBy is set by the service from the caller's
-// identity, never from the body.
-type HoldRequest struct {
-	Tenant     string `json:"tenant,omitempty"`
-	SubjectID  string `json:"subject"`
-	Reason     string `json:"reason,omitempty"`
-	RecordedBy string `json:"-"`
-}
-
-// Validate checks the request, returning a *events.FieldError naming the
-// field. The reason is checked by SetHold, where it is required.
-func (q *HoldRequest) Validate() error {
-	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
-		return err
-	}
-	id, err := events.NormalizeSubjectID(q.SubjectID)
-	if err != nil {
-		return err
-	}
-	q.SubjectID = id
-	if q.Reason != "" {
-		x := events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy}
-		return x.Validate()
-	}
-	return nil
-}
-
 // holdKey returns the tenant and the subject key of the person q names:
 // the same subject key Erase erases the person by.
-func (l *Ledger) holdKey(ctx context.Context, q *HoldRequest) (tenant, token string, err error) {
+func (l *Ledger) holdKey(ctx context.Context, q *wire.HoldRequest) (tenant, token string, err error) {
 	tenant = events.OrDefaultTenant(q.Tenant)
 	token, err = l.personToken(ctx, tenant, q.SubjectID)
 	return tenant, token, err
-}
-
-// HoldReply is the reply of hold.set and hold.release: the hold as it
-// stands (set) or as it stood (release; nil when there was none), and
-// whether a release removed one.
-type HoldReply struct {
-	Hold     *Hold `json:"hold,omitempty"`
-	Released bool  `json:"released,omitempty"`
-}
-
-// HoldListQuery is the body of consent.v1.admin.hold.list: the holds of
-// Tenant (default "default").
-type HoldListQuery struct {
-	Tenant string `json:"tenant,omitempty"`
-}
-
-// Validate returns a *events.FieldError for an invalid tenant.
-func (q *HoldListQuery) Validate() error {
-	return events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant))
-}
-
-// HoldListReply is the reply of hold.list, ordered by subject key.
-type HoldListReply struct {
-	Holds []Hold `json:"holds"`
 }
 
 // Holds stores the legal holds in the KV bucket HoldBucket (see OpenHolds
@@ -197,28 +126,28 @@ func holdEntry(tenant, token string) string { return tenant + "." + token }
 
 // Get returns the hold on the person (tenant, subject key), and false when
 // there is none.
-func (h *Holds) Get(ctx context.Context, tenant, token string) (Hold, bool, error) {
+func (h *Holds) Get(ctx context.Context, tenant, token string) (wire.Hold, bool, error) {
 	hold, rev, err := h.get(ctx, tenant, token)
 	return hold, rev > 0, err
 }
 
 // get returns the hold and its revision in the bucket, 0 when there is
 // none.
-func (h *Holds) get(ctx context.Context, tenant, token string) (Hold, uint64, error) {
+func (h *Holds) get(ctx context.Context, tenant, token string) (wire.Hold, uint64, error) {
 	kv, err := h.bucket(ctx)
 	if err != nil {
-		return Hold{}, 0, err
+		return wire.Hold{}, 0, err
 	}
 	e, err := kv.Get(ctx, holdEntry(tenant, token))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Hold{}, 0, nil
+		return wire.Hold{}, 0, nil
 	}
 	if err != nil {
-		return Hold{}, 0, fmt.Errorf("read the legal hold: %w", err)
+		return wire.Hold{}, 0, fmt.Errorf("read the legal hold: %w", err)
 	}
-	var hold Hold
+	var hold wire.Hold
 	if err := json.Unmarshal(e.Value(), &hold); err != nil {
-		return Hold{}, 0, fmt.Errorf("legal hold %s: %w", e.Key(), err)
+		return wire.Hold{}, 0, fmt.Errorf("legal hold %s: %w", e.Key(), err)
 	}
 	return hold, e.Revision(), nil
 }
@@ -246,33 +175,33 @@ var errNoHolds = &wire.Error{Code: 503, Description: "legal holds are not availa
 // their hold, and returns the hold as stored. Errors: a *events.FieldError
 // for a bad request (reason is required), a 503 *Error when the ledger has
 // no hold bucket (Options.Holds), JetStream errors.
-func (l *Ledger) SetHold(ctx context.Context, q HoldRequest) (HoldReply, error) {
+func (l *Ledger) SetHold(ctx context.Context, q wire.HoldRequest) (wire.HoldReply, error) {
 	if err := q.Validate(); err != nil {
-		return HoldReply{}, err
+		return wire.HoldReply{}, err
 	}
 	if q.Reason == "" {
-		return HoldReply{}, &events.FieldError{Field: "reason", Problem: "is required: say why the person's records must be kept (no personal data)"}
+		return wire.HoldReply{}, &events.FieldError{Field: "reason", Problem: "is required: say why the person's records must be kept (no personal data)"}
 	}
 	if l.holds == nil {
-		return HoldReply{}, errNoHolds
+		return wire.HoldReply{}, errNoHolds
 	}
 	tenant, token, err := l.holdKey(ctx, &q)
 	if err != nil {
-		return HoldReply{}, err
+		return wire.HoldReply{}, err
 	}
-	hold := Hold{Tenant: tenant, SubjectKey: token, Reason: q.Reason, SetBy: q.RecordedBy, SetAt: l.now().UTC()}
+	hold := wire.Hold{Tenant: tenant, SubjectKey: token, Reason: q.Reason, SetBy: q.RecordedBy, SetAt: l.now().UTC()}
 	value, err := json.Marshal(hold)
 	if err != nil {
-		return HoldReply{}, err
+		return wire.HoldReply{}, err
 	}
 	kv, err := l.holds.bucket(ctx)
 	if err != nil {
-		return HoldReply{}, err
+		return wire.HoldReply{}, err
 	}
 	if _, err := kv.Put(ctx, holdEntry(tenant, token), value); err != nil {
-		return HoldReply{}, fmt.Errorf("store the legal hold: %w", err)
+		return wire.HoldReply{}, fmt.Errorf("store the legal hold: %w", err)
 	}
-	return HoldReply{Hold: &hold}, nil
+	return wire.HoldReply{Hold: &hold}, nil
 }
 
 // ReleaseHold lifts the person's legal hold; the reply carries the hold
@@ -280,66 +209,66 @@ func (l *Ledger) SetHold(ctx context.Context, q HoldRequest) (HoldReply, error) 
 // resumes at the Retainer's next sweep. Errors as SetHold's, and
 // ErrContention (409) when the hold was set again while it was released:
 // it stays.
-func (l *Ledger) ReleaseHold(ctx context.Context, q HoldRequest) (HoldReply, error) {
+func (l *Ledger) ReleaseHold(ctx context.Context, q wire.HoldRequest) (wire.HoldReply, error) {
 	if err := q.Validate(); err != nil {
-		return HoldReply{}, err
+		return wire.HoldReply{}, err
 	}
 	if l.holds == nil {
-		return HoldReply{}, errNoHolds
+		return wire.HoldReply{}, errNoHolds
 	}
 	tenant, token, err := l.holdKey(ctx, &q)
 	if err != nil {
-		return HoldReply{}, err
+		return wire.HoldReply{}, err
 	}
 	hold, rev, err := l.holds.get(ctx, tenant, token)
 	if err != nil || rev == 0 {
-		return HoldReply{}, err
+		return wire.HoldReply{}, err
 	}
 	kv, err := l.holds.bucket(ctx)
 	if err != nil {
-		return HoldReply{}, err
+		return wire.HoldReply{}, err
 	}
 	err = kv.Delete(ctx, holdEntry(tenant, token), jetstream.LastRevision(rev))
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return HoldReply{}, fmt.Errorf("%w: the legal hold was set again meanwhile and stays; release it again", ErrContention)
+		return wire.HoldReply{}, fmt.Errorf("%w: the legal hold was set again meanwhile and stays; release it again", ErrContention)
 	}
 	if err != nil {
-		return HoldReply{}, fmt.Errorf("release the legal hold: %w", err)
+		return wire.HoldReply{}, fmt.Errorf("release the legal hold: %w", err)
 	}
-	return HoldReply{Hold: &hold, Released: true}, nil
+	return wire.HoldReply{Hold: &hold, Released: true}, nil
 }
 
 // ListHolds returns the holds of the tenant q names, ordered by subject
 // key. Errors as SetHold's.
-func (l *Ledger) ListHolds(ctx context.Context, q HoldListQuery) (HoldListReply, error) {
+func (l *Ledger) ListHolds(ctx context.Context, q wire.HoldListQuery) (wire.HoldListReply, error) {
 	if err := q.Validate(); err != nil {
-		return HoldListReply{}, err
+		return wire.HoldListReply{}, err
 	}
 	if l.holds == nil {
-		return HoldListReply{}, errNoHolds
+		return wire.HoldListReply{}, errNoHolds
 	}
 	tenant := events.OrDefaultTenant(q.Tenant)
 	kv, err := l.holds.bucket(ctx)
 	if err != nil {
-		return HoldListReply{}, err
+		return wire.HoldListReply{}, err
 	}
 	lister, err := kv.ListKeysFiltered(ctx, tenant+".*")
 	if err != nil {
-		return HoldListReply{}, fmt.Errorf("list the legal holds: %w", err)
+		return wire.HoldListReply{}, fmt.Errorf("list the legal holds: %w", err)
 	}
 	var tokens []string
 	for key := range lister.Keys() { // closed when all are listed
 		tokens = append(tokens, strings.TrimPrefix(key, tenant+"."))
 	}
 	if err := ctx.Err(); err != nil {
-		return HoldListReply{}, err
+		return wire.HoldListReply{}, err
 	}
 	sort.Strings(tokens)
-	out := HoldListReply{Holds: []Hold{}}
+	out := wire.HoldListReply{Holds: []wire.Hold{}}
 	for _, token := range tokens {
 		hold, held, err := l.holds.Get(ctx, tenant, token)
 		if err != nil {
-			return HoldListReply{}, err
+			return wire.HoldListReply{}, err
 		}
 		if held { // released since it was listed: skip it
 			out.Holds = append(out.Holds, hold)

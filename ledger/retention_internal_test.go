@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"crypto/rand"
+	"github.com/consentledger/consent/wire"
 	"sync"
 	"testing"
 
@@ -80,7 +81,7 @@ func TestEraseStopsForAHoldOrANewConsentBetweenSteps(t *testing.T) {
 
 	// A hold set once the first consent was decided: nothing is erased.
 	_, err = l.eraseSubjects(ctx, "acme", token, subjects, x, func(string, storedFold) error {
-		_, err := l.SetHold(ctx, HoldRequest{Tenant: "acme", SubjectID: "ida", Reason: "case 3"})
+		_, err := l.SetHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: "ida", Reason: "case 3"})
 		return err
 	})
 	var held *HeldError
@@ -93,7 +94,7 @@ func TestEraseStopsForAHoldOrANewConsentBetweenSteps(t *testing.T) {
 		unlock()
 		assert.Equal(t, events.StateGranted, f.cur.State, s)
 	}
-	_, err = l.ReleaseHold(ctx, HoldRequest{Tenant: "acme", SubjectID: "ida"})
+	_, err = l.ReleaseHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: "ida"})
 	require.NoError(t, err)
 
 	// A consent the person starts while the erasure runs keeps the key.
@@ -110,7 +111,7 @@ func TestEraseStopsForAHoldOrANewConsentBetweenSteps(t *testing.T) {
 	assert.Zero(t, keys.destroyed, "billing's events are sealed under the key")
 
 	// A repeat erases that one too, then destroys the key.
-	r, err := l.Erase(ctx, EraseRequest{Tenant: "acme", SubjectID: "ida", Reason: "again"})
+	r, err := l.Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: "ida", Reason: "again"})
 	require.NoError(t, err)
 	assert.Len(t, r.Erased, 1)
 	assert.True(t, r.KeyDestroyed)

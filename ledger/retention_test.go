@@ -113,7 +113,7 @@ func TestRetentionErasesAPersonWhoseConsentsAllEnded(t *testing.T) {
 	// dave: revoked, on legal hold.
 	r.do(t, events.KindGrant, "dave", "newsletter")
 	r.do(t, events.KindRevoke, "dave", "newsletter")
-	hold, err := r.l.SetHold(stepCtx(t), ledger.HoldRequest{Tenant: "acme", SubjectID: "dave", Reason: "litigation hold, case 2026-17", RecordedBy: "dpo@acme"})
+	hold, err := r.l.SetHold(stepCtx(t), wire.HoldRequest{Tenant: "acme", SubjectID: "dave", Reason: "litigation hold, case 2026-17", RecordedBy: "dpo@acme"})
 	require.NoError(t, err)
 	assert.Equal(t, token("dave"), hold.Hold.SubjectKey)
 	revokedAt := clock.Now().UTC()
@@ -162,7 +162,7 @@ func TestRetentionErasesAPersonWhoseConsentsAllEnded(t *testing.T) {
 	assert.Len(t, erasedEvents(t, r.stack, "alice@example.com", "newsletter"), 1)
 
 	// Releasing dave's hold lets the next sweep erase him.
-	released, err := r.l.ReleaseHold(ctx, ledger.HoldRequest{Tenant: "acme", SubjectID: "dave"})
+	released, err := r.l.ReleaseHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: "dave"})
 	require.NoError(t, err)
 	assert.True(t, released.Released)
 	_, err = ret.Sweep(ctx)
@@ -208,7 +208,7 @@ func TestRetentionRechecksBeforeErasing(t *testing.T) {
 	ctx := stepCtx(t)
 
 	held := r.retainer(clock, afterScan{r.index, func() {
-		_, err := r.l.SetHold(ctx, ledger.HoldRequest{Tenant: "acme", SubjectID: "erin", Reason: "case 9"})
+		_, err := r.l.SetHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: "erin", Reason: "case 9"})
 		require.NoError(t, err)
 		_, err = r.l.Append(ctx, events.KindGrant, events.Command{Tenant: "acme", SubjectID: "frank", Purpose: "analytics"})
 		require.NoError(t, err)
@@ -283,43 +283,43 @@ func TestLegalHoldEndpoints(t *testing.T) {
 	r.do(t, events.KindGrant, "grace", "newsletter")
 
 	c := st.client
-	_, err := c.SetHold(ctx, ledger.HoldRequest{Tenant: "acme", SubjectID: "grace"})
+	_, err := c.SetHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: "grace"})
 	requireBadRequest(t, err, "reason")
-	_, err = c.SetHold(ctx, ledger.HoldRequest{Tenant: "Acme", SubjectID: "grace", Reason: "case 1"})
+	_, err = c.SetHold(ctx, wire.HoldRequest{Tenant: "Acme", SubjectID: "grace", Reason: "case 1"})
 	requireBadRequest(t, err, "tenant")
-	_, err = c.SetHold(ctx, ledger.HoldRequest{Tenant: "acme", Reason: "case 1"})
+	_, err = c.SetHold(ctx, wire.HoldRequest{Tenant: "acme", Reason: "case 1"})
 	requireBadRequest(t, err, "subject")
 
-	set, err := c.SetHold(ctx, ledger.HoldRequest{Tenant: "acme", SubjectID: "grace", Reason: "litigation hold, case 2026-17"})
+	set, err := c.SetHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: "grace", Reason: "litigation hold, case 2026-17"})
 	require.NoError(t, err)
 	assert.Equal(t, token("grace"), set.Hold.SubjectKey)
 	assert.Equal(t, clock.Now().UTC(), set.Hold.SetAt)
-	list, err := c.ListHolds(ctx, ledger.HoldListQuery{Tenant: "acme"})
+	list, err := c.ListHolds(ctx, wire.HoldListQuery{Tenant: "acme"})
 	require.NoError(t, err)
 	require.Len(t, list.Holds, 1)
 	assert.Equal(t, "litigation hold, case 2026-17", list.Holds[0].Reason)
-	other, err := c.ListHolds(ctx, ledger.HoldListQuery{Tenant: "globex"})
+	other, err := c.ListHolds(ctx, wire.HoldListQuery{Tenant: "globex"})
 	require.NoError(t, err)
 	assert.Empty(t, other.Holds)
 
-	_, err = c.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "grace", Reason: "erasure requested"})
+	_, err = c.Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: "grace", Reason: "erasure requested"})
 	require.ErrorIs(t, err, wire.ErrConflict)
 	assert.Contains(t, err.Error(), "legal hold")
 	assert.Contains(t, err.Error(), "case 2026-17")
 	assert.Empty(t, erasedEvents(t, st, "grace", "newsletter"))
 
-	rel, err := c.ReleaseHold(ctx, ledger.HoldRequest{Tenant: "acme", SubjectID: "grace"})
+	rel, err := c.ReleaseHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: "grace"})
 	require.NoError(t, err)
 	assert.True(t, rel.Released)
 	assert.Equal(t, "litigation hold, case 2026-17", rel.Hold.Reason)
-	again, err := c.ReleaseHold(ctx, ledger.HoldRequest{Tenant: "acme", SubjectID: "grace"})
+	again, err := c.ReleaseHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: "grace"})
 	require.NoError(t, err)
 	assert.False(t, again.Released, "nothing to release")
-	list, err = c.ListHolds(ctx, ledger.HoldListQuery{Tenant: "acme"})
+	list, err = c.ListHolds(ctx, wire.HoldListQuery{Tenant: "acme"})
 	require.NoError(t, err)
 	assert.Empty(t, list.Holds)
 
-	erased, err := c.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "grace", Reason: "erasure requested"})
+	erased, err := c.Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: "grace", Reason: "erasure requested"})
 	require.NoError(t, err)
 	assert.Len(t, erased.Erased, 1)
 
@@ -337,7 +337,7 @@ func TestLegalHoldEndpoints(t *testing.T) {
 // A ledger without a hold bucket answers the hold endpoints 503.
 func TestLegalHoldsNeedTheBucket(t *testing.T) {
 	st := startStack(t, stackOptions{})
-	_, err := st.client.SetHold(stepCtx(t), ledger.HoldRequest{SubjectID: "x", Reason: "case"})
+	_, err := st.client.SetHold(stepCtx(t), wire.HoldRequest{SubjectID: "x", Reason: "case"})
 	require.ErrorIs(t, err, wire.ErrUnavailable)
 }
 
@@ -366,7 +366,7 @@ func TestRetentionBatchResumesPastHeldPersons(t *testing.T) {
 		who[0], who[1] = who[1], who[0]
 	}
 	ctx := stepCtx(t)
-	_, err := r.l.SetHold(ctx, ledger.HoldRequest{Tenant: "acme", SubjectID: who[0], Reason: "case 4"})
+	_, err := r.l.SetHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: who[0], Reason: "case 4"})
 	require.NoError(t, err)
 	clock.Advance(25 * time.Hour)
 	ret := ledger.NewRetainer(r.l, r.index, ledger.RetainerOptions{Now: clock.Now, Batch: 1, Logger: slog.New(slog.DiscardHandler)})

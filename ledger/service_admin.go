@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"github.com/consentledger/consent/wire"
 
 	"github.com/consentledger/consent/events"
 	"github.com/nats-io/nats.go/micro"
@@ -17,8 +18,8 @@ func (s *Service) adminEndpoints() []endpoint {
 func (s *Service) handleHoldSet(req micro.Request)     { s.handleHold(req, s.ledger.SetHold) }
 func (s *Service) handleHoldRelease(req micro.Request) { s.handleHold(req, s.ledger.ReleaseHold) }
 
-func (s *Service) handleHold(req micro.Request, do func(context.Context, HoldRequest) (HoldReply, error)) {
-	var q HoldRequest
+func (s *Service) handleHold(req micro.Request, do func(context.Context, wire.HoldRequest) (wire.HoldReply, error)) {
+	var q wire.HoldRequest
 	if !s.accept(req, &q) {
 		return
 	}
@@ -29,7 +30,7 @@ func (s *Service) handleHold(req micro.Request, do func(context.Context, HoldReq
 }
 
 func (s *Service) handleHoldList(req micro.Request) {
-	var q HoldListQuery
+	var q wire.HoldListQuery
 	if !s.accept(req, &q) {
 		return
 	}
@@ -39,7 +40,7 @@ func (s *Service) handleHoldList(req micro.Request) {
 }
 
 func (s *Service) handleErase(req micro.Request) {
-	var q EraseRequest
+	var q wire.EraseRequest
 	if !s.accept(req, &q) {
 		return
 	}

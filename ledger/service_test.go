@@ -180,8 +180,8 @@ func TestServiceRegistersEveryEndpointInAQueueGroup(t *testing.T) {
 		wire.SubjectRequest, wire.SubjectGrant, wire.SubjectDeny, wire.SubjectRevoke,
 		wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList, wire.SubjectHistory,
 		wire.SubjectPurposeSet, wire.SubjectPurposeGet, wire.SubjectPurposeList,
-		wire.SubjectStatusAt, wire.SubjectReceipt, wire.SubjectIndexDigest, wire.SubjectQuarantine, ledger.SubjectErase,
-		ledger.SubjectHoldSet, ledger.SubjectHoldRelease, ledger.SubjectHoldList,
+		wire.SubjectStatusAt, wire.SubjectReceipt, wire.SubjectIndexDigest, wire.SubjectQuarantine, wire.SubjectErase,
+		wire.SubjectHoldSet, wire.SubjectHoldRelease, wire.SubjectHoldList,
 	}, subjects)
 
 	// Discoverable the way `nats micro ls` finds it.

@@ -133,7 +133,7 @@ func TestLedgerTakesItsSubjectKeysFromTheStream(t *testing.T) {
 	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
 	_, err = keyless.History(ctx, wire.HistoryQuery{SubjectID: "alice"})
 	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
-	_, err = keyless.Erase(ctx, ledger.EraseRequest{SubjectID: "alice", Reason: "test"})
+	_, err = keyless.Erase(ctx, wire.EraseRequest{SubjectID: "alice", Reason: "test"})
 	require.ErrorIs(t, err, ledger.ErrNoTenantSecrets)
 	idx := runIndex(t, js)
 	_, err = ledger.NewService(nc, keyless, idx, ledger.ServiceConfig{})
@@ -227,7 +227,7 @@ func TestKeyedSubjectKeysMainFlows(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, info.State.Subjects)
 
-	erased, err := st.ledger.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: alice, Reason: "test"})
+	erased, err := st.ledger.Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: alice, Reason: "test"})
 	require.NoError(t, err)
 	assert.Len(t, erased.Erased, 2)
 	assert.True(t, erased.KeyDestroyed)

@@ -4,11 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/consentledger/consent/wire"
 	"os"
 	"strconv"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/ledger"
 )
 
 // adminQuarantineCommand is admin quarantine SEQ: the operator's recorded
@@ -61,7 +61,7 @@ func eraseCommand() command {
 			fs.StringVar(&reason, "reason", "", "why, for the audit trail (`TEXT`, required; stored in the clear, so name a ticket, not the person)")
 		},
 		do: func(ctx context.Context, e *env, args []string) int {
-			r, err := e.client.Erase(ctx, ledger.EraseRequest{Tenant: e.g.tenant, SubjectID: args[0], Reason: reason})
+			r, err := e.client.Erase(ctx, wire.EraseRequest{Tenant: e.g.tenant, SubjectID: args[0], Reason: reason})
 			if err != nil {
 				return e.fail(err)
 			}

@@ -4,9 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/consentledger/consent/wire"
 	"time"
-
-	"github.com/consentledger/consent/ledger"
 )
 
 // holdCommands are hold set, hold release and hold list: the legal holds
@@ -22,7 +21,7 @@ func holdCommands() []command {
 				fs.StringVar(&reason, "reason", "", "why, such as a case number (`TEXT`, required; stored in the clear, so name a case, not the person)")
 			},
 			do: func(ctx context.Context, e *env, args []string) int {
-				r, err := e.client.SetHold(ctx, ledger.HoldRequest{Tenant: e.g.tenant, SubjectID: args[0], Reason: reason})
+				r, err := e.client.SetHold(ctx, wire.HoldRequest{Tenant: e.g.tenant, SubjectID: args[0], Reason: reason})
 				if err != nil {
 					return e.fail(err)
 				}
@@ -37,7 +36,7 @@ func holdCommands() []command {
 			name: "hold release", args: "SUBJECT", nargs: [2]int{1, 1},
 			summary: "release a person's legal hold: their erasure by retention resumes",
 			do: func(ctx context.Context, e *env, args []string) int {
-				r, err := e.client.ReleaseHold(ctx, ledger.HoldRequest{Tenant: e.g.tenant, SubjectID: args[0]})
+				r, err := e.client.ReleaseHold(ctx, wire.HoldRequest{Tenant: e.g.tenant, SubjectID: args[0]})
 				if err != nil {
 					return e.fail(err)
 				}
@@ -57,7 +56,7 @@ func holdCommands() []command {
 			name: "hold list", nargs: [2]int{0, 0},
 			summary: "list the legal holds of a tenant, by subject key",
 			do: func(ctx context.Context, e *env, _ []string) int {
-				r, err := e.client.ListHolds(ctx, ledger.HoldListQuery{Tenant: e.g.tenant})
+				r, err := e.client.ListHolds(ctx, wire.HoldListQuery{Tenant: e.g.tenant})
 				if err != nil {
 					return e.fail(err)
 				}

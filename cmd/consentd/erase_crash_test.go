@@ -12,7 +12,6 @@ import (
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/internal/natstest"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,7 +57,7 @@ func TestEraseSurvivesSIGKILL(t *testing.T) {
 			// Its reply may die with consentd: the caller gives up soon.
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			_, err := admin.Erase(ctx, ledger.EraseRequest{SubjectID: person, Reason: "ticket"})
+			_, err := admin.Erase(ctx, wire.EraseRequest{SubjectID: person, Reason: "ticket"})
 			erasing <- err
 		}()
 		require.Eventually(t, func() bool {
@@ -69,9 +68,9 @@ func TestEraseSurvivesSIGKILL(t *testing.T) {
 		t.Logf("round %d: the erasure's caller got %v", round, err)
 
 		child = startCrashChild(t, dataDir, port)
-		var r ledger.EraseReply
+		var r wire.EraseReply
 		require.Eventually(t, func() bool {
-			r, err = admin.Erase(stepContext(t), ledger.EraseRequest{SubjectID: person, Reason: "ticket, again"})
+			r, err = admin.Erase(stepContext(t), wire.EraseRequest{SubjectID: person, Reason: "ticket, again"})
 			return !errors.Is(err, wire.ErrUnavailable) && !errors.Is(err, nats.ErrNoResponders)
 		}, 30*time.Second, 20*time.Millisecond)
 		require.NoError(t, err)

@@ -12,7 +12,6 @@ import (
 	"github.com/consentledger/consent/internal/audit"
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/residue"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,7 +30,7 @@ func TestConsentdErasesAPerson(t *testing.T) {
 	_, err := s.admin.Grant(ctx, alice)
 	require.NoError(t, err)
 
-	r, err := s.admin.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: alice.SubjectID, Reason: "ticket 4711"})
+	r, err := s.admin.Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: alice.SubjectID, Reason: "ticket 4711"})
 	require.NoError(t, err)
 	require.Len(t, r.Erased, 1)
 	assert.Equal(t, "admin@_all", r.Erased[0].Event.RecordedBy)
@@ -50,7 +49,7 @@ func TestConsentdErasesAPerson(t *testing.T) {
 	require.NoError(t, err)
 
 	w := s.dial(t, "writer", auth.Writer, "acme")
-	w.publishRefused(t, ledger.SubjectErase, []byte(`{"subject":"alice@example.com","reason":"r"}`))
+	w.publishRefused(t, wire.SubjectErase, []byte(`{"subject":"alice@example.com","reason":"r"}`))
 }
 
 // TestConsentdWithAKEKSealsAndErases: with --kek-file, consentd stores the
@@ -94,7 +93,7 @@ func TestConsentdWithAKEKSealsAndErases(t *testing.T) {
 	assert.NotContains(t, string(raw.Data), id)
 	assert.NotContains(t, string(raw.Data), ip)
 
-	r, err := admin.Erase(ctx, ledger.EraseRequest{SubjectID: id, Reason: "ticket 4711"})
+	r, err := admin.Erase(ctx, wire.EraseRequest{SubjectID: id, Reason: "ticket 4711"})
 	require.NoError(t, err)
 	assert.True(t, r.KeyDestroyed)
 	h, err = admin.History(ctx, wire.HistoryQuery{SubjectID: id, Purpose: "newsletter"})
@@ -163,7 +162,7 @@ func TestSubscriberReadsSealedEvents(t *testing.T) {
 	assert.Contains(t, exported, `"personal":{`)
 	assert.Contains(t, exported, "alice@example.com")
 
-	r, err := s.admin.Erase(ctx, ledger.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com", Reason: "ticket 4711"})
+	r, err := s.admin.Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: "alice@example.com", Reason: "ticket 4711"})
 	require.NoError(t, err)
 	exported = exportAcme()
 	assert.Contains(t, exported, `"erased":true`)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/auth"
-	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,7 +26,7 @@ func TestConsentdErasesByRetention(t *testing.T) {
 	_, err := admin.SetPurpose(ctx, events.PurposeCommand{Tenant: "acme", Purpose: "newsletter", Retention: &retention})
 	require.NoError(t, err)
 
-	hold, err := admin.SetHold(ctx, ledger.HoldRequest{Tenant: "acme", SubjectID: "bob", Reason: "litigation hold, case 17"})
+	hold, err := admin.SetHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: "bob", Reason: "litigation hold, case 17"})
 	require.NoError(t, err)
 	assert.Equal(t, "admin@_all", hold.Hold.SetBy)
 	granted, revoked := time.Now().Add(-40*24*time.Hour), time.Now().Add(-31*24*time.Hour)
@@ -54,17 +53,17 @@ func TestConsentdErasesByRetention(t *testing.T) {
 	assert.Equal(t, events.TypeRevoked, last("bob").Type, "bob is on hold")
 	assert.Equal(t, events.TypeGranted, last("carol").Type, "carol's grant is live")
 
-	holds, err := admin.ListHolds(ctx, ledger.HoldListQuery{Tenant: "acme"})
+	holds, err := admin.ListHolds(ctx, wire.HoldListQuery{Tenant: "acme"})
 	require.NoError(t, err)
 	require.Len(t, holds.Holds, 1)
 	assert.Equal(t, "litigation hold, case 17", holds.Holds[0].Reason)
 
 	s := &secured{m: m, admin: admin}
 	w := s.dial(t, "writer", auth.Writer, "acme")
-	w.publishRefused(t, ledger.SubjectHoldSet, []byte(`{"subject":"bob","reason":"r"}`))
-	w.publishRefused(t, ledger.SubjectHoldRelease, []byte(`{"subject":"bob"}`))
+	w.publishRefused(t, wire.SubjectHoldSet, []byte(`{"subject":"bob","reason":"r"}`))
+	w.publishRefused(t, wire.SubjectHoldRelease, []byte(`{"subject":"bob"}`))
 
-	_, err = admin.ReleaseHold(ctx, ledger.HoldRequest{Tenant: "acme", SubjectID: "bob"})
+	_, err = admin.ReleaseHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: "bob"})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return last("bob").Type == events.TypeErased }, 10*time.Second, 10*time.Millisecond)
 }

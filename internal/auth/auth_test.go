@@ -219,7 +219,7 @@ func TestRoles(t *testing.T) {
 		wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList, wire.SubjectHistory,
 		wire.SubjectStatusAt, wire.SubjectReceipt, wire.SubjectIndexDigest,
 		wire.SubjectPurposeSet, wire.SubjectPurposeGet, wire.SubjectPurposeList,
-		wire.SubjectQuarantine, ledger.SubjectErase, wire.SubjectFeedOpen, wire.SubjectFeedPurposes, wire.SubjectAuditOpen, wire.SubjectFeedPersonal,
+		wire.SubjectQuarantine, wire.SubjectErase, wire.SubjectFeedOpen, wire.SubjectFeedPurposes, wire.SubjectAuditOpen, wire.SubjectFeedPersonal,
 	}
 	lookups := []string{wire.SubjectStatus, wire.SubjectCheck, wire.SubjectList}
 	commands := []string{wire.SubjectRequest, wire.SubjectGrant, wire.SubjectDeny, wire.SubjectRevoke}
