@@ -84,7 +84,7 @@ type config struct {
 
 // comparisons names the comparisons -compare picks from, in the order they
 // run.
-var comparisons = []string{"grants", "lookups", "stream", "auth", "sealed", "metrics"}
+var comparisons = []string{"grants", "lookups", "stream", "auth", "sealed", "metrics", "r3"}
 
 func parse(args []string, out io.Writer) (config, error) {
 	var c config
@@ -186,6 +186,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
+	if slices.Contains(c.compare, "r3") {
+		if err := replicated(ctx, c, t); err != nil {
+			return fmt.Errorf("r3: %w", err)
+		}
+	}
 	t.print()
 	return nil
 }
@@ -208,6 +213,40 @@ func grants(ctx context.Context, c config, t *table) error {
 		"grant_alone_vs_bare_publish", r.Alone.Rate()/r.Bare.Rate())
 	s := r.GroupStats
 	t.note(fmt.Sprintf("group commit: %d batches of %.1f grants on average, %d published alone, %d batches refused",
+		s.Batches, float64(s.Batched)/float64(max(s.Batches, 1)), s.Singles, s.Refused))
+	return nil
+}
+
+// replicated measures durable grants on a three-node cluster with a
+// stream of three replicas against the bare replicated operations.
+func replicated(ctx context.Context, c config, t *table) error {
+	r, err := perf.Replicated(ctx, perf.ReplicatedConfig{Dir: c.dir, Callers: c.callers, Grants: c.grants})
+	if err != nil {
+		return err
+	}
+	callers := fmt.Sprintf("%d callers", c.callers)
+	group := rate(r.Group.Rate(), "grants/s") + ", " + latencies(r.Group)
+	batchRate := r.BareBatchRate()
+	t.row("R3 grant durable, group commit vs alone", callers,
+		group, rate(r.Alone.Rate(), "grants/s")+", "+latencies(r.Alone),
+		"r3_grant_group_vs_alone", r.Group.Rate()/r.Alone.Rate())
+	t.row("R3 grant durable, group commit vs bare atomic batches", fmt.Sprintf("batches of %d", r.BatchSize),
+		rate(r.Group.Rate(), "grants/s"), rate(batchRate, "msgs/s")+", batch "+latencies(r.BareBatch),
+		"r3_grant_group_vs_bare_batch", r.Group.Rate()/batchRate)
+	t.row("R3 grant durable, group commit vs bare async publish", fmt.Sprintf("%s, window %d", callers, r.Window),
+		group, rate(r.BareAsync.Rate(), "msgs/s")+", "+latencies(r.BareAsync),
+		"r3_grant_group_vs_bare_async", r.Group.Rate()/r.BareAsync.Rate())
+	t.row("R3 grant durable, group commit vs bare async publish, p99 latency", fmt.Sprintf("%s, window %d", callers, r.Window),
+		ms(r.Group.Percentile(99)), ms(r.BareAsync.Percentile(99)),
+		"r3_grant_group_vs_bare_async_p99", ratio(r.Group.Percentile(99), r.BareAsync.Percentile(99)))
+	t.row("R3 grant durable, group commit vs bare publish", callers,
+		group, rate(r.BareSync.Rate(), "msgs/s")+", "+latencies(r.BareSync),
+		"r3_grant_group_vs_bare_publish", r.Group.Rate()/r.BareSync.Rate())
+	t.row("R3 grant durable alone vs bare publish", callers,
+		rate(r.Alone.Rate(), "grants/s"), rate(r.BareSync.Rate(), "msgs/s"),
+		"r3_grant_alone_vs_bare_publish", r.Alone.Rate()/r.BareSync.Rate())
+	s := r.GroupStats
+	t.note(fmt.Sprintf("R3 group commit: %d batches of %.1f grants on average, %d published alone, %d batches refused",
 		s.Batches, float64(s.Batched)/float64(max(s.Batches, 1)), s.Singles, s.Refused))
 	return nil
 }

@@ -1,0 +1,222 @@
+package perf
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ReplicatedConfig sizes the durable grant comparison on a replicated
+// stream.
+type ReplicatedConfig struct {
+	Dir     string // parent of the nodes' store directories
+	Callers int    // concurrent callers
+	Grants  int    // grants with group commit, and bare async publishes
+	// Group configures group commit; nil uses the defaults.
+	Group *ledger.GroupCommit
+}
+
+// ReplicatedResult holds the runs of the replicated comparison, all on
+// one three-node cluster whose nodes fsync every write, against streams of
+// three replicas led by the node the client is connected to.
+type ReplicatedResult struct {
+	Callers int
+	// Group: Ledger.Append of grants by Callers callers with group
+	// commit.
+	Group      Run
+	GroupStats ledger.GroupCommitStats
+	// Alone: the same, each event published alone.
+	Alone Run
+	// BatchSize is the size of the bare atomic batches: group commit's
+	// mean batch, rounded.
+	BatchSize int
+	// BareBatch: atomic batches of BatchSize grant-sized messages, one at
+	// a time; a latency is one batch's.
+	BareBatch Run
+	// BareSync: Callers goroutines each publishing a grant-sized message
+	// with an expected subject sequence and a message id, one request at
+	// a time.
+	BareSync Run
+	// BareAsync: the same messages published asynchronously by one
+	// goroutine with up to Window unacknowledged; a latency is from the
+	// publish to its ack.
+	BareAsync Run
+	Window    int
+}
+
+// BareBatchRate is the bare atomic batches' messages per second.
+func (r ReplicatedResult) BareBatchRate() float64 {
+	return r.BareBatch.Rate() * float64(r.BatchSize)
+}
+
+// Replicated runs the durable grant comparison on a three-node cluster
+// with a stream of three replicas. The client connects over loopback TCP
+// to the node that leads the stream, as consentd connects to a node of
+// its cluster.
+func Replicated(ctx context.Context, cfg ReplicatedConfig) (ReplicatedResult, error) {
+	res := ReplicatedResult{Callers: cfg.Callers, Window: cfg.Callers}
+	c, err := StartCluster(cfg.Dir, 3)
+	if err != nil {
+		return res, err
+	}
+	defer c.Close()
+	nc, err := nats.Connect(c.Nodes[0].ClientURL())
+	if err != nil {
+		return res, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return res, err
+	}
+	stream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{Replicas: 3})
+	if err != nil {
+		return res, err
+	}
+	bareCfg := ledger.StreamOptions{Name: "BARE", Replicas: 3}.Config()
+	bareCfg.Subjects = []string{"bare.>"}
+	if _, err := js.CreateStream(ctx, bareCfg); err != nil {
+		return res, err
+	}
+	leader, err := c.StreamLeader(stream.CachedInfo().Config.Name)
+	if err != nil {
+		return res, err
+	}
+	if err := c.MoveStreamLeader(ctx, nc, "BARE", leader); err != nil {
+		return res, err
+	}
+	// The client on the leader's node, for the stream and the bare one
+	// alike: a publish is not routed through a follower first.
+	nc.Close()
+	if nc, err = nats.Connect(leader.ClientURL()); err != nil {
+		return res, err
+	}
+	defer nc.Close()
+	if js, err = jetstream.New(nc); err != nil {
+		return res, err
+	}
+	if stream, err = js.Stream(ctx, stream.CachedInfo().Config.Name); err != nil {
+		return res, err
+	}
+
+	idx, stopProjector, err := runIndex(ctx, js, cfg.Dir)
+	if err != nil {
+		return res, err
+	}
+	defer stopProjector()
+	alone := ledger.New(js, stream, ledger.Options{Tips: idx})
+	group := cfg.Group
+	if group == nil {
+		group = &ledger.GroupCommit{}
+	}
+	grouped := ledger.New(js, stream, ledger.Options{GroupCommit: group, Tips: idx})
+
+	first, err := alone.Append(ctx, events.KindGrant, grantCommand("warm-up", 0))
+	if err != nil {
+		return res, err
+	}
+	stored, err := stream.GetMsg(ctx, first.Seq)
+	if err != nil {
+		return res, err
+	}
+	payload := stored.Data
+
+	if res.Group, err = Drive(cfg.Callers, cfg.Grants, func(i int) error {
+		_, err := grouped.Append(ctx, events.KindGrant, grantCommand("group", i))
+		return err
+	}); err != nil {
+		return res, fmt.Errorf("grant with group commit: %w", err)
+	}
+	res.GroupStats, _ = grouped.GroupCommitStats()
+	res.BatchSize = max(int(math.Round(float64(res.GroupStats.Batched)/float64(max(res.GroupStats.Batches, 1)))), 1)
+
+	slow := max(cfg.Grants/4, cfg.Callers*4)
+	if res.Alone, err = Drive(cfg.Callers, slow, func(i int) error {
+		_, err := alone.Append(ctx, events.KindGrant, grantCommand("alone", i))
+		return err
+	}); err != nil {
+		return res, fmt.Errorf("grant: %w", err)
+	}
+	batches := max(cfg.Grants/res.BatchSize, 4)
+	if res.BareBatch, err = Drive(1, batches, func(i int) error {
+		return bareBatch(ctx, nc, "bare.batch."+strconv.Itoa(i), res.BatchSize, payload)
+	}); err != nil {
+		return res, fmt.Errorf("bare atomic batch: %w", err)
+	}
+	if res.BareSync, err = Drive(cfg.Callers, slow, func(i int) error {
+		_, err := js.PublishMsg(ctx, bareMsg("bare.single."+strconv.Itoa(i), payload))
+		return err
+	}); err != nil {
+		return res, fmt.Errorf("bare publish: %w", err)
+	}
+	if res.BareAsync, err = publishAsync(ctx, js, cfg.Grants, res.Window, payload); err != nil {
+		return res, fmt.Errorf("bare async publish: %w", err)
+	}
+	return res, nil
+}
+
+// publishAsync publishes n grant-sized messages from one goroutine with
+// PublishMsgAsync, at most window of them unacknowledged, and times each
+// from its publish to its ack.
+func publishAsync(ctx context.Context, js jetstream.JetStream, n, window int, payload []byte) (Run, error) {
+	var (
+		mu       sync.Mutex
+		lat      = make([]time.Duration, 0, n)
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	slots := make(chan struct{}, window)
+	start := time.Now()
+	for i := range n {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return Run{}, ctx.Err()
+		}
+		t0 := time.Now()
+		f, err := js.PublishMsgAsync(bareMsg("bare.async."+strconv.Itoa(i), payload))
+		if err != nil {
+			<-slots
+			wg.Wait()
+			return Run{}, err
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			select {
+			case <-f.Ok():
+				mu.Lock()
+				lat = append(lat, time.Since(t0))
+				mu.Unlock()
+			case err := <-f.Err():
+				mu.Lock()
+				firstErr = cmpOr(firstErr, err)
+				mu.Unlock()
+			case <-ctx.Done():
+				mu.Lock()
+				firstErr = cmpOr(firstErr, ctx.Err())
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	r := Run{Latencies: lat, Elapsed: time.Since(start)}
+	slices.Sort(r.Latencies)
+	return r, firstErr
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
