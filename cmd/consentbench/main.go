@@ -46,6 +46,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -218,36 +219,62 @@ func grants(ctx context.Context, c config, t *table) error {
 }
 
 // replicated measures durable grants on a three-node cluster with a
-// stream of three replicas against the bare replicated operations.
+// stream of three replicas against the bare replicated operations, in
+// rounds: the figures are over all rounds, the ratios medians of the
+// rounds' ratios.
 func replicated(ctx context.Context, c config, t *table) error {
-	r, err := perf.Replicated(ctx, perf.ReplicatedConfig{Dir: c.dir, Callers: c.callers, Grants: c.grants})
+	rounds := 5
+	if c.quick {
+		rounds = 3
+	}
+	r, err := perf.Replicated(ctx, perf.ReplicatedConfig{Dir: c.dir, Callers: c.callers, Grants: c.grants, Rounds: rounds})
 	if err != nil {
 		return err
 	}
-	callers := fmt.Sprintf("%d callers", c.callers)
-	group := rate(r.Group.Rate(), "grants/s") + ", " + latencies(r.Group)
-	batchRate := r.BareBatchRate()
-	t.row("R3 grant durable, group commit vs alone", callers,
-		group, rate(r.Alone.Rate(), "grants/s")+", "+latencies(r.Alone),
-		"r3_grant_group_vs_alone", r.Group.Rate()/r.Alone.Rate())
-	t.row("R3 grant durable, group commit vs bare atomic batches", fmt.Sprintf("batches of %d", r.BatchSize),
-		rate(r.Group.Rate(), "grants/s"), rate(batchRate, "msgs/s")+", batch "+latencies(r.BareBatch),
-		"r3_grant_group_vs_bare_batch", r.Group.Rate()/batchRate)
-	t.row("R3 grant durable, group commit vs bare async publish", fmt.Sprintf("%s, window %d", callers, r.Window),
-		group, rate(r.BareAsync.Rate(), "msgs/s")+", "+latencies(r.BareAsync),
-		"r3_grant_group_vs_bare_async", r.Group.Rate()/r.BareAsync.Rate())
-	t.row("R3 grant durable, group commit vs bare async publish, p99 latency", fmt.Sprintf("%s, window %d", callers, r.Window),
-		ms(r.Group.Percentile(99)), ms(r.BareAsync.Percentile(99)),
-		"r3_grant_group_vs_bare_async_p99", ratio(r.Group.Percentile(99), r.BareAsync.Percentile(99)))
-	t.row("R3 grant durable, group commit vs bare publish", callers,
-		group, rate(r.BareSync.Rate(), "msgs/s")+", "+latencies(r.BareSync),
-		"r3_grant_group_vs_bare_publish", r.Group.Rate()/r.BareSync.Rate())
-	t.row("R3 grant durable alone vs bare publish", callers,
-		rate(r.Alone.Rate(), "grants/s"), rate(r.BareSync.Rate(), "msgs/s"),
-		"r3_grant_alone_vs_bare_publish", r.Alone.Rate()/r.BareSync.Rate())
-	s := r.GroupStats
+	m := r.Merged()
+	callers := fmt.Sprintf("%d callers, median of %d rounds", c.callers, rounds)
+	window := fmt.Sprintf("%d callers, window %d", c.callers, r.Window)
+	group := rate(m.Group.Rate(), "grants/s") + ", " + latencies(m.Group)
+	ratios := []struct {
+		what, load, figure, bare, name string
+		f                              func(perf.ReplicatedRound) float64
+	}{
+		{"R3 grant durable, group commit vs alone", callers,
+			group, rate(m.Alone.Rate(), "grants/s") + ", " + latencies(m.Alone), "r3_grant_group_vs_alone",
+			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.Alone.Rate() }},
+		{"R3 grant durable, group commit vs bare atomic batches", fmt.Sprintf("batches of %d, median of %d rounds", m.BatchSize, rounds),
+			rate(m.Group.Rate(), "grants/s"), rate(m.BareBatch.Rate()*float64(m.BatchSize), "msgs/s") + ", batch " + latencies(m.BareBatch), "r3_grant_group_vs_bare_batch",
+			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.BareBatchRate() }},
+		{"R3 grant durable, group commit vs bare async publish", window + fmt.Sprintf(", median of %d rounds", rounds),
+			group, rate(m.BareAsync.Rate(), "msgs/s") + ", " + latencies(m.BareAsync), "r3_grant_group_vs_bare_async",
+			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.BareAsync.Rate() }},
+		{"R3 grant durable, group commit vs bare async publish, p99 latency", window,
+			ms(m.Group.Percentile(99)), ms(m.BareAsync.Percentile(99)), "r3_grant_group_vs_bare_async_p99",
+			nil},
+		{"R3 grant durable, group commit vs bare publish", callers,
+			group, rate(m.BareSync.Rate(), "msgs/s") + ", " + latencies(m.BareSync), "r3_grant_group_vs_bare_publish",
+			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.BareSync.Rate() }},
+		{"R3 grant durable alone vs bare publish", callers,
+			rate(m.Alone.Rate(), "grants/s"), rate(m.BareSync.Rate(), "msgs/s"), "r3_grant_alone_vs_bare_publish",
+			func(x perf.ReplicatedRound) float64 { return x.Alone.Rate() / x.BareSync.Rate() }},
+	}
+	var spread []string
+	for _, x := range ratios {
+		if x.f == nil { // over all rounds' latencies together
+			t.row(x.what, x.load, x.figure, x.bare, x.name, ratio(m.Group.Percentile(99), m.BareAsync.Percentile(99)))
+			continue
+		}
+		t.row(x.what, x.load, x.figure, x.bare, x.name, r.Median(x.f))
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, round := range r.Rounds {
+			lo, hi = min(lo, x.f(round)), max(hi, x.f(round))
+		}
+		spread = append(spread, fmt.Sprintf("%s %.2f-%.2f", strings.TrimPrefix(x.name, "r3_grant_"), lo, hi))
+	}
+	s := m.GroupStats
 	t.note(fmt.Sprintf("R3 group commit: %d batches of %.1f grants on average, %d published alone, %d batches refused",
 		s.Batches, float64(s.Batched)/float64(max(s.Batches, 1)), s.Singles, s.Refused))
+	t.note("R3 ratios over the rounds: " + strings.Join(spread, ", "))
 	return nil
 }
 
