@@ -34,7 +34,13 @@
 //     check at 1 and 32 callers, and the rebuild of each stack's stream,
 //     through a consent service whose ledger seals personal fields under
 //     the persons' data keys (a key store under a KEK made for the run)
-//     against one that does not, in interleaved rounds.
+//     against one that does not, in interleaved rounds;
+//   - durable grants on a replicated stream (r3): three embedded servers
+//     in a cluster, each fsyncing every write, a stream of three replicas,
+//     grants by -callers callers with and without group commit against
+//     bare atomic batches of group commit's mean size and bare publishes,
+//     one request per message and asynchronous with a window of -callers,
+//     in rounds (5, 3 with -quick).
 //
 // -compare picks some of them: go run ./cmd/consentbench -compare auth.
 package main
@@ -99,7 +105,7 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.lookups, "lookups", 0, "`N` lookups per endpoint and concurrency; default 40000, 4000 with -quick")
 	fs.Int64Var(&c.memLimit, "memory-limit", 200<<20, "soft memory limit in `BYTES` of both processes measured for memory, as consentd --memory-limit sets it; 0 for none")
 	fs.DurationVar(&c.atRest, "at-rest", -1, "measure memory again this long after the catch-up (`DURATION`); default 150s, none with -quick")
-	compare := fs.String("compare", strings.Join(comparisons, ","), "the comparisons to run, a comma-separated `LIST` of "+strings.Join(comparisons, ", ")+" (stream: catch-up, rebuild and memory)")
+	compare := fs.String("compare", strings.Join(comparisons, ","), "the comparisons to run, a comma-separated `LIST` of "+strings.Join(comparisons, ", ")+" (stream: catch-up, rebuild and memory; r3: durable grants on a three-node cluster)")
 	fs.StringVar(&c.holdMode, "hold", "", "internal: measure the memory of `MODE` (consentd or bare) over -hold-store and print it as JSON")
 	fs.StringVar(&c.store, "hold-store", "", "internal: the JetStream store `DIR` for -hold")
 	if err := fs.Parse(args); err != nil {
