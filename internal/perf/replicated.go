@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -264,11 +265,11 @@ func publishAsync(ctx context.Context, js jetstream.JetStream, prefix string, n,
 				mu.Unlock()
 			case err := <-f.Err():
 				mu.Lock()
-				firstErr = cmpOr(firstErr, err)
+				firstErr = cmp.Or(firstErr, err)
 				mu.Unlock()
 			case <-ctx.Done():
 				mu.Lock()
-				firstErr = cmpOr(firstErr, ctx.Err())
+				firstErr = cmp.Or(firstErr, ctx.Err())
 				mu.Unlock()
 			}
 		})
@@ -277,11 +278,4 @@ func publishAsync(ctx context.Context, js jetstream.JetStream, prefix string, n,
 	r := Run{Latencies: lat, Elapsed: time.Since(start)}
 	slices.Sort(r.Latencies)
 	return r, firstErr
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }

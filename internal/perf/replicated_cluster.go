@@ -27,7 +27,9 @@ type Cluster struct {
 // the system's temporary directory) and waits until every one of them is
 // a JetStream peer of the meta leader. The ports are chosen free before
 // the nodes listen on them, so another process may take one in between:
-// then the cluster is started again on other ports, twice at most.
+// then the cluster is started again on other ports, twice at most. It
+// returns the last start's error, or an error when the nodes do not see
+// each other in 30s. The caller owns the cluster: Close stops it.
 func StartCluster(dir string, n int) (*Cluster, error) {
 	store, err := os.MkdirTemp(dir, "consentbench-cluster-")
 	if err != nil {
@@ -108,8 +110,10 @@ func (c *Cluster) StreamLeader(name string) (*server.Server, error) {
 	return leader, err
 }
 
-// MoveStreamLeader makes node to the leader of stream name (a leader
-// stepdown with to as the preferred server) and waits until it leads.
+// MoveStreamLeader moves the leadership of stream name to node to (a leader
+// stepdown with to as the preferred server, requested on nc) and waits
+// until it leads. It returns the server's refusal of the stepdown, or an
+// error when to does not lead after 30s.
 func (c *Cluster) MoveStreamLeader(ctx context.Context, nc *nats.Conn, name string, to *server.Server) error {
 	if to.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, name) {
 		return nil
