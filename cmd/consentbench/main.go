@@ -34,7 +34,13 @@
 //     check at 1 and 32 callers, and the rebuild of each stack's stream,
 //     through a consent service whose ledger seals personal fields under
 //     the persons' data keys (a key store under a KEK made for the run)
-//     against one that does not, in interleaved rounds.
+//     against one that does not, in interleaved rounds;
+//   - durable grants on a replicated stream (r3): three embedded servers
+//     in a cluster, each fsyncing every write, a stream of three replicas,
+//     grants by -callers callers with and without group commit against
+//     bare atomic batches of group commit's mean size and bare publishes,
+//     one request per message and asynchronous with a window of -callers,
+//     in rounds (5, 3 with -quick).
 //
 // -compare picks some of them: go run ./cmd/consentbench -compare auth.
 package main
@@ -46,6 +52,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -84,7 +91,7 @@ type config struct {
 
 // comparisons names the comparisons -compare picks from, in the order they
 // run.
-var comparisons = []string{"grants", "lookups", "stream", "auth", "sealed", "metrics"}
+var comparisons = []string{"grants", "lookups", "stream", "auth", "sealed", "metrics", "r3"}
 
 func parse(args []string, out io.Writer) (config, error) {
 	var c config
@@ -98,7 +105,7 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.lookups, "lookups", 0, "`N` lookups per endpoint and concurrency; default 40000, 4000 with -quick")
 	fs.Int64Var(&c.memLimit, "memory-limit", 200<<20, "soft memory limit in `BYTES` of both processes measured for memory, as consentd --memory-limit sets it; 0 for none")
 	fs.DurationVar(&c.atRest, "at-rest", -1, "measure memory again this long after the catch-up (`DURATION`); default 150s, none with -quick")
-	compare := fs.String("compare", strings.Join(comparisons, ","), "the comparisons to run, a comma-separated `LIST` of "+strings.Join(comparisons, ", ")+" (stream: catch-up, rebuild and memory)")
+	compare := fs.String("compare", strings.Join(comparisons, ","), "the comparisons to run, a comma-separated `LIST` of "+strings.Join(comparisons, ", ")+" (stream: catch-up, rebuild and memory; r3: durable grants on a three-node cluster)")
 	fs.StringVar(&c.holdMode, "hold", "", "internal: measure the memory of `MODE` (consentd or bare) over -hold-store and print it as JSON")
 	fs.StringVar(&c.store, "hold-store", "", "internal: the JetStream store `DIR` for -hold")
 	if err := fs.Parse(args); err != nil {
@@ -186,6 +193,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
+	if slices.Contains(c.compare, "r3") {
+		if err := replicated(ctx, c, t); err != nil {
+			return fmt.Errorf("r3: %w", err)
+		}
+	}
 	t.print()
 	return nil
 }
@@ -209,6 +221,66 @@ func grants(ctx context.Context, c config, t *table) error {
 	s := r.GroupStats
 	t.note(fmt.Sprintf("group commit: %d batches of %.1f grants on average, %d published alone, %d batches refused",
 		s.Batches, float64(s.Batched)/float64(max(s.Batches, 1)), s.Singles, s.Refused))
+	return nil
+}
+
+// replicated measures durable grants on a three-node cluster with a
+// stream of three replicas against the bare replicated operations, in
+// rounds: the figures are over all rounds, the ratios medians of the
+// rounds' ratios.
+func replicated(ctx context.Context, c config, t *table) error {
+	rounds := 5
+	if c.quick {
+		rounds = 3
+	}
+	r, err := perf.Replicated(ctx, perf.ReplicatedConfig{Dir: c.dir, Callers: c.callers, Grants: c.grants, Rounds: rounds})
+	if err != nil {
+		return err
+	}
+	m := r.Merged()
+	callers := fmt.Sprintf("%d callers, median of %d rounds", c.callers, rounds)
+	window := fmt.Sprintf("%d callers, window %d", c.callers, r.Window)
+	group := rate(m.Group.Rate(), "grants/s") + ", " + latencies(m.Group)
+	ratios := []struct {
+		what, load, figure, bare, name string
+		f                              func(perf.ReplicatedRound) float64
+	}{
+		{"R3 grant durable, group commit vs alone", callers,
+			group, rate(m.Alone.Rate(), "grants/s") + ", " + latencies(m.Alone), "r3_grant_group_vs_alone",
+			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.Alone.Rate() }},
+		{"R3 grant durable, group commit vs bare atomic batches", fmt.Sprintf("batches of %d, median of %d rounds", m.BatchSize, rounds),
+			rate(m.Group.Rate(), "grants/s"), rate(m.BareBatch.Rate()*float64(m.BatchSize), "msgs/s") + ", batch " + latencies(m.BareBatch), "r3_grant_group_vs_bare_batch",
+			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.BareBatchRate() }},
+		{"R3 grant durable, group commit vs bare async publish", window + fmt.Sprintf(", median of %d rounds", rounds),
+			group, rate(m.BareAsync.Rate(), "msgs/s") + ", " + latencies(m.BareAsync), "r3_grant_group_vs_bare_async",
+			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.BareAsync.Rate() }},
+		{"R3 grant durable, group commit vs bare async publish, p99 latency", window,
+			ms(m.Group.Percentile(99)), ms(m.BareAsync.Percentile(99)), "r3_grant_group_vs_bare_async_p99",
+			nil},
+		{"R3 grant durable, group commit vs bare publish", callers,
+			group, rate(m.BareSync.Rate(), "msgs/s") + ", " + latencies(m.BareSync), "r3_grant_group_vs_bare_publish",
+			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.BareSync.Rate() }},
+		{"R3 grant durable alone vs bare publish", callers,
+			rate(m.Alone.Rate(), "grants/s"), rate(m.BareSync.Rate(), "msgs/s"), "r3_grant_alone_vs_bare_publish",
+			func(x perf.ReplicatedRound) float64 { return x.Alone.Rate() / x.BareSync.Rate() }},
+	}
+	var spread []string
+	for _, x := range ratios {
+		if x.f == nil { // over all rounds' latencies together
+			t.row(x.what, x.load, x.figure, x.bare, x.name, ratio(m.Group.Percentile(99), m.BareAsync.Percentile(99)))
+			continue
+		}
+		t.row(x.what, x.load, x.figure, x.bare, x.name, r.Median(x.f))
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, round := range r.Rounds {
+			lo, hi = min(lo, x.f(round)), max(hi, x.f(round))
+		}
+		spread = append(spread, fmt.Sprintf("%s %.2f-%.2f", strings.TrimPrefix(x.name, "r3_grant_"), lo, hi))
+	}
+	s := m.GroupStats
+	t.note(fmt.Sprintf("R3 group commit: %d batches of %.1f grants on average, %d published alone, %d batches refused",
+		s.Batches, float64(s.Batched)/float64(max(s.Batches, 1)), s.Singles, s.Refused))
+	t.note("R3 ratios over the rounds: " + strings.Join(spread, ", "))
 	return nil
 }
 

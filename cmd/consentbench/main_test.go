@@ -47,6 +47,7 @@ func TestQuickRunEndsWithOneRatioPerComparison(t *testing.T) {
 	want = append(want, authRatios...)
 	want = append(want, sealedRatios...)
 	want = append(want, metricsRatios...)
+	want = append(want, r3Ratios...)
 
 	checkRatios(t, text, want)
 	assert.Contains(t, text, "\ngroup commit: ", "the group commit note")
@@ -145,4 +146,23 @@ func checkRatios(t *testing.T, text string, want []string) {
 		assert.Greater(t, ratio, 0.0, "line %q", tail[i])
 		assert.True(t, strings.HasSuffix(rows[i], " "+fields[1]), "row %q shows the ratio of %s", rows[i], name)
 	}
+}
+
+// r3Ratios are the "name ratio" lines of the replicated comparison.
+var r3Ratios = []string{
+	"r3_grant_group_vs_alone", "r3_grant_group_vs_bare_batch",
+	"r3_grant_group_vs_bare_async", "r3_grant_group_vs_bare_async_p99",
+	"r3_grant_group_vs_bare_publish", "r3_grant_alone_vs_bare_publish",
+}
+
+// The replicated comparison alone (a three-node cluster on this machine,
+// a stream of three replicas) gives its rows, each with a positive ratio,
+// and the note of group commit's batches.
+func TestQuickRunOfTheR3Comparison(t *testing.T) {
+	var out bytes.Buffer
+	args := []string{"-quick", "-compare", "r3", "-dir", t.TempDir(), "-grants", "256"}
+	require.NoError(t, run(t.Context(), args, &out))
+	checkRatios(t, out.String(), r3Ratios)
+	assert.Contains(t, out.String(), "\nR3 group commit: ")
+	assert.NotContains(t, out.String(), "\ngrant_group_vs_alone ")
 }

@@ -1,0 +1,281 @@
+package perf
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/ledger"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ReplicatedConfig sizes the durable grant comparison on a replicated
+// stream.
+type ReplicatedConfig struct {
+	Dir     string // parent of the nodes' store directories
+	Callers int    // concurrent callers
+	Grants  int    // grants with group commit, and bare async publishes, per round
+	// Rounds is how many times every run is repeated, one after the
+	// other, on the same cluster; default 1.
+	Rounds int
+	// Group configures group commit; nil uses the defaults.
+	Group *ledger.GroupCommit
+}
+
+// ReplicatedResult holds the rounds of the replicated comparison, all on
+// one three-node cluster whose nodes fsync every write, against streams of
+// three replicas led by the node the client is connected to.
+type ReplicatedResult struct {
+	Callers int
+	Window  int // the bare async publishes' unacknowledged messages at most
+	Rounds  []ReplicatedRound
+}
+
+// ReplicatedRound is one round of each run of the replicated comparison.
+type ReplicatedRound struct {
+	// Group: Ledger.Append of grants by Callers callers with group
+	// commit.
+	Group      Run
+	GroupStats ledger.GroupCommitStats // of this round
+	// Alone: the same, each event published alone.
+	Alone Run
+	// BatchSize is the size of the bare atomic batches: the round's mean
+	// group commit batch, rounded.
+	BatchSize int
+	// BareBatch: atomic batches of BatchSize grant-sized messages, one at
+	// a time; a latency is one batch's.
+	BareBatch Run
+	// BareSync: Callers goroutines each publishing a grant-sized message
+	// with an expected subject sequence and a message id, one request at
+	// a time.
+	BareSync Run
+	// BareAsync: the same messages published asynchronously by one
+	// goroutine with up to Window unacknowledged; a latency is from the
+	// publish to its ack.
+	BareAsync Run
+}
+
+// BareBatchRate is the bare atomic batches' messages per second.
+func (r ReplicatedRound) BareBatchRate() float64 {
+	return r.BareBatch.Rate() * float64(r.BatchSize)
+}
+
+// Merged returns the rounds' runs as one round: each run's latencies
+// together and wall times added, the group commit counts added, and the
+// batch size a mean weighted by the batches.
+func (r ReplicatedResult) Merged() ReplicatedRound {
+	var m ReplicatedRound
+	var msgs int
+	for _, x := range r.Rounds {
+		m.Group = m.Group.merge(x.Group)
+		m.Alone = m.Alone.merge(x.Alone)
+		m.BareBatch = m.BareBatch.merge(x.BareBatch)
+		m.BareSync = m.BareSync.merge(x.BareSync)
+		m.BareAsync = m.BareAsync.merge(x.BareAsync)
+		msgs += len(x.BareBatch.Latencies) * x.BatchSize
+		m.GroupStats.Batches += x.GroupStats.Batches
+		m.GroupStats.Batched += x.GroupStats.Batched
+		m.GroupStats.Singles += x.GroupStats.Singles
+		m.GroupStats.Refused += x.GroupStats.Refused
+		m.GroupStats.Abandoned += x.GroupStats.Abandoned
+	}
+	m.BatchSize = int(math.Round(float64(msgs) / float64(max(len(m.BareBatch.Latencies), 1))))
+	return m
+}
+
+// Median returns the median over the rounds of f.
+func (r ReplicatedResult) Median(f func(ReplicatedRound) float64) float64 {
+	xs := make([]float64, len(r.Rounds))
+	for i, x := range r.Rounds {
+		xs[i] = f(x)
+	}
+	return Median(xs)
+}
+
+// Replicated runs the durable grant comparison on a three-node cluster
+// with a stream of three replicas, cfg.Rounds times. The client connects
+// over loopback TCP to the node that leads the stream, as consentd
+// connects to a node of its cluster.
+func Replicated(ctx context.Context, cfg ReplicatedConfig) (ReplicatedResult, error) {
+	res := ReplicatedResult{Callers: cfg.Callers, Window: cfg.Callers}
+	c, err := StartCluster(cfg.Dir, 3)
+	if err != nil {
+		return res, err
+	}
+	defer c.Close()
+	nc, err := nats.Connect(c.Nodes[0].ClientURL())
+	if err != nil {
+		return res, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return res, err
+	}
+	stream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{Replicas: 3})
+	if err != nil {
+		return res, err
+	}
+	name := stream.CachedInfo().Config.Name
+	bareCfg := ledger.StreamOptions{Name: "BARE", Replicas: 3}.Config()
+	bareCfg.Subjects = []string{"bare.>"}
+	if _, err := js.CreateStream(ctx, bareCfg); err != nil {
+		return res, err
+	}
+	leader, err := c.StreamLeader(name)
+	if err != nil {
+		return res, err
+	}
+	if err := c.MoveStreamLeader(ctx, nc, "BARE", leader); err != nil {
+		return res, err
+	}
+	// The client on the leader's node, for the stream and the bare one
+	// alike: a publish is not routed through a follower first.
+	nc.Close()
+	if nc, err = nats.Connect(leader.ClientURL()); err != nil {
+		return res, err
+	}
+	defer nc.Close()
+	if js, err = jetstream.New(nc); err != nil {
+		return res, err
+	}
+	if stream, err = js.Stream(ctx, name); err != nil {
+		return res, err
+	}
+
+	idx, stopProjector, err := runIndex(ctx, js, cfg.Dir)
+	if err != nil {
+		return res, err
+	}
+	defer stopProjector()
+	alone := ledger.New(js, stream, ledger.Options{Tips: idx})
+	group := cfg.Group
+	if group == nil {
+		group = &ledger.GroupCommit{}
+	}
+	grouped := ledger.New(js, stream, ledger.Options{GroupCommit: group, Tips: idx})
+
+	first, err := alone.Append(ctx, events.KindGrant, grantCommand("warm-up", 0))
+	if err != nil {
+		return res, err
+	}
+	stored, err := stream.GetMsg(ctx, first.Seq)
+	if err != nil {
+		return res, err
+	}
+	payload := stored.Data
+
+	for round := range max(cfg.Rounds, 1) {
+		r, err := replicatedRound(ctx, cfg, res.Window, round, grouped, alone, js, payload)
+		if err != nil {
+			return res, err
+		}
+		res.Rounds = append(res.Rounds, r)
+	}
+	return res, nil
+}
+
+// replicatedRound runs each run of the replicated comparison once, with
+// subjects of its own.
+func replicatedRound(ctx context.Context, cfg ReplicatedConfig, window, round int, grouped, alone *ledger.Ledger,
+	js jetstream.JetStream, payload []byte) (ReplicatedRound, error) {
+	var r ReplicatedRound
+	var err error
+	tag := strconv.Itoa(round)
+	before, _ := grouped.GroupCommitStats()
+	if r.Group, err = Drive(cfg.Callers, cfg.Grants, func(i int) error {
+		_, err := grouped.Append(ctx, events.KindGrant, grantCommand("group-"+tag, i))
+		return err
+	}); err != nil {
+		return r, fmt.Errorf("grant with group commit: %w", err)
+	}
+	after, _ := grouped.GroupCommitStats()
+	r.GroupStats = ledger.GroupCommitStats{
+		Batches: after.Batches - before.Batches, Batched: after.Batched - before.Batched,
+		Singles: after.Singles - before.Singles, Refused: after.Refused - before.Refused,
+		Abandoned: after.Abandoned - before.Abandoned,
+	}
+	r.BatchSize = max(int(math.Round(float64(r.GroupStats.Batched)/float64(max(r.GroupStats.Batches, 1)))), 1)
+
+	slow := max(cfg.Grants/4, cfg.Callers*4)
+	if r.Alone, err = Drive(cfg.Callers, slow, func(i int) error {
+		_, err := alone.Append(ctx, events.KindGrant, grantCommand("alone-"+tag, i))
+		return err
+	}); err != nil {
+		return r, fmt.Errorf("grant: %w", err)
+	}
+	batches := max(cfg.Grants/r.BatchSize, 4)
+	if r.BareBatch, err = Drive(1, batches, func(i int) error {
+		return bareBatch(ctx, js.Conn(), "bare.batch."+tag+"."+strconv.Itoa(i), r.BatchSize, payload)
+	}); err != nil {
+		return r, fmt.Errorf("bare atomic batch: %w", err)
+	}
+	if r.BareSync, err = Drive(cfg.Callers, slow, func(i int) error {
+		_, err := js.PublishMsg(ctx, bareMsg("bare.single."+tag+"."+strconv.Itoa(i), payload))
+		return err
+	}); err != nil {
+		return r, fmt.Errorf("bare publish: %w", err)
+	}
+	if r.BareAsync, err = publishAsync(ctx, js, "bare.async."+tag, cfg.Grants, window, payload); err != nil {
+		return r, fmt.Errorf("bare async publish: %w", err)
+	}
+	return r, nil
+}
+
+// publishAsync publishes n grant-sized messages, on subjects prefix.i,
+// from one goroutine with
+// PublishMsgAsync, at most window of them unacknowledged, and times each
+// from its publish to its ack.
+func publishAsync(ctx context.Context, js jetstream.JetStream, prefix string, n, window int, payload []byte) (Run, error) {
+	var (
+		mu       sync.Mutex
+		lat      = make([]time.Duration, 0, n)
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	slots := make(chan struct{}, window)
+	start := time.Now()
+	for i := range n {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return Run{}, ctx.Err()
+		}
+		t0 := time.Now()
+		f, err := js.PublishMsgAsync(bareMsg(prefix+"."+strconv.Itoa(i), payload))
+		if err != nil {
+			<-slots
+			wg.Wait()
+			return Run{}, err
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			select {
+			case <-f.Ok():
+				mu.Lock()
+				lat = append(lat, time.Since(t0))
+				mu.Unlock()
+			case err := <-f.Err():
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			case <-ctx.Done():
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, ctx.Err())
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	r := Run{Latencies: lat, Elapsed: time.Since(start)}
+	slices.Sort(r.Latencies)
+	return r, firstErr
+}
