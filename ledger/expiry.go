@@ -244,16 +244,8 @@ func (e *Expirer) Sweep(ctx context.Context) (next time.Time, err error) {
 		}
 	}
 	e.add(s)
-	if lastSeq > 0 {
-		waitCtx, cancel := context.WithTimeout(ctx, e.opts.Interval)
-		_, err := e.source.Wait(waitCtx, lastSeq)
-		cancel()
-		if ctx.Err() != nil {
-			return time.Time{}, ctx.Err()
-		}
-		if err != nil {
-			e.opts.Logger.Debug("expirer: index behind its own appends", "seq", lastSeq, "error", err)
-		}
+	if err := awaitOwnAppends(ctx, "expirer", e.source, lastSeq, e.opts.Interval, e.opts.Logger); err != nil {
+		return time.Time{}, err
 	}
 	return next, nil
 }
@@ -272,26 +264,5 @@ func (e *Expirer) add(s ExpiryStats) {
 // after a sweep). While the index is not ready it waits an Interval and
 // tries again.
 func (e *Expirer) Run(ctx context.Context) error {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		next, err := e.Sweep(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		wait := e.opts.Interval
-		if err != nil {
-			if !errors.Is(err, events.ErrNotReady) && !errors.Is(err, ErrUnsafeStream) {
-				e.opts.Logger.Warn("expirer: sweep failed", "error", err)
-			}
-		} else if !next.IsZero() {
-			wait = min(wait, max(next.Sub(e.opts.Now()), 0))
-		}
-		timer.Reset(wait)
-	}
+	return runSweeps(ctx, "expirer", e.opts.Interval, e.opts.Now, e.opts.Logger, e.Sweep)
 }

@@ -353,16 +353,8 @@ func (r *Retainer) Sweep(ctx context.Context) (time.Time, error) {
 		}
 	}
 	r.add(s)
-	if lastSeq > 0 {
-		waitCtx, cancel := context.WithTimeout(ctx, r.opts.Interval)
-		_, err := r.source.Wait(waitCtx, lastSeq)
-		cancel()
-		if ctx.Err() != nil {
-			return time.Time{}, ctx.Err()
-		}
-		if err != nil {
-			r.opts.Logger.Debug("retainer: index behind its own appends", "seq", lastSeq, "error", err)
-		}
+	if err := awaitOwnAppends(ctx, "retainer", r.source, lastSeq, r.opts.Interval, r.opts.Logger); err != nil {
+		return time.Time{}, err
 	}
 	return next, nil
 }
@@ -382,28 +374,7 @@ func (r *Retainer) add(s RetentionStats) {
 // Run sweeps until ctx ends, then returns nil: once per Interval, sooner
 // when the last sweep knows a person becomes due earlier.
 func (r *Retainer) Run(ctx context.Context) error {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		next, err := r.Sweep(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		wait := r.opts.Interval
-		if err != nil {
-			if !errors.Is(err, events.ErrNotReady) && !errors.Is(err, ErrUnsafeStream) {
-				r.opts.Logger.Warn("retainer: sweep failed", "error", err)
-			}
-		} else if !next.IsZero() {
-			wait = min(wait, max(next.Sub(r.opts.Now()), 0))
-		}
-		timer.Reset(wait)
-	}
+	return runSweeps(ctx, "retainer", r.opts.Interval, r.opts.Now, r.opts.Logger, r.Sweep)
 }
 
 // eraseRetained erases p, a person the scan found due, once the stream
