@@ -15,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/consentledger/consent/projector"
@@ -34,15 +35,32 @@ var storageConsents = flag.Int("storage-consents", 1000, "consents TestStorageCo
 // and full compaction, as it settles over time). Each consent is
 // one grant with the fields a signup dialog records. The figures are
 // logged per consent and per million; the test checks that they are
-// consistent with what was written.
+// consistent with what was written. It measures both as consentd writes
+// them by default (sealed: personal fields encrypted, keyed subject keys,
+// one data key per person in the key bucket) and in the clear.
 func TestStorageCostPerConsent(t *testing.T) {
+	t.Run("sealed", func(t *testing.T) { measureStorage(t, true) })
+	t.Run("clear", func(t *testing.T) { measureStorage(t, false) })
+}
+
+func measureStorage(t *testing.T, sealed bool) {
 	n := *storageConsents
 	s, nc, js := natstest.Run(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Minute)
 	defer cancel()
-	stream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{})
+	opts := ledger.Options{GroupCommit: &ledger.GroupCommit{}}
+	streamOpts := ledger.StreamOptions{}
+	var keys *keystore.Store
+	if sealed {
+		kek, err := keystore.GenerateKEK(filepath.Join(t.TempDir(), "kek"))
+		require.NoError(t, err)
+		keys, err = keystore.Open(ctx, js, keystore.Config{KEK: kek})
+		require.NoError(t, err)
+		opts.Keys, streamOpts.SubjectKeys = keys, events.SubjectKeyHMAC
+	}
+	stream, err := ledger.EnsureStream(ctx, js, streamOpts)
 	require.NoError(t, err)
-	l := ledger.New(js, stream, ledger.Options{GroupCommit: &ledger.GroupCommit{}})
+	l := ledger.New(js, stream, opts)
 
 	var payloadBytes atomic.Int64
 	var next atomic.Int64
@@ -97,9 +115,15 @@ func TestStorageCostPerConsent(t *testing.T) {
 	mib := func(total uint64) float64 { return per(total) * 1e6 / (1 << 20) }
 	t.Logf("%d consents (one grant event each, %.0f bytes of JSON on average; %s)", n, per(uint64(payloadBytes.Load())), nc.ConnectedServerVersion())
 	t.Logf("stream, accounted (StreamInfo.State.Bytes): %.0f B/consent, %.0f MiB per million, per replica", per(info.State.Bytes), mib(info.State.Bytes))
-	t.Logf("stream store on disk (one server):           %.0f B/consent, %.0f MiB per million, per replica", per(storeBytes), mib(storeBytes))
+	t.Logf("server store on disk (every stream):         %.0f B/consent, %.0f MiB per million, per replica", per(storeBytes), mib(storeBytes))
 	t.Logf("index on disk as written (WAL, memtables):   %.0f B/consent, %.0f MiB per million", per(indexAsWritten), mib(indexAsWritten))
 	t.Logf("index settled (flushed, compacted tables):  %.0f B/consent, %.0f MiB per million", per(indexSettled), mib(indexSettled))
+	if sealed {
+		keyInfo, err := keys.Bucket().Status(ctx)
+		require.NoError(t, err)
+		t.Logf("key bucket (%s), accounted:               %.0f B/consent, %.0f MiB per million (one data key per person, pool included)",
+			keyInfo.Bucket(), per(keyInfo.Bytes()), mib(keyInfo.Bytes()))
+	}
 	assert.Less(t, indexSettled, info.State.Bytes, "the index keeps less than the stream")
 }
 
