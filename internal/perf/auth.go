@@ -3,6 +3,7 @@ package perf
 import (
 	"context"
 	"fmt"
+	"github.com/consentledger/consent/events"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,7 +13,6 @@ import (
 	"github.com/consentledger/consent/internal/auth"
 	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
-	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -84,11 +84,7 @@ func Auth(ctx context.Context, cfg AuthConfig) (AuthResult, error) {
 	}
 	defer secure.close()
 
-	queries := make([]wire.StatusQuery, min(cfg.Consents, 1000))
-	for i := range queries {
-		k := consentKey(i)
-		queries[i] = wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
-	}
+	queries := statusQueries(min(cfg.Consents, 1000))
 	// Both stacks must answer a check of a granted consent, and a grant,
 	// before they are timed.
 	for _, st := range []*stack{plain, secure} {
@@ -198,6 +194,17 @@ type stack struct {
 	// of the service account's and an admin of acme's.
 	sameAccount, imported *nats.Conn
 	stops                 []func()
+}
+
+// grantAll grants consents 0 to n-1 (consentKey) through the stack's
+// service, from callers goroutines.
+func (st *stack) grantAll(ctx context.Context, callers, n int) error {
+	_, err := Drive(callers, n, func(i int) error {
+		k := consentKey(i)
+		_, err := st.client.Grant(ctx, events.Command{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose})
+		return err
+	})
+	return err
 }
 
 func (st *stack) close() {

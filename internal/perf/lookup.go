@@ -8,7 +8,6 @@ import (
 
 	"github.com/consentledger/consent/client"
 	"github.com/consentledger/consent/ledger"
-	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -88,11 +87,7 @@ func Lookups(ctx context.Context, cfg LookupConfig) ([]LookupResult, error) {
 		return nil, err
 	}
 	client := client.NewClient(clientConn, client.ClientOptions{})
-	queries := make([]wire.StatusQuery, min(cfg.Consents, 1000))
-	for i := range queries {
-		k := consentKey(i)
-		queries[i] = wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
-	}
+	queries := statusQueries(min(cfg.Consents, 1000))
 	echoBody := []byte(`{"tenant":"acme","subject":"person-1@example.com","purpose":"marketing_email"}`)
 
 	var out []LookupResult

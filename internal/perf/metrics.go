@@ -9,7 +9,6 @@ import (
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/internal/metrics"
 	"github.com/consentledger/consent/ledger"
-	"github.com/consentledger/consent/wire"
 )
 
 // MetricsConfig sizes the cost-of-metrics comparison.
@@ -106,17 +105,9 @@ func Metrics(ctx context.Context, cfg MetricsConfig) (MetricsResult, error) {
 	defer on.close()
 	on.name = "with metrics"
 
-	queries := make([]wire.StatusQuery, cfg.Consents)
-	for i := range queries {
-		k := consentKey(i)
-		queries[i] = wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
-	}
+	queries := statusQueries(cfg.Consents)
 	for _, st := range []*stack{off, on} {
-		if _, err := Drive(cfg.GrantCallers, cfg.Consents, func(i int) error {
-			k := consentKey(i)
-			_, err := st.client.Grant(ctx, events.Command{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose})
-			return err
-		}); err != nil {
+		if err := st.grantAll(ctx, cfg.GrantCallers, cfg.Consents); err != nil {
 			return res, fmt.Errorf("%s: grant the consents: %w", st.name, err)
 		}
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/projector"
-	"github.com/consentledger/consent/wire"
 )
 
 // SealedConfig sizes the cost-of-encryption comparison.
@@ -105,17 +104,9 @@ func Sealed(ctx context.Context, cfg SealedConfig) (SealedResult, error) {
 	defer sealed.close()
 	sealed.name = "with encryption"
 
-	queries := make([]wire.StatusQuery, cfg.Consents)
-	for i := range queries {
-		k := consentKey(i)
-		queries[i] = wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
-	}
+	queries := statusQueries(cfg.Consents)
 	for _, st := range []*stack{clear, sealed} {
-		if _, err := Drive(cfg.GrantCallers, cfg.Consents, func(i int) error {
-			k := consentKey(i)
-			_, err := st.client.Grant(ctx, events.Command{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose})
-			return err
-		}); err != nil {
+		if err := st.grantAll(ctx, cfg.GrantCallers, cfg.Consents); err != nil {
 			return res, fmt.Errorf("%s: grant the consents: %w", st.name, err)
 		}
 		got, err := st.client.Check(ctx, queries[0])

@@ -3,6 +3,7 @@ package perf
 import (
 	"context"
 	"fmt"
+	"github.com/consentledger/consent/wire"
 	"runtime"
 	"strconv"
 	"sync"
@@ -19,6 +20,17 @@ import (
 // event is the first of its own consent, so n events are n consents.
 func consentKey(i int) events.Key {
 	return events.Key{Tenant: "acme", SubjectID: "person-" + strconv.Itoa(i) + "@example.com", Purpose: "marketing_email"}
+}
+
+// statusQueries returns the status queries of consents 0 to n-1
+// (consentKey).
+func statusQueries(n int) []wire.StatusQuery {
+	queries := make([]wire.StatusQuery, n)
+	for i := range queries {
+		k := consentKey(i)
+		queries[i] = wire.StatusQuery{Tenant: k.Tenant, SubjectID: k.SubjectID, Purpose: k.Purpose}
+	}
+	return queries
 }
 
 // FillStream appends n sealed grants, one per consent, straight onto the
