@@ -60,29 +60,12 @@ func Grants(ctx context.Context, cfg GrantConfig) (GrantResult, error) {
 	if _, err := js.CreateStream(ctx, bareCfg); err != nil {
 		return res, err
 	}
-	// As in consentd: a projector keeps an index of the stream, which
-	// tells appends their consents' last states (ledger.Options.Tips).
-	idx, stopProjector, err := runIndex(ctx, js, cfg.Dir)
+	l, err := startGrantLedgers(ctx, js, stream, cfg.Dir, cfg.Group)
 	if err != nil {
 		return res, err
 	}
-	defer stopProjector()
-	alone := ledger.New(js, stream, ledger.Options{Tips: idx})
-	group := cfg.Group
-	if group == nil {
-		group = &ledger.GroupCommit{}
-	}
-	grouped := ledger.New(js, stream, ledger.Options{GroupCommit: group, Tips: idx})
-
-	first, err := alone.Append(ctx, events.KindGrant, grantCommand("warm-up", 0))
-	if err != nil {
-		return res, err
-	}
-	stored, err := stream.GetMsg(ctx, first.Seq)
-	if err != nil {
-		return res, err
-	}
-	payload := stored.Data
+	defer l.stop()
+	alone, grouped, payload := l.alone, l.grouped, l.payload
 
 	// The runs without group commit are slow (one fsync each): a quarter
 	// of the grants gives their rate as well.
@@ -149,4 +132,44 @@ func bareBatch(ctx context.Context, nc *nats.Conn, prefix string, n int, payload
 		}
 	}
 	return nil
+}
+
+// grantLedgers are the two ledgers a grant comparison drives over one
+// stream, and a stored grant to publish bare.
+type grantLedgers struct {
+	alone, grouped *ledger.Ledger
+	payload        []byte // a grant as the ledger stored it
+	stop           func() // stops the projector
+}
+
+// startGrantLedgers starts, as in consentd, a projector keeping an index
+// of stream in dir (it tells appends their consents' last states,
+// ledger.Options.Tips) and two ledgers over it, one publishing each event
+// alone and one with group commit (group, or the default), and appends
+// one warm-up grant whose stored bytes are the bare publishes' payload.
+func startGrantLedgers(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, dir string, group *ledger.GroupCommit) (*grantLedgers, error) {
+	idx, stopProjector, err := runIndex(ctx, js, dir)
+	if err != nil {
+		return nil, err
+	}
+	if group == nil {
+		group = &ledger.GroupCommit{}
+	}
+	l := &grantLedgers{
+		alone:   ledger.New(js, stream, ledger.Options{Tips: idx}),
+		grouped: ledger.New(js, stream, ledger.Options{GroupCommit: group, Tips: idx}),
+		stop:    stopProjector,
+	}
+	first, err := l.alone.Append(ctx, events.KindGrant, grantCommand("warm-up", 0))
+	if err == nil {
+		var stored *jetstream.RawStreamMsg
+		if stored, err = stream.GetMsg(ctx, first.Seq); err == nil {
+			l.payload = stored.Data
+		}
+	}
+	if err != nil {
+		stopProjector()
+		return nil, err
+	}
+	return l, nil
 }

@@ -150,27 +150,12 @@ func Replicated(ctx context.Context, cfg ReplicatedConfig) (ReplicatedResult, er
 		return res, err
 	}
 
-	idx, stopProjector, err := runIndex(ctx, js, cfg.Dir)
+	l, err := startGrantLedgers(ctx, js, stream, cfg.Dir, cfg.Group)
 	if err != nil {
 		return res, err
 	}
-	defer stopProjector()
-	alone := ledger.New(js, stream, ledger.Options{Tips: idx})
-	group := cfg.Group
-	if group == nil {
-		group = &ledger.GroupCommit{}
-	}
-	grouped := ledger.New(js, stream, ledger.Options{GroupCommit: group, Tips: idx})
-
-	first, err := alone.Append(ctx, events.KindGrant, grantCommand("warm-up", 0))
-	if err != nil {
-		return res, err
-	}
-	stored, err := stream.GetMsg(ctx, first.Seq)
-	if err != nil {
-		return res, err
-	}
-	payload := stored.Data
+	defer l.stop()
+	alone, grouped, payload := l.alone, l.grouped, l.payload
 
 	for round := range max(cfg.Rounds, 1) {
 		r, err := replicatedRound(ctx, cfg, res.Window, round, grouped, alone, js, payload)
