@@ -214,16 +214,28 @@ func wipe(db *pebble.DB, dir string, lock *pebble.Lock, log *slog.Logger) (*pebb
 // directory.
 const pebbleLockFile = "LOCK"
 
+// indexCacheSize is the index's Pebble block cache, its memtables
+// included (see pebbleOptions).
+const indexCacheSize = 32 << 20
+
 // pebbleOptions are the index's Pebble settings. Bloom filters on every
 // level (set on L0, which the other levels inherit): folding a consent's
 // first event looks for a state that is not there, and without a filter
 // each such miss reads index and data blocks of every overlapping table
 // (80% of a rebuild's time over 1M consents).
+//
+// The block cache is indexCacheSize: Pebble reserves its memtables'
+// memory out of the block cache (Cache.Reserve, two 4 MiB memtables), so
+// its default of 8 MiB leaves nothing for blocks, and every lookup then
+// reads its tables' index, filter and data blocks from the files (no hit
+// in 225,578 block reads of 60,000 lookups for absent consents, 17 µs
+// each; 11 µs with 32 MiB, 6 µs with 64).
 func pebbleOptions(lock *pebble.Lock, log *slog.Logger) *pebble.Options {
 	o := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Lock:               lock,
 		Logger:             pebbleLogger{log},
+		CacheSize:          indexCacheSize,
 	}
 	o.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	return o
