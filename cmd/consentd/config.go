@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,10 +62,10 @@ type Config struct {
 	Stream   string // stream name
 	Replicas int    // replicas of the stream when consentd creates it
 	Sync     string // embedded server: "always" (fsync every write) or "interval" (every 2 minutes)
-	// GroupCommit gathers concurrent appends into atomic batches, so that
-	// one fsync covers many events; only with the embedded server and
-	// Sync "always", where each event otherwise costs an fsync of its own.
-	GroupCommit bool
+	// GroupCommit is when concurrent appends are gathered into atomic
+	// batches, so that one disk flush covers many events: GroupCommitAuto
+	// (the default), GroupCommitOn or GroupCommitOff. See groupCommit.
+	GroupCommit string
 
 	LogLevel string
 	// LogFormat is how log lines on stderr are written: "text" (slog's
@@ -113,6 +114,18 @@ const (
 	SyncInterval = "interval"
 )
 
+// Values of Config.GroupCommit.
+const (
+	// GroupCommitAuto commits in groups where it was measured to win
+	// (docs/performance.md): with the embedded server fsyncing every
+	// write (--sync always), and against a stream of more than one
+	// replica, where every write costs a Raft round and a flush on each
+	// replica.
+	GroupCommitAuto = "auto"
+	GroupCommitOn   = "on"
+	GroupCommitOff  = "off"
+)
+
 // DefaultConfig returns the configuration of consentd run without flags.
 func DefaultConfig() Config {
 	return Config{
@@ -121,7 +134,7 @@ func DefaultConfig() Config {
 		Stream:          wire.DefaultStream,
 		Replicas:        1,
 		Sync:            SyncAlways,
-		GroupCommit:     true,
+		GroupCommit:     GroupCommitAuto,
 		LogLevel:        "info",
 		LogFormat:       "text",
 		MinSeqTimeout:   ledger.DefaultMinSeqTimeout,
@@ -166,6 +179,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Sync != SyncAlways && c.Sync != SyncInterval {
 		return fmt.Errorf("--sync %q: want %q or %q", c.Sync, SyncAlways, SyncInterval)
+	}
+	if !slices.Contains([]string{GroupCommitAuto, GroupCommitOn, GroupCommitOff}, c.GroupCommit) {
+		return fmt.Errorf("--group-commit %q: want %s, %s or %s", c.GroupCommit, GroupCommitAuto, GroupCommitOn, GroupCommitOff)
 	}
 	if c.Stream == "" || strings.ContainsAny(c.Stream, ". *>\t\r\n") {
 		return fmt.Errorf("--stream %q: want a name without spaces, dots, * or >", c.Stream)
@@ -258,7 +274,7 @@ func envName(flagName string) string {
 
 // embeddedOnly are the flags that configure the embedded server; they make
 // no sense with --nats-url.
-var embeddedOnly = []string{"listen", "sync", "group-commit", "tls-cert", "tls-key", "tls-client-ca", "insecure-listen-without-tls", "insecure-no-auth", "nats-monitor"}
+var embeddedOnly = []string{"listen", "sync", "tls-cert", "tls-key", "tls-client-ca", "insecure-listen-without-tls", "insecure-no-auth", "nats-monitor"}
 
 // newFlagSet returns consentd's flags, bound to c.
 func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
@@ -283,7 +299,7 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Stream, "stream", c.Stream, "`NAME` of the JetStream stream holding the audit trail")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "`N` replicas of the stream when consentd creates it (needs --nats-url for more than 1)")
 	fs.StringVar(&c.Sync, "sync", c.Sync, "`MODE` of the embedded server: always fsyncs every event before acknowledging it, interval every 2 minutes")
-	fs.BoolVar(&c.GroupCommit, "group-commit", c.GroupCommit, "with --sync always, gather concurrent appends into atomic batches so that one fsync covers many events (--group-commit=false: one fsync per event)")
+	fs.Var((*groupCommitMode)(&c.GroupCommit), "group-commit", "`MODE` of gathering concurrent appends into atomic batches, so that one disk flush covers many events: auto (with --sync always on the embedded server, and against a stream of more than one replica), on or off")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "`LEVEL` of the logs on stderr: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "`FORMAT` of the logs on stderr: text (key=value) or json (one object per line)")
 	fs.Var(&c.MemoryLimit, "memory-limit", "soft memory limit of the process as a `SIZE` (200MiB, 1GiB): the Go runtime collects garbage and returns memory to the system harder near it; 0 keeps the runtime's default (GOMEMLIMIT)")
@@ -319,4 +335,38 @@ Flags (each also read from the environment variable shown):
 		}
 		fmt.Fprintln(w, ")")
 	})
+}
+
+// CommitsInGroups reports whether appends to a stream of the given
+// replicas are committed in groups: as GroupCommit says, or under
+// GroupCommitAuto where it was measured to win (with the embedded server
+// fsyncing every write, and against a replicated stream).
+func (c *Config) CommitsInGroups(replicas int) bool {
+	switch c.GroupCommit {
+	case GroupCommitOn:
+		return true
+	case GroupCommitOff:
+		return false
+	}
+	if c.Embedded() {
+		return c.Sync == SyncAlways
+	}
+	return replicas > 1
+}
+
+// groupCommitMode is the flag.Value of --group-commit: a mode, or true and
+// false as the boolean flag it was (on and off).
+type groupCommitMode string
+
+func (m *groupCommitMode) String() string { return string(*m) }
+
+func (m *groupCommitMode) Set(v string) error {
+	switch v {
+	case "true":
+		v = GroupCommitOn
+	case "false":
+		v = GroupCommitOff
+	}
+	*m = groupCommitMode(v)
+	return nil
 }

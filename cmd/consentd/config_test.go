@@ -26,7 +26,7 @@ func TestParseFlagsWithoutFlagsIsTheDefault(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:4222", cfg.Listen)
 	assert.Equal(t, "consent-data", cfg.DataDir)
 	assert.Equal(t, SyncAlways, cfg.Sync)
-	assert.True(t, cfg.GroupCommit)
+	assert.Equal(t, GroupCommitAuto, cfg.GroupCommit)
 	assert.True(t, cfg.Embedded())
 }
 
@@ -58,8 +58,12 @@ func TestParseFlagsReadsFlagsAndEnvironment(t *testing.T) {
 				assert.Equal(t, "CONSENT_TEST", cfg.Stream)
 				assert.Equal(t, 20*time.Second, cfg.ShutdownTimeout)
 			}},
-		{"group commit off", []string{"--group-commit=false"}, nil,
-			func(t *testing.T, cfg Config) { assert.False(t, cfg.GroupCommit) }},
+		{"group commit off", []string{"--group-commit", "off"}, nil,
+			func(t *testing.T, cfg Config) { assert.Equal(t, GroupCommitOff, cfg.GroupCommit) }},
+		{"group commit off as a boolean", []string{"--group-commit=false"}, nil,
+			func(t *testing.T, cfg Config) { assert.Equal(t, GroupCommitOff, cfg.GroupCommit) }},
+		{"group commit on with nats-url", []string{"--nats-url", "nats://x", "--group-commit=on"}, nil,
+			func(t *testing.T, cfg Config) { assert.Equal(t, GroupCommitOn, cfg.GroupCommit) }},
 		{"expiry interval", []string{"--expiry-interval", "250ms"}, nil,
 			func(t *testing.T, cfg Config) { assert.Equal(t, 250*time.Millisecond, cfg.ExpiryInterval) }},
 		{"expiry interval by variable", nil, []string{"CONSENTD_EXPIRY_INTERVAL=5s"},
@@ -67,7 +71,7 @@ func TestParseFlagsReadsFlagsAndEnvironment(t *testing.T) {
 		{"stream check interval", []string{"--stream-check-interval", "2s"}, nil,
 			func(t *testing.T, cfg Config) { assert.Equal(t, 2*time.Second, cfg.StreamCheckInterval) }},
 		{"group commit off by variable", nil, []string{"CONSENTD_GROUP_COMMIT=false"},
-			func(t *testing.T, cfg Config) { assert.False(t, cfg.GroupCommit) }},
+			func(t *testing.T, cfg Config) { assert.Equal(t, GroupCommitOff, cfg.GroupCommit) }},
 		{"a flag wins over its variable", []string{"--data-dir", "/from-flag"}, []string{"CONSENTD_DATA_DIR=/from-env"},
 			func(t *testing.T, cfg Config) { assert.Equal(t, "/from-flag", cfg.DataDir) }},
 		{"TLS and credentials", []string{"--nats-url", "tls://n1:4222", "--nats-creds", "/c.creds", "--nats-tls-ca", "/ca.pem", "--nats-tls-cert", "/c.pem", "--nats-tls-key", "/k.pem"}, nil,
@@ -100,7 +104,7 @@ func TestParseFlagsRefusesWhatItWouldOtherwiseIgnore(t *testing.T) {
 		{"bad variable value", nil, []string{"CONSENTD_REPLICAS=three"}, `CONSENTD_REPLICAS="three"`},
 		{"listen with nats-url", []string{"--nats-url", "nats://x", "--listen", "0.0.0.0:4222"}, nil, "--listen configures the embedded NATS server"},
 		{"sync with nats-url", []string{"--nats-url", "nats://x"}, []string{"CONSENTD_SYNC=always"}, "--sync configures the embedded NATS server"},
-		{"group commit with nats-url", []string{"--nats-url", "nats://x"}, []string{"CONSENTD_GROUP_COMMIT=true"}, "--group-commit configures the embedded NATS server"},
+		{"bad group commit", []string{"--group-commit", "sometimes"}, nil, `--group-commit "sometimes": want auto, on or off`},
 		{"replicas without a cluster", []string{"--replicas", "3"}, nil, "--replicas 3 needs a NATS cluster"},
 		{"too many replicas", []string{"--nats-url", "nats://x", "--replicas", "7"}, nil, "--replicas 7"},
 		{"bad sync", []string{"--sync", "sometimes"}, nil, `--sync "sometimes"`},
@@ -159,4 +163,31 @@ func TestMemoryLimitFlag(t *testing.T) {
 	err := NewMain().ParseFlags([]string{"--memory-limit", "lots"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "memory-limit")
+}
+
+// Under auto, appends are committed in groups where it was measured to
+// win: the embedded server fsyncing every write, or a replicated stream.
+func TestGroupCommitAutoCommitsInGroupsWhereItWins(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		replicas int
+		want     bool
+	}{
+		{"embedded, sync always", nil, 1, true},
+		{"embedded, sync interval", []string{"--sync", "interval"}, 1, false},
+		{"cluster, one replica", []string{"--nats-url", "nats://x"}, 1, false},
+		{"cluster, three replicas", []string{"--nats-url", "nats://x", "--replicas", "3"}, 3, true},
+		{"cluster, a stream of three made by another instance", []string{"--nats-url", "nats://x"}, 3, true},
+		{"off, three replicas", []string{"--nats-url", "nats://x", "--group-commit", "off"}, 3, false},
+		{"on, one replica", []string{"--nats-url", "nats://x", "--group-commit", "on"}, 1, true},
+		{"off, embedded", []string{"--group-commit", "off"}, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parse(tt.args)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, cfg.CommitsInGroups(tt.replicas))
+		})
+	}
 }

@@ -99,7 +99,8 @@ type Main struct {
 	index      *projector.Index
 	projector  *projector.Projector
 	service    *ledger.Service
-	feed       *ledger.Feed // consent.v1.feed.open and feed.purposes
+	ledger     *ledger.Ledger // the commands' writer, once the stream is found
+	feed       *ledger.Feed   // consent.v1.feed.open and feed.purposes
 	expirer    *ledger.Expirer
 	retainer   *ledger.Retainer
 	guard      *ledger.StreamGuard
@@ -388,7 +389,7 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 	m.startGuard(js)
 	m.ops.guard.Store(m.guard)
 	ledgerOpts := ledger.Options{Tips: m.index, Guard: m.guard, Observer: m.ops.observer()}
-	if m.Config.Embedded() && m.Config.Sync == SyncAlways && m.Config.GroupCommit {
+	if m.Config.CommitsInGroups(m.replicas) {
 		ledgerOpts.GroupCommit = &ledger.GroupCommit{}
 	}
 	keys, err := m.openKeys(ctx, js)
@@ -406,6 +407,9 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 		return fmt.Errorf("stream %s: %w", m.Config.Stream, err)
 	}
 	m.log.Info("subject keys", "stream", m.Config.Stream, "subject_key_scheme", subjectKeys.Scheme())
+	m.ledger = l
+	_, grouped := l.GroupCommitStats()
+	m.log.Info("appends", "stream", m.Config.Stream, "replicas", m.replicas, "group_commit", grouped)
 	projectorCtx, stopProjector := context.WithCancel(context.Background())
 	m.stopProjector = stopProjector
 	go m.superviseProjector(projectorCtx)
