@@ -40,7 +40,8 @@
 //     grants by -callers callers with and without group commit against
 //     bare atomic batches of group commit's mean size and bare publishes,
 //     one request per message and asynchronous with a window of -callers,
-//     in rounds (5, 3 with -quick).
+//     in rounds (5, 3 with -quick); and the process's CPU time per grant
+//     against per bare batch message (servers and client share the cores).
 //
 // -compare picks some of them: go run ./cmd/consentbench -compare auth.
 package main
@@ -264,6 +265,13 @@ func replicated(ctx context.Context, c config, t *table) error {
 			rate(m.Alone.Rate(), "grants/s"), rate(m.BareSync.Rate(), "msgs/s"), "r3_grant_alone_vs_bare_publish",
 			func(x perf.ReplicatedRound) float64 { return x.Alone.Rate() / x.BareSync.Rate() }},
 	}
+	cores := runtime.GOMAXPROCS(0)
+	ratios = append(ratios, struct {
+		what, load, figure, bare, name string
+		f                              func(perf.ReplicatedRound) float64
+	}{"R3 process CPU per grant, group commit vs per bare batch message", fmt.Sprintf("servers and client, %d cores, median of %d rounds", cores, rounds),
+		cpu(m.GroupCPUPerGrant(), m.Group.Busy(cores)), cpu(m.BareBatchCPUPerMsg(), m.BareBatch.Busy(cores)), "r3_grant_group_vs_bare_batch_cpu",
+		func(x perf.ReplicatedRound) float64 { return ratio(x.GroupCPUPerGrant(), x.BareBatchCPUPerMsg()) }})
 	var spread []string
 	for _, x := range ratios {
 		if x.f == nil { // over all rounds' latencies together
@@ -281,7 +289,23 @@ func replicated(ctx context.Context, c config, t *table) error {
 	t.note(fmt.Sprintf("R3 group commit: %d batches of %.1f grants on average, %d published alone, %d batches refused",
 		s.Batches, float64(s.Batched)/float64(max(s.Batches, 1)), s.Singles, s.Refused))
 	t.note("R3 ratios over the rounds: " + strings.Join(spread, ", "))
+	t.note(fmt.Sprintf("R3 CPU bound: %d cores never idle would allow %s at the grants' CPU each, %s at the bare batches' (the servers and the client share the cores)",
+		cores, rate(cpuBound(cores, m.GroupCPUPerGrant()), "grants/s"), rate(cpuBound(cores, m.BareBatchCPUPerMsg()), "msgs/s")))
 	return nil
+}
+
+// cpu formats a CPU time per operation and the share of the cores busy.
+func cpu(per time.Duration, busy float64) string {
+	return fmt.Sprintf("%s CPU each, %.0f%% of the cores busy", us(per), 100*busy)
+}
+
+// cpuBound is the operations per second that cores never idle allow at
+// per CPU time each.
+func cpuBound(cores int, per time.Duration) float64 {
+	if per <= 0 {
+		return 0
+	}
+	return float64(cores) / per.Seconds()
 }
 
 func lookups(ctx context.Context, c config, t *table) error {

@@ -152,7 +152,7 @@ func checkRatios(t *testing.T, text string, want []string) {
 var r3Ratios = []string{
 	"r3_grant_group_vs_alone", "r3_grant_group_vs_bare_batch",
 	"r3_grant_group_vs_bare_async", "r3_grant_group_vs_bare_async_p99",
-	"r3_grant_group_vs_bare_publish", "r3_grant_alone_vs_bare_publish",
+	"r3_grant_group_vs_bare_publish", "r3_grant_alone_vs_bare_publish", "r3_grant_group_vs_bare_batch_cpu",
 }
 
 // The replicated comparison alone (a three-node cluster on this machine,
@@ -164,5 +164,6 @@ func TestQuickRunOfTheR3Comparison(t *testing.T) {
 	require.NoError(t, run(t.Context(), args, &out))
 	checkRatios(t, out.String(), r3Ratios)
 	assert.Contains(t, out.String(), "\nR3 group commit: ")
+	assert.Contains(t, out.String(), "\nR3 CPU bound: ")
 	assert.NotContains(t, out.String(), "\ngrant_group_vs_alone ")
 }

@@ -12,11 +12,31 @@ import (
 	"time"
 )
 
-// Run is the outcome of a timed run: every call's latency, sorted, and the
-// wall time from the first call to the last answer.
+// Run is the outcome of a timed run: every call's latency, sorted, the
+// wall time from the first call to the last answer, and the CPU time the
+// whole process used meanwhile (every goroutine: the in-process servers'
+// too; zero where the platform does not tell).
 type Run struct {
 	Latencies []time.Duration
 	Elapsed   time.Duration
+	CPU       time.Duration
+}
+
+// CPUPer returns the process's CPU time per one of n operations.
+func (r Run) CPUPer(n int) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(n)
+}
+
+// Busy returns the share of cores the process kept busy during the run:
+// 1 when it used all of them the whole time.
+func (r Run) Busy(cores int) float64 {
+	if r.Elapsed <= 0 || cores <= 0 {
+		return 0
+	}
+	return r.CPU.Seconds() / (r.Elapsed.Seconds() * float64(cores))
 }
 
 // Rate is calls per second.
@@ -46,7 +66,7 @@ func Drive(callers, n int, call func(i int) error) (Run, error) {
 	var once sync.Once
 	lat := make([][]time.Duration, callers)
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	for c := range callers {
 		wg.Go(func() {
 			for !failed.Load() {
@@ -65,7 +85,7 @@ func Drive(callers, n int, call func(i int) error) (Run, error) {
 		})
 	}
 	wg.Wait()
-	r := Run{Latencies: slices.Concat(lat...), Elapsed: time.Since(start)}
+	r := Run{Latencies: slices.Concat(lat...), Elapsed: time.Since(start), CPU: processCPU() - cpu}
 	slices.Sort(r.Latencies)
 	return r, firstErr
 }
@@ -73,7 +93,7 @@ func Drive(callers, n int, call func(i int) error) (Run, error) {
 // merge returns the runs as one: their latencies together and their wall
 // times added.
 func (r Run) merge(o Run) Run {
-	m := Run{Latencies: slices.Concat(r.Latencies, o.Latencies), Elapsed: r.Elapsed + o.Elapsed}
+	m := Run{Latencies: slices.Concat(r.Latencies, o.Latencies), Elapsed: r.Elapsed + o.Elapsed, CPU: r.CPU + o.CPU}
 	slices.Sort(m.Latencies)
 	return m
 }

@@ -67,6 +67,18 @@ func (r ReplicatedRound) BareBatchRate() float64 {
 	return r.BareBatch.Rate() * float64(r.BatchSize)
 }
 
+// GroupCPUPerGrant is the process's CPU time per grant with group commit:
+// the three servers', the ledger's and the projector's together.
+func (r ReplicatedRound) GroupCPUPerGrant() time.Duration {
+	return r.Group.CPUPer(len(r.Group.Latencies))
+}
+
+// BareBatchCPUPerMsg is the process's CPU time per message of the bare
+// atomic batches.
+func (r ReplicatedRound) BareBatchCPUPerMsg() time.Duration {
+	return r.BareBatch.CPUPer(len(r.BareBatch.Latencies) * r.BatchSize)
+}
+
 // Merged returns the rounds' runs as one round: each run's latencies
 // together and wall times added, the group commit counts added, and the
 // batch size a mean weighted by the batches.
@@ -226,7 +238,7 @@ func publishAsync(ctx context.Context, js jetstream.JetStream, prefix string, n,
 		wg       sync.WaitGroup
 	)
 	slots := make(chan struct{}, window)
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	for i := range n {
 		select {
 		case slots <- struct{}{}:
@@ -260,7 +272,7 @@ func publishAsync(ctx context.Context, js jetstream.JetStream, prefix string, n,
 		})
 	}
 	wg.Wait()
-	r := Run{Latencies: lat, Elapsed: time.Since(start)}
+	r := Run{Latencies: lat, Elapsed: time.Since(start), CPU: processCPU() - cpu}
 	slices.Sort(r.Latencies)
 	return r, firstErr
 }
