@@ -42,6 +42,10 @@
 //     one request per message and asynchronous with a window of -callers,
 //     in rounds (5, 3 with -quick); and the process's CPU time per grant
 //     against per bare batch message (servers and client share the cores).
+//   - r3apart, only when named: the r3 comparison with the cluster in a
+//     child process pinned to one core and the client (ledgers, projector,
+//     bare publishers) pinned to the other, as consentd runs beside a NATS
+//     cluster on machines of its own; it needs 2 cores and taskset.
 //
 // -compare picks some of them: go run ./cmd/consentbench -compare auth.
 package main
@@ -84,6 +88,7 @@ type config struct {
 	callers  int
 	lookups  int
 	holdMode string // child process: measure memory over -hold-store
+	serveR3  string // child process: serve the R3 comparison's cluster from this directory
 	store    string
 	memLimit int64         // -memory-limit for both processes of the memory comparison
 	atRest   time.Duration // how long after the catch-up memory is measured again
@@ -91,8 +96,12 @@ type config struct {
 }
 
 // comparisons names the comparisons -compare picks from, in the order they
-// run.
-var comparisons = []string{"grants", "lookups", "stream", "auth", "sealed", "metrics", "r3"}
+// run; defaults those it runs without -compare (r3apart pins processes to
+// cores, which needs 2 cores and taskset).
+var (
+	comparisons = []string{"grants", "lookups", "stream", "auth", "sealed", "metrics", "r3", "r3apart"}
+	defaults    = comparisons[:len(comparisons)-1]
+)
 
 func parse(args []string, out io.Writer) (config, error) {
 	var c config
@@ -106,9 +115,10 @@ func parse(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.lookups, "lookups", 0, "`N` lookups per endpoint and concurrency; default 40000, 4000 with -quick")
 	fs.Int64Var(&c.memLimit, "memory-limit", 200<<20, "soft memory limit in `BYTES` of both processes measured for memory, as consentd --memory-limit sets it; 0 for none")
 	fs.DurationVar(&c.atRest, "at-rest", -1, "measure memory again this long after the catch-up (`DURATION`); default 150s, none with -quick")
-	compare := fs.String("compare", strings.Join(comparisons, ","), "the comparisons to run, a comma-separated `LIST` of "+strings.Join(comparisons, ", ")+" (stream: catch-up, rebuild and memory; r3: durable grants on a three-node cluster)")
+	compare := fs.String("compare", strings.Join(defaults, ","), "the comparisons to run, a comma-separated `LIST` of "+strings.Join(comparisons, ", ")+" (stream: catch-up, rebuild and memory; r3: durable grants on a three-node cluster; r3apart: the same with the cluster and the client each pinned to a core of their own)")
 	fs.StringVar(&c.holdMode, "hold", "", "internal: measure the memory of `MODE` (consentd or bare) over -hold-store and print it as JSON")
 	fs.StringVar(&c.store, "hold-store", "", "internal: the JetStream store `DIR` for -hold")
+	fs.StringVar(&c.serveR3, "serve-r3", "", "internal: serve the r3apart comparison's cluster with its stores in `DIR`, print its URL as JSON, stop when stdin closes")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -151,6 +161,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return nil
 		}
 		return err
+	}
+	if c.serveR3 != "" {
+		return serveReplicated(ctx, c.serveR3, out)
 	}
 	if c.holdMode != "" {
 		m, err := perf.Hold(ctx, c.store, perf.HoldMode(c.holdMode), perf.HoldOptions{MemoryLimit: c.memLimit, AtRest: c.atRest})
@@ -199,6 +212,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("r3: %w", err)
 		}
 	}
+	if slices.Contains(c.compare, "r3apart") {
+		if err := replicatedApart(ctx, c, t); err != nil {
+			return fmt.Errorf("r3apart: %w", err)
+		}
+	}
 	t.print()
 	return nil
 }
@@ -228,7 +246,9 @@ func grants(ctx context.Context, c config, t *table) error {
 // replicated measures durable grants on a three-node cluster with a
 // stream of three replicas against the bare replicated operations, in
 // rounds: the figures are over all rounds, the ratios medians of the
-// rounds' ratios.
+// rounds' ratios. The servers and the client share this process and its
+// cores, so it also compares the process's CPU time per grant and per
+// bare batch message.
 func replicated(ctx context.Context, c config, t *table) error {
 	rounds := 5
 	if c.quick {
@@ -238,60 +258,87 @@ func replicated(ctx context.Context, c config, t *table) error {
 	if err != nil {
 		return err
 	}
+	cores := runtime.GOMAXPROCS(0)
+	printReplicated(t, r, rounds, "R3", "r3_grant_", replicatedRow{
+		"process CPU per grant, group commit vs per bare batch message", fmt.Sprintf("servers and client, %d cores, median of %d rounds", cores, rounds),
+		func(m perf.ReplicatedRound) string { return cpu(m.GroupCPUPerGrant(), m.Group.Busy(cores)) },
+		func(m perf.ReplicatedRound) string { return cpu(m.BareBatchCPUPerMsg(), m.BareBatch.Busy(cores)) },
+		"group_vs_bare_batch_cpu",
+		func(x perf.ReplicatedRound) float64 { return ratio(x.GroupCPUPerGrant(), x.BareBatchCPUPerMsg()) }})
 	m := r.Merged()
-	callers := fmt.Sprintf("%d callers, median of %d rounds", c.callers, rounds)
-	window := fmt.Sprintf("%d callers, window %d", c.callers, r.Window)
-	group := rate(m.Group.Rate(), "grants/s") + ", " + latencies(m.Group)
-	ratios := []struct {
-		what, load, figure, bare, name string
-		f                              func(perf.ReplicatedRound) float64
-	}{
-		{"R3 grant durable, group commit vs alone", callers,
-			group, rate(m.Alone.Rate(), "grants/s") + ", " + latencies(m.Alone), "r3_grant_group_vs_alone",
+	t.note(fmt.Sprintf("R3 CPU bound: %d cores never idle would allow %s at the grants' CPU each, %s at the bare batches' (the servers and the client share the cores)",
+		cores, rate(cpuBound(cores, m.GroupCPUPerGrant()), "grants/s"), rate(cpuBound(cores, m.BareBatchCPUPerMsg()), "msgs/s")))
+	return nil
+}
+
+// replicatedRow is one row of printReplicated: what it compares, under
+// which load, the figures of the merged rounds, its name after the
+// prefix, and its ratio in one round (nil: of the merged rounds' p99s).
+type replicatedRow struct {
+	what, load   string
+	figure, bare func(perf.ReplicatedRound) string
+	name         string
+	f            func(perf.ReplicatedRound) float64
+}
+
+// printReplicated prints the rows of a replicated comparison, labelled
+// label and named prefix..., then extra, and notes on group commit's
+// batches and on each ratio's range over the rounds.
+func printReplicated(t *table, r perf.ReplicatedResult, rounds int, label, prefix string, extra ...replicatedRow) {
+	m := r.Merged()
+	callers := fmt.Sprintf("%d callers, median of %d rounds", r.Callers, rounds)
+	window := fmt.Sprintf("%d callers, window %d", r.Callers, r.Window)
+	group := func(m perf.ReplicatedRound) string {
+		return rate(m.Group.Rate(), "grants/s") + ", " + latencies(m.Group)
+	}
+	groupRate := func(m perf.ReplicatedRound) string { return rate(m.Group.Rate(), "grants/s") }
+	rows := []replicatedRow{
+		{"grant durable, group commit vs alone", callers,
+			group, func(m perf.ReplicatedRound) string {
+				return rate(m.Alone.Rate(), "grants/s") + ", " + latencies(m.Alone)
+			}, "group_vs_alone",
 			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.Alone.Rate() }},
-		{"R3 grant durable, group commit vs bare atomic batches", fmt.Sprintf("batches of %d, median of %d rounds", m.BatchSize, rounds),
-			rate(m.Group.Rate(), "grants/s"), rate(m.BareBatch.Rate()*float64(m.BatchSize), "msgs/s") + ", batch " + latencies(m.BareBatch), "r3_grant_group_vs_bare_batch",
+		{"grant durable, group commit vs bare atomic batches", fmt.Sprintf("batches of %d, median of %d rounds", m.BatchSize, rounds),
+			groupRate, func(m perf.ReplicatedRound) string {
+				return rate(m.BareBatchRate(), "msgs/s") + ", batch " + latencies(m.BareBatch)
+			}, "group_vs_bare_batch",
 			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.BareBatchRate() }},
-		{"R3 grant durable, group commit vs bare async publish", window + fmt.Sprintf(", median of %d rounds", rounds),
-			group, rate(m.BareAsync.Rate(), "msgs/s") + ", " + latencies(m.BareAsync), "r3_grant_group_vs_bare_async",
+		{"grant durable, group commit vs bare async publish", window + fmt.Sprintf(", median of %d rounds", rounds),
+			group, func(m perf.ReplicatedRound) string {
+				return rate(m.BareAsync.Rate(), "msgs/s") + ", " + latencies(m.BareAsync)
+			}, "group_vs_bare_async",
 			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.BareAsync.Rate() }},
-		{"R3 grant durable, group commit vs bare async publish, p99 latency", window,
-			ms(m.Group.Percentile(99)), ms(m.BareAsync.Percentile(99)), "r3_grant_group_vs_bare_async_p99",
-			nil},
-		{"R3 grant durable, group commit vs bare publish", callers,
-			group, rate(m.BareSync.Rate(), "msgs/s") + ", " + latencies(m.BareSync), "r3_grant_group_vs_bare_publish",
+		{"grant durable, group commit vs bare async publish, p99 latency", window,
+			func(m perf.ReplicatedRound) string { return ms(m.Group.Percentile(99)) },
+			func(m perf.ReplicatedRound) string { return ms(m.BareAsync.Percentile(99)) }, "group_vs_bare_async_p99", nil},
+		{"grant durable, group commit vs bare publish", callers,
+			group, func(m perf.ReplicatedRound) string {
+				return rate(m.BareSync.Rate(), "msgs/s") + ", " + latencies(m.BareSync)
+			}, "group_vs_bare_publish",
 			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.BareSync.Rate() }},
-		{"R3 grant durable alone vs bare publish", callers,
-			rate(m.Alone.Rate(), "grants/s"), rate(m.BareSync.Rate(), "msgs/s"), "r3_grant_alone_vs_bare_publish",
+		{"grant durable alone vs bare publish", callers,
+			func(m perf.ReplicatedRound) string { return rate(m.Alone.Rate(), "grants/s") },
+			func(m perf.ReplicatedRound) string { return rate(m.BareSync.Rate(), "msgs/s") }, "alone_vs_bare_publish",
 			func(x perf.ReplicatedRound) float64 { return x.Alone.Rate() / x.BareSync.Rate() }},
 	}
-	cores := runtime.GOMAXPROCS(0)
-	ratios = append(ratios, struct {
-		what, load, figure, bare, name string
-		f                              func(perf.ReplicatedRound) float64
-	}{"R3 process CPU per grant, group commit vs per bare batch message", fmt.Sprintf("servers and client, %d cores, median of %d rounds", cores, rounds),
-		cpu(m.GroupCPUPerGrant(), m.Group.Busy(cores)), cpu(m.BareBatchCPUPerMsg(), m.BareBatch.Busy(cores)), "r3_grant_group_vs_bare_batch_cpu",
-		func(x perf.ReplicatedRound) float64 { return ratio(x.GroupCPUPerGrant(), x.BareBatchCPUPerMsg()) }})
 	var spread []string
-	for _, x := range ratios {
+	for _, x := range append(rows, extra...) {
+		what := label + " " + x.what
 		if x.f == nil { // over all rounds' latencies together
-			t.row(x.what, x.load, x.figure, x.bare, x.name, ratio(m.Group.Percentile(99), m.BareAsync.Percentile(99)))
+			t.row(what, x.load, x.figure(m), x.bare(m), prefix+x.name, ratio(m.Group.Percentile(99), m.BareAsync.Percentile(99)))
 			continue
 		}
-		t.row(x.what, x.load, x.figure, x.bare, x.name, r.Median(x.f))
+		t.row(what, x.load, x.figure(m), x.bare(m), prefix+x.name, r.Median(x.f))
 		lo, hi := math.Inf(1), math.Inf(-1)
 		for _, round := range r.Rounds {
 			lo, hi = min(lo, x.f(round)), max(hi, x.f(round))
 		}
-		spread = append(spread, fmt.Sprintf("%s %.2f-%.2f", strings.TrimPrefix(x.name, "r3_grant_"), lo, hi))
+		spread = append(spread, fmt.Sprintf("%s %.2f-%.2f", x.name, lo, hi))
 	}
 	s := m.GroupStats
-	t.note(fmt.Sprintf("R3 group commit: %d batches of %.1f grants on average, %d published alone, %d batches refused",
-		s.Batches, float64(s.Batched)/float64(max(s.Batches, 1)), s.Singles, s.Refused))
-	t.note("R3 ratios over the rounds: " + strings.Join(spread, ", "))
-	t.note(fmt.Sprintf("R3 CPU bound: %d cores never idle would allow %s at the grants' CPU each, %s at the bare batches' (the servers and the client share the cores)",
-		cores, rate(cpuBound(cores, m.GroupCPUPerGrant()), "grants/s"), rate(cpuBound(cores, m.BareBatchCPUPerMsg()), "msgs/s")))
-	return nil
+	t.note(fmt.Sprintf("%s group commit: %d batches of %.1f grants on average, %d published alone, %d batches refused",
+		label, s.Batches, float64(s.Batched)/float64(max(s.Batches, 1)), s.Singles, s.Refused))
+	t.note(label + " ratios over the rounds: " + strings.Join(spread, ", "))
 }
 
 // cpu formats a CPU time per operation and the share of the cores busy.

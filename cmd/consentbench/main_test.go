@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -14,9 +15,10 @@ import (
 )
 
 // TestMain lets the test binary stand in for consentbench when the memory
-// comparison starts it again as a child process with -hold.
+// comparison starts it again as a child process with -hold, or the
+// r3apart comparison with -serve-r3.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "-hold" {
+	if len(os.Args) > 1 && (os.Args[1] == "-hold" || os.Args[1] == "-serve-r3") {
 		main() // exits 1 on an error
 		os.Exit(0)
 	}
@@ -166,4 +168,26 @@ func TestQuickRunOfTheR3Comparison(t *testing.T) {
 	assert.Contains(t, out.String(), "\nR3 group commit: ")
 	assert.Contains(t, out.String(), "\nR3 CPU bound: ")
 	assert.NotContains(t, out.String(), "\ngrant_group_vs_alone ")
+}
+
+// The r3apart comparison, named on its own, gives the R3 rows again with
+// the cluster and the client each on a core of their own, and a note of
+// the client's CPU per grant; on a machine that cannot pin them it fails
+// saying why.
+func TestQuickRunOfTheR3ApartComparison(t *testing.T) {
+	var out bytes.Buffer
+	args := []string{"-quick", "-compare", "r3apart", "-dir", t.TempDir(), "-grants", "256"}
+	err := run(t.Context(), args, &out)
+	if _, lookErr := exec.LookPath("taskset"); runtime.NumCPU() < 2 || lookErr != nil {
+		require.ErrorContains(t, err, "needs")
+		return
+	}
+	require.NoError(t, err)
+	var want []string
+	for _, name := range r3Ratios[:len(r3Ratios)-1] { // no process CPU ratio: the servers are in another process
+		want = append(want, strings.Replace(name, "r3_", "r3apart_", 1))
+	}
+	checkRatios(t, out.String(), want)
+	assert.Contains(t, out.String(), "\nR3 apart group commit: ")
+	assert.Contains(t, out.String(), "\nR3 apart: the three servers in a process on core 0, the client on core 1")
 }

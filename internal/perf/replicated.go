@@ -12,6 +12,8 @@ import (
 
 	"github.com/consentledger/consent/events"
 	"github.com/consentledger/consent/ledger"
+	"github.com/consentledger/consent/wire"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -112,17 +114,82 @@ func (r ReplicatedResult) Median(f func(ReplicatedRound) float64) float64 {
 }
 
 // Replicated runs the durable grant comparison on a three-node cluster
-// with a stream of three replicas, cfg.Rounds times. The client connects
-// over loopback TCP to the node that leads the stream, as consentd
-// connects to a node of its cluster.
+// with a stream of three replicas, cfg.Rounds times, the cluster in this
+// process (ReplicatedServers).
 func Replicated(ctx context.Context, cfg ReplicatedConfig) (ReplicatedResult, error) {
-	res := ReplicatedResult{Callers: cfg.Callers, Window: cfg.Callers}
-	c, err := StartCluster(cfg.Dir, 3)
+	servers, err := StartReplicatedServers(ctx, cfg.Dir)
 	if err != nil {
-		return res, err
+		return ReplicatedResult{Callers: cfg.Callers, Window: cfg.Callers}, err
 	}
-	defer c.Close()
+	defer servers.Close()
+	return ReplicatedOn(ctx, servers.URL, cfg)
+}
+
+// ReplicatedServers is a three-node cluster whose nodes fsync every
+// write, with the comparison's two streams of three replicas (the
+// ledger's and a bare one) led by the same node, whose client URL is URL.
+type ReplicatedServers struct {
+	URL     string
+	cluster *Cluster
+}
+
+// StartReplicatedServers starts the cluster and its streams, with the
+// nodes' stores under dir. Close stops them.
+func StartReplicatedServers(ctx context.Context, dir string) (*ReplicatedServers, error) {
+	c, err := StartCluster(dir, 3)
+	if err != nil {
+		return nil, err
+	}
+	leader, err := createReplicatedStreams(ctx, c)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &ReplicatedServers{URL: leader.ClientURL(), cluster: c}, nil
+}
+
+// Close stops the cluster.
+func (s *ReplicatedServers) Close() { s.cluster.Close() }
+
+// createReplicatedStreams creates the ledger's stream and the bare one on
+// c, both of three replicas, and returns the node that leads both.
+func createReplicatedStreams(ctx context.Context, c *Cluster) (*server.Server, error) {
 	nc, err := nats.Connect(c.Nodes[0].ClientURL())
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{Replicas: 3})
+	if err != nil {
+		return nil, err
+	}
+	bareCfg := ledger.StreamOptions{Name: bareStream, Replicas: 3}.Config()
+	bareCfg.Subjects = []string{"bare.>"}
+	if _, err := js.CreateStream(ctx, bareCfg); err != nil {
+		return nil, err
+	}
+	leader, err := c.StreamLeader(stream.CachedInfo().Config.Name)
+	if err != nil {
+		return nil, err
+	}
+	return leader, c.MoveStreamLeader(ctx, nc, bareStream, leader)
+}
+
+// bareStream is the name of the comparison's bare stream.
+const bareStream = "BARE"
+
+// ReplicatedOn runs the durable grant comparison against the servers of
+// StartReplicatedServers (in this process or another), connecting over
+// loopback TCP to url, the node that leads both streams, as consentd
+// connects to a node of its cluster: a publish is not routed through a
+// follower first.
+func ReplicatedOn(ctx context.Context, url string, cfg ReplicatedConfig) (ReplicatedResult, error) {
+	res := ReplicatedResult{Callers: cfg.Callers, Window: cfg.Callers}
+	nc, err := nats.Connect(url)
 	if err != nil {
 		return res, err
 	}
@@ -131,37 +198,10 @@ func Replicated(ctx context.Context, cfg ReplicatedConfig) (ReplicatedResult, er
 	if err != nil {
 		return res, err
 	}
-	stream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{Replicas: 3})
+	stream, err := js.Stream(ctx, wire.DefaultStream)
 	if err != nil {
 		return res, err
 	}
-	name := stream.CachedInfo().Config.Name
-	bareCfg := ledger.StreamOptions{Name: "BARE", Replicas: 3}.Config()
-	bareCfg.Subjects = []string{"bare.>"}
-	if _, err := js.CreateStream(ctx, bareCfg); err != nil {
-		return res, err
-	}
-	leader, err := c.StreamLeader(name)
-	if err != nil {
-		return res, err
-	}
-	if err := c.MoveStreamLeader(ctx, nc, "BARE", leader); err != nil {
-		return res, err
-	}
-	// The client on the leader's node, for the stream and the bare one
-	// alike: a publish is not routed through a follower first.
-	nc.Close()
-	if nc, err = nats.Connect(leader.ClientURL()); err != nil {
-		return res, err
-	}
-	defer nc.Close()
-	if js, err = jetstream.New(nc); err != nil {
-		return res, err
-	}
-	if stream, err = js.Stream(ctx, name); err != nil {
-		return res, err
-	}
-
 	l, err := startGrantLedgers(ctx, js, stream, cfg.Dir, cfg.Group)
 	if err != nil {
 		return res, err
