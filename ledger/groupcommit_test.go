@@ -51,7 +51,7 @@ func TestGroupCommitConcurrentAppends(t *testing.T) {
 		}
 		for i := range people {
 			key := events.Key{Tenant: events.DefaultTenant, SubjectID: fmt.Sprintf("person-%d", i), Purpose: "p"}
-			assert.Len(t, requireLinearChain(t, stream, key.NATSSubject()), rounds)
+			assert.Len(t, requireLinearChain(t, stream, natsSubjectOf(t, l, key)), rounds)
 		}
 		stats, ok := l.GroupCommitStats()
 		require.True(t, ok)

@@ -60,6 +60,18 @@ func startLedgerOn(t testing.TB, top ledger.Topology, sopts ledger.StreamOptions
 	return ledger.New(js, stream, opts), reads, js
 }
 
+// natsSubjectOf returns the NATS subject l stores the consent k on, by the
+// subject key scheme of l's stream (keyed under the tenant's secret with
+// -subject-keys=hmac-sha256-16).
+func natsSubjectOf(t testing.TB, l *ledger.Ledger, k events.Key) string {
+	t.Helper()
+	sk, err := l.SubjectKeys()
+	require.NoError(t, err)
+	k, err = sk.Resolve(stepCtx(t), k)
+	require.NoError(t, err)
+	return k.NATSSubject()
+}
+
 // storedCount returns how many messages the stream holds.
 func storedCount(t testing.TB, stream jetstream.Stream) uint64 {
 	t.Helper()
