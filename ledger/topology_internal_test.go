@@ -109,8 +109,9 @@ func TestLeaderReadsAskTheLeader(t *testing.T) {
 	stream := R3.EnsureStream(t, js, StreamOptions{})
 	ack, err := js.Publish(ctx, "consent.events.default.p.a", []byte("first"))
 	require.NoError(t, err)
-	// Requests published on js's connection reach its own subscriptions
-	// before their replies do: a get has been counted when it returns.
+	// The server delivers a request published on js's connection to that
+	// connection's own subscriptions before it answers a later PING: after
+	// a Flush, the gets made so far have been counted.
 	nc := js.Conn()
 	leaderGets, err := nc.SubscribeSync("$JS.API.STREAM.MSG.GET.>")
 	require.NoError(t, err)
@@ -118,6 +119,7 @@ func TestLeaderReadsAskTheLeader(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, nc.Flush())
 	pending := func(sub *nats.Subscription) int {
+		require.NoError(t, nc.Flush())
 		n, _, err := sub.Pending()
 		require.NoError(t, err)
 		return n
