@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,15 +18,21 @@ import (
 type groupFixture struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	reads  jetstream.Stream // the stream's, read from its leader (LeaderReads)
 	c      *committer
 }
 
 func newGroupFixture(t *testing.T, cfg GroupCommit) *groupFixture {
 	t.Helper()
-	_, _, js := natstest.Run(t)
-	stream, err := EnsureStream(t.Context(), js, StreamOptions{})
-	require.NoError(t, err)
-	return &groupFixture{js: js, stream: stream, c: newCommitter(js, wire.DefaultStream, cfg, 0)}
+	return newGroupFixtureOn(t, OneNode, cfg)
+}
+
+// newGroupFixtureOn is newGroupFixture with the stream on top.
+func newGroupFixtureOn(t *testing.T, top Topology, cfg GroupCommit) *groupFixture {
+	t.Helper()
+	js := top.JetStream(t)
+	stream := top.EnsureStream(t, js, StreamOptions{})
+	return &groupFixture{js: js, stream: stream, reads: LeaderReads(t, js, stream), c: newCommitter(js, wire.DefaultStream, cfg, 0)}
 }
 
 // entry returns a queued message for subj expecting expectedSeq, with the
@@ -61,7 +66,7 @@ func (f *groupFixture) sendOne(group []*commitEntry) []commitResult {
 // requireStoredAt checks that the message of e is the one stored at seq.
 func (f *groupFixture) requireStoredAt(t *testing.T, e *commitEntry, seq uint64) {
 	t.Helper()
-	msg, err := f.stream.GetMsg(t.Context(), seq)
+	msg, err := f.reads.GetMsg(t.Context(), seq)
 	require.NoError(t, err)
 	assert.Equal(t, e.msg.Subject, msg.Subject, "seq %d", seq)
 	assert.Equal(t, e.msgID, msg.Header.Get(jetstream.MsgIDHeader), "seq %d", seq)
@@ -69,58 +74,64 @@ func (f *groupFixture) requireStoredAt(t *testing.T, e *commitEntry, seq uint64)
 }
 
 func TestCommitBatchStoresEveryMessageAtItsSeq(t *testing.T) {
-	f := newGroupFixture(t, GroupCommit{MinBatch: 2})
-	group := []*commitEntry{f.entry("a", 0, "m1"), f.entry("b", 0, "m2"), f.entry("c", 0, "m3")}
-	results := f.sendOne(group)
-	for i, r := range results {
-		require.NoError(t, r.err)
-		assert.Equal(t, uint64(i+1), r.ack.Sequence)
-		assert.False(t, r.ack.Duplicate)
-		f.requireStoredAt(t, group[i], r.ack.Sequence)
-	}
-	assert.Equal(t, GroupCommitStats{Batches: 1, Batched: 3}, f.c.Stats())
+	ForTopologies(t, func(t *testing.T, top Topology) {
+		f := newGroupFixtureOn(t, top, GroupCommit{MinBatch: 2})
+		group := []*commitEntry{f.entry("a", 0, "m1"), f.entry("b", 0, "m2"), f.entry("c", 0, "m3")}
+		results := f.sendOne(group)
+		for i, r := range results {
+			require.NoError(t, r.err)
+			assert.Equal(t, uint64(i+1), r.ack.Sequence)
+			assert.False(t, r.ack.Duplicate)
+			f.requireStoredAt(t, group[i], r.ack.Sequence)
+		}
+		assert.Equal(t, GroupCommitStats{Batches: 1, Batched: 3}, f.c.Stats())
+	})
 }
 
 // A batch with one message whose expected sequence is stale is refused
 // whole; published one by one, the stale one gets the conflict it would
 // get alone and the others are stored.
 func TestRefusedBatchFallsBackToSingles(t *testing.T) {
-	f := newGroupFixture(t, GroupCommit{MinBatch: 2})
-	ctx := t.Context()
-	_, err := f.js.PublishMsg(ctx, f.entry("b", 0, "earlier").msg)
-	require.NoError(t, err)
+	ForTopologies(t, func(t *testing.T, top Topology) {
+		f := newGroupFixtureOn(t, top, GroupCommit{MinBatch: 2})
+		ctx := t.Context()
+		_, err := f.js.PublishMsg(ctx, f.entry("b", 0, "earlier").msg)
+		require.NoError(t, err)
 
-	group := []*commitEntry{f.entry("a", 0, "m1"), f.entry("b", 0, "m2"), f.entry("c", 0, "m3")}
-	results := f.sendOne(group)
-	require.Error(t, results[1].err)
-	assert.True(t, isConflict(results[1].err), "got %v", results[1].err)
-	for _, i := range []int{0, 2} {
-		require.NoError(t, results[i].err)
-		f.requireStoredAt(t, group[i], results[i].ack.Sequence)
-	}
-	assert.Equal(t, GroupCommitStats{Singles: 3, Refused: 1}, f.c.Stats())
-	info, err := f.stream.Info(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, uint64(3), info.State.Msgs, "the earlier message and the two that were not stale")
+		group := []*commitEntry{f.entry("a", 0, "m1"), f.entry("b", 0, "m2"), f.entry("c", 0, "m3")}
+		results := f.sendOne(group)
+		require.Error(t, results[1].err)
+		assert.True(t, isConflict(results[1].err), "got %v", results[1].err)
+		for _, i := range []int{0, 2} {
+			require.NoError(t, results[i].err)
+			f.requireStoredAt(t, group[i], results[i].ack.Sequence)
+		}
+		assert.Equal(t, GroupCommitStats{Singles: 3, Refused: 1}, f.c.Stats())
+		info, err := f.stream.Info(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(3), info.State.Msgs, "the earlier message and the two that were not stale")
+	})
 }
 
 // A message id already stored inside the duplicate window makes the server
 // refuse the batch; alone, that message is acknowledged as a duplicate of
 // the stored one, as a single publish would be.
 func TestBatchWithStoredMsgIDFallsBackToDuplicateAck(t *testing.T) {
-	f := newGroupFixture(t, GroupCommit{MinBatch: 2})
-	ctx := t.Context()
-	first, err := f.js.PublishMsg(ctx, f.entry("x", 0, "key").msg)
-	require.NoError(t, err)
+	ForTopologies(t, func(t *testing.T, top Topology) {
+		f := newGroupFixtureOn(t, top, GroupCommit{MinBatch: 2})
+		ctx := t.Context()
+		first, err := f.js.PublishMsg(ctx, f.entry("x", 0, "key").msg)
+		require.NoError(t, err)
 
-	group := []*commitEntry{f.entry("a", 0, "m1"), f.entry("b", 0, "key")}
-	results := f.sendOne(group)
-	require.NoError(t, results[0].err)
-	f.requireStoredAt(t, group[0], results[0].ack.Sequence)
-	require.NoError(t, results[1].err)
-	assert.True(t, results[1].ack.Duplicate)
-	assert.Equal(t, first.Sequence, results[1].ack.Sequence)
-	assert.Equal(t, uint64(1), f.c.Stats().Refused)
+		group := []*commitEntry{f.entry("a", 0, "m1"), f.entry("b", 0, "key")}
+		results := f.sendOne(group)
+		require.NoError(t, results[0].err)
+		f.requireStoredAt(t, group[0], results[0].ack.Sequence)
+		require.NoError(t, results[1].err)
+		assert.True(t, results[1].ack.Duplicate)
+		assert.Equal(t, first.Sequence, results[1].ack.Sequence)
+		assert.Equal(t, uint64(1), f.c.Stats().Refused)
+	})
 }
 
 // Groups below MinBatch are published as single messages.
@@ -185,13 +196,15 @@ func TestQueuedAppendWithdrawnOnCancel(t *testing.T) {
 // A batch the server does not answer leaves its outcome unknown: every
 // append of it gets the error, and none is published again.
 func TestUnansweredBatchFailsEveryAppend(t *testing.T) {
-	f := newGroupFixture(t, GroupCommit{MinBatch: 2})
-	require.NoError(t, f.js.DeleteStream(t.Context(), wire.DefaultStream))
-	group := []*commitEntry{f.entry("a", 0, "m1"), f.entry("b", 0, "m2")}
-	for _, r := range f.sendOne(group) {
-		require.Error(t, r.err)
-		var apiErr *jetstream.APIError
-		assert.False(t, errors.As(r.err, &apiErr), "no server answered: %v", r.err)
-	}
-	assert.Equal(t, GroupCommitStats{}, f.c.Stats())
+	ForTopologies(t, func(t *testing.T, top Topology) {
+		f := newGroupFixtureOn(t, top, GroupCommit{MinBatch: 2})
+		require.NoError(t, f.js.DeleteStream(t.Context(), wire.DefaultStream))
+		group := []*commitEntry{f.entry("a", 0, "m1"), f.entry("b", 0, "m2")}
+		for _, r := range f.sendOne(group) {
+			require.Error(t, r.err)
+			var apiErr *jetstream.APIError
+			assert.False(t, errors.As(r.err, &apiErr), "no server answered: %v", r.err)
+		}
+		assert.Equal(t, GroupCommitStats{}, f.c.Stats())
+	})
 }

@@ -21,41 +21,43 @@ var eager = &ledger.GroupCommit{MinBatch: 2, Linger: -1}
 // naming the seq that holds its event, and every consent's history stays
 // one hash chain.
 func TestGroupCommitConcurrentAppends(t *testing.T) {
-	l, stream, _ := startLedger(t, ledger.StreamOptions{}, ledger.Options{GroupCommit: eager})
-	ctx := t.Context()
-	const people, rounds = 24, 3
-	for round := range rounds {
-		replies := make([]wire.Reply, people)
-		errs := make([]error, people)
-		var wg sync.WaitGroup
-		for i := range people {
-			wg.Go(func() {
-				kind := events.KindGrant
-				if round == 1 {
-					kind = events.KindRevoke
-				}
-				replies[i], errs[i] = l.Append(ctx, kind, events.Command{SubjectID: fmt.Sprintf("person-%d", i), Purpose: "p"})
-			})
+	ledger.ForTopologies(t, func(t *testing.T, top ledger.Topology) {
+		l, stream, _ := startLedgerOn(t, top, ledger.StreamOptions{}, ledger.Options{GroupCommit: eager})
+		ctx := t.Context()
+		const people, rounds = 24, 3
+		for round := range rounds {
+			replies := make([]wire.Reply, people)
+			errs := make([]error, people)
+			var wg sync.WaitGroup
+			for i := range people {
+				wg.Go(func() {
+					kind := events.KindGrant
+					if round == 1 {
+						kind = events.KindRevoke
+					}
+					replies[i], errs[i] = l.Append(ctx, kind, events.Command{SubjectID: fmt.Sprintf("person-%d", i), Purpose: "p"})
+				})
+			}
+			wg.Wait()
+			for i := range people {
+				require.NoError(t, errs[i], "round %d person %d", round, i)
+				msg, err := stream.GetMsg(ctx, replies[i].Seq)
+				require.NoError(t, err)
+				ev, err := events.Decode(msg.Data)
+				require.NoError(t, err)
+				assert.Equal(t, replies[i].Event.ID, ev.ID, "round %d person %d: the reply's seq holds its event", round, i)
+				assert.False(t, replies[i].Duplicate)
+			}
 		}
-		wg.Wait()
 		for i := range people {
-			require.NoError(t, errs[i], "round %d person %d", round, i)
-			msg, err := stream.GetMsg(ctx, replies[i].Seq)
-			require.NoError(t, err)
-			ev, err := events.Decode(msg.Data)
-			require.NoError(t, err)
-			assert.Equal(t, replies[i].Event.ID, ev.ID, "round %d person %d: the reply's seq holds its event", round, i)
-			assert.False(t, replies[i].Duplicate)
+			key := events.Key{Tenant: events.DefaultTenant, SubjectID: fmt.Sprintf("person-%d", i), Purpose: "p"}
+			assert.Len(t, requireLinearChain(t, stream, natsSubjectOf(t, l, key)), rounds)
 		}
-	}
-	for i := range people {
-		key := events.Key{Tenant: events.DefaultTenant, SubjectID: fmt.Sprintf("person-%d", i), Purpose: "p"}
-		assert.Len(t, requireLinearChain(t, stream, key.NATSSubject()), rounds)
-	}
-	stats, ok := l.GroupCommitStats()
-	require.True(t, ok)
-	assert.Positive(t, stats.Batches)
-	assert.Equal(t, uint64(people*rounds), stats.Batched+stats.Singles)
+		stats, ok := l.GroupCommitStats()
+		require.True(t, ok)
+		assert.Positive(t, stats.Batches)
+		assert.Equal(t, uint64(people*rounds), stats.Batched+stats.Singles)
+	})
 }
 
 // Several processes, each with its own group committer, race on one
@@ -63,54 +65,56 @@ func TestGroupCommitConcurrentAppends(t *testing.T) {
 // meet a conflict fall back, every append lands exactly once, and every
 // history is one chain.
 func TestGroupCommitRacingProcesses(t *testing.T) {
-	_, _, js := natstest.Run(t)
-	ctx := t.Context()
-	stream, err := ledger.EnsureStream(ctx, js, ledger.StreamOptions{})
-	require.NoError(t, err)
-	const processes, own, rounds = 3, 6, 5
-	ledgers := make([]*ledger.Ledger, processes)
-	for p := range ledgers {
-		ledgers[p] = ledger.New(js, stream, ledger.Options{GroupCommit: eager, MaxRetries: 2 * processes})
-	}
-	raced := events.Key{Tenant: events.DefaultTenant, SubjectID: "raced", Purpose: "p"}
-	for round := range rounds {
-		start := make(chan struct{})
-		var mu sync.Mutex
-		var errs []error
-		var wg sync.WaitGroup
-		appendAt := func(l *ledger.Ledger, subjectID string) {
-			wg.Go(func() {
-				<-start
-				_, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: subjectID, Purpose: "p"})
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("round %d %s: %w", round, subjectID, err))
-					mu.Unlock()
-				}
-			})
+	ledger.ForTopologies(t, func(t *testing.T, top ledger.Topology) {
+		js := top.JetStream(t)
+		ctx := t.Context()
+		stream := top.EnsureStream(t, js, ledger.StreamOptions{})
+		reads := ledger.LeaderReads(t, js, stream)
+		const processes, own, rounds = 3, 6, 5
+		ledgers := make([]*ledger.Ledger, processes)
+		for p := range ledgers {
+			ledgers[p] = ledger.New(js, stream, ledger.Options{GroupCommit: eager, MaxRetries: 2 * processes})
 		}
-		for p, l := range ledgers {
-			appendAt(l, raced.SubjectID)
+		raced := events.Key{Tenant: events.DefaultTenant, SubjectID: "raced", Purpose: "p"}
+		for round := range rounds {
+			start := make(chan struct{})
+			var mu sync.Mutex
+			var errs []error
+			var wg sync.WaitGroup
+			appendAt := func(l *ledger.Ledger, subjectID string) {
+				wg.Go(func() {
+					<-start
+					_, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: subjectID, Purpose: "p"})
+					if err != nil {
+						mu.Lock()
+						errs = append(errs, fmt.Errorf("round %d %s: %w", round, subjectID, err))
+						mu.Unlock()
+					}
+				})
+			}
+			for p, l := range ledgers {
+				appendAt(l, raced.SubjectID)
+				for i := range own {
+					appendAt(l, fmt.Sprintf("p%d-person-%d", p, i))
+				}
+			}
+			close(start)
+			wg.Wait()
+			require.Empty(t, errs)
+		}
+		assert.Len(t, requireLinearChain(t, reads, raced.NATSSubject()), processes*rounds)
+		for p := range processes {
 			for i := range own {
-				appendAt(l, fmt.Sprintf("p%d-person-%d", p, i))
+				key := events.Key{Tenant: events.DefaultTenant, SubjectID: fmt.Sprintf("p%d-person-%d", p, i), Purpose: "p"}
+				assert.Len(t, requireLinearChain(t, reads, key.NATSSubject()), rounds)
 			}
 		}
-		close(start)
-		wg.Wait()
-		require.Empty(t, errs)
-	}
-	assert.Len(t, requireLinearChain(t, stream, raced.NATSSubject()), processes*rounds)
-	for p := range processes {
-		for i := range own {
-			key := events.Key{Tenant: events.DefaultTenant, SubjectID: fmt.Sprintf("p%d-person-%d", p, i), Purpose: "p"}
-			assert.Len(t, requireLinearChain(t, stream, key.NATSSubject()), rounds)
+		assert.Equal(t, uint64(processes*(own+1)*rounds), storedCount(t, reads))
+		for p, l := range ledgers {
+			stats, _ := l.GroupCommitStats()
+			t.Logf("process %d: %+v", p, stats)
 		}
-	}
-	assert.Equal(t, uint64(processes*(own+1)*rounds), storedCount(t, stream))
-	for p, l := range ledgers {
-		stats, _ := l.GroupCommitStats()
-		t.Logf("process %d: %+v", p, stats)
-	}
+	})
 }
 
 // With group commit the command semantics are those of a lone append: a
@@ -118,41 +122,43 @@ func TestGroupCommitRacingProcesses(t *testing.T) {
 // a repeated idempotency key returns the first reply, and the same key on
 // another consent is another command.
 func TestGroupCommitKeepsCommandSemantics(t *testing.T) {
-	l, stream, _ := startLedger(t, ledger.StreamOptions{}, ledger.Options{GroupCommit: eager})
-	ctx := context.Background()
-	first, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: "a", Purpose: "p", IdempotencyKey: "k"})
-	require.NoError(t, err)
+	ledger.ForTopologies(t, func(t *testing.T, top ledger.Topology) {
+		l, stream, _ := startLedgerOn(t, top, ledger.StreamOptions{}, ledger.Options{GroupCommit: eager})
+		ctx := context.Background()
+		first, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: "a", Purpose: "p", IdempotencyKey: "k"})
+		require.NoError(t, err)
 
-	// Concurrent appends so that they share batches.
-	var wg sync.WaitGroup
-	var stale, forbidden, repeat, elsewhere, fresh error
-	var repeatReply, elsewhereReply wire.Reply
-	wg.Go(func() {
-		_, stale = l.Append(ctx, events.KindGrant, events.Command{SubjectID: "a", Purpose: "p", ExpectedSeq: ptr(uint64(7))})
-	})
-	wg.Go(func() {
-		_, forbidden = l.Append(ctx, events.KindRevoke, events.Command{SubjectID: "never-granted", Purpose: "p"})
-	})
-	wg.Go(func() {
-		repeatReply, repeat = l.Append(ctx, events.KindGrant, events.Command{SubjectID: "a", Purpose: "p", IdempotencyKey: "k"})
-	})
-	wg.Go(func() {
-		elsewhereReply, elsewhere = l.Append(ctx, events.KindGrant, events.Command{SubjectID: "b", Purpose: "p", IdempotencyKey: "k"})
-	})
-	wg.Go(func() {
-		_, fresh = l.Append(ctx, events.KindGrant, events.Command{SubjectID: "c", Purpose: "p"})
-	})
-	wg.Wait()
+		// Concurrent appends so that they share batches.
+		var wg sync.WaitGroup
+		var stale, forbidden, repeat, elsewhere, fresh error
+		var repeatReply, elsewhereReply wire.Reply
+		wg.Go(func() {
+			_, stale = l.Append(ctx, events.KindGrant, events.Command{SubjectID: "a", Purpose: "p", ExpectedSeq: ptr(uint64(7))})
+		})
+		wg.Go(func() {
+			_, forbidden = l.Append(ctx, events.KindRevoke, events.Command{SubjectID: "never-granted", Purpose: "p"})
+		})
+		wg.Go(func() {
+			repeatReply, repeat = l.Append(ctx, events.KindGrant, events.Command{SubjectID: "a", Purpose: "p", IdempotencyKey: "k"})
+		})
+		wg.Go(func() {
+			elsewhereReply, elsewhere = l.Append(ctx, events.KindGrant, events.Command{SubjectID: "b", Purpose: "p", IdempotencyKey: "k"})
+		})
+		wg.Go(func() {
+			_, fresh = l.Append(ctx, events.KindGrant, events.Command{SubjectID: "c", Purpose: "p"})
+		})
+		wg.Wait()
 
-	require.ErrorIs(t, stale, ledger.ErrSeqMismatch)
-	require.ErrorIs(t, forbidden, events.ErrForbidden)
-	require.NoError(t, repeat)
-	requireSameReply(t, first, repeatReply)
-	require.NoError(t, elsewhere)
-	assert.False(t, elsewhereReply.Duplicate)
-	assert.Equal(t, "b", elsewhereReply.Event.SubjectID)
-	require.NoError(t, fresh)
-	assert.Equal(t, uint64(3), storedCount(t, stream), "the first grants of a, b and c")
+		require.ErrorIs(t, stale, ledger.ErrSeqMismatch)
+		require.ErrorIs(t, forbidden, events.ErrForbidden)
+		require.NoError(t, repeat)
+		requireSameReply(t, first, repeatReply)
+		require.NoError(t, elsewhere)
+		assert.False(t, elsewhereReply.Duplicate)
+		assert.Equal(t, "b", elsewhereReply.Event.SubjectID)
+		require.NoError(t, fresh)
+		assert.Equal(t, uint64(3), storedCount(t, stream), "the first grants of a, b and c")
+	})
 }
 
 // A stream that does not allow atomic publish gets no group commit.

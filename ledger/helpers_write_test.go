@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
-	"github.com/consentledger/consent/internal/natstest"
 	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,18 +37,39 @@ func (c *manualClock) Advance(d time.Duration) {
 // ledger over it.
 func startLedger(t testing.TB, sopts ledger.StreamOptions, opts ledger.Options) (*ledger.Ledger, jetstream.Stream, jetstream.JetStream) {
 	t.Helper()
-	_, _, js := natstest.Run(t)
+	return startLedgerOn(t, ledger.OneNode, sopts, opts)
+}
+
+// startLedgerOn is startLedger on the servers of top, the stream with its
+// replicas (sopts.Replicas is ignored). The stream it returns is for the
+// test's reads: on a replicated stream its gets are the leader's
+// (ledger.LeaderReads), and a ledger under test must not be given it.
+func startLedgerOn(t testing.TB, top ledger.Topology, sopts ledger.StreamOptions, opts ledger.Options) (*ledger.Ledger, jetstream.Stream, jetstream.JetStream) {
+	t.Helper()
+	js := top.JetStream(t)
 	if sopts.SubjectKeys == "" && opts.Keys == nil {
 		sopts.SubjectKeys = events.SubjectKeyScheme(*testSubjectKeys)
 	}
-	stream, err := ledger.EnsureStream(context.Background(), js, sopts)
-	require.NoError(t, err)
+	stream := top.EnsureStream(t, js, sopts)
+	reads := ledger.LeaderReads(t, js, stream)
 	if ledger.StreamSubjectKeyScheme(stream.CachedInfo().Config) == events.SubjectKeyHMAC && opts.Keys == nil {
 		keys := openKeys(t, js)
 		opts.Keys = keys
-		t.Cleanup(func() { requireKeyedSubjects(t, stream, keys) })
+		t.Cleanup(func() { requireKeyedSubjects(t, reads, keys) })
 	}
-	return ledger.New(js, stream, opts), stream, js
+	return ledger.New(js, stream, opts), reads, js
+}
+
+// natsSubjectOf returns the NATS subject l stores the consent k on, by the
+// subject key scheme of l's stream (keyed under the tenant's secret with
+// -subject-keys=hmac-sha256-16).
+func natsSubjectOf(t testing.TB, l *ledger.Ledger, k events.Key) string {
+	t.Helper()
+	sk, err := l.SubjectKeys()
+	require.NoError(t, err)
+	k, err = sk.Resolve(stepCtx(t), k)
+	require.NoError(t, err)
+	return k.NATSSubject()
 }
 
 // storedCount returns how many messages the stream holds.
