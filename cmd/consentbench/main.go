@@ -264,7 +264,14 @@ func replicated(ctx context.Context, c config, t *table) error {
 		func(m perf.ReplicatedRound) string { return cpu(m.GroupCPUPerGrant(), m.Group.Busy(cores)) },
 		func(m perf.ReplicatedRound) string { return cpu(m.BareBatchCPUPerMsg(), m.BareBatch.Busy(cores)) },
 		"group_vs_bare_batch_cpu",
-		func(x perf.ReplicatedRound) float64 { return ratio(x.GroupCPUPerGrant(), x.BareBatchCPUPerMsg()) }})
+		func(x perf.ReplicatedRound) float64 { return ratio(x.GroupCPUPerGrant(), x.BareBatchCPUPerMsg()) }}, replicatedRow{
+		"process CPU per grant, group commit vs per bare batch message read by a consumer", fmt.Sprintf("servers and client, %d cores, median of %d rounds", cores, rounds),
+		func(m perf.ReplicatedRound) string { return cpu(m.GroupCPUPerGrant(), m.Group.Busy(cores)) },
+		func(m perf.ReplicatedRound) string {
+			return cpu(m.BareBatchReadCPUPerMsg(), m.BareBatchRead.Busy(cores))
+		},
+		"group_vs_bare_batch_read_cpu",
+		func(x perf.ReplicatedRound) float64 { return ratio(x.GroupCPUPerGrant(), x.BareBatchReadCPUPerMsg()) }})
 	m := r.Merged()
 	t.note(fmt.Sprintf("R3 CPU bound: %d cores never idle would allow %s at the grants' CPU each, %s at the bare batches' (the servers and the client share the cores)",
 		cores, rate(cpuBound(cores, m.GroupCPUPerGrant()), "grants/s"), rate(cpuBound(cores, m.BareBatchCPUPerMsg()), "msgs/s")))
@@ -303,6 +310,11 @@ func printReplicated(t *table, r perf.ReplicatedResult, rounds int, label, prefi
 				return rate(m.BareBatchRate(), "msgs/s") + ", batch " + latencies(m.BareBatch)
 			}, "group_vs_bare_batch",
 			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.BareBatchRate() }},
+		{"grant durable, group commit vs bare atomic batches read by a consumer", fmt.Sprintf("batches of %d, median of %d rounds", m.BatchSize, rounds),
+			groupRate, func(m perf.ReplicatedRound) string {
+				return rate(m.BareBatchReadRate(), "msgs/s") + ", batch " + latencies(m.BareBatchRead)
+			}, "group_vs_bare_batch_read",
+			func(x perf.ReplicatedRound) float64 { return x.Group.Rate() / x.BareBatchReadRate() }},
 		{"grant durable, group commit vs bare async publish", window + fmt.Sprintf(", median of %d rounds", rounds),
 			group, func(m perf.ReplicatedRound) string {
 				return rate(m.BareAsync.Rate(), "msgs/s") + ", " + latencies(m.BareAsync)

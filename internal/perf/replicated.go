@@ -54,6 +54,10 @@ type ReplicatedRound struct {
 	// BareBatch: atomic batches of BatchSize grant-sized messages, one at
 	// a time; a latency is one batch's.
 	BareBatch Run
+	// BareBatchRead: the same batches, on subjects an ordered consumer
+	// reads as they are stored, as consentd's projector reads every
+	// event it appends.
+	BareBatchRead Run
 	// BareSync: Callers goroutines each publishing a grant-sized message
 	// with an expected subject sequence and a message id, one request at
 	// a time.
@@ -75,6 +79,18 @@ func (r ReplicatedRound) GroupCPUPerGrant() time.Duration {
 	return r.Group.CPUPer(len(r.Group.Latencies))
 }
 
+// BareBatchReadRate is the messages per second of the bare atomic
+// batches read by a consumer.
+func (r ReplicatedRound) BareBatchReadRate() float64 {
+	return r.BareBatchRead.Rate() * float64(r.BatchSize)
+}
+
+// BareBatchReadCPUPerMsg is the process's CPU time per message of the
+// bare atomic batches read by a consumer.
+func (r ReplicatedRound) BareBatchReadCPUPerMsg() time.Duration {
+	return r.BareBatchRead.CPUPer(len(r.BareBatchRead.Latencies) * r.BatchSize)
+}
+
 // BareBatchCPUPerMsg is the process's CPU time per message of the bare
 // atomic batches.
 func (r ReplicatedRound) BareBatchCPUPerMsg() time.Duration {
@@ -91,6 +107,7 @@ func (r ReplicatedResult) Merged() ReplicatedRound {
 		m.Group = m.Group.merge(x.Group)
 		m.Alone = m.Alone.merge(x.Alone)
 		m.BareBatch = m.BareBatch.merge(x.BareBatch)
+		m.BareBatchRead = m.BareBatchRead.merge(x.BareBatchRead)
 		m.BareSync = m.BareSync.merge(x.BareSync)
 		m.BareAsync = m.BareAsync.merge(x.BareAsync)
 		msgs += len(x.BareBatch.Latencies) * x.BatchSize
@@ -254,6 +271,17 @@ func replicatedRound(ctx context.Context, cfg ReplicatedConfig, window, round in
 	}); err != nil {
 		return r, fmt.Errorf("bare atomic batch: %w", err)
 	}
+	stopReading, err := readAsStored(ctx, js, "bare.read."+tag+".>")
+	if err != nil {
+		return r, err
+	}
+	r.BareBatchRead, err = Drive(1, batches, func(i int) error {
+		return bareBatch(ctx, js.Conn(), "bare.read."+tag+"."+strconv.Itoa(i), r.BatchSize, payload)
+	})
+	stopReading()
+	if err != nil {
+		return r, fmt.Errorf("bare atomic batch read by a consumer: %w", err)
+	}
 	if r.BareSync, err = Drive(cfg.Callers, slow, func(i int) error {
 		_, err := js.PublishMsg(ctx, bareMsg("bare.single."+tag+"."+strconv.Itoa(i), payload))
 		return err
@@ -264,6 +292,25 @@ func replicatedRound(ctx context.Context, cfg ReplicatedConfig, window, round in
 		return r, fmt.Errorf("bare async publish: %w", err)
 	}
 	return r, nil
+}
+
+// readAsStored reads the bare stream's new messages on filter with an
+// ordered consumer, doing nothing with them, until stop is called.
+func readAsStored(ctx context.Context, js jetstream.JetStream, filter string) (stop func(), err error) {
+	stream, err := js.Stream(ctx, bareStream)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		return nil, err
+	}
+	cc, err := cons.Consume(func(jetstream.Msg) {})
+	if err != nil {
+		return nil, err
+	}
+	return cc.Stop, nil
 }
 
 // publishAsync publishes n grant-sized messages, on subjects prefix.i,
