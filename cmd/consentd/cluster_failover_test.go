@@ -28,7 +28,7 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	// loss also loses the replies to the commands in flight: their
 	// retries must come back as duplicates, never as second events.
 	leader := h.cluster.StreamLeader(wire.DefaultStream)
-	const writers = 4
+	const writers = 16
 	load := newWriteLoad("load", writers, 8)
 	var clients []*client.Client
 	for w := range writers {
@@ -90,6 +90,15 @@ func TestClusterSurvivesLossOfTheStreamLeader(t *testing.T) {
 	t.Logf("%d acknowledged, %d of them duplicates of an earlier attempt; slowest command took %s; failed attempts: %v",
 		len(acks), countDuplicates(acks), slowest(acks).Round(time.Millisecond), load.failureSummary())
 	assert.Empty(t, load.conflicts(), "a writer alone on its consents, retrying with the same key, must never meet a conflict")
+	// Enough writers that each instance commits in groups: the kill
+	// caught batches in flight, not single publishes only.
+	var batches uint64
+	for _, in := range h.instances {
+		stats, _ := in.ledger.GroupCommitStats()
+		t.Logf("consentd %s group commit: %+v", in.name, stats)
+		batches += stats.Batches
+	}
+	assert.Positive(t, batches, "no append went out in an atomic batch")
 
 	audit := auditStream(t, js)
 	audit.assertAcknowledged(t, append(acks, probe.snapshot()...))
