@@ -16,8 +16,10 @@ import (
 // consumer; a healthy cluster answers in milliseconds. An attempt sent to
 // a server that dies, or while the stream has no leader, is made again
 // after this long, so that a new consumer exists within about this long of
-// the new leader; after two attempts they get longer (up to 2s), for a
-// cluster that is only slow. (nats.go's ordered consumer waits 10s for
+// the new leader; after two attempts they get longer (up to 1s), for a
+// cluster that is only slow (not longer: an attempt sent while JetStream
+// had no meta leader goes unanswered, and waiting it out delays the index
+// past the new leader by as long). (nats.go's ordered consumer waits 10s for
 // each attempt and 1 to 10s between them: an index stood still up to 23s
 // across a leader kill.)
 const feedCreateTimeout = 500 * time.Millisecond
@@ -132,7 +134,7 @@ func (f *feed) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 		if err == nil {
 			// Longer attempts after the first two, for a cluster too busy
 			// to answer within the first.
-			attemptCtx, cancel := context.WithTimeout(ctx, feedCreateTimeout<<min(n/2, 2))
+			attemptCtx, cancel := context.WithTimeout(ctx, feedCreateTimeout<<min(n/2, 1))
 			cons, err = f.stream.CreateOrUpdateConsumer(attemptCtx, cfg)
 			cancel()
 		}
