@@ -119,8 +119,9 @@ const (
 	// GroupCommitAuto commits in groups where it was measured to win
 	// (docs/performance.md): with the embedded server fsyncing every
 	// write (--sync always), and against a stream of more than one
-	// replica, where every write costs a Raft round and a flush on each
-	// replica.
+	// replica whose servers do, where every write costs a Raft round and
+	// a flush on each replica (Main asks them when it holds the system
+	// account).
 	GroupCommitAuto = "auto"
 	GroupCommitOn   = "on"
 	GroupCommitOff  = "off"
@@ -299,7 +300,7 @@ func newFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Stream, "stream", c.Stream, "`NAME` of the JetStream stream holding the audit trail")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "`N` replicas of the stream when consentd creates it (needs --nats-url for more than 1)")
 	fs.StringVar(&c.Sync, "sync", c.Sync, "`MODE` of the embedded server: always fsyncs every event before acknowledging it, interval every 2 minutes")
-	fs.Var((*groupCommitMode)(&c.GroupCommit), "group-commit", "`MODE` of gathering concurrent appends into atomic batches, so that one disk flush covers many events: auto (with --sync always on the embedded server, and against a stream of more than one replica), on or off")
+	fs.Var((*groupCommitMode)(&c.GroupCommit), "group-commit", "`MODE` of gathering concurrent appends into atomic batches, so that one disk flush covers many events: auto (with --sync always on the embedded server, and against a stream of more than one replica whose servers fsync every write, as far as consentd can ask them), on or off")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "`LEVEL` of the logs on stderr: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "`FORMAT` of the logs on stderr: text (key=value) or json (one object per line)")
 	fs.Var(&c.MemoryLimit, "memory-limit", "soft memory limit of the process as a `SIZE` (200MiB, 1GiB): the Go runtime collects garbage and returns memory to the system harder near it; 0 keeps the runtime's default (GOMEMLIMIT)")

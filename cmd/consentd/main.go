@@ -374,6 +374,29 @@ func (m *Main) Run(ctx context.Context) error {
 // main exits on it. Nil before Run.
 func (m *Main) Failed() <-chan error { return m.failed }
 
+// commitsInGroups reports whether appends to the stream go out in groups
+// (Config.CommitsInGroups). Under GroupCommitAuto against a replicated
+// stream, a consentd with the deployment's system account (--auth-dir)
+// asks the stream's servers whether they fsync every write: group commit
+// only wins when they do (docs/performance.md); without an answer it
+// assumes the deployment this project ships, which does.
+func (m *Main) commitsInGroups(ctx context.Context, info *jetstream.StreamInfo) bool {
+	if !m.Config.CommitsInGroups(m.replicas) {
+		return false
+	}
+	if m.Config.GroupCommit != GroupCommitAuto || m.Config.Embedded() || m.sysConn == nil {
+		return true
+	}
+	always, known := streamServersSyncEveryWrite(ctx, m.sysConn, info)
+	switch {
+	case !known:
+		m.log.Info("group commit assumes the stream's servers fsync every write: they did not all say", "stream", m.Config.Stream)
+	case !always:
+		m.log.Info("group commit off: the stream's servers do not fsync every write (sync_interval); --group-commit on overrides", "stream", m.Config.Stream)
+	}
+	return always || !known
+}
+
 // startWrites waits for the stream (ensureStream, closing late when the
 // first attempt fails), then starts what needs it: the stream guard, the
 // Ledger, the projector, the commands, the expirer and the checkpointer.
@@ -389,7 +412,7 @@ func (m *Main) startWrites(ctx context.Context, js jetstream.JetStream, signer *
 	m.startGuard(js)
 	m.ops.guard.Store(m.guard)
 	ledgerOpts := ledger.Options{Tips: m.index, Guard: m.guard, Observer: m.ops.observer()}
-	if m.Config.CommitsInGroups(m.replicas) {
+	if m.commitsInGroups(ctx, stream.CachedInfo()) {
 		ledgerOpts.GroupCommit = &ledger.GroupCommit{}
 	}
 	keys, err := m.openKeys(ctx, js)

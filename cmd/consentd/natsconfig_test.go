@@ -182,6 +182,13 @@ type authCluster struct {
 // the cluster, waiting for every JetStream peer.
 func startAuthCluster(t *testing.T, authDir string) *authCluster {
 	t.Helper()
+	return startAuthClusterSyncing(t, authDir, "always")
+}
+
+// startAuthClusterSyncing is startAuthCluster with the nodes' JetStream
+// sync_interval set to syncInterval ("always", or a duration).
+func startAuthClusterSyncing(t *testing.T, authDir, syncInterval string) *authCluster {
+	t.Helper()
 	root := t.TempDir()
 	c := &authCluster{out: filepath.Join(root, "out")}
 	ports := make([]int, 6)
@@ -201,10 +208,10 @@ func startAuthCluster(t *testing.T, authDir string) *authCluster {
 		require.NoError(t, os.WriteFile(conf, fmt.Appendf(nil, `
 server_name: n%d
 listen: 127.0.0.1:%d
-jetstream { store_dir: %q, sync_interval: always }
+jetstream { store_dir: %q, sync_interval: %s }
 cluster { name: consent, listen: 127.0.0.1:%d, routes: [%s] }
 include "accounts.conf"
-`, i+1, ports[i], filepath.Join(dir, "js"), ports[3+i], routes), 0o600))
+`, i+1, ports[i], filepath.Join(dir, "js"), syncInterval, ports[3+i], routes), 0o600))
 		c.confs = append(c.confs, conf)
 		c.nodes = append(c.nodes, nil)
 	}
@@ -606,4 +613,39 @@ func TestConsentdOnTheClusterAuthenticatesAsEmbedded(t *testing.T) {
 	}
 	_, err = acmeClient.Status(ctx, wire.StatusQuery{SubjectID: "alice", Purpose: "newsletter"})
 	require.Error(t, err)
+}
+
+// Under --group-commit auto, a consentd with the deployment's system
+// account commits in groups only when the stream's servers fsync every
+// write (where group commit wins); --group-commit on overrides it.
+func TestGroupCommitAutoAsksTheServersTheirSync(t *testing.T) {
+	for _, tt := range []struct {
+		name, syncInterval string
+		grouped            bool
+	}{
+		{"servers fsync every write", "always", true},
+		{"servers fsync every 2 minutes", "2m", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			authDir := filepath.Join(t.TempDir(), "auth")
+			c := startAuthClusterSyncing(t, authDir, tt.syncInterval)
+			m := runOnCluster(t, c.urls(), t.TempDir(), "--nats-creds", c.creds("consentd.creds"), "--auth-dir", authDir)
+			_, grouped := m.ledger.GroupCommitStats()
+			assert.Equal(t, tt.grouped, grouped, "auto")
+			// Every server of the stream answered: this is what they said,
+			// not what consentd assumes without an answer.
+			js, err := jetstream.New(m.dataConn)
+			require.NoError(t, err)
+			stream, err := js.Stream(t.Context(), wire.DefaultStream)
+			require.NoError(t, err)
+			always, known := streamServersSyncEveryWrite(t.Context(), m.sysConn, stream.CachedInfo())
+			assert.True(t, known, "the stream's servers answered")
+			assert.Equal(t, tt.syncInterval == "always", always)
+			if !tt.grouped {
+				on := runOnCluster(t, c.urls(), t.TempDir(), "--nats-creds", c.creds("consentd.creds"), "--auth-dir", authDir, "--group-commit", "on")
+				_, grouped := on.ledger.GroupCommitStats()
+				assert.True(t, grouped, "--group-commit on")
+			}
+		})
+	}
 }
