@@ -55,9 +55,28 @@ func startLedgerOn(t testing.TB, top ledger.Topology, sopts ledger.StreamOptions
 	if ledger.StreamSubjectKeyScheme(stream.CachedInfo().Config) == events.SubjectKeyHMAC && opts.Keys == nil {
 		keys := openKeys(t, js)
 		opts.Keys = keys
-		t.Cleanup(func() { requireKeyedSubjects(t, reads, keys) })
+		streamKeys.Store(reads, keys)
+		t.Cleanup(func() {
+			streamKeys.Delete(reads)
+			requireKeyedSubjects(t, reads, keys)
+		})
 	}
 	return ledger.New(js, stream, opts), reads, js
+}
+
+// streamKeys holds the key store startLedgerOn gave the ledger of each
+// stream of keyed subject keys it made, by the stream it returned.
+var streamKeys sync.Map // jetstream.Stream -> *keystore.Store
+
+// keysOf returns, as Options.Keys, the key store startLedgerOn gave the
+// ledger of stream (the stream it returned): another ledger on a stream of
+// keyed subject keys needs it to compute them (a store under another KEK
+// cannot read the tenant secrets). Nil when it gave none.
+func keysOf(stream jetstream.Stream) ledger.Keys {
+	if keys, ok := streamKeys.Load(stream); ok {
+		return keys.(ledger.Keys)
+	}
+	return nil
 }
 
 // natsSubjectOf returns the NATS subject l stores the consent k on, by the
@@ -70,6 +89,18 @@ func natsSubjectOf(t testing.TB, l *ledger.Ledger, k events.Key) string {
 	k, err = sk.Resolve(stepCtx(t), k)
 	require.NoError(t, err)
 	return k.NATSSubject()
+}
+
+// subjectKeyOf returns the subject key l gives the person subjectID of
+// tenant, by the scheme of l's stream (the token of the person's NATS
+// subjects, the key of the person's data keys and holds).
+func subjectKeyOf(t testing.TB, l *ledger.Ledger, tenant, subjectID string) string {
+	t.Helper()
+	sk, err := l.SubjectKeys()
+	require.NoError(t, err)
+	token, err := sk.Token(stepCtx(t), tenant, subjectID)
+	require.NoError(t, err)
+	return token
 }
 
 // storedCount returns how many messages the stream holds.
