@@ -157,6 +157,21 @@ func requireLinearChain(t testing.TB, stream jetstream.Stream, natsSubject strin
 	return history
 }
 
+// openStored fills in the personal fields of a sealed stored event with
+// its data key from keys, so that it compares with the event a reply or
+// history carries; an event stored in the clear is left as it is. keys is
+// the ledger's Options.Keys (nil without).
+func openStored(t testing.TB, keys ledger.Keys, ev *events.Event) {
+	t.Helper()
+	if !ev.IsSealed() {
+		return
+	}
+	require.NotNil(t, keys, "event %s is sealed, and there is no key store", ev.ID)
+	key, err := keys.KeyByID(stepCtx(t), ev.Tenant, ev.SubjectKey, ev.KeyID)
+	require.NoError(t, err)
+	require.NoError(t, ev.Open(events.DataKey{ID: ev.KeyID, Key: key}))
+}
+
 // faultyJetStream is a JetStream whose PublishMsg a test controls; every
 // other call goes to the real one.
 type faultyJetStream struct {

@@ -49,6 +49,7 @@ func TestCommandReplyIsTheStoredEvent(t *testing.T) {
 		stored, err := events.Decode(msg.Data)
 		require.NoError(t, err)
 		require.NoError(t, events.VerifyHash(msg.Data, stored))
+		openStored(t, st.keysOrNil(), stored)
 		assert.Equal(t, "Zo\u00eb 🎉 <x&y>", stored.SubjectID)
 
 		got, err := json.Marshal(r.Event)
