@@ -84,11 +84,19 @@ func keysOf(stream jetstream.Stream) ledger.Keys {
 // -subject-keys=hmac-sha256-16).
 func natsSubjectOf(t testing.TB, l *ledger.Ledger, k events.Key) string {
 	t.Helper()
+	return resolvedKeyOf(t, l, k).NATSSubject()
+}
+
+// resolvedKeyOf returns k as l resolves it (ledger.SubjectKeys.Resolve):
+// with the subject key of l's stream's scheme set when it is keyed, as
+// the events l stores carry it.
+func resolvedKeyOf(t testing.TB, l *ledger.Ledger, k events.Key) events.Key {
+	t.Helper()
 	sk, err := l.SubjectKeys()
 	require.NoError(t, err)
 	k, err = sk.Resolve(stepCtx(t), k)
 	require.NoError(t, err)
-	return k.NATSSubject()
+	return k
 }
 
 // subjectKeyOf returns the subject key l gives the person subjectID of
