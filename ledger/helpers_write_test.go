@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,7 +54,9 @@ func startLedgerOn(t testing.TB, top ledger.Topology, sopts ledger.StreamOptions
 	stream := top.EnsureStream(t, js, sopts)
 	reads := ledger.LeaderReads(t, js, stream)
 	if ledger.StreamSubjectKeyScheme(stream.CachedInfo().Config) == events.SubjectKeyHMAC && opts.Keys == nil {
-		keys := openKeys(t, js)
+		// The key bucket has the stream's replicas, as consentd makes it.
+		keys, err := keystore.Open(stepCtx(t), js, keystore.Config{KEK: newKEK(t), Replicas: top.Replicas})
+		require.NoError(t, err)
 		opts.Keys = keys
 		streamKeys.Store(reads, keys)
 		t.Cleanup(func() {
