@@ -68,7 +68,7 @@ func TestAppendRecordsChainedEvents(t *testing.T) {
 
 	// The stream holds what the replies say, on the consent's subject,
 	// with the contract's headers.
-	natsSubject := cmd.Key().NATSSubject()
+	natsSubject := natsSubjectOf(t, l, cmd.Key())
 	stored := requireLinearChain(t, stream, natsSubject)
 	require.Len(t, stored, 2)
 	assert.Equal(t, ev.ID, stored[0].Header.Get(events.HeaderMsgID))
@@ -308,7 +308,7 @@ func TestAppendConcurrentWritersWithExpectedSeq(t *testing.T) {
 			ledgers := make([]*ledger.Ledger, 8)
 			for i := range ledgers {
 				if i == 0 || !shared {
-					ledgers[i] = ledger.New(js, stream, ledger.Options{})
+					ledgers[i] = ledger.New(js, stream, ledger.Options{Keys: keysOf(stream)})
 				} else {
 					ledgers[i] = ledgers[0]
 				}
@@ -353,7 +353,7 @@ func runExpectedSeqRounds(t *testing.T, ledgers []*ledger.Ledger, stream jetstre
 		}
 		require.Equal(t, 1, winners, "round %d: exactly one writer wins", round)
 	}
-	history := requireLinearChain(t, stream, key.NATSSubject())
+	history := requireLinearChain(t, stream, natsSubjectOf(t, ledgers[0], key))
 	require.Len(t, history, rounds)
 	assert.Equal(t, seq, history[len(history)-1].Seq)
 }
@@ -385,7 +385,7 @@ func TestAppendConcurrentWritersInOneProcess(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	assert.Len(t, requireLinearChain(t, stream, key.NATSSubject()), writers*each)
+	assert.Len(t, requireLinearChain(t, stream, natsSubjectOf(t, l, key)), writers*each)
 }
 
 // TestAppendConcurrentWritersAcrossProcesses: without expected_seq, writers
@@ -412,7 +412,7 @@ func runRacingWriters(t *testing.T, js jetstream.JetStream, stream jetstream.Str
 		start := make(chan struct{})
 		var wg sync.WaitGroup
 		for w := range writers {
-			l := ledger.New(js, stream, ledger.Options{})
+			l := ledger.New(js, stream, ledger.Options{Keys: keysOf(stream)})
 			wg.Go(func() {
 				<-start
 				_, errs[w] = l.Append(context.Background(), events.KindGrant, events.Command{
@@ -426,7 +426,8 @@ func runRacingWriters(t *testing.T, js jetstream.JetStream, stream jetstream.Str
 			require.NoError(t, err, "round %d writer %d", round, w)
 		}
 	}
-	assert.Len(t, requireLinearChain(t, stream, key.NATSSubject()), writers*rounds)
+	natsSubject := natsSubjectOf(t, ledger.New(js, stream, ledger.Options{Keys: keysOf(stream)}), key)
+	assert.Len(t, requireLinearChain(t, stream, natsSubject), writers*rounds)
 }
 
 // TestAppendConflictCodes checks that both conflict codes, 10071 (one
@@ -451,7 +452,7 @@ func TestAppendConflictCodes(t *testing.T) {
 			faulty := &faultyJetStream{JetStream: js, publishF: func(int, context.Context, *nats.Msg, ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 				return nil, fmt.Errorf("nats: %w", apiErr)
 			}}
-			l := ledger.New(faulty, stream, ledger.Options{MaxRetries: 3})
+			l := ledger.New(faulty, stream, ledger.Options{MaxRetries: 3, Keys: keysOf(stream)})
 
 			_, err := l.Append(context.Background(), events.KindGrant, events.Command{SubjectID: "a", Purpose: "p"})
 			require.Error(t, err)
@@ -476,7 +477,7 @@ func TestAppendConflictCodes(t *testing.T) {
 			}
 			return js.PublishMsg(ctx, m, opts...)
 		}
-		l := ledger.New(faulty, stream, ledger.Options{})
+		l := ledger.New(faulty, stream, ledger.Options{Keys: keysOf(stream)})
 		r, err := l.Append(context.Background(), events.KindGrant, events.Command{SubjectID: "a", Purpose: "p"})
 		require.NoError(t, err)
 		assert.Equal(t, uint64(1), r.Seq)

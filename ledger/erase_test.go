@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/consentledger/consent/events"
@@ -22,6 +23,16 @@ func openKeys(t testing.TB, js jetstream.JetStream) *keystore.Store {
 	return keys
 }
 
+// keepingKeys is a key store whose Destroy destroys nothing: a ledger on
+// it leaves an erasure as one cut short after its consent.erased events,
+// before the keys were destroyed (it still computes keyed subject keys,
+// which a ledger without a key store cannot).
+type keepingKeys struct{ *keystore.Store }
+
+func (keepingKeys) Destroy(context.Context, string, string, []string) (bool, error) {
+	return false, nil
+}
+
 // Erase appends consent.erased to each of the person's consents (and only
 // theirs), naming no personal data, destroys the data key, is idempotent,
 // lets a new consent start a fresh chain, and leaves a stream that
@@ -29,7 +40,7 @@ func openKeys(t testing.TB, js jetstream.JetStream) *keystore.Store {
 func TestEraseAPerson(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	ctx := stepCtx(t)
-	keys := openKeys(t, st.js)
+	keys := st.openKeys(t)
 	l := ledger.New(st.js, st.stream, ledger.Options{Keys: keys})
 	alice := events.Command{Tenant: "acme", SubjectID: "alice@example.com", Actor: "subject", Evidence: []byte(`{"ip":"198.51.100.7"}`)}
 	for _, purpose := range []string{"newsletter", "analytics"} {
@@ -65,7 +76,7 @@ func TestEraseAPerson(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, r.Erased, 2)
 	assert.True(t, r.KeyDestroyed)
-	token := events.Key{Tenant: "acme", SubjectID: "alice@example.com"}.Token()
+	token := subjectKeyOf(t, l, "acme", "alice@example.com")
 	_, _, err = keys.DataKey(ctx, "acme", token)
 	require.ErrorIs(t, err, keystore.ErrNoDataKey)
 	for i, purpose := range []string{"analytics", "newsletter"} { // by subject
@@ -135,17 +146,17 @@ func TestEraseNobody(t *testing.T) {
 func TestEraseResumesWhereItStopped(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	ctx := stepCtx(t)
-	keys := openKeys(t, st.js)
+	keys := st.openKeys(t)
 	l := ledger.New(st.js, st.stream, ledger.Options{Keys: keys})
 	for _, purpose := range []string{"analytics", "newsletter"} {
 		_, err := l.Append(ctx, events.KindGrant, events.Command{SubjectID: "alice", Purpose: purpose})
 		require.NoError(t, err)
 	}
-	token := events.Key{Tenant: events.DefaultTenant, SubjectID: "alice"}.Token()
+	token := subjectKeyOf(t, l, events.DefaultTenant, "alice")
 
 	// Stopped after the consent.erased events, before the key was
-	// destroyed: as a ledger without keys leaves it.
-	first, err := ledger.New(st.js, st.stream, ledger.Options{}).Erase(ctx, wire.EraseRequest{SubjectID: "alice", Reason: "r"})
+	// destroyed.
+	first, err := ledger.New(st.js, st.stream, ledger.Options{Keys: keepingKeys{keys}}).Erase(ctx, wire.EraseRequest{SubjectID: "alice", Reason: "r"})
 	require.NoError(t, err)
 	require.Len(t, first.Erased, 2)
 	_, _, err = keys.DataKey(ctx, events.DefaultTenant, token)

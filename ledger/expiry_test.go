@@ -81,13 +81,14 @@ func TestExpiryLandsOnceWithTwoInstances(t *testing.T) {
 		history := requireLinearChain(t, a.stream, k.NATSSubject())
 		require.Len(t, history, 2, "%s", k.SubjectID)
 		ev := history[1].Event
+		openStored(t, a.keysOrNil(), ev)
 		assert.Equal(t, events.TypeExpired, ev.Type)
 		assert.Equal(t, *history[0].Event.ExpiresAt, ev.OccurredAt, "it occurred when the grant lapsed")
 		assert.Equal(t, events.ExpiryActor, ev.Actor)
 	}
 	for _, name := range []string{"later", "renewed"} {
 		k := events.Key{Tenant: events.DefaultTenant, SubjectID: name, Purpose: "analytics"}
-		for _, s := range readStored(t, a.stream, k.NATSSubject()) {
+		for _, s := range readStored(t, a.stream, a.natsSubject(t, k)) {
 			assert.NotEqual(t, events.TypeExpired, s.Event.Type, "%s has not lapsed", name)
 		}
 	}

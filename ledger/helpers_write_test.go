@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/consentledger/consent/events"
+	"github.com/consentledger/consent/internal/keystore"
 	"github.com/consentledger/consent/ledger"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,11 +54,32 @@ func startLedgerOn(t testing.TB, top ledger.Topology, sopts ledger.StreamOptions
 	stream := top.EnsureStream(t, js, sopts)
 	reads := ledger.LeaderReads(t, js, stream)
 	if ledger.StreamSubjectKeyScheme(stream.CachedInfo().Config) == events.SubjectKeyHMAC && opts.Keys == nil {
-		keys := openKeys(t, js)
+		// The key bucket has the stream's replicas, as consentd makes it.
+		keys, err := keystore.Open(stepCtx(t), js, keystore.Config{KEK: newKEK(t), Replicas: top.Replicas})
+		require.NoError(t, err)
 		opts.Keys = keys
-		t.Cleanup(func() { requireKeyedSubjects(t, reads, keys) })
+		streamKeys.Store(reads, keys)
+		t.Cleanup(func() {
+			streamKeys.Delete(reads)
+			requireKeyedSubjects(t, reads, keys)
+		})
 	}
 	return ledger.New(js, stream, opts), reads, js
+}
+
+// streamKeys holds the key store startLedgerOn gave the ledger of each
+// stream of keyed subject keys it made, by the stream it returned.
+var streamKeys sync.Map // jetstream.Stream -> *keystore.Store
+
+// keysOf returns, as Options.Keys, the key store startLedgerOn gave the
+// ledger of stream (the stream it returned): another ledger on a stream of
+// keyed subject keys needs it to compute them (a store under another KEK
+// cannot read the tenant secrets). Nil when it gave none.
+func keysOf(stream jetstream.Stream) ledger.Keys {
+	if keys, ok := streamKeys.Load(stream); ok {
+		return keys.(ledger.Keys)
+	}
+	return nil
 }
 
 // natsSubjectOf returns the NATS subject l stores the consent k on, by the
@@ -65,11 +87,31 @@ func startLedgerOn(t testing.TB, top ledger.Topology, sopts ledger.StreamOptions
 // -subject-keys=hmac-sha256-16).
 func natsSubjectOf(t testing.TB, l *ledger.Ledger, k events.Key) string {
 	t.Helper()
+	return resolvedKeyOf(t, l, k).NATSSubject()
+}
+
+// resolvedKeyOf returns k as l resolves it (ledger.SubjectKeys.Resolve):
+// with the subject key of l's stream's scheme set when it is keyed, as
+// the events l stores carry it.
+func resolvedKeyOf(t testing.TB, l *ledger.Ledger, k events.Key) events.Key {
+	t.Helper()
 	sk, err := l.SubjectKeys()
 	require.NoError(t, err)
 	k, err = sk.Resolve(stepCtx(t), k)
 	require.NoError(t, err)
-	return k.NATSSubject()
+	return k
+}
+
+// subjectKeyOf returns the subject key l gives the person subjectID of
+// tenant, by the scheme of l's stream (the token of the person's NATS
+// subjects, the key of the person's data keys and holds).
+func subjectKeyOf(t testing.TB, l *ledger.Ledger, tenant, subjectID string) string {
+	t.Helper()
+	sk, err := l.SubjectKeys()
+	require.NoError(t, err)
+	token, err := sk.Token(stepCtx(t), tenant, subjectID)
+	require.NoError(t, err)
+	return token
 }
 
 // storedCount returns how many messages the stream holds.
@@ -124,6 +166,21 @@ func requireLinearChain(t testing.TB, stream jetstream.Stream, natsSubject strin
 		prev = s.Event.Hash
 	}
 	return history
+}
+
+// openStored fills in the personal fields of a sealed stored event with
+// its data key from keys, so that it compares with the event a reply or
+// history carries; an event stored in the clear is left as it is. keys is
+// the ledger's Options.Keys (nil without).
+func openStored(t testing.TB, keys ledger.Keys, ev *events.Event) {
+	t.Helper()
+	if !ev.IsSealed() {
+		return
+	}
+	require.NotNil(t, keys, "event %s is sealed, and there is no key store", ev.ID)
+	key, err := keys.KeyByID(stepCtx(t), ev.Tenant, ev.SubjectKey, ev.KeyID)
+	require.NoError(t, err)
+	require.NoError(t, ev.Open(events.DataKey{ID: ev.KeyID, Key: key}))
 }
 
 // faultyJetStream is a JetStream whose PublishMsg a test controls; every

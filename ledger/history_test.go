@@ -169,10 +169,11 @@ func TestSubjectIDsRoundTrip(t *testing.T) {
 	}
 	for _, id := range ids {
 		key := events.Key{Tenant: "default", SubjectID: id, Purpose: "p"}
-		natsSubject := key.NATSSubject()
+		natsSubject := natsSubjectOf(t, l, key)
 		assert.Len(t, strings.Split(natsSubject, "."), 5, "%q: subject %s", id, natsSubject)
 		stored := readStored(t, stream, natsSubject)
 		require.Len(t, stored, 1, "%q", id)
+		openStored(t, keysOf(stream), stored[0].Event)
 		assert.Equal(t, id, stored[0].Event.SubjectID)
 
 		for _, q := range []wire.HistoryQuery{{SubjectID: id, Purpose: "p"}, {SubjectID: id}} {
@@ -191,7 +192,7 @@ func TestUnreadableStoredEvent(t *testing.T) {
 	l, _, js := startLedger(t, ledger.StreamOptions{}, ledger.Options{})
 	ctx := context.Background()
 	key := events.Key{Tenant: "default", SubjectID: "a", Purpose: "p"}
-	_, err := js.Publish(ctx, key.NATSSubject(), []byte(`{"v":1,"type":"consent.granted"}`))
+	_, err := js.Publish(ctx, natsSubjectOf(t, l, key), []byte(`{"v":1,"type":"consent.granted"}`))
 	require.NoError(t, err)
 
 	h, err := l.History(ctx, wire.HistoryQuery{SubjectID: "a", Purpose: "p"})

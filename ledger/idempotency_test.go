@@ -40,9 +40,10 @@ func TestIdempotencyKeyRepeated(t *testing.T) {
 		again, err := l.Append(ctx, events.KindGrant, cmd)
 		require.NoError(t, err)
 		requireSameReply(t, first, again)
-		stored := readStored(t, stream, cmd.Key().NATSSubject())
+		natsSubject := natsSubjectOf(t, l, cmd.Key())
+		stored := readStored(t, stream, natsSubject)
 		require.Len(t, stored, 1)
-		assert.Equal(t, events.IdempotencyMsgID(cmd.Key().NATSSubject(), "grant-a-1"), stored[0].Header.Get(events.HeaderMsgID),
+		assert.Equal(t, events.IdempotencyMsgID(natsSubject, "grant-a-1"), stored[0].Header.Get(events.HeaderMsgID),
 			"Nats-Msg-Id is derived from the consent's subject and the key")
 	})
 	t.Run("a repeat that the table would now forbid", func(t *testing.T) {
@@ -72,7 +73,7 @@ func TestIdempotencyKeyRepeated(t *testing.T) {
 		again, err := l.Append(ctx, events.KindGrant, cmd)
 		require.NoError(t, err)
 		requireSameReply(t, first, again)
-		assert.Len(t, readStored(t, stream, cmd.Key().NATSSubject()), 2)
+		assert.Len(t, readStored(t, stream, natsSubjectOf(t, l, cmd.Key())), 2)
 	})
 }
 
@@ -95,7 +96,7 @@ func TestIdempotencyKeyOnAnotherConsentInsideWindow(t *testing.T) {
 		require.NoError(t, err)
 		assert.False(t, r.Duplicate, "%+v is another consent", other.Key())
 		assert.NotEqual(t, first.Seq, r.Seq)
-		assert.Equal(t, other.Key(), r.Event.Key(), "the reply holds this consent's event")
+		assert.Equal(t, resolvedKeyOf(t, l, other.Key()), r.Event.Key(), "the reply holds this consent's event")
 	}
 	assert.Equal(t, uint64(5), storedCount(t, stream))
 	again, err := l.Append(ctx, events.KindGrant, acme)
@@ -108,7 +109,8 @@ func TestIdempotencyKeyOnAnotherConsentInsideWindow(t *testing.T) {
 // key itself as its Nats-Msg-Id; a repeat still finds it in the consent's
 // history.
 func TestIdempotencyKeyStoredRaw(t *testing.T) {
-	l, stream, js := startLedger(t, ledger.StreamOptions{}, ledger.Options{})
+	// An earlier version of the ledger made streams of sha256-16 subject keys.
+	l, stream, js := startLedger(t, ledger.StreamOptions{SubjectKeys: events.SubjectKeySHA256}, ledger.Options{})
 	ctx := context.Background()
 	key := events.Key{Tenant: "default", SubjectID: "a", Purpose: "p"}
 	ev, err := events.Decide(events.NewConsent(key), events.KindGrant, events.Command{SubjectID: "a", Purpose: "p"}, time.Now())
@@ -140,7 +142,8 @@ func TestIdempotencyKeyBeyondWindow(t *testing.T) {
 	_, err = l.Append(ctx, events.KindRevoke, events.Command{SubjectID: "a", Purpose: "p"})
 	require.NoError(t, err)
 
-	waitDuplicateWindowPassed(t, js, stream, cmd.Key().NATSSubject(), events.IdempotencyMsgID(cmd.Key().NATSSubject(), cmd.IdempotencyKey))
+	natsSubject := natsSubjectOf(t, l, cmd.Key())
+	waitDuplicateWindowPassed(t, js, stream, natsSubject, events.IdempotencyMsgID(natsSubject, cmd.IdempotencyKey))
 	require.Equal(t, uint64(2), storedCount(t, stream), "the probe stored nothing")
 
 	again, err := l.Append(ctx, events.KindGrant, cmd)
@@ -201,7 +204,7 @@ func TestIdempotencyKeyAfterLostAck(t *testing.T) {
 		}
 		return ack, err
 	}
-	l := ledger.New(faulty, stream, ledger.Options{})
+	l := ledger.New(faulty, stream, ledger.Options{Keys: keysOf(stream)})
 	ctx := context.Background()
 	cmd := events.Command{SubjectID: "a", Purpose: "p", IdempotencyKey: "grant-a"}
 
@@ -240,7 +243,7 @@ func TestIdempotencyKeyMeetsOwnWriteAsConflict(t *testing.T) {
 		}
 		return nil, err
 	}
-	l := ledger.New(faulty, stream, ledger.Options{})
+	l := ledger.New(faulty, stream, ledger.Options{Keys: keysOf(stream)})
 	r, err := l.Append(context.Background(), events.KindGrant, events.Command{SubjectID: "a", Purpose: "p", IdempotencyKey: "grant-a"})
 	require.NoError(t, err)
 	assert.True(t, r.Duplicate)

@@ -49,6 +49,7 @@ func TestCommandReplyIsTheStoredEvent(t *testing.T) {
 		stored, err := events.Decode(msg.Data)
 		require.NoError(t, err)
 		require.NoError(t, events.VerifyHash(msg.Data, stored))
+		openStored(t, st.keysOrNil(), stored)
 		assert.Equal(t, "Zo\u00eb 🎉 <x&y>", stored.SubjectID)
 
 		got, err := json.Marshal(r.Event)
@@ -72,8 +73,8 @@ func TestEveryEndpointNormalizesSubjectIDs(t *testing.T) {
 	reply, err := st.client.Grant(ctx, events.Command{SubjectID: nfd, Purpose: "newsletter"})
 	require.NoError(t, err)
 	assert.Equal(t, nfc, reply.Event.SubjectID)
-	assert.Equal(t, events.Key{Tenant: "default", SubjectID: nfc, Purpose: "newsletter"}.NATSSubject(),
-		events.Key{Tenant: "default", SubjectID: reply.Event.SubjectID, Purpose: "newsletter"}.NATSSubject())
+	assert.Equal(t, st.natsSubject(t, events.Key{Tenant: "default", SubjectID: nfc, Purpose: "newsletter"}),
+		st.natsSubject(t, events.Key{Tenant: "default", SubjectID: reply.Event.SubjectID, Purpose: "newsletter"}))
 
 	for _, id := range []string{nfd, nfc} {
 		q := wire.StatusQuery{SubjectID: id, Purpose: "newsletter", MinSeq: reply.Seq}

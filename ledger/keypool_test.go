@@ -24,7 +24,7 @@ func keyIDsOf(t *testing.T, st *stack, tenant, subject, purpose string) []string
 	t.Helper()
 	var ids []string
 	k := events.Key{Tenant: tenant, SubjectID: subject, Purpose: purpose}
-	for _, e := range readStored(t, st.stream, k.NATSSubject()) {
+	for _, e := range readStored(t, st.stream, st.natsSubject(t, k)) {
 		if e.Event.KeyID != "" && !slices.Contains(ids, e.Event.KeyID) {
 			ids = append(ids, e.Event.KeyID)
 		}
@@ -39,13 +39,7 @@ func keyIDsOf(t *testing.T, st *stack, tenant, subject, purpose string) []string
 func TestEraseDestroysTheKeysOfEveryProcess(t *testing.T) {
 	st := startStack(t, stackOptions{})
 	ctx := stepCtx(t)
-	kek, err := keystore.GenerateKEK(filepath.Join(t.TempDir(), "kek"))
-	require.NoError(t, err)
-	open := func() *keystore.Store {
-		keys, err := keystore.Open(ctx, st.js, keystore.Config{KEK: kek})
-		require.NoError(t, err)
-		return keys
-	}
+	open := func() *keystore.Store { return st.openKeys(t) }
 	keys1, keys2 := open(), open()
 	stop, err := keys2.Watch()
 	require.NoError(t, err)
@@ -69,7 +63,7 @@ func TestEraseDestroysTheKeysOfEveryProcess(t *testing.T) {
 	bobIDs := keyIDsOf(t, st, "acme", "bob", "newsletter")
 	require.Len(t, bobIDs, 1)
 
-	token := events.Key{Tenant: "acme", SubjectID: "alice"}.Token()
+	token := subjectKeyOf(t, l1, "acme", "alice")
 	// The events keep naming the ids; the key bucket's files must not,
 	// and no file may hold the keys.
 	var ids, keyBytes [][]byte
@@ -101,7 +95,7 @@ func TestEraseDestroysTheKeysOfEveryProcess(t *testing.T) {
 	}
 	_, _, err = keys2.DataKey(ctx, "acme", token)
 	assert.ErrorIs(t, err, keystore.ErrNoDataKey, "the other process forgot the key it handed alice")
-	_, err = fresh.KeyByID(ctx, "acme", events.Key{Tenant: "acme", SubjectID: "bob"}.Token(), bobIDs[0])
+	_, err = fresh.KeyByID(ctx, "acme", subjectKeyOf(t, l1, "acme", "bob"), bobIDs[0])
 	assert.NoError(t, err, "bob's key stays")
 	_, _, err = keys1.DataKey(ctx, "acme", token)
 	assert.ErrorIs(t, err, keystore.ErrNoDataKey, "the erasing process forgot alice's key")
@@ -118,13 +112,13 @@ func TestEraseDestroysTheKeysOfEveryProcess(t *testing.T) {
 
 // countingKeys counts the calls of Destroy.
 type countingKeys struct {
-	ledger.Keys
+	*keystore.Store
 	destroys atomic.Int64
 }
 
 func (k *countingKeys) Destroy(ctx context.Context, tenant, subjectKey string, ids []string) (bool, error) {
 	k.destroys.Add(1)
-	return k.Keys.Destroy(ctx, tenant, subjectKey, ids)
+	return k.Store.Destroy(ctx, tenant, subjectKey, ids)
 }
 
 // An erasure cut short after its last consent.erased, before the keys
@@ -135,8 +129,8 @@ func TestRetainerFinishesAnErasureCutShort(t *testing.T) {
 	clock := newManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	st := startStack(t, stackOptions{now: clock.Now})
 	ctx := stepCtx(t)
-	store := openKeys(t, st.js)
-	keys := &countingKeys{Keys: store}
+	store := st.openKeys(t)
+	keys := &countingKeys{Store: store}
 	l := ledger.New(st.js, st.stream, ledger.Options{Now: clock.Now, Keys: keys})
 	for _, purpose := range []string{"analytics", "newsletter"} {
 		_, err := l.Append(ctx, events.KindGrant, events.Command{Tenant: "acme", SubjectID: "alice", Purpose: purpose})
@@ -147,14 +141,13 @@ func TestRetainerFinishesAnErasureCutShort(t *testing.T) {
 	ids := keyIDsOf(t, st, "acme", "alice", "analytics")
 	require.Len(t, ids, 1)
 
-	// The erasure stops after the consent.erased events: as a ledger
-	// without keys leaves it.
-	cut, err := ledger.New(st.js, st.stream, ledger.Options{Now: clock.Now}).Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: "alice", Reason: "r"})
+	// The erasure stops after the consent.erased events.
+	cut, err := ledger.New(st.js, st.stream, ledger.Options{Now: clock.Now, Keys: keepingKeys{store}}).Erase(ctx, wire.EraseRequest{Tenant: "acme", SubjectID: "alice", Reason: "r"})
 	require.NoError(t, err)
 	require.Len(t, cut.Erased, 2)
 	_, err = st.index.Wait(ctx, cut.Erased[1].Seq)
 	require.NoError(t, err)
-	token := events.Key{Tenant: "acme", SubjectID: "alice"}.Token()
+	token := subjectKeyOf(t, l, "acme", "alice")
 	_, err = store.KeyByID(ctx, "acme", token, ids[0])
 	require.NoError(t, err, "the key outlived the cut-short erasure")
 
@@ -163,9 +156,9 @@ func TestRetainerFinishesAnErasureCutShort(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), ret.Stats().Finished, "%+v", ret.Stats())
 	assert.Equal(t, int64(1), keys.destroys.Load(), "alice only")
-	_, err = openKeys(t, st.js).KeyByID(ctx, "acme", token, ids[0])
+	_, err = st.openKeys(t).KeyByID(ctx, "acme", token, ids[0])
 	assert.ErrorIs(t, err, ledger.ErrKeyDestroyed)
-	_, err = store.KeyByID(ctx, "acme", events.Key{Tenant: "acme", SubjectID: "bob"}.Token(), reply.Event.KeyID)
+	_, err = store.KeyByID(ctx, "acme", subjectKeyOf(t, l, "acme", "bob"), reply.Event.KeyID)
 	assert.NoError(t, err, "bob's key stays")
 
 	// The next sweep looks at nobody erased before the scan it completed.

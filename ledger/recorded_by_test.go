@@ -33,6 +33,7 @@ func TestAppendStoresRecordedByAndHistoryShowsIt(t *testing.T) {
 	assert.Contains(t, string(stored.Data), `"recorded_at":"`+granted.Event.RecordedAt.Format("2006-01-02T15:04:05.999999999Z07:00")+`","recorded_by":"support-7@acme"`)
 	ev, err := events.DecodeOwnedVerified(stored.Data)
 	require.NoError(t, err)
+	openStored(t, keysOf(stream), ev)
 	assert.Equal(t, "support-7@acme", ev.RecordedBy)
 	assert.Equal(t, granted.Event, ev, "the reply carries the event as stored")
 

@@ -31,7 +31,7 @@ type retentionStack struct {
 
 func startRetention(t *testing.T, st *stack, clock *manualClock) *retentionStack {
 	t.Helper()
-	keys := openKeys(t, st.js)
+	keys := st.openKeys(t)
 	holds, err := ledger.OpenHolds(stepCtx(t), st.js, 1)
 	require.NoError(t, err)
 	l := ledger.New(st.js, st.stream, ledger.Options{Now: clock.Now, Keys: keys, Holds: holds})
@@ -75,7 +75,7 @@ func erasedEvents(t *testing.T, st *stack, subject, purpose string) []storedEven
 	t.Helper()
 	var out []storedEvent
 	k := events.Key{Tenant: "acme", SubjectID: subject, Purpose: purpose}
-	for _, e := range readStored(t, st.stream, k.NATSSubject()) {
+	for _, e := range readStored(t, st.stream, st.natsSubject(t, k)) {
 		if e.Event.Type == events.TypeErased {
 			out = append(out, e)
 		}
@@ -83,7 +83,12 @@ func erasedEvents(t *testing.T, st *stack, subject, purpose string) []storedEven
 	return out
 }
 
-func token(subject string) string { return events.Key{Tenant: "acme", SubjectID: subject}.Token() }
+// token returns the subject key of the person subject of acme, by the
+// scheme of the stream.
+func (r *retentionStack) token(t *testing.T, subject string) string {
+	t.Helper()
+	return subjectKeyOf(t, r.l, "acme", subject)
+}
 
 // A person is erased once every consent of theirs ended and the retention
 // of each one's purpose passed since; a live grant, a purpose without
@@ -115,7 +120,7 @@ func TestRetentionErasesAPersonWhoseConsentsAllEnded(t *testing.T) {
 	r.do(t, events.KindRevoke, "dave", "newsletter")
 	hold, err := r.l.SetHold(stepCtx(t), wire.HoldRequest{Tenant: "acme", SubjectID: "dave", Reason: "litigation hold, case 2026-17", RecordedBy: "dpo@acme"})
 	require.NoError(t, err)
-	assert.Equal(t, token("dave"), hold.Hold.SubjectKey)
+	assert.Equal(t, r.token(t, "dave"), hold.Hold.SubjectKey)
 	revokedAt := clock.Now().UTC()
 
 	ret := r.retainer(clock, nil)
@@ -147,11 +152,11 @@ func TestRetentionErasesAPersonWhoseConsentsAllEnded(t *testing.T) {
 		assert.NotContains(t, string(erased[0].Data), "alice")
 		assert.NotContains(t, string(erased[0].Data), "198.51.100.7")
 	}
-	_, _, err = r.keys.DataKey(ctx, "acme", token("alice@example.com"))
+	_, _, err = r.keys.DataKey(ctx, "acme", r.token(t, "alice@example.com"))
 	require.ErrorIs(t, err, keystore.ErrNoDataKey, "alice's key is destroyed")
 	for _, who := range []string{"bob", "carol", "dave"} {
 		assert.Empty(t, erasedEvents(t, r.stack, who, "newsletter"), who)
-		_, _, err := r.keys.DataKey(ctx, "acme", token(who))
+		_, _, err := r.keys.DataKey(ctx, "acme", r.token(t, who))
 		require.NoError(t, err, who)
 	}
 
@@ -221,7 +226,7 @@ func TestRetentionRechecksBeforeErasing(t *testing.T) {
 	assert.Zero(t, st.Erased)
 	for _, who := range []string{"erin", "frank"} {
 		assert.Empty(t, erasedEvents(t, r.stack, who, "newsletter"), who)
-		_, _, err := r.keys.DataKey(ctx, "acme", token(who))
+		_, _, err := r.keys.DataKey(ctx, "acme", r.token(t, who))
 		require.NoError(t, err, who)
 	}
 }
@@ -267,7 +272,7 @@ func TestRetentionErasesOnceWithTwoInstances(t *testing.T) {
 		who := fmt.Sprintf("person-%d", i)
 		for _, purpose := range []string{"newsletter", "analytics"} {
 			assert.Len(t, erasedEvents(t, a.stack, who, purpose), 1, "%s %s", who, purpose)
-			requireLinearChain(t, a.stream, events.Key{Tenant: "acme", SubjectID: who, Purpose: purpose}.NATSSubject())
+			requireLinearChain(t, a.stream, a.natsSubject(t, events.Key{Tenant: "acme", SubjectID: who, Purpose: purpose}))
 		}
 	}
 }
@@ -292,7 +297,7 @@ func TestLegalHoldEndpoints(t *testing.T) {
 
 	set, err := c.SetHold(ctx, wire.HoldRequest{Tenant: "acme", SubjectID: "grace", Reason: "litigation hold, case 2026-17"})
 	require.NoError(t, err)
-	assert.Equal(t, token("grace"), set.Hold.SubjectKey)
+	assert.Equal(t, r.token(t, "grace"), set.Hold.SubjectKey)
 	assert.Equal(t, clock.Now().UTC(), set.Hold.SetAt)
 	list, err := c.ListHolds(ctx, wire.HoldListQuery{Tenant: "acme"})
 	require.NoError(t, err)
@@ -362,7 +367,7 @@ func TestRetentionBatchResumesPastHeldPersons(t *testing.T) {
 		r.do(t, events.KindGrant, p, "newsletter")
 		r.do(t, events.KindRevoke, p, "newsletter")
 	}
-	if token(who[1]) < token(who[0]) {
+	if r.token(t, who[1]) < r.token(t, who[0]) {
 		who[0], who[1] = who[1], who[0]
 	}
 	ctx := stepCtx(t)

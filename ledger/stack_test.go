@@ -68,12 +68,7 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 	st.stream, err = ledger.EnsureStream(ctx, st.js, ledger.StreamOptions{SubjectKeys: scheme})
 	require.NoError(t, err)
 	if scheme == events.SubjectKeyHMAC {
-		// The instances on one server share its KEK, as consentd's on
-		// one cluster do.
-		kek, _ := serverKEKs.LoadOrStore(s, newKEK(t))
-		var err error
-		st.keys, err = keystore.Open(stepCtx(t), st.js, keystore.Config{KEK: kek.(*keystore.KEK)})
-		require.NoError(t, err)
+		st.keys = st.openKeys(t)
 		t.Cleanup(func() { requireKeyedSubjects(t, st.stream, st.keys) })
 	}
 	quiet := slog.New(slog.DiscardHandler)
@@ -132,6 +127,18 @@ func startStack(t testing.TB, opts stackOptions) *stack {
 // serverKEKs holds the KEK of each test server whose stacks have keyed
 // subject keys.
 var serverKEKs sync.Map // *server.Server -> *keystore.KEK
+
+// openKeys opens a key store of its own (another process's) on the
+// stack's server, under the server's KEK: the instances on one server
+// share it, as consentd's on one cluster do, so that every store reads the
+// tenant secrets the others made.
+func (st *stack) openKeys(t testing.TB) *keystore.Store {
+	t.Helper()
+	kek, _ := serverKEKs.LoadOrStore(st.server, newKEK(t))
+	keys, err := keystore.Open(stepCtx(t), st.js, keystore.Config{KEK: kek.(*keystore.KEK)})
+	require.NoError(t, err)
+	return keys
+}
 
 // newKEK makes a KEK in a temporary file.
 func newKEK(t testing.TB) *keystore.KEK {

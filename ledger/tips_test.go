@@ -30,7 +30,7 @@ func (s *staleTips) Consent(_ context.Context, k events.Key, _ uint64) (events.C
 func TestTipsStaleHintIsDecidedAgain(t *testing.T) {
 	l, stream, js := startLedger(t, ledger.StreamOptions{}, ledger.Options{})
 	tips := &staleTips{}
-	hinted := ledger.New(js, stream, ledger.Options{Tips: tips})
+	hinted := ledger.New(js, stream, ledger.Options{Tips: tips, Keys: keysOf(stream)})
 	ctx := t.Context()
 	cmd := events.Command{SubjectID: "alice", Purpose: "newsletter"}
 
@@ -76,8 +76,8 @@ func TestTipsStaleHintIsDecidedAgain(t *testing.T) {
 	require.ErrorIs(t, err, events.ErrForbidden)
 
 	assert.Positive(t, tips.asked.Load())
-	assert.Len(t, requireLinearChain(t, stream, events.Key{Tenant: events.DefaultTenant, SubjectID: "alice", Purpose: "newsletter"}.NATSSubject()), 5)
-	assert.Len(t, requireLinearChain(t, stream, events.Key{Tenant: events.DefaultTenant, SubjectID: "bob", Purpose: "newsletter"}.NATSSubject()), 2)
+	assert.Len(t, requireLinearChain(t, stream, natsSubjectOf(t, l, events.Key{Tenant: events.DefaultTenant, SubjectID: "alice", Purpose: "newsletter"})), 5)
+	assert.Len(t, requireLinearChain(t, stream, natsSubjectOf(t, l, events.Key{Tenant: events.DefaultTenant, SubjectID: "bob", Purpose: "newsletter"})), 2)
 }
 
 // TestTipsFromTheIndexWithGroupCommit: concurrent appends told their
@@ -85,7 +85,7 @@ func TestTipsStaleHintIsDecidedAgain(t *testing.T) {
 // through group commit, land once each with every history one chain.
 func TestTipsFromTheIndexWithGroupCommit(t *testing.T) {
 	st := startStack(t, stackOptions{})
-	l := ledger.New(st.js, st.stream, ledger.Options{Tips: st.index, GroupCommit: eager})
+	l := ledger.New(st.js, st.stream, ledger.Options{Tips: st.index, GroupCommit: eager, Keys: st.keysOrNil()})
 	ctx := t.Context()
 	const people, rounds = 16, 4
 	kinds := []events.Kind{events.KindGrant, events.KindRevoke, events.KindGrant, events.KindRevoke}
@@ -104,7 +104,7 @@ func TestTipsFromTheIndexWithGroupCommit(t *testing.T) {
 	}
 	for i := range people {
 		key := events.Key{Tenant: events.DefaultTenant, SubjectID: fmt.Sprintf("person-%d", i), Purpose: "p"}
-		chain := requireLinearChain(t, st.stream, key.NATSSubject())
+		chain := requireLinearChain(t, st.stream, natsSubjectOf(t, l, key))
 		require.Len(t, chain, rounds)
 		for r, s := range chain {
 			assert.Equal(t, kinds[r].EventType(), s.Event.Type)

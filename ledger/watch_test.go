@@ -84,6 +84,7 @@ func TestWatchDeliversEventsWithTheirStatus(t *testing.T) {
 
 	ch := next(t, w)
 	assert.Equal(t, granted.Seq, ch.Seq)
+	openStored(t, st.keysOrNil(), ch.Event) // a direct watch delivers it as stored (docs/subscribers.md)
 	assert.Equal(t, granted.Event, ch.Event)
 	assert.Equal(t, events.StateGranted, ch.Status.State)
 	assert.True(t, ch.Status.Allowed)
