@@ -102,12 +102,22 @@ type ListQuery struct {
 // Validate returns a *events.FieldError for the first invalid field, and
 // normalises q.SubjectID in place (events.NormalizeSubjectID).
 func (q *ListQuery) Validate() error {
-	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
+	return validatePerson(q.Tenant, &q.SubjectID)
+}
+
+// validatePerson checks tenant (default "default") and normalises the
+// person's id in place (events.NormalizeSubjectID), returning a
+// *events.FieldError naming the first invalid field.
+func validatePerson(tenant string, subjectID *string) error {
+	if err := events.ValidateName("tenant", events.OrDefaultTenant(tenant)); err != nil {
 		return err
 	}
-	subject, err := events.NormalizeSubjectID(q.SubjectID)
-	q.SubjectID = subject
-	return err
+	id, err := events.NormalizeSubjectID(*subjectID)
+	if err != nil {
+		return err
+	}
+	*subjectID = id
+	return nil
 }
 
 // StatusList is the reply of consent.v1.list.
@@ -135,14 +145,9 @@ type HistoryQuery struct {
 // Validate returns a *events.FieldError for the first invalid field, and
 // normalises q.SubjectID in place (events.NormalizeSubjectID).
 func (q *HistoryQuery) Validate() error {
-	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
+	if err := validatePerson(q.Tenant, &q.SubjectID); err != nil {
 		return err
 	}
-	subject, err := events.NormalizeSubjectID(q.SubjectID)
-	if err != nil {
-		return err
-	}
-	q.SubjectID = subject
 	if q.Purpose != "" {
 		if err := events.ValidateName("purpose", q.Purpose); err != nil {
 			return err

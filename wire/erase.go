@@ -28,14 +28,9 @@ type EraseRequest struct {
 // Validate checks the request, returning a *events.FieldError naming the
 // field.
 func (q *EraseRequest) Validate() error {
-	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
+	if err := validatePerson(q.Tenant, &q.SubjectID); err != nil {
 		return err
 	}
-	id, err := events.NormalizeSubjectID(q.SubjectID)
-	if err != nil {
-		return err
-	}
-	q.SubjectID = id
 	x := events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy}
 	return x.Validate()
 }
@@ -82,14 +77,9 @@ type HoldRequest struct {
 // Validate checks the request, returning a *events.FieldError naming the
 // field. The reason is checked by ledger.Ledger.SetHold, where it is required.
 func (q *HoldRequest) Validate() error {
-	if err := events.ValidateName("tenant", events.OrDefaultTenant(q.Tenant)); err != nil {
+	if err := validatePerson(q.Tenant, &q.SubjectID); err != nil {
 		return err
 	}
-	id, err := events.NormalizeSubjectID(q.SubjectID)
-	if err != nil {
-		return err
-	}
-	q.SubjectID = id
 	if q.Reason != "" {
 		x := events.Erase{Reason: q.Reason, RecordedBy: q.RecordedBy}
 		return x.Validate()
