@@ -282,6 +282,26 @@ func (r *Retainer) due(ctx context.Context, now time.Time) (scan, error) {
 	return scan{due: out, next: next, erased: erased, complete: err == nil && start == personRef{}, seq: seq}, nil
 }
 
+// countFailure counts err, the failure to erase or finish erasing the
+// person token of tenant (what), in s: held, lost to a change or another
+// writer, or failed (logged; retried at the next sweep). It reports true,
+// counting nothing, when ctx ended: the sweep stops.
+func (r *Retainer) countFailure(ctx context.Context, s *RetentionStats, err error, what, tenant, token string) (stop bool) {
+	switch {
+	case errors.Is(err, ErrHeld):
+		s.Held++
+	case errors.Is(err, ErrRetentionChanged), errors.Is(err, ErrContention):
+		s.Lost++
+	case ctx.Err() != nil:
+		return true
+	default:
+		s.Failed++
+		r.opts.Logger.Warn("retainer: could not "+what+"; retrying at the next sweep",
+			"tenant", tenant, "subject_key", token, "error", err)
+	}
+	return false
+}
+
 // Sweep erases every person due now (up to Batch of them) and returns
 // when the next person the index shows becomes due (zero when none is
 // known, now when more were due than one sweep takes), having waited
@@ -305,23 +325,15 @@ func (r *Retainer) Sweep(ctx context.Context) (time.Time, error) {
 	finished := true
 	for _, p := range sc.erased {
 		reply, err := r.ledger.finishErasure(ctx, p.tenant, p.token)
-		switch {
-		case err == nil:
+		if err == nil {
 			if reply.KeyDestroyed {
 				s.Finished++
 			}
 			continue
-		case errors.Is(err, ErrHeld):
-			s.Held++
-		case errors.Is(err, ErrRetentionChanged), errors.Is(err, ErrContention):
-			s.Lost++
-		case ctx.Err() != nil:
+		}
+		if r.countFailure(ctx, &s, err, "finish the erasure of a person (destroy their keys)", p.tenant, p.token) {
 			r.add(s)
 			return time.Time{}, ctx.Err()
-		default:
-			s.Failed++
-			r.opts.Logger.Warn("retainer: could not finish the erasure of a person (destroy their keys); retrying at the next sweep",
-				"tenant", p.tenant, "subject_key", p.token, "error", err)
 		}
 		finished = false
 	}
@@ -336,20 +348,11 @@ func (r *Retainer) Sweep(ctx context.Context) (time.Time, error) {
 		for _, e := range reply.Erased {
 			lastSeq = max(lastSeq, e.Seq)
 		}
-		switch {
-		case err == nil:
+		if err == nil {
 			s.Erased++
-		case errors.Is(err, ErrHeld):
-			s.Held++
-		case errors.Is(err, ErrRetentionChanged), errors.Is(err, ErrContention):
-			s.Lost++
-		case ctx.Err() != nil:
+		} else if r.countFailure(ctx, &s, err, "erase a person whose retention passed", p.tenant, p.token) {
 			r.add(s)
 			return time.Time{}, ctx.Err()
-		default:
-			s.Failed++
-			r.opts.Logger.Warn("retainer: could not erase a person whose retention passed; retrying at the next sweep",
-				"tenant", p.tenant, "subject_key", p.token, "error", err)
 		}
 	}
 	r.add(s)
