@@ -73,15 +73,12 @@ func Auth(ctx context.Context, cfg AuthConfig) (AuthResult, error) {
 	if rounds <= 0 {
 		rounds = 8
 	}
-	plain, err := startStack(ctx, stackConfig{Dir: cfg.Dir, Consents: cfg.Consents})
+	plain, secure, err := startPair(ctx, "authentication",
+		stackConfig{Dir: cfg.Dir, Consents: cfg.Consents}, stackConfig{Dir: cfg.Dir, Consents: cfg.Consents, Auth: true})
 	if err != nil {
-		return res, fmt.Errorf("stack without authentication: %w", err)
+		return res, err
 	}
 	defer plain.close()
-	secure, err := startStack(ctx, stackConfig{Dir: cfg.Dir, Consents: cfg.Consents, Auth: true})
-	if err != nil {
-		return res, fmt.Errorf("stack with authentication: %w", err)
-	}
 	defer secure.close()
 
 	queries := statusQueries(min(cfg.Consents, 1000))
@@ -227,14 +224,25 @@ type stackConfig struct {
 	Observer ledger.Observer
 }
 
+// startPair starts the two stacks of a comparison, without and with
+// what, named so; on an error it closes what it started.
+func startPair(ctx context.Context, what string, without, with stackConfig) (off, on *stack, err error) {
+	if off, err = startStack(ctx, without); err != nil {
+		return nil, nil, fmt.Errorf("stack without %s: %w", what, err)
+	}
+	if on, err = startStack(ctx, with); err != nil {
+		off.close()
+		return nil, nil, fmt.Errorf("stack with %s: %w", what, err)
+	}
+	off.name, on.name = "without "+what, "with "+what
+	return off, on, nil
+}
+
 // startStack starts one stack as cfg says, with cfg.Consents granted
 // consents in its index.
 func startStack(ctx context.Context, cfg stackConfig) (st *stack, err error) {
 	withAuth := cfg.Auth
-	st = &stack{name: "without authentication"}
-	if withAuth {
-		st.name = "with authentication"
-	}
+	st = &stack{}
 	defer func() {
 		if err != nil {
 			st.close()

@@ -92,18 +92,12 @@ func Metrics(ctx context.Context, cfg MetricsConfig) (MetricsResult, error) {
 		return res, fmt.Errorf("perf: MetricsConfig.Consents must be positive")
 	}
 	reg := metrics.New(metrics.BuildInfo{}, metrics.Sources{})
-	off, err := startStack(ctx, stackConfig{Dir: cfg.Dir})
+	off, on, err := startPair(ctx, "metrics", stackConfig{Dir: cfg.Dir}, stackConfig{Dir: cfg.Dir, Observer: reg})
 	if err != nil {
-		return res, fmt.Errorf("stack without metrics: %w", err)
+		return res, err
 	}
 	defer off.close()
-	off.name = "without metrics"
-	on, err := startStack(ctx, stackConfig{Dir: cfg.Dir, Observer: reg})
-	if err != nil {
-		return res, fmt.Errorf("stack with metrics: %w", err)
-	}
 	defer on.close()
-	on.name = "with metrics"
 
 	queries := statusQueries(cfg.Consents)
 	for _, st := range []*stack{off, on} {

@@ -91,18 +91,12 @@ func Sealed(ctx context.Context, cfg SealedConfig) (SealedResult, error) {
 	if cfg.Consents <= 0 {
 		return res, fmt.Errorf("perf: SealedConfig.Consents must be positive")
 	}
-	clear, err := startStack(ctx, stackConfig{Dir: cfg.Dir})
+	clear, sealed, err := startPair(ctx, "encryption", stackConfig{Dir: cfg.Dir}, stackConfig{Dir: cfg.Dir, Keys: true})
 	if err != nil {
-		return res, fmt.Errorf("stack without encryption: %w", err)
+		return res, err
 	}
 	defer clear.close()
-	clear.name = "without encryption"
-	sealed, err := startStack(ctx, stackConfig{Dir: cfg.Dir, Keys: true})
-	if err != nil {
-		return res, fmt.Errorf("stack with encryption: %w", err)
-	}
 	defer sealed.close()
-	sealed.name = "with encryption"
 
 	queries := statusQueries(cfg.Consents)
 	for _, st := range []*stack{clear, sealed} {
