@@ -64,7 +64,7 @@ type Config struct {
 	Sync     string // embedded server: "always" (fsync every write) or "interval" (every 2 minutes)
 	// GroupCommit is when concurrent appends are gathered into atomic
 	// batches, so that one disk flush covers many events: GroupCommitAuto
-	// (the default), GroupCommitOn or GroupCommitOff. See groupCommit.
+	// (the default), GroupCommitOn or GroupCommitOff. See CommitsInGroups.
 	GroupCommit string
 
 	LogLevel string
